@@ -1,0 +1,57 @@
+# Install rules: the headers, the CMake package (find_package(jobwarden CONFIG)
+# gives jobwarden::jobwarden) and a pkg-config file. jobwarden is header-only, so
+# everything goes to architecture-independent places, and nothing installed holds
+# an absolute path: each file finds the prefix relative to itself, so an installed
+# tree can be moved (the packaging tests move it before using it).
+
+include(CMakePackageConfigHelpers)
+
+set(JOBWARDEN_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATAROOTDIR}/cmake/jobwarden"
+  CACHE STRING "Where jobwarden's CMake package files go, relative to the install prefix")
+set(JOBWARDEN_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_DATAROOTDIR}/pkgconfig"
+  CACHE STRING "Where jobwarden.pc goes, relative to the install prefix")
+mark_as_advanced(JOBWARDEN_INSTALL_CMAKEDIR JOBWARDEN_INSTALL_PKGCONFIGDIR)
+
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/jobwarden"
+  DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+  FILES_MATCHING PATTERN "*.hpp")
+
+install(TARGETS jobwarden EXPORT jobwardenTargets)
+install(EXPORT jobwardenTargets
+  FILE jobwardenTargets.cmake
+  NAMESPACE jobwarden::
+  DESTINATION "${JOBWARDEN_INSTALL_CMAKEDIR}")
+
+configure_package_config_file(
+  "${CMAKE_CURRENT_LIST_DIR}/jobwardenConfig.cmake.in"
+  "${PROJECT_BINARY_DIR}/jobwardenConfig.cmake"
+  INSTALL_DESTINATION "${JOBWARDEN_INSTALL_CMAKEDIR}")
+write_basic_package_version_file(
+  "${PROJECT_BINARY_DIR}/jobwardenConfigVersion.cmake"
+  VERSION "${PROJECT_VERSION}"
+  COMPATIBILITY SameMajorVersion
+  ARCH_INDEPENDENT)
+install(FILES
+  "${PROJECT_BINARY_DIR}/jobwardenConfig.cmake"
+  "${PROJECT_BINARY_DIR}/jobwardenConfigVersion.cmake"
+  DESTINATION "${JOBWARDEN_INSTALL_CMAKEDIR}")
+
+# jobwarden.pc: prefix=${pcfiledir}/<path back up to the prefix>. Only a
+# destination given as an absolute path pins an absolute one.
+if(IS_ABSOLUTE "${JOBWARDEN_INSTALL_PKGCONFIGDIR}")
+  set(JOBWARDEN_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH JOBWARDEN_PC_PREFIX "/${JOBWARDEN_INSTALL_PKGCONFIGDIR}" "/")
+  string(REGEX REPLACE "/$" "" JOBWARDEN_PC_PREFIX "\${pcfiledir}/${JOBWARDEN_PC_PREFIX}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(JOBWARDEN_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(JOBWARDEN_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+set(JOBWARDEN_PC_CFLAGS "-I\${includedir}")
+if(JOBWARDEN_PORTABLE)
+  string(APPEND JOBWARDEN_PC_CFLAGS " -DJOBWARDEN_PORTABLE=1")
+endif()
+configure_file("${CMAKE_CURRENT_LIST_DIR}/jobwarden.pc.in" "${PROJECT_BINARY_DIR}/jobwarden.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/jobwarden.pc" DESTINATION "${JOBWARDEN_INSTALL_PKGCONFIGDIR}")

@@ -1,0 +1,288 @@
+#pragma once
+/// \file
+/// Learning that a worker exited, without polling and without waitpid(-1):
+/// the one owner of "which children may have exited" and of the descriptor a
+/// host puts into its own event loop.
+///
+/// - Linux with pidfds: an epoll set holding each worker's pidfd (readable
+///   once that process exits), a timerfd for the next deadline and an eventfd
+///   for wake-ups from other threads. One descriptor tells the host everything.
+/// - Otherwise (macOS, old kernels, `JOBWARDEN_PORTABLE`): a SIGCHLD handler,
+///   installed once and chained to any previous one, writes to a self-pipe of
+///   every live supervisor; each then checks its own pids with
+///   `waitid(P_PID, ..., WNOWAIT)`, never touching children it did not start.
+///   There is no timer descriptor: the host uses `next_timeout()`.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <vector>
+
+#include "jobwarden/detail/platform.hpp"
+
+#if JOBWARDEN_LINUX_FAST_PATH
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#endif
+
+namespace jobwarden::detail {
+
+/// Write ends of the self-pipes of every live supervisor (SIGCHLD mode).
+struct SigchldRegistry {
+  static constexpr int slots = 256;
+  std::atomic<int> fds[slots];
+  struct sigaction previous;
+  std::once_flag installed;
+
+  static SigchldRegistry& instance() {
+    static SigchldRegistry registry;
+    return registry;
+  }
+
+  SigchldRegistry() {
+    for (auto& fd : fds) fd.store(-1, std::memory_order_relaxed);
+  }
+
+  static void handler(int sig, siginfo_t* info, void* context) {
+    int saved_errno = errno;
+    SigchldRegistry& self = instance();
+    for (auto& slot : self.fds) {
+      int fd = slot.load(std::memory_order_acquire);
+      if (fd >= 0) {
+        char byte = 1;
+        ssize_t ignored = ::write(fd, &byte, 1);  // non-blocking: a full pipe already says "check"
+        (void)ignored;
+      }
+    }
+    // Chain to the host's handler, if it had one.
+    if ((self.previous.sa_flags & SA_SIGINFO) != 0) {
+      if (self.previous.sa_sigaction != nullptr) self.previous.sa_sigaction(sig, info, context);
+    } else if (self.previous.sa_handler != SIG_DFL && self.previous.sa_handler != SIG_IGN &&
+               self.previous.sa_handler != nullptr) {
+      self.previous.sa_handler(sig);
+    }
+    errno = saved_errno;
+  }
+
+  /// Registers a write end; false when every slot is taken.
+  bool add(int fd) {
+    std::call_once(installed, [this] {
+      struct sigaction action;
+      std::memset(&action, 0, sizeof action);
+      action.sa_sigaction = &SigchldRegistry::handler;
+      sigemptyset(&action.sa_mask);
+      // SA_NOCLDSTOP: only exits matter. A previous SIG_IGN would make the
+      // kernel reap our children before we could read their status, so it is
+      // replaced (and not chained).
+      action.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
+      ::sigaction(SIGCHLD, &action, &previous);
+    });
+    for (auto& slot : fds) {
+      int expected = -1;
+      if (slot.compare_exchange_strong(expected, fd, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
+
+  void remove(int fd) {
+    for (auto& slot : fds) {
+      int expected = fd;
+      if (slot.compare_exchange_strong(expected, -1, std::memory_order_acq_rel)) return;
+    }
+  }
+};
+
+inline void set_nonblocking_cloexec(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+inline void drain(int fd) {
+  char buffer[256];
+  while (::read(fd, buffer, sizeof buffer) > 0) {
+  }
+}
+
+/// See the file comment. Not copyable; owned by one supervisor.
+class ExitWatcher {
+ public:
+  /// What `collect()` found.
+  struct Ready {
+    std::vector<void*> exited;  ///< tokens whose pidfd became readable
+    bool check_all = false;     ///< SIGCHLD mode: any child may have exited
+  };
+
+  /// Throws `std::system_error` when the kernel refuses the descriptors
+  /// (EMFILE, ENFILE), naming which one.
+  ExitWatcher() {
+    use_pidfd_ = features().pidfd;
+#if JOBWARDEN_LINUX_FAST_PATH
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) fail("epoll_create1");
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) fail("eventfd");
+    timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (timer_fd_ < 0) fail("timerfd_create");
+    add_to_epoll(wake_fd_, wake_token());
+    add_to_epoll(timer_fd_, timer_token());
+#endif
+    if (!use_pidfd_) {
+      if (::pipe(pipe_) != 0) fail("pipe");
+      set_nonblocking_cloexec(pipe_[0]);
+      set_nonblocking_cloexec(pipe_[1]);
+      if (!SigchldRegistry::instance().add(pipe_[1])) {
+        errno = EMFILE;
+        fail("SIGCHLD registry (too many supervisors in one process)");
+      }
+#if JOBWARDEN_LINUX_FAST_PATH
+      add_to_epoll(pipe_[0], wake_token());
+#endif
+    }
+  }
+
+  ~ExitWatcher() { close_all(); }
+  ExitWatcher(const ExitWatcher&) = delete;
+  ExitWatcher& operator=(const ExitWatcher&) = delete;
+
+  /// The descriptor that becomes readable when `collect()` has something.
+  int fd() const {
+#if JOBWARDEN_LINUX_FAST_PATH
+    return epoll_fd_;
+#else
+    return pipe_[0];
+#endif
+  }
+
+  /// Whether exits arrive per pidfd (true) or as "check all" (false).
+  bool uses_pidfd() const { return use_pidfd_; }
+
+  /// Whether deadlines wake `fd()` by themselves (a timerfd in the set).
+  bool has_timer() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
+
+  /// Watches a worker's pidfd; `token` comes back in `Ready::exited`.
+  void add(int pidfd, void* token) {
+#if JOBWARDEN_LINUX_FAST_PATH
+    if (pidfd >= 0) add_to_epoll(pidfd, token);
+#else
+    (void)pidfd;
+    (void)token;
+#endif
+  }
+
+  /// Stops watching a pidfd (call before closing it).
+  void remove(int pidfd) {
+#if JOBWARDEN_LINUX_FAST_PATH
+    if (pidfd >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, pidfd, nullptr);
+#else
+    (void)pidfd;
+#endif
+  }
+
+  /// Arms the timer to fire after `delay` (none: disarm). Portable mode: no-op.
+  void set_timer(std::optional<std::chrono::nanoseconds> delay) {
+#if JOBWARDEN_LINUX_FAST_PATH
+    struct itimerspec spec;
+    std::memset(&spec, 0, sizeof spec);
+    if (delay) {
+      auto ns = delay->count() <= 0 ? 1 : delay->count();  // zero would disarm
+      spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+      spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    }
+    ::timerfd_settime(timer_fd_, 0, &spec, nullptr);
+#else
+    (void)delay;
+#endif
+  }
+
+  /// Makes `fd()` readable from any thread.
+  void wake() {
+#if JOBWARDEN_LINUX_FAST_PATH
+    std::uint64_t one = 1;
+    ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+#else
+    char byte = 1;
+    ssize_t ignored = ::write(pipe_[1], &byte, 1);
+#endif
+    (void)ignored;
+  }
+
+  /// Takes what is ready without blocking.
+  Ready collect() {
+    Ready ready;
+#if JOBWARDEN_LINUX_FAST_PATH
+    epoll_event events[64];
+    int n;
+    do {
+      n = ::epoll_wait(epoll_fd_, events, 64, 0);
+    } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; ++i) {
+      void* token = events[i].data.ptr;
+      if (token == wake_token()) {
+        drain(wake_fd_);
+        if (!use_pidfd_) {
+          drain(pipe_[0]);
+          ready.check_all = true;
+        }
+      } else if (token == timer_token()) {
+        drain(timer_fd_);
+      } else {
+        ready.exited.push_back(token);
+      }
+    }
+    if (n == 64) ready.check_all = true;  // more may be waiting: let the caller look at everyone
+#else
+    drain(pipe_[0]);
+    ready.check_all = true;
+#endif
+    return ready;
+  }
+
+ private:
+  static void* wake_token() { return reinterpret_cast<void*>(std::uintptr_t{1}); }
+  static void* timer_token() { return reinterpret_cast<void*>(std::uintptr_t{2}); }
+
+  [[noreturn]] void fail(const char* what) {
+    int saved = errno;
+    close_all();
+    throw std::system_error(saved, std::system_category(),
+                            std::string("jobwarden: cannot create the supervisor's ") + what);
+  }
+
+#if JOBWARDEN_LINUX_FAST_PATH
+  void add_to_epoll(int fd, void* token) {
+    epoll_event event;
+    std::memset(&event, 0, sizeof event);
+    event.events = EPOLLIN;
+    event.data.ptr = token;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) fail("epoll registration");
+  }
+#endif
+
+  void close_all() {
+    if (pipe_[1] >= 0) SigchldRegistry::instance().remove(pipe_[1]);
+    for (int* fd : {&epoll_fd_, &wake_fd_, &timer_fd_, &pipe_[0], &pipe_[1]}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+  }
+
+  bool use_pidfd_ = false;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  int timer_fd_ = -1;
+  int pipe_[2] = {-1, -1};
+};
+
+}  // namespace jobwarden::detail

@@ -1,0 +1,63 @@
+#pragma once
+/// \file
+/// The one place that knows how a job directory is laid out on disk.
+///
+/// ```
+/// <root>/<job_id>/job.json                   supervisor: job record + summary (the seeds' master.json)
+/// <root>/<job_id>/supervisor.lock            supervisor: held (flock) while a supervisor is alive
+/// <root>/<job_id>/workers/<id>/process.json  supervisor: pid, start time, attempt, exit, state
+/// <root>/<job_id>/workers/<id>/status.json   the worker: state, progress, message, result, heartbeat
+/// <root>/<job_id>/workers/<id>/stdout.log    the worker's stdout
+/// <root>/<job_id>/workers/<id>/stderr.log    the worker's stderr
+/// ```
+/// Every JSON file carries `schema_version`. One writer per file.
+
+#include <string>
+
+namespace jobwarden::detail {
+
+/// Version of every file in the job directory.
+inline constexpr int schema_version = 1;
+
+/// File names inside a job directory (for readers that walk it).
+inline constexpr const char* job_file_name = "job.json";
+inline constexpr const char* lock_file_name = "supervisor.lock";
+inline constexpr const char* workers_dir_name = "workers";
+inline constexpr const char* process_file_name = "process.json";
+inline constexpr const char* status_file_name = "status.json";
+inline constexpr const char* stdout_file_name = "stdout.log";
+inline constexpr const char* stderr_file_name = "stderr.log";
+
+/// Paths of one job's files.
+struct JobLayout {
+  std::string root;    ///< the root directory all jobs live under
+  std::string job_id;  ///< a validated id
+
+  std::string job_dir() const { return root + "/" + job_id; }
+  std::string job_file() const { return in_job(job_file_name); }
+  std::string lock_file() const { return in_job(lock_file_name); }
+  std::string workers_dir() const { return in_job(workers_dir_name); }
+  std::string worker_dir(const std::string& worker_id) const {
+    return workers_dir() + "/" + worker_id;
+  }
+  std::string process_file(const std::string& worker_id) const {
+    return in_worker(worker_id, process_file_name);
+  }
+  std::string status_file(const std::string& worker_id) const {
+    return in_worker(worker_id, status_file_name);
+  }
+  std::string stdout_file(const std::string& worker_id) const {
+    return in_worker(worker_id, stdout_file_name);
+  }
+  std::string stderr_file(const std::string& worker_id) const {
+    return in_worker(worker_id, stderr_file_name);
+  }
+
+ private:
+  std::string in_job(const char* name) const { return job_dir() + "/" + name; }
+  std::string in_worker(const std::string& worker_id, const char* name) const {
+    return worker_dir(worker_id) + "/" + name;
+  }
+};
+
+}  // namespace jobwarden::detail

@@ -1,0 +1,727 @@
+#pragma once
+/// \file
+/// `JobSupervisor`: runs workers with a concurrency limit, enforces deadlines,
+/// stops whole process trees, reaps them and says how each one ended — without
+/// ever blocking its host.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/exit_watcher.hpp"
+#include "jobwarden/detail/process_control.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/spawn.hpp"
+#include "jobwarden/duration.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/signals.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden {
+
+/// How a `JobSupervisor` runs its job.
+struct SupervisorOptions {
+  /// The job's id (SPEC.md's id rules); names the job directory under `root`.
+  std::string job_id = "job";
+  /// Directory holding job directories; empty means no status files at all.
+  std::string root;
+  /// Most workers running at once; 0 means the number of CPUs.
+  std::size_t max_concurrency = 0;
+};
+
+/// What a `WorkerEvent` reports.
+enum class EventKind {
+  started,         ///< the worker's program is running
+  timed_out,       ///< its deadline passed; the stop sequence began
+  stop_requested,  ///< cancel or shutdown began the stop sequence
+  killed,          ///< the grace period ran out; SIGKILL went to its tree
+  exited,          ///< it reached a terminal state (including spawn_failed)
+};
+
+/// The name of an event kind (`"timed_out"`).
+constexpr std::string_view to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::started: return "started";
+    case EventKind::timed_out: return "timed_out";
+    case EventKind::stop_requested: return "stop_requested";
+    case EventKind::killed: return "killed";
+    case EventKind::exited: return "exited";
+  }
+  return "unknown";
+}
+
+/// Something that happened to a worker, with a snapshot of it at that moment.
+struct WorkerEvent {
+  EventKind kind;
+  WorkerInfo worker;
+};
+
+/// Supervises the workers of one job.
+///
+/// - `Progress`: the payload workers report (any type with nlohmann
+///   `to_json`/`from_json`); used by the status side of the job.
+/// - `Clock`: the clock deadlines are measured on (a fake clock in tests).
+///
+/// Thread-safe: `submit`, `cancel`, the queries and `poll` may be called from
+/// any thread. Event handlers run only inside `poll()` (and the blocking
+/// `wait` calls built on it), on the calling thread, never inside `submit`.
+/// Move-only; destroying it stops and reaps every worker it started.
+template <class Progress = nlohmann::json, class Clock = std::chrono::steady_clock>
+class JobSupervisor {
+ public:
+  using progress_type = Progress;
+  using clock_type = Clock;
+  using time_point = typename Clock::time_point;
+  using event_handler = std::function<void(const WorkerEvent&)>;
+
+  /// Starts supervising. Throws `std::system_error` for an invalid job id or
+  /// when the kernel refuses the supervisor's descriptors.
+  explicit JobSupervisor(SupervisorOptions options = {}) {
+    std::error_code ec;
+    init(std::move(options), &ec, true);
+  }
+
+  /// Non-throwing form: on failure `ec` is set and the supervisor is unusable.
+  JobSupervisor(SupervisorOptions options, std::error_code& ec) {
+    ec.clear();
+    init(std::move(options), &ec, false);
+  }
+
+  JobSupervisor(JobSupervisor&&) noexcept = default;
+  JobSupervisor& operator=(JobSupervisor&& other) noexcept {
+    if (this != &other) {
+      destroy();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  JobSupervisor(const JobSupervisor&) = delete;
+  JobSupervisor& operator=(const JobSupervisor&) = delete;
+
+  /// Stops every running worker with the stop sequence and reaps it; nothing
+  /// it started outlives it. May block for up to the longest grace period.
+  ~JobSupervisor() { destroy(); }
+
+  /// The job's id.
+  const std::string& job_id() const { return state().options.job_id; }
+
+  /// The concurrency limit in force.
+  std::size_t max_concurrency() const { return state().options.max_concurrency; }
+
+  /// Submits a worker; it starts now if a slot is free, else when one frees
+  /// up, in submission order. Returns its id. A program that cannot be
+  /// started is not an error here: the worker ends `spawn_failed`.
+  /// Throws `std::system_error` for a bad spec (empty argv, negative
+  /// duration, invalid or duplicate id, bad signal) or after shutdown.
+  std::string submit(WorkerSpec spec) {
+    return submit_impl(std::move(spec), nullptr);
+  }
+
+  /// Non-throwing form: on a bad spec sets `ec` and returns an empty id.
+  std::string submit(WorkerSpec spec, std::error_code& ec) {
+    ec.clear();
+    return submit_impl(std::move(spec), &ec);
+  }
+
+  /// Stops one worker: a pending one ends `cancelled` at once, a running one
+  /// gets the stop sequence and ends `cancelled`. A finished one is left as
+  /// it is. Throws for an unknown id.
+  void cancel(const std::string& id) { cancel_impl(id, nullptr); }
+
+  /// Non-throwing form (`errc::unknown_worker`).
+  void cancel(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    cancel_impl(id, &ec);
+  }
+
+  /// Stops accepting work, cancels pending workers and begins the stop
+  /// sequence for every running one; returns at once. Drive `poll()` (or call
+  /// `wait_all()`) to finish it.
+  void begin_shutdown() {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.accepting = false;
+      for (auto& [id, record] : s.records) {
+        if (record->info.state == WorkerState::pending) {
+          finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started");
+        } else if (record->info.state == WorkerState::running) {
+          begin_stop(s, *record, WorkerState::cancelled);
+        }
+      }
+      s.queue.clear();
+      arm_timer(s);
+    }
+    s.watcher.wake();
+  }
+
+  /// `begin_shutdown()`, then waits until every worker is reaped.
+  void shutdown() {
+    begin_shutdown();
+    wait_all();
+  }
+
+  /// Does whatever is ready — reaps exited workers, enforces deadlines, starts
+  /// queued workers, runs event handlers — and returns at once. Returns the
+  /// number of events delivered.
+  std::size_t poll() {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    std::vector<WorkerEvent> events;
+    std::vector<Record*> to_launch;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      auto ready = s.watcher.collect();
+      if (ready.check_all || !s.watcher.uses_pidfd()) {
+        for (Record* record : running_records(s)) check_exit(s, *record);
+      } else {
+        for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
+      }
+      enforce_deadlines(s);
+      to_launch = take_launchable(s);
+    }
+    for (Record* record : to_launch) launch(s, *record);
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      arm_timer(s);
+      events.swap(s.events);
+    }
+    if (!events.empty()) {
+      auto handlers = s.handlers;  // a handler may register another
+      for (const auto& event : events) {
+        for (const auto& handler : handlers) handler(event);
+      }
+    }
+    return events.size();
+  }
+
+  /// A descriptor that becomes readable when `poll()` has work. On Linux it
+  /// also covers deadlines; elsewhere wait at most `next_timeout()` too.
+  int event_fd() const { return state().watcher.fd(); }
+
+  /// How long the host may sleep before `poll()` has deadline work to do;
+  /// `std::nullopt` when no deadline is pending (zero: call `poll()` now).
+  std::optional<std::chrono::milliseconds> next_timeout() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto deadline = earliest_deadline(s);
+    if (!deadline) return std::nullopt;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - s.now());
+    return std::max(left, std::chrono::milliseconds(0));
+  }
+
+  /// Registers a handler for worker events; handlers run inside `poll()`.
+  void on_event(event_handler handler) {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    s.handlers.push_back(std::move(handler));
+  }
+
+  /// Blocks until worker `id` is terminal or `timeout` passes (none: no
+  /// limit). Returns whether it is terminal. Throws for an unknown id.
+  bool wait(const std::string& id,
+            std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
+    info(id);  // throws for an unknown id
+    return wait_until_true([&] { return is_terminal(info(id).state); }, timeout);
+  }
+
+  /// Blocks until every worker is terminal or `timeout` passes. Returns
+  /// whether every worker is terminal.
+  bool wait_all(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
+    return wait_until_true([&] { return active_count() == 0; }, timeout);
+  }
+
+  /// A snapshot of worker `id`. Throws `std::system_error` for an unknown id.
+  WorkerInfo info(const std::string& id) const {
+    std::error_code ec;
+    auto result = info_impl(id, &ec);
+    if (ec) detail::throw_error(ec, "unknown worker " + detail::quote_id(id));
+    return result;
+  }
+
+  /// Non-throwing form (`errc::unknown_worker`, empty info).
+  WorkerInfo info(const std::string& id, std::error_code& ec) const {
+    ec.clear();
+    return info_impl(id, &ec);
+  }
+
+  /// Snapshots of every worker, in submission order.
+  std::vector<WorkerInfo> workers() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<WorkerInfo> out;
+    out.reserve(s.order.size());
+    for (const Record* record : s.order) out.push_back(record->info);
+    return out;
+  }
+
+  /// Workers running now (started, not yet reaped).
+  std::size_t running_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.running;
+  }
+
+  /// Workers not yet terminal (pending or running).
+  std::size_t active_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.active;
+  }
+
+ private:
+  struct Record {
+    WorkerSpec spec;
+    WorkerInfo info;
+    int pidfd = -1;
+    bool launching = false;  // reserved a slot; spawn in progress outside the lock
+    bool kill_sent = false;  // the grace period ended and SIGKILL went out
+    std::optional<WorkerState> stop_reason;  // why we began stopping it
+    std::optional<time_point> deadline;      // timeout
+    std::optional<time_point> kill_at;       // end of the grace period
+  };
+
+  struct State {
+    SupervisorOptions options;
+    std::function<time_point()> now = [] { return Clock::now(); };
+    mutable std::mutex mutex;  // records, queue, counters, events
+    std::recursive_mutex poll_mutex;  // one poll at a time (handlers may re-enter); guards handlers
+    std::map<std::string, std::unique_ptr<Record>> records;
+    std::vector<Record*> order;
+    std::deque<Record*> queue;
+    std::vector<WorkerEvent> events;
+    std::vector<event_handler> handlers;
+    detail::ExitWatcher watcher;
+    std::size_t running = 0;  // launching or running
+    std::size_t active = 0;   // not terminal
+    std::size_t next_auto_id = 1;
+    bool accepting = true;
+    int null_in = -1;
+    int null_out = -1;
+
+    ~State() {
+      if (null_in >= 0) ::close(null_in);
+      if (null_out >= 0) ::close(null_out);
+    }
+  };
+
+  State& state() { return *state_; }
+  const State& state() const { return *state_; }
+
+  void init(SupervisorOptions options, std::error_code* ec, bool throwing) {
+    if (!is_valid_id(options.job_id)) {
+      if (throwing) validate_id(options.job_id, "job id");
+      *ec = make_error_code(errc::invalid_id);
+      return;
+    }
+    if (options.max_concurrency == 0) {
+      options.max_concurrency = std::max(1U, std::thread::hardware_concurrency());
+    }
+    try {
+      state_ = std::make_unique<State>();
+    } catch (const std::system_error& e) {
+      if (throwing) throw;
+      *ec = e.code();
+      return;
+    }
+    state_->options = std::move(options);
+    state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (state_->null_in < 0 || state_->null_out < 0) {
+      std::error_code err(errno, std::system_category());
+      state_.reset();
+      if (throwing) detail::throw_error(err, "jobwarden: cannot open /dev/null");
+      *ec = err;
+    }
+  }
+
+  void destroy() {
+    if (!state_) return;
+    try {
+      shutdown();
+    } catch (...) {
+      // A destructor must not throw; shutdown only throws on allocation failure.
+    }
+    state_.reset();
+  }
+
+  std::string submit_impl(WorkerSpec spec, std::error_code* ec) {
+    State& s = state();
+    if (spec.argv.empty() || spec.argv[0].empty()) {
+      detail::report(ec, make_error_code(errc::empty_argv),
+                     "invalid worker spec: argv is empty (nothing to run)");
+      return {};
+    }
+    if (spec.timeout.count() < 0 || spec.grace_period.count() < 0) {
+      detail::report(ec, make_error_code(errc::invalid_duration),
+                     "invalid worker spec: timeout and grace_period must not be negative");
+      return {};
+    }
+    if (spec.stop_signal <= 0 || spec.stop_signal >= NSIG) {
+      detail::report(ec, make_error_code(errc::invalid_signal),
+                     "invalid worker spec: stop_signal " + std::to_string(spec.stop_signal) +
+                         " is not a signal");
+      return {};
+    }
+    for (const auto& [key, value] : spec.env) {
+      if (key.empty() || key.find('=') != std::string::npos ||
+          key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
+        detail::report(ec, make_error_code(errc::invalid_argument),
+                       "invalid worker spec: environment variable name " +
+                           detail::quote_id(key) + " is empty or contains '=' or NUL");
+        return {};
+      }
+    }
+    Record* record = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.accepting) {
+        detail::report(ec, make_error_code(errc::supervisor_shut_down),
+                       "cannot submit to job \"" + s.options.job_id + "\": it is shut down");
+        return {};
+      }
+      if (spec.id.empty()) {
+        do {
+          spec.id = std::to_string(s.next_auto_id++);
+        } while (s.records.count(spec.id) != 0);
+      } else if (!is_valid_id(spec.id)) {
+        if (ec != nullptr) {
+          *ec = make_error_code(errc::invalid_id);
+          return {};
+        }
+        validate_id(spec.id, "worker id");
+      } else if (s.records.count(spec.id) != 0) {
+        detail::report(ec, make_error_code(errc::duplicate_id),
+                       "duplicate worker id " + detail::quote_id(spec.id) + " in job \"" +
+                           s.options.job_id + "\"");
+        return {};
+      }
+      auto owned = std::make_unique<Record>();
+      record = owned.get();
+      record->info.id = spec.id;
+      record->info.argv = spec.argv;
+      record->spec = std::move(spec);
+      s.records.emplace(record->info.id, std::move(owned));
+      s.order.push_back(record);
+      ++s.active;
+      s.queue.push_back(record);
+      auto launchable = take_launchable(s);
+      if (launchable.empty()) return record->info.id;
+    }
+    launch(s, *record);
+    s.watcher.wake();  // events (started / spawn_failed) wait for the host's poll()
+    return record->info.id;
+  }
+
+  void cancel_impl(const std::string& id, std::error_code* ec) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      auto it = s.records.find(id);
+      if (it == s.records.end()) {
+        detail::report(ec, make_error_code(errc::unknown_worker),
+                       "cannot cancel unknown worker " + detail::quote_id(id) + " in job \"" +
+                           s.options.job_id + "\"");
+        return;
+      }
+      Record& record = *it->second;
+      if (record.info.state == WorkerState::pending && !record.launching) {
+        s.queue.erase(std::remove(s.queue.begin(), s.queue.end(), &record), s.queue.end());
+        finish_unstarted(s, record, WorkerState::cancelled, "cancelled before it started");
+      } else if (record.launching) {
+        record.stop_reason = WorkerState::cancelled;  // launch() begins the stop when done
+      } else if (record.info.state == WorkerState::running) {
+        begin_stop(s, record, WorkerState::cancelled);
+        arm_timer(s);
+      }
+    }
+    s.watcher.wake();
+  }
+
+  WorkerInfo info_impl(const std::string& id, std::error_code* ec) const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.records.find(id);
+    if (it == s.records.end()) {
+      *ec = make_error_code(errc::unknown_worker);
+      return {};
+    }
+    return it->second->info;
+  }
+
+  // ---- under s.mutex -------------------------------------------------------
+
+  std::vector<Record*> running_records(State& s) {
+    std::vector<Record*> out;
+    for (Record* record : s.order) {
+      if (record->info.state == WorkerState::running && !record->launching) out.push_back(record);
+    }
+    return out;
+  }
+
+  /// Pops queued workers while slots are free and reserves a slot for each.
+  std::vector<Record*> take_launchable(State& s) {
+    std::vector<Record*> out;
+    while (!s.queue.empty() && s.running < s.options.max_concurrency && s.accepting) {
+      Record* record = s.queue.front();
+      s.queue.pop_front();
+      record->launching = true;
+      ++s.running;
+      out.push_back(record);
+    }
+    return out;
+  }
+
+  void emit(State& s, EventKind kind, const Record& record) {
+    s.events.push_back(WorkerEvent{kind, record.info});
+  }
+
+  void set_state(State& s, Record& record, WorkerState next) {
+    if (!is_allowed_transition(record.info.state, next)) return;
+    bool was_active = !is_terminal(record.info.state);
+    record.info.state = next;
+    if (was_active && is_terminal(next)) --s.active;
+  }
+
+  void finish_unstarted(State& s, Record& record, WorkerState final_state, std::string error) {
+    record.info.error = std::move(error);
+    record.info.ended_at = std::chrono::system_clock::now();
+    set_state(s, record, final_state);
+    emit(s, EventKind::exited, record);
+  }
+
+  /// Begins the stop sequence: the stop signal to the whole group, then
+  /// SIGKILL when the grace period ends (see `enforce_deadlines`).
+  void begin_stop(State& s, Record& record, WorkerState reason) {
+    if (record.kill_at || record.info.state != WorkerState::running) return;
+    if (!record.stop_reason) record.stop_reason = reason;
+    record.deadline.reset();
+    if (record.info.error.empty()) {
+      record.info.error = reason == WorkerState::timed_out
+                              ? "timed out after " + format_duration(record.spec.timeout)
+                              : "cancelled";
+    }
+    auto grace = record.spec.grace_period;
+    if (grace.count() == 0 || record.spec.stop_signal == SIGKILL) {
+      detail::signal_group(record.info.pid, SIGKILL);
+      record.kill_at = s.now();
+      record.kill_sent = true;
+    } else {
+      detail::signal_group(record.info.pid, record.spec.stop_signal);
+      // SIGCONT too: a stopped (SIGSTOP) worker could not act on the signal.
+      detail::signal_group(record.info.pid, SIGCONT);
+      record.kill_at = s.now() + grace;
+    }
+    emit(s, reason == WorkerState::timed_out ? EventKind::timed_out : EventKind::stop_requested,
+         record);
+  }
+
+  void enforce_deadlines(State& s) {
+    auto now = s.now();
+    for (Record* record : running_records(s)) {
+      if (record->deadline && *record->deadline <= now) {
+        begin_stop(s, *record, WorkerState::timed_out);
+      } else if (record->kill_at && *record->kill_at <= now && !record->kill_sent) {
+        detail::signal_group(record->info.pid, SIGKILL);
+        record->kill_sent = true;
+        emit(s, EventKind::killed, *record);
+      }
+    }
+  }
+
+  std::optional<time_point> earliest_deadline(const State& s) const {
+    std::optional<time_point> earliest;
+    for (const Record* record : s.order) {
+      if (record->info.state != WorkerState::running || record->launching) continue;
+      std::optional<time_point> t = record->deadline;
+      if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;
+      if (t && (!earliest || *t < *earliest)) earliest = t;
+    }
+    return earliest;
+  }
+
+  void arm_timer(State& s) {
+    auto deadline = earliest_deadline(s);
+    if (!deadline) {
+      s.watcher.set_timer(std::nullopt);
+    } else {
+      s.watcher.set_timer(std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - s.now()));
+    }
+  }
+
+  /// Reaps `record` if its process has exited: kills what is left of its
+  /// group while the zombie still pins the group id, then collects it.
+  void check_exit(State& s, Record& record) {
+    if (record.info.state != WorkerState::running || record.launching) return;
+    if (!detail::has_exited(record.info.pid)) return;
+    detail::signal_group(record.info.pid, SIGKILL);
+    detail::ExitStatus status;
+    bool reaped = detail::reap(record.info.pid, status);
+    s.watcher.remove(record.pidfd);
+    if (record.pidfd >= 0) ::close(record.pidfd);
+    record.pidfd = -1;
+    --s.running;
+    record.info.ended_at = std::chrono::system_clock::now();
+    record.info.exit_code = status.exit_code;
+    record.info.signal = status.signal;
+    record.info.core_dumped = status.core_dumped;
+    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    WorkerState final_state;
+    if (record.stop_reason) {
+      final_state = *record.stop_reason;
+    } else if (!reaped) {
+      final_state = WorkerState::lost;
+      record.info.error = "the process was reaped by someone else (a waitpid(-1) in the host?)";
+    } else if (status.exit_code) {
+      final_state = *status.exit_code == 0 ? WorkerState::succeeded : WorkerState::failed;
+    } else {
+      final_state = WorkerState::crashed;
+    }
+    set_state(s, record, final_state);
+    emit(s, EventKind::exited, record);
+  }
+
+  // ---- outside s.mutex -----------------------------------------------------
+
+  /// Opens the descriptor a stdout/stderr spec asks for (-1: inherit).
+  int open_output(State& s, const OutputSpec& spec, int fallback_fd, std::string& error) {
+    switch (spec.kind) {
+      case OutputSpec::Kind::automatic:
+      case OutputSpec::Kind::inherit: return fallback_fd;
+      case OutputSpec::Kind::discard: return s.null_out;
+      case OutputSpec::Kind::file: {
+        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append ? O_APPEND : O_TRUNC);
+        int fd = ::open(spec.path.c_str(), flags, 0644);
+        if (fd < 0) error = "cannot open \"" + spec.path + "\": " + std::strerror(errno);
+        return fd;
+      }
+    }
+    return fallback_fd;
+  }
+
+  detail::SpawnPlan make_plan(State& s, Record& record, std::string& error, int& error_number) {
+    const WorkerSpec& spec = record.spec;
+    detail::SpawnPlan plan;
+    std::map<std::string, std::string> env;
+    if (spec.inherit_env) env = detail::current_environment();
+    for (const auto& [key, value] : spec.env) env[key] = value;
+    env["JOBWARDEN_JOB_ID"] = s.options.job_id;
+    env["JOBWARDEN_WORKER_ID"] = record.info.id;
+    env["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
+    auto path_it = env.find("PATH");
+    plan.path = detail::resolve_program(spec.argv[0], path_it == env.end() ? "" : path_it->second,
+                                        error_number);
+    if (error_number != 0) {
+      error = "cannot run \"" + spec.argv[0] + "\": " + std::strerror(error_number);
+      return plan;
+    }
+    plan.argv_storage = spec.argv;
+    for (const auto& [key, value] : env) plan.env_storage.push_back(key + "=" + value);
+    plan.cwd = spec.cwd;
+    plan.max_fd = detail::max_descriptor_bound();
+    plan.seal();
+    return plan;
+  }
+
+  /// Starts a worker that holds a reserved slot. Runs without `s.mutex` so
+  /// host threads can spawn in parallel.
+  void launch(State& s, Record& record) {
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      record.info.attempt += 1;
+    }
+    std::string error;
+    int error_number = 0;
+    detail::SpawnPlan plan = make_plan(s, record, error, error_number);
+    detail::SpawnOutcome outcome;
+    int out_fd = -1, err_fd = -1;
+    if (error.empty()) {
+      out_fd = open_output(s, record.spec.stdout_spec, -1, error);
+      if (error.empty()) err_fd = open_output(s, record.spec.stderr_spec, -1, error);
+    }
+    if (error.empty()) {
+      plan.stdio[0] = s.null_in;
+      plan.stdio[1] = out_fd;
+      plan.stdio[2] = err_fd;
+      outcome = detail::spawn(plan);
+      if (outcome.error != 0) {
+        error = outcome.stage == detail::SpawnStage::exec
+                    ? "cannot run \"" + record.spec.argv[0] + "\": " + std::strerror(outcome.error)
+                    : std::string("cannot start \"") + record.spec.argv[0] + "\" (" +
+                          detail::to_string(outcome.stage) + "): " + std::strerror(outcome.error);
+      }
+    }
+    for (int fd : {out_fd, err_fd}) {
+      if (fd >= 0 && fd != s.null_out) ::close(fd);
+    }
+    auto started_wall = std::chrono::system_clock::now();
+    auto start_time = outcome.pid > 0 ? detail::process_start_time(outcome.pid) : std::nullopt;
+
+    std::lock_guard<std::mutex> lock(s.mutex);
+    record.launching = false;
+    if (!error.empty()) {
+      --s.running;
+      record.info.started_at.reset();
+      finish_unstarted(s, record, WorkerState::spawn_failed, std::move(error));
+      return;
+    }
+    record.info.pid = outcome.pid;
+    record.info.process_start_time = start_time.value_or(0);
+    record.info.started_at = started_wall;
+    record.pidfd = outcome.pidfd;
+    if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
+    set_state(s, record, WorkerState::running);
+    emit(s, EventKind::started, record);
+    s.watcher.add(record.pidfd, &record);
+    if (record.stop_reason) {
+      WorkerState reason = *record.stop_reason;
+      record.stop_reason.reset();
+      begin_stop(s, record, reason);
+    }
+    arm_timer(s);
+  }
+
+  template <class Predicate>
+  bool wait_until_true(Predicate done, std::optional<std::chrono::milliseconds> timeout) {
+    auto give_up = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+    for (;;) {
+      poll();
+      if (done()) return true;
+      int wait_ms = -1;
+      if (timeout) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(give_up -
+                                                                 std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        wait_ms = static_cast<int>(std::min<long long>(left.count(), 60'000));
+      }
+      if (auto next = next_timeout()) {
+        int deadline_ms = static_cast<int>(std::min<long long>(next->count() + 1, 60'000));
+        wait_ms = wait_ms < 0 ? deadline_ms : std::min(wait_ms, deadline_ms);
+      }
+      pollfd pfd{event_fd(), POLLIN, 0};
+      ::poll(&pfd, 1, wait_ms);
+    }
+  }
+
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace jobwarden

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building jobwarden, its tests and examples needs on Debian 12,
+# skipping what is already there. Run as root (or with sudo available).
+set -euo pipefail
+packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 "$@")
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "jobwarden: installing ${missing[*]}" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

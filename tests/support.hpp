@@ -1,0 +1,107 @@
+#pragma once
+// Shared helpers for the tests: temporary directories, reading files, and
+// checking that processes are really gone.
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <jobwarden/detail/process_identity.hpp>
+
+namespace jwtest {
+
+/// A fresh directory under $TMPDIR, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "jobwarden-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+/// Whether `pid` no longer runs (absent, or a zombie waiting for its reaper).
+inline bool process_gone(int pid) {
+  if (pid <= 0) return true;
+  if (::kill(pid, 0) != 0) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto close_paren = line.rfind(')');
+  return close_paren != std::string::npos && close_paren + 2 < line.size() &&
+         line[close_paren + 2] == 'Z';
+}
+
+/// Waits (bounded) for `pid` to be gone: a killed process's teardown is
+/// asynchronous, and there is no event to wait on for a process that is not
+/// our child. Returns whether it went.
+inline bool wait_gone(int pid, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!process_gone(pid)) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+/// Reads a pid a shell worker wrote (`echo $! > file`), waiting (bounded) for it.
+inline int read_pid_file(const std::string& path,
+                         std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    std::string text = read_file(path);
+    if (!text.empty() && text.back() == '\n') return std::stoi(text);
+    if (std::chrono::steady_clock::now() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+/// Kills a stray pid at scope exit if a test failed half-way (belt and braces:
+/// the supervisor's destructor already stops what it started).
+/// Only a process proven by its start time is killed, never a reused pid.
+class KillOnExit {
+ public:
+  void watch(int pid) {
+    pid_ = pid;
+    start_ = jobwarden::detail::process_start_time(pid).value_or(0);
+  }
+  ~KillOnExit() {
+    if (jobwarden::detail::is_same_process(pid_, start_)) ::kill(pid_, SIGKILL);
+  }
+
+ private:
+  int pid_ = -1;
+  unsigned long long start_ = 0;
+};
+
+inline const char* test_worker() { return JOBWARDEN_TEST_WORKER; }
+
+}  // namespace jwtest

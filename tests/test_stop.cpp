@@ -1,0 +1,228 @@
+// The stop sequence: stop signal to the whole tree, grace period, SIGKILL,
+// reaping — on timeout, cancel, shutdown and destruction.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <jobwarden/job_supervisor.hpp>
+
+#include "catch.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using jobwarden::EventKind;
+using jobwarden::JobSupervisor;
+using jobwarden::WorkerSpec;
+using jobwarden::WorkerState;
+
+namespace {
+WorkerSpec quiet(std::vector<std::string> argv) {
+  WorkerSpec spec;
+  spec.argv = std::move(argv);
+  spec.stdout_spec = jobwarden::OutputSpec::discard();
+  spec.stderr_spec = jobwarden::OutputSpec::discard();
+  return spec;
+}
+
+/// A shell worker that starts a background grandchild, writes its pid, and waits.
+WorkerSpec with_grandchild(const std::string& pid_file) {
+  return quiet({"/bin/sh", "-c", "sleep 100 & echo $! > " + pid_file + "; sleep 100"});
+}
+
+/// A FIFO the worker's stdout goes to, so the test can wait for its "ready"
+/// line as an event rather than sleeping.
+class ReadyPipe {
+ public:
+  explicit ReadyPipe(const std::string& path) : path_(path) {
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(fd_ >= 0);
+  }
+  ~ReadyPipe() { ::close(fd_); }
+  const std::string& path() const { return path_; }
+  bool wait_ready(int timeout_ms = 10000) {
+    std::string seen;
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (seen.find("ready") == std::string::npos) {
+      pollfd pfd{fd_, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      ::poll(&pfd, 1, static_cast<int>(left.count()));
+      char buffer[64];
+      ssize_t n = ::read(fd_, buffer, sizeof buffer);
+      if (n > 0) seen.append(buffer, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+}  // namespace
+
+TEST_CASE("a timed-out worker's grandchildren are killed too") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  auto spec = with_grandchild(dir / "grandchild.pid");
+  spec.timeout = 300ms;
+  spec.grace_period = 5s;
+  std::vector<EventKind> kinds;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) { kinds.push_back(e.kind); });
+  auto id = supervisor.submit(spec);
+  int grandchild = jwtest::read_pid_file(dir / "grandchild.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(grandchild);
+  REQUIRE(grandchild > 0);
+  REQUIRE(supervisor.wait(id, 30s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::timed_out);
+  CHECK(info.error.find("timed out") != std::string::npos);
+  CHECK(jwtest::wait_gone(grandchild));
+  CHECK(jwtest::process_gone(info.pid));
+  CHECK(std::find(kinds.begin(), kinds.end(), EventKind::timed_out) != kinds.end());
+  CHECK(kinds.back() == EventKind::exited);
+}
+
+TEST_CASE("a worker that traps SIGTERM and exits within the grace period is not SIGKILLed") {
+  jwtest::TempDir dir;
+  ReadyPipe ready(dir / "ready.fifo");
+  JobSupervisor<> supervisor;
+  auto spec = quiet({jwtest::test_worker(), "trap-term", "100"});
+  spec.stdout_spec = jobwarden::OutputSpec::to_file(ready.path());
+  spec.grace_period = 20s;
+  bool killed = false;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) { killed |= e.kind == EventKind::killed; });
+  auto id = supervisor.submit(spec);
+  REQUIRE(ready.wait_ready());
+  supervisor.cancel(id);
+  REQUIRE(supervisor.wait(id, 15s));  // well inside the 20 s grace period
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::cancelled);
+  REQUIRE(info.exit_code);
+  CHECK(*info.exit_code == 0);
+  CHECK_FALSE(info.signal);
+  CHECK_FALSE(killed);
+}
+
+TEST_CASE("a worker that ignores SIGTERM is SIGKILLed after the grace period") {
+  jwtest::TempDir dir;
+  ReadyPipe ready(dir / "ready.fifo");
+  JobSupervisor<> supervisor;
+  auto spec = quiet({jwtest::test_worker(), "ignore-term"});
+  spec.stdout_spec = jobwarden::OutputSpec::to_file(ready.path());
+  spec.grace_period = 200ms;
+  bool killed = false;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) { killed |= e.kind == EventKind::killed; });
+  auto id = supervisor.submit(spec);
+  REQUIRE(ready.wait_ready());
+  supervisor.cancel(id);
+  REQUIRE(supervisor.wait(id, 30s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::cancelled);
+  REQUIRE(info.signal);
+  CHECK(*info.signal == SIGKILL);
+  CHECK(killed);
+}
+
+TEST_CASE("a custom stop signal is what the worker receives first") {
+  JobSupervisor<> supervisor;
+  auto spec = quiet({"/bin/sh", "-c", "trap 'exit 42' INT; sleep 100 & wait"});
+  spec.stop_signal = SIGINT;
+  spec.timeout = 200ms;
+  spec.grace_period = 20s;
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 15s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::timed_out);
+  REQUIRE(info.exit_code);
+  CHECK(*info.exit_code == 42);
+}
+
+TEST_CASE("cancel stops a running worker and ends it cancelled") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  auto id = supervisor.submit(with_grandchild(dir / "gc.pid"));
+  int grandchild = jwtest::read_pid_file(dir / "gc.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(grandchild);
+  supervisor.cancel(id);
+  REQUIRE(supervisor.wait(id, 30s));
+  CHECK(supervisor.info(id).state == WorkerState::cancelled);
+  CHECK(jwtest::wait_gone(grandchild));
+}
+
+TEST_CASE("cancel of a pending worker ends it cancelled without starting it") {
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 1;
+  JobSupervisor<> supervisor(options);
+  auto running = supervisor.submit(quiet({"sleep", "100"}));
+  auto waiting = supervisor.submit(quiet({"/bin/true"}));
+  CHECK(supervisor.info(waiting).state == WorkerState::pending);
+  supervisor.cancel(waiting);
+  CHECK(supervisor.info(waiting).state == WorkerState::cancelled);
+  CHECK(supervisor.info(waiting).pid == 0);
+  supervisor.cancel(running);
+  REQUIRE(supervisor.wait_all(30s));
+}
+
+TEST_CASE("cancel of an unknown worker is an error naming the id") {
+  JobSupervisor<> supervisor;
+  std::error_code ec;
+  supervisor.cancel("nope", ec);
+  CHECK(ec == jobwarden::errc::unknown_worker);
+  CHECK_THROWS_WITH(supervisor.cancel("nope"), Catch::Contains("nope"));
+}
+
+TEST_CASE("shutdown stops every running worker and cancels the pending ones") {
+  jwtest::TempDir dir;
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 2;
+  JobSupervisor<> supervisor(options);
+  auto a = supervisor.submit(with_grandchild(dir / "a.pid"));
+  auto b = supervisor.submit(with_grandchild(dir / "b.pid"));
+  auto c = supervisor.submit(quiet({"sleep", "100"}));
+  int ga = jwtest::read_pid_file(dir / "a.pid");
+  int gb = jwtest::read_pid_file(dir / "b.pid");
+  jwtest::KillOnExit guard_a, guard_b;
+  guard_a.watch(ga);
+  guard_b.watch(gb);
+  supervisor.shutdown();
+  for (const auto& id : {a, b, c}) CHECK(supervisor.info(id).state == WorkerState::cancelled);
+  CHECK(supervisor.info(c).pid == 0);
+  CHECK(jwtest::wait_gone(ga));
+  CHECK(jwtest::wait_gone(gb));
+  std::error_code ec;
+  supervisor.submit(quiet({"/bin/true"}), ec);
+  CHECK(ec == jobwarden::errc::supervisor_shut_down);
+}
+
+TEST_CASE("destroying a supervisor leaves nothing running") {
+  jwtest::TempDir dir;
+  int leader = 0, grandchild = 0;
+  jwtest::KillOnExit guard;
+  {
+    JobSupervisor<> supervisor;
+    auto spec = with_grandchild(dir / "gc.pid");
+    spec.grace_period = 2s;
+    auto id = supervisor.submit(spec);
+    grandchild = jwtest::read_pid_file(dir / "gc.pid");
+    guard.watch(grandchild);
+    leader = supervisor.info(id).pid;
+  }
+  CHECK(jwtest::process_gone(leader));
+  CHECK(jwtest::wait_gone(grandchild));
+}
+
+TEST_CASE("background processes left by a worker that exited are killed with it") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  auto id = supervisor.submit(quiet({"/bin/sh", "-c", "sleep 100 & echo $! > " + (dir / "bg.pid")}));
+  REQUIRE(supervisor.wait(id, 30s));
+  CHECK(supervisor.info(id).state == WorkerState::succeeded);
+  int background = jwtest::read_pid_file(dir / "bg.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(background);
+  CHECK(jwtest::wait_gone(background));
+}

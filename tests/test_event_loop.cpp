@@ -91,3 +91,23 @@ TEST_CASE("an event handler may submit more work") {
   CHECK(chained == 3);
   CHECK(supervisor.workers().size() == 4);
 }
+
+TEST_CASE("an idle supervisor with 100 sleeping workers does not wake its host") {
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 100;
+  JobSupervisor<> supervisor(options);
+  for (int i = 0; i < 100; ++i) {
+    WorkerSpec spec;
+    spec.argv = {"sleep", "100"};
+    spec.grace_period = 5s;
+    supervisor.submit(spec);
+  }
+  supervisor.poll();  // deliver the "started" events
+  REQUIRE(supervisor.running_count() == 100);
+  // No deadlines and no exits: nothing may make the descriptor readable.
+  CHECK_FALSE(supervisor.next_timeout());
+  pollfd pfd{supervisor.event_fd(), POLLIN, 0};
+  CHECK(::poll(&pfd, 1, 300) == 0);
+  supervisor.shutdown();
+  CHECK(supervisor.running_count() == 0);
+}

@@ -27,6 +27,7 @@
 #include "jobwarden/detail/exit_watcher.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/sentinel.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
@@ -45,6 +46,9 @@ struct SupervisorOptions {
   std::string root;
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
+  /// Run the orphan guard: a sentinel process that kills every running
+  /// worker's tree if this supervisor dies, even by SIGKILL.
+  bool orphan_guard = true;
 };
 
 /// What a `WorkerEvent` reports.
@@ -273,6 +277,9 @@ class JobSupervisor {
     return out;
   }
 
+  /// Whether the orphan guard runs (see `SupervisorOptions::orphan_guard`).
+  bool guard_active() const { return state().sentinel.active(); }
+
   /// Workers running now (started, not yet reaped).
   std::size_t running_count() const {
     const State& s = state();
@@ -310,6 +317,7 @@ class JobSupervisor {
     std::vector<WorkerEvent> events;
     std::vector<event_handler> handlers;
     detail::ExitWatcher watcher;
+    detail::Sentinel sentinel;  // declared after the records: stops before they go
     std::size_t running = 0;  // launching or running
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
@@ -343,6 +351,7 @@ class JobSupervisor {
       return;
     }
     state_->options = std::move(options);
+    if (state_->options.orphan_guard) state_->sentinel.start();  // best effort: see guard_active()
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (state_->null_in < 0 || state_->null_out < 0) {
@@ -575,6 +584,7 @@ class JobSupervisor {
     detail::signal_group(record.info.pid, SIGKILL);
     detail::ExitStatus status;
     bool reaped = detail::reap(record.info.pid, status);
+    s.sentinel.remove(record.info.pid);
     s.watcher.remove(record.pidfd);
     if (record.pidfd >= 0) ::close(record.pidfd);
     record.pidfd = -1;
@@ -687,6 +697,7 @@ class JobSupervisor {
     record.info.process_start_time = start_time.value_or(0);
     record.info.started_at = started_wall;
     record.pidfd = outcome.pidfd;
+    s.sentinel.add(record.info.pid, record.info.process_start_time);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     set_state(s, record, WorkerState::running);
     emit(s, EventKind::started, record);

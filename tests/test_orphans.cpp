@@ -1,0 +1,84 @@
+// Supervisor death leaves nothing behind; workers do not depend on the thread
+// that spawned them.
+#include <sys/wait.h>
+
+#include <thread>
+
+#include <jobwarden/job_supervisor.hpp>
+
+#include "catch.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using jobwarden::JobSupervisor;
+using jobwarden::WorkerSpec;
+using jobwarden::WorkerState;
+
+TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within about a second") {
+  jwtest::TempDir dir;
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    // The host: a supervisor with two workers, each with a grandchild.
+    try {
+      jobwarden::SupervisorOptions options;
+      options.max_concurrency = 4;
+      JobSupervisor<> supervisor(options);
+      for (std::string name : {"a", "b"}) {
+        WorkerSpec spec;
+        spec.id = name;
+        spec.argv = {"/bin/sh", "-c",
+                     "sleep 100 & echo $! > " + (dir / (name + ".gc")) + "; echo $$ > " +
+                         (dir / (name + ".leader")) + "; sleep 100"};
+        supervisor.submit(spec);
+      }
+      supervisor.wait_all();  // until killed
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  std::vector<int> pids;
+  jwtest::KillOnExit guards[4];
+  int slot = 0;
+  for (std::string name : {"a", "b"}) {
+    for (std::string kind : {".gc", ".leader"}) {
+      int pid = jwtest::read_pid_file(dir / (name + kind));
+      REQUIRE(pid > 0);
+      guards[slot++].watch(pid);
+      pids.push_back(pid);
+    }
+  }
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(host, &status, 0) == host);
+  for (int pid : pids) CHECK(jwtest::wait_gone(pid, 3s));
+}
+
+TEST_CASE("a worker spawned from a thread that exits keeps running") {
+  JobSupervisor<> supervisor;
+  std::string id;
+  std::thread spawner([&] {
+    WorkerSpec spec;
+    spec.argv = {"sleep", "100"};
+    spec.grace_period = 5s;
+    id = supervisor.submit(spec);
+  });
+  spawner.join();
+  // A PR_SET_PDEATHSIG-based design would have killed it when the thread ended.
+  CHECK_FALSE(supervisor.wait(id, 300ms));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::running);
+  CHECK(jobwarden::detail::is_same_process(info.pid, info.process_start_time));
+  supervisor.cancel(id);
+  REQUIRE(supervisor.wait(id, 30s));
+  CHECK(supervisor.info(id).state == WorkerState::cancelled);
+}
+
+TEST_CASE("the orphan guard runs by default and can be turned off") {
+  JobSupervisor<> guarded;
+  CHECK(guarded.guard_active());
+  jobwarden::SupervisorOptions options;
+  options.orphan_guard = false;
+  JobSupervisor<> unguarded(options);
+  CHECK_FALSE(unguarded.guard_active());
+}

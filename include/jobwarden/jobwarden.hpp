@@ -7,5 +7,6 @@
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_supervisor.hpp"
 #include "jobwarden/signals.hpp"
+#include "jobwarden/version.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"

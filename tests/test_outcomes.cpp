@@ -119,7 +119,9 @@ TEST_CASE("resource usage of a finished worker is recorded") {
 
 TEST_CASE("the worker gets the environment overrides, the JOBWARDEN variables and its cwd") {
   jwtest::TempDir dir;
-  JobSupervisor<> supervisor(jobwarden::SupervisorOptions{"env-job", "", 0});
+  jobwarden::SupervisorOptions options;
+  options.job_id = "env-job";
+  JobSupervisor<> supervisor(options);
   auto spec = spec_of({"/bin/sh", "-c",
                        "echo \"$GREETING $JOBWARDEN_JOB_ID $JOBWARDEN_WORKER_ID "
                        "$JOBWARDEN_ATTEMPT $(pwd)\""});

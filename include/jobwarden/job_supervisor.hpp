@@ -32,6 +32,7 @@
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
+#include "jobwarden/launcher.hpp"
 #include "jobwarden/signals.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
@@ -49,6 +50,9 @@ struct SupervisorOptions {
   /// Run the orphan guard: a sentinel process that kills every running
   /// worker's tree if this supervisor dies, even by SIGKILL.
   bool orphan_guard = true;
+  /// How workers are started and signalled; null means on this machine
+  /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
+  std::shared_ptr<Launcher> launcher;
 };
 
 /// What a `WorkerEvent` reports.
@@ -298,6 +302,7 @@ class JobSupervisor {
   struct Record {
     WorkerSpec spec;
     WorkerInfo info;
+    LaunchContext context;
     int pidfd = -1;
     bool launching = false;  // reserved a slot; spawn in progress outside the lock
     bool kill_sent = false;  // the grace period ended and SIGKILL went out
@@ -350,6 +355,7 @@ class JobSupervisor {
       *ec = e.code();
       return;
     }
+    if (!options.launcher) options.launcher = std::make_shared<LocalLauncher>();
     state_->options = std::move(options);
     if (state_->options.orphan_guard) state_->sentinel.start();  // best effort: see guard_active()
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -529,14 +535,15 @@ class JobSupervisor {
                               : "cancelled";
     }
     auto grace = record.spec.grace_period;
+    Launcher& launcher = *s.options.launcher;
     if (grace.count() == 0 || record.spec.stop_signal == SIGKILL) {
-      detail::signal_group(record.info.pid, SIGKILL);
+      launcher.signal_tree(record.info, SIGKILL, record.context);
       record.kill_at = s.now();
       record.kill_sent = true;
     } else {
-      detail::signal_group(record.info.pid, record.spec.stop_signal);
+      launcher.signal_tree(record.info, record.spec.stop_signal, record.context);
       // SIGCONT too: a stopped (SIGSTOP) worker could not act on the signal.
-      detail::signal_group(record.info.pid, SIGCONT);
+      launcher.signal_tree(record.info, SIGCONT, record.context);
       record.kill_at = s.now() + grace;
     }
     emit(s, reason == WorkerState::timed_out ? EventKind::timed_out : EventKind::stop_requested,
@@ -549,7 +556,7 @@ class JobSupervisor {
       if (record->deadline && *record->deadline <= now) {
         begin_stop(s, *record, WorkerState::timed_out);
       } else if (record->kill_at && *record->kill_at <= now && !record->kill_sent) {
-        detail::signal_group(record->info.pid, SIGKILL);
+        s.options.launcher->signal_tree(record->info, SIGKILL, record->context);
         record->kill_sent = true;
         emit(s, EventKind::killed, *record);
       }
@@ -590,21 +597,25 @@ class JobSupervisor {
     record.pidfd = -1;
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
+    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
     record.info.signal = status.signal;
     record.info.core_dumped = status.core_dumped;
-    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
     WorkerState final_state;
     if (record.stop_reason) {
       final_state = *record.stop_reason;
     } else if (!reaped) {
       final_state = WorkerState::lost;
       record.info.error = "the process was reaped by someone else (a waitpid(-1) in the host?)";
+    } else if (interpreted) {
+      final_state = *interpreted;
     } else if (status.exit_code) {
       final_state = *status.exit_code == 0 ? WorkerState::succeeded : WorkerState::failed;
     } else {
       final_state = WorkerState::crashed;
     }
+    s.options.launcher->release(record.info, record.context);
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
   }
@@ -627,7 +638,7 @@ class JobSupervisor {
     return fallback_fd;
   }
 
-  detail::SpawnPlan make_plan(State& s, Record& record, std::string& error, int& error_number) {
+  detail::SpawnPlan make_plan(State& s, Record& record, std::string& error) {
     const WorkerSpec& spec = record.spec;
     detail::SpawnPlan plan;
     std::map<std::string, std::string> env;
@@ -636,17 +647,11 @@ class JobSupervisor {
     env["JOBWARDEN_JOB_ID"] = s.options.job_id;
     env["JOBWARDEN_WORKER_ID"] = record.info.id;
     env["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
-    auto path_it = env.find("PATH");
-    plan.path = detail::resolve_program(spec.argv[0], path_it == env.end() ? "" : path_it->second,
-                                        error_number);
-    if (error_number != 0) {
-      error = "cannot run \"" + spec.argv[0] + "\": " + std::strerror(error_number);
-      return plan;
-    }
     plan.argv_storage = spec.argv;
     for (const auto& [key, value] : env) plan.env_storage.push_back(key + "=" + value);
     plan.cwd = spec.cwd;
     plan.max_fd = detail::max_descriptor_bound();
+    s.options.launcher->prepare(plan, spec, record.context, error);
     plan.seal();
     return plan;
   }
@@ -657,10 +662,12 @@ class JobSupervisor {
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       record.info.attempt += 1;
+      record.context.job_id = s.options.job_id;
+      record.context.worker_id = record.info.id;
+      record.context.attempt = record.info.attempt;
     }
     std::string error;
-    int error_number = 0;
-    detail::SpawnPlan plan = make_plan(s, record, error, error_number);
+    detail::SpawnPlan plan = make_plan(s, record, error);
     detail::SpawnOutcome outcome;
     int out_fd = -1, err_fd = -1;
     if (error.empty()) {

@@ -1,0 +1,98 @@
+#pragma once
+/// \file
+/// The launcher seam: how a worker is started, signalled and understood once
+/// it ends. `JobSupervisor` keeps everything else — queueing, deadlines, the
+/// stop sequence's timing, reaping, status files — so a launcher is small.
+///
+/// Why a strategy object (held by `SupervisorOptions::launcher`) rather than a
+/// template parameter: a host picks local or cluster workers at run time (the
+/// CLI's `--launcher slurm`) with one line, and one virtual call per spawn or
+/// signal costs nanoseconds against a spawn's hundreds of microseconds
+/// (measured in tests/bench/bench_spawn).
+///
+/// Every launcher runs *something local* that jobwarden spawns, watches and
+/// reaps (the program itself, or a client such as `srun` that lives exactly as
+/// long as the remote work): that keeps exit detection event-driven everywhere.
+
+#include <optional>
+#include <string>
+#include <system_error>
+
+#include "jobwarden/detail/process_control.hpp"
+#include "jobwarden/detail/spawn.hpp"
+#include "jobwarden/worker_spec.hpp"
+
+namespace jobwarden {
+
+/// What a launcher knows about the worker it handles.
+struct LaunchContext {
+  std::string job_id;
+  std::string worker_id;
+  int attempt = 1;
+  std::string job_dir;     ///< empty when the supervisor keeps no job directory
+  std::string worker_dir;  ///< the worker's directory in the job directory, or empty
+};
+
+/// The raw end of the local process, before it becomes a worker's state.
+using ExitStatus = detail::ExitStatus;
+
+/// Base class and the default: runs the argv on this machine, in its own
+/// process group, and signals that whole group.
+class Launcher {
+ public:
+  virtual ~Launcher() = default;
+
+  /// A short name for logs and status files (`"local"`, `"slurm"`).
+  virtual std::string name() const { return "local"; }
+
+  /// Fills in what to execute: `plan.argv_storage` and `plan.env_storage` hold
+  /// the worker's argv and environment (JOBWARDEN_* included); a launcher may
+  /// rewrite them and must set `plan.path`. On failure return the errno-style
+  /// code and set `error`: the worker ends `spawn_failed` without running.
+  virtual std::error_code prepare(detail::SpawnPlan& plan, const WorkerSpec& spec,
+                                  const LaunchContext& context, std::string& error) {
+    (void)context;
+    std::string path_env;
+    for (const auto& entry : plan.env_storage) {
+      if (entry.rfind("PATH=", 0) == 0) path_env = entry.substr(5);
+    }
+    int error_number = 0;
+    plan.path = detail::resolve_program(spec.argv[0], path_env, error_number);
+    if (error_number != 0) {
+      error = "cannot run \"" + spec.argv[0] + "\": " + std::strerror(error_number);
+      return {error_number, std::generic_category()};
+    }
+    return {};
+  }
+
+  /// Sends `sig` to everything the worker runs. Called only while the local
+  /// process is unreaped, so its pid (the group id) cannot have been reused.
+  virtual void signal_tree(const WorkerInfo& worker, int sig, const LaunchContext& context) {
+    (void)context;
+    detail::signal_group(worker.pid, sig);
+  }
+
+  /// Refines a reaped process's status into the worker's outcome (e.g. a
+  /// cluster client's exit 128+N into "killed by signal N"). May set
+  /// `worker.error`; a returned state overrides the usual classification,
+  /// except that a stop jobwarden began keeps its reason.
+  virtual std::optional<WorkerState> interpret_exit(WorkerInfo& worker, ExitStatus& status,
+                                                    const LaunchContext& context) {
+    (void)worker;
+    (void)status;
+    (void)context;
+    return std::nullopt;
+  }
+
+  /// Called after the worker is reaped, to release anything still held
+  /// remotely. The local launcher has nothing to do: the group was killed.
+  virtual void release(const WorkerInfo& worker, const LaunchContext& context) {
+    (void)worker;
+    (void)context;
+  }
+};
+
+/// The default launcher.
+using LocalLauncher = Launcher;
+
+}  // namespace jobwarden

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -61,6 +62,7 @@ enum class EventKind {
   timed_out,       ///< its deadline passed; the stop sequence began
   stop_requested,  ///< cancel or shutdown began the stop sequence
   killed,          ///< the grace period ran out; SIGKILL went to its tree
+  restarting,      ///< it ended and will start again after a backoff (`WorkerInfo::state` is pending)
   exited,          ///< it reached a terminal state (including spawn_failed)
 };
 
@@ -71,6 +73,7 @@ constexpr std::string_view to_string(EventKind kind) noexcept {
     case EventKind::timed_out: return "timed_out";
     case EventKind::stop_requested: return "stop_requested";
     case EventKind::killed: return "killed";
+    case EventKind::restarting: return "restarting";
     case EventKind::exited: return "exited";
   }
   return "unknown";
@@ -176,6 +179,8 @@ class JobSupervisor {
         }
       }
       s.queue.clear();
+      for (Record* record : s.restarting) record->restart_at.reset();
+      s.restarting.clear();
       arm_timer(s);
     }
     s.watcher.wake();
@@ -309,6 +314,8 @@ class JobSupervisor {
     std::optional<WorkerState> stop_reason;  // why we began stopping it
     std::optional<time_point> deadline;      // timeout
     std::optional<time_point> kill_at;       // end of the grace period
+    std::optional<time_point> restart_at;    // a restart is scheduled for then
+    std::deque<time_point> restart_times;    // recent restarts, for the rate limit
   };
 
   struct State {
@@ -326,6 +333,8 @@ class JobSupervisor {
     std::size_t running = 0;  // launching or running
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
+    std::vector<Record*> restarting;  // pending workers waiting out a backoff
+    std::mt19937_64 random{std::random_device{}()};  // backoff jitter
     bool accepting = true;
     int null_in = -1;
     int null_out = -1;
@@ -460,6 +469,9 @@ class JobSupervisor {
       Record& record = *it->second;
       if (record.info.state == WorkerState::pending && !record.launching) {
         s.queue.erase(std::remove(s.queue.begin(), s.queue.end(), &record), s.queue.end());
+        s.restarting.erase(std::remove(s.restarting.begin(), s.restarting.end(), &record),
+                           s.restarting.end());
+        record.restart_at.reset();
         finish_unstarted(s, record, WorkerState::cancelled, "cancelled before it started");
       } else if (record.launching) {
         record.stop_reason = WorkerState::cancelled;  // launch() begins the stop when done
@@ -495,6 +507,20 @@ class JobSupervisor {
   /// Pops queued workers while slots are free and reserves a slot for each.
   std::vector<Record*> take_launchable(State& s) {
     std::vector<Record*> out;
+    if (!s.restarting.empty()) {
+      auto now = s.now();
+      // Restarted workers go ahead of never-started ones: they were submitted first.
+      for (auto it = s.restarting.rbegin(); it != s.restarting.rend(); ++it) {
+        if (*(*it)->restart_at <= now) s.queue.push_front(*it);
+      }
+      s.restarting.erase(std::remove_if(s.restarting.begin(), s.restarting.end(),
+                                        [&](Record* r) {
+                                          if (*r->restart_at > now) return false;
+                                          r->restart_at.reset();
+                                          return true;
+                                        }),
+                         s.restarting.end());
+    }
     while (!s.queue.empty() && s.running < s.options.max_concurrency && s.accepting) {
       Record* record = s.queue.front();
       s.queue.pop_front();
@@ -571,6 +597,9 @@ class JobSupervisor {
       if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;
       if (t && (!earliest || *t < *earliest)) earliest = t;
     }
+    for (const Record* record : s.restarting) {
+      if (!earliest || *record->restart_at < *earliest) earliest = record->restart_at;
+    }
     return earliest;
   }
 
@@ -616,14 +645,73 @@ class JobSupervisor {
       final_state = WorkerState::crashed;
     }
     s.options.launcher->release(record.info, record.context);
+    if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
+  }
+
+  /// Applies the restart policy to a worker that just ended with `outcome`.
+  /// Returns true when a restart was scheduled (the worker is pending again);
+  /// otherwise may adjust `outcome` and the error (rate limit, permanent exit).
+  bool maybe_restart(State& s, Record& record, WorkerState& outcome) {
+    const RestartSpec& policy = record.spec.restart;
+    if (policy.policy == RestartPolicy::never || !s.accepting) return false;
+    if (outcome == WorkerState::cancelled || outcome == WorkerState::lost) return false;
+    if (policy.policy == RestartPolicy::on_failure && outcome == WorkerState::succeeded) return false;
+    const auto& permanent = policy.permanent_failure_exit_codes;
+    if (record.info.exit_code && !record.stop_reason &&
+        std::find(permanent.begin(), permanent.end(), *record.info.exit_code) != permanent.end()) {
+      record.info.error = "exit code " + std::to_string(*record.info.exit_code) +
+                          " means permanent failure: not restarted";
+      return false;
+    }
+    int restarts_done = record.info.attempt - 1;
+    if (restarts_done >= policy.max_restarts) {
+      if (outcome != WorkerState::succeeded) {
+        record.info.error = append_note(record.info.error, "gave up after " +
+                                                               std::to_string(restarts_done) +
+                                                               " restarts");
+      }
+      return false;
+    }
+    auto now = s.now();
+    while (!record.restart_times.empty() && now - record.restart_times.front() > policy.burst_window) {
+      record.restart_times.pop_front();
+    }
+    if (static_cast<int>(record.restart_times.size()) >= policy.burst_limit) {
+      outcome = WorkerState::failed;
+      record.info.error = append_note(
+          record.info.error, "restart rate limit: " + std::to_string(record.restart_times.size()) +
+                                 " restarts within " + format_duration(policy.burst_window));
+      return false;
+    }
+    record.restart_times.push_back(now);
+    double delay = static_cast<double>(policy.initial_backoff.count());
+    for (int i = 0; i < restarts_done; ++i) delay *= policy.backoff_multiplier;
+    delay = std::min(delay, static_cast<double>(policy.max_backoff.count()));
+    if (policy.jitter > 0) {
+      std::uniform_real_distribution<double> spread(1.0 - policy.jitter, 1.0 + policy.jitter);
+      delay *= spread(s.random);
+    }
+    record.restart_at = now + std::chrono::milliseconds(static_cast<long long>(delay));
+    record.stop_reason.reset();
+    record.kill_at.reset();
+    record.kill_sent = false;
+    set_state(s, record, WorkerState::pending);
+    s.restarting.push_back(&record);
+    emit(s, EventKind::restarting, record);
+    return true;
+  }
+
+  static std::string append_note(const std::string& error, const std::string& note) {
+    return error.empty() ? note : error + "; " + note;
   }
 
   // ---- outside s.mutex -----------------------------------------------------
 
   /// Opens the descriptor a stdout/stderr spec asks for (-1: inherit).
-  int open_output(State& s, const OutputSpec& spec, int fallback_fd, std::string& error) {
+  int open_output(State& s, const OutputSpec& spec, int fallback_fd, std::string& error,
+                  int& error_number) {
     switch (spec.kind) {
       case OutputSpec::Kind::automatic:
       case OutputSpec::Kind::inherit: return fallback_fd;
@@ -631,7 +719,10 @@ class JobSupervisor {
       case OutputSpec::Kind::file: {
         int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append ? O_APPEND : O_TRUNC);
         int fd = ::open(spec.path.c_str(), flags, 0644);
-        if (fd < 0) error = "cannot open \"" + spec.path + "\": " + std::strerror(errno);
+        if (fd < 0) {
+          error_number = errno;
+          error = "cannot open \"" + spec.path + "\": " + std::strerror(error_number);
+        }
         return fd;
       }
     }
@@ -651,9 +742,35 @@ class JobSupervisor {
     for (const auto& [key, value] : env) plan.env_storage.push_back(key + "=" + value);
     plan.cwd = spec.cwd;
     plan.max_fd = detail::max_descriptor_bound();
+    add_limits(plan, spec.limits);
     s.options.launcher->prepare(plan, spec, record.context, error);
     plan.seal();
     return plan;
+  }
+
+  static void add_limits(detail::SpawnPlan& plan, const ResourceLimits& limits) {
+    auto add = [&](int resource, const std::optional<std::uint64_t>& value, rlim_t extra_hard = 0) {
+      if (!value) return;
+      auto soft = static_cast<rlim_t>(*value);
+      plan.rlimits.push_back({resource, soft, soft + extra_hard});
+    };
+    add(RLIMIT_AS, limits.address_space_bytes);
+    add(RLIMIT_DATA, limits.data_bytes);
+    if (limits.cpu_time) {
+      add(RLIMIT_CPU, static_cast<std::uint64_t>(limits.cpu_time->count()), 1);
+    }
+    add(RLIMIT_NOFILE, limits.open_files);
+    add(RLIMIT_CORE, limits.core_file_bytes);
+    add(RLIMIT_FSIZE, limits.file_size_bytes);
+#ifdef RLIMIT_NPROC
+    add(RLIMIT_NPROC, limits.processes);
+#endif
+  }
+
+  /// Whether a failed spawn may succeed if tried again (resources, not the spec).
+  static bool is_transient_spawn_error(int error_number) {
+    return error_number == EAGAIN || error_number == EMFILE || error_number == ENFILE ||
+           error_number == ENOMEM;
   }
 
   /// Starts a worker that holds a reserved slot. Runs without `s.mutex` so
@@ -662,6 +779,13 @@ class JobSupervisor {
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       record.info.attempt += 1;
+      if (record.info.attempt > 1) {  // a restart: the last attempt's outcome is history
+        record.info.exit_code.reset();
+        record.info.signal.reset();
+        record.info.core_dumped = false;
+        record.info.error.clear();
+        record.info.ended_at.reset();
+      }
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
@@ -670,15 +794,17 @@ class JobSupervisor {
     detail::SpawnPlan plan = make_plan(s, record, error);
     detail::SpawnOutcome outcome;
     int out_fd = -1, err_fd = -1;
+    int outcome_errno = 0;
     if (error.empty()) {
-      out_fd = open_output(s, record.spec.stdout_spec, -1, error);
-      if (error.empty()) err_fd = open_output(s, record.spec.stderr_spec, -1, error);
+      out_fd = open_output(s, record.spec.stdout_spec, -1, error, outcome_errno);
+      if (error.empty()) err_fd = open_output(s, record.spec.stderr_spec, -1, error, outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = s.null_in;
       plan.stdio[1] = out_fd;
       plan.stdio[2] = err_fd;
       outcome = detail::spawn(plan);
+      outcome_errno = outcome.error;
       if (outcome.error != 0) {
         error = outcome.stage == detail::SpawnStage::exec
                     ? "cannot run \"" + record.spec.argv[0] + "\": " + std::strerror(outcome.error)
@@ -694,10 +820,24 @@ class JobSupervisor {
 
     std::lock_guard<std::mutex> lock(s.mutex);
     record.launching = false;
+    if (error.empty() && !s.watcher.add(outcome.pidfd, &record)) {
+      outcome_errno = errno;
+      error = std::string("cannot watch \"") + record.spec.argv[0] + "\": " + std::strerror(errno);
+      ::close(outcome.pidfd);
+      detail::abandon(outcome.pid, outcome_errno);
+    }
     if (!error.empty()) {
       --s.running;
       record.info.started_at.reset();
-      finish_unstarted(s, record, WorkerState::spawn_failed, std::move(error));
+      WorkerState outcome = WorkerState::spawn_failed;
+      if (is_transient_spawn_error(outcome_errno)) {
+        record.info.error = error;
+        if (maybe_restart(s, record, outcome)) {
+          arm_timer(s);
+          return;
+        }
+      }
+      finish_unstarted(s, record, outcome, std::move(error));
       return;
     }
     record.info.pid = outcome.pid;
@@ -708,7 +848,6 @@ class JobSupervisor {
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     set_state(s, record, WorkerState::running);
     emit(s, EventKind::started, record);
-    s.watcher.add(record.pidfd, &record);
     if (record.stop_reason) {
       WorkerState reason = *record.stop_reason;
       record.stop_reason.reset();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,47 @@ struct OutputSpec {
   }
 };
 
+/// When a worker that ended is started again.
+enum class RestartPolicy {
+  never,       ///< never restart
+  on_failure,  ///< restart after failed, crashed, timed_out or stalled (never after cancel)
+  always,      ///< restart after any end but a cancel, success included
+};
+
+/// Restart policy with backoff and a rate limit (systemd's StartLimitBurst).
+struct RestartSpec {
+  RestartPolicy policy = RestartPolicy::never;
+  /// Most restarts of one worker (attempts = restarts + 1).
+  int max_restarts = 3;
+  /// Delay before the first restart; each further one multiplies it.
+  std::chrono::milliseconds initial_backoff{200};
+  double backoff_multiplier = 2.0;
+  /// Upper bound of the delay.
+  std::chrono::milliseconds max_backoff{30'000};
+  /// Random spread of each delay, as a fraction (0.2: ±20%), so a crowd of
+  /// workers that failed together does not restart together.
+  double jitter = 0.2;
+  /// More than `burst_limit` restarts within `burst_window` end the worker
+  /// `failed` ("restart rate limit") instead of letting it flap.
+  int burst_limit = 5;
+  std::chrono::milliseconds burst_window{10'000};
+  /// Exit codes by which a worker says "permanent failure: do not restart".
+  std::vector<int> permanent_failure_exit_codes;
+};
+
+/// Resource limits set in the worker before exec (soft = hard = the value,
+/// except CPU time, whose hard limit is one second later so the worker gets
+/// SIGXCPU before SIGKILL). Unset: inherited from the supervisor.
+struct ResourceLimits {
+  std::optional<std::uint64_t> address_space_bytes;  ///< RLIMIT_AS
+  std::optional<std::uint64_t> data_bytes;           ///< RLIMIT_DATA
+  std::optional<std::chrono::seconds> cpu_time;      ///< RLIMIT_CPU
+  std::optional<std::uint64_t> open_files;           ///< RLIMIT_NOFILE
+  std::optional<std::uint64_t> core_file_bytes;      ///< RLIMIT_CORE (0: no core dumps)
+  std::optional<std::uint64_t> file_size_bytes;      ///< RLIMIT_FSIZE
+  std::optional<std::uint64_t> processes;            ///< RLIMIT_NPROC (per user!)
+};
+
 /// One worker to run. Only `argv` is required.
 ///
 /// ```
@@ -63,6 +105,10 @@ struct WorkerSpec {
   int stop_signal = SIGTERM;
   /// Time between the stop signal and SIGKILL.
   std::chrono::milliseconds grace_period{10s};
+  /// Whether and how it is started again after it ends.
+  RestartSpec restart{};
+  /// Limits set in the child before exec.
+  ResourceLimits limits{};
 };
 
 /// A job spec is the spec of one worker of the job.

@@ -172,12 +172,19 @@ class ExitWatcher {
   bool has_timer() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
 
   /// Watches a worker's pidfd; `token` comes back in `Ready::exited`.
-  void add(int pidfd, void* token) {
+  /// Returns false (errno set: ENOMEM, ENOSPC) when the kernel refuses.
+  bool add(int pidfd, void* token) {
 #if JOBWARDEN_LINUX_FAST_PATH
-    if (pidfd >= 0) add_to_epoll(pidfd, token);
+    if (pidfd < 0) return true;
+    epoll_event event;
+    std::memset(&event, 0, sizeof event);
+    event.events = EPOLLIN;
+    event.data.ptr = token;
+    return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pidfd, &event) == 0;
 #else
     (void)pidfd;
     (void)token;
+    return true;
 #endif
   }
 

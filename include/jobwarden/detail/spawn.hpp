@@ -41,7 +41,7 @@ extern char** environ;  // NOLINT: POSIX declares it only this way
 namespace jobwarden::detail {
 
 /// Which step of the child's setup failed.
-enum class SpawnStage : int { none = 0, setpgid, chdir, stdio, rlimit, exec, fork, resolve };
+enum class SpawnStage : int { none = 0, setpgid, chdir, stdio, rlimit, exec, fork, resolve, watch };
 
 inline const char* to_string(SpawnStage stage) noexcept {
   switch (stage) {
@@ -53,6 +53,7 @@ inline const char* to_string(SpawnStage stage) noexcept {
     case SpawnStage::exec: return "exec";
     case SpawnStage::fork: return "fork";
     case SpawnStage::resolve: return "find program";
+    case SpawnStage::watch: return "pidfd_open";
   }
   return "spawn";
 }
@@ -200,6 +201,19 @@ class SignalBlock {
   sigset_t saved_;
 };
 
+/// A child we cannot watch (no descriptor left for its pidfd) must not run
+/// unsupervised: kill its group and reap it, and report why.
+inline SpawnOutcome abandon(int pid, int error_number) {
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  SpawnOutcome out;
+  out.error = error_number;
+  out.stage = SpawnStage::watch;
+  return out;
+}
+
 #if JOBWARDEN_LINUX_FAST_PATH
 struct VforkArgs {
   const SpawnPlan* plan;
@@ -254,8 +268,11 @@ inline SpawnOutcome spawn_vfork(const SpawnPlan& plan) {
     out.stage = static_cast<SpawnStage>(args.failure.stage);
     return out;
   }
+  if (pidfd < 0 && features().pidfd) {
+    pidfd = sys_pidfd_open(pid);  // still our unreaped child, so the pid is right
+    if (pidfd < 0) return abandon(pid, errno);
+  }
   out.pid = pid;
-  if (pidfd < 0 && features().pidfd) pidfd = sys_pidfd_open(pid);  // still our unreaped child
   out.pidfd = pidfd;
   return out;
 }
@@ -308,10 +325,13 @@ inline SpawnOutcome spawn_fork(const SpawnPlan& plan) {
     out.stage = static_cast<SpawnStage>(failure.stage);
     return out;
   }
-  out.pid = pid;
 #if JOBWARDEN_LINUX_FAST_PATH
-  if (features().pidfd) out.pidfd = sys_pidfd_open(pid);
+  if (features().pidfd) {
+    out.pidfd = sys_pidfd_open(pid);
+    if (out.pidfd < 0) return abandon(pid, errno);
+  }
 #endif
+  out.pid = pid;
   return out;
 }
 

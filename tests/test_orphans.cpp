@@ -82,3 +82,58 @@ TEST_CASE("the orphan guard runs by default and can be turned off") {
   JobSupervisor<> unguarded(options);
   CHECK_FALSE(unguarded.guard_active());
 }
+
+TEST_CASE("a setsid escapee is killed with its worker where cgroups are writable") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  if (!supervisor.cgroups_active()) {
+    WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason()
+                                                     << "); escapees cannot be caught");
+    return;
+  }
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c",
+               "setsid sleep 100 & echo $! > " + (dir / "escapee.pid") + "; sleep 100"};
+  spec.timeout = 200ms;
+  spec.grace_period = 5s;
+  auto id = supervisor.submit(spec);
+  int escapee = jwtest::read_pid_file(dir / "escapee.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(escapee);
+  REQUIRE(escapee > 0);
+  REQUIRE(supervisor.wait(id, 30s));
+  CHECK(supervisor.info(id).state == WorkerState::timed_out);
+  CHECK(jwtest::wait_gone(escapee));
+}
+
+TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups are writable") {
+  jwtest::TempDir dir;
+  {
+    JobSupervisor<> probe;
+    if (!probe.cgroups_active()) {
+      WARN("SKIPPED: cgroup v2 is not writable here (" << probe.cgroups_unavailable_reason() << ")");
+      return;
+    }
+  }
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    try {
+      JobSupervisor<> supervisor;
+      WorkerSpec spec;
+      spec.argv = {"/bin/sh", "-c",
+                   "setsid sleep 100 & echo $! > " + (dir / "escapee.pid") + "; sleep 100"};
+      supervisor.submit(spec);
+      supervisor.wait_all();
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  int escapee = jwtest::read_pid_file(dir / "escapee.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(escapee);
+  REQUIRE(escapee > 0);
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  CHECK(jwtest::wait_gone(escapee, 3s));
+}

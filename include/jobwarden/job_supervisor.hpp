@@ -51,6 +51,9 @@ struct SupervisorOptions {
   /// Run the orphan guard: a sentinel process that kills every running
   /// worker's tree if this supervisor dies, even by SIGKILL.
   bool orphan_guard = true;
+  /// Give each worker its own cgroup v2 where one can be made (root or a
+  /// delegated subtree, Linux 5.14+), so stopping reaches escapees too.
+  bool use_cgroups = true;
   /// How workers are started and signalled; null means on this machine
   /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
   std::shared_ptr<Launcher> launcher;
@@ -209,6 +212,7 @@ class JobSupervisor {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
       enforce_deadlines(s);
+      s.cgroups.collect_garbage();
       to_launch = take_launchable(s);
     }
     for (Record* record : to_launch) launch(s, *record);
@@ -286,6 +290,12 @@ class JobSupervisor {
     return out;
   }
 
+  /// Whether workers run in their own cgroups (escapee-proof stopping).
+  bool cgroups_active() const { return state().cgroups.active(); }
+
+  /// Why workers run without cgroups (empty when they have them).
+  const std::string& cgroups_unavailable_reason() const { return state().cgroups_unavailable; }
+
   /// Whether the orphan guard runs (see `SupervisorOptions::orphan_guard`).
   bool guard_active() const { return state().sentinel.active(); }
 
@@ -308,6 +318,7 @@ class JobSupervisor {
     WorkerSpec spec;
     WorkerInfo info;
     LaunchContext context;
+    long cgroup_serial = -1;
     int pidfd = -1;
     bool launching = false;  // reserved a slot; spawn in progress outside the lock
     bool kill_sent = false;  // the grace period ended and SIGKILL went out
@@ -329,7 +340,10 @@ class JobSupervisor {
     std::vector<WorkerEvent> events;
     std::vector<event_handler> handlers;
     detail::ExitWatcher watcher;
+    detail::CgroupTree cgroups;
+    std::string cgroups_unavailable;  // why workers run without cgroups
     detail::Sentinel sentinel;  // declared after the records: stops before they go
+    unsigned long next_cgroup_serial = 0;
     std::size_t running = 0;  // launching or running
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
@@ -366,7 +380,14 @@ class JobSupervisor {
     }
     if (!options.launcher) options.launcher = std::make_shared<LocalLauncher>();
     state_->options = std::move(options);
-    if (state_->options.orphan_guard) state_->sentinel.start();  // best effort: see guard_active()
+    if (state_->options.use_cgroups) {
+      state_->cgroups.open(state_->cgroups_unavailable);
+    } else {
+      state_->cgroups_unavailable = "turned off (SupervisorOptions::use_cgroups)";
+    }
+    if (state_->options.orphan_guard) {
+      state_->sentinel.start(state_->cgroups.parent());  // best effort: see guard_active()
+    }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (state_->null_in < 0 || state_->null_out < 0) {
@@ -645,6 +666,8 @@ class JobSupervisor {
       final_state = WorkerState::crashed;
     }
     s.options.launcher->release(record.info, record.context);
+    s.cgroups.retire(record.context.cgroup_dir);  // escapees of a finished worker die too
+    record.context.cgroup_dir.clear();
     if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
@@ -743,6 +766,9 @@ class JobSupervisor {
     plan.cwd = spec.cwd;
     plan.max_fd = detail::max_descriptor_bound();
     add_limits(plan, spec.limits);
+    if (!record.context.cgroup_dir.empty()) {
+      plan.cgroup_procs = record.context.cgroup_dir + "/cgroup.procs";
+    }
     s.options.launcher->prepare(plan, spec, record.context, error);
     plan.seal();
     return plan;
@@ -789,6 +815,12 @@ class JobSupervisor {
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
+      if (s.cgroups.active()) {
+        record.cgroup_serial = static_cast<long>(s.next_cgroup_serial++);
+        record.context.cgroup_dir =
+            s.cgroups.create(static_cast<unsigned long>(record.cgroup_serial));
+        if (record.context.cgroup_dir.empty()) record.cgroup_serial = -1;
+      }
     }
     std::string error;
     detail::SpawnPlan plan = make_plan(s, record, error);
@@ -829,6 +861,8 @@ class JobSupervisor {
     if (!error.empty()) {
       --s.running;
       record.info.started_at.reset();
+      s.cgroups.retire(record.context.cgroup_dir);
+      record.context.cgroup_dir.clear();
       WorkerState outcome = WorkerState::spawn_failed;
       if (is_transient_spawn_error(outcome_errno)) {
         record.info.error = error;
@@ -844,7 +878,7 @@ class JobSupervisor {
     record.info.process_start_time = start_time.value_or(0);
     record.info.started_at = started_wall;
     record.pidfd = outcome.pidfd;
-    s.sentinel.add(record.info.pid, record.info.process_start_time);
+    s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     set_state(s, record, WorkerState::running);
     emit(s, EventKind::started, record);

@@ -18,6 +18,7 @@
 #include <string>
 #include <system_error>
 
+#include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/worker_spec.hpp"
@@ -31,6 +32,7 @@ struct LaunchContext {
   int attempt = 1;
   std::string job_dir;     ///< empty when the supervisor keeps no job directory
   std::string worker_dir;  ///< the worker's directory in the job directory, or empty
+  std::string cgroup_dir;  ///< the worker's own cgroup v2 directory, or empty
 };
 
 /// The raw end of the local process, before it becomes a worker's state.
@@ -68,8 +70,9 @@ class Launcher {
   /// Sends `sig` to everything the worker runs. Called only while the local
   /// process is unreaped, so its pid (the group id) cannot have been reused.
   virtual void signal_tree(const WorkerInfo& worker, int sig, const LaunchContext& context) {
-    (void)context;
     detail::signal_group(worker.pid, sig);
+    // SIGKILL also reaches processes that left the group (setsid escapees).
+    if (sig == SIGKILL) detail::cgroup_kill(context.cgroup_dir);
   }
 
   /// Refines a reaped process's status into the worker's outcome (e.g. a

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <vector>
 
+#include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/spawn.hpp"
 
@@ -41,6 +42,7 @@ struct SentinelMessage {
   int op;     ///< 1: a worker started; 2: a worker was reaped
   int pid;    ///< the worker's pid, which is also its process-group id
   unsigned long long start_time;
+  long cgroup_serial;  ///< the worker's cgroup `w<serial>` under the tree, or -1
 };
 
 /// The supervisor's handle on its sentinel. Move-only; the destructor lets the
@@ -58,7 +60,7 @@ class Sentinel {
 
   /// Forks the sentinel. Returns false (with errno set) when it cannot; the
   /// supervisor then runs without the guard rather than not at all.
-  bool start() {
+  bool start(const std::string& cgroup_parent) {
     int sockets[2];
 #if defined(SOCK_CLOEXEC)
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) return false;
@@ -77,7 +79,7 @@ class Sentinel {
       pid = ::fork();
       if (pid == 0) {
         ::close(sockets[0]);
-        run(sockets[1], table.data(), max_fd, use_close_range);
+        run(sockets[1], table.data(), max_fd, use_close_range, cgroup_parent.c_str());
       }
     }
     int saved = errno;
@@ -99,10 +101,12 @@ class Sentinel {
   int pid() const { return pid_; }
 
   /// Records a started worker. False if the sentinel is gone or full.
-  bool add(int pid, unsigned long long start_time) { return send({1, pid, start_time}); }
+  bool add(int pid, unsigned long long start_time, long cgroup_serial) {
+    return send({1, pid, start_time, cgroup_serial});
+  }
 
   /// Forgets a reaped worker.
-  bool remove(int pid) { return send({2, pid, 0}); }
+  bool remove(int pid) { return send({2, pid, 0, -1}); }
 
   /// Ends the sentinel and reaps it. It kills whatever is still recorded, so
   /// a supervisor calls this after reaping (and so forgetting) its workers.
@@ -132,7 +136,8 @@ class Sentinel {
   }
 
   /// The sentinel's whole life. Never returns.
-  [[noreturn]] static void run(int fd, SentinelMessage* table, int max_fd, bool use_close_range) {
+  [[noreturn]] static void run(int fd, SentinelMessage* table, int max_fd, bool use_close_range,
+                               const char* cgroup_parent) {
     // Out of the host's process group, so a Ctrl-C or a group kill aimed at
     // the host does not take the guard down with it.
     ::setpgid(0, 0);
@@ -186,8 +191,33 @@ class Sentinel {
     for (std::size_t i = 0; i < used; ++i) {
       // Only a leader proven to be the recorded process: never a reused pid.
       if (is_same_process(table[i].pid, table[i].start_time)) ::kill(-table[i].pid, SIGKILL);
+      // The worker's cgroup is ours alone: kill everything in it, escapees too.
+      if (table[i].cgroup_serial >= 0 && cgroup_parent[0] != '\0') {
+        char path[4096];
+        std::size_t n = 0;
+        for (const char* p = cgroup_parent; *p != '\0' && n < sizeof path - 64; ++p) path[n++] = *p;
+        const char suffix[] = "/w";
+        for (const char* p = suffix; *p != '\0'; ++p) path[n++] = *p;
+        n += format_unsigned(static_cast<unsigned long>(table[i].cgroup_serial), path + n);
+        const char kill_file[] = "/cgroup.kill";
+        for (const char* p = kill_file; *p != '\0'; ++p) path[n++] = *p;
+        path[n] = '\0';
+        write_control(path, "1");
+      }
     }
     ::_exit(0);
+  }
+
+  /// Decimal digits of `value` into `out`; returns their count. Async-signal-safe.
+  static std::size_t format_unsigned(unsigned long value, char* out) {
+    char digits[24];
+    std::size_t count = 0;
+    do {
+      digits[count++] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    } while (value != 0);
+    for (std::size_t i = 0; i < count; ++i) out[i] = digits[count - 1 - i];
+    return count;
   }
 
   int fd_ = -1;

@@ -75,6 +75,7 @@ struct SpawnPlan {
   std::string cwd;          ///< empty: keep the parent's
   int stdio[3] = {-1, -1, -1};  ///< descriptors to become 0, 1, 2 (-1: inherit)
   std::vector<ChildRlimit> rlimits;
+  std::string cgroup_procs;  ///< the worker's cgroup.procs to join before exec (empty: none)
   int max_fd = 1024;  ///< for the close loop when close_range is missing
 
   /// Fixes the char* arrays after the storage is final.
@@ -126,6 +127,17 @@ inline void close_inherited_fds(int max_fd, int keep, bool use_close_range) noex
 inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close_range) noexcept {
   // A worker leads its own process group, so the whole tree can be signalled.
   if (::setpgid(0, 0) != 0) return {static_cast<int>(SpawnStage::setpgid), errno};
+
+  // Join the worker's cgroup first, so everything it starts is born inside.
+  // A refusal is not fatal: the worker then runs with process-group stopping.
+  if (!plan.cgroup_procs.empty()) {
+    int fd = ::open(plan.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t ignored = ::write(fd, "0", 1);
+      (void)ignored;
+      ::close(fd);
+    }
+  }
 
   // Clean slate for signals: default dispositions (the host may ignore
   // SIGPIPE or have handlers that must not run here), then an empty mask.

@@ -1,0 +1,215 @@
+#pragma once
+/// \file
+/// Escapee-proof stopping with cgroup v2: the one owner of cgroup paths.
+///
+/// A grandchild that calls `setsid` leaves its worker's process group, so a
+/// group kill misses it. Where a writable cgroup v2 hierarchy exists (root, or
+/// a delegated subtree) and the kernel has `cgroup.kill` (Linux 5.14), each
+/// worker runs in its own cgroup — it joins before exec, so every descendant
+/// is born inside — and stopping writes `1` to `cgroup.kill`, which kills every
+/// process in it, escapees included. Detected at run time; when unavailable
+/// (no cgroup2 mount, no permission, old kernel, `JOBWARDEN_PORTABLE`, macOS)
+/// jobwarden falls back to process groups and says so (`cgroups_active()`).
+///
+/// Layout: `<our cgroup>/jobwarden-<pid>-<start time>/w<serial>`. The pid and
+/// start time let a later supervisor prove the owner is dead before it kills
+/// and removes what was left (`reclaim_abandoned`).
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "jobwarden/detail/platform.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+
+namespace jobwarden::detail {
+
+/// Writes `text` to a control file. Async-signal-safe (used after fork).
+inline bool write_control(const char* path, const char* text) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::size_t length = std::strlen(text);
+  ssize_t n;
+  do {
+    n = ::write(fd, text, length);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  return n == static_cast<ssize_t>(length);
+}
+
+/// Kills every process in the cgroup at `dir` (no-op for an empty path).
+inline bool cgroup_kill(const std::string& dir) {
+  if (dir.empty()) return false;
+  return write_control((dir + "/cgroup.kill").c_str(), "1");
+}
+
+/// Whether the cgroup at `dir` still holds a process.
+inline bool cgroup_populated(const std::string& dir) {
+  std::ifstream events(dir + "/cgroup.events");
+  std::string key, value;
+  while (events >> key >> value) {
+    if (key == "populated") return value != "0";
+  }
+  return false;
+}
+
+/// The per-supervisor cgroup and its workers' cgroups.
+class CgroupTree {
+ public:
+  CgroupTree() = default;
+  CgroupTree(const CgroupTree&) = delete;
+  CgroupTree& operator=(const CgroupTree&) = delete;
+  ~CgroupTree() { close(); }
+
+  /// Tries to set up the tree; on failure `why_not` says why and every
+  /// method is a harmless no-op.
+  bool open(std::string& why_not) {
+#if !JOBWARDEN_LINUX_FAST_PATH
+    why_not = "cgroups are Linux-only (portable build)";
+    return false;
+#else
+    std::string mount = cgroup2_mount();
+    if (mount.empty()) {
+      why_not = "no cgroup v2 hierarchy is mounted";
+      return false;
+    }
+    std::string own = own_cgroup();
+    if (own.empty()) {
+      why_not = "this process's cgroup v2 path is unknown";
+      return false;
+    }
+    base_ = mount + (own == "/" ? "" : own);
+    reclaim_abandoned();
+    auto start = process_start_time(static_cast<int>(::getpid())).value_or(0);
+    static std::atomic<unsigned> instances{0};
+    parent_ = base_ + "/jobwarden-" + std::to_string(::getpid()) + "-" + std::to_string(start) +
+              "-" + std::to_string(instances.fetch_add(1));
+    if (::mkdir(parent_.c_str(), 0755) != 0 && errno != EEXIST) {
+      why_not = "cannot create " + parent_ + ": " + std::strerror(errno);
+      parent_.clear();
+      return false;
+    }
+    struct stat st;
+    if (::stat((parent_ + "/cgroup.kill").c_str(), &st) != 0) {
+      why_not = "the kernel has no cgroup.kill (Linux 5.14 or later needed)";
+      ::rmdir(parent_.c_str());
+      parent_.clear();
+      return false;
+    }
+    return true;
+#endif
+  }
+
+  /// Whether workers get cgroups.
+  bool active() const { return !parent_.empty(); }
+
+  /// The per-supervisor directory (empty when inactive).
+  const std::string& parent() const { return parent_; }
+
+  /// Creates the cgroup of worker `serial`; empty when inactive or refused
+  /// (the worker then runs without one: it is never a reason not to run).
+  std::string create(unsigned long serial) {
+    if (!active()) return {};
+    std::string dir = parent_ + "/w" + std::to_string(serial);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return {};
+    return dir;
+  }
+
+  /// Kills what is left in a worker's cgroup and removes it; a cgroup whose
+  /// processes are still dying is retried by `collect_garbage`.
+  void retire(const std::string& dir) {
+    if (dir.empty()) return;
+    cgroup_kill(dir);
+    if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
+  }
+
+  /// Retries removing cgroups whose processes were still dying.
+  void collect_garbage() {
+    std::vector<std::string> still;
+    for (const auto& dir : dying_) {
+      if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) still.push_back(dir);
+    }
+    dying_.swap(still);
+  }
+
+  /// Removes the tree, waiting (bounded) for dying processes to go.
+  void close() {
+    if (!active()) return;
+    for (int round = 0; round < 200 && !dying_.empty(); ++round) {
+      collect_garbage();
+      if (!dying_.empty()) ::usleep(5000);
+    }
+    ::rmdir(parent_.c_str());
+    parent_.clear();
+  }
+
+  /// Kills and removes trees left by supervisors proven dead (pid and start
+  /// time in the directory name no longer name a live process).
+  void reclaim_abandoned() {
+    DIR* dir = ::opendir(base_.c_str());
+    if (dir == nullptr) return;
+    std::vector<std::string> abandoned;
+    while (dirent* entry = ::readdir(dir)) {
+      int pid = 0;
+      unsigned long long start = 0;
+      if (std::sscanf(entry->d_name, "jobwarden-%d-%llu", &pid, &start) != 2) continue;
+      if (is_same_process(pid, start)) continue;
+      abandoned.push_back(base_ + "/" + entry->d_name);
+    }
+    ::closedir(dir);
+    for (const auto& tree : abandoned) {
+      DIR* workers = ::opendir(tree.c_str());
+      if (workers != nullptr) {
+        while (dirent* entry = ::readdir(workers)) {
+          if (entry->d_name[0] != 'w') continue;
+          std::string worker = tree + "/" + entry->d_name;
+          cgroup_kill(worker);
+          for (int round = 0; round < 100 && ::rmdir(worker.c_str()) != 0 && errno == EBUSY; ++round) {
+            ::usleep(5000);
+          }
+        }
+        ::closedir(workers);
+      }
+      ::rmdir(tree.c_str());
+    }
+  }
+
+ private:
+  static std::string cgroup2_mount() {
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mounts, line)) {
+      auto dash = line.find(" - cgroup2 ");
+      if (dash == std::string::npos) continue;
+      // Field 5 is the mount point.
+      std::size_t pos = 0;
+      for (int field = 0; field < 4; ++field) pos = line.find(' ', pos) + 1;
+      return line.substr(pos, line.find(' ', pos) - pos);
+    }
+    return {};
+  }
+
+  static std::string own_cgroup() {
+    std::ifstream cgroups("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(cgroups, line)) {
+      if (line.rfind("0::", 0) == 0) return line.substr(3);
+    }
+    return {};
+  }
+
+  std::string base_;
+  std::string parent_;
+  std::vector<std::string> dying_;
+};
+
+}  // namespace jobwarden::detail

@@ -72,6 +72,18 @@ inline bool wait_gone(int pid, std::chrono::milliseconds limit = std::chrono::se
   return true;
 }
 
+/// Waits (bounded) until `path` holds a complete line.
+inline bool wait_for_line(const std::string& path,
+                          std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    std::string text = read_file(path);
+    if (!text.empty() && text.back() == '\n') return true;
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 /// Reads a pid a shell worker wrote (`echo $! > file`), waiting (bounded) for it.
 inline int read_pid_file(const std::string& path,
                          std::chrono::milliseconds limit = std::chrono::seconds(10)) {

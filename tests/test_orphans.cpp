@@ -24,12 +24,22 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
       jobwarden::SupervisorOptions options;
       options.max_concurrency = 4;
       JobSupervisor<> supervisor(options);
+      // The guarantee covers workers the supervisor has recorded as started.
+      int started = 0;
+      supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+        if (e.kind == jobwarden::EventKind::started && ++started == 2) {
+          std::ofstream(dir / "recorded") << "yes\n";
+        }
+      });
       for (std::string name : {"a", "b"}) {
         WorkerSpec spec;
         spec.id = name;
         spec.argv = {"/bin/sh", "-c",
                      "sleep 100 & echo $! > " + (dir / (name + ".gc")) + "; echo $$ > " +
                          (dir / (name + ".leader")) + "; sleep 100"};
+        // Never hold the test runner's output pipe, even if something survives.
+        spec.stdout_spec = jobwarden::OutputSpec::discard();
+        spec.stderr_spec = jobwarden::OutputSpec::discard();
         supervisor.submit(spec);
       }
       supervisor.wait_all();  // until killed
@@ -48,6 +58,7 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
       pids.push_back(pid);
     }
   }
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));
   REQUIRE(::kill(host, SIGKILL) == 0);
   int status = 0;
   REQUIRE(::waitpid(host, &status, 0) == host);
@@ -123,6 +134,11 @@ TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups 
       WorkerSpec spec;
       spec.argv = {"/bin/sh", "-c",
                    "setsid sleep 100 & echo $! > " + (dir / "escapee.pid") + "; sleep 100"};
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      spec.stderr_spec = jobwarden::OutputSpec::discard();
+      supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+        if (e.kind == jobwarden::EventKind::started) std::ofstream(dir / "recorded") << "yes\n";
+      });
       supervisor.submit(spec);
       supervisor.wait_all();
     } catch (...) {
@@ -133,6 +149,7 @@ TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups 
   jwtest::KillOnExit guard;
   guard.watch(escapee);
   REQUIRE(escapee > 0);
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));
   REQUIRE(::kill(host, SIGKILL) == 0);
   REQUIRE(::waitpid(host, nullptr, 0) == host);
   CHECK(jwtest::wait_gone(escapee, 3s));

@@ -168,3 +168,32 @@ TEST_CASE("a 20 MB stdout does not block the worker or the supervisor") {
   CHECK(supervisor.info(b).state == WorkerState::succeeded);
   CHECK(std::filesystem::file_size(dir / "big.txt") == 20971520u);
 }
+
+TEST_CASE("a capped log keeps its limit and counts what was dropped while the worker runs free") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  auto spec = spec_of({jwtest::test_worker(), "flood", "52428800"});  // 50 MiB
+  spec.stdout_spec = jobwarden::OutputSpec::to_capped_file(dir / "out.log", 1 << 20);
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 120s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::succeeded);
+  CHECK(info.stdout_dropped_bytes == 52428800u - (1u << 20));
+  std::string log = jwtest::read_file(dir / "out.log");
+  CHECK(log.size() > (1u << 20));
+  CHECK(log.size() < (1u << 20) + 200);
+  CHECK(log.find("log limit of 1048576 bytes reached") != std::string::npos);
+}
+
+TEST_CASE("a capped log under its limit is complete and carries no note") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  auto spec = spec_of({"/bin/sh", "-c", "echo out; echo err >&2"});
+  spec.stdout_spec = jobwarden::OutputSpec::to_capped_file(dir / "out.log", 1000);
+  spec.stderr_spec = jobwarden::OutputSpec::to_capped_file(dir / "err.log", 1000);
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 30s));
+  CHECK(jwtest::read_file(dir / "out.log") == "out\n");
+  CHECK(jwtest::read_file(dir / "err.log") == "err\n");
+  CHECK(supervisor.info(id).stdout_dropped_bytes == 0);
+}

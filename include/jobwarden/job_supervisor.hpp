@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobwarden/detail/exit_watcher.hpp"
+#include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/sentinel.hpp"
@@ -211,6 +212,7 @@ class JobSupervisor {
       } else {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
+      pump_outputs(s, ready.readable);
       enforce_deadlines(s);
       s.cgroups.collect_garbage();
       to_launch = take_launchable(s);
@@ -239,10 +241,17 @@ class JobSupervisor {
   std::optional<std::chrono::milliseconds> next_timeout() const {
     const State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
-    auto deadline = earliest_deadline(s);
-    if (!deadline) return std::nullopt;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - s.now());
-    return std::max(left, std::chrono::milliseconds(0));
+    std::optional<std::chrono::milliseconds> wait;
+    if (auto deadline = earliest_deadline(s)) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - s.now());
+      wait = std::max(left, std::chrono::milliseconds(0));
+    }
+    if (s.active_pumps > 0 && !s.watcher.multiplexes_readers()) {
+      // No wake-up for capped logs on the portable path: pump them often.
+      constexpr std::chrono::milliseconds pump_interval{20};
+      wait = wait ? std::min(*wait, pump_interval) : pump_interval;
+    }
+    return wait;
   }
 
   /// Registers a handler for worker events; handlers run inside `poll()`.
@@ -320,6 +329,7 @@ class JobSupervisor {
     LaunchContext context;
     long cgroup_serial = -1;
     int pidfd = -1;
+    std::unique_ptr<detail::OutputPump> pumps[2];  // capped stdout, stderr
     bool launching = false;  // reserved a slot; spawn in progress outside the lock
     bool kill_sent = false;  // the grace period ended and SIGKILL went out
     std::optional<WorkerState> stop_reason;  // why we began stopping it
@@ -348,6 +358,7 @@ class JobSupervisor {
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
     std::vector<Record*> restarting;  // pending workers waiting out a backoff
+    std::size_t active_pumps = 0;     // capped logs being moved
     std::mt19937_64 random{std::random_device{}()};  // backoff jitter
     bool accepting = true;
     int null_in = -1;
@@ -668,6 +679,7 @@ class JobSupervisor {
     s.options.launcher->release(record.info, record.context);
     s.cgroups.retire(record.context.cgroup_dir);  // escapees of a finished worker die too
     record.context.cgroup_dir.clear();
+    finish_outputs(s, record);
     if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
@@ -733,23 +745,98 @@ class JobSupervisor {
   // ---- outside s.mutex -----------------------------------------------------
 
   /// Opens the descriptor a stdout/stderr spec asks for (-1: inherit).
-  int open_output(State& s, const OutputSpec& spec, int fallback_fd, std::string& error,
-                  int& error_number) {
+  /// Where one of a worker's output streams goes, while it is being started.
+  struct OutputTarget {
+    int child_fd = -1;   // what the child gets as its fd 1 or 2 (-1: inherit)
+    int file_fd = -1;    // the log file, when one was opened
+    int pipe_read = -1;  // capped logs: the supervisor's end of the pipe
+    std::uint64_t limit = 0;
+
+    /// After the spawn: the child has its copy; keep only what a pump needs.
+    void release_child_side() {
+      if (pipe_read >= 0) {
+        ::close(child_fd);
+      } else if (file_fd >= 0) {
+        ::close(file_fd);
+        file_fd = -1;
+      }
+      child_fd = -1;
+    }
+    /// When the worker never ran.
+    void close_all() {
+      for (int fd : {pipe_read, file_fd}) {
+        if (fd >= 0) ::close(fd);
+      }
+      if (pipe_read >= 0 && child_fd >= 0) ::close(child_fd);
+      pipe_read = file_fd = child_fd = -1;
+    }
+  };
+
+  /// Opens what an output spec asks for.
+  bool open_output(State& s, const OutputSpec& spec, OutputTarget& target, std::string& error,
+                   int& error_number) {
+    auto fail = [&](const std::string& what) {
+      error_number = errno;
+      error = what + ": " + std::strerror(error_number);
+      target.close_all();
+      return false;
+    };
     switch (spec.kind) {
       case OutputSpec::Kind::automatic:
-      case OutputSpec::Kind::inherit: return fallback_fd;
-      case OutputSpec::Kind::discard: return s.null_out;
-      case OutputSpec::Kind::file: {
-        int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append ? O_APPEND : O_TRUNC);
-        int fd = ::open(spec.path.c_str(), flags, 0644);
-        if (fd < 0) {
-          error_number = errno;
-          error = "cannot open \"" + spec.path + "\": " + std::strerror(error_number);
-        }
-        return fd;
+      case OutputSpec::Kind::inherit: return true;
+      case OutputSpec::Kind::discard: target.child_fd = s.null_out; return true;
+      case OutputSpec::Kind::file: break;
+    }
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append ? O_APPEND : O_TRUNC);
+    target.file_fd = ::open(spec.path.c_str(), flags, 0644);
+    if (target.file_fd < 0) return fail("cannot open \"" + spec.path + "\"");
+    if (!spec.max_bytes) {
+      target.child_fd = target.file_fd;
+      return true;
+    }
+    int pipe_fds[2];
+#if defined(__linux__)
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return fail("cannot make a pipe for a capped log");
+#else
+    if (::pipe(pipe_fds) != 0) return fail("cannot make a pipe for a capped log");
+    ::fcntl(pipe_fds[0], F_SETFD, FD_CLOEXEC);
+    ::fcntl(pipe_fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    ::fcntl(pipe_fds[0], F_SETFL, ::fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
+    target.pipe_read = pipe_fds[0];
+    target.child_fd = pipe_fds[1];
+    target.limit = *spec.max_bytes;
+    return true;
+  }
+
+  /// Moves capped output; on the portable path there is no per-pipe wake-up,
+  /// so every poll pumps every capped log.
+  void pump_outputs(State& s, const std::vector<void*>& readable) {
+    if (s.active_pumps == 0) return;
+    if (s.watcher.multiplexes_readers()) {
+      for (void* token : readable) static_cast<detail::OutputPump*>(token)->pump();
+      return;
+    }
+    for (Record* record : running_records(s)) {
+      for (auto& pump : record->pumps) {
+        if (pump) pump->pump();
       }
     }
-    return fallback_fd;
+  }
+
+  /// A worker ended: take the rest of its capped output and record what was dropped.
+  void finish_outputs(State& s, Record& record) {
+    std::uint64_t* dropped[2] = {&record.info.stdout_dropped_bytes,
+                                 &record.info.stderr_dropped_bytes};
+    for (int i = 0; i < 2; ++i) {
+      auto& pump = record.pumps[i];
+      if (!pump) continue;
+      s.watcher.remove(pump->read_fd());
+      pump->finish();
+      *dropped[i] = pump->dropped();
+      pump.reset();
+      --s.active_pumps;
+    }
   }
 
   detail::SpawnPlan make_plan(State& s, Record& record, std::string& error) {
@@ -825,16 +912,16 @@ class JobSupervisor {
     std::string error;
     detail::SpawnPlan plan = make_plan(s, record, error);
     detail::SpawnOutcome outcome;
-    int out_fd = -1, err_fd = -1;
+    OutputTarget outputs[2];
     int outcome_errno = 0;
-    if (error.empty()) {
-      out_fd = open_output(s, record.spec.stdout_spec, -1, error, outcome_errno);
-      if (error.empty()) err_fd = open_output(s, record.spec.stderr_spec, -1, error, outcome_errno);
+    if (error.empty() &&
+        open_output(s, record.spec.stdout_spec, outputs[0], error, outcome_errno)) {
+      open_output(s, record.spec.stderr_spec, outputs[1], error, outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = s.null_in;
-      plan.stdio[1] = out_fd;
-      plan.stdio[2] = err_fd;
+      plan.stdio[1] = outputs[0].child_fd;
+      plan.stdio[2] = outputs[1].child_fd;
       outcome = detail::spawn(plan);
       outcome_errno = outcome.error;
       if (outcome.error != 0) {
@@ -844,8 +931,12 @@ class JobSupervisor {
                           detail::to_string(outcome.stage) + "): " + std::strerror(outcome.error);
       }
     }
-    for (int fd : {out_fd, err_fd}) {
-      if (fd >= 0 && fd != s.null_out) ::close(fd);
+    for (auto& target : outputs) {
+      if (error.empty()) {
+        target.release_child_side();
+      } else {
+        target.close_all();
+      }
     }
     auto started_wall = std::chrono::system_clock::now();
     auto start_time = outcome.pid > 0 ? detail::process_start_time(outcome.pid) : std::nullopt;
@@ -878,6 +969,13 @@ class JobSupervisor {
     record.info.process_start_time = start_time.value_or(0);
     record.info.started_at = started_wall;
     record.pidfd = outcome.pidfd;
+    for (int i = 0; i < 2; ++i) {
+      if (outputs[i].pipe_read < 0) continue;
+      record.pumps[i] = std::make_unique<detail::OutputPump>(outputs[i].pipe_read,
+                                                              outputs[i].file_fd, outputs[i].limit);
+      ++s.active_pumps;
+      s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
+    }
     s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     set_state(s, record, WorkerState::running);

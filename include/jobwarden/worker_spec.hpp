@@ -28,11 +28,31 @@ struct OutputSpec {
   Kind kind = Kind::automatic;
   std::string path;     ///< for `Kind::file`
   bool append = false;  ///< for `Kind::file`: append instead of truncating
+  /// Cap on the log file's size. Output beyond it is counted (in `WorkerInfo`)
+  /// and dropped, and a note ends the file. Capped output passes through the
+  /// supervisor; uncapped output goes straight to the file.
+  std::optional<std::uint64_t> max_bytes;
 
-  static OutputSpec inherit() { return {Kind::inherit, {}, false}; }
-  static OutputSpec discard() { return {Kind::discard, {}, false}; }
+  static OutputSpec inherit() { return make(Kind::inherit); }
+  static OutputSpec discard() { return make(Kind::discard); }
   static OutputSpec to_file(std::string p, bool append = false) {
-    return {Kind::file, std::move(p), append};
+    OutputSpec spec = make(Kind::file);
+    spec.path = std::move(p);
+    spec.append = append;
+    return spec;
+  }
+  /// A file capped at `limit` bytes.
+  static OutputSpec to_capped_file(std::string p, std::uint64_t limit) {
+    OutputSpec spec = to_file(std::move(p));
+    spec.max_bytes = limit;
+    return spec;
+  }
+
+ private:
+  static OutputSpec make(Kind kind) {
+    OutputSpec spec;
+    spec.kind = kind;
+    return spec;
   }
 };
 
@@ -135,6 +155,8 @@ struct WorkerInfo {
   std::optional<std::chrono::system_clock::time_point> started_at;
   std::optional<std::chrono::system_clock::time_point> ended_at;
   ResourceUsage usage;               ///< filled in when it ended
+  std::uint64_t stdout_dropped_bytes = 0;  ///< output past a capped log's limit
+  std::uint64_t stderr_dropped_bytes = 0;
   std::vector<std::string> argv;     ///< as given in the spec
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.

@@ -120,7 +120,8 @@ class ExitWatcher {
  public:
   /// What `collect()` found.
   struct Ready {
-    std::vector<void*> exited;  ///< tokens whose pidfd became readable
+    std::vector<void*> exited;    ///< tokens whose pidfd became readable
+    std::vector<void*> readable;  ///< tokens of `add_reader` descriptors with data
     bool check_all = false;     ///< SIGCHLD mode: any child may have exited
   };
 
@@ -188,6 +189,25 @@ class ExitWatcher {
 #endif
   }
 
+  /// Watches a pipe's read end; `token` comes back in `Ready::readable`.
+  /// Portable mode cannot multiplex it: the caller pumps on every `collect`.
+  bool add_reader(int fd, void* token) {
+#if JOBWARDEN_LINUX_FAST_PATH
+    epoll_event event;
+    std::memset(&event, 0, sizeof event);
+    event.events = EPOLLIN;
+    event.data.u64 = reinterpret_cast<std::uintptr_t>(token) | reader_tag;
+    return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0;
+#else
+    (void)fd;
+    (void)token;
+    return true;
+#endif
+  }
+
+  /// Whether readers wake `fd()` by themselves (false: pump them at every poll).
+  bool multiplexes_readers() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
+
   /// Stops watching a pidfd (call before closing it).
   void remove(int pidfd) {
 #if JOBWARDEN_LINUX_FAST_PATH
@@ -244,6 +264,9 @@ class ExitWatcher {
         }
       } else if (token == timer_token()) {
         drain(timer_fd_);
+      } else if ((events[i].data.u64 & reader_tag) != 0) {
+        ready.readable.push_back(
+            reinterpret_cast<void*>(static_cast<std::uintptr_t>(events[i].data.u64 & ~reader_tag)));
       } else {
         ready.exited.push_back(token);
       }
@@ -257,6 +280,7 @@ class ExitWatcher {
   }
 
  private:
+  static constexpr std::uint64_t reader_tag = 4;  // tokens are 8-aligned pointers
   static void* wake_token() { return reinterpret_cast<void*>(std::uintptr_t{1}); }
   static void* timer_token() { return reinterpret_cast<void*>(std::uintptr_t{2}); }
 

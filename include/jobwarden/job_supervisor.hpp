@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobwarden/detail/exit_watcher.hpp"
+#include "jobwarden/detail/job_records.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/process_identity.hpp"
@@ -34,7 +36,9 @@
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/signals.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
@@ -46,7 +50,17 @@ struct SupervisorOptions {
   /// The job's id (SPEC.md's id rules); names the job directory under `root`.
   std::string job_id = "job";
   /// Directory holding job directories; empty means no status files at all.
+  /// With a root, the supervisor keeps `<root>/<job_id>/` (see
+  /// docs/job-directory.md): its records, each worker's status file and logs.
   std::string root;
+  /// `fsync` every record and its directory (crash durability; slower).
+  bool durable = false;
+  /// Reuse the id of a finished job under `root`, replacing its records
+  /// (otherwise `errc::job_exists`). A job with a live supervisor is never touched.
+  bool replace_finished_job = false;
+  /// How often job.json is rewritten even without changes, as a heartbeat
+  /// that readers on other machines can see (zero: only on changes).
+  std::chrono::milliseconds job_refresh_interval{5000};
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
   /// Run the orphan guard: a sentinel process that kills every running
@@ -185,9 +199,66 @@ class JobSupervisor {
       s.queue.clear();
       for (Record* record : s.restarting) record->restart_at.reset();
       s.restarting.clear();
+      s.job_dirty = true;
       arm_timer(s);
     }
     s.watcher.wake();
+  }
+
+  /// Declares that no more work will be submitted: once every worker is
+  /// terminal, the job's final state is written (`succeeded`, `failed`,
+  /// `cancelled`...). Running and pending workers carry on. Returns at once.
+  void finish() {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.accepting = false;
+      s.job_dirty = true;
+    }
+    s.watcher.wake();
+  }
+
+  /// The job's directory (`<root>/<job_id>`), empty without a root.
+  std::string job_dir() const {
+    const State& s = state();
+    return s.recorder ? s.recorder->layout().job_dir() : std::string{};
+  }
+
+  /// The job as any reader sees it (SPEC.md's aggregated status, typed with
+  /// `Progress`), read from the job directory. Throws without a root.
+  JobStatus<Progress> status() {
+    std::error_code ec;
+    auto result = status(ec);
+    if (ec) detail::throw_error(ec, "cannot read the status of job \"" + job_id() + "\"");
+    return result;
+  }
+
+  /// Non-throwing form (`errc::invalid_argument` without a root).
+  JobStatus<Progress> status(std::error_code& ec) {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.aggregator_mutex);
+    if (!s.recorder) {
+      ec = make_error_code(errc::invalid_argument);
+      return {};
+    }
+    if (!s.aggregator) s.aggregator.emplace(s.options.root);
+    return s.aggregator->read(s.options.job_id, ec);
+  }
+
+  /// How many writes of the job directory failed (ENOSPC, EIO...), and the
+  /// last such error and file. Failed writes never stop the supervisor; the
+  /// next write of the same file repairs it.
+  std::uint64_t status_write_failures() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.status_write_failures;
+  }
+
+  /// The last failed write of the job directory: its error and path.
+  std::pair<std::error_code, std::string> last_status_error() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return {s.last_status_error, s.last_status_error_path};
   }
 
   /// `begin_shutdown()`, then waits until every worker is reaped.
@@ -220,6 +291,7 @@ class JobSupervisor {
     for (Record* record : to_launch) launch(s, *record);
     {
       std::lock_guard<std::mutex> lock(s.mutex);
+      flush_job(s);
       arm_timer(s);
       events.swap(s.events);
     }
@@ -336,6 +408,7 @@ class JobSupervisor {
     std::optional<time_point> deadline;      // timeout
     std::optional<time_point> kill_at;       // end of the grace period
     std::optional<time_point> restart_at;    // a restart is scheduled for then
+    std::optional<time_point> stall_check_at;  // when to look at its heartbeat next
     std::deque<time_point> restart_times;    // recent restarts, for the rate limit
   };
 
@@ -359,6 +432,16 @@ class JobSupervisor {
     std::size_t next_auto_id = 1;
     std::vector<Record*> restarting;  // pending workers waiting out a backoff
     std::size_t active_pumps = 0;     // capped logs being moved
+    std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
+    std::optional<detail::JobRecorder> recorder;  // the job directory, when there is a root
+    std::optional<StatusAggregator<Progress>> aggregator;  // for status(); made on first use
+    std::mutex aggregator_mutex;  // reading never holds up poll()
+    bool job_dirty = false;       // job.json is behind the workers' states
+    bool job_closed = false;      // the final job state is written
+    std::optional<time_point> next_job_refresh;
+    std::uint64_t status_write_failures = 0;
+    std::error_code last_status_error;
+    std::string last_status_error_path;
     std::mt19937_64 random{std::random_device{}()};  // backoff jitter
     bool accepting = true;
     int null_in = -1;
@@ -399,6 +482,28 @@ class JobSupervisor {
     if (state_->options.orphan_guard) {
       state_->sentinel.start(state_->cgroups.parent());  // best effort: see guard_active()
     }
+    if (!state_->options.root.empty()) {
+      detail::JobRecorderOptions recorder_options;
+      recorder_options.durable = state_->options.durable;
+      recorder_options.replace_finished = state_->options.replace_finished_job;
+      state_->recorder.emplace(detail::JobLayout{state_->options.root, state_->options.job_id},
+                               recorder_options);
+      std::error_code open_error;
+      state_->recorder->open(open_error);
+      if (open_error) {
+        std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
+                           state_->options.root;
+        if (open_error == errc::job_locked) what += ": it already has a live supervisor";
+        if (open_error == errc::job_exists) what += ": a finished job with that id exists";
+        state_.reset();
+        if (throwing) detail::throw_error(open_error, what);
+        *ec = open_error;
+        return;
+      }
+      if (state_->options.job_refresh_interval.count() > 0) {
+        state_->next_job_refresh = state_->now() + state_->options.job_refresh_interval;
+      }
+    }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (state_->null_in < 0 || state_->null_out < 0) {
@@ -435,6 +540,17 @@ class JobSupervisor {
       detail::report(ec, make_error_code(errc::invalid_signal),
                      "invalid worker spec: stop_signal " + std::to_string(spec.stop_signal) +
                          " is not a signal");
+      return {};
+    }
+    if (spec.stall_timeout.count() < 0) {
+      detail::report(ec, make_error_code(errc::invalid_duration),
+                     "invalid worker spec: stall_timeout must not be negative");
+      return {};
+    }
+    if (spec.stall_timeout.count() > 0 && s.options.root.empty()) {
+      detail::report(ec, make_error_code(errc::invalid_argument),
+                     "invalid worker spec: stall detection needs a job directory "
+                     "(SupervisorOptions::root), where the worker's heartbeat is kept");
       return {};
     }
     for (const auto& [key, value] : spec.env) {
@@ -478,6 +594,15 @@ class JobSupervisor {
       s.records.emplace(record->info.id, std::move(owned));
       s.order.push_back(record);
       ++s.active;
+      ++s.counts[static_cast<std::size_t>(WorkerState::pending)];
+      if (s.recorder) {
+        std::error_code dir_error;
+        s.recorder->prepare_worker(record->info.id, dir_error);
+        if (dir_error) {
+          note_status_error(s, dir_error, s.recorder->layout().worker_dir(record->info.id));
+        }
+        record_worker(s, *record);
+      }
       s.queue.push_back(record);
       auto launchable = take_launchable(s);
       if (launchable.empty()) return record->info.id;
@@ -567,11 +692,81 @@ class JobSupervisor {
     s.events.push_back(WorkerEvent{kind, record.info});
   }
 
+  /// The one place a worker's state changes (transitions checked by
+  /// `is_allowed_transition`); every change reaches the job directory.
   void set_state(State& s, Record& record, WorkerState next) {
     if (!is_allowed_transition(record.info.state, next)) return;
     bool was_active = !is_terminal(record.info.state);
+    --s.counts[static_cast<std::size_t>(record.info.state)];
+    ++s.counts[static_cast<std::size_t>(next)];
     record.info.state = next;
     if (was_active && is_terminal(next)) --s.active;
+    record_worker(s, record);
+  }
+
+  /// Writes the worker's process record; a failed write (ENOSPC, EIO) is
+  /// counted and kept for `status_errors()`, never fatal: the next write of
+  /// the same file repairs it.
+  void record_worker(State& s, const Record& record) {
+    if (!s.recorder) return;
+    std::error_code ec;
+    s.recorder->write_process(record.info, ec);
+    if (ec) note_status_error(s, ec, s.recorder->layout().process_file(record.info.id));
+    s.job_dirty = true;
+  }
+
+  void note_status_error(State& s, std::error_code ec, std::string path) {
+    ++s.status_write_failures;
+    s.last_status_error = ec;
+    s.last_status_error_path = std::move(path);
+  }
+
+  JobSummary summary_of(const State& s) const {
+    JobSummary summary;
+    for (WorkerState state : all_worker_states) {
+      std::size_t n = s.counts[static_cast<std::size_t>(state)];
+      summary.total += n;
+      if (state == WorkerState::pending) summary.pending += n;
+      else if (state == WorkerState::running) summary.running += n;
+      else if (state == WorkerState::succeeded) summary.succeeded += n;
+      else summary.failed += n;
+      if (state == WorkerState::cancelled) summary.cancelled += n;
+      if (state == WorkerState::lost) summary.lost += n;
+    }
+    summary.done = summary.succeeded + summary.failed;
+    return summary;
+  }
+
+  /// Brings job.json up to date: `pending` until a worker starts, `running`
+  /// while the supervisor may still get work, and once it accepts no more and
+  /// every worker is terminal, the final state (written once).
+  void flush_job(State& s) {
+    if (!s.recorder || s.job_closed) return;
+    auto now = s.now();
+    if (s.next_job_refresh && *s.next_job_refresh <= now) s.job_dirty = true;
+    if (!s.job_dirty) return;
+    JobSummary summary = summary_of(s);
+    JobState state = JobState::running;
+    bool final = !s.accepting && s.active == 0;
+    if (final) {
+      state = job_state_from_workers(summary);
+      if (state == JobState::pending) state = JobState::cancelled;  // nothing ever ran
+    } else if (summary.pending == summary.total && s.running == 0) {
+      state = JobState::pending;
+    }
+    std::error_code ec;
+    s.recorder->write_job(state, summary, ec);
+    if (ec) {
+      note_status_error(s, ec, s.recorder->layout().job_file());
+      return;  // still dirty: retried at the next poll
+    }
+    s.job_dirty = false;
+    s.job_closed = final;
+    if (s.options.job_refresh_interval.count() > 0 && !final) {
+      s.next_job_refresh = now + s.options.job_refresh_interval;
+    } else {
+      s.next_job_refresh.reset();
+    }
   }
 
   void finish_unstarted(State& s, Record& record, WorkerState final_state, std::string error) {
@@ -588,9 +783,11 @@ class JobSupervisor {
     if (!record.stop_reason) record.stop_reason = reason;
     record.deadline.reset();
     if (record.info.error.empty()) {
-      record.info.error = reason == WorkerState::timed_out
-                              ? "timed out after " + format_duration(record.spec.timeout)
-                              : "cancelled";
+      record.info.error =
+          reason == WorkerState::timed_out ? "timed out after " + format_duration(record.spec.timeout)
+          : reason == WorkerState::stalled
+              ? "stalled: no report for " + format_duration(record.spec.stall_timeout)
+              : "cancelled";
     }
     auto grace = record.spec.grace_period;
     Launcher& launcher = *s.options.launcher;
@@ -613,6 +810,8 @@ class JobSupervisor {
     for (Record* record : running_records(s)) {
       if (record->deadline && *record->deadline <= now) {
         begin_stop(s, *record, WorkerState::timed_out);
+      } else if (record->stall_check_at && *record->stall_check_at <= now && !record->kill_at) {
+        check_heartbeat(s, *record, now);
       } else if (record->kill_at && *record->kill_at <= now && !record->kill_sent) {
         s.options.launcher->signal_tree(record->info, SIGKILL, record->context);
         record->kill_sent = true;
@@ -621,11 +820,33 @@ class JobSupervisor {
     }
   }
 
+  /// Stops a worker whose last report is older than its stall limit; else
+  /// schedules the next look for when it would become stale.
+  void check_heartbeat(State& s, Record& record, time_point now) {
+    auto last = record.info.started_at.value_or(std::chrono::system_clock::now());
+    struct stat st;
+    if (::stat(s.recorder->layout().status_file(record.info.id).c_str(), &st) == 0) {
+      auto modified = std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+              std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+      last = std::max(last, modified);
+    }
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now() - last);
+    if (age >= record.spec.stall_timeout) {
+      record.stall_check_at.reset();
+      begin_stop(s, record, WorkerState::stalled);
+    } else {
+      record.stall_check_at = now + (record.spec.stall_timeout - age);
+    }
+  }
+
   std::optional<time_point> earliest_deadline(const State& s) const {
-    std::optional<time_point> earliest;
+    std::optional<time_point> earliest = s.job_closed ? std::nullopt : s.next_job_refresh;
     for (const Record* record : s.order) {
       if (record->info.state != WorkerState::running || record->launching) continue;
       std::optional<time_point> t = record->deadline;
+      if (record->stall_check_at && (!t || *record->stall_check_at < *t)) t = record->stall_check_at;
       if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;
       if (t && (!earliest || *t < *earliest)) earliest = t;
     }
@@ -772,6 +993,18 @@ class JobSupervisor {
     }
   };
 
+  /// `automatic` means the worker's log file in the job directory (appended
+  /// to by restarts), or the supervisor's own stream without one.
+  OutputSpec resolve_output(State& s, const Record& record, const OutputSpec& spec, bool is_stdout) {
+    if (spec.kind != OutputSpec::Kind::automatic || !s.recorder) return spec;
+    const auto& layout = s.recorder->layout();
+    OutputSpec resolved = spec;
+    resolved.kind = OutputSpec::Kind::file;
+    resolved.path = is_stdout ? layout.stdout_file(record.info.id) : layout.stderr_file(record.info.id);
+    resolved.append = record.info.attempt > 1;
+    return resolved;
+  }
+
   /// Opens what an output spec asks for.
   bool open_output(State& s, const OutputSpec& spec, OutputTarget& target, std::string& error,
                    int& error_number) {
@@ -848,6 +1081,7 @@ class JobSupervisor {
     env["JOBWARDEN_JOB_ID"] = s.options.job_id;
     env["JOBWARDEN_WORKER_ID"] = record.info.id;
     env["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
+    if (s.recorder) env["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
     plan.argv_storage = spec.argv;
     for (const auto& [key, value] : env) plan.env_storage.push_back(key + "=" + value);
     plan.cwd = spec.cwd;
@@ -915,8 +1149,10 @@ class JobSupervisor {
     OutputTarget outputs[2];
     int outcome_errno = 0;
     if (error.empty() &&
-        open_output(s, record.spec.stdout_spec, outputs[0], error, outcome_errno)) {
-      open_output(s, record.spec.stderr_spec, outputs[1], error, outcome_errno);
+        open_output(s, resolve_output(s, record, record.spec.stdout_spec, true), outputs[0], error,
+                    outcome_errno)) {
+      open_output(s, resolve_output(s, record, record.spec.stderr_spec, false), outputs[1], error,
+                  outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = s.null_in;
@@ -978,6 +1214,9 @@ class JobSupervisor {
     }
     s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
+    if (record.spec.stall_timeout.count() > 0) {
+      record.stall_check_at = s.now() + record.spec.stall_timeout;
+    }
     set_state(s, record, WorkerState::running);
     emit(s, EventKind::started, record);
     if (record.stop_reason) {

@@ -125,6 +125,10 @@ struct WorkerSpec {
   int stop_signal = SIGTERM;
   /// Time between the stop signal and SIGKILL.
   std::chrono::milliseconds grace_period{10s};
+  /// Stall limit: a worker whose last report (its status file's heartbeat)
+  /// is older than this is stopped and ends `stalled`; zero means none.
+  /// Needs a job directory (`SupervisorOptions::root`).
+  std::chrono::milliseconds stall_timeout{0};
   /// Whether and how it is started again after it ends.
   RestartSpec restart{};
   /// Limits set in the child before exec.

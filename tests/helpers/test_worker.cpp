@@ -9,6 +9,8 @@
 //   trap-term MS      on SIGTERM wait MS then exit 0; meanwhile sleep
 //   ignore-term       ignore SIGTERM and sleep forever
 //   sleep MS          sleep MS milliseconds, exit 0
+//   report N MS       report progress i/N every MS ms through WorkerStatusWriter,
+//                     then the result {"count": N}; exit 0
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +23,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <jobwarden/worker_status_writer.hpp>
 
 namespace {
 volatile sig_atomic_t got_term = 0;
@@ -95,6 +99,20 @@ int main(int argc, char** argv) {
     std::printf("ready\n");
     std::fflush(stdout);
     for (;;) pause();
+  }
+  if (mode == "report" && argc > 3) {
+    int total = std::atoi(argv[2]);
+    jobwarden::WorkerStatusWriterOptions<> options;
+    options.throttle_interval = std::chrono::milliseconds(0);
+    auto writer = jobwarden::WorkerStatusWriter<>::from_environment(options);
+    writer.set_state(jobwarden::WorkerState::running);
+    for (int i = 1; i <= total; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[3])));
+      writer.progress(static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(total));
+      writer.message("step " + std::to_string(i));
+    }
+    writer.result(nlohmann::json{{"count", total}});
+    return 0;
   }
   if (mode == "sleep" && argc > 2) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[2])));

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Read a jobwarden job directory without jobwarden: standard library only.
+
+This is what a web endpoint in another language (the seeds' FastAPI
+`GET /scan/{job_id}`) does to show a job: read the supervisor's records and the
+workers' reports, merge them with the same rules as the C++ StatusAggregator
+(docs/job-directory.md), and print "X of Y done", what runs, what failed and
+why. `--json` prints the aggregated status of SPEC.md instead
+(schemas/aggregated-status.schema.json).
+
+    read_job.py /var/lib/jobs/scan-42
+    read_job.py --root /var/lib/jobs --job scan-42 --json
+
+Like the C++ reader it never follows a symlink inside the job directory,
+never reads a file larger than 1 MiB, never creates anything (the lock file is
+probed, not created), and reports a bad file instead of failing.
+"""
+
+import argparse
+import datetime
+import errno
+import fcntl
+import json
+import os
+import re
+import socket
+import stat
+import sys
+
+SCHEMA_VERSION = 1
+MAX_FILE_SIZE = 1 << 20
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TERMINAL = {"succeeded", "failed", "crashed", "timed_out", "stalled", "cancelled", "spawn_failed", "lost"}
+WORKER_STATES = TERMINAL | {"pending", "running"}
+JOB_TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
+
+# The names on disk (include/jobwarden/detail/job_layout.hpp).
+JOB_FILE, LOCK_FILE, WORKERS_DIR = "job.json", "supervisor.lock", "workers"
+PROCESS_FILE, STATUS_FILE = "process.json", "status.json"
+
+
+class BadFile(Exception):
+    """A file that cannot be used; `error` is the short phrase for `errors`."""
+
+    def __init__(self, error, detail=""):
+        super().__init__(error)
+        self.error, self.detail = error, detail
+
+
+def parse_time(text):
+    """An RFC 3339 timestamp as an aware datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def format_time(moment):
+    """RFC 3339 UTC with milliseconds: 2026-11-21T10:00:00.123Z."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def open_dir(name, dir_fd=None):
+    """Opens a directory without following a symlink."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ENOTDIR and dir_fd is not None:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise BadFile("symbolic link not followed") from e
+            raise BadFile("not a directory") from e
+        if e.errno == errno.ELOOP:
+            raise BadFile("symbolic link not followed") from e
+        raise
+
+
+def read_json(dir_fd, name):
+    """The parsed JSON object in `name`, None if it is missing; BadFile otherwise."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise BadFile("symbolic link not followed") from e
+        raise BadFile("unreadable", e.strerror) from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadFile("not a regular file")
+        if info.st_size > MAX_FILE_SIZE:
+            raise BadFile("oversized", f"{info.st_size} bytes, more than the limit of {MAX_FILE_SIZE}")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_FILE_SIZE:
+                raise BadFile("oversized")
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        document = json.loads(b"".join(chunks))
+    except ValueError as e:
+        raise BadFile("not valid JSON", str(e)) from e
+    if not isinstance(document, dict):
+        raise BadFile("wrong shape", "not a JSON object")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise BadFile("wrong shape", f"unsupported schema_version {document.get('schema_version')!r}")
+    return document
+
+
+def lock_held(job_fd):
+    """True/False when the supervisor lock can be probed, None when it cannot."""
+    try:
+        fd = os.open(LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=job_fd)
+    except OSError:
+        return None
+    try:
+        # Shared: two readers probing at once must not take each other for a supervisor.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def same_process(pid, start_time):
+    """Whether pid still is the process that started at start_time (Linux /proc)."""
+    if not isinstance(pid, int) or pid <= 0 or not start_time:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return False
+    fields = text[text.rfind(")") + 2:].split()
+    return len(fields) > 19 and fields[19] == str(start_time)
+
+
+def string_or_none(value):
+    return value if isinstance(value, str) else None
+
+
+def aggregate(job_dir, stale_after=30.0, now=None):
+    """The aggregated status of SPEC.md for the job directory `job_dir`."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    job_id = os.path.basename(os.path.normpath(job_dir))
+    errors = []
+    job_fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            record = read_json(job_fd, JOB_FILE)
+        except BadFile as bad:
+            record = None
+            errors.append({"path": JOB_FILE, "error": bad.error, "detail": bad.detail})
+        supervisor = (record or {}).get("supervisor") or {}
+        held = lock_held(job_fd)
+        if held is None:
+            local = supervisor.get("hostname") in (None, "", socket.gethostname())
+            alive = same_process(supervisor.get("pid"), supervisor.get("start_time")) if local else True
+        else:
+            alive = held
+        workers, any_unfinished = [], False
+        try:
+            workers_fd = open_dir(WORKERS_DIR, job_fd)
+        except FileNotFoundError:
+            workers_fd = None
+        except BadFile as bad:
+            workers_fd = None
+            errors.append({"path": WORKERS_DIR, "error": bad.error, "detail": bad.detail})
+        if workers_fd is not None:
+            try:
+                names = sorted((n for n in os.listdir(workers_fd) if not n.startswith(".")), key=natural_key)
+                for name in names:
+                    if not ID_PATTERN.match(name):
+                        errors.append({"path": f"{WORKERS_DIR}/{name}", "error": "not a valid worker id", "detail": ""})
+                        continue
+                    worker, unfinished = read_worker(workers_fd, name, alive, stale_after, now, errors)
+                    if worker is not None:
+                        workers.append(worker)
+                        any_unfinished = any_unfinished or unfinished
+            finally:
+                os.close(workers_fd)
+    finally:
+        os.close(job_fd)
+
+    summary = {"total": len(workers), "pending": 0, "running": 0, "succeeded": 0, "failed": 0, "done": 0}
+    lists = {"running": [], "pending": [], "completed": [], "failed": []}
+    for worker in workers:
+        state = worker["state"]
+        if state in ("pending", "running"):
+            summary[state] += 1
+            lists[state].append(worker["id"])
+        else:
+            summary["done"] += 1
+            key = "succeeded" if state == "succeeded" else "failed"
+            summary[key] += 1
+            lists["completed" if state == "succeeded" else "failed"].append(worker["id"])
+    recorded_state = (record or {}).get("state")
+    if recorded_state in JOB_TERMINAL - {"lost"}:
+        state = recorded_state
+    elif alive:
+        state = "pending" if summary["pending"] == summary["total"] else "running"
+    elif any_unfinished or not workers:
+        state = "lost" if (record or workers) else "pending"
+    elif any(w["state"] == "lost" for w in workers):
+        state = "lost"
+    elif any(w["state"] == "cancelled" for w in workers):
+        state = "cancelled"
+    elif summary["failed"]:
+        state = "failed"
+    else:
+        state = "succeeded"
+    times = [parse_time((record or {}).get("updated_at"))] + [parse_time(w["last_update"]) for w in workers]
+    last_update = max((t for t in times if t), default=None)
+    created_at, ended_at = parse_time((record or {}).get("created_at")), parse_time((record or {}).get("ended_at"))
+    until = ended_at if (ended_at and state in JOB_TERMINAL) else (last_update if state == "lost" else now)
+    elapsed = max(0.0, round((until - created_at).total_seconds(), 3)) if (created_at and until) else 0.0
+    return {
+        "schema_version": SCHEMA_VERSION, "job_id": job_id, "state": state, "summary": summary,
+        "elapsed_seconds": elapsed, "last_update": format_time(last_update),
+        "created_at": format_time(created_at), "ended_at": format_time(ended_at),
+        "supervisor": {"pid": supervisor.get("pid"), "alive": alive, "hostname": supervisor.get("hostname", "")},
+        "workers": workers, **lists, "errors": errors,
+    }
+
+
+def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors):
+    """One worker merged from its process.json and status.json (see docs/job-directory.md)."""
+    try:
+        worker_fd = open_dir(name, workers_fd)
+    except FileNotFoundError:
+        return None, False
+    except BadFile as bad:
+        errors.append({"path": f"{WORKERS_DIR}/{name}", "error": bad.error, "detail": bad.detail})
+        return None, False
+    documents = {}
+    try:
+        for file_name in (PROCESS_FILE, STATUS_FILE):
+            try:
+                documents[file_name] = read_json(worker_fd, file_name)
+            except BadFile as bad:
+                documents[file_name] = None
+                errors.append({"path": f"{WORKERS_DIR}/{name}/{file_name}", "error": bad.error, "detail": bad.detail})
+    finally:
+        os.close(worker_fd)
+    process, status = documents[PROCESS_FILE], documents[STATUS_FILE]
+    if process is not None and process.get("state") not in WORKER_STATES:
+        errors.append({"path": f"{WORKERS_DIR}/{name}/{PROCESS_FILE}", "error": "wrong shape", "detail": "state"})
+        process = None
+    if status is not None and status.get("state") not in WORKER_STATES | {None}:
+        errors.append({"path": f"{WORKERS_DIR}/{name}/{STATUS_FILE}", "error": "wrong shape", "detail": "state"})
+        status = None
+    if process and status and (status.get("attempt") or 0) and (process.get("attempt") or 0) > status["attempt"]:
+        status = None  # a report from an earlier attempt
+
+    worker = {"id": name, "state": "pending", "pid": None, "attempt": 0, "exit_code": None, "signal": None,
+              "core_dumped": False, "progress": None, "message": None, "result": None, "error": None,
+              "started_at": None, "ended_at": None, "last_update": None, "stale": False,
+              "reported_state": None, "seq": 0}
+    times, sign_of_life = [], []
+    if process:
+        # The supervisor's record is authoritative for state, pid and exit.
+        for key in ("state", "pid", "exit_code", "signal", "started_at", "ended_at"):
+            worker[key] = process.get(key)
+        worker["attempt"] = process.get("attempt") or 0
+        worker["core_dumped"] = bool(process.get("core_dumped"))
+        worker["error"] = string_or_none(process.get("error"))
+        times += [parse_time(process.get(k)) for k in ("updated_at", "started_at", "ended_at")]
+        sign_of_life.append(parse_time(process.get("started_at")))
+    if status:
+        worker.update(progress=status.get("progress"), message=string_or_none(status.get("message")),
+                      result=status.get("result"), reported_state=status.get("state"), seq=status.get("seq") or 0)
+        worker["error"] = worker["error"] or string_or_none(status.get("error"))
+        times.append(parse_time(status.get("updated_at")))
+        sign_of_life.append(parse_time(status.get("updated_at")))
+        if not process:
+            worker.update(state=status.get("state") or "running", pid=status.get("pid"), attempt=status.get("attempt") or 0)
+        elif worker["state"] == "pending" and status.get("state") == "running":
+            worker["state"] = "running"
+    unfinished = worker["state"] not in TERMINAL
+    if unfinished and not supervisor_alive:
+        runs = (process and same_process(process.get("pid"), process.get("process_start_time"))) or \
+               (status and same_process(status.get("pid"), status.get("process_start_time")))
+        worker["state"] = "running" if runs else "lost"
+    moments = [t for t in times if t]
+    worker["last_update"] = format_time(max(moments)) if moments else None
+    alive_at = [t for t in sign_of_life if t]
+    if worker["state"] == "running" and alive_at:
+        worker["stale"] = (now - max(alive_at)).total_seconds() > stale_after
+    return worker, unfinished
+
+
+def natural_key(name):
+    """'2' before '10': digit runs compare as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+
+def why(worker):
+    """How a finished worker ended, in words."""
+    state = worker["state"]
+    if state == "failed":
+        text = f"exit code {worker['exit_code']}"
+    elif state == "crashed":
+        text = f"killed by {worker['signal']}" + (" (core dumped)" if worker["core_dumped"] else "")
+    else:
+        text = state.replace("_", " ")
+    return text + (f": {worker['error']}" if worker["error"] else "")
+
+
+def describe_progress(progress):
+    if isinstance(progress, dict) and isinstance(progress.get("done"), (int, float)) and progress.get("total"):
+        return f"{progress['done']}/{progress['total']}"
+    return json.dumps(progress) if progress is not None else ""
+
+
+def print_summary(status):
+    s = status["summary"]
+    print(f"{status['job_id']}: {status['state']} - {s['done']} of {s['total']} done "
+          f"({s['succeeded']} succeeded, {s['failed']} failed), {s['running']} running, {s['pending']} pending, "
+          f"{status['elapsed_seconds']:.1f}s")
+    if not status["supervisor"]["alive"] and status["state"] not in ("succeeded", "failed", "cancelled"):
+        print(f"  supervisor (pid {status['supervisor']['pid']}) is not running")
+    for worker in status["workers"]:
+        if worker["state"] == "running":
+            line = f"  running {worker['id']}: {describe_progress(worker['progress'])} {worker['message'] or ''}"
+            print(line.rstrip() + ("  [stale]" if worker["stale"] else ""))
+    for worker in status["workers"]:
+        if worker["state"] not in ("pending", "running", "succeeded"):
+            print(f"  failed {worker['id']}: {why(worker)}")
+    for error in status["errors"]:
+        print(f"  unreadable {error['path']}: {error['error']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("job_dir", nargs="?", help="the job directory (<root>/<job id>)")
+    parser.add_argument("--root", help="the root directory of the jobs")
+    parser.add_argument("--job", help="the job id (with --root)")
+    parser.add_argument("--json", action="store_true", help="print the aggregated JSON")
+    parser.add_argument("--stale", type=float, default=30.0, help="seconds of silence before a worker is stale")
+    args = parser.parse_args()
+    if args.job_dir:
+        job_dir = args.job_dir
+    elif args.root and args.job:
+        if not ID_PATTERN.match(args.job):
+            parser.error(f"invalid job id {args.job!r}")
+        job_dir = os.path.join(args.root, args.job)
+    else:
+        parser.error("give a job directory, or --root and --job")
+    try:
+        status = aggregate(job_dir, args.stale)
+    except OSError as e:
+        print(f"read_job.py: cannot read {job_dir}: {e.strerror}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print_summary(status)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,489 @@
+#pragma once
+/// \file
+/// The supervisor's side of the job directory: `JobRecorder` writes `job.json`
+/// and each worker's `process.json`, and holds `supervisor.lock`; this header
+/// also owns those two files' formats (`job_record_to_json`,
+/// `process_record_to_json` and their parsers, used by the aggregator).
+/// One writer per file: the supervisor writes `job.json` and `process.json`
+/// only, the worker writes its `status.json` only (`WorkerStatusWriter`).
+///
+/// How `JobSupervisor` drives it:
+/// ```
+/// detail::JobRecorder recorder({root, job_id}, {.durable = false});
+/// recorder.open(ec);               // creates <root>/<job>/, takes the lock, writes job.json
+///                                  // (errc::invalid_id, errc::job_locked, errc::job_exists)
+/// // per worker, on submit (before it can be seen as anything but pending):
+/// recorder.prepare_worker(info.id, ec);         // creates workers/<id>/ (logs go there)
+/// recorder.write_process(info, ec);             // state pending
+/// env["JOBWARDEN_STATUS_FILE"] = recorder.status_file(info.id);
+/// // on every state change of a worker (spawned, exited, restarted, stopped):
+/// recorder.write_process(info, ec);
+/// recorder.write_job(JobState::running, summary, ec);   // refresh counts (cheap; may be batched)
+/// // when the supervisor will accept no more work and every worker is terminal:
+/// recorder.write_job(job_state_from_workers(summary) /* or cancelled */, summary, ec);
+/// // destruction (or close()) releases the lock; readers then see a finished job,
+/// // or — had the supervisor died before the final write_job — a lost one.
+/// ```
+/// A failed write returns its error and leaves the previous file as it was;
+/// the supervisor carries on (the next write of the same file repairs it).
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/directory.hpp"
+#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/json_fields.hpp"
+#include "jobwarden/detail/owned_fd.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/time_format.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/signals.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+// ---------------------------------------------------------------------------
+// job.json
+
+/// What `job.json` says about a job.
+struct JobRecord {
+  std::string job_id;
+  JobState state = JobState::running;
+  std::optional<std::chrono::system_clock::time_point> created_at;
+  std::optional<std::chrono::system_clock::time_point> updated_at;
+  std::optional<std::chrono::system_clock::time_point> ended_at;
+  int supervisor_pid = 0;                         ///< 0 when unknown
+  unsigned long long supervisor_start_time = 0;   ///< `process_start_time` of the supervisor; 0 unknown
+  std::string supervisor_hostname;                ///< pids mean something only on this host
+  std::optional<JobSummary> summary;              ///< the supervisor's last counts
+};
+
+/// `job.json`'s content for `record`.
+inline nlohmann::json job_record_to_json(const JobRecord& record) {
+  nlohmann::json supervisor = {
+      {"pid", record.supervisor_pid > 0 ? nlohmann::json(record.supervisor_pid) : nlohmann::json(nullptr)},
+      {"start_time", record.supervisor_start_time > 0 ? nlohmann::json(record.supervisor_start_time)
+                                                      : nlohmann::json(nullptr)},
+      {"hostname", record.supervisor_hostname}};
+  nlohmann::json summary = nullptr;
+  if (record.summary) {
+    const JobSummary& s = *record.summary;
+    summary = {{"total", s.total},         {"pending", s.pending}, {"running", s.running},
+               {"succeeded", s.succeeded}, {"failed", s.failed},   {"done", s.done},
+               {"cancelled", s.cancelled}, {"lost", s.lost}};
+  }
+  return {{"schema_version", schema_version},
+          {"job_id", record.job_id},
+          {"state", std::string(to_string(record.state))},
+          {"created_at", time_or_null(record.created_at)},
+          {"updated_at", time_or_null(record.updated_at)},
+          {"ended_at", time_or_null(record.ended_at)},
+          {"supervisor", std::move(supervisor)},
+          {"summary", std::move(summary)}};
+}
+
+/// Parses `job.json`; on a wrongly shaped document returns false and says why.
+inline bool job_record_from_json(const nlohmann::json& document, JobRecord& record, std::string& problem) {
+  FieldReader fields(document);
+  fields.require_schema_version(schema_version);
+  record.job_id = fields.string("job_id").value_or("");
+  if (auto state = fields.string("state")) {
+    auto parsed = job_state_from_string(*state);
+    if (parsed) record.state = *parsed;
+    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a job state");
+  } else if (fields.ok()) {
+    fields.fail("state is missing");
+  }
+  record.created_at = fields.time("created_at");
+  record.updated_at = fields.time("updated_at");
+  record.ended_at = fields.time("ended_at");
+  if (const nlohmann::json* supervisor = fields.object("supervisor")) {
+    FieldReader sup(*supervisor);
+    record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));
+    record.supervisor_start_time = sup.unsigned_integer("start_time").value_or(0);
+    record.supervisor_hostname = sup.string("hostname").value_or("");
+    if (!sup.ok()) fields.fail("supervisor." + sup.problem());
+  }
+  if (const nlohmann::json* summary = fields.object("summary")) {
+    FieldReader counts(*summary);
+    JobSummary s;
+    auto count = [&counts](const char* key) {
+      return static_cast<std::size_t>(counts.integer(key, 0).value_or(0));
+    };
+    s.total = count("total");
+    s.pending = count("pending");
+    s.running = count("running");
+    s.succeeded = count("succeeded");
+    s.failed = count("failed");
+    s.done = count("done");
+    s.cancelled = count("cancelled");
+    s.lost = count("lost");
+    if (!counts.ok()) fields.fail("summary." + counts.problem());
+    record.summary = s;
+  }
+  problem = fields.problem();
+  return fields.ok();
+}
+
+// ---------------------------------------------------------------------------
+// workers/<id>/process.json
+
+/// `process.json`'s content for `info`, stamped `updated_at`.
+inline nlohmann::json process_record_to_json(const WorkerInfo& info,
+                                             std::chrono::system_clock::time_point updated_at) {
+  nlohmann::json usage = nullptr;
+  if (info.ended_at) {
+    usage = {{"user_cpu_seconds", std::chrono::duration<double>(info.usage.user_cpu).count()},
+             {"system_cpu_seconds", std::chrono::duration<double>(info.usage.system_cpu).count()},
+             {"max_rss_kib", info.usage.max_rss_kib}};
+  }
+  return {{"schema_version", schema_version},
+          {"id", info.id},
+          {"state", std::string(to_string(info.state))},
+          {"attempt", info.attempt},
+          {"pid", info.pid > 0 ? nlohmann::json(info.pid) : nlohmann::json(nullptr)},
+          {"process_start_time", info.process_start_time > 0 ? nlohmann::json(info.process_start_time)
+                                                             : nlohmann::json(nullptr)},
+          {"exit_code", json_or_null(info.exit_code)},
+          {"signal", info.signal ? nlohmann::json(signal_name(*info.signal)) : nlohmann::json(nullptr)},
+          {"core_dumped", info.core_dumped},
+          {"error", info.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(info.error)},
+          {"started_at", time_or_null(info.started_at)},
+          {"ended_at", time_or_null(info.ended_at)},
+          {"updated_at", format_rfc3339(updated_at)},
+          {"usage", std::move(usage)},
+          {"argv", info.argv}};
+}
+
+/// Parses `process.json` into `info` (`updated_at` gets its timestamp); on a
+/// wrongly shaped document returns false and says why.
+inline bool process_record_from_json(const nlohmann::json& document, WorkerInfo& info,
+                                     std::optional<std::chrono::system_clock::time_point>& updated_at,
+                                     std::string& problem) {
+  FieldReader fields(document);
+  fields.require_schema_version(schema_version);
+  info.id = fields.string("id").value_or("");
+  if (auto state = fields.string("state")) {
+    auto parsed = worker_state_from_string(*state);
+    if (parsed) info.state = *parsed;
+    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a worker state");
+  } else if (fields.ok()) {
+    fields.fail("state is missing");
+  }
+  info.attempt = static_cast<int>(fields.integer("attempt", 0, 1'000'000'000).value_or(0));
+  info.pid = static_cast<int>(fields.integer("pid", 0, 0x7fffffff).value_or(0));
+  info.process_start_time = fields.unsigned_integer("process_start_time").value_or(0);
+  if (auto code = fields.integer("exit_code", -0x7fffffff, 0x7fffffff)) info.exit_code = static_cast<int>(*code);
+  if (auto name = fields.string("signal")) {
+    std::string_view text = *name;
+    // "SIG40" (a signal without a name) is written by number.
+    if (text.size() > 3 && text.substr(0, 3) == "SIG" && text[3] >= '0' && text[3] <= '9') text.remove_prefix(3);
+    info.signal = signal_from_string(text);
+    if (!info.signal) fields.fail("signal \"" + name->substr(0, 40) + "\" is not a signal");
+  }
+  info.core_dumped = fields.boolean("core_dumped").value_or(false);
+  info.error = fields.string("error").value_or("");
+  info.started_at = fields.time("started_at");
+  info.ended_at = fields.time("ended_at");
+  updated_at = fields.time("updated_at");
+  if (const nlohmann::json* usage = fields.object("usage")) {
+    FieldReader numbers(*usage);
+    auto seconds = [](double value) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(value));
+    };
+    info.usage.user_cpu = seconds(numbers.number("user_cpu_seconds").value_or(0));
+    info.usage.system_cpu = seconds(numbers.number("system_cpu_seconds").value_or(0));
+    info.usage.max_rss_kib = numbers.integer("max_rss_kib", 0).value_or(0);
+    if (!numbers.ok()) fields.fail("usage." + numbers.problem());
+  }
+  if (const nlohmann::json* argv = fields.find("argv")) {
+    if (!argv->is_array()) {
+      fields.fail("argv is not an array");
+    } else {
+      info.argv.clear();
+      for (const auto& arg : *argv) {
+        if (!arg.is_string()) {
+          fields.fail("argv is not an array of strings");
+          break;
+        }
+        info.argv.push_back(arg.get<std::string>());
+      }
+    }
+  }
+  problem = fields.problem();
+  return fields.ok();
+}
+
+// ---------------------------------------------------------------------------
+// The recorder
+
+/// How a `JobRecorder` writes.
+struct JobRecorderOptions {
+  /// `fsync` every record and its directory (see `AtomicWriteOptions::durable`).
+  bool durable = false;
+  /// What `open()` does when a finished job with the same id is on disk:
+  /// `false` fails with `errc::job_exists` and changes nothing; `true`
+  /// removes the old job's records (never following a link) and starts anew.
+  bool replace_finished = false;
+  /// How long `open()` retries a busy lock before it counts as a live
+  /// supervisor's (readers hold it for microseconds when they probe it).
+  std::chrono::milliseconds lock_patience{200};
+};
+
+/// The supervisor's writer of the job directory (see the file comment for how
+/// the supervisor calls it). Move-only; holds `supervisor.lock` from `open()`
+/// until it is destroyed or `close()`d. Not thread-safe: the supervisor calls
+/// it from its one thread (or under its own mutex).
+class JobRecorder {
+ public:
+  /// A recorder for the job `layout.job_id` under `layout.root`; touches
+  /// nothing on disk until `open()`.
+  explicit JobRecorder(JobLayout layout, JobRecorderOptions options = {})
+      : layout_(std::move(layout)), options_(options) {}
+
+  JobRecorder(const JobRecorder&) = delete;
+  JobRecorder& operator=(const JobRecorder&) = delete;
+  /// Moves the open job (and its lock) to the new recorder.
+  JobRecorder(JobRecorder&&) noexcept = default;
+  /// Releases this recorder's lock, then takes `other`'s job.
+  JobRecorder& operator=(JobRecorder&&) noexcept = default;
+  /// Releases the lock. Writes nothing: the supervisor writes the final
+  /// `job.json` with `write_job` first, or readers see the job as lost.
+  ~JobRecorder() = default;
+
+  /// Creates `<root>` (like `mkdir -p`), `<root>/<job_id>/` and `workers/`,
+  /// takes the job's lock and writes `job.json` (state `running`). Errors:
+  /// `errc::invalid_id` / `errc::invalid_argument` before anything touches
+  /// the disk; `errc::job_locked` when another supervisor holds the job;
+  /// `errc::job_exists` when a finished job of that id is there (see
+  /// `JobRecorderOptions::replace_finished`); `ELOOP` when the job directory
+  /// is a symlink; or the system error. A job directory this call created is
+  /// removed again when it fails. Calling it on an open recorder does nothing.
+  void open(std::error_code& ec) {
+    ec.clear();
+    if (is_open()) return;
+    if (!is_valid_id(layout_.job_id)) {
+      ec = make_error_code(errc::invalid_id);
+      return;
+    }
+    if (layout_.root.empty()) {
+      ec = make_error_code(errc::invalid_argument);
+      return;
+    }
+    if ((ec = make_directories(layout_.root))) return;
+    OwnedFd root = open_directory(layout_.root, ec);
+    if (ec) return;
+    const bool created_job_dir = ::mkdirat(root.get(), layout_.job_id.c_str(), 0777) == 0;
+    if (!created_job_dir && errno != EEXIST) {
+      ec = errno_code();
+      return;
+    }
+    auto undo = [&] {
+      lock_.reset();
+      workers_dir_.reset();
+      job_dir_.reset();
+      if (created_job_dir) {
+        std::error_code ignored = remove_tree_at(root.get(), layout_.job_id);
+        (void)ignored;
+      }
+    };
+    job_dir_ = open_directory_at(root.get(), layout_.job_id.c_str(), ec);
+    if (ec) return undo();
+    lock_ = acquire_supervisor_lock(job_dir_.get(), /*create=*/true, options_.lock_patience, ec);
+    if (ec) return undo();
+
+    FileStamp existing;
+    if (!created_job_dir && !stat_file_at(job_dir_.get(), job_file_name, existing)) {
+      if (!options_.replace_finished) {
+        ec = make_error_code(errc::job_exists);
+        return undo();
+      }
+      if ((ec = remove_tree_at(job_dir_.get(), workers_dir_name))) return undo();
+    }
+    if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
+      ec = errno_code();
+      return undo();
+    }
+    workers_dir_ = open_directory_at(job_dir_.get(), workers_dir_name, ec);
+    if (ec) return undo();
+
+    record_ = JobRecord{};
+    record_.job_id = layout_.job_id;
+    record_.state = JobState::running;
+    record_.created_at = std::chrono::system_clock::now();
+    record_.supervisor_pid = static_cast<int>(::getpid());
+    record_.supervisor_start_time = process_start_time(record_.supervisor_pid).value_or(0);
+    record_.supervisor_hostname = local_hostname();
+    record_.summary = JobSummary{};
+    if ((ec = store_job_record())) return undo();
+    recorded_workers_.clear();
+  }
+
+  /// Throwing form of `open`: `std::system_error` naming the job and root.
+  void open() {
+    std::error_code ec;
+    open(ec);
+    if (ec) throw_error(ec, "cannot open job " + quote_id(layout_.job_id) + " under " + layout_.root);
+  }
+
+  /// Whether `open()` succeeded and the lock is held.
+  bool is_open() const noexcept { return static_cast<bool>(lock_); }
+
+  /// The job's paths.
+  const JobLayout& layout() const noexcept { return layout_; }
+
+  /// The path to give a worker as `JOBWARDEN_STATUS_FILE`.
+  std::string status_file(const std::string& worker_id) const { return layout_.status_file(worker_id); }
+
+  /// When `open()` created this job record.
+  std::optional<std::chrono::system_clock::time_point> created_at() const { return record_.created_at; }
+
+  /// Creates `workers/<worker_id>/` (fine if it exists; refused if it is a
+  /// symlink). `errc::invalid_id` for a bad id, before touching the disk.
+  void prepare_worker(const std::string& worker_id, std::error_code& ec) {
+    (void)open_worker_dir(worker_id, ec);
+  }
+
+  /// Throwing form of `prepare_worker`.
+  void prepare_worker(const std::string& worker_id) {
+    std::error_code ec;
+    prepare_worker(worker_id, ec);
+    if (ec) throw_error(ec, "cannot create the directory of worker " + quote_id(worker_id));
+  }
+
+  /// Writes `workers/<info.id>/process.json` atomically (creating the worker's
+  /// directory if needed). A terminal state is final for its attempt:
+  /// recording a different state for the same or an earlier attempt is
+  /// refused with `errc::invalid_state_transition` (a restart records a
+  /// higher `attempt`). On error the previous file stays as it was.
+  void write_process(const WorkerInfo& info, std::error_code& ec) {
+    ec.clear();
+    auto recorded = recorded_workers_.find(info.id);
+    if (recorded != recorded_workers_.end() && is_terminal(recorded->second.state) &&
+        info.state != recorded->second.state && info.attempt <= recorded->second.attempt) {
+      ec = make_error_code(errc::invalid_state_transition);
+      return;
+    }
+    OwnedFd dir = open_worker_dir(info.id, ec);
+    if (ec) return;
+    try {
+      const std::string content = dump_json(process_record_to_json(info, std::chrono::system_clock::now()));
+      ec = write_file_atomically_at(dir.get(), process_file_name, content, write_options());
+      if (!ec) recorded_workers_[info.id] = {info.state, info.attempt};
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
+
+  /// Throwing form of `write_process`.
+  void write_process(const WorkerInfo& info) {
+    std::error_code ec;
+    write_process(info, ec);
+    if (ec) throw_error(ec, "cannot write " + layout_.process_file(info.id));
+  }
+
+  /// Rewrites `job.json` with `state` and `summary`. The first terminal state
+  /// also sets `ended_at`; after it, any other state is refused with
+  /// `errc::invalid_state_transition` (a finished job never runs again: the
+  /// seeds' client hung on exactly that), so write a terminal state only once
+  /// the supervisor accepts no more work. On error the previous file stays.
+  void write_job(JobState state, const JobSummary& summary, std::error_code& ec) {
+    ec.clear();
+    if (!is_open()) {
+      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      return;
+    }
+    if (is_terminal(record_.state) && state != record_.state) {
+      ec = make_error_code(errc::invalid_state_transition);
+      return;
+    }
+    JobRecord next = record_;
+    next.state = state;
+    next.summary = summary;
+    if (is_terminal(state) && !next.ended_at) next.ended_at = std::chrono::system_clock::now();
+    std::swap(next, record_);
+    if ((ec = store_job_record())) std::swap(next, record_);  // the file did not change: neither does the record
+  }
+
+  /// Throwing form of `write_job`.
+  void write_job(JobState state, const JobSummary& summary) {
+    std::error_code ec;
+    write_job(state, summary, ec);
+    if (ec) throw_error(ec, "cannot write " + layout_.job_file());
+  }
+
+  /// Releases the lock and the directory handles; the files stay as last
+  /// written. The recorder can be `open()`ed again (which rewrites job.json).
+  void close() noexcept {
+    lock_.reset();
+    workers_dir_.reset();
+    job_dir_.reset();
+  }
+
+ private:
+  struct RecordedWorker {
+    WorkerState state;
+    int attempt;
+  };
+
+  AtomicWriteOptions write_options() const { return AtomicWriteOptions{options_.durable, 0644}; }
+
+  static std::string local_hostname() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) return {};
+    return name;
+  }
+
+  std::error_code store_job_record() {
+    try {
+      record_.updated_at = std::chrono::system_clock::now();
+      return write_file_atomically_at(job_dir_.get(), job_file_name, dump_json(job_record_to_json(record_)),
+                                      write_options());
+    } catch (...) {
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
+
+  OwnedFd open_worker_dir(const std::string& worker_id, std::error_code& ec) {
+    ec.clear();
+    if (!is_valid_id(worker_id)) {
+      ec = make_error_code(errc::invalid_id);
+      return {};
+    }
+    if (!is_open()) {
+      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      return {};
+    }
+    if (::mkdirat(workers_dir_.get(), worker_id.c_str(), 0777) != 0 && errno != EEXIST) {
+      ec = errno_code();
+      return {};
+    }
+    return open_directory_at(workers_dir_.get(), worker_id.c_str(), ec);
+  }
+
+  JobLayout layout_;
+  JobRecorderOptions options_;
+  OwnedFd job_dir_;
+  OwnedFd workers_dir_;
+  OwnedFd lock_;
+  JobRecord record_;
+  std::unordered_map<std::string, RecordedWorker> recorded_workers_;
+};
+
+}  // namespace jobwarden::detail

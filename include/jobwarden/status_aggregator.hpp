@@ -1,0 +1,1113 @@
+#pragma once
+/// \file
+/// `StatusAggregator`: reads a job directory from any process — the host, a
+/// web endpoint, `jobwarden status` — and merges it into one typed
+/// `JobStatus`, whose `to_json()` is SPEC.md's aggregated JSON
+/// (`schemas/aggregated-status.schema.json`). Also lists the jobs under a root
+/// and removes old finished ones (`clean`).
+///
+/// Merge rules (one writer per file, so no file is ever "wrong" for its writer):
+/// - `process.json` (the supervisor's) is authoritative for `state`, `pid`,
+///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
+///   Only the exit status proves how a worker ended, so a worker that
+///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
+///   as `reported_state`, and its `error` is shown).
+/// - `status.json` (the worker's) supplies `progress`, `message`, `result`,
+///   `error` (when the supervisor recorded none) and the heartbeat. Its state
+///   only refines a non-terminal record: `pending` + reported `running` reads
+///   `running` (the worker started before the supervisor rewrote its record).
+///   A status from an older attempt than the record's is ignored.
+/// - With no `process.json`, the worker's own report is all there is and is
+///   taken as it stands (a directory with neither file is `pending`).
+/// - Stale: a `running` worker whose last sign of life (the newer of its
+///   status heartbeat and its start) is older than `stale_after`. A timestamp
+///   in the future (clock skew between writer and reader) counts as now, never
+///   as stale. Pending workers are never stale: waiting for a slot is normal.
+/// - Lost: the supervisor is alive while its `supervisor.lock` is held (probed
+///   with a shared non-blocking `flock`, never created); when the lock cannot
+///   be probed (no lock file, unreadable), while its recorded pid is provably
+///   the same process (`is_same_process`, only on the host that wrote
+///   `job.json`). With the supervisor dead, a non-terminal worker reads `lost`
+///   once neither its recorded process nor its reporting process runs, and the
+///   job reads `lost`.
+/// - Job state: `job.json`'s state when it is terminal (the supervisor wrote
+///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
+///   starts, then `running`. With a dead one: `lost` if any worker was not
+///   terminal, else what the workers imply (`job_state_from_workers`).
+///
+/// Hostile files: anything unreadable, truncated, not JSON, wrongly shaped,
+/// oversized, not a regular file, or a symlink becomes an `errors` entry
+/// (`{"path": "workers/5/status.json", "error": "not valid JSON"}`, paths
+/// relative to the job directory) and the rest still reads. Nothing is read
+/// through a link: the job directory, `workers/`, each worker directory and
+/// each file are opened relative to their parent's descriptor with
+/// `O_NOFOLLOW`. File content never makes a call throw.
+///
+/// Cheap to call often: every file's parsed content is cached in the
+/// aggregator, keyed by (device, inode, size, mtime, ctime), and reused while
+/// the file is unchanged. Because every jobwarden writer replaces a file by
+/// renaming a new one over it, which changes the worker's directory too, an
+/// unchanged worker costs a single `fstatat` of its directory; files are
+/// still checked one by one every `in_place_write_check_interval`, for
+/// writers that rewrite in place. Anything changed within the last second
+/// (`recent_change_window`) is checked every time: timestamps are too coarse
+/// to show a second change within one tick. Keep one aggregator and call
+/// `read` as often as you like. The methods lock an internal
+/// mutex: one aggregator may serve several threads.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/directory.hpp"
+#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/json_fields.hpp"
+#include "jobwarden/detail/owned_fd.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/status_record.hpp"
+#include "jobwarden/detail/time_format.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/signals.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden {
+
+/// A wall-clock instant as used in status files.
+using WallTime = std::chrono::system_clock::time_point;
+
+/// One file (or directory) of a job that could not be used, and why.
+struct StatusFileError {
+  std::string path;    ///< relative to the job directory: `"workers/5/status.json"`
+  std::string error;   ///< a short fixed phrase: `"not valid JSON"`, `"wrong shape"`, `"oversized"`,
+                       ///< `"symbolic link not followed"`, `"not a regular file"`, `"not a directory"`,
+                       ///< `"unreadable"`, `"missing"`, `"not a valid worker id"`
+  std::string detail;  ///< specifics for humans (the parser's message, the limit...)
+
+  /// `{"path", "error", "detail"}`.
+  nlohmann::json to_json() const { return {{"path", path}, {"error", error}, {"detail", detail}}; }
+};
+
+/// Everything known about one worker, merged from its two files.
+template <class Progress = nlohmann::json>
+struct WorkerStatus {
+  std::string id;
+  WorkerState state = WorkerState::pending;
+  std::optional<WorkerState> reported_state;  ///< what the worker itself last said
+  std::optional<int> pid;
+  int attempt = 0;
+  std::optional<int> exit_code;
+  std::optional<std::string> signal;          ///< `"SIGSEGV"`
+  bool core_dumped = false;
+  std::optional<Progress> progress;
+  std::optional<std::string> message;
+  nlohmann::json result = nullptr;
+  std::optional<std::string> error;
+  std::optional<WallTime> started_at;
+  std::optional<WallTime> ended_at;
+  std::optional<WallTime> last_update;        ///< the newest time any of its files mentions
+  bool stale = false;
+  std::uint64_t seq = 0;                      ///< the worker's last `seq` (0: no report)
+  std::optional<ResourceUsage> usage;         ///< when it ended
+
+  /// The worker object of SPEC.md's aggregated JSON (plus `reported_state`,
+  /// `seq` and `usage`).
+  nlohmann::json to_json() const {
+    nlohmann::json usage_json = nullptr;
+    if (usage) {
+      usage_json = {{"user_cpu_seconds", std::chrono::duration<double>(usage->user_cpu).count()},
+                    {"system_cpu_seconds", std::chrono::duration<double>(usage->system_cpu).count()},
+                    {"max_rss_kib", usage->max_rss_kib}};
+    }
+    return {{"id", id},
+            {"state", std::string(to_string(state))},
+            {"pid", detail::json_or_null(pid)},
+            {"attempt", attempt},
+            {"exit_code", detail::json_or_null(exit_code)},
+            {"signal", detail::json_or_null(signal)},
+            {"core_dumped", core_dumped},
+            {"progress", progress ? nlohmann::json(*progress) : nlohmann::json(nullptr)},
+            {"message", detail::json_or_null(message)},
+            {"result", result},
+            {"error", detail::json_or_null(error)},
+            {"started_at", detail::time_or_null(started_at)},
+            {"ended_at", detail::time_or_null(ended_at)},
+            {"last_update", detail::time_or_null(last_update)},
+            {"stale", stale},
+            {"reported_state",
+             reported_state ? nlohmann::json(std::string(to_string(*reported_state))) : nlohmann::json(nullptr)},
+            {"seq", seq},
+            {"usage", std::move(usage_json)}};
+  }
+};
+
+/// The supervisor of a job as a reader sees it.
+struct SupervisorStatus {
+  std::optional<int> pid;
+  bool alive = false;
+  std::string hostname;  ///< where it ran (its pid means something only there)
+};
+
+/// A whole job, merged: SPEC.md's aggregated status as a C++ value.
+template <class Progress = nlohmann::json>
+struct JobStatus {
+  std::string job_id;
+  JobState state = JobState::pending;
+  JobSummary summary;
+  double elapsed_seconds = 0;          ///< from creation to its end (or to now)
+  std::optional<WallTime> created_at;
+  std::optional<WallTime> ended_at;
+  std::optional<WallTime> last_update;  ///< the newest time any file of the job mentions
+  SupervisorStatus supervisor;
+  std::vector<WorkerStatus<Progress>> workers;  ///< in natural id order ("2" before "10")
+  std::vector<std::string> running;    ///< ids of running workers
+  std::vector<std::string> pending;    ///< ids of pending workers
+  std::vector<std::string> completed;  ///< ids of workers that succeeded
+  std::vector<std::string> failed;     ///< ids of workers in any other terminal state
+  std::vector<StatusFileError> errors;
+
+  /// The worker with this id, or `nullptr`.
+  const WorkerStatus<Progress>* find_worker(std::string_view id) const {
+    for (const auto& worker : workers) {
+      if (worker.id == id) return &worker;
+    }
+    return nullptr;
+  }
+
+  /// SPEC.md's aggregated JSON, `schema_version` 1 (plus `created_at`,
+  /// `ended_at` and `supervisor.hostname`).
+  nlohmann::json to_json() const {
+    nlohmann::json workers_json = nlohmann::json::array();
+    for (const auto& worker : workers) workers_json.push_back(worker.to_json());
+    nlohmann::json errors_json = nlohmann::json::array();
+    for (const auto& error : errors) errors_json.push_back(error.to_json());
+    return {{"schema_version", detail::schema_version},
+            {"job_id", job_id},
+            {"state", std::string(to_string(state))},
+            {"summary",
+             {{"total", summary.total},
+              {"pending", summary.pending},
+              {"running", summary.running},
+              {"succeeded", summary.succeeded},
+              {"failed", summary.failed},
+              {"done", summary.done}}},
+            {"elapsed_seconds", elapsed_seconds},
+            {"last_update", detail::time_or_null(last_update)},
+            {"created_at", detail::time_or_null(created_at)},
+            {"ended_at", detail::time_or_null(ended_at)},
+            {"supervisor",
+             {{"pid", detail::json_or_null(supervisor.pid)},
+              {"alive", supervisor.alive},
+              {"hostname", supervisor.hostname}}},
+            {"workers", std::move(workers_json)},
+            {"running", running},
+            {"pending", pending},
+            {"completed", completed},
+            {"failed", failed},
+            {"errors", std::move(errors_json)}};
+  }
+};
+
+/// One job of `StatusAggregator::list_jobs`.
+struct JobListing {
+  std::string job_id;
+  JobState state = JobState::pending;
+  std::optional<WallTime> created_at;
+  std::optional<WallTime> ended_at;
+  bool supervisor_alive = false;
+  std::optional<JobSummary> summary;  ///< the supervisor's last recorded counts
+
+  /// `{"job_id", "state", "created_at", "ended_at", "supervisor_alive", "summary"}`.
+  nlohmann::json to_json() const {
+    nlohmann::json summary_json = nullptr;
+    if (summary) {
+      summary_json = {{"total", summary->total},         {"pending", summary->pending},
+                      {"running", summary->running},     {"succeeded", summary->succeeded},
+                      {"failed", summary->failed},       {"done", summary->done}};
+    }
+    return {{"job_id", job_id},
+            {"state", std::string(to_string(state))},
+            {"created_at", detail::time_or_null(created_at)},
+            {"ended_at", detail::time_or_null(ended_at)},
+            {"supervisor_alive", supervisor_alive},
+            {"summary", std::move(summary_json)}};
+  }
+};
+
+/// The jobs under a root, oldest first.
+struct JobList {
+  std::vector<JobListing> jobs;
+  std::vector<StatusFileError> errors;  ///< paths relative to the root
+
+  /// `{"schema_version": 1, "jobs": [...], "errors": [...]}`.
+  nlohmann::json to_json() const {
+    nlohmann::json jobs_json = nlohmann::json::array();
+    for (const auto& job : jobs) jobs_json.push_back(job.to_json());
+    nlohmann::json errors_json = nlohmann::json::array();
+    for (const auto& error : errors) errors_json.push_back(error.to_json());
+    return {{"schema_version", detail::schema_version}, {"jobs", std::move(jobs_json)},
+            {"errors", std::move(errors_json)}};
+  }
+};
+
+/// What `StatusAggregator::clean` did (or, with `dry_run`, would do).
+struct CleanReport {
+  /// A job left in place, and why.
+  struct Kept {
+    std::string job_id;
+    std::string reason;  ///< "supervisor alive", "not finished", "a worker is still running", "too recent"...
+  };
+  bool dry_run = false;
+  std::vector<std::string> removed;  ///< removed (or, in a dry run, to be removed)
+  std::vector<Kept> kept;
+  std::vector<StatusFileError> errors;  ///< removals that failed; paths relative to the root
+
+  /// `{"dry_run", "removed", "kept": [{"job_id", "reason"}], "errors"}`.
+  nlohmann::json to_json() const {
+    nlohmann::json kept_json = nlohmann::json::array();
+    for (const auto& job : kept) kept_json.push_back({{"job_id", job.job_id}, {"reason", job.reason}});
+    nlohmann::json errors_json = nlohmann::json::array();
+    for (const auto& error : errors) errors_json.push_back(error.to_json());
+    return {{"dry_run", dry_run}, {"removed", removed}, {"kept", std::move(kept_json)},
+            {"errors", std::move(errors_json)}};
+  }
+};
+
+/// How a `StatusAggregator` reads.
+struct StatusAggregatorOptions {
+  /// A running worker silent for longer than this is `stale`.
+  std::chrono::milliseconds stale_after{std::chrono::seconds(30)};
+  /// Files larger than this are reported as `oversized`, not read.
+  std::size_t max_file_size = detail::default_max_file_size;
+  /// Where "now" comes from for staleness, elapsed time and retention; empty
+  /// means `std::chrono::system_clock::now()`. Tests move time here.
+  std::function<WallTime()> now;
+  /// How many jobs' parsed files are kept between calls (least recently read
+  /// jobs are forgotten first).
+  std::size_t max_cached_jobs = 16;
+  /// Files changed more recently than this are re-read on every call even if
+  /// their stamp looks unchanged: file system timestamps are coarse (a few
+  /// milliseconds locally, a second or more on some network file systems),
+  /// so two changes within one tick could otherwise look like none.
+  std::chrono::milliseconds recent_change_window{std::chrono::seconds(1)};
+  /// Every jobwarden writer replaces a file by renaming a new one over it,
+  /// which also changes the worker's directory, so an unchanged directory
+  /// means unchanged files and costs one `fstatat`. A foreign writer that
+  /// rewrites a status file in place changes only the file: it is noticed
+  /// within this interval (the files are checked one by one that often,
+  /// spread over calls).
+  std::chrono::milliseconds in_place_write_check_interval{std::chrono::seconds(10)};
+};
+
+/// Reads job directories under one root. See the file comment for the merge
+/// rules. Move-only; keep one and call it often (it caches).
+template <class Progress = nlohmann::json>
+class StatusAggregator {
+ public:
+  /// An aggregator for the jobs under `root`; touches nothing until called.
+  explicit StatusAggregator(std::string root, StatusAggregatorOptions options = {})
+      : impl_(std::make_unique<Impl>(std::move(root), std::move(options))) {}
+
+  StatusAggregator(const StatusAggregator&) = delete;
+  StatusAggregator& operator=(const StatusAggregator&) = delete;
+  /// Moves the root, options and cache.
+  StatusAggregator(StatusAggregator&&) noexcept = default;
+  /// Moves the root, options and cache.
+  StatusAggregator& operator=(StatusAggregator&&) noexcept = default;
+
+  /// The root directory read.
+  const std::string& root() const noexcept { return impl_->root; }
+
+  /// Reads and merges the job `job_id`. Errors (as a whole): `errc::invalid_id`
+  /// before anything touches the disk; `errc::unknown_job` when there is no
+  /// such job directory; `ELOOP` when the job directory is a symlink; or the
+  /// system error opening it. Bad files inside the job are not errors of the
+  /// call: they are `errors` entries of the result.
+  JobStatus<Progress> read(const std::string& job_id, std::error_code& ec) {
+    ec.clear();
+    if (!is_valid_id(job_id)) {
+      ec = make_error_code(errc::invalid_id);
+      return {};
+    }
+    try {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      return impl_->read_job(job_id, ec);
+    } catch (const std::bad_alloc&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return {};
+    }
+  }
+
+  /// Throwing form of `read`: `std::system_error` naming the job and root.
+  JobStatus<Progress> read(const std::string& job_id) {
+    validate_id(job_id, "job id");
+    std::error_code ec;
+    JobStatus<Progress> status = read(job_id, ec);
+    if (ec) detail::throw_error(ec, "cannot read job " + detail::quote_id(job_id) + " under " + impl_->root);
+    return status;
+  }
+
+  /// The jobs under the root with their state and times, oldest first. A
+  /// missing root has no jobs. Entries that are not job directories (other
+  /// names, symlinks) are skipped; broken ones are `errors` entries.
+  JobList list_jobs(std::error_code& ec) {
+    ec.clear();
+    try {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      return impl_->list_jobs(ec);
+    } catch (const std::bad_alloc&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return {};
+    }
+  }
+
+  /// Throwing form of `list_jobs`.
+  JobList list_jobs() {
+    std::error_code ec;
+    JobList list = list_jobs(ec);
+    if (ec) detail::throw_error(ec, "cannot list jobs under " + impl_->root);
+    return list;
+  }
+
+  /// Removes finished jobs that ended more than `older_than` ago (by
+  /// `ended_at`, else their last update, else the directory's mtime). Never
+  /// removes a job whose supervisor is alive (lock held, or pid provably
+  /// alive when there is no lock to probe), nor one with a worker still
+  /// running. The lock is taken for the removal, the directory is first
+  /// renamed to a hidden name (readers never see half a job), then removed
+  /// without following any link. With `dry_run`, only reports.
+  CleanReport clean(std::chrono::milliseconds older_than, bool dry_run, std::error_code& ec) {
+    ec.clear();
+    try {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      return impl_->clean(older_than, dry_run, ec);
+    } catch (const std::bad_alloc&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return {};
+    }
+  }
+
+  /// Throwing form of `clean`.
+  CleanReport clean(std::chrono::milliseconds older_than, bool dry_run = false) {
+    std::error_code ec;
+    CleanReport report = clean(older_than, dry_run, ec);
+    if (ec) detail::throw_error(ec, "cannot clean jobs under " + impl_->root);
+    return report;
+  }
+
+  /// Counters of the cache's work since construction.
+  struct CacheStatistics {
+    std::uint64_t files_read = 0;    ///< files opened, read and parsed
+    std::uint64_t files_reused = 0;  ///< files found unchanged and served from the cache
+  };
+
+  /// How much the cache saved so far (for benchmarks and tests).
+  CacheStatistics cache_statistics() const {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    return impl_->statistics;
+  }
+
+  /// Forgets every cached file (the next `read` parses everything again).
+  void clear_cache() {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->jobs.clear();
+  }
+
+ private:
+  /// The verdict on one file, cached with the stamp it was made for.
+  template <class Parsed>
+  struct CachedFile {
+    enum class Outcome { missing, error, ok };
+    Outcome outcome = Outcome::missing;
+    bool cached = false;   ///< `stamp` is meaningful
+    bool trusted = false;  ///< old enough that an unchanged stamp proves unchanged content
+    detail::FileStamp stamp;
+    Parsed parsed{};
+    std::string error;
+    std::string detail;
+  };
+
+  struct ParsedProcess {
+    WorkerInfo info;
+    std::optional<WallTime> updated_at;
+  };
+
+  struct ParsedStatus {
+    detail::StatusRecord record;
+    std::optional<Progress> progress;
+    std::string progress_problem;  ///< from_json's complaint, if any
+  };
+
+  struct WorkerCache {
+    CachedFile<ParsedProcess> process;
+    CachedFile<ParsedStatus> status;
+    /// The worker directory as it was when its files were last checked:
+    /// every atomic write renames into it, which changes its stamp.
+    detail::FileStamp dir_stamp;
+    bool dir_trusted = false;
+    /// When the files must be checked even if the directory looks unchanged
+    /// (a writer that rewrites in place does not change the directory).
+    std::chrono::steady_clock::time_point next_file_check{};
+    /// Processes of this worker proven gone: a (pid, start time) pair that
+    /// stopped running never runs again, so it is not asked twice.
+    std::pair<int, unsigned long long> gone_recorded{0, 0};
+    std::pair<int, unsigned long long> gone_reporter{0, 0};
+  };
+
+  struct WorkerEntry {
+    std::string id;
+    WorkerCache cache;
+  };
+
+  struct JobCache {
+    CachedFile<detail::JobRecord> job;
+    /// `workers/` as last listed: ids in natural order, names that are no
+    /// worker ids, and the directory's stamp (a new or removed worker changes it).
+    std::vector<WorkerEntry> workers;
+    std::vector<std::string> invalid_names;
+    detail::FileStamp workers_dir_stamp;
+    bool workers_listed = false;
+    bool workers_listing_trusted = false;
+    std::uint64_t last_used = 0;
+  };
+
+  struct Impl {
+    Impl(std::string root_dir, StatusAggregatorOptions opts) : root(std::move(root_dir)), options(std::move(opts)) {}
+
+    std::mutex mutex;
+    std::string root;
+    StatusAggregatorOptions options;
+    std::unordered_map<std::string, JobCache> jobs;
+    std::uint64_t use_counter = 0;
+    CacheStatistics statistics;
+    std::string hostname = local_hostname();
+
+    static std::string local_hostname() {
+      char name[256] = {};
+      if (::gethostname(name, sizeof name - 1) != 0) return {};
+      return name;
+    }
+
+    WallTime now() const { return options.now ? options.now() : std::chrono::system_clock::now(); }
+
+    // -- reading one file through the cache ---------------------------------
+
+    static std::string describe(std::error_code ec, std::string& detail, std::size_t limit, off_t size) {
+      if (ec == std::errc::too_many_symbolic_link_levels) return "symbolic link not followed";
+      if (ec == errc::not_regular_file) return "not a regular file";
+      if (ec == std::errc::not_a_directory) return "not a directory";
+      if (ec == errc::oversized_file) {
+        detail = std::to_string(size) + " bytes, more than the limit of " + std::to_string(limit);
+        return "oversized";
+      }
+      detail = ec.message();
+      return "unreadable";
+    }
+
+    /// Refreshes `cache` from `name` in `dir_fd`, reusing the cached verdict
+    /// while the file is unchanged. `parse` turns the document into `Parsed`
+    /// or returns a problem text.
+    template <class Parsed, class Parse>
+    void refresh(int dir_fd, const char* name, CachedFile<Parsed>& cache, Parse&& parse) {
+      using Outcome = typename CachedFile<Parsed>::Outcome;
+      detail::FileStamp stamp;
+      std::error_code ec = detail::stat_file_at(dir_fd, name, stamp);
+      if (ec == std::errc::no_such_file_or_directory) {
+        cache = CachedFile<Parsed>{};
+        return;
+      }
+      if (ec) {  // a symlink, a FIFO, a device: never opened
+        cache = CachedFile<Parsed>{};
+        cache.outcome = Outcome::error;
+        cache.error = describe(ec, cache.detail, options.max_file_size, 0);
+        return;
+      }
+      if (cache.cached && cache.trusted && cache.stamp == stamp) {
+        ++statistics.files_reused;
+        return;
+      }
+      ++statistics.files_read;
+
+      cache = CachedFile<Parsed>{};
+      std::string content;
+      ec = detail::read_file_at(dir_fd, name, content, &stamp, options.max_file_size);
+      if (ec == std::errc::no_such_file_or_directory) return;  // removed since the stat
+      cache.stamp = stamp;
+      cache.cached = !ec || ec == errc::oversized_file;
+      // A file changed within the last timestamp tick may change again within
+      // the same tick (and, where inodes are reused, with the same inode and
+      // size). Its ctime is set by the kernel on every change and cannot be
+      // set back, so once it is older than the window, any later change shows.
+      cache.trusted = is_trusted(stamp);
+      if (ec) {
+        cache.outcome = Outcome::error;
+        cache.error = describe(ec, cache.detail, options.max_file_size, stamp.size);
+        return;
+      }
+      if (content.empty()) {
+        cache.outcome = Outcome::error;
+        cache.error = "not valid JSON";
+        cache.detail = "empty file";
+        return;
+      }
+      nlohmann::json document;
+      try {
+        document = nlohmann::json::parse(content);
+      } catch (const nlohmann::json::exception& e) {
+        cache.outcome = Outcome::error;
+        cache.error = "not valid JSON";
+        cache.detail = e.what();
+        return;
+      }
+      std::string problem;
+      if (!parse(document, cache.parsed, problem)) {
+        cache.outcome = Outcome::error;
+        cache.error = "wrong shape";
+        cache.detail = problem;
+        cache.parsed = Parsed{};
+        return;
+      }
+      cache.outcome = Outcome::ok;
+    }
+
+    static bool parse_process(const nlohmann::json& document, ParsedProcess& out, std::string& problem) {
+      return detail::process_record_from_json(document, out.info, out.updated_at, problem);
+    }
+
+    static bool parse_status(const nlohmann::json& document, ParsedStatus& out, std::string& problem) {
+      if (!detail::status_record_from_json(document, out.record, problem)) return false;
+      if (!out.record.progress.is_null()) {
+        try {
+          out.progress = out.record.progress.template get<Progress>();
+        } catch (const std::exception& e) {
+          out.progress_problem = std::string("progress: ") + e.what();
+        }
+      }
+      return true;
+    }
+
+    template <class Parsed>
+    static void report(const CachedFile<Parsed>& cache, const std::string& path,
+                       std::vector<StatusFileError>& errors) {
+      if (cache.outcome == CachedFile<Parsed>::Outcome::error) errors.push_back({path, cache.error, cache.detail});
+    }
+
+    // -- one job --------------------------------------------------------------
+
+    JobCache& cache_for(const std::string& job_id) {
+      JobCache& cache = jobs[job_id];
+      cache.last_used = ++use_counter;
+      if (jobs.size() > options.max_cached_jobs && options.max_cached_jobs > 0) {
+        auto oldest = jobs.end();
+        for (auto it = jobs.begin(); it != jobs.end(); ++it) {
+          if (&it->second == &cache) continue;
+          if (oldest == jobs.end() || it->second.last_used < oldest->second.last_used) oldest = it;
+        }
+        if (oldest != jobs.end()) jobs.erase(oldest);  // rehash-safe: `cache` is a node reference
+      }
+      return cache;
+    }
+
+    bool is_local(const std::string& recorded_hostname) const {
+      return recorded_hostname.empty() || recorded_hostname == hostname;
+    }
+
+    JobStatus<Progress> read_job(const std::string& job_id, std::error_code& ec) {
+      std::error_code open_ec;
+      detail::OwnedFd root_fd = detail::open_directory(root, open_ec);
+      if (open_ec) {
+        ec = open_ec == std::errc::no_such_file_or_directory ? make_error_code(errc::unknown_job) : open_ec;
+        return {};
+      }
+      detail::OwnedFd job_fd = detail::open_directory_at(root_fd.get(), job_id.c_str(), open_ec);
+      if (open_ec) {
+        ec = (open_ec == std::errc::no_such_file_or_directory || open_ec == std::errc::not_a_directory)
+                 ? make_error_code(errc::unknown_job)
+                 : open_ec;
+        return {};
+      }
+      return read_open_job(job_id, job_fd.get());
+    }
+
+    JobStatus<Progress> read_open_job(const std::string& job_id, int job_fd) {
+      using JobOutcome = typename CachedFile<detail::JobRecord>::Outcome;
+      JobCache& cache = cache_for(job_id);
+      JobStatus<Progress> status;
+      status.job_id = job_id;
+      const WallTime now_wall = now();
+
+      // job.json and the supervisor's liveness.
+      refresh(job_fd, detail::job_file_name, cache.job,
+              [](const nlohmann::json& doc, detail::JobRecord& out, std::string& problem) {
+                return detail::job_record_from_json(doc, out, problem);
+              });
+      const bool have_record = cache.job.outcome == JobOutcome::ok;
+      const detail::JobRecord& record = cache.job.parsed;
+      const detail::LockProbe probe = detail::probe_supervisor_lock(job_fd);
+      bool alive = probe == detail::LockProbe::held;
+      if (probe == detail::LockProbe::unknown && have_record) {
+        // No lock to ask: the pid is the only witness, and only on its own host.
+        alive = is_local(record.supervisor_hostname)
+                    ? detail::is_same_process(record.supervisor_pid, record.supervisor_start_time)
+                    : !is_terminal(record.state);
+      }
+      status.supervisor.alive = alive;
+      if (have_record) {
+        if (record.supervisor_pid > 0) status.supervisor.pid = record.supervisor_pid;
+        status.supervisor.hostname = record.supervisor_hostname;
+        status.created_at = record.created_at;
+        status.ended_at = record.ended_at;
+        status.last_update = record.updated_at;
+      }
+      report(cache.job, detail::job_file_name, status.errors);
+      if (cache.job.outcome == JobOutcome::missing && !alive) {
+        status.errors.push_back({detail::job_file_name, "missing", "the supervisor's job record is not there"});
+      }
+
+      // The workers.
+      const bool check_processes = !alive;
+      bool any_unfinished = false;
+      read_workers(job_fd, cache, status, check_processes, have_record ? record.supervisor_hostname : "", now_wall,
+                   any_unfinished);
+
+      // Summary, lists and the job state.
+      for (const auto& worker : status.workers) {
+        status.summary.add(worker.state);
+        switch (worker.state) {
+          case WorkerState::pending: status.pending.push_back(worker.id); break;
+          case WorkerState::running: status.running.push_back(worker.id); break;
+          case WorkerState::succeeded: status.completed.push_back(worker.id); break;
+          default: status.failed.push_back(worker.id); break;
+        }
+        if (worker.last_update && (!status.last_update || *worker.last_update > *status.last_update)) {
+          status.last_update = worker.last_update;
+        }
+      }
+      if (have_record && is_terminal(record.state)) {
+        status.state = record.state;
+      } else if (alive) {
+        const bool none_started = status.summary.pending == status.summary.total;
+        status.state = none_started ? JobState::pending : JobState::running;
+      } else if (any_unfinished || status.summary.total == 0) {
+        // A supervisor that died with nothing terminal (or nothing at all) never finished.
+        status.state = have_record || status.summary.total > 0 ? JobState::lost : JobState::pending;
+      } else {
+        status.state = job_state_from_workers(status.summary);
+      }
+
+      if (status.created_at) {
+        WallTime until = now_wall;
+        if (status.ended_at && is_terminal(status.state)) until = *status.ended_at;
+        else if (status.state == JobState::lost && status.last_update) until = *status.last_update;
+        status.elapsed_seconds = std::max(0.0, detail::seconds_between(*status.created_at, until));
+      }
+      return status;
+    }
+
+    bool is_trusted(const detail::FileStamp& stamp) const {
+      const auto wall_now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+      return wall_now_ns - stamp.changed_ns >
+             std::chrono::duration_cast<std::chrono::nanoseconds>(options.recent_change_window).count();
+    }
+
+    /// Lists `workers/` again unless its stamp shows nothing was added or
+    /// removed; keeps the caches of the workers that are still there.
+    void list_workers(int workers_fd, JobCache& cache, std::vector<StatusFileError>& errors) {
+      struct stat info {};
+      if (::fstat(workers_fd, &info) != 0) {
+        errors.push_back({detail::workers_dir_name, "unreadable", detail::errno_code().message()});
+        return;
+      }
+      const detail::FileStamp stamp = detail::stamp_of(info);
+      if (cache.workers_listed && cache.workers_listing_trusted && cache.workers_dir_stamp == stamp) return;
+      std::error_code ec;
+      std::vector<detail::DirectoryEntry> entries = detail::list_directory(workers_fd, ec);
+      if (ec) errors.push_back({detail::workers_dir_name, "unreadable", ec.message()});
+      std::vector<std::string> ids;
+      cache.invalid_names.clear();
+      for (detail::DirectoryEntry& entry : entries) {
+        if (entry.name.empty() || entry.name[0] == '.') continue;  // temporary files, hidden leftovers
+        if (is_valid_id(entry.name)) ids.push_back(std::move(entry.name));
+        else cache.invalid_names.push_back(std::move(entry.name));
+      }
+      std::sort(ids.begin(), ids.end(), natural_less);
+      std::sort(cache.invalid_names.begin(), cache.invalid_names.end());
+      std::unordered_map<std::string, WorkerCache> previous;
+      previous.reserve(cache.workers.size());
+      for (WorkerEntry& entry : cache.workers) previous.emplace(std::move(entry.id), std::move(entry.cache));
+      cache.workers.clear();
+      cache.workers.reserve(ids.size());
+      for (std::string& id : ids) {
+        auto found = previous.find(id);
+        cache.workers.push_back({std::move(id), found != previous.end() ? std::move(found->second) : WorkerCache{}});
+      }
+      cache.workers_dir_stamp = stamp;
+      cache.workers_listed = !ec;
+      cache.workers_listing_trusted = is_trusted(stamp);
+    }
+
+    /// Brings one worker's cached files up to date. An unchanged, trusted
+    /// worker directory costs one `fstatat`; its files are still checked
+    /// one by one every `in_place_write_check_interval`.
+    bool refresh_worker(int workers_fd, WorkerEntry& entry, std::size_t index,
+                        std::chrono::steady_clock::time_point steady_now, JobStatus<Progress>& status) {
+      const std::string& id = entry.id;
+      WorkerCache& cache = entry.cache;
+      struct stat info {};
+      std::error_code ec;
+      if (::fstatat(workers_fd, id.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+        ec = detail::errno_code();
+      } else if (S_ISLNK(info.st_mode)) {
+        ec = std::make_error_code(std::errc::too_many_symbolic_link_levels);
+      } else if (!S_ISDIR(info.st_mode)) {
+        ec = std::make_error_code(std::errc::not_a_directory);
+      }
+      if (ec == std::errc::no_such_file_or_directory) return false;  // removed since the listing
+      auto worker_path = [&id] { return std::string(detail::workers_dir_name) + "/" + id; };
+      if (ec) {
+        std::string detail;
+        std::string error = describe(ec, detail, options.max_file_size, 0);
+        status.errors.push_back({worker_path(), error, detail});
+        cache = WorkerCache{};
+        return false;
+      }
+      const detail::FileStamp dir_stamp = detail::stamp_of(info);
+      const bool unchanged = cache.dir_trusted && cache.dir_stamp == dir_stamp && steady_now < cache.next_file_check;
+      if (unchanged) {
+        statistics.files_reused += (cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing) +
+                                   (cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing);
+      } else {
+        detail::OwnedFd worker_fd = detail::open_directory_at(workers_fd, id.c_str(), ec);
+        if (ec == std::errc::no_such_file_or_directory) return false;
+        if (ec) {
+          std::string detail;
+          std::string error = describe(ec, detail, options.max_file_size, 0);
+          status.errors.push_back({worker_path(), error, detail});
+          cache = WorkerCache{};
+          return false;
+        }
+        refresh(worker_fd.get(), detail::process_file_name, cache.process, &Impl::parse_process);
+        refresh(worker_fd.get(), detail::status_file_name, cache.status, &Impl::parse_status);
+        // The stamp is the one taken *before* the files were read: a write
+        // racing with this read changes the directory again and is seen next time.
+        const bool first_check = !cache.dir_trusted && cache.next_file_check == std::chrono::steady_clock::time_point{};
+        cache.dir_stamp = dir_stamp;
+        cache.dir_trusted = is_trusted(dir_stamp);
+        // Spread the periodic in-place checks over the interval, so that a
+        // big job does not re-check all its files in the same call.
+        const auto interval = options.in_place_write_check_interval;
+        cache.next_file_check = steady_now + (first_check ? interval * static_cast<long>(index % 64 + 1) / 64 : interval);
+      }
+      using ProcessOutcome = typename CachedFile<ParsedProcess>::Outcome;
+      using StatusOutcome = typename CachedFile<ParsedStatus>::Outcome;
+      if (cache.process.outcome == ProcessOutcome::error) {
+        report(cache.process, worker_path() + "/" + detail::process_file_name, status.errors);
+      }
+      if (cache.status.outcome == StatusOutcome::error) {
+        report(cache.status, worker_path() + "/" + detail::status_file_name, status.errors);
+      } else if (cache.status.outcome == StatusOutcome::ok && !cache.status.parsed.progress_problem.empty()) {
+        status.errors.push_back({worker_path() + "/" + detail::status_file_name, "wrong shape",
+                                 cache.status.parsed.progress_problem});
+      }
+      return true;
+    }
+
+    void read_workers(int job_fd, JobCache& cache, JobStatus<Progress>& status, bool supervisor_dead,
+                      const std::string& recorded_hostname, WallTime now_wall, bool& any_unfinished) {
+      std::error_code ec;
+      detail::OwnedFd workers_fd = detail::open_directory_at(job_fd, detail::workers_dir_name, ec);
+      if (ec) {
+        cache.workers.clear();
+        cache.workers_listed = false;
+        if (ec == std::errc::no_such_file_or_directory) return;
+        std::string detail;
+        std::string error = describe(ec, detail, options.max_file_size, 0);
+        status.errors.push_back({detail::workers_dir_name, error, detail});
+        return;
+      }
+      list_workers(workers_fd.get(), cache, status.errors);
+      for (const std::string& name : cache.invalid_names) {
+        status.errors.push_back({std::string(detail::workers_dir_name) + "/" + name, "not a valid worker id", ""});
+      }
+      const auto steady_now = std::chrono::steady_clock::now();
+      status.workers.reserve(cache.workers.size());
+      for (std::size_t index = 0; index < cache.workers.size(); ++index) {
+        WorkerEntry& entry = cache.workers[index];
+        if (!refresh_worker(workers_fd.get(), entry, index, steady_now, status)) continue;
+        status.workers.push_back(
+            merge(entry.id, entry.cache, supervisor_dead, recorded_hostname, now_wall, any_unfinished));
+      }
+    }
+
+    /// Whether the process (pid, start_time) still runs, remembering a "no".
+    static bool still_runs_process(int pid, unsigned long long start_time, std::pair<int, unsigned long long>& gone) {
+      if (pid <= 0 || start_time == 0) return false;
+      if (gone.first == pid && gone.second == start_time) return false;
+      if (detail::is_same_process(pid, start_time)) return true;
+      gone = {pid, start_time};
+      return false;
+    }
+
+    WorkerStatus<Progress> merge(const std::string& id, WorkerCache& cache, bool supervisor_dead,
+                                 const std::string& recorded_hostname, WallTime now_wall, bool& any_unfinished) {
+      const bool have_process = cache.process.outcome == CachedFile<ParsedProcess>::Outcome::ok;
+      bool have_status = cache.status.outcome == CachedFile<ParsedStatus>::Outcome::ok;
+      const WorkerInfo& info = cache.process.parsed.info;
+      const detail::StatusRecord& reported = cache.status.parsed.record;
+      // A report left over from an earlier attempt says nothing about this one.
+      if (have_process && have_status && reported.attempt > 0 && info.attempt > 0 && reported.attempt < info.attempt) {
+        have_status = false;
+      }
+
+      WorkerStatus<Progress> worker;
+      worker.id = id;
+      std::optional<WallTime> last_sign_of_life;
+      auto newest = [](std::optional<WallTime>& into, const std::optional<WallTime>& time) {
+        if (time && (!into || *time > *into)) into = time;
+      };
+      if (have_process) {
+        worker.state = info.state;
+        if (info.pid > 0) worker.pid = info.pid;
+        worker.attempt = info.attempt;
+        worker.exit_code = info.exit_code;
+        if (info.signal) worker.signal = signal_name(*info.signal);
+        worker.core_dumped = info.core_dumped;
+        if (!info.error.empty()) worker.error = info.error;
+        worker.started_at = info.started_at;
+        worker.ended_at = info.ended_at;
+        if (info.ended_at) worker.usage = info.usage;
+        newest(worker.last_update, cache.process.parsed.updated_at);
+        newest(worker.last_update, info.started_at);
+        newest(worker.last_update, info.ended_at);
+        last_sign_of_life = info.started_at;
+      }
+      if (have_status) {
+        worker.reported_state = reported.state;
+        worker.progress = cache.status.parsed.progress;
+        worker.message = reported.message;
+        worker.result = reported.result;
+        if (!worker.error) worker.error = reported.error;
+        worker.seq = reported.seq;
+        newest(worker.last_update, reported.updated_at);
+        newest(last_sign_of_life, reported.updated_at);
+        if (!have_process) {
+          // Nothing but the worker's word: it wrote, so it ran.
+          worker.state = reported.state.value_or(WorkerState::running);
+          if (reported.pid > 0) worker.pid = reported.pid;
+          worker.attempt = reported.attempt;
+        } else if (worker.state == WorkerState::pending && reported.state &&
+                   *reported.state == WorkerState::running) {
+          worker.state = WorkerState::running;
+        }
+      }
+
+      if (!is_terminal(worker.state)) {
+        any_unfinished = true;
+        if (supervisor_dead) {
+          // Lost once nothing of it runs: neither the process the supervisor
+          // recorded nor the one that reported (pids proven by start time,
+          // and only where they were recorded).
+          bool still_runs = false;
+          if (recorded_hostname.empty() || recorded_hostname == hostname) {
+            still_runs = (have_process && still_runs_process(info.pid, info.process_start_time, cache.gone_recorded)) ||
+                         (have_status &&
+                          still_runs_process(reported.pid, reported.process_start_time, cache.gone_reporter));
+          }
+          if (still_runs) worker.state = WorkerState::running;
+          else worker.state = WorkerState::lost;
+        }
+      }
+      if (worker.state == WorkerState::running && last_sign_of_life) {
+        // A time in the future (clock skew) counts as now.
+        worker.stale = now_wall - *last_sign_of_life > options.stale_after;
+      }
+      return worker;
+    }
+
+    /// "2" < "10" < "a": digit runs compare as numbers.
+    static bool natural_less(const std::string& a, const std::string& b) {
+      std::size_t i = 0, j = 0;
+      auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+      while (i < a.size() && j < b.size()) {
+        if (is_digit(a[i]) && is_digit(b[j])) {
+          std::size_t i_end = i, j_end = j;
+          while (i_end < a.size() && is_digit(a[i_end])) ++i_end;
+          while (j_end < b.size() && is_digit(b[j_end])) ++j_end;
+          std::size_t i_start = i, j_start = j;
+          while (i_start + 1 < i_end && a[i_start] == '0') ++i_start;
+          while (j_start + 1 < j_end && b[j_start] == '0') ++j_start;
+          const std::size_t i_len = i_end - i_start, j_len = j_end - j_start;
+          if (i_len != j_len) return i_len < j_len;
+          const int order = a.compare(i_start, i_len, b, j_start, j_len);
+          if (order != 0) return order < 0;
+          i = i_end;
+          j = j_end;
+        } else {
+          if (a[i] != b[j]) return a[i] < b[j];
+          ++i;
+          ++j;
+        }
+      }
+      if (a.size() - i != b.size() - j) return a.size() - i < b.size() - j;
+      return a < b;  // "01" vs "1": any fixed order
+    }
+
+    // -- all jobs -------------------------------------------------------------
+
+    JobList list_jobs(std::error_code& ec) {
+      JobList list;
+      std::error_code open_ec;
+      detail::OwnedFd root_fd = detail::open_directory(root, open_ec);
+      if (open_ec) {
+        if (open_ec != std::errc::no_such_file_or_directory) ec = open_ec;
+        return list;
+      }
+      std::vector<detail::DirectoryEntry> entries = detail::list_directory(root_fd.get(), ec);
+      if (ec) return list;
+      for (const detail::DirectoryEntry& entry : entries) {
+        if (!is_valid_id(entry.name)) continue;  // hidden tombstones and things that are not jobs
+        detail::OwnedFd job_fd = detail::open_directory_at(root_fd.get(), entry.name.c_str(), open_ec);
+        if (open_ec == std::errc::not_a_directory) continue;
+        if (open_ec) {
+          std::string detail;
+          list.errors.push_back({entry.name, describe(open_ec, detail, options.max_file_size, 0), detail});
+          continue;
+        }
+        JobStatus<Progress> status = read_open_job(entry.name, job_fd.get());
+        for (const StatusFileError& error : status.errors) {
+          if (error.path == detail::job_file_name) {
+            list.errors.push_back({entry.name + "/" + error.path, error.error, error.detail});
+          }
+        }
+        JobListing listing;
+        listing.job_id = entry.name;
+        listing.state = status.state;
+        listing.created_at = status.created_at;
+        listing.ended_at = status.ended_at;
+        listing.supervisor_alive = status.supervisor.alive;
+        listing.summary = status.summary;
+        list.jobs.push_back(std::move(listing));
+      }
+      std::sort(list.jobs.begin(), list.jobs.end(), [](const JobListing& a, const JobListing& b) {
+        if (a.created_at != b.created_at) {
+          if (!a.created_at || !b.created_at) return !a.created_at;  // unknown first
+          return *a.created_at < *b.created_at;
+        }
+        return a.job_id < b.job_id;
+      });
+      return list;
+    }
+
+    CleanReport clean(std::chrono::milliseconds older_than, bool dry_run, std::error_code& ec) {
+      CleanReport report;
+      report.dry_run = dry_run;
+      std::error_code open_ec;
+      detail::OwnedFd root_fd = detail::open_directory(root, open_ec);
+      if (open_ec) {
+        if (open_ec != std::errc::no_such_file_or_directory) ec = open_ec;
+        return report;
+      }
+      std::vector<detail::DirectoryEntry> entries = detail::list_directory(root_fd.get(), ec);
+      if (ec) return report;
+      const WallTime now_wall = now();
+      for (const detail::DirectoryEntry& entry : entries) {
+        if (!dry_run && is_tombstone(entry.name)) {
+          // Left behind by a clean that was interrupted: nobody can reach it.
+          (void)detail::remove_tree_at(root_fd.get(), entry.name);
+          continue;
+        }
+        if (!is_valid_id(entry.name)) continue;
+        detail::OwnedFd job_fd = detail::open_directory_at(root_fd.get(), entry.name.c_str(), open_ec);
+        if (open_ec) continue;  // symlinks and files are not jobs: never touched
+        const JobStatus<Progress> status = read_open_job(entry.name, job_fd.get());
+        auto keep = [&](std::string why) { report.kept.push_back({entry.name, std::move(why)}); };
+        if (status.supervisor.alive) {
+          keep("supervisor alive");
+          continue;
+        }
+        if (!is_terminal(status.state)) {
+          keep("not finished");
+          continue;
+        }
+        if (!status.running.empty()) {
+          keep("a worker is still running");
+          continue;
+        }
+        std::optional<WallTime> finished_at = status.ended_at ? status.ended_at : status.last_update;
+        if (!finished_at) {
+          struct stat info {};
+          if (::fstat(job_fd.get(), &info) == 0) {
+            finished_at = WallTime(std::chrono::duration_cast<WallTime::duration>(
+                std::chrono::nanoseconds(detail::stamp_of(info).modified_ns)));
+          }
+        }
+        if (!finished_at || now_wall - *finished_at < older_than) {
+          keep("too recent");
+          continue;
+        }
+        if (dry_run) {
+          report.removed.push_back(entry.name);
+          continue;
+        }
+        // Hold the lock across the rename: a supervisor starting this job id
+        // now fails with job_locked instead of writing into a doomed directory.
+        std::error_code lock_ec;
+        detail::OwnedFd lock = detail::acquire_supervisor_lock(job_fd.get(), /*create=*/false,
+                                                               std::chrono::milliseconds(50), lock_ec);
+        if (lock_ec == errc::job_locked) {
+          keep("supervisor alive");
+          continue;
+        }
+        if (lock_ec && lock_ec != std::errc::no_such_file_or_directory) {
+          report.errors.push_back({entry.name + "/" + detail::lock_file_name, "unreadable", lock_ec.message()});
+          continue;
+        }
+        const std::string tombstone = "." + entry.name + ".removing" + detail::temporary_name_for("").substr(1);
+        if (::renameat(root_fd.get(), entry.name.c_str(), root_fd.get(), tombstone.c_str()) != 0) {
+          report.errors.push_back({entry.name, "not removed", detail::errno_code().message()});
+          continue;
+        }
+        lock.reset();
+        job_fd.reset();
+        jobs.erase(entry.name);
+        report.removed.push_back(entry.name);
+        if (auto remove_ec = detail::remove_tree_at(root_fd.get(), tombstone)) {
+          report.errors.push_back({tombstone, "not removed", remove_ec.message()});
+        }
+      }
+      std::sort(report.removed.begin(), report.removed.end());
+      return report;
+    }
+
+    static bool is_tombstone(const std::string& name) {
+      return name.size() > 1 && name[0] == '.' && name.find(".removing.") != std::string::npos;
+    }
+  };
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace jobwarden

@@ -1,0 +1,148 @@
+// The supervisor's side of the job directory: records, the environment a
+// worker reports through, logs, the final job state, stall detection.
+#include <jobwarden/job_supervisor.hpp>
+
+#include "catch.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using jobwarden::JobState;
+using jobwarden::JobSupervisor;
+using jobwarden::WorkerSpec;
+using jobwarden::WorkerState;
+
+namespace {
+jobwarden::SupervisorOptions in(const jwtest::TempDir& dir, const std::string& job = "job-1") {
+  jobwarden::SupervisorOptions options;
+  options.root = dir.path();
+  options.job_id = job;
+  return options;
+}
+}  // namespace
+
+TEST_CASE("a worker's reports and result reach the job status through the directory") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(in(dir));
+  WorkerSpec spec;
+  spec.id = "scan";
+  spec.argv = {jwtest::test_worker(), "report", "5", "1"};
+  REQUIRE(supervisor.wait(supervisor.submit(spec), 30s));
+  supervisor.finish();
+  supervisor.poll();
+  auto status = supervisor.status();
+  REQUIRE(status.workers.size() == 1);
+  const auto& worker = status.workers[0];
+  CHECK(worker.state == WorkerState::succeeded);
+  REQUIRE(worker.progress);
+  CHECK((*worker.progress)["done"] == 5);
+  CHECK((*worker.progress)["total"] == 5);
+  CHECK(worker.message == "step 5");
+  CHECK(worker.result == nlohmann::json{{"count", 5}});
+  CHECK(status.state == JobState::succeeded);
+  auto json = status.to_json();
+  CHECK(json["summary"]["succeeded"] == 1);
+  CHECK(json["completed"] == nlohmann::json::array({"scan"}));
+}
+
+TEST_CASE("the job directory holds the supervisor's records and the worker's logs") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(in(dir));
+  WorkerSpec spec;
+  spec.id = "w";
+  spec.argv = {"/bin/sh", "-c", "echo to-out; echo to-err >&2; echo $JOBWARDEN_STATUS_FILE"};
+  REQUIRE(supervisor.wait(supervisor.submit(spec), 30s));
+  std::string worker_dir = dir / "job-1/workers/w";
+  CHECK(jwtest::read_file(worker_dir + "/stdout.log") == "to-out\n" + worker_dir + "/status.json\n");
+  CHECK(jwtest::read_file(worker_dir + "/stderr.log") == "to-err\n");
+  auto process = nlohmann::json::parse(jwtest::read_file(worker_dir + "/process.json"));
+  CHECK(process["state"] == "succeeded");
+  CHECK(process["schema_version"] == 1);
+  CHECK(process["pid"] == supervisor.info("w").pid);
+  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
+  CHECK(job["supervisor"]["pid"] == ::getpid());
+  CHECK(job["state"] == "running");  // the host may still submit work
+  supervisor.finish();
+  supervisor.poll();
+  job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
+  CHECK(job["state"] == "succeeded");
+}
+
+TEST_CASE("a second supervisor on a job with a live supervisor is refused and changes nothing") {
+  jwtest::TempDir dir;
+  JobSupervisor<> first(in(dir));
+  WorkerSpec spec;
+  spec.argv = {"/bin/true"};
+  first.submit(spec);
+  REQUIRE(first.wait_all(30s));
+  std::string before = jwtest::read_file(dir / "job-1/job.json");
+  std::error_code ec;
+  JobSupervisor<> second(in(dir), ec);
+  CHECK(ec == jobwarden::errc::job_locked);
+  CHECK_THROWS_WITH(JobSupervisor<>(in(dir)), Catch::Contains("live supervisor"));
+  CHECK(jwtest::read_file(dir / "job-1/job.json") == before);
+}
+
+TEST_CASE("a job whose worker failed ends failed and a shut down job ends cancelled") {
+  jwtest::TempDir dir;
+  {
+    JobSupervisor<> supervisor(in(dir, "fails"));
+    WorkerSpec spec;
+    spec.argv = {"/bin/sh", "-c", "exit 2"};
+    supervisor.submit(spec);
+    supervisor.wait_all(30s);
+    supervisor.finish();
+    supervisor.poll();
+  }
+  {
+    JobSupervisor<> supervisor(in(dir, "stopped"));
+    WorkerSpec spec;
+    spec.argv = {"sleep", "100"};
+    supervisor.submit(spec);
+    supervisor.shutdown();
+  }
+  auto failed = nlohmann::json::parse(jwtest::read_file(dir / "fails/job.json"));
+  auto cancelled = nlohmann::json::parse(jwtest::read_file(dir / "stopped/job.json"));
+  CHECK(failed["state"] == "failed");
+  CHECK(cancelled["state"] == "cancelled");
+  jobwarden::StatusAggregator<> reader(dir.path());
+  CHECK(reader.read("stopped").workers.at(0).state == WorkerState::cancelled);
+}
+
+TEST_CASE("a worker that stops reporting is stopped and ends stalled") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(in(dir));
+  WorkerSpec silent;
+  silent.id = "silent";
+  silent.argv = {"sleep", "100"};
+  silent.stall_timeout = 300ms;
+  silent.grace_period = 5s;
+  WorkerSpec chatty;
+  chatty.id = "chatty";
+  chatty.argv = {jwtest::test_worker(), "report", "12", "100"};  // a report every 100 ms
+  chatty.stall_timeout = 1000ms;
+  supervisor.submit(silent);
+  supervisor.submit(chatty);
+  REQUIRE(supervisor.wait_all(60s));
+  CHECK(supervisor.info("silent").state == WorkerState::stalled);
+  CHECK(supervisor.info("silent").error.find("stalled") != std::string::npos);
+  CHECK(supervisor.info("chatty").state == WorkerState::succeeded);
+}
+
+TEST_CASE("stall detection without a job directory is refused") {
+  JobSupervisor<> supervisor;
+  WorkerSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.stall_timeout = 1s;
+  std::error_code ec;
+  supervisor.submit(spec, ec);
+  CHECK(ec == jobwarden::errc::invalid_argument);
+}
+
+TEST_CASE("an invalid job id is rejected before anything is created on disk") {
+  jwtest::TempDir dir;
+  auto options = in(dir, "../escape");
+  std::error_code ec;
+  JobSupervisor<> supervisor(options, ec);
+  CHECK(ec == jobwarden::errc::invalid_id);
+  CHECK(std::filesystem::is_empty(dir.path()));
+}

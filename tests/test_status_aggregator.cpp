@@ -1,0 +1,576 @@
+// Reading a job directory from any process (StatusAggregator) and writing the
+// supervisor's records (JobRecorder).
+#include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/status_aggregator.hpp>
+#include <jobwarden/worker_status_writer.hpp>
+
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "catch.hpp"
+#include "status_support.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using jobwarden::JobState;
+using jobwarden::StatusAggregator;
+using jobwarden::WorkerInfo;
+using jobwarden::WorkerState;
+using jobwarden::detail::JobLayout;
+using jobwarden::detail::JobRecorder;
+using jwstatus::json;
+
+namespace {
+
+/// The paths of a status's `errors`, with their error phrase.
+std::map<std::string, std::string> errors_of(const jobwarden::JobStatus<>& status) {
+  std::map<std::string, std::string> errors;
+  for (const auto& error : status.errors) errors[error.path] = error.error;
+  return errors;
+}
+
+WorkerInfo worker_info(const std::string& id, WorkerState state) {
+  WorkerInfo info;
+  info.id = id;
+  info.state = state;
+  info.argv = {"scan", id};
+  if (state != WorkerState::pending) {
+    info.attempt = 1;
+    info.pid = 999999;
+    info.process_start_time = 1;  // no process started one tick after boot: never alive
+    info.started_at = std::chrono::system_clock::now() - 2s;
+  }
+  if (jobwarden::is_terminal(state)) info.ended_at = std::chrono::system_clock::now() - 1s;
+  return info;
+}
+
+/// A live job written by a `JobRecorder` in this process (its lock held).
+struct LiveJob {
+  jwtest::TempDir dir;
+  JobRecorder recorder{JobLayout{dir.path(), "scan-42"}};
+
+  LiveJob() { recorder.open(); }
+  void add(const WorkerInfo& info) {
+    recorder.prepare_worker(info.id);
+    recorder.write_process(info);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the aggregated JSON of a live job has SPEC.md's keys, counts and lists") {
+  LiveJob job;
+  job.add(worker_info("1", WorkerState::succeeded));
+  job.add(worker_info("2", WorkerState::succeeded));
+  WorkerInfo running = worker_info("3", WorkerState::running);
+  running.pid = ::getpid();
+  running.process_start_time = jobwarden::detail::process_start_time(::getpid()).value_or(0);
+  job.add(running);
+  WorkerInfo failed = worker_info("4", WorkerState::failed);
+  failed.exit_code = 3;
+  job.add(failed);
+  WorkerInfo crashed = worker_info("10", WorkerState::crashed);
+  crashed.signal = SIGSEGV;
+  crashed.core_dumped = true;
+  job.add(crashed);
+  job.add(worker_info("7", WorkerState::pending));
+  {
+    jobwarden::WorkerStatusWriter<> writer(job.recorder.status_file("3"));
+    REQUIRE_FALSE(writer.progress(40, 120));
+    REQUIRE_FALSE(writer.message("scanning src/"));
+    REQUIRE_FALSE(writer.flush());
+  }
+
+  StatusAggregator<> aggregator(job.dir.path());
+  const json status = aggregator.read("scan-42").to_json();
+  for (const char* key : {"schema_version", "job_id", "state", "summary", "elapsed_seconds", "last_update",
+                          "supervisor", "workers", "running", "pending", "completed", "failed", "errors"}) {
+    CHECK(status.contains(key));
+  }
+  CHECK(status["schema_version"] == 1);
+  CHECK(status["job_id"] == "scan-42");
+  CHECK(status["state"] == "running");
+  CHECK(status["summary"] ==
+        json{{"total", 6}, {"pending", 1}, {"running", 1}, {"succeeded", 2}, {"failed", 2}, {"done", 4}});
+  CHECK(status["supervisor"]["pid"] == ::getpid());
+  CHECK(status["supervisor"]["alive"] == true);
+  CHECK(status["running"] == json{"3"});
+  CHECK(status["pending"] == json{"7"});
+  CHECK(status["completed"] == json{"1", "2"});
+  CHECK(status["failed"] == json{"4", "10"});  // natural order: 4 before 10
+  CHECK(status["errors"].empty());
+  CHECK(status["elapsed_seconds"].is_number());
+  REQUIRE(status["workers"].size() == 6);
+  const json& worker = status["workers"][2];
+  for (const char* key : {"id", "state", "pid", "attempt", "exit_code", "signal", "core_dumped", "progress",
+                          "message", "result", "error", "started_at", "ended_at", "last_update", "stale"}) {
+    CHECK(worker.contains(key));
+  }
+  CHECK(worker["id"] == "3");
+  CHECK(worker["state"] == "running");
+  CHECK(worker["progress"] == json{{"done", 40}, {"total", 120}});
+  CHECK(worker["message"] == "scanning src/");
+  CHECK(worker["stale"] == false);
+  CHECK(worker["exit_code"].is_null());
+  const json& crashed_json = status["workers"][5];
+  CHECK(crashed_json["id"] == "10");
+  CHECK(crashed_json["signal"] == "SIGSEGV");
+  CHECK(crashed_json["core_dumped"] == true);
+  CHECK(status["workers"][3]["exit_code"] == 3);
+}
+
+TEST_CASE("the supervisor's record decides how a worker ended, whatever the worker reported") {
+  LiveJob job;
+  WorkerInfo info = worker_info("1", WorkerState::succeeded);
+  info.exit_code = 0;
+  job.add(info);
+  {
+    jobwarden::WorkerStatusWriter<> writer(job.recorder.status_file("1"));
+    REQUIRE_FALSE(writer.set_error("could not parse one file"));
+    REQUIRE_FALSE(writer.set_state("failed"));
+  }
+  StatusAggregator<> aggregator(job.dir.path());
+  const auto status = aggregator.read("scan-42");
+  const auto* worker = status.find_worker("1");
+  REQUIRE(worker);
+  CHECK(worker->state == WorkerState::succeeded);
+  REQUIRE(worker->reported_state);
+  CHECK(*worker->reported_state == WorkerState::failed);
+  CHECK(worker->error == std::optional<std::string>("could not parse one file"));
+}
+
+TEST_CASE("a worker's running report refines a pending record") {
+  LiveJob job;
+  job.add(worker_info("1", WorkerState::pending));
+  {
+    jobwarden::WorkerStatusWriter<> writer(job.recorder.status_file("1"));
+    REQUIRE_FALSE(writer.set_state("running"));
+  }
+  StatusAggregator<> aggregator(job.dir.path());
+  const auto status = aggregator.read("scan-42");
+  CHECK(status.find_worker("1")->state == WorkerState::running);
+  CHECK(status.state == JobState::running);
+}
+
+TEST_CASE("a job whose workers have not started reads pending") {
+  LiveJob job;
+  job.add(worker_info("1", WorkerState::pending));
+  StatusAggregator<> aggregator(job.dir.path());
+  CHECK(aggregator.read("scan-42").state == JobState::pending);
+}
+
+TEST_CASE("a finished job reads the state its supervisor wrote") {
+  LiveJob job;
+  job.add(worker_info("1", WorkerState::succeeded));
+  job.add(worker_info("2", WorkerState::cancelled));
+  jobwarden::JobSummary summary;
+  summary.add(WorkerState::succeeded);
+  summary.add(WorkerState::cancelled);
+  job.recorder.write_job(jobwarden::job_state_from_workers(summary), summary);
+  job.recorder.close();
+  StatusAggregator<> aggregator(job.dir.path());
+  const auto status = aggregator.read("scan-42");
+  CHECK(status.state == JobState::cancelled);
+  CHECK_FALSE(status.supervisor.alive);
+  CHECK(status.ended_at);
+  CHECK(status.to_json()["summary"]["failed"] == 1);
+}
+
+TEST_CASE("corrupt, truncated, non-JSON, wrongly shaped and oversized files become errors and the rest reads") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "hostile");
+  job.write_job(jwstatus::job_document("hostile", "running", 0, 0));
+  job.write_process("1", jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0));
+  job.write_status_text("2", "{\"schema_version\": 1, \"progress\": {\"done\": 4");  // truncated
+  job.write_status_text("3", "definitely not json");
+  job.write_status_text("4", "");
+  job.write_status("5", json{{"schema_version", 1}, {"message", 42}});                // wrong type
+  job.write_status("6", json::array({1, 2, 3}));                                      // not an object
+  job.write_status("7", json{{"schema_version", 99}});                                 // unknown version
+  job.write_status_text("8", std::string(2 * 1024 * 1024, ' '));                      // oversized
+  job.write_process("9", json{{"schema_version", 1}, {"id", "9"}, {"state", "exploded"}});
+  job.write_status("10", jwstatus::status_document("running", json{{"done", 1}, {"total", 2}}));
+  jwstatus::write_text(job.layout.workers_dir() + "/not valid", "");                  // not a worker id
+
+  StatusAggregator<> aggregator(dir.path());
+  std::error_code ec;
+  const auto status = aggregator.read("hostile", ec);
+  REQUIRE_FALSE(ec);
+  const auto errors = errors_of(status);
+  CHECK(errors.at("workers/2/status.json") == "not valid JSON");
+  CHECK(errors.at("workers/3/status.json") == "not valid JSON");
+  CHECK(errors.at("workers/4/status.json") == "not valid JSON");
+  CHECK(errors.at("workers/5/status.json") == "wrong shape");
+  CHECK(errors.at("workers/6/status.json") == "wrong shape");
+  CHECK(errors.at("workers/7/status.json") == "wrong shape");
+  CHECK(errors.at("workers/8/status.json") == "oversized");
+  CHECK(errors.at("workers/9/process.json") == "wrong shape");
+  CHECK(errors.at("workers/not valid") == "not a valid worker id");
+  CHECK(errors.size() == 9);
+  CHECK(status.workers.size() == 10);
+  CHECK(status.find_worker("1")->state == WorkerState::succeeded);
+  CHECK(status.find_worker("10")->progress == json{{"done", 1}, {"total", 2}});
+  CHECK(status.to_json()["errors"][0].contains("path"));
+}
+
+TEST_CASE("a corrupt job.json is an error and the workers still read") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "broken");
+  jwstatus::write_text(job.layout.job_file(), "{\"schema_version\": 1, \"sta");
+  job.write_process("1", jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0));
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("broken");
+  CHECK(errors_of(status).at("job.json") == "not valid JSON");
+  CHECK(status.workers.size() == 1);
+  CHECK(status.state == JobState::succeeded);  // no live supervisor, every worker done
+}
+
+TEST_CASE("a symlinked status file is not followed") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "links");
+  job.write_job(jwstatus::job_document("links", "running", 0, 0));
+  jwstatus::write_text(dir / "secret.json", jwstatus::status_document("running", json{{"secret", 1}}).dump());
+  job.add_worker("1");
+  REQUIRE(::symlink((dir / "secret.json").c_str(), job.layout.status_file("1").c_str()) == 0);
+  job.write_status("2", jwstatus::status_document("running"));
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("links");
+  CHECK(errors_of(status).at("workers/1/status.json") == "symbolic link not followed");
+  CHECK_FALSE(status.find_worker("1")->progress);
+  CHECK(status.find_worker("2") != nullptr);
+}
+
+TEST_CASE("a symlinked worker directory is not followed") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "links");
+  job.write_job(jwstatus::job_document("links", "running", 0, 0));
+  jwstatus::make_dir(dir / "elsewhere");
+  jwstatus::write_text(dir / "elsewhere/status.json", jwstatus::status_document("running").dump());
+  REQUIRE(::symlink((dir / "elsewhere").c_str(), job.layout.worker_dir("1").c_str()) == 0);
+  job.write_status("2", jwstatus::status_document("running"));
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("links");
+  CHECK(errors_of(status).at("workers/1") == "symbolic link not followed");
+  CHECK(status.find_worker("1") == nullptr);
+  CHECK(status.find_worker("2") != nullptr);
+  CHECK(status.summary.total == 1);
+}
+
+TEST_CASE("a symlinked workers directory is not followed") {
+  jwtest::TempDir dir;
+  jwstatus::make_dir(dir / "root");
+  jwstatus::make_dir(dir / "root/links");
+  jwstatus::write_text(dir / "root/links/job.json", jwstatus::job_document("links", "running", 0, 0).dump());
+  jwstatus::make_dir(dir / "elsewhere");
+  jwstatus::make_dir(dir / "elsewhere/1");
+  jwstatus::write_text(dir / "elsewhere/1/status.json", jwstatus::status_document("running").dump());
+  REQUIRE(::symlink((dir / "elsewhere").c_str(), (dir / "root/links/workers").c_str()) == 0);
+  StatusAggregator<> aggregator(dir / "root");
+  const auto status = aggregator.read("links");
+  CHECK(errors_of(status).at("workers") == "symbolic link not followed");
+  CHECK(status.workers.empty());
+}
+
+TEST_CASE("a symlinked job directory is refused as a whole") {
+  jwtest::TempDir dir;
+  jwstatus::make_dir(dir / "root");
+  jwstatus::CraftedJob real(dir.path(), "real");
+  real.write_job(jwstatus::job_document("real", "running", 0, 0));
+  REQUIRE(::symlink((dir / "real").c_str(), (dir / "root/alias").c_str()) == 0);
+  StatusAggregator<> aggregator(dir / "root");
+  std::error_code ec;
+  (void)aggregator.read("alias", ec);
+  CHECK(ec == std::errc::too_many_symbolic_link_levels);
+  CHECK_THROWS_AS(aggregator.read("alias"), std::system_error);
+}
+
+TEST_CASE("a FIFO in place of a status file is an error, not a hang") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "fifo");
+  job.write_job(jwstatus::job_document("fifo", "running", 0, 0));
+  job.add_worker("1");
+  REQUIRE(::mkfifo(job.layout.status_file("1").c_str(), 0644) == 0);
+  StatusAggregator<> aggregator(dir.path());
+  CHECK(errors_of(aggregator.read("fifo")).at("workers/1/status.json") == "not a regular file");
+}
+
+TEST_CASE("progress that does not fit the Progress type is an error, not an exception") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "typed");
+  job.write_job(jwstatus::job_document("typed", "running", 0, 0));
+  job.write_status("1", jwstatus::status_document("running", json{{"done", "forty"}}));
+  job.write_status("2", jwstatus::status_document("running", json{{"done", 40}}));
+  StatusAggregator<std::map<std::string, int>> aggregator(dir.path());
+  std::error_code ec;
+  const auto status = aggregator.read("typed", ec);
+  REQUIRE_FALSE(ec);
+  REQUIRE(status.errors.size() == 1);
+  CHECK(status.errors[0].path == "workers/1/status.json");
+  CHECK(status.errors[0].error == "wrong shape");
+  CHECK_FALSE(status.find_worker("1")->progress);
+  CHECK(status.find_worker("2")->progress->at("done") == 40);
+}
+
+TEST_CASE("a running worker that has been silent longer than the threshold is stale") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "quiet");
+  job.write_job(jwstatus::job_document("quiet", "running", 0, 0));
+  json quiet = jwstatus::process_document("1", "running");
+  quiet["started_at"] = jwstatus::ago(10min);
+  job.write_process("1", quiet);
+  job.write_status("1", jwstatus::status_document("running", nullptr, jwstatus::ago(2min)));
+  json chatty = jwstatus::process_document("2", "running");
+  chatty["started_at"] = jwstatus::ago(10min);
+  job.write_process("2", chatty);
+  job.write_status("2", jwstatus::status_document("running", nullptr, jwstatus::ago(1s)));
+  json skewed = jwstatus::process_document("3", "running");
+  skewed["started_at"] = jwstatus::ago(10min);
+  job.write_process("3", skewed);  // its writer's clock runs ahead: a future heartbeat
+  job.write_status("3", jwstatus::status_document("running", nullptr, jwstatus::ago(-5min)));
+  job.write_process("4", jwstatus::process_document("4", "pending"));
+  // A live supervisor, so that nothing reads lost.
+  const jobwarden::detail::OwnedFd lock(::open(job.layout.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  REQUIRE(::flock(lock.get(), LOCK_EX) == 0);
+
+  jobwarden::StatusAggregatorOptions options;
+  options.stale_after = 30s;
+  StatusAggregator<> aggregator(dir.path(), options);
+  const auto status = aggregator.read("quiet");
+  CHECK(status.find_worker("1")->stale);
+  CHECK_FALSE(status.find_worker("2")->stale);
+  CHECK_FALSE(status.find_worker("3")->stale);
+  CHECK_FALSE(status.find_worker("4")->stale);
+  CHECK(status.find_worker("1")->state == WorkerState::running);
+
+  // The same job a minute later, by the aggregator's clock: 2 is stale too.
+  options.now = [] { return std::chrono::system_clock::now() + 1min; };
+  StatusAggregator<> later(dir.path(), options);
+  CHECK(later.read("quiet").find_worker("2")->stale);
+}
+
+TEST_CASE("a job whose supervisor exited while workers were running reads lost") {
+  jwtest::TempDir dir;
+  // The supervisor is a forked child that records a running worker (itself)
+  // and dies without finishing the job; run_in_child reaps it.
+  const int exit_code = jwstatus::run_in_child([&] {
+    JobRecorder recorder(JobLayout{dir.path(), "doomed"});
+    std::error_code ec;
+    recorder.open(ec);
+    if (ec) return 10;
+    WorkerInfo info = worker_info("1", WorkerState::running);
+    info.pid = ::getpid();
+    info.process_start_time = jobwarden::detail::process_start_time(info.pid).value_or(0);
+    recorder.write_process(info, ec);
+    if (ec) return 11;
+    recorder.write_process(worker_info("2", WorkerState::pending), ec);
+    recorder.write_process(worker_info("3", WorkerState::succeeded), ec);
+    if (ec) return 12;
+    std::_Exit(0);  // no destructors: the kernel drops the lock, as in a crash
+  });
+  REQUIRE(exit_code == 0);
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("doomed");
+  CHECK(status.state == JobState::lost);
+  CHECK_FALSE(status.supervisor.alive);
+  CHECK(status.find_worker("1")->state == WorkerState::lost);
+  CHECK(status.find_worker("2")->state == WorkerState::lost);
+  CHECK(status.find_worker("3")->state == WorkerState::succeeded);
+  CHECK(status.to_json()["failed"] == json{"1", "2"});
+}
+
+TEST_CASE("a supervisor pid reused by another process does not keep a job alive") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "reused");
+  // No lock file to probe, so the pid is the witness: it exists (it is ours)
+  // but its start time is not the recorded one.
+  const auto our_start = jobwarden::detail::process_start_time(::getpid()).value_or(0);
+  REQUIRE(our_start > 0);
+  job.write_job(jwstatus::job_document("reused", "running", ::getpid(), our_start + 1));
+  job.write_process("1", jwstatus::process_document("1", "running", ::getpid(), our_start + 1));
+  StatusAggregator<> aggregator(dir.path());
+  auto status = aggregator.read("reused");
+  CHECK_FALSE(status.supervisor.alive);
+  CHECK(status.state == JobState::lost);
+  CHECK(status.find_worker("1")->state == WorkerState::lost);
+
+  // With the right start time the same record is alive.
+  job.write_job(jwstatus::job_document("reused", "running", ::getpid(), our_start));
+  status = aggregator.read("reused");
+  CHECK(status.supervisor.alive);
+  CHECK(status.state == JobState::running);
+}
+
+TEST_CASE("a worker that still runs after its supervisor died reads running in a lost job") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "orphan");
+  job.write_job(jwstatus::job_document("orphan", "running", 999999, 1));
+  const auto our_start = jobwarden::detail::process_start_time(::getpid()).value_or(0);
+  job.write_process("1", jwstatus::process_document("1", "running", ::getpid(), our_start));
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("orphan");
+  CHECK(status.state == JobState::lost);
+  CHECK(status.find_worker("1")->state == WorkerState::running);
+}
+
+TEST_CASE("an unchanged file is served from the cache and a replaced one is re-read") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "cached");
+  job.write_job(jwstatus::job_document("cached", "running", 0, 0));
+  for (int i = 1; i <= 5; ++i) job.write_status(std::to_string(i), jwstatus::status_document("running"));
+  jobwarden::StatusAggregatorOptions options;
+  options.recent_change_window = 0ms;  // trust fresh stamps: this test writes and reads within one tick
+  StatusAggregator<> aggregator(dir.path(), options);
+  (void)aggregator.read("cached");
+  const auto cold = aggregator.cache_statistics();
+  CHECK(cold.files_read == 6);
+  (void)aggregator.read("cached");
+  auto warm = aggregator.cache_statistics();
+  CHECK(warm.files_read == 6);
+  CHECK(warm.files_reused == 6);
+
+  REQUIRE_FALSE(jobwarden::detail::write_file_atomically(
+      job.layout.status_file("3"), jwstatus::status_document("running", json{{"done", 9}}).dump()));
+  const auto status = aggregator.read("cached");
+  warm = aggregator.cache_statistics();
+  CHECK(warm.files_read == 7);
+  CHECK(status.find_worker("3")->progress == json{{"done", 9}});
+}
+
+TEST_CASE("invalid ids are rejected before anything touches the disk") {
+  jwtest::TempDir dir;
+  const std::string root = dir / "never-created";
+  const std::vector<std::string> bad_ids = {"",       "..", ".hidden", "a/b", "../etc", std::string("nul\0x", 5),
+                                            std::string(129, 'a')};
+  for (const std::string& bad : bad_ids) {
+    StatusAggregator<> aggregator(root);
+    std::error_code ec;
+    (void)aggregator.read(bad, ec);
+    CHECK(ec == jobwarden::errc::invalid_id);
+    CHECK_THROWS_AS(aggregator.read(bad), std::system_error);
+
+    JobRecorder recorder(JobLayout{root, bad});
+    recorder.open(ec);
+    CHECK(ec == jobwarden::errc::invalid_id);
+  }
+  struct stat info {};
+  CHECK(::lstat(root.c_str(), &info) != 0);
+
+  LiveJob job;
+  std::error_code ec;
+  job.recorder.prepare_worker("../escape", ec);
+  CHECK(ec == jobwarden::errc::invalid_id);
+  WorkerInfo info_with_bad_id;
+  info_with_bad_id.id = "..";
+  job.recorder.write_process(info_with_bad_id, ec);
+  CHECK(ec == jobwarden::errc::invalid_id);
+  CHECK(::lstat((job.dir / "escape").c_str(), &info) != 0);
+}
+
+TEST_CASE("a job that does not exist is an unknown job") {
+  jwtest::TempDir dir;
+  StatusAggregator<> aggregator(dir.path());
+  std::error_code ec;
+  (void)aggregator.read("nope", ec);
+  CHECK(ec == jobwarden::errc::unknown_job);
+  StatusAggregator<> no_root(dir / "missing-root");
+  (void)no_root.read("nope", ec);
+  CHECK(ec == jobwarden::errc::unknown_job);
+}
+
+TEST_CASE("a second supervisor of a live job is refused") {
+  LiveJob job;
+  JobRecorder second(JobLayout{job.dir.path(), "scan-42"});
+  std::error_code ec;
+  second.open(ec);
+  CHECK(ec == jobwarden::errc::job_locked);
+  CHECK_FALSE(second.is_open());
+}
+
+TEST_CASE("a finished job is not reopened unless the recorder is told to replace it") {
+  jwtest::TempDir dir;
+  {
+    JobRecorder first(JobLayout{dir.path(), "again"});
+    first.open();
+    first.prepare_worker("old");
+    first.write_job(JobState::succeeded, {});
+  }
+  JobRecorder second(JobLayout{dir.path(), "again"});
+  std::error_code ec;
+  second.open(ec);
+  CHECK(ec == jobwarden::errc::job_exists);
+  jobwarden::detail::JobRecorderOptions replace;
+  replace.replace_finished = true;
+  JobRecorder third(JobLayout{dir.path(), "again"}, replace);
+  third.open(ec);
+  REQUIRE_FALSE(ec);
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("again");
+  CHECK(status.workers.empty());
+  CHECK(status.state == JobState::pending);
+}
+
+TEST_CASE("a finished job stays finished and a terminal worker record stays terminal") {
+  LiveJob job;
+  job.add(worker_info("1", WorkerState::failed));
+  std::error_code ec;
+  job.recorder.write_process(worker_info("1", WorkerState::running), ec);
+  CHECK(ec == jobwarden::errc::invalid_state_transition);
+  WorkerInfo restarted = worker_info("1", WorkerState::running);
+  restarted.attempt = 2;
+  job.recorder.write_process(restarted, ec);
+  CHECK_FALSE(ec);
+
+  job.recorder.write_job(JobState::failed, {}, ec);
+  REQUIRE_FALSE(ec);
+  job.recorder.write_job(JobState::running, {}, ec);
+  CHECK(ec == jobwarden::errc::invalid_state_transition);
+  const json record = json::parse(jwtest::read_file(job.recorder.layout().job_file()));
+  CHECK(record["state"] == "failed");
+  CHECK(record["ended_at"].is_string());
+  CHECK(record["supervisor"]["pid"] == ::getpid());
+  CHECK(record["supervisor"]["start_time"].is_number_unsigned());
+  CHECK_FALSE(record["supervisor"]["hostname"].get<std::string>().empty());
+}
+
+TEST_CASE("the supervisor's records carry every field of a worker") {
+  LiveJob job;
+  WorkerInfo info = worker_info("5", WorkerState::crashed);
+  info.signal = SIGSEGV;
+  info.core_dumped = true;
+  info.usage.user_cpu = 1500ms;
+  info.usage.max_rss_kib = 2048;
+  job.add(info);
+  const json record = json::parse(jwtest::read_file(job.recorder.layout().process_file("5")));
+  for (const char* key : {"schema_version", "id", "state", "attempt", "pid", "process_start_time", "exit_code",
+                          "signal", "core_dumped", "error", "started_at", "ended_at", "usage", "argv"}) {
+    CHECK(record.contains(key));
+  }
+  CHECK(record["signal"] == "SIGSEGV");
+  CHECK(record["usage"]["user_cpu_seconds"] == 1.5);
+  CHECK(record["usage"]["max_rss_kib"] == 2048);
+  CHECK(record["argv"] == json{"scan", "5"});
+}
+
+TEST_CASE("list_jobs lists every job with its state and times") {
+  jwtest::TempDir dir;
+  {
+    JobRecorder done(JobLayout{dir.path(), "done"});
+    done.open();
+    done.write_job(JobState::succeeded, {});
+  }
+  JobRecorder running(JobLayout{dir.path(), "running"});
+  running.open();
+  jwstatus::make_dir(dir / ".hidden");
+  jwstatus::write_text(dir / "stray-file", "");
+  StatusAggregator<> aggregator(dir.path());
+  const auto list = aggregator.list_jobs();
+  REQUIRE(list.jobs.size() == 2);
+  CHECK(list.jobs[0].job_id == "done");
+  CHECK(list.jobs[0].state == JobState::succeeded);
+  CHECK(list.jobs[0].ended_at);
+  CHECK(list.jobs[1].job_id == "running");
+  CHECK(list.jobs[1].supervisor_alive);
+  CHECK(list.to_json()["jobs"][1]["state"] == "pending");
+  StatusAggregator<> nothing(dir / "no-such-root");
+  CHECK(nothing.list_jobs().jobs.empty());
+}

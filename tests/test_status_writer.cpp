@@ -1,0 +1,410 @@
+// A worker reporting into its status file (WorkerStatusWriter), and the
+// timestamps every status file carries.
+#include <jobwarden/status_aggregator.hpp>
+#include <jobwarden/worker_status_writer.hpp>
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include "catch.hpp"
+#include "status_support.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using jobwarden::WorkerState;
+using nlohmann::json;
+
+namespace {
+
+/// A steady clock the test moves by hand: throttling is tested without sleeping.
+struct FakeClock {
+  std::chrono::steady_clock::time_point now{std::chrono::hours(1)};
+  void advance(std::chrono::milliseconds by) { now += by; }
+};
+
+using Writer = jobwarden::WorkerStatusWriter<>;
+
+Writer::Options fake_clock_options(FakeClock& clock, std::chrono::milliseconds interval = 1s) {
+  Writer::Options options;
+  options.throttle_interval = interval;
+  options.now = [&clock] { return clock.now; };
+  options.job_id = "scan-42";
+  options.worker_id = "3";
+  options.attempt = 1;
+  return options;
+}
+
+json read_json(const std::string& path) { return json::parse(jwtest::read_file(path)); }
+
+/// Sets an environment variable for one scope, restoring it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = std::string(old);
+    if (value) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+/// A user-defined progress payload.
+struct ScanProgress {
+  int files_done = 0;
+  int files_total = 0;
+  std::string current;
+};
+void to_json(json& j, const ScanProgress& p) {
+  j = json{{"files_done", p.files_done}, {"files_total", p.files_total}, {"current", p.current}};
+}
+void from_json(const json& j, ScanProgress& p) {
+  j.at("files_done").get_to(p.files_done);
+  j.at("files_total").get_to(p.files_total);
+  j.at("current").get_to(p.current);
+}
+
+}  // namespace
+
+TEST_CASE("timestamps are RFC 3339 UTC with milliseconds and parse back") {
+  using jobwarden::detail::format_rfc3339;
+  using jobwarden::detail::parse_rfc3339;
+  const auto time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795255200123));
+  CHECK(format_rfc3339(time) == "2026-11-21T10:00:00.123Z");
+  CHECK(parse_rfc3339("2026-11-21T10:00:00.123Z") == time);
+  CHECK(parse_rfc3339("2026-11-21T11:00:00.123+01:00") == time);
+  CHECK(parse_rfc3339("2026-11-21t10:00:00.123456z") == time + std::chrono::microseconds(456));
+  CHECK(format_rfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(-1))) ==
+        "1969-12-31T23:59:59.999Z");
+  CHECK(format_rfc3339(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00.000Z");
+  CHECK(parse_rfc3339("2024-02-29T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2023-02-29T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2026-13-01T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2026-11-21T10:00:00"));
+  CHECK_FALSE(parse_rfc3339("2026-11-21T10:00:00.Z"));
+  CHECK_FALSE(parse_rfc3339("yesterday"));
+  CHECK_FALSE(parse_rfc3339(""));
+}
+
+TEST_CASE("a process outside jobwarden gets a disabled writer whose calls do nothing") {
+  ScopedEnv no_file("JOBWARDEN_STATUS_FILE", nullptr);
+  std::error_code ec;
+  Writer writer = Writer::from_environment(ec);
+  CHECK(ec == jobwarden::errc::no_status_file);
+  CHECK_FALSE(writer.enabled());
+  CHECK_FALSE(writer.progress(1, 2));
+  CHECK_FALSE(writer.set_state("succeeded"));
+  CHECK_FALSE(writer.result(json{{"ok", true}}));
+  CHECK_THROWS_AS(Writer::from_environment(), std::system_error);
+}
+
+TEST_CASE("from_environment takes the status file and the worker's identity from the environment") {
+  jwtest::TempDir dir;
+  const std::string path = dir / "status.json";
+  ScopedEnv file("JOBWARDEN_STATUS_FILE", path.c_str());
+  ScopedEnv job("JOBWARDEN_JOB_ID", "scan-42");
+  ScopedEnv worker("JOBWARDEN_WORKER_ID", "7");
+  ScopedEnv attempt("JOBWARDEN_ATTEMPT", "2");
+  {
+    Writer writer = Writer::from_environment();
+    REQUIRE(writer.enabled());
+    REQUIRE_FALSE(writer.set_state("running"));
+  }
+  const json status = read_json(path);
+  CHECK(status["schema_version"] == 1);
+  CHECK(status["job_id"] == "scan-42");
+  CHECK(status["worker_id"] == "7");
+  CHECK(status["attempt"] == 2);
+  CHECK(status["pid"] == ::getpid());
+  CHECK(status["state"] == "running");
+}
+
+TEST_CASE("every write carries identity, state, seq, pid and an RFC 3339 UTC timestamp") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.set_state(WorkerState::running));
+  REQUIRE_FALSE(writer.result(json{{"found", 3}}));
+  const json status = read_json(dir / "status.json");
+  for (const char* key : {"schema_version", "job_id", "worker_id", "attempt", "state", "progress", "message",
+                          "result", "error", "seq", "updated_at", "pid", "process_start_time"}) {
+    CHECK(status.contains(key));
+  }
+  CHECK(status["seq"] == 2);
+  CHECK(status["result"] == json{{"found", 3}});
+  const std::string updated_at = status["updated_at"];
+  CHECK(updated_at.size() == 24);
+  CHECK(updated_at.back() == 'Z');
+  auto parsed = jobwarden::detail::parse_rfc3339(updated_at);
+  REQUIRE(parsed);
+  CHECK(std::chrono::abs(std::chrono::system_clock::now() - *parsed) < 1min);
+}
+
+TEST_CASE("progress updates within the interval are coalesced and the latest value wins") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.progress(1, 100));  // the first update is written at once
+  CHECK(writer.write_count() == 1);
+  for (int done = 2; done <= 50; ++done) {
+    clock.advance(10ms);
+    REQUIRE_FALSE(writer.progress(static_cast<std::uint64_t>(done), 100));
+  }
+  CHECK(writer.write_count() == 1);  // 490 ms of updates: held back
+  CHECK(writer.has_pending_update());
+  CHECK(read_json(dir / "status.json")["progress"] == json{{"done", 1}, {"total", 100}});
+
+  clock.advance(600ms);  // the interval has passed: the next call writes
+  REQUIRE_FALSE(writer.progress(51, 100));
+  CHECK(writer.write_count() == 2);
+  CHECK(read_json(dir / "status.json")["progress"] == json{{"done", 51}, {"total", 100}});
+  CHECK_FALSE(writer.has_pending_update());
+}
+
+TEST_CASE("messages are throttled together with progress") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.message("starting"));
+  clock.advance(100ms);
+  REQUIRE_FALSE(writer.message("scanning src/"));
+  REQUIRE_FALSE(writer.progress(4, 10));
+  CHECK(read_json(dir / "status.json")["message"] == "starting");
+  clock.advance(1s);
+  REQUIRE_FALSE(writer.heartbeat());
+  const json status = read_json(dir / "status.json");
+  CHECK(status["message"] == "scanning src/");
+  CHECK(status["progress"] == json{{"done", 4}, {"total", 10}});
+}
+
+TEST_CASE("state changes, errors and results are written at once, with any held-back progress") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.progress(1, 3));
+  clock.advance(1ms);
+  REQUIRE_FALSE(writer.progress(3, 3));  // held back
+  CHECK(writer.write_count() == 1);
+  clock.advance(1ms);
+  REQUIRE_FALSE(writer.result(json{{"dependencies", 12}}));
+  CHECK(writer.write_count() == 2);
+  json status = read_json(dir / "status.json");
+  CHECK(status["result"] == json{{"dependencies", 12}});
+  CHECK(status["progress"] == json{{"done", 3}, {"total", 3}});
+
+  clock.advance(1ms);
+  REQUIRE_FALSE(writer.set_error("repository not found"));
+  clock.advance(1ms);
+  REQUIRE_FALSE(writer.set_state("failed"));
+  CHECK(writer.write_count() == 4);
+  status = read_json(dir / "status.json");
+  CHECK(status["state"] == "failed");
+  CHECK(status["error"] == "repository not found");
+}
+
+TEST_CASE("a held-back update is written by flush and by the destructor") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  {
+    Writer writer(dir / "status.json", fake_clock_options(clock));
+    REQUIRE_FALSE(writer.progress(1, 10));
+    clock.advance(1ms);
+    REQUIRE_FALSE(writer.progress(2, 10));
+    REQUIRE_FALSE(writer.flush());
+    CHECK(read_json(dir / "status.json")["progress"] == json{{"done", 2}, {"total", 10}});
+    CHECK_FALSE(writer.flush());  // nothing pending: nothing written
+    CHECK(writer.write_count() == 2);
+    clock.advance(1ms);
+    REQUIRE_FALSE(writer.progress(3, 10));
+    CHECK(writer.has_pending_update());
+  }
+  CHECK(read_json(dir / "status.json")["progress"] == json{{"done", 3}, {"total", 10}});
+}
+
+TEST_CASE("heartbeat writes only once the interval has passed") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock, 5s));
+  REQUIRE_FALSE(writer.heartbeat());
+  CHECK(writer.write_count() == 1);
+  clock.advance(4s);
+  REQUIRE_FALSE(writer.heartbeat());
+  CHECK(writer.write_count() == 1);
+  clock.advance(1s);
+  REQUIRE_FALSE(writer.heartbeat());
+  CHECK(writer.write_count() == 2);
+  CHECK(read_json(dir / "status.json")["seq"] == 2);
+}
+
+TEST_CASE("a worker cannot move out of a terminal state") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.set_state("succeeded"));
+  CHECK(writer.set_state("running") == jobwarden::errc::invalid_state_transition);
+  CHECK(writer.set_state("no-such-state") == jobwarden::errc::invalid_argument);
+  CHECK(read_json(dir / "status.json")["state"] == "succeeded");
+  CHECK(writer.state() == WorkerState::succeeded);
+}
+
+TEST_CASE("a write into a directory that does not exist is returned and counted, never thrown") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "gone/status.json", fake_clock_options(clock));
+  std::error_code ec;
+  CHECK_NOTHROW(ec = writer.result(json{{"files", 1}}));
+  CHECK(ec == std::errc::no_such_file_or_directory);
+  CHECK(writer.write_failures() == 1);
+  CHECK(writer.last_error() == std::errc::no_such_file_or_directory);
+  CHECK(writer.has_pending_update());
+  // The retry is throttled like progress, so a broken disk is not hammered.
+  CHECK_FALSE(writer.progress(1, 2));
+  CHECK(writer.write_failures() == 1);
+}
+
+TEST_CASE("a failed write keeps the last good status file and the update stays pending") {
+  jwtest::TempDir dir;
+  const std::string path = dir / "status.json";
+  const int child_result = jwstatus::run_in_child([&] {
+    FakeClock clock;
+    Writer writer(path, fake_clock_options(clock));
+    if (writer.set_state("running")) return 10;
+    const std::string good = jwtest::read_file(path);
+    // Lower the file size limit below the next status, as a full disk would.
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit {};
+    limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(good.size() + 10);
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 11;
+    if (writer.result(json{{"big", std::string(4096, 'x')}}) != std::errc::file_too_large) return 12;
+    if (writer.write_failures() != 1 || !writer.has_pending_update()) return 13;
+    if (jwtest::read_file(path) != good) return 14;
+    return 0;
+  });
+  CHECK(child_result == 0);
+  CHECK(json::parse(jwtest::read_file(path))["result"].is_null());
+}
+
+TEST_CASE("a status larger than the size limit is refused before it is written") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  auto options = fake_clock_options(clock);
+  options.max_file_size = 512;
+  Writer writer(dir / "status.json", options);
+  REQUIRE_FALSE(writer.set_state("running"));
+  CHECK(writer.result(std::string(1000, 'x')) == jobwarden::errc::oversized_file);
+  CHECK(read_json(dir / "status.json")["result"].is_null());
+}
+
+TEST_CASE("a message that is not valid UTF-8 is written with replacement characters") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.message(std::string("scanning caf\xe9.txt")));
+  const std::string message = read_json(dir / "status.json")["message"];
+  CHECK(message == "scanning caf\xef\xbf\xbd.txt");
+}
+
+TEST_CASE("a user-defined progress type round-trips through the writer and the aggregator") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "scan");
+  job.write_job(jwstatus::job_document("scan", "running", 0, 0));
+  job.add_worker("1");
+  {
+    FakeClock clock;
+    jobwarden::WorkerStatusWriter<ScanProgress, std::chrono::steady_clock>::Options options;
+    options.now = [&clock] { return clock.now; };
+    jobwarden::WorkerStatusWriter<ScanProgress> writer(job.layout.status_file("1"), options);
+    REQUIRE_FALSE(writer.progress(ScanProgress{40, 120, "src/main.c"}));
+  }
+  jobwarden::StatusAggregator<ScanProgress> aggregator(dir.path());
+  const auto status = aggregator.read("scan");
+  CHECK(status.errors.empty());
+  const auto* worker = status.find_worker("1");
+  REQUIRE(worker);
+  REQUIRE(worker->progress);
+  CHECK(worker->progress->files_done == 40);
+  CHECK(worker->progress->files_total == 120);
+  CHECK(worker->progress->current == "src/main.c");
+  CHECK(status.to_json()["workers"][0]["progress"] ==
+        json{{"files_done", 40}, {"files_total", 120}, {"current", "src/main.c"}});
+}
+
+TEST_CASE("a forked worker rewriting its status thousands of times is always readable by the aggregator") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "busy");
+  job.write_job(jwstatus::job_document("busy", "running", 0, 0));
+  job.add_worker("1");
+  const std::string status_file = job.layout.status_file("1");
+  {
+    Writer first(status_file);
+    REQUIRE_FALSE(first.progress(0, 20000));
+  }
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    Writer::Options options;
+    options.throttle_interval = std::chrono::milliseconds(0);  // every update is a write
+    Writer writer(status_file, options);
+    int failures = 0;
+    for (std::uint64_t done = 1; done <= 20000; ++done) {
+      if (writer.progress(done, 20000)) ++failures;
+      if (done % 2 == 0) writer.message(std::string(done % 7 * 300, 'm'));
+    }
+    ::_exit(failures == 0 ? 0 : 1);
+  }
+  jobwarden::StatusAggregator<> aggregator(dir.path());
+  long reads = 0, errors = 0, went_back = 0;
+  std::uint64_t last_done = 0;
+  int child_status = 0;
+  for (;;) {
+    const pid_t reaped = ::waitpid(child, &child_status, WNOHANG);
+    const auto status = aggregator.read("busy");
+    ++reads;
+    errors += static_cast<long>(status.errors.size());
+    const auto* worker = status.find_worker("1");
+    if (worker && worker->progress) {
+      const auto done = (*worker->progress)["done"].get<std::uint64_t>();
+      if (done < last_done) ++went_back;
+      last_done = done;
+    }
+    if (reaped == child) break;
+  }
+  REQUIRE(WIFEXITED(child_status));
+  CHECK(WEXITSTATUS(child_status) == 0);
+  CHECK(errors == 0);
+  CHECK(went_back == 0);
+  CHECK(last_done == 20000);
+  CHECK(reads > 1);
+}
+
+TEST_CASE("a writer that continues an existing status keeps the fields it does not change") {
+  jwtest::TempDir dir;
+  const std::string path = dir / "status.json";
+  {
+    Writer first(path);
+    REQUIRE_FALSE(first.message("scanning src/"));
+    REQUIRE_FALSE(first.result(json{{"found", 2}}));
+  }
+  Writer::Options options;
+  options.continue_existing = true;
+  {
+    Writer report(path, options);  // what `jobwarden report --done 5 --total 9` does
+    REQUIRE_FALSE(report.progress(5, 9));
+    REQUIRE_FALSE(report.flush());
+  }
+  const json status = read_json(path);
+  CHECK(status["message"] == "scanning src/");
+  CHECK(status["result"] == json{{"found", 2}});
+  CHECK(status["progress"] == json{{"done", 5}, {"total", 9}});
+  CHECK(status["seq"] == 3);
+}

@@ -146,3 +146,27 @@ TEST_CASE("an invalid job id is rejected before anything is created on disk") {
   CHECK(ec == jobwarden::errc::invalid_id);
   CHECK(std::filesystem::is_empty(dir.path()));
 }
+
+TEST_CASE("a stop request in the job directory makes the live supervisor stop everything") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(in(dir));
+  WorkerSpec spec;
+  spec.argv = {"sleep", "100"};
+  spec.grace_period = 60s;  // the request's grace replaces it
+  auto running = supervisor.submit(spec);
+  supervisor.poll();
+  {
+    std::ofstream request(dir / "job-1/stop.request.tmp");
+    request << R"({"grace_ms": 100})";
+  }
+  std::filesystem::rename(dir / "job-1/stop.request.tmp", dir / "job-1/stop.request");
+  REQUIRE(supervisor.wait(running, 30s));
+  CHECK(supervisor.stop_requested());
+  CHECK(supervisor.info(running).state == WorkerState::cancelled);
+  std::error_code ec;
+  supervisor.submit(spec, ec);
+  CHECK(ec == jobwarden::errc::supervisor_shut_down);
+  supervisor.poll();
+  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
+  CHECK(job["state"] == "cancelled");
+}

@@ -12,12 +12,14 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -184,25 +186,25 @@ class JobSupervisor {
   /// Stops accepting work, cancels pending workers and begins the stop
   /// sequence for every running one; returns at once. Drive `poll()` (or call
   /// `wait_all()`) to finish it.
-  void begin_shutdown() {
+  void begin_shutdown() { begin_shutdown(std::nullopt); }
+
+  /// `begin_shutdown()` with every running worker's grace period replaced
+  /// by `grace` (as `jobwarden stop --grace` asks).
+  void begin_shutdown(std::optional<std::chrono::milliseconds> grace) {
     State& s = state();
     {
       std::lock_guard<std::mutex> lock(s.mutex);
-      s.accepting = false;
-      for (auto& [id, record] : s.records) {
-        if (record->info.state == WorkerState::pending) {
-          finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started");
-        } else if (record->info.state == WorkerState::running) {
-          begin_stop(s, *record, WorkerState::cancelled);
-        }
-      }
-      s.queue.clear();
-      for (Record* record : s.restarting) record->restart_at.reset();
-      s.restarting.clear();
-      s.job_dirty = true;
-      arm_timer(s);
+      begin_shutdown_locked(s, grace);
     }
     s.watcher.wake();
+  }
+
+  /// Whether a stop was requested through the job directory
+  /// (`jobwarden stop`); the supervisor then shut down by itself.
+  bool stop_requested() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.stop_requested;
   }
 
   /// Declares that no more work will be submitted: once every worker is
@@ -284,6 +286,10 @@ class JobSupervisor {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
       pump_outputs(s, ready.readable);
+      if (ready.directory_changed ||
+          (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
+        check_stop_request(s);
+      }
       enforce_deadlines(s);
       s.cgroups.collect_garbage();
       to_launch = take_launchable(s);
@@ -437,6 +443,8 @@ class JobSupervisor {
     std::optional<StatusAggregator<Progress>> aggregator;  // for status(); made on first use
     std::mutex aggregator_mutex;  // reading never holds up poll()
     bool job_dirty = false;       // job.json is behind the workers' states
+    bool stop_requested = false;  // stop.request was seen
+    bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
     bool job_closed = false;      // the final job state is written
     std::optional<time_point> next_job_refresh;
     std::uint64_t status_write_failures = 0;
@@ -503,6 +511,11 @@ class JobSupervisor {
       if (state_->options.job_refresh_interval.count() > 0) {
         state_->next_job_refresh = state_->now() + state_->options.job_refresh_interval;
       }
+      // A request left from an earlier run of this job id is not for us.
+      ::unlink(state_->recorder->layout().stop_request_file().c_str());
+      state_->watches_stop_request =
+          state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
+                                          detail::stop_request_file_name);
     }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -904,6 +917,48 @@ class JobSupervisor {
     if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
+  }
+
+  void begin_shutdown_locked(State& s, std::optional<std::chrono::milliseconds> grace) {
+    s.accepting = false;
+    for (Record* record : s.order) {
+      if (record->info.state == WorkerState::pending && !record->launching) {
+        finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started");
+      } else if (record->info.state == WorkerState::running || record->launching) {
+        if (grace) record->spec.grace_period = *grace;
+        if (record->launching) {
+          record->stop_reason = WorkerState::cancelled;
+        } else {
+          begin_stop(s, *record, WorkerState::cancelled);
+        }
+      }
+    }
+    s.queue.clear();
+    for (Record* record : s.restarting) record->restart_at.reset();
+    s.restarting.clear();
+    s.job_dirty = true;
+    arm_timer(s);
+  }
+
+  /// Honours `<job>/stop.request` (written by `jobwarden stop`): shuts down,
+  /// with the grace period the request names, if any.
+  void check_stop_request(State& s) {
+    if (!s.recorder || s.stop_requested) return;
+    std::string text;
+    {
+      std::ifstream in(s.recorder->layout().stop_request_file());
+      if (!in) return;
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      text = buffer.str();
+    }
+    s.stop_requested = true;
+    std::optional<std::chrono::milliseconds> grace;
+    auto request = nlohmann::json::parse(text, nullptr, false);
+    if (request.is_object() && request.contains("grace_ms") && request["grace_ms"].is_number_unsigned()) {
+      grace = std::chrono::milliseconds(request["grace_ms"].template get<std::int64_t>());
+    }
+    begin_shutdown_locked(s, grace);
   }
 
   /// Applies the restart policy to a worker that just ended with `outcome`.

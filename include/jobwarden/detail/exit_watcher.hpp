@@ -34,6 +34,7 @@
 #if JOBWARDEN_LINUX_FAST_PATH
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/timerfd.h>
 #endif
 
@@ -122,6 +123,7 @@ class ExitWatcher {
   struct Ready {
     std::vector<void*> exited;    ///< tokens whose pidfd became readable
     std::vector<void*> readable;  ///< tokens of `add_reader` descriptors with data
+    bool directory_changed = false;  ///< something was created in the watched directory
     bool check_all = false;     ///< SIGCHLD mode: any child may have exited
   };
 
@@ -205,6 +207,29 @@ class ExitWatcher {
 #endif
   }
 
+  /// Wakes `fd()` when a file called `name` is created or renamed into
+  /// `path` (inotify; other names are ignored, so our own writes there do not
+  /// wake the host); false where that is not available (the caller then looks
+  /// at intervals).
+  bool watch_directory(const std::string& path, const std::string& name) {
+    watched_name_ = name;
+#if JOBWARDEN_LINUX_FAST_PATH
+    if (inotify_fd_ < 0) {
+      inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+      if (inotify_fd_ < 0) return false;
+      epoll_event event;
+      std::memset(&event, 0, sizeof event);
+      event.events = EPOLLIN;
+      event.data.ptr = directory_token();
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, inotify_fd_, &event) != 0) return false;
+    }
+    return ::inotify_add_watch(inotify_fd_, path.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) >= 0;
+#else
+    (void)path;
+    return false;
+#endif
+  }
+
   /// Whether readers wake `fd()` by themselves (false: pump them at every poll).
   bool multiplexes_readers() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
 
@@ -264,6 +289,8 @@ class ExitWatcher {
         }
       } else if (token == timer_token()) {
         drain(timer_fd_);
+      } else if (token == directory_token()) {
+        ready.directory_changed = watched_name_appeared();
       } else if ((events[i].data.u64 & reader_tag) != 0) {
         ready.readable.push_back(
             reinterpret_cast<void*>(static_cast<std::uintptr_t>(events[i].data.u64 & ~reader_tag)));
@@ -283,6 +310,23 @@ class ExitWatcher {
   static constexpr std::uint64_t reader_tag = 4;  // tokens are 8-aligned pointers
   static void* wake_token() { return reinterpret_cast<void*>(std::uintptr_t{1}); }
   static void* timer_token() { return reinterpret_cast<void*>(std::uintptr_t{2}); }
+  static void* directory_token() { return reinterpret_cast<void*>(std::uintptr_t{3}); }
+
+#if JOBWARDEN_LINUX_FAST_PATH
+  bool watched_name_appeared() {
+    alignas(inotify_event) char buffer[4096];
+    bool seen = false;
+    for (;;) {
+      ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
+      if (n <= 0) return seen;
+      for (ssize_t at = 0; at < n;) {
+        auto* event = reinterpret_cast<inotify_event*>(buffer + at);
+        if (event->len > 0 && watched_name_ == event->name) seen = true;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+  }
+#endif
 
   [[noreturn]] void fail(const char* what) {
     int saved = errno;
@@ -303,7 +347,7 @@ class ExitWatcher {
 
   void close_all() {
     if (pipe_[1] >= 0) SigchldRegistry::instance().remove(pipe_[1]);
-    for (int* fd : {&epoll_fd_, &wake_fd_, &timer_fd_, &pipe_[0], &pipe_[1]}) {
+    for (int* fd : {&epoll_fd_, &wake_fd_, &timer_fd_, &inotify_fd_, &pipe_[0], &pipe_[1]}) {
       if (*fd >= 0) ::close(*fd);
       *fd = -1;
     }
@@ -313,6 +357,8 @@ class ExitWatcher {
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   int timer_fd_ = -1;
+  int inotify_fd_ = -1;
+  std::string watched_name_;
   int pipe_[2] = {-1, -1};
 };
 

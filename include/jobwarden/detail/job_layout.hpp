@@ -27,6 +27,9 @@ inline constexpr const char* process_file_name = "process.json";
 inline constexpr const char* status_file_name = "status.json";
 inline constexpr const char* stdout_file_name = "stdout.log";
 inline constexpr const char* stderr_file_name = "stderr.log";
+/// Written by anyone (`jobwarden stop`) to ask the job's live supervisor to
+/// stop everything; removed by the next supervisor of the job.
+inline constexpr const char* stop_request_file_name = "stop.request";
 
 /// Paths of one job's files.
 struct JobLayout {
@@ -37,6 +40,7 @@ struct JobLayout {
   std::string job_file() const { return in_job(job_file_name); }
   std::string lock_file() const { return in_job(lock_file_name); }
   std::string workers_dir() const { return in_job(workers_dir_name); }
+  std::string stop_request_file() const { return in_job(stop_request_file_name); }
   std::string worker_dir(const std::string& worker_id) const {
     return workers_dir() + "/" + worker_id;
   }

@@ -577,14 +577,14 @@ class StatusAggregator {
       } catch (const nlohmann::json::exception& e) {
         cache.outcome = Outcome::error;
         cache.error = "not valid JSON";
-        cache.detail = e.what();
+        cache.detail = detail::printable_text(e.what());
         return;
       }
       std::string problem;
       if (!parse(document, cache.parsed, problem)) {
         cache.outcome = Outcome::error;
         cache.error = "wrong shape";
-        cache.detail = problem;
+        cache.detail = detail::printable_text(problem);
         cache.parsed = Parsed{};
         return;
       }

@@ -18,6 +18,27 @@
 
 namespace jobwarden::detail {
 
+/// Text from a file or a parser message made safe for JSON output: bytes that
+/// are not printable ASCII become `\\xNN`, so `dump()` can never throw on
+/// invalid UTF-8 that a hostile file smuggled into an error message.
+inline std::string printable_text(std::string_view text, std::size_t limit = 512) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (char c : text.substr(0, limit)) {
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f) {
+      out += c;
+    } else {
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    }
+  }
+  if (text.size() > limit) out += "...";
+  return out;
+}
+
+
 /// Serializes compactly. Invalid UTF-8 in strings (a file name in a worker's
 /// message) is replaced by U+FFFD instead of throwing `type_error.316`.
 inline std::string dump_json(const nlohmann::json& value) {

@@ -1,5 +1,7 @@
 // The supervisor's side of the job directory: records, the environment a
 // worker reports through, logs, the final job state, stall detection.
+#include <sys/wait.h>
+
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -169,4 +171,70 @@ TEST_CASE("a stop request in the job directory makes the live supervisor stop ev
   supervisor.poll();
   auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
   CHECK(job["state"] == "cancelled");
+}
+
+TEST_CASE("a new supervisor stops the workers a dead supervisor left and marks them lost") {
+  jwtest::TempDir dir;
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    try {
+      auto options = in(dir, "abandoned");
+      options.orphan_guard = false;  // as if the guard had been killed too
+      options.use_cgroups = false;
+      JobSupervisor<> supervisor(options);
+      WorkerSpec spec;
+      spec.id = "left";
+      spec.argv = {"/bin/sh", "-c", "echo $$ > " + (dir / "left.pid") + "; exec sleep 100"};
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      supervisor.submit(spec);
+      supervisor.wait_all();
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  int left = jwtest::read_pid_file(dir / "left.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(left);
+  REQUIRE(left > 0);
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  REQUIRE_FALSE(jwtest::process_gone(left));  // nothing stopped it yet
+
+  auto options = in(dir, "abandoned");
+  options.replace_finished_job = true;
+  options.recovery_grace = 2s;
+  JobSupervisor<> successor(options);
+  CHECK(jwtest::wait_gone(left));
+  const auto& report = successor.recovery_report();
+  CHECK(report.job_was_abandoned);
+  CHECK(report.stopped == std::vector<std::string>{"left"});
+  CHECK(report.marked_lost == std::vector<std::string>{"left"});
+}
+
+TEST_CASE("a job left by a dead supervisor is not silently reused without replace") {
+  jwtest::TempDir dir;
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    try {
+      JobSupervisor<> supervisor(in(dir, "abandoned"));
+      WorkerSpec spec;
+      spec.argv = {"sleep", "100"};
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      supervisor.submit(spec);
+      std::ofstream(dir / "ready") << "yes\n";
+      supervisor.wait_all();
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  REQUIRE(jwtest::wait_for_line(dir / "ready"));
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  std::error_code ec;
+  JobSupervisor<> successor(in(dir, "abandoned"), ec);
+  CHECK(ec == jobwarden::errc::job_exists);
+  jobwarden::StatusAggregator<> reader(dir.path());
+  CHECK(reader.read("abandoned").state == JobState::lost);
 }

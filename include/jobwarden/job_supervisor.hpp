@@ -33,6 +33,7 @@
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/sentinel.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/duration.hpp"
@@ -63,6 +64,10 @@ struct SupervisorOptions {
   /// How often job.json is rewritten even without changes, as a heartbeat
   /// that readers on other machines can see (zero: only on changes).
   std::chrono::milliseconds job_refresh_interval{5000};
+  /// Before taking over an existing job whose supervisor died, its leftover
+  /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
+  /// processes proven to be the recorded ones — and marked `lost`.
+  std::chrono::milliseconds recovery_grace{10'000};
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
   /// Run the orphan guard: a sentinel process that kills every running
@@ -75,6 +80,9 @@ struct SupervisorOptions {
   /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
   std::shared_ptr<Launcher> launcher;
 };
+
+/// What a supervisor found of a dead predecessor on the same job.
+using RecoveryReport = detail::RecoveryReport;
 
 /// What a `WorkerEvent` reports.
 enum class EventKind {
@@ -219,6 +227,10 @@ class JobSupervisor {
     }
     s.watcher.wake();
   }
+
+  /// What the supervisor found of an earlier supervisor of this job that had
+  /// died: the workers it stopped and marked lost (empty for a new job).
+  const RecoveryReport& recovery_report() const { return state().recovery; }
 
   /// The job's directory (`<root>/<job_id>`), empty without a root.
   std::string job_dir() const {
@@ -442,6 +454,7 @@ class JobSupervisor {
     std::optional<detail::JobRecorder> recorder;  // the job directory, when there is a root
     std::optional<StatusAggregator<Progress>> aggregator;  // for status(); made on first use
     std::mutex aggregator_mutex;  // reading never holds up poll()
+    detail::RecoveryReport recovery;  // what was found of an earlier, dead supervisor
     bool job_dirty = false;       // job.json is behind the workers' states
     bool stop_requested = false;  // stop.request was seen
     bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
@@ -494,8 +507,13 @@ class JobSupervisor {
       detail::JobRecorderOptions recorder_options;
       recorder_options.durable = state_->options.durable;
       recorder_options.replace_finished = state_->options.replace_finished_job;
-      state_->recorder.emplace(detail::JobLayout{state_->options.root, state_->options.job_id},
-                               recorder_options);
+      detail::JobLayout layout{state_->options.root, state_->options.job_id};
+      std::error_code recovery_error;
+      state_->recovery = detail::recover_abandoned_job(layout, state_->options.recovery_grace,
+                                                       recovery_error);
+      // unknown_job: a new job. job_locked: open() below says so. Anything
+      // else (a corrupt job.json...) is for open() to judge as well.
+      state_->recorder.emplace(layout, recorder_options);
       std::error_code open_error;
       state_->recorder->open(open_error);
       if (open_error) {

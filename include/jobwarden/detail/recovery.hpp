@@ -1,0 +1,621 @@
+#pragma once
+/// \file
+/// Recovery of a job whose supervisor died: stopping what is left of its
+/// workers and writing the verdict the supervisor never wrote.
+///
+/// The orphan guard (`sentinel.hpp`) normally kills a dead supervisor's
+/// workers at once. Recovery is for when it could not: the guard was turned
+/// off, could not be started, or was killed together with its supervisor (a
+/// kill aimed at both, an OOM kill of both). `jobwarden stop` on a job without
+/// a live supervisor, and a supervisor re-opening a job directory, call it.
+///
+/// What makes it safe:
+/// - It holds `supervisor.lock` for its whole run, so it never races a live
+///   supervisor (which holds that lock for its whole life) nor a second
+///   recovery, and it becomes the job's single writer of `job.json` and every
+///   `process.json` while it holds it.
+/// - It signals only processes proven to be the recorded ones: pid *and*
+///   kernel start time, checked after a pidfd is opened where there are pidfds
+///   (then the pidfd pins the process, so no later signal can reach a process
+///   that reused the pid). A process group is signalled only while its leader
+///   is proven alive: while it lives, no other process can own a group with
+///   its pid as id. A record from another host is never acted upon.
+/// - It never follows a symlink inside the job directory (every file is opened
+///   relative to its parent's descriptor with `O_NOFOLLOW`).
+/// - It writes worker records first and `job.json` last, so a recovery that is
+///   itself interrupted is simply run again.
+///
+/// What it cannot reach: a process that left its worker's process group
+/// (`setsid`) is out of reach of every provable signal once recorded only by
+/// pid; where the dead supervisor used cgroups, its tree is reclaimed by the
+/// next supervisor started in the same cgroup (`CgroupTree::reclaim_abandoned`),
+/// not here (the job directory does not record the tree's path).
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <dirent.h>
+#endif
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/directory.hpp"
+#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/json_fields.hpp"
+#include "jobwarden/detail/owned_fd.hpp"
+#include "jobwarden/detail/platform.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/status_record.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// What `recover_abandoned_job` found and did.
+struct RecoveryReport {
+  /// Workers whose leftover processes were stopped (sorted by id).
+  std::vector<std::string> stopped;
+  /// Workers whose records now say `lost` (sorted by id).
+  std::vector<std::string> marked_lost;
+  /// `{path relative to the job directory, or a worker id; what went wrong}`:
+  /// files that could not be read or written, processes that outlived SIGKILL.
+  std::vector<std::pair<std::string, std::string>> problems;
+  /// The supervisor was dead and `job.json` did not say the job had finished.
+  bool job_was_abandoned = false;
+};
+
+/// `error` of a worker whose leftover processes recovery stopped.
+inline constexpr const char* recovery_stopped_error = "its supervisor died; stopped by recovery";
+/// `error` of a worker of which nothing was running any more.
+inline constexpr const char* recovery_not_running_error = "its supervisor died; nothing of it was running";
+
+/// How long recovery retries a busy lock before it counts as a live
+/// supervisor's (readers hold it for microseconds when they probe it).
+inline constexpr std::chrono::milliseconds recovery_lock_patience{200};
+/// How long recovery waits for SIGKILLed processes to disappear. They are not
+/// its children, so their teardown can only be watched, not reaped.
+inline constexpr std::chrono::milliseconds recovery_kill_wait{5000};
+
+#if JOBWARDEN_LINUX_FAST_PATH
+/// pidfd_send_signal(2) (Linux 5.1, so present wherever pidfd_open is).
+inline int sys_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+#else
+  (void)pidfd;
+  (void)sig;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+#endif
+
+/// A process proven (by pid and start time) to be one that was recorded, held
+/// so it can be watched and signalled without ever reaching a process that
+/// reused its pid: on Linux a pidfd pins it; elsewhere its start time is
+/// checked again before every signal. Not our child: it is never reaped here.
+class ProvenProcess {
+ public:
+  /// An empty handle (no process).
+  ProvenProcess() = default;
+
+  /// The process `pid` if it is alive and started at `start_time`; an empty
+  /// handle when it is gone, is someone else, or `start_time` is unknown (0).
+  static ProvenProcess find(int pid, unsigned long long start_time) {
+    ProvenProcess process;
+    if (pid <= 1 || start_time == 0 || pid == static_cast<int>(::getpid())) return process;
+#if JOBWARDEN_LINUX_FAST_PATH
+    if (features().pidfd) {
+      OwnedFd pidfd(sys_pidfd_open(pid));
+      if (pidfd) {
+        // Checked after the pidfd is open: if the pid still names a process that
+        // started then, the pidfd names it too (a reuse would show a new start).
+        if (!is_same_process(pid, start_time)) return process;
+        process.pidfd_ = std::move(pidfd);
+        process.pid_ = pid;
+        process.start_time_ = start_time;
+        if (process.has_exited()) return ProvenProcess{};  // a zombie waiting for init
+        return process;
+      }
+      if (errno == ESRCH) return process;
+      // Out of descriptors (EMFILE): proven by pid and start time alone, as
+      // elsewhere; never taken for "not running" because of our own limits.
+    }
+#endif
+    if (!is_same_process(pid, start_time)) return process;
+    process.pid_ = pid;
+    process.start_time_ = start_time;
+    return process;
+  }
+
+  /// Whether a process is held.
+  explicit operator bool() const noexcept { return pid_ > 0; }
+  /// Its pid (0 for an empty handle).
+  int pid() const noexcept { return pid_; }
+  /// A descriptor that polls readable once it has exited; -1 without pidfds.
+  int exit_fd() const noexcept { return pidfd_.get(); }
+
+  /// Whether it has exited (a zombie has, where a pidfd tells; otherwise a
+  /// zombie counts as alive until init reaps it). An empty handle has.
+  bool has_exited() const {
+    if (pid_ <= 0) return true;
+    if (pidfd_) {
+      pollfd exit_event{pidfd_.get(), POLLIN, 0};
+      int ready;
+      do {
+        ready = ::poll(&exit_event, 1, 0);
+      } while (ready < 0 && errno == EINTR);
+      if (ready >= 0) return ready > 0;
+    }
+    return !is_same_process(pid_, start_time_);
+  }
+
+  /// Sends `sig` to this process alone. False when it has exited.
+  bool signal(int sig) const {
+    if (has_exited()) return false;
+#if JOBWARDEN_LINUX_FAST_PATH
+    if (pidfd_) return sys_pidfd_send_signal(pidfd_.get(), sig) == 0;
+#endif
+    return ::kill(pid_, sig) == 0;
+  }
+
+  /// Sends `sig` to the process group whose id is this process's pid — only
+  /// while this process is proven alive: then no other process can have made
+  /// a group with that id, so the group is this process's own (a worker is
+  /// spawned as its group's leader). Never our own group. False when it has
+  /// exited (nothing is provable any more) or there is no such group.
+  bool signal_group(int sig) const {
+    if (pid_ <= 1 || pid_ == static_cast<int>(::getpgrp()) || has_exited()) return false;
+    return ::kill(-pid_, sig) == 0;
+  }
+
+ private:
+  int pid_ = 0;
+  unsigned long long start_time_ = 0;
+  OwnedFd pidfd_;
+};
+
+/// For each leader, the other processes of the group it leads, each proven
+/// and held. A member is taken only when seen in the group while its leader
+/// was proven alive before and after the scan (so the group's id could not
+/// pass to another owner meanwhile); that lets a grandchild that ignores
+/// SIGTERM still be SIGKILLed after its leader exited. Linux only (one walk
+/// of `/proc` for all leaders); elsewhere the group signal while the leader
+/// lives is all there is.
+inline std::vector<std::vector<ProvenProcess>> process_group_members(
+    const std::vector<const ProvenProcess*>& leaders) {
+  std::vector<std::vector<ProvenProcess>> members(leaders.size());
+#if defined(__linux__)
+  std::unordered_map<int, std::size_t> leader_of_group;
+  const int own_group = static_cast<int>(::getpgrp());
+  for (std::size_t i = 0; i < leaders.size(); ++i) {
+    const ProvenProcess& leader = *leaders[i];
+    if (leader && leader.pid() != own_group && !leader.has_exited()) leader_of_group.emplace(leader.pid(), i);
+  }
+  if (leader_of_group.empty()) return members;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return members;
+  const int self = static_cast<int>(::getpid());
+  while (const dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || pid <= 1 || pid > INT_MAX || pid == self) continue;
+    const int group = static_cast<int>(::getpgid(static_cast<pid_t>(pid)));
+    auto leader = leader_of_group.find(group);
+    if (leader == leader_of_group.end() || group == pid) continue;
+    const auto start_time = process_start_time(static_cast<int>(pid));
+    if (!start_time) continue;
+    ProvenProcess member = ProvenProcess::find(static_cast<int>(pid), *start_time);
+    // Asked again now that the process is held: the one held is in the group.
+    if (member && ::getpgid(static_cast<pid_t>(pid)) == group) members[leader->second].push_back(std::move(member));
+  }
+  ::closedir(proc);
+  for (const auto& [group, index] : leader_of_group) {
+    if (leaders[index]->has_exited()) members[index].clear();  // the group's id may have passed on meanwhile
+  }
+#else
+  (void)leaders;
+#endif
+  return members;
+}
+
+/// Waits until every process in `processes` has exited or `deadline` passes;
+/// returns whether all exited. Polls their pidfds where there are pidfds, and
+/// checks every few milliseconds otherwise (there is no event for the exit of
+/// a process that is not our child).
+inline bool wait_for_exits(const std::vector<const ProvenProcess*>& processes,
+                           std::chrono::steady_clock::time_point deadline) {
+  std::vector<pollfd> exit_events;
+  for (;;) {
+    exit_events.clear();
+    bool any_alive = false;
+    bool any_without_fd = false;
+    for (const ProvenProcess* process : processes) {
+      if (process->has_exited()) continue;
+      any_alive = true;
+      if (process->exit_fd() >= 0) exit_events.push_back({process->exit_fd(), POLLIN, 0});
+      else any_without_fd = true;
+    }
+    if (!any_alive) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+    if (any_without_fd) wait = std::min(wait, std::chrono::milliseconds(5));
+    const int timeout = static_cast<int>(std::min<std::chrono::milliseconds::rep>(wait.count(), INT_MAX));
+    if (exit_events.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(timeout));
+    } else if (::poll(exit_events.data(), static_cast<nfds_t>(exit_events.size()), timeout) < 0 &&
+               errno != EINTR) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(timeout, 5)));
+    }
+  }
+}
+
+/// What recovery found of one worker that was not terminal.
+struct LeftoverWorker {
+  std::string id;
+  ProvenProcess leader;                 ///< the recorded process, if it is proven alive
+  std::vector<ProvenProcess> members;   ///< the rest of its process group, if any
+};
+
+/// The stop sequence for workers that are not our children: SIGTERM to each
+/// group (while its leader is proven alive), up to `grace` for every process
+/// to exit, then SIGKILL to each group still led by its leader and to every
+/// held process still alive, and a bounded wait for them to go. Processes
+/// that outlive SIGKILL (uninterruptible sleep) are reported in `problems`.
+inline void stop_leftover_workers(std::vector<LeftoverWorker>& workers, std::chrono::milliseconds grace,
+                                  std::vector<std::pair<std::string, std::string>>& problems) {
+  std::vector<const ProvenProcess*> leaders;
+  for (const LeftoverWorker& worker : workers) leaders.push_back(&worker.leader);
+  std::vector<std::vector<ProvenProcess>> members = process_group_members(leaders);
+  std::vector<const ProvenProcess*> watched = leaders;
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    workers[i].members = std::move(members[i]);
+    for (const ProvenProcess& member : workers[i].members) watched.push_back(&member);
+  }
+  auto send = [](const LeftoverWorker& worker, int sig) {
+    worker.leader.signal_group(sig);
+    // A leader that moved to another group is not reached by its old group's signal.
+    if (::getpgid(static_cast<pid_t>(worker.leader.pid())) != worker.leader.pid()) worker.leader.signal(sig);
+  };
+  for (const LeftoverWorker& worker : workers) send(worker, SIGTERM);
+  if (wait_for_exits(watched, std::chrono::steady_clock::now() + grace)) return;
+  for (const LeftoverWorker& worker : workers) {
+    send(worker, SIGKILL);
+    for (const ProvenProcess& member : worker.members) member.signal(SIGKILL);
+  }
+  if (wait_for_exits(watched, std::chrono::steady_clock::now() + recovery_kill_wait)) return;
+  for (const LeftoverWorker& worker : workers) {
+    if (!worker.leader.has_exited()) {
+      problems.emplace_back(worker.id, "process " + std::to_string(worker.leader.pid()) + " still runs after SIGKILL");
+    }
+    for (const ProvenProcess& member : worker.members) {
+      if (!member.has_exited()) {
+        problems.emplace_back(worker.id, "process " + std::to_string(member.pid()) + " still runs after SIGKILL");
+      }
+    }
+  }
+}
+
+/// A short reason for a file recovery could not use.
+inline std::string describe_file_error(std::error_code ec) {
+  if (ec == std::errc::too_many_symbolic_link_levels) return "symbolic link not followed";
+  if (ec == errc::not_regular_file) return "not a regular file";
+  if (ec == std::errc::not_a_directory) return "not a directory";
+  if (ec == errc::oversized_file) return "oversized";
+  return "unreadable: " + ec.message();
+}
+
+/// Reads and parses one JSON file in `dir_fd`: the document, or
+/// `std::nullopt` with `problem` set (`ec` gets the read error, if that was it).
+inline std::optional<nlohmann::json> read_json_at(int dir_fd, const char* name, std::string& problem,
+                                                  std::error_code& ec) {
+  std::string content;
+  ec = read_file_at(dir_fd, name, content);
+  if (ec) {
+    problem = describe_file_error(ec);
+    return std::nullopt;
+  }
+  nlohmann::json document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    problem = "not valid JSON";
+    return std::nullopt;
+  }
+  return document;
+}
+
+/// This host's name, as `JobRecorder` records it.
+inline std::string recovery_hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return {};
+  return name;
+}
+
+/// The body of `recover_abandoned_job`, for a caller that already holds the
+/// job's `supervisor.lock` (a supervisor re-opening a job directory) and has
+/// the job directory open as `job_dir_fd`. Same contract otherwise.
+inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, RecoveryReport& report,
+                               std::error_code& ec) {
+  ec.clear();
+  const auto now = std::chrono::system_clock::now();
+  const AtomicWriteOptions durable{/*durable=*/true, 0644};  // a verdict written once: worth an fsync
+
+  // job.json: without a readable record there is no host to trust pids on.
+  JobRecord job;
+  {
+    std::string problem;
+    std::optional<nlohmann::json> document = read_json_at(job_dir_fd, job_file_name, problem, ec);
+    if (ec == std::errc::no_such_file_or_directory) {
+      ec = make_error_code(errc::unknown_job);
+      return;
+    }
+    if (document && !job_record_from_json(*document, job, problem)) {
+      problem = "wrong shape: " + problem;
+      document.reset();
+    }
+    if (!document) {
+      report.problems.emplace_back(job_file_name, problem);
+      if (!ec) ec = make_error_code(errc::bad_status_file);
+      return;
+    }
+  }
+  if (!job.supervisor_hostname.empty() && job.supervisor_hostname != recovery_hostname()) {
+    report.problems.emplace_back(job_file_name, "its supervisor ran on host \"" + job.supervisor_hostname +
+                                                    "\": only there can its processes be told from others");
+    ec = std::make_error_code(std::errc::operation_not_supported);
+    return;
+  }
+
+  // The workers, in id order.
+  struct Worker {
+    std::string id;
+    OwnedFd dir;
+    std::optional<WorkerInfo> record;  ///< empty when process.json is unusable
+    bool has_file = false;             ///< process.json exists
+  };
+  std::vector<Worker> workers;
+  OwnedFd workers_dir = open_directory_at(job_dir_fd, workers_dir_name, ec);
+  if (ec == std::errc::no_such_file_or_directory) {
+    ec.clear();  // a job that never got a worker
+  } else if (ec) {
+    report.problems.emplace_back(workers_dir_name, describe_file_error(ec));
+    return;  // its workers cannot be seen: nothing is decided about them
+  } else {
+    std::vector<DirectoryEntry> entries = list_directory(workers_dir.get(), ec);
+    if (ec) {
+      report.problems.emplace_back(workers_dir_name, describe_file_error(ec));
+      return;
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const DirectoryEntry& a, const DirectoryEntry& b) { return a.name < b.name; });
+    for (const DirectoryEntry& entry : entries) {
+      if (entry.name[0] == '.') continue;  // temporaries and the like
+      const std::string where = std::string(workers_dir_name) + "/" + entry.name;
+      if (!is_valid_id(entry.name)) {
+        report.problems.emplace_back(where, "not a valid worker id; left alone");
+        continue;
+      }
+      Worker worker{entry.name, {}, {}, false};
+      std::error_code dir_error;
+      worker.dir = open_directory_at(workers_dir.get(), entry.name.c_str(), dir_error);
+      if (dir_error) {
+        report.problems.emplace_back(where, describe_file_error(dir_error));
+        continue;
+      }
+      std::string problem;
+      std::error_code read_error;
+      std::optional<nlohmann::json> document =
+          read_json_at(worker.dir.get(), process_file_name, problem, read_error);
+      if (read_error == std::errc::no_such_file_or_directory) {
+        // Never recorded as started: the supervisor writes process.json before it spawns.
+        WorkerInfo never_started;
+        never_started.id = worker.id;
+        worker.record = std::move(never_started);
+      } else {
+        worker.has_file = true;
+        WorkerInfo info;
+        std::optional<std::chrono::system_clock::time_point> updated_at;
+        if (document && !process_record_from_json(*document, info, updated_at, problem)) {
+          problem = "wrong shape: " + problem;
+          document.reset();
+        }
+        if (document && info.id != worker.id) {
+          problem = "records worker \"" + info.id.substr(0, 128) + "\", not \"" + worker.id + "\"";
+          document.reset();
+        }
+        if (document) worker.record = std::move(info);
+        else report.problems.emplace_back(where + "/" + process_file_name, problem);
+      }
+      workers.push_back(std::move(worker));
+    }
+  }
+
+  bool any_unfinished = false;
+  for (const Worker& worker : workers) {
+    if (!worker.record || !is_terminal(worker.record->state)) any_unfinished = true;
+  }
+  if (is_terminal(job.state) && !any_unfinished) return;  // finished, and nothing left behind
+  report.job_was_abandoned = !is_terminal(job.state);
+
+  // Stop what is proven to be left.
+  std::vector<LeftoverWorker> leftovers;
+  for (const Worker& worker : workers) {
+    if (!worker.record || is_terminal(worker.record->state)) continue;
+    ProvenProcess leader = ProvenProcess::find(worker.record->pid, worker.record->process_start_time);
+    if (!leader) continue;
+    if (leader.pid() == static_cast<int>(::getpgrp())) {
+      // Recovery itself runs inside this worker's group (a worker stopping its own job).
+      report.problems.emplace_back(worker.id, "recovery runs inside this worker's process group; not stopped");
+      continue;
+    }
+    leftovers.push_back({worker.id, std::move(leader), {}});
+  }
+  if (!leftovers.empty()) stop_leftover_workers(leftovers, grace, report.problems);
+
+  // Mark every worker that was not terminal lost.
+  JobSummary summary;
+  for (Worker& worker : workers) {
+    if (!worker.record) {
+      summary.add(WorkerState::lost);  // unknown, and certainly not finished by its supervisor
+      continue;
+    }
+    WorkerInfo& info = *worker.record;
+    if (is_terminal(info.state)) {
+      summary.add(info.state);
+      continue;
+    }
+    const bool stopped = std::any_of(leftovers.begin(), leftovers.end(),
+                                     [&](const LeftoverWorker& leftover) { return leftover.id == worker.id; });
+    if (stopped) report.stopped.push_back(worker.id);
+    info.state = WorkerState::lost;
+    info.error = stopped ? recovery_stopped_error : recovery_not_running_error;
+    if (!info.ended_at) info.ended_at = now;
+    summary.add(WorkerState::lost);
+    const std::string where = std::string(workers_dir_name) + "/" + worker.id + "/" + process_file_name;
+    std::error_code write_error =
+        write_file_atomically_at(worker.dir.get(), process_file_name, dump_json(process_record_to_json(info, now)),
+                                 durable);
+    if (write_error) {
+      report.problems.emplace_back(where, "cannot write: " + write_error.message());
+      continue;
+    }
+    report.marked_lost.push_back(worker.id);
+
+    // A worker's own report names the process that wrote it. It is the
+    // worker's word, not proof that the process is the worker's, so nothing
+    // is signalled on its strength (a worker could name any process); but a
+    // reporter still running after the worker was stopped — it left the
+    // group, or the group had no leader left to prove it — is worth saying.
+    std::string ignored_problem;
+    std::error_code ignored_error;
+    if (auto status = read_json_at(worker.dir.get(), status_file_name, ignored_problem, ignored_error)) {
+      StatusRecord reported;
+      if (status_record_from_json(*status, reported, ignored_problem) && reported.pid > 0 &&
+          reported.pid != info.pid && (reported.attempt == 0 || reported.attempt >= info.attempt) &&
+          is_same_process(reported.pid, reported.process_start_time)) {
+        report.problems.emplace_back(std::string(workers_dir_name) + "/" + worker.id + "/" + status_file_name,
+                                     "its reporting process " + std::to_string(reported.pid) +
+                                         " still runs; not stopped (a worker's own report proves nothing)");
+      }
+    }
+  }
+
+  // job.json last: a recovery interrupted before this line is run again.
+  if (is_terminal(job.state)) return;  // a verdict the supervisor wrote stays
+  job.state = any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
+  job.summary = summary;
+  if (!job.ended_at) job.ended_at = now;
+  job.updated_at = now;
+  if (std::error_code write_error =
+          write_file_atomically_at(job_dir_fd, job_file_name, dump_json(job_record_to_json(job)), durable)) {
+    report.problems.emplace_back(job_file_name, "cannot write: " + write_error.message());
+    ec = write_error;
+  }
+}
+
+/// Finds the workers a dead supervisor of the job `layout` left behind and
+/// stops them — only processes proven to be the recorded ones (pid and start
+/// time), never a reused pid — with the stop sequence (SIGTERM to each
+/// worker's process group, up to `grace`, then SIGKILL), then marks every
+/// worker that was not terminal `lost` in its `process.json` and, unless
+/// `job.json` already holds a verdict, the job `lost` (or, when every worker
+/// had finished, what its workers imply) with `ended_at` set.
+///
+/// Holds the job's `supervisor.lock` throughout, so it never races a live
+/// supervisor. Errors, with nothing changed: `errc::invalid_id` (before
+/// touching the disk), `errc::unknown_job` (no such directory or no
+/// `job.json`), `errc::job_locked` (a supervisor is alive), `ELOOP` (the job
+/// directory is a symlink), `errc::bad_status_file` (`job.json` unusable),
+/// `ENOTSUP` (the supervisor ran on another host), `ENOENT` (no lock file:
+/// nothing proves the supervisor dead). A finished job whose workers are all
+/// terminal is left as it is. A worker record that cannot be read or written
+/// is reported in `problems` and the rest is still recovered.
+inline RecoveryReport recover_abandoned_job(const JobLayout& layout, std::chrono::milliseconds grace,
+                                            std::error_code& ec) {
+  RecoveryReport report;
+  ec.clear();
+  if (!is_valid_id(layout.job_id)) {
+    ec = make_error_code(errc::invalid_id);
+    return report;
+  }
+  if (layout.root.empty()) {
+    ec = make_error_code(errc::invalid_argument);
+    return report;
+  }
+  if (grace.count() < 0) {
+    ec = make_error_code(errc::invalid_duration);
+    return report;
+  }
+  try {
+    auto missing = [](const std::error_code& error) {
+      return error == std::errc::no_such_file_or_directory || error == std::errc::not_a_directory;
+    };
+    OwnedFd root = open_directory(layout.root, ec);
+    if (ec) {
+      if (missing(ec)) ec = make_error_code(errc::unknown_job);
+      return report;
+    }
+    OwnedFd job_dir = open_directory_at(root.get(), layout.job_id.c_str(), ec);
+    if (ec) {
+      if (missing(ec)) ec = make_error_code(errc::unknown_job);
+      return report;
+    }
+    FileStamp job_file;
+    if ((ec = stat_file_at(job_dir.get(), job_file_name, job_file))) {
+      if (ec == std::errc::no_such_file_or_directory) ec = make_error_code(errc::unknown_job);
+      else report.problems.emplace_back(job_file_name, describe_file_error(ec));
+      return report;
+    }
+    const OwnedFd lock = acquire_supervisor_lock(job_dir.get(), /*create=*/false, recovery_lock_patience, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) {
+        report.problems.emplace_back(lock_file_name, "missing: nothing proves the supervisor dead");
+      }
+      return report;
+    }
+    recover_locked_job(job_dir.get(), grace, report, ec);
+  } catch (...) {  // allocation failures: the non-throwing form never throws
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return report;
+}
+
+/// Throwing form of `recover_abandoned_job`: `std::system_error` naming the
+/// job, its root and the first problem found.
+inline RecoveryReport recover_abandoned_job(const JobLayout& layout, std::chrono::milliseconds grace) {
+  std::error_code ec;
+  RecoveryReport report = recover_abandoned_job(layout, grace, ec);
+  if (ec) {
+    std::string what = "cannot recover job " + quote_id(layout.job_id) + " under " + layout.root;
+    if (!report.problems.empty()) {
+      what += " (" + report.problems.front().first + ": " + report.problems.front().second + ")";
+    }
+    throw_error(ec, what);
+  }
+  return report;
+}
+
+}  // namespace jobwarden::detail

@@ -420,6 +420,7 @@ class JobSupervisor {
     long cgroup_serial = -1;
     int pidfd = -1;
     std::unique_ptr<detail::OutputPump> pumps[2];  // capped stdout, stderr
+    bool unsaved = false;  // its last process.json write failed
     bool launching = false;  // reserved a slot; spawn in progress outside the lock
     bool kill_sent = false;  // the grace period ended and SIGKILL went out
     std::optional<WorkerState> stop_reason;  // why we began stopping it
@@ -456,6 +457,7 @@ class JobSupervisor {
     std::mutex aggregator_mutex;  // reading never holds up poll()
     detail::RecoveryReport recovery;  // what was found of an earlier, dead supervisor
     bool job_dirty = false;       // job.json is behind the workers' states
+    std::vector<Record*> unsaved;  // process records to write again
     bool stop_requested = false;  // stop.request was seen
     bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
     bool job_closed = false;      // the final job state is written
@@ -738,12 +740,33 @@ class JobSupervisor {
   /// Writes the worker's process record; a failed write (ENOSPC, EIO) is
   /// counted and kept for `status_errors()`, never fatal: the next write of
   /// the same file repairs it.
-  void record_worker(State& s, const Record& record) {
+  void record_worker(State& s, Record& record) {
     if (!s.recorder) return;
     std::error_code ec;
     s.recorder->write_process(record.info, ec);
-    if (ec) note_status_error(s, ec, s.recorder->layout().process_file(record.info.id));
+    if (ec) {
+      note_status_error(s, ec, s.recorder->layout().process_file(record.info.id));
+      if (!record.unsaved) s.unsaved.push_back(&record);  // retried at every poll
+      record.unsaved = true;
+    }
     s.job_dirty = true;
+  }
+
+  /// Retries the process records whose last write failed (a full disk that
+  /// has room again): no worker's record stays behind for good.
+  void retry_unsaved(State& s) {
+    if (s.unsaved.empty()) return;
+    std::vector<Record*> failed;
+    failed.swap(s.unsaved);
+    for (Record* record : failed) {
+      record->unsaved = false;
+      std::error_code ec;
+      s.recorder->write_process(record->info, ec);
+      if (ec) {
+        record->unsaved = true;
+        s.unsaved.push_back(record);
+      }
+    }
   }
 
   void note_status_error(State& s, std::error_code ec, std::string path) {
@@ -772,7 +795,9 @@ class JobSupervisor {
   /// while the supervisor may still get work, and once it accepts no more and
   /// every worker is terminal, the final state (written once).
   void flush_job(State& s) {
-    if (!s.recorder || s.job_closed) return;
+    if (!s.recorder) return;
+    retry_unsaved(s);
+    if (s.job_closed) return;
     auto now = s.now();
     if (s.next_job_refresh && *s.next_job_refresh <= now) s.job_dirty = true;
     if (!s.job_dirty) return;

@@ -936,6 +936,7 @@ class JobSupervisor {
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    finish_outputs(s, record);  // a capped log holds everything before a launcher reads it
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
     record.info.signal = status.signal;
@@ -956,7 +957,6 @@ class JobSupervisor {
     s.options.launcher->release(record.info, record.context);
     s.cgroups.retire(record.context.cgroup_dir);  // escapees of a finished worker die too
     record.context.cgroup_dir.clear();
-    finish_outputs(s, record);
     if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
     emit(s, EventKind::exited, record);
@@ -1234,6 +1234,8 @@ class JobSupervisor {
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
+      record.context.stdout_spec = resolve_output(s, record, record.spec.stdout_spec, true);
+      record.context.stderr_spec = resolve_output(s, record, record.spec.stderr_spec, false);
       if (s.cgroups.active()) {
         record.cgroup_serial = static_cast<long>(s.next_cgroup_serial++);
         record.context.cgroup_dir =
@@ -1247,10 +1249,8 @@ class JobSupervisor {
     OutputTarget outputs[2];
     int outcome_errno = 0;
     if (error.empty() &&
-        open_output(s, resolve_output(s, record, record.spec.stdout_spec, true), outputs[0], error,
-                    outcome_errno)) {
-      open_output(s, resolve_output(s, record, record.spec.stderr_spec, false), outputs[1], error,
-                  outcome_errno);
+        open_output(s, record.context.stdout_spec, outputs[0], error, outcome_errno)) {
+      open_output(s, record.context.stderr_spec, outputs[1], error, outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = s.null_in;

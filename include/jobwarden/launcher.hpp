@@ -33,6 +33,12 @@ struct LaunchContext {
   std::string job_dir;     ///< empty when the supervisor keeps no job directory
   std::string worker_dir;  ///< the worker's directory in the job directory, or empty
   std::string cgroup_dir;  ///< the worker's own cgroup v2 directory, or empty
+  /// Where this attempt's stdout and stderr go, resolved before `prepare`:
+  /// `automatic` is already the worker's log file (or `inherit` without a job
+  /// directory). A launcher may read a `file` once the process has exited
+  /// (SlurmLauncher reads srun's verdict at the end of the stderr log).
+  OutputSpec stdout_spec;
+  OutputSpec stderr_spec;
 };
 
 /// The raw end of the local process, before it becomes a worker's state.

@@ -187,12 +187,16 @@ TEST_CASE("a new supervisor stops the workers a dead supervisor left and marks t
       spec.id = "left";
       spec.argv = {"/bin/sh", "-c", "echo $$ > " + (dir / "left.pid") + "; exec sleep 100"};
       spec.stdout_spec = jobwarden::OutputSpec::discard();
+      supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+        if (e.kind == jobwarden::EventKind::started) std::ofstream(dir / "recorded") << "yes\n";
+      });
       supervisor.submit(spec);
       supervisor.wait_all();
     } catch (...) {
     }
     ::_exit(3);
   }
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));  // its process record names the pid
   int left = jwtest::read_pid_file(dir / "left.pid");
   jwtest::KillOnExit guard;
   guard.watch(left);

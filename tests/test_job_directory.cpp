@@ -242,3 +242,26 @@ TEST_CASE("a job left by a dead supervisor is not silently reused without replac
   jobwarden::StatusAggregator<> reader(dir.path());
   CHECK(reader.read("abandoned").state == JobState::lost);
 }
+
+TEST_CASE("finish lets queued workers and restarts run and then writes the final state") {
+  jwtest::TempDir dir;
+  auto options = in(dir);
+  options.max_concurrency = 2;
+  JobSupervisor<> supervisor(options);
+  WorkerSpec spec;
+  spec.argv = {"sleep", "0.1"};
+  for (int i = 0; i < 4; ++i) supervisor.submit(spec);
+  WorkerSpec flaky;
+  flaky.id = "flaky";
+  flaky.argv = {"/bin/sh", "-c", "[ \"$JOBWARDEN_ATTEMPT\" = 2 ]"};  // fails once
+  flaky.restart.policy = jobwarden::RestartPolicy::on_failure;
+  flaky.restart.initial_backoff = 0ms;
+  supervisor.submit(flaky);
+  supervisor.finish();
+  REQUIRE(supervisor.wait_all(60s));
+  for (const auto& w : supervisor.workers()) CHECK(w.state == WorkerState::succeeded);
+  CHECK(supervisor.info("flaky").attempt == 2);
+  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
+  CHECK(job["state"] == "succeeded");
+  CHECK(job["summary"]["succeeded"] == 5);
+}

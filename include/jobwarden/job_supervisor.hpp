@@ -466,7 +466,8 @@ class JobSupervisor {
     std::error_code last_status_error;
     std::string last_status_error_path;
     std::mt19937_64 random{std::random_device{}()};  // backoff jitter
-    bool accepting = true;
+    bool accepting = true;      // submit() takes work (false after finish() or shutdown)
+    bool shutting_down = false;  // nothing new starts or restarts
     int null_in = -1;
     int null_out = -1;
 
@@ -711,7 +712,7 @@ class JobSupervisor {
                                         }),
                          s.restarting.end());
     }
-    while (!s.queue.empty() && s.running < s.options.max_concurrency && s.accepting) {
+    while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down) {
       Record* record = s.queue.front();
       s.queue.pop_front();
       record->launching = true;
@@ -964,11 +965,16 @@ class JobSupervisor {
 
   void begin_shutdown_locked(State& s, std::optional<std::chrono::milliseconds> grace) {
     s.accepting = false;
+    s.shutting_down = true;
     for (Record* record : s.order) {
       if (record->info.state == WorkerState::pending && !record->launching) {
         finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started");
       } else if (record->info.state == WorkerState::running || record->launching) {
         if (grace) record->spec.grace_period = *grace;
+        // A second, shorter request (a second Ctrl-C) cuts a grace period short.
+        if (grace && record->kill_at && !record->kill_sent && s.now() + *grace < *record->kill_at) {
+          record->kill_at = s.now() + *grace;
+        }
         if (record->launching) {
           record->stop_reason = WorkerState::cancelled;
         } else {
@@ -1009,7 +1015,7 @@ class JobSupervisor {
   /// otherwise may adjust `outcome` and the error (rate limit, permanent exit).
   bool maybe_restart(State& s, Record& record, WorkerState& outcome) {
     const RestartSpec& policy = record.spec.restart;
-    if (policy.policy == RestartPolicy::never || !s.accepting) return false;
+    if (policy.policy == RestartPolicy::never || s.shutting_down) return false;
     if (outcome == WorkerState::cancelled || outcome == WorkerState::lost) return false;
     if (policy.policy == RestartPolicy::on_failure && outcome == WorkerState::succeeded) return false;
     const auto& permanent = policy.permanent_failure_exit_codes;

@@ -5,6 +5,7 @@
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
+#include "jobwarden/job_control.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/job_supervisor.hpp"
 #include "jobwarden/launcher.hpp"

@@ -1,0 +1,903 @@
+// jobwarden: the command-line tool of SPEC.md, built only on jobwarden's
+// public headers. One function per command:
+//
+//   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
+//   jobwarden run    --root DIR --job ID [options] --commands FILE
+//   jobwarden status --root DIR --job ID [--json] [--watch]
+//   jobwarden list   --root DIR [--json]
+//   jobwarden stop   --root DIR --job ID [--grace DUR]
+//   jobwarden clean  --root DIR --older-than DUR [--dry-run]
+//   jobwarden report [--state S] [--done N --total M] [--progress JSON]
+//                    [--message TEXT] [--result JSON]
+//
+// Exit status: 0 success (for `run`: every worker succeeded); 1 the job ran
+// and a worker ended otherwise (or the command could not do its work); 2 a
+// usage or input error — one line on stderr, and nothing written to disk.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <jobwarden/job_control.hpp>
+#include <jobwarden/jobwarden.hpp>
+
+#include "arguments.hpp"
+#include "render.hpp"
+
+namespace jobwarden_cli {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// ---- help ---------------------------------------------------------------------
+
+const char* const main_help = R"(jobwarden - run and supervise jobs of subprocess workers
+
+usage:
+  jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
+  jobwarden run    --root DIR --job ID [options] --commands FILE
+  jobwarden status --root DIR --job ID [--json] [--watch]
+  jobwarden list   --root DIR [--json]
+  jobwarden stop   --root DIR --job ID [--grace DUR]
+  jobwarden clean  --root DIR --older-than DUR [--dry-run]
+  jobwarden report [--state S] [--done N --total M] [--progress JSON]
+                   [--message TEXT] [--result JSON]
+  jobwarden --version
+
+'jobwarden COMMAND --help' describes a command. Durations (DUR) are 500ms,
+30s, 5m, 1h or plain seconds. Job ids match [A-Za-z0-9][A-Za-z0-9._-]{0,127}.
+
+exit status: 0 success; 1 the job ran and a worker did not succeed (or the
+command could not do its work); 2 usage or input error (one line on stderr,
+nothing written).
+)";
+
+const char* const run_help = R"(usage: jobwarden run --root DIR --job ID [options] -- CMD [ARG...]
+       jobwarden run --root DIR --job ID [options] --commands FILE
+
+Runs a job and returns when every worker has ended. With '-- CMD [ARG...]' the
+job has one worker, id "1", running CMD with its arguments as given (no shell).
+With '--commands FILE' it has one worker per line of FILE that is neither blank
+nor a '#' comment, each run through /bin/sh -c, with ids "1", "2"... in file
+order. Workers' output goes to log files under DIR/ID/workers/<id>/.
+
+options:
+  --root DIR            directory holding the job directories (required)
+  --job ID              the job's id (required)
+  --commands FILE       one shell command per line (instead of -- CMD)
+  --jobs N              run at most N workers at once (default: CPU count)
+  --timeout DUR         stop a worker that runs longer (timed_out)
+  --grace DUR           time between the stop signal and SIGKILL (default 10s)
+  --stop-signal SIG     signal that begins a stop (default SIGTERM)
+  --stall DUR           stop a worker whose last report is older (stalled)
+  --restart POLICY      never (default), on-failure or always
+  --max-restarts N      most restarts per worker (default 3)
+  --env K=V             set a variable in every worker (repeatable)
+  --cwd DIR             workers' working directory
+  --replace             reuse the id of a finished job, replacing its records
+  --json                print the job's final status as JSON on stdout
+  --progress            show live progress even when not on a terminal
+  --quiet               show nothing, even on a terminal
+  --no-orphan-guard     do not start the guard process that kills the workers
+                        if this process dies (then 'jobwarden stop' recovers)
+  --no-cgroups          do not put workers in cgroups of their own
+
+On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
+SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
+the final status is still written.
+
+exit status: 0 every worker succeeded; 1 a worker ended otherwise (failed,
+crashed, timed_out, stalled, cancelled, spawn_failed, lost); 2 usage or input
+error, or the job already has a live supervisor (nothing written).
+)";
+
+const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
+
+Shows a job's status as any reader sees it: its state, counts, and each
+worker's state, progress, outcome or message, with stale workers flagged and
+unreadable status files listed.
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --job ID      the job's id (required)
+  --json        print the aggregated status as one JSON object
+  --watch       redraw until the job ends (on a terminal: in place; otherwise
+                a new snapshot, after a blank line, whenever it changes, at
+                most once a second; with --json, one object per line)
+
+exit status: 0 shown; 2 usage error or no such job.
+)";
+
+const char* const list_help = R"(usage: jobwarden list --root DIR [--json]
+
+Lists the jobs under DIR, oldest first, with their state, worker counts, and
+when they were created and ended.
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --json        print {"schema_version": 1, "jobs": [...], "errors": [...]}
+)";
+
+const char* const stop_help = R"(usage: jobwarden stop --root DIR --job ID [--grace DUR] [--wait DUR]
+
+Stops a job. With a live supervisor, asks it to stop every worker (stop
+signal, grace period, SIGKILL; they end cancelled) and waits until it has.
+Where the supervisor is gone, stops what is left of its workers itself -- only
+processes proven by pid and start time to be the recorded ones -- and marks
+them and the job lost.
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --job ID      the job's id (required)
+  --grace DUR   grace period replacing the workers' own (default: theirs;
+                10s when recovering)
+  --wait DUR    how long to wait for a live supervisor to finish stopping
+                (default: the grace period plus 30s, at least 60s)
+
+exit status: 0 the job is stopped or had already finished; 1 it could not be
+stopped (in time); 2 usage error or no such job.
+)";
+
+const char* const clean_help = R"(usage: jobwarden clean --root DIR --older-than DUR [--dry-run] [--json] [--verbose]
+
+Removes the directories of finished jobs that ended more than DUR ago. Never
+removes a job with a live supervisor or a worker still running. Prints each
+removed job id (with --dry-run: each that would be removed).
+
+options:
+  --root DIR          directory holding the job directories (required)
+  --older-than DUR    minimum age since the job ended (required)
+  --dry-run           remove nothing; print what would be removed
+  --json              print {"dry_run", "removed", "kept", "errors"} instead
+  --verbose           also print each job kept, and why
+)";
+
+const char* const report_help = R"(usage: jobwarden report [--state S] [--done N --total M] [--progress JSON]
+                        [--message TEXT] [--result JSON] [--error TEXT]
+
+For workers written as scripts: updates this worker's status file
+($JOBWARDEN_STATUS_FILE) atomically. Fields not given keep their earlier
+values; with no option at all, only the heartbeat is renewed.
+
+options:
+  --state S         running, succeeded, failed... (a terminal state is final)
+  --done N          progress {"done": N, "total": M} (needs --total)
+  --total M
+  --progress JSON   any progress value, as JSON (instead of --done/--total)
+  --message TEXT    a human-readable message
+  --result JSON     the worker's result, as JSON
+  --error TEXT      why the worker is failing
+
+exit status: 0 written; 1 the write failed; 2 usage error, invalid JSON, or
+not running inside a jobwarden worker.
+)";
+
+// ---- shared option checks --------------------------------------------------------
+
+const OptionSpec root_option{"root", true};
+const OptionSpec job_option{"job", true};
+
+/// The value of `--root`, which must be given and non-empty.
+std::string root_of(const Arguments& args) {
+  std::string root = args.required("root");
+  if (root.empty()) throw UsageError("--root: empty path");
+  return root;
+}
+
+/// The value of `--job`, which must be a valid id.
+std::string job_of(const Arguments& args) {
+  std::string job = args.required("job");
+  if (!jobwarden::is_valid_id(job)) {
+    throw UsageError("--job: invalid job id " + printable("\"" + job.substr(0, 160) + "\"") +
+                     ": it must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  }
+  return job;
+}
+
+/// Parses duration option `--name` if given.
+std::optional<milliseconds> duration_option(const Arguments& args, const std::string& name) {
+  auto text = args.value(name);
+  if (!text) return std::nullopt;
+  std::error_code ec;
+  milliseconds value = jobwarden::parse_duration(*text, ec);
+  if (ec) {
+    throw UsageError("--" + name + ": invalid duration " + printable("\"" + *text + "\"") +
+                     " (expected e.g. 500ms, 30s, 5m, 1h or plain seconds)");
+  }
+  return value;
+}
+
+/// An error reading job `job` under `root`, as the one line a user needs.
+std::string describe_job_error(const std::error_code& ec, const std::string& root, const std::string& job) {
+  if (ec == jobwarden::errc::unknown_job) return "no job \"" + job + "\" under " + root;
+  if (ec == std::errc::too_many_symbolic_link_levels) {
+    return "job directory " + root + "/" + job + " is a symbolic link; not followed";
+  }
+  return "cannot read job \"" + job + "\" under " + root + ": " + ec.message();
+}
+
+/// Whether a worker state counts as success for `run`'s exit status.
+bool all_succeeded(const std::vector<jobwarden::WorkerInfo>& workers) {
+  for (const auto& worker : workers) {
+    if (worker.state != jobwarden::WorkerState::succeeded) return false;
+  }
+  return !workers.empty();
+}
+
+// ---- signals ----------------------------------------------------------------------
+
+/// SIGINT, SIGTERM and SIGHUP become bytes on a pipe that `run` polls together
+/// with the supervisor's descriptor: the handler does nothing but write().
+int signal_pipe_write_end = -1;
+
+extern "C" void forward_signal(int signal_number) {
+  const int saved_errno = errno;
+  const auto byte = static_cast<unsigned char>(signal_number);
+  (void)!::write(signal_pipe_write_end, &byte, 1);
+  errno = saved_errno;
+}
+
+/// Installs the forwarding handlers; returns the pipe's read end.
+int install_stop_signal_handlers() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    throw std::system_error(errno, std::system_category(), "cannot create the signal pipe");
+  }
+  signal_pipe_write_end = fds[1];
+  struct sigaction action {};
+  action.sa_handler = forward_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int signal_number : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal_number, &action, nullptr);
+  return fds[0];
+}
+
+/// Reads every pending byte of the signal pipe; returns the last signal, or 0.
+int drain_signals(int read_end) {
+  int last = 0;
+  unsigned char buffer[64];
+  for (;;) {
+    const ssize_t n = ::read(read_end, buffer, sizeof buffer);
+    if (n > 0) {
+      last = buffer[n - 1];
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return last;
+  }
+}
+
+// ---- run --------------------------------------------------------------------------
+
+/// Everything `run` will do, decided and checked before anything touches the disk.
+struct RunPlan {
+  jobwarden::SupervisorOptions supervisor;
+  std::vector<jobwarden::WorkerSpec> workers;
+  bool json = false;
+  bool force_progress = false;
+  bool quiet = false;
+};
+
+/// The commands of a `--commands` file: non-blank lines that are not `#` comments.
+std::vector<std::string> read_commands_file(const std::string& path) {
+  std::string content;
+  {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw UsageError("--commands: cannot read " + path + ": " + std::strerror(errno));
+    char buffer[65536];
+    for (;;) {
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n > 0) {
+        content.append(buffer, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      const int error = n < 0 ? errno : 0;
+      ::close(fd);
+      if (error != 0) throw UsageError("--commands: cannot read " + path + ": " + std::strerror(error));
+      break;
+    }
+  }
+  std::vector<std::string> commands;
+  std::size_t start = 0;
+  while (start <= content.size()) {
+    std::size_t end = content.find('\n', start);
+    if (end == std::string::npos) end = content.size();
+    std::string line = content.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::size_t first = line.find_first_not_of(" \t");
+    if (first != std::string::npos && line[first] != '#') {
+      if (line.find('\0') != std::string::npos) {
+        throw UsageError("--commands: " + path + " line " + std::to_string(commands.size() + 1) + " contains a NUL byte");
+      }
+      commands.push_back(line);
+    }
+    start = end + 1;
+  }
+  if (commands.empty()) throw UsageError("--commands: no commands in " + path + " (only blank lines and # comments)");
+  return commands;
+}
+
+RunPlan plan_run(const Arguments& args) {
+  RunPlan plan;
+  plan.supervisor.root = root_of(args);
+  plan.supervisor.job_id = job_of(args);
+  plan.json = args.has("json");
+  plan.force_progress = args.has("progress");
+  plan.quiet = args.has("quiet");
+  if (plan.force_progress && plan.quiet) throw UsageError("--progress and --quiet contradict each other");
+  plan.supervisor.replace_finished_job = args.has("replace");
+  plan.supervisor.orphan_guard = !args.has("no-orphan-guard");
+  plan.supervisor.use_cgroups = !args.has("no-cgroups");
+
+  struct stat info {};
+  if (::stat(plan.supervisor.root.c_str(), &info) == 0 && !S_ISDIR(info.st_mode)) {
+    throw UsageError("--root: " + plan.supervisor.root + " is not a directory");
+  }
+  if (auto jobs = args.value("jobs")) {
+    plan.supervisor.max_concurrency = static_cast<std::size_t>(parse_count(*jobs, "jobs", 1'000'000));
+    if (plan.supervisor.max_concurrency == 0) throw UsageError("--jobs: must be at least 1");
+  }
+
+  // One spec, copied for every worker.
+  jobwarden::WorkerSpec base;
+  if (auto timeout = duration_option(args, "timeout")) base.timeout = *timeout;
+  if (auto grace = duration_option(args, "grace")) base.grace_period = *grace;
+  if (auto stall = duration_option(args, "stall")) base.stall_timeout = *stall;
+  if (auto text = args.value("stop-signal")) {
+    auto signal_number = jobwarden::signal_from_string(*text);
+    if (!signal_number) throw UsageError("--stop-signal: unknown signal " + printable("\"" + *text + "\""));
+    base.stop_signal = *signal_number;
+  }
+  if (auto policy = args.value("restart")) {
+    if (*policy == "never") base.restart.policy = jobwarden::RestartPolicy::never;
+    else if (*policy == "on-failure" || *policy == "on_failure") base.restart.policy = jobwarden::RestartPolicy::on_failure;
+    else if (*policy == "always") base.restart.policy = jobwarden::RestartPolicy::always;
+    else throw UsageError("--restart: expected never, on-failure or always, not " + printable("\"" + *policy + "\""));
+  }
+  if (auto count = args.value("max-restarts")) {
+    if (base.restart.policy == jobwarden::RestartPolicy::never) {
+      throw UsageError("--max-restarts needs --restart on-failure or --restart always");
+    }
+    base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
+  }
+  for (const std::string& assignment : args.values("env")) {
+    const std::size_t equals = assignment.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      throw UsageError("--env: expected NAME=VALUE, not " + printable("\"" + assignment + "\""));
+    }
+    base.env[assignment.substr(0, equals)] = assignment.substr(equals + 1);
+  }
+  if (auto cwd = args.value("cwd")) {
+    struct stat cwd_info {};
+    if (::stat(cwd->c_str(), &cwd_info) != 0) throw UsageError("--cwd: " + *cwd + ": " + std::strerror(errno));
+    if (!S_ISDIR(cwd_info.st_mode)) throw UsageError("--cwd: " + *cwd + " is not a directory");
+    base.cwd = *cwd;
+  }
+
+  const auto commands_file = args.value("commands");
+  if (args.command_given() && commands_file) {
+    throw UsageError("give either -- CMD [ARG...] or --commands FILE, not both");
+  }
+  if (commands_file) {
+    std::size_t next_id = 1;
+    for (std::string& command : read_commands_file(*commands_file)) {
+      jobwarden::WorkerSpec spec = base;
+      spec.id = std::to_string(next_id++);
+      spec.argv = {"/bin/sh", "-c", std::move(command)};
+      plan.workers.push_back(std::move(spec));
+    }
+  } else if (args.command_given()) {
+    if (args.command().empty() || args.command()[0].empty()) throw UsageError("nothing to run after \"--\"");
+    jobwarden::WorkerSpec spec = base;
+    spec.id = "1";
+    spec.argv = args.command();
+    plan.workers.push_back(std::move(spec));
+  } else {
+    throw UsageError("nothing to run: give -- CMD [ARG...] or --commands FILE");
+  }
+  return plan;
+}
+
+/// The live progress display of `run`: redrawn in place on a terminal, a
+/// line a second otherwise (when forced with --progress).
+class LiveDisplay {
+ public:
+  LiveDisplay(std::FILE* out, bool redraw) : out_(out), redraw_(redraw) {}
+
+  /// Draws the job now.
+  void draw(const jobwarden::JobStatus<>& status, milliseconds elapsed) {
+    if (!redraw_) {
+      const auto& summary = status.summary;
+      std::fprintf(out_, "[%s] job \"%s\" %zu/%zu done: %zu running, %zu pending, %zu succeeded, %zu failed\n",
+                   jobwarden::format_duration(elapsed).c_str(), status.job_id.c_str(), summary.done, summary.total,
+                   summary.running, summary.pending, summary.succeeded, summary.failed);
+      std::fflush(out_);
+      return;
+    }
+    const TerminalSize size = terminal_size(::fileno(out_));
+    const std::size_t columns = static_cast<std::size_t>(size.columns) - 1;  // never wrap
+    const std::size_t rows = std::min<std::size_t>(static_cast<std::size_t>(size.rows) - 2, 20);
+    std::string frame;
+    if (lines_drawn_ > 0) frame += "\x1b[" + std::to_string(lines_drawn_) + "F\x1b[J";
+    const auto lines = render_live(status, elapsed, columns, rows);
+    for (const auto& line : lines) frame += line + "\n";
+    lines_drawn_ = lines.size();
+    std::fwrite(frame.data(), 1, frame.size(), out_);
+    std::fflush(out_);
+  }
+
+  /// How long between two frames.
+  milliseconds interval() const { return redraw_ ? 200ms : 1000ms; }
+
+  std::FILE* stream() const { return out_; }
+
+ private:
+  std::FILE* out_;
+  bool redraw_;
+  std::size_t lines_drawn_ = 0;
+};
+
+/// The closing lines of a shown `run`: the verdict and, for every worker that
+/// did not succeed, how it ended and where its logs are.
+void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, const std::string& job_dir,
+                       milliseconds elapsed) {
+  std::fprintf(out, "job \"%s\" %s in %s: %zu of %zu workers succeeded\n", status.job_id.c_str(),
+               std::string(jobwarden::to_string(status.state)).c_str(), jobwarden::format_duration(elapsed).c_str(),
+               status.summary.succeeded, status.summary.total);
+  std::size_t shown = 0;
+  for (const auto& worker : status.workers) {
+    if (!jobwarden::is_terminal(worker.state) || worker.state == jobwarden::WorkerState::succeeded) continue;
+    if (++shown > 20) {
+      std::fprintf(out, "  ... and %zu more\n", status.failed.size() - 20);
+      break;
+    }
+    std::fprintf(out, "  %s  %s  %s\n", worker.id.c_str(), std::string(jobwarden::to_string(worker.state)).c_str(),
+                 outcome_text(worker).c_str());
+  }
+  if (shown > 0) std::fprintf(out, "logs: %s/workers/<id>/stdout.log, stderr.log\n", job_dir.c_str());
+  std::fflush(out);
+}
+
+int command_run(const Arguments& args) {
+  RunPlan plan = plan_run(args);  // every usage error is found here, before any write
+
+  // The display goes where a terminal is: stderr first (stdout may be piped),
+  // then stdout (unless it carries --json).
+  std::optional<LiveDisplay> display;
+  if (!plan.quiet) {
+    const bool tty_err = ::isatty(STDERR_FILENO) == 1;
+    const bool tty_out = ::isatty(STDOUT_FILENO) == 1 && !plan.json;
+    if (tty_err) display.emplace(stderr, true);
+    else if (tty_out) display.emplace(stdout, true);
+    else if (plan.force_progress) display.emplace(stderr, false);
+  }
+
+  // Handlers first: a signal that arrives while the job starts is not lost.
+  const int signal_pipe = install_stop_signal_handlers();
+
+  std::error_code ec;
+  const std::string root = plan.supervisor.root;
+  const std::string job = plan.supervisor.job_id;
+  jobwarden::JobSupervisor<> supervisor(plan.supervisor, ec);
+  if (ec == jobwarden::errc::job_locked) {
+    throw UsageError("job \"" + job + "\" under " + root + " already has a live supervisor");
+  }
+  if (ec == jobwarden::errc::job_exists) {
+    throw UsageError("job \"" + job + "\" already exists under " + root +
+                     " (--replace reuses the id of a finished job; 'jobwarden clean' removes old ones)");
+  }
+  if (ec) throw UsageError("cannot open job \"" + job + "\" under " + root + ": " + ec.message());
+
+  for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+
+  const auto started = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - started); };
+  std::optional<Clock::time_point> next_frame;
+  auto redraw = [&] {
+    std::error_code read_error;
+    auto status = supervisor.status(read_error);
+    if (!read_error) display->draw(status, elapsed());
+  };
+
+  int stop_signal = 0;
+  while (supervisor.active_count() > 0) {
+    int timeout_ms = -1;
+    if (auto timeout = supervisor.next_timeout()) {
+      timeout_ms = static_cast<int>(std::min<long long>(timeout->count(), 60'000));
+    }
+    if (display) {
+      const auto now = Clock::now();
+      if (!next_frame || *next_frame <= now) {
+        redraw();
+        next_frame = now + display->interval();
+      }
+      const auto until_frame = std::chrono::ceil<milliseconds>(*next_frame - now).count();
+      timeout_ms = timeout_ms < 0 ? static_cast<int>(until_frame) : std::min(timeout_ms, static_cast<int>(until_frame));
+    }
+    pollfd fds[2] = {{supervisor.event_fd(), POLLIN, 0}, {signal_pipe, POLLIN, 0}};
+    if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::system_category(), "poll");
+    }
+    if (const int received = drain_signals(signal_pipe); received != 0 && stop_signal == 0) {
+      stop_signal = received;
+      if (display || ::isatty(STDERR_FILENO) == 1) {
+        std::fprintf(stderr, "jobwarden run: %s received: stopping %zu running workers\n",
+                     jobwarden::signal_name(received).c_str(), supervisor.running_count());
+      }
+      supervisor.begin_shutdown();
+    }
+    supervisor.poll();
+  }
+  // Only now: finish() also stops queued workers from starting and ended
+  // ones from restarting (it clears the supervisor's `accepting` flag, which
+  // those paths test), so it waits until every worker is terminal. The
+  // poll() after it writes the job's final state.
+  supervisor.finish();
+  supervisor.poll();
+
+  std::error_code read_error;
+  const auto final_status = supervisor.status(read_error);
+  if (display && !read_error) {
+    display->draw(final_status, elapsed());
+    print_run_verdict(display->stream(), final_status, supervisor.job_dir(), elapsed());
+  }
+  if (plan.json) {
+    if (read_error) throw std::system_error(read_error, "cannot read the final status of job \"" + job + "\"");
+    std::cout << final_status.to_json().dump() << std::endl;
+  }
+  return all_succeeded(supervisor.workers()) ? 0 : 1;
+}
+
+// ---- status -----------------------------------------------------------------------
+
+int command_status(const Arguments& args) {
+  const std::string root = root_of(args);
+  const std::string job = job_of(args);
+  const bool json = args.has("json");
+  const bool watch = args.has("watch");
+  jobwarden::StatusAggregator<> aggregator(root);
+
+  auto read = [&] {
+    std::error_code ec;
+    auto status = aggregator.read(job, ec);
+    if (ec) throw UsageError(describe_job_error(ec, root, job));
+    return status;
+  };
+  auto render = [&](const jobwarden::JobStatus<>& status, bool fit_screen) {
+    if (json) return status.to_json().dump() + "\n";
+    std::size_t columns = 200, rows = 0;
+    if (fit_screen) {
+      const TerminalSize size = terminal_size(STDOUT_FILENO);
+      columns = static_cast<std::size_t>(size.columns) - 1;
+      rows = static_cast<std::size_t>(size.rows) - 1;
+    } else if (::isatty(STDOUT_FILENO) == 1) {
+      columns = static_cast<std::size_t>(terminal_size(STDOUT_FILENO).columns) - 1;
+    }
+    std::string text;
+    for (const auto& line : render_status(status, columns, rows)) text += line + "\n";
+    return text;
+  };
+
+  if (!watch) {
+    std::cout << render(read(), false) << std::flush;
+    return 0;
+  }
+  const bool tty = ::isatty(STDOUT_FILENO) == 1 && !json;
+  std::string last_body;
+  bool first = true;
+  for (;;) {
+    const auto status = read();
+    const std::string text = render(status, tty);
+    if (tty) {
+      std::cout << "\x1b[H\x1b[2J" << text << std::flush;
+    } else {
+      // A new snapshot only when something but the clock changed.
+      auto body = status.to_json();
+      body.erase("elapsed_seconds");
+      for (auto& worker : body["workers"]) worker.erase("stale");
+      const std::string body_text = body.dump();
+      if (body_text != last_body) {
+        if (!first && !json) std::cout << "\n";
+        std::cout << text << std::flush;
+        last_body = body_text;
+        first = false;
+      }
+    }
+    if (jobwarden::is_terminal(status.state)) return 0;
+    std::this_thread::sleep_for(tty ? 500ms : 1000ms);
+  }
+}
+
+// ---- list -------------------------------------------------------------------------
+
+int command_list(const Arguments& args) {
+  const std::string root = root_of(args);
+  jobwarden::StatusAggregator<> aggregator(root);
+  std::error_code ec;
+  const jobwarden::JobList list = aggregator.list_jobs(ec);
+  if (ec) throw UsageError("cannot list the jobs under " + root + ": " + ec.message());
+  if (args.has("json")) {
+    std::cout << list.to_json().dump() << std::endl;
+    return 0;
+  }
+  if (list.jobs.empty()) {
+    std::cout << "no jobs under " << root << "\n";
+  } else {
+    std::size_t id_width = 3;
+    for (const auto& job : list.jobs) id_width = std::max(id_width, job.job_id.size());
+    std::cout << pad("JOB", id_width) << "  " << pad("STATE", 10) << "  " << pad("DONE", 11) << "  "
+              << pad("FAILED", 6) << "  " << pad("CREATED (UTC)", 19) << "  " << pad("ENDED (UTC)", 19)
+              << "  SUPERVISOR\n";
+    for (const auto& job : list.jobs) {
+      const nlohmann::json row = job.to_json();
+      std::string done = "-", failed = "-";
+      if (job.summary) {
+        done = std::to_string(job.summary->done) + "/" + std::to_string(job.summary->total);
+        failed = std::to_string(job.summary->failed);
+      }
+      std::cout << pad(job.job_id, id_width) << "  " << pad(std::string(jobwarden::to_string(job.state)), 10) << "  "
+                << pad(done, 11) << "  " << pad(failed, 6) << "  " << pad(time_text(row["created_at"]), 19) << "  "
+                << pad(time_text(row["ended_at"]), 19) << "  " << (job.supervisor_alive ? "alive" : "-") << "\n";
+    }
+  }
+  for (const auto& error : list.errors) {
+    std::cerr << "jobwarden list: " << printable(error.path) << ": " << printable(error.error) << "\n";
+  }
+  std::cout << std::flush;
+  return 0;
+}
+
+// ---- stop -------------------------------------------------------------------------
+
+/// `2 workers (1, 2)`, with at most a few ids.
+std::string workers_text(const std::vector<std::string>& ids) {
+  std::string text = std::to_string(ids.size()) + (ids.size() == 1 ? " worker" : " workers");
+  if (ids.empty()) return text;
+  text += " (";
+  for (std::size_t i = 0; i < ids.size() && i < 8; ++i) text += (i ? ", " : "") + ids[i];
+  if (ids.size() > 8) text += ", ...";
+  return text + ")";
+}
+
+int command_stop(const Arguments& args) {
+  const std::string root = root_of(args);
+  const std::string job = job_of(args);
+  const auto grace = duration_option(args, "grace");
+  milliseconds wait_limit = std::max<milliseconds>(grace.value_or(10s) + 30s, 60s);
+  if (auto wait = duration_option(args, "wait")) wait_limit = *wait;
+
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, job, grace, wait_limit, ec);
+  for (const auto& [where, problem] : outcome.recovery.problems) {
+    std::cerr << "jobwarden stop: " << printable(where) << ": " << printable(problem) << "\n";
+  }
+  if (ec == jobwarden::errc::unknown_job || ec == jobwarden::errc::invalid_id ||
+      ec == std::errc::too_many_symbolic_link_levels) {
+    throw UsageError(describe_job_error(ec, root, job));
+  }
+  if (ec) {
+    std::string why = ec.message();
+    if (ec == std::errc::no_such_file_or_directory) why = "its supervisor.lock is missing, so nothing proves its supervisor dead";
+    if (ec == std::errc::operation_not_supported) why = "its supervisor ran on another host; stop it there";
+    std::cerr << "jobwarden stop: cannot stop job \"" << job << "\" under " << root << ": " << why << "\n";
+    return 1;
+  }
+  const std::string state(jobwarden::to_string(outcome.state));
+  switch (outcome.action) {
+    case jobwarden::StopAction::already_finished:
+      std::cout << "job \"" << job << "\" had already finished (" << state << ")\n";
+      return 0;
+    case jobwarden::StopAction::requested:
+      if (!outcome.finished) {
+        std::cerr << "jobwarden stop: asked job \"" << job << "\" to stop, but its supervisor was still stopping after "
+                  << jobwarden::format_duration(wait_limit) << "\n";
+        return 1;
+      }
+      std::cout << "stopped job \"" << job << "\": its supervisor stopped every worker (" << state << ")\n";
+      return 0;
+    case jobwarden::StopAction::recovered: {
+      const auto& report = outcome.recovery;
+      std::cout << "job \"" << job << "\" had no live supervisor: "
+                << (report.stopped.empty() ? "nothing of it was running" : "stopped " + workers_text(report.stopped))
+                << "; marked " << workers_text(report.marked_lost) << " lost (" << state << ")\n";
+      return outcome.finished ? 0 : 1;
+    }
+  }
+  return 1;
+}
+
+// ---- clean ------------------------------------------------------------------------
+
+int command_clean(const Arguments& args) {
+  const std::string root = root_of(args);
+  const auto older_than = duration_option(args, "older-than");
+  if (!older_than) throw UsageError("missing --older-than");
+  const bool dry_run = args.has("dry-run");
+  jobwarden::StatusAggregator<> aggregator(root);
+  std::error_code ec;
+  const jobwarden::CleanReport report = aggregator.clean(*older_than, dry_run, ec);
+  if (ec) throw UsageError("cannot clean " + root + ": " + ec.message());
+  if (args.has("json")) {
+    std::cout << report.to_json().dump() << std::endl;
+  } else {
+    for (const auto& id : report.removed) std::cout << (dry_run ? "would remove " : "removed ") << id << "\n";
+    if (args.has("verbose")) {
+      for (const auto& kept : report.kept) std::cout << "kept " << kept.job_id << ": " << kept.reason << "\n";
+    }
+    std::cout << std::flush;
+  }
+  for (const auto& error : report.errors) {
+    std::cerr << "jobwarden clean: " << printable(error.path) << ": " << printable(error.error)
+              << (error.detail.empty() ? "" : " (" + printable(error.detail) + ")") << "\n";
+  }
+  return report.errors.empty() ? 0 : 1;
+}
+
+// ---- report -----------------------------------------------------------------------
+
+/// Parses JSON option `--name`, or throws a `UsageError` naming it.
+std::optional<nlohmann::json> json_option(const Arguments& args, const std::string& name) {
+  auto text = args.value(name);
+  if (!text) return std::nullopt;
+  nlohmann::json value = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) throw UsageError("--" + name + ": not valid JSON: " + printable(text->substr(0, 80)));
+  return value;
+}
+
+int command_report(const Arguments& args) {
+  // Everything is checked before the status file is touched.
+  std::optional<jobwarden::WorkerState> state;
+  if (auto name = args.value("state")) {
+    state = jobwarden::worker_state_from_string(*name);
+    if (!state) {
+      throw UsageError("--state: unknown state " + printable("\"" + *name + "\"") +
+                       " (pending, running, succeeded, failed, crashed, timed_out, stalled, cancelled, "
+                       "spawn_failed, lost)");
+    }
+  }
+  std::optional<nlohmann::json> progress = json_option(args, "progress");
+  if (args.has("done") || args.has("total")) {
+    if (!args.has("done") || !args.has("total")) throw UsageError("--done and --total go together");
+    if (progress) throw UsageError("give either --progress or --done/--total, not both");
+    progress = nlohmann::json{{"done", parse_count(args.required("done"), "done")},
+                              {"total", parse_count(args.required("total"), "total")}};
+  }
+  const std::optional<nlohmann::json> result = json_option(args, "result");
+
+  jobwarden::WorkerStatusWriter<>::Options options;
+  options.continue_existing = true;  // every call is a new process: keep what earlier calls said
+  std::error_code ec;
+  auto writer = jobwarden::WorkerStatusWriter<>::from_environment(ec, options);
+  if (ec == jobwarden::errc::no_status_file) {
+    throw UsageError("JOBWARDEN_STATUS_FILE is not set: 'jobwarden report' runs inside a jobwarden worker");
+  }
+  if (ec) throw UsageError("cannot open the status file: " + ec.message());
+
+  std::error_code first_error;
+  auto note = [&](std::error_code error) {
+    if (error && !first_error) first_error = error;
+  };
+  const auto message = args.value("message");
+  const auto error = args.value("error");
+  const bool changed = progress || message || error || result || state;
+  if (progress) note(writer.progress(*progress));
+  if (message) note(writer.message(*message));
+  if (error) note(writer.set_error(*error));
+  if (result) note(writer.result(*result));
+  if (state) {
+    const std::error_code transition = writer.set_state(*state);
+    if (transition == jobwarden::errc::invalid_state_transition) {
+      throw UsageError("--state: cannot go from " + std::string(jobwarden::to_string(writer.state())) + " to " +
+                       std::string(jobwarden::to_string(*state)) + " (a terminal state is final)");
+    }
+    note(transition);
+  }
+  note(changed ? writer.flush() : writer.heartbeat());
+  if (first_error) {
+    std::cerr << "jobwarden report: cannot write " << writer.path() << ": " << first_error.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+// ---- dispatch ---------------------------------------------------------------------
+
+struct Command {
+  const char* name;
+  const char* help;
+  std::vector<OptionSpec> options;
+  bool accepts_command;
+  std::function<int(const Arguments&)> run;
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"run",
+       run_help,
+       {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
+        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
+        {"cwd", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+       true,
+       command_run},
+      {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},
+      {"list", list_help, {root_option, {"json"}}, false, command_list},
+      {"stop", stop_help, {root_option, job_option, {"grace", true}, {"wait", true}}, false, command_stop},
+      {"clean",
+       clean_help,
+       {root_option, {"older-than", true}, {"dry-run"}, {"json"}, {"verbose"}},
+       false,
+       command_clean},
+      {"report",
+       report_help,
+       {{"state", true}, {"done", true}, {"total", true}, {"progress", true}, {"message", true}, {"result", true},
+        {"error", true}},
+       false,
+       command_report},
+  };
+  return table;
+}
+
+int main_impl(int argc, char** argv) {
+  std::vector<std::string> words(argv + 1, argv + argc);
+  if (words.empty()) {
+    std::cerr << "jobwarden: missing command (run, status, list, stop, clean, report; see jobwarden --help)\n";
+    return 2;
+  }
+  const std::string name = words.front();
+  if (name == "--help" || name == "-h" || name == "help") {
+    std::cout << main_help;
+    return 0;
+  }
+  if (name == "--version" || name == "version") {
+    std::cout << "jobwarden " << jobwarden::version_string << "\n";
+    return 0;
+  }
+  const Command* command = nullptr;
+  for (const auto& candidate : commands()) {
+    if (name == candidate.name) command = &candidate;
+  }
+  if (command == nullptr) {
+    std::cerr << "jobwarden: unknown command " << printable("\"" + name + "\"")
+              << " (run, status, list, stop, clean, report; see jobwarden --help)\n";
+    return 2;
+  }
+  words.erase(words.begin());
+  for (const auto& word : words) {
+    if (word == "--") break;
+    if (word == "--help" || word == "-h") {
+      std::cout << command->help;
+      return 0;
+    }
+  }
+  try {
+    return command->run(Arguments::parse(words, command->options, command->accepts_command));
+  } catch (const UsageError& error) {
+    std::cerr << "jobwarden " << command->name << ": " << error.what() << "\n";
+    return 2;
+  } catch (const std::exception& error) {
+    std::cerr << "jobwarden " << command->name << ": " << error.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace
+}  // namespace jobwarden_cli
+
+int main(int argc, char** argv) {
+  // A closed stdout (`jobwarden status | head`) must not kill a run mid-job;
+  // workers get every signal disposition reset to the default.
+  std::signal(SIGPIPE, SIG_IGN);
+  return jobwarden_cli::main_impl(argc, argv);
+}

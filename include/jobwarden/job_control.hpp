@@ -1,0 +1,276 @@
+#pragma once
+/// \file
+/// Controlling a job from outside its supervisor — another process, a web
+/// endpoint, `jobwarden stop`: asking a live supervisor to stop everything
+/// (`request_stop`), and stopping a job whatever became of its supervisor
+/// (`stop_job`: a live one is asked and waited for; where it is gone, what it
+/// left behind is recovered).
+///
+/// ```
+/// std::error_code ec;
+/// auto outcome = jobwarden::stop_job("/var/lib/scans", "scan-42", 5s, 30s, ec);
+/// if (!ec && outcome.finished) std::printf("job ended %s\n", std::string(to_string(outcome.state)).c_str());
+/// ```
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/directory.hpp"
+#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/status_aggregator.hpp"
+
+namespace jobwarden {
+
+/// What recovery of a job with a dead supervisor found and did: the workers
+/// whose leftover processes it stopped, the workers it marked `lost`, and the
+/// problems it met (files it could not use, processes that outlived SIGKILL).
+using RecoveryReport = detail::RecoveryReport;
+
+/// Asks the live supervisor of job `job_id` under `root` to stop everything:
+/// writes `<root>/<job_id>/stop.request` atomically (a reader never sees half
+/// of it), naming `grace` when given — the grace period that then replaces
+/// every running worker's own. The supervisor notices the file within
+/// moments (inotify, or at its next `job.json` refresh) and shuts down as
+/// `begin_shutdown(grace)` would; its workers end `cancelled`.
+///
+/// Returns at once, without waiting for anything (see `stop_job`). Without a
+/// live supervisor the request is harmless: the next supervisor of the job
+/// id removes it unread. Errors, with nothing written: `errc::invalid_id`
+/// (before touching the disk), `errc::invalid_argument` (an empty root),
+/// `errc::invalid_duration` (a negative grace),
+/// `errc::unknown_job` (no such job directory), `ELOOP` (the job directory
+/// is a symlink), or the system error of the write.
+inline void request_stop(const std::string& root, const std::string& job_id,
+                         std::optional<std::chrono::milliseconds> grace, std::error_code& ec) {
+  ec.clear();
+  if (!is_valid_id(job_id)) {
+    ec = make_error_code(errc::invalid_id);
+    return;
+  }
+  if (root.empty()) {
+    ec = make_error_code(errc::invalid_argument);
+    return;
+  }
+  if (grace && grace->count() < 0) {
+    ec = make_error_code(errc::invalid_duration);
+    return;
+  }
+  auto missing = [](const std::error_code& error) {
+    return error == std::errc::no_such_file_or_directory || error == std::errc::not_a_directory;
+  };
+  detail::OwnedFd root_fd = detail::open_directory(root, ec);
+  if (ec) {
+    if (missing(ec)) ec = make_error_code(errc::unknown_job);
+    return;
+  }
+  // Relative to the root's descriptor and never through a link: the request
+  // lands in the job directory itself or nowhere.
+  detail::OwnedFd job_fd = detail::open_directory_at(root_fd.get(), job_id.c_str(), ec);
+  if (ec) {
+    if (missing(ec)) ec = make_error_code(errc::unknown_job);
+    return;
+  }
+  try {
+    nlohmann::json request = nlohmann::json::object();
+    if (grace) request["grace_ms"] = static_cast<std::uint64_t>(grace->count());
+    request["requested_by_pid"] = static_cast<long long>(::getpid());
+    ec = detail::write_file_atomically_at(job_fd.get(), detail::stop_request_file_name, request.dump() + "\n");
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+}
+
+/// Throwing form of `request_stop`: `std::system_error` naming the job and root.
+inline void request_stop(const std::string& root, const std::string& job_id,
+                         std::optional<std::chrono::milliseconds> grace = std::nullopt) {
+  std::error_code ec;
+  request_stop(root, job_id, grace, ec);
+  if (ec) {
+    detail::throw_error(ec, "cannot request a stop of job " + detail::quote_id(job_id) + " under " + root);
+  }
+}
+
+/// How `stop_job` went about stopping a job.
+enum class StopAction {
+  already_finished,  ///< nothing to stop: the job had ended and none of its workers was left
+  requested,         ///< its live supervisor was asked to stop (`request_stop`)
+  recovered,         ///< its supervisor was gone (or died while stopping): recovery stopped what was left
+};
+
+/// The name of a stop action (`"recovered"`).
+constexpr std::string_view to_string(StopAction action) noexcept {
+  switch (action) {
+    case StopAction::already_finished: return "already_finished";
+    case StopAction::requested: return "requested";
+    case StopAction::recovered: return "recovered";
+  }
+  return "unknown";
+}
+
+/// What `stop_job` did, and where the job stands now.
+struct StopOutcome {
+  /// The last thing done to the job (a request followed by the supervisor's
+  /// death ends as `recovered`, with `stop_requested` set).
+  StopAction action = StopAction::already_finished;
+  /// Whether `stop.request` was written.
+  bool stop_requested = false;
+  /// Whether the job is over: its state is terminal and nothing of it runs.
+  /// False when a live supervisor was still stopping its workers when the
+  /// wait limit passed (and after an error).
+  bool finished = false;
+  /// The job's state as last read.
+  JobState state = JobState::pending;
+  /// Whether the supervisor was still alive when `stop_job` returned.
+  bool supervisor_alive = false;
+  /// What recovery did, when it ran (`action == StopAction::recovered`).
+  RecoveryReport recovery;
+};
+
+/// Stops job `job_id` under `root`, whatever became of its supervisor:
+/// - its supervisor is alive: asks it to stop (`request_stop` with `grace`),
+///   then waits — polling the job's status every 50 ms, for at most
+///   `wait_limit` — until the job's state is terminal or the supervisor is
+///   gone; if the supervisor died first, recovers the job as below;
+/// - its supervisor is gone and the job did not finish (or left workers that
+///   are not terminal): `recover_abandoned_job` stops the leftover workers —
+///   only processes proven by pid and start time to be the recorded ones,
+///   with the stop signal to each worker's process group, up to `grace`
+///   (default 10 s), then SIGKILL — and marks them and the job `lost`;
+/// - the job had finished: does nothing (`StopAction::already_finished`).
+///
+/// Blocks for at most about `wait_limit` plus, for a recovery, the grace
+/// period and the few seconds SIGKILLed processes take to go. Errors, with
+/// nothing changed: `errc::invalid_id` (before touching the disk),
+/// `errc::invalid_duration` (a negative duration), `errc::unknown_job` (no
+/// such job), `ELOOP` (the job directory is a symlink); those of recovery
+/// (`ENOTSUP`: the supervisor ran on another host; `ENOENT`: no lock file,
+/// nothing proves the supervisor dead; `errc::bad_status_file`: `job.json`
+/// unusable — `recovery.problems` says more). Not being finished within
+/// `wait_limit` is no error: `finished` is false.
+inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
+                            std::optional<std::chrono::milliseconds> grace,
+                            std::chrono::milliseconds wait_limit, std::error_code& ec) {
+  using clock = std::chrono::steady_clock;
+  constexpr std::chrono::milliseconds poll_interval{50};
+  constexpr std::chrono::milliseconds default_recovery_grace{10'000};
+  // A supervisor taking the job over between two reads, or the lock changing
+  // hands, sends us round again; this bounds how often.
+  constexpr int max_rounds = 8;
+
+  StopOutcome outcome;
+  ec.clear();
+  if (!is_valid_id(job_id)) {
+    ec = make_error_code(errc::invalid_id);
+    return outcome;
+  }
+  if ((grace && grace->count() < 0) || wait_limit.count() < 0) {
+    ec = make_error_code(errc::invalid_duration);
+    return outcome;
+  }
+  StatusAggregator<> aggregator(root);
+  const auto give_up_at = clock::now() + wait_limit;
+  auto over = [](const JobStatus<>& status) {
+    return is_terminal(status.state) && status.running.empty() && status.pending.empty();
+  };
+
+  for (int round = 0; round < max_rounds; ++round) {
+    JobStatus<> status = aggregator.read(job_id, ec);
+    if (ec) return outcome;
+    outcome.state = status.state;
+    outcome.supervisor_alive = status.supervisor.alive;
+
+    if (status.supervisor.alive) {
+      if (over(status)) {
+        // Its host keeps the supervisor, but the job itself has ended.
+        outcome.finished = true;
+        return outcome;
+      }
+      if (!outcome.stop_requested) {
+        request_stop(root, job_id, grace, ec);
+        if (ec) return outcome;
+        outcome.stop_requested = true;
+        outcome.action = StopAction::requested;
+      }
+      // Wait for the supervisor to finish the job, or to die trying.
+      for (;;) {
+        if (clock::now() >= give_up_at) return outcome;  // finished stays false
+        std::this_thread::sleep_for(poll_interval);
+        status = aggregator.read(job_id, ec);
+        if (ec) return outcome;
+        outcome.state = status.state;
+        outcome.supervisor_alive = status.supervisor.alive;
+        if (over(status)) {
+          outcome.finished = true;
+          return outcome;
+        }
+        if (!status.supervisor.alive) break;  // died before writing its verdict: recover
+      }
+      continue;
+    }
+
+    // No live supervisor. Recovery stops what is left and writes the verdict
+    // the supervisor never wrote; for a job that ended properly it finds
+    // nothing to do and changes nothing.
+    RecoveryReport report = detail::recover_abandoned_job(detail::JobLayout{root, job_id},
+                                                          grace.value_or(default_recovery_grace), ec);
+    if (ec == errc::job_locked) {
+      ec.clear();  // a supervisor (re)appeared between the read and the lock: ask it instead
+      continue;
+    }
+    const bool did_something =
+        !report.stopped.empty() || !report.marked_lost.empty() || report.job_was_abandoned;
+    if (ec && !did_something && over(status)) {
+      // Finished by every account we can read (recovery may still refuse a
+      // job from another host, or one without a lock file): nothing to stop.
+      ec.clear();
+      outcome.finished = true;
+      return outcome;
+    }
+    if (did_something || ec) outcome.action = StopAction::recovered;
+    outcome.recovery = std::move(report);
+    if (ec) return outcome;
+    std::error_code read_error;
+    status = aggregator.read(job_id, read_error);
+    if (!read_error) {
+      outcome.state = status.state;
+      outcome.supervisor_alive = status.supervisor.alive;
+    }
+    outcome.finished = over(status) || is_terminal(outcome.state);
+    return outcome;
+  }
+  return outcome;
+}
+
+/// Throwing form of `stop_job`: `std::system_error` naming the job and root
+/// (and recovery's first problem, when recovery failed).
+inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
+                            std::optional<std::chrono::milliseconds> grace,
+                            std::chrono::milliseconds wait_limit) {
+  std::error_code ec;
+  StopOutcome outcome = stop_job(root, job_id, grace, wait_limit, ec);
+  if (ec) {
+    std::string what = "cannot stop job " + detail::quote_id(job_id) + " under " + root;
+    if (!outcome.recovery.problems.empty()) {
+      what += " (" + outcome.recovery.problems.front().first + ": " + outcome.recovery.problems.front().second + ")";
+    }
+    detail::throw_error(ec, what);
+  }
+  return outcome;
+}
+
+}  // namespace jobwarden

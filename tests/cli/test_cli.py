@@ -1,0 +1,705 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the `jobwarden` command-line tool (SPEC.md).
+
+Runs the built binary against temporary roots. The binary comes from the
+JOBWARDEN_CLI environment variable (set by tests/cli/CMakeLists.txt) or from
+`--cli=PATH` on the command line:
+
+    JOBWARDEN_CLI=build/examples/cli/jobwarden python3 tests/cli/test_cli.py -v
+    python3 tests/cli/test_cli.py --cli=build/examples/cli/jobwarden Stopping.test_stop_cancels_a_live_run
+
+Every process a test starts carries a marker unique to the test in its
+environment (workers inherit it, and so do their children); each test ends by
+proving that no process with its marker is left, killing any it finds, and
+failing if there were some. Standard library only.
+"""
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+CLI = os.environ.get("JOBWARDEN_CLI", "")
+MARKER_VARIABLE = "JOBWARDEN_CLI_TEST_MARKER"
+
+# How long a test waits for something that takes milliseconds when all is well.
+PATIENCE = 30.0
+
+
+def read_proc(pid, name):
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def process_state(pid):
+    """The state letter of /proc/<pid>/stat ('R', 'S', 'Z'...), None if gone."""
+    stat = read_proc(pid, "stat")
+    if stat is None:
+        return None
+    return stat[stat.rindex(b")") + 2:].split()[0].decode()
+
+
+def is_running(pid):
+    """Whether `pid` names a process that is not a zombie."""
+    state = process_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+class CliTestCase(unittest.TestCase):
+    """A temporary root, a unique process marker, and helpers to run the tool."""
+
+    def setUp(self):
+        if not CLI or not os.access(CLI, os.X_OK):
+            self.fail(f"the jobwarden binary is not built (JOBWARDEN_CLI={CLI!r}); "
+                      "is examples/cli added in examples/CMakeLists.txt?")
+        self.tmp = tempfile.mkdtemp(prefix="jobwarden-cli-test-")
+        self.root = os.path.join(self.tmp, "root")
+        self.out = os.path.join(self.tmp, "out")  # where workers leave evidence
+        os.mkdir(self.out)
+        self.marker = f"{self.id()}-{uuid.uuid4().hex}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWARDEN_")}
+        self.env[MARKER_VARIABLE] = self.marker
+        self.env["OUT"] = self.out
+        self.background = []
+        self.addCleanup(self.clean_up)
+
+    # ---- running the tool ----
+
+    def jw(self, *args, env=None, timeout=PATIENCE):
+        """Runs `jobwarden ARGS...` to completion; returns the CompletedProcess."""
+        return subprocess.run([CLI, *args], env=env or self.env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *args):
+        """Starts `jobwarden ARGS...` in the background (its output to files)."""
+        n = len(self.background)
+        stdout = open(os.path.join(self.tmp, f"bg{n}.stdout"), "w+")
+        stderr = open(os.path.join(self.tmp, f"bg{n}.stderr"), "w+")
+        process = subprocess.Popen([CLI, *args], env=self.env, stdin=subprocess.DEVNULL,
+                                   stdout=stdout, stderr=stderr, start_new_session=True)
+        process.output_files = (stdout, stderr)
+        self.background.append(process)
+        return process
+
+    def finish(self, process, timeout=PATIENCE):
+        """Waits for a background process; returns (exit status, stdout, stderr)."""
+        code = process.wait(timeout=timeout)
+        outputs = []
+        for f in process.output_files:
+            f.seek(0)
+            outputs.append(f.read())
+        return code, outputs[0], outputs[1]
+
+    def run_job(self, job, *options, command=None, commands=None, expect=None):
+        """`jobwarden run` of job `job` to completion, with --json; returns
+        (exit status, final status)."""
+        args = ["run", "--root", self.root, "--job", job, "--json", *options]
+        if commands is not None:
+            path = os.path.join(self.tmp, f"{job}.commands")
+            with open(path, "w") as f:
+                f.write(commands)
+            args += ["--commands", path]
+        if command is not None:
+            args += ["--", *command]
+        result = self.jw(*args)
+        if expect is not None:
+            self.assertEqual(result.returncode, expect, result.stderr)
+        self.assertEqual(result.stderr, "", "run is quiet off a terminal")
+        return result.returncode, json.loads(result.stdout)
+
+    def status(self, job):
+        result = self.jw("status", "--root", self.root, "--job", job, "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return json.loads(result.stdout)
+
+    def worker(self, status, worker_id):
+        for worker in status["workers"]:
+            if worker["id"] == worker_id:
+                return worker
+        self.fail(f"no worker {worker_id} in {status}")
+
+    def wait_for(self, predicate, what, timeout=PATIENCE):
+        """Polls `predicate` until it is true (bounded): for events that leave
+        no descriptor to wait on, such as a file another process writes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                self.fail(f"timed out waiting for {what}")
+            time.sleep(0.02)
+
+    def wait_for_files(self, *names):
+        paths = [os.path.join(self.out, name) for name in names]
+
+        def complete():
+            return all(os.path.exists(p) and os.path.getsize(p) > 0 for p in paths)
+
+        self.wait_for(complete, f"files {names}")
+
+    def read_out(self, name):
+        with open(os.path.join(self.out, name)) as f:
+            return f.read().strip()
+
+    # ---- processes ----
+
+    def marked_processes(self):
+        """Live processes carrying this test's marker in their environment."""
+        needle = f"{MARKER_VARIABLE}={self.marker}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            environ = read_proc(entry, "environ")
+            if environ and needle in environ.split(b"\0") and is_running(entry):
+                found.append(int(entry))
+        return found
+
+    def assert_no_processes_left(self, timeout=10.0):
+        """Every process of this test is gone (processes being torn down get
+        `timeout` to finish dying)."""
+        deadline = time.monotonic() + timeout
+        while self.marked_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self.marked_processes()
+        details = [(pid, read_proc(pid, "cmdline")) for pid in left]
+        self.assertEqual(left, [], f"processes left behind: {details}")
+
+    def clean_up(self):
+        for process in self.background:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=PATIENCE)
+            for f in process.output_files:
+                f.close()
+        left = self.marked_processes()
+        # Give processes in their stop sequence a moment, then kill what is
+        # provably ours (it carries our marker) and report it.
+        deadline = time.monotonic() + 10.0
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = self.marked_processes()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if left:
+            raise AssertionError(f"{self.id()} left processes behind (killed now): {left}")
+
+
+class RunOutcomes(CliTestCase):
+    """`jobwarden run`: how each kind of worker ending is reported."""
+
+    def test_success_exits_0_and_writes_the_summary(self):
+        result = self.jw("run", "--root", self.root, "--job", "ok", "--", "/bin/sh", "-c", "echo hello")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""))
+        status = self.status("ok")
+        self.assertEqual(status["schema_version"], 1)
+        self.assertEqual(status["state"], "succeeded")
+        self.assertEqual(status["summary"],
+                         {"total": 1, "pending": 0, "running": 0, "succeeded": 1, "failed": 0, "done": 1})
+        self.assertEqual(status["completed"], ["1"])
+        self.assertFalse(status["supervisor"]["alive"])
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["exit_code"], worker["attempt"]), ("succeeded", 0, 1))
+        with open(os.path.join(self.root, "ok", "workers", "1", "stdout.log")) as f:
+            self.assertEqual(f.read(), "hello\n")
+        self.assert_no_processes_left()
+
+    def test_json_prints_the_final_status(self):
+        code, status = self.run_job("j", command=["true"], expect=0)
+        self.assertEqual(status["state"], "succeeded")
+        self.assertEqual(status["job_id"], "j")
+        self.assertIsNotNone(status["ended_at"])
+
+    def test_failure_exits_1_with_the_exit_code(self):
+        code, status = self.run_job("fails", command=["/bin/sh", "-c", "exit 3"], expect=1)
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual(status["failed"], ["1"])
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["exit_code"], worker["signal"]), ("failed", 3, None))
+        self.assert_no_processes_left()
+
+    def test_crash_reports_the_signal(self):
+        code, status = self.run_job("crash", command=["/bin/sh", "-c", "kill -SEGV $$"], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["signal"], worker["exit_code"]), ("crashed", "SIGSEGV", None))
+        self.assertEqual(status["state"], "failed")
+
+    def test_missing_program_is_spawn_failed_not_127(self):
+        code, status = self.run_job("missing", command=["/nonexistent/program", "--flag"], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual(worker["state"], "spawn_failed")
+        self.assertIsNone(worker["exit_code"])
+        self.assertIn("No such file or directory", worker["error"])
+
+    def test_timeout_kills_grandchildren(self):
+        # The grandchild ignores SIGTERM: only the SIGKILL after the grace period ends it.
+        script = "(trap '' TERM; exec sleep 300) & echo $! > $OUT/grandchild; wait"
+        code, status = self.run_job("slow", "--timeout", "300ms", "--grace", "300ms",
+                                    command=["/bin/sh", "-c", script], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual(worker["state"], "timed_out")
+        grandchild = int(self.read_out("grandchild"))
+        self.wait_for(lambda: not is_running(grandchild), "the grandchild to die", timeout=10)
+        self.assert_no_processes_left()
+
+    def test_concurrency_limit_is_respected(self):
+        line = ("date +%s%N > $OUT/$JOBWARDEN_WORKER_ID.start; sleep 0.3; "
+                "date +%s%N > $OUT/$JOBWARDEN_WORKER_ID.end\n")
+        code, status = self.run_job("limited", "--jobs", "2", commands=line * 6, expect=0)
+        self.assertEqual(status["summary"]["succeeded"], 6)
+        spans = [(int(self.read_out(f"{i}.start")), int(self.read_out(f"{i}.end"))) for i in range(1, 7)]
+        most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+        self.assertLessEqual(most, 2, f"more than 2 workers ran at once: {spans}")
+
+    def test_commands_file_runs_one_worker_per_line_in_order(self):
+        commands = "# a comment\n\necho one > $OUT/one\n   \n  # indented comment\necho two | tr a-z A-Z > $OUT/two\nexit 4\n"
+        code, status = self.run_job("lines", commands=commands, expect=1)
+        self.assertEqual([w["id"] for w in status["workers"]], ["1", "2", "3"])
+        self.assertEqual(self.read_out("one"), "one")
+        self.assertEqual(self.read_out("two"), "TWO")  # through /bin/sh: pipes work
+        self.assertEqual(self.worker(status, "3")["exit_code"], 4)
+
+    def test_argv_is_passed_without_a_shell(self):
+        code, status = self.run_job("argv", command=["/bin/sh", "-c", 'printf "%s|" "$@" > $OUT/args', "sh",
+                                                     "a b", "$HOME", "*"], expect=0)
+        self.assertEqual(self.read_out("args"), "a b|$HOME|*|")
+
+    def test_env_and_cwd_reach_the_worker(self):
+        script = 'echo "$GREETING $JOBWARDEN_JOB_ID $JOBWARDEN_WORKER_ID $JOBWARDEN_ATTEMPT $(pwd)" > $OUT/seen'
+        code, status = self.run_job("env", "--env", "GREETING=hi there", "--env=EMPTY=", "--cwd", self.out,
+                                    command=["/bin/sh", "-c", script], expect=0)
+        self.assertEqual(self.read_out("seen"), f"hi there env 1 1 {os.path.realpath(self.out)}")
+
+    def test_no_descriptor_of_the_tool_leaks_into_a_worker(self):
+        # No redirection in the script: the shell would hold a saved descriptor itself.
+        code, status = self.run_job("fds", command=["/bin/sh", "-c", "ls /proc/$$/fd"], expect=0)
+        with open(os.path.join(self.root, "fds", "workers", "1", "stdout.log")) as f:
+            self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
+
+    def test_restart_on_failure_runs_another_attempt(self):
+        script = '[ "$JOBWARDEN_ATTEMPT" -ge 2 ]'
+        code, status = self.run_job("retry", "--restart", "on-failure", "--max-restarts", "2",
+                                    command=["/bin/sh", "-c", script], expect=0)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["attempt"]), ("succeeded", 2))
+
+    def test_replace_reuses_a_finished_job_id(self):
+        self.run_job("again", command=["/bin/sh", "-c", "exit 1"], expect=1)
+        before = sorted(os.listdir(os.path.join(self.root, "again")))
+        # Without --replace: refused, nothing changed.
+        result = self.jw("run", "--root", self.root, "--job", "again", "--", "true")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("already exists", result.stderr)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "again"))), before)
+        self.assertEqual(self.status("again")["state"], "failed")
+        # With it: the job runs again.
+        code, status = self.run_job("again", "--replace", command=["true"], expect=0)
+        self.assertEqual(status["state"], "succeeded")
+
+    def test_live_progress_on_a_terminal(self):
+        # A pty for stdout and stderr: the table is drawn and the verdict printed.
+        master, slave = pty.openpty()
+        script = 'for i in 1 2 3; do "$JW" report --done $i --total 3; sleep 0.3; done'
+        process = subprocess.Popen([CLI, "run", "--root", self.root, "--job", "tty", "--env", f"JW={CLI}",
+                                    "--", "/bin/sh", "-c", script],
+                                   env=self.env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                                   start_new_session=True)
+        os.close(slave)
+        output = b""
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the pty
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(master)
+        self.assertEqual(process.wait(timeout=PATIENCE), 0)
+        text = output.decode(errors="replace")
+        self.assertIn("1/1 done", text)
+        self.assertRegex(text, r"\[#+\.*\]")
+        self.assertIn('job "tty" succeeded', text)
+        self.assert_no_processes_left()
+
+
+class Report(CliTestCase):
+    """`jobwarden report`, from worker scripts and on its own."""
+
+    def test_worker_reports_progress_message_and_result(self):
+        script = ('"$JW" report --state running --done 3 --total 10 --message "scanning src/" && '
+                  '"$JW" report --result \'{"files": 42, "ok": true}\' && '
+                  '"$JW" report --done 10 --total 10')
+        code, status = self.run_job("reports", "--env", f"JW={CLI}", command=["/bin/sh", "-c", script], expect=0)
+        worker = self.worker(status, "1")
+        self.assertEqual(worker["progress"], {"done": 10, "total": 10})
+        self.assertEqual(worker["message"], "scanning src/")  # kept from the first call
+        self.assertEqual(worker["result"], {"files": 42, "ok": True})
+        self.assertEqual(worker["state"], "succeeded")
+
+    def test_report_finds_itself_through_path(self):
+        bin_dir = os.path.dirname(os.path.abspath(CLI))
+        path = f"{bin_dir}:{self.env.get('PATH', '/usr/bin:/bin')}"
+        script = "jobwarden report --progress '[1, 2]' --message via-path"
+        code, status = self.run_job("path", "--env", f"PATH={path}", command=["/bin/sh", "-c", script], expect=0)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["progress"], worker["message"]), ([1, 2], "via-path"))
+
+    def status_file_env(self):
+        env = dict(self.env, JOBWARDEN_STATUS_FILE=os.path.join(self.out, "status.json"),
+                   JOBWARDEN_JOB_ID="job", JOBWARDEN_WORKER_ID="w", JOBWARDEN_ATTEMPT="1")
+        return env
+
+    def read_status_file(self):
+        with open(os.path.join(self.out, "status.json")) as f:
+            return json.load(f)
+
+    def test_report_keeps_earlier_fields_and_updates_atomically(self):
+        env = self.status_file_env()
+        self.assertEqual(self.jw("report", "--message", "first", env=env).returncode, 0)
+        self.assertEqual(self.jw("report", "--done", "1", "--total", "4", env=env).returncode, 0)
+        self.assertEqual(self.jw("report", "--result=[1,2,3]", env=env).returncode, 0)
+        document = self.read_status_file()
+        self.assertEqual(document["message"], "first")
+        self.assertEqual(document["progress"], {"done": 1, "total": 4})
+        self.assertEqual(document["result"], [1, 2, 3])
+        self.assertEqual(document["worker_id"], "w")
+        seq = document["seq"]
+        self.assertEqual(self.jw("report", env=env).returncode, 0)  # a heartbeat
+        self.assertGreater(self.read_status_file()["seq"], seq)
+        self.assertEqual([n for n in os.listdir(self.out) if n != "status.json"], [], "no temporary files left")
+
+    def test_report_rejects_invalid_json_naming_the_option(self):
+        env = self.status_file_env()
+        for option in ("--result", "--progress"):
+            with self.subTest(option=option):
+                result = self.jw("report", option, "{not json", env=env)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(len(result.stderr.splitlines()), 1)
+                self.assertIn(option, result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "status.json")), "nothing written")
+
+    def test_report_terminal_state_is_final(self):
+        env = self.status_file_env()
+        self.assertEqual(self.jw("report", "--state", "succeeded", env=env).returncode, 0)
+        result = self.jw("report", "--state", "running", env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(self.read_status_file()["state"], "succeeded")
+
+    def test_report_outside_a_worker_exits_2(self):
+        result = self.jw("report", "--message", "hello")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(len(result.stderr.splitlines()), 1)
+        self.assertIn("JOBWARDEN_STATUS_FILE", result.stderr)
+
+    def test_report_usage_errors(self):
+        env = self.status_file_env()
+        for args in (["--done", "3"], ["--total", "3"], ["--done", "x", "--total", "3"],
+                     ["--state", "bogus"], ["--done", "1", "--total", "2", "--progress", "{}"], ["--bogus"]):
+            with self.subTest(args=args):
+                result = self.jw("report", *args, env=env)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "status.json")))
+
+
+class Stopping(CliTestCase):
+    """`jobwarden stop`, signals to `run`, and a second supervisor."""
+
+    # Two workers that say when they run (one with a grandchild), one pending.
+    COMMANDS = ("echo $$ > $OUT/w1; sleep 300 & echo $! > $OUT/gc1; wait\n"
+                "echo $$ > $OUT/w2; exec sleep 300\n"
+                "echo never > $OUT/w3\n")
+
+    def start_live_job(self, job, *options):
+        path = os.path.join(self.tmp, "commands")
+        with open(path, "w") as f:
+            f.write(self.COMMANDS)
+        process = self.start("run", "--root", self.root, "--job", job, "--jobs", "2", "--grace", "2s",
+                             "--commands", path, *options)
+        self.wait_for_files("w1", "w2", "gc1")
+        # Workers may run before the supervisor has recorded the last one.
+        self.wait_for(lambda: self.status(job)["summary"] == {"total": 3, "pending": 1, "running": 2,
+                                                             "succeeded": 0, "failed": 0, "done": 0},
+                      "every worker to be recorded")
+        return process
+
+    def assert_cancelled(self, job):
+        status = self.status(job)
+        self.assertEqual(status["state"], "cancelled")
+        self.assertFalse(status["supervisor"]["alive"])
+        self.assertEqual([w["state"] for w in status["workers"]], ["cancelled"] * 3)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "w3")), "the pending worker never started")
+
+    def test_stop_cancels_a_live_run(self):
+        process = self.start_live_job("live")
+        result = self.jw("stop", "--root", self.root, "--job", "live", "--grace", "1s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("stopped", result.stdout)
+        self.assertEqual(len(result.stdout.splitlines()), 1)
+        code, _, stderr = self.finish(process)
+        self.assertEqual(code, 1, stderr)
+        self.assert_cancelled("live")
+        self.assertFalse(is_running(int(self.read_out("gc1"))))
+        self.assert_no_processes_left()
+
+    def test_stop_of_a_finished_job_says_so(self):
+        self.run_job("done", command=["true"], expect=0)
+        result = self.jw("stop", "--root", self.root, "--job", "done")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("already finished", result.stdout)
+        self.assertEqual(self.status("done")["state"], "succeeded")
+
+    def test_stop_recovers_a_job_whose_supervisor_was_killed(self):
+        # Without the orphan guard nothing stops the workers when the supervisor dies.
+        process = self.start_live_job("orphaned", "--no-orphan-guard")
+        os.kill(process.pid, signal.SIGKILL)
+        self.assertEqual(process.wait(timeout=PATIENCE), -signal.SIGKILL)
+        leftovers = [int(self.read_out(name)) for name in ("w1", "w2", "gc1")]
+        self.assertTrue(all(is_running(pid) for pid in leftovers), "the workers outlive their supervisor")
+        result = self.jw("stop", "--root", self.root, "--job", "orphaned", "--grace", "1s")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("no live supervisor", result.stdout)
+        for pid in leftovers:
+            self.wait_for(lambda: not is_running(pid), f"process {pid} to die", timeout=10)
+        status = self.status("orphaned")
+        self.assertEqual(status["state"], "lost")
+        self.assertEqual([self.worker(status, i)["state"] for i in ("1", "2")], ["lost", "lost"])
+        self.assert_no_processes_left()
+
+    def test_stop_after_the_supervisor_was_killed_with_the_guard_on(self):
+        process = self.start_live_job("guarded")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=PATIENCE)
+        result = self.jw("stop", "--root", self.root, "--job", "guarded", "--grace", "1s")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        status = self.status("guarded")
+        self.assertEqual(status["state"], "lost")
+        self.assertEqual(self.worker(status, "1")["state"], "lost")
+        self.assert_no_processes_left()
+
+    def interrupt_run(self, signal_number):
+        process = self.start_live_job("interrupted")
+        os.kill(process.pid, signal_number)
+        code, _, stderr = self.finish(process)
+        self.assertEqual(code, 1, stderr)
+        self.assert_cancelled("interrupted")
+        self.assert_no_processes_left()
+
+    def test_sigint_to_run_cancels_every_worker(self):
+        self.interrupt_run(signal.SIGINT)
+
+    def test_sigterm_to_run_cancels_every_worker(self):
+        self.interrupt_run(signal.SIGTERM)
+
+    def test_second_run_on_a_live_job_exits_2_and_writes_nothing(self):
+        process = self.start_live_job("busy")
+        job_dir = os.path.join(self.root, "busy")
+
+        def tree():
+            # Temporaries of the live supervisor's atomic writes come and go.
+            return sorted(os.path.relpath(os.path.join(d, n), job_dir)
+                          for d, dirs, files in os.walk(job_dir) for n in dirs + files if not n.startswith("."))
+
+        before = tree()
+        result = self.jw("run", "--root", self.root, "--job", "busy", "--replace", "--", "touch",
+                         os.path.join(self.out, "second"))
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("live supervisor", result.stderr)
+        self.assertEqual(tree(), before)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "second")))
+        self.assertEqual(self.status("busy")["state"], "running")
+        self.assertEqual(self.jw("stop", "--root", self.root, "--job", "busy", "--grace", "1s").returncode, 0)
+        self.assertEqual(self.finish(process)[0], 1)
+        self.assert_no_processes_left()
+
+
+class Inspecting(CliTestCase):
+    """`status`, `list`, `clean`, help and version."""
+
+    def test_status_json_reports_a_corrupt_worker_status_file(self):
+        commands = '"$JW" report --message "worker $JOBWARDEN_WORKER_ID"\n' * 2
+        self.run_job("corrupt", "--env", f"JW={CLI}", commands=commands, expect=0)
+        with open(os.path.join(self.root, "corrupt", "workers", "1", "status.json"), "w") as f:
+            f.write('{"schema_version": 1, "state": "runn')
+        status = self.status("corrupt")
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("workers/1/status.json", "not valid JSON")])
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")  # from the supervisor's record
+        self.assertEqual(self.worker(status, "2")["message"], "worker 2")
+        self.assertEqual(status["state"], "succeeded")
+        table = self.jw("status", "--root", self.root, "--job", "corrupt")
+        self.assertEqual(table.returncode, 0)
+        self.assertIn("not valid JSON", table.stdout)
+
+    def test_status_table_shows_states_outcomes_and_progress(self):
+        commands = ('"$JW" report --done 1 --total 4 --message halfway-there\n'
+                    "exit 5\n"
+                    "kill -SEGV $$\n")
+        self.run_job("table", "--env", f"JW={CLI}", commands=commands, expect=1)
+        result = self.jw("status", "--root", self.root, "--job", "table")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        text = result.stdout
+        self.assertIn('job "table" failed', text)
+        self.assertRegex(text, r"1\s+succeeded\s+\[#####\.+\]\s+25%\s+1/4")
+        self.assertRegex(text, r"2\s+failed\s+.*exit 5")
+        self.assertRegex(text, r"3\s+crashed\s+.*SIGSEGV")
+
+    def test_status_watch_ends_with_the_job(self):
+        process = self.start("run", "--root", self.root, "--job", "watched", "--",
+                             "/bin/sh", "-c", "touch $OUT/started; sleep 1")
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "started")), "the worker to start")
+        result = self.jw("status", "--root", self.root, "--job", "watched", "--watch", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        snapshots = [json.loads(line) for line in result.stdout.splitlines()]
+        self.assertEqual(snapshots[0]["state"], "running")
+        self.assertEqual(snapshots[-1]["state"], "succeeded")
+        self.assertEqual(self.finish(process)[0], 0)
+        # On a finished job: one snapshot, then done.
+        result = self.jw("status", "--root", self.root, "--job", "watched", "--watch")
+        self.assertEqual(result.returncode, 0)
+        self.assertEqual(result.stdout.count('job "watched"'), 1)
+
+    def test_list_shows_jobs_with_their_state(self):
+        self.run_job("first", command=["true"], expect=0)
+        self.run_job("second", command=["false"], expect=1)
+        result = self.jw("list", "--root", self.root, "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        jobs = {job["job_id"]: job for job in json.loads(result.stdout)["jobs"]}
+        self.assertEqual({k: v["state"] for k, v in jobs.items()}, {"first": "succeeded", "second": "failed"})
+        self.assertIsNotNone(jobs["first"]["created_at"])
+        self.assertIsNotNone(jobs["second"]["ended_at"])
+        table = self.jw("list", "--root", self.root)
+        self.assertEqual(table.returncode, 0)
+        self.assertRegex(table.stdout, r"(?m)^first\s+succeeded\s+1/1")
+        self.assertRegex(table.stdout, r"(?m)^second\s+failed\s+1/1\s+1")
+        empty = self.jw("list", "--root", os.path.join(self.tmp, "no-such-root"))
+        self.assertEqual(empty.returncode, 0)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "no-such-root")))
+
+    def test_clean_removes_old_finished_jobs_and_keeps_live_ones(self):
+        self.run_job("old", command=["true"], expect=0)
+        live = self.start("run", "--root", self.root, "--job", "live", "--",
+                          "/bin/sh", "-c", "echo up > $OUT/live; exec sleep 300")
+        self.wait_for_files("live")
+        dry = self.jw("clean", "--root", self.root, "--older-than", "0s", "--dry-run")
+        self.assertEqual((dry.returncode, dry.stdout), (0, "would remove old\n"), dry.stderr)
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "old")))
+        recent = self.jw("clean", "--root", self.root, "--older-than", "1h")
+        self.assertEqual((recent.returncode, recent.stdout), (0, ""))
+        result = self.jw("clean", "--root", self.root, "--older-than", "0s", "--verbose")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("removed old\n", result.stdout)
+        self.assertIn("kept live: supervisor alive", result.stdout)
+        self.assertEqual(sorted(os.listdir(self.root)), ["live"])
+        self.assertEqual(self.status("live")["state"], "running")
+        self.assertEqual(self.jw("stop", "--root", self.root, "--job", "live", "--grace", "1s").returncode, 0)
+        self.assertEqual(self.finish(live)[0], 1)
+        self.assert_no_processes_left()
+
+    def test_help_and_version(self):
+        result = self.jw("--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertRegex(result.stdout, r"^jobwarden \d+\.\d+\.\d+\n$")
+        self.assertEqual(self.jw("--help").returncode, 0)
+        for command in ("run", "status", "list", "stop", "clean", "report"):
+            with self.subTest(command=command):
+                result = self.jw(command, "--help")
+                self.assertEqual(result.returncode, 0)
+                self.assertTrue(result.stdout.startswith(f"usage: jobwarden {command}"), result.stdout)
+
+
+class UsageErrors(CliTestCase):
+    """Every usage error: exit 2, one line on stderr naming the problem, nothing on disk."""
+
+    def test_usage_errors_exit_2_with_one_line_and_write_nothing(self):
+        empty = os.path.join(self.tmp, "empty.commands")
+        with open(empty, "w") as f:
+            f.write("# only a comment\n\n   \n")
+        unreadable = os.path.join(self.tmp, "missing.commands")
+        a_file = os.path.join(self.tmp, "a-file")
+        with open(a_file, "w") as f:
+            f.write("x")
+        root = self.root
+        cases = [
+            (["run", "--root", root, "--job", "j", "--bogus", "--", "true"], "--bogus"),
+            (["run", "--root", root, "--job", "j", "--timeout", "5x", "--", "true"], "--timeout"),
+            (["run", "--root", root, "--job", "j", "--grace=-1s", "--", "true"], "--grace"),
+            (["run", "--root", root, "--job", "../escape", "--", "true"], "job id"),
+            (["run", "--root", root, "--job", "", "--", "true"], "job id"),
+            (["run", "--root", root, "--job", "x" * 129, "--", "true"], "job id"),
+            (["run", "--job", "j", "--", "true"], "--root"),
+            (["run", "--root", root, "--", "true"], "--job"),
+            (["run", "--root", root, "--job", "j", "--stop-signal", "SIGNOPE", "--", "true"], "signal"),
+            (["run", "--root", root, "--job", "j", "--jobs", "0", "--", "true"], "--jobs"),
+            (["run", "--root", root, "--job", "j", "--jobs", "two", "--", "true"], "--jobs"),
+            (["run", "--root", root, "--job", "j", "--commands", empty], "no commands"),
+            (["run", "--root", root, "--job", "j", "--commands", unreadable], "cannot read"),
+            (["run", "--root", root, "--job", "j", "--commands", empty, "--", "true"], "not both"),
+            (["run", "--root", root, "--job", "j"], "nothing to run"),
+            (["run", "--root", root, "--job", "j", "--"], "nothing to run"),
+            (["run", "--root", root, "--job", "j", "true"], "unexpected argument"),
+            (["run", "--root", root, "--job", "j", "--restart", "sometimes", "--", "true"], "--restart"),
+            (["run", "--root", root, "--job", "j", "--max-restarts", "2", "--", "true"], "--max-restarts"),
+            (["run", "--root", root, "--job", "j", "--env", "NOVALUE", "--", "true"], "--env"),
+            (["run", "--root", root, "--job", "j", "--cwd", unreadable, "--", "true"], "--cwd"),
+            (["run", "--root", root, "--job", "j", "--timeout", "--", "true"], "--timeout"),
+            (["run", "--root", root, "--job", "j", "--json=yes", "--", "true"], "--json"),
+            (["run", "--root", a_file, "--job", "j", "--", "true"], "not a directory"),
+            (["status", "--root", root, "--job", "nope"], "no job"),
+            (["status", "--root", root, "--job", "a/b"], "job id"),
+            (["status", "--root", root], "--job"),
+            (["stop", "--root", root, "--job", "nope"], "no job"),
+            (["stop", "--root", root, "--job", "j", "--grace", "soon"], "--grace"),
+            (["list"], "--root"),
+            (["list", "--root", root, "extra"], "unexpected argument"),
+            (["clean", "--root", root], "--older-than"),
+            (["clean", "--root", root, "--older-than", "old"], "--older-than"),
+            (["frobnicate"], "unknown command"),
+            ([], "missing command"),
+        ]
+        for args, named in cases:
+            with self.subTest(args=args):
+                result = self.jw(*args)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn(named, lines[0])
+                self.assertEqual(result.stdout, "")
+                self.assertFalse(os.path.exists(root), "the root was created")
+        self.assert_no_processes_left()
+
+
+if __name__ == "__main__":
+    for argument in list(sys.argv[1:]):
+        if argument.startswith("--cli="):
+            CLI = argument[len("--cli="):]
+            sys.argv.remove(argument)
+    unittest.main()

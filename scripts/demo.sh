@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target supervise_demo
-./build/examples/supervise_demo
+cmake --build build -j"$(nproc)" --target repo_scanner
+./build/examples/repo_scanner

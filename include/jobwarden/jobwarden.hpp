@@ -10,6 +10,7 @@
 #include "jobwarden/job_supervisor.hpp"
 #include "jobwarden/launcher.hpp"
 #include "jobwarden/signals.hpp"
+#include "jobwarden/slurm_launcher.hpp"
 #include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/version.hpp"
 #include "jobwarden/worker_spec.hpp"

@@ -68,6 +68,8 @@ struct SupervisorOptions {
   /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
   /// processes proven to be the recorded ones — and marked `lost`.
   std::chrono::milliseconds recovery_grace{10'000};
+  /// How `status()` reads the job (e.g. `stale_after`).
+  StatusAggregatorOptions status_options{};
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
   /// Run the orphan guard: a sentinel process that kills every running
@@ -255,7 +257,7 @@ class JobSupervisor {
       ec = make_error_code(errc::invalid_argument);
       return {};
     }
-    if (!s.aggregator) s.aggregator.emplace(s.options.root);
+    if (!s.aggregator) s.aggregator.emplace(s.options.root, s.options.status_options);
     return s.aggregator->read(s.options.job_id, ec);
   }
 

@@ -246,6 +246,9 @@ class WorkerStatusWriter {
     });
   }
 
+  /// JSON form, so `result({{"manifests", list}})` works with braces.
+  std::error_code result(const nlohmann::json& value) noexcept { return result<nlohmann::json>(value); }
+
   /// Records why the worker is failing, written at once. (The state is left
   /// alone: set it too, or let the exit code speak.)
   std::error_code set_error(std::string why) noexcept {

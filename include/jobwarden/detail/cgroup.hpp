@@ -128,6 +128,7 @@ class CgroupTree {
   /// processes are still dying is retried by `collect_garbage`.
   void retire(const std::string& dir) {
     if (dir.empty()) return;
+    if (::rmdir(dir.c_str()) == 0 || errno != EBUSY) return;  // usually empty already: no kill needed
     cgroup_kill(dir);
     if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
   }

@@ -1,85 +1,475 @@
-// Spawn throughput: N short workers (/bin/true) under full supervision against
-// a plain posix_spawn + waitpid loop, alternating rounds in one process and
-// printing the median ratio (robust on a noisy shared machine).
+// Spawn throughput (benchmarks 1 and 2 of issue 6).
 //
-//   bench_spawn [N] [ROUNDS] [CONCURRENCY]
+// N short workers (/bin/true) at concurrency 1 and 2 under full supervision
+// (own process group, pidfd, orphan guard, status records under `root` once
+// the supervisor writes them) against, in the same process and alternating
+// within each round:
+//   - a plain posix_spawn + waitpid loop (the floor),
+//   - Boost.Process v1 (when built with Boost: bp::child + wait),
+//   - Python asyncio.create_subprocess_exec with a semaphore and an atomic
+//     JSON status file per job (python_asyncio_baseline.py, run as a child;
+//     it times its own event loop, not its interpreter's start-up).
+// Prints the median over rounds of each per-round throughput ratio.
+//
+// With --big-host the process first holds --host-mib of touched memory in
+// alternate rounds and reports each library's throughput with/without it
+// (fork copies page tables: ~37 ms per GiB here; vfork-style spawns do not),
+// the supervisor's construction time with/without it, and what the orphan
+// guard (a fork of the host) costs a host that rewrites its memory.
+//
+//   bench_spawn [--n 1000] [--rounds 5] [--concurrency 1,2] [--disk-dir /tmp]
+//               [--tmpfs-dir /dev/shm] [--no-python] [--python python3]
+//               [--python-script PATH] [--variants LIST] [--big-host [--host-mib 1024]] [--smoke]
+//
+// --variants picks among plain, jobwarden, jobwarden_disk, jobwarden_tmpfs,
+// boost, python, python_nostatus (the default set) and jobwarden_noguard,
+// jobwarden_nocgroups (what the orphan guard and per-worker cgroups cost).
+// --big-host runs 200 workers unless --n says otherwise.
 #include <spawn.h>
 #include <sys/wait.h>
 
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
+#include <deque>
+#include <optional>
+
+#if JOBWARDEN_BENCH_BOOST
+#include <boost/process.hpp>
+#endif
 
 #include <jobwarden/jobwarden.hpp>
+
+#include "bench_common.hpp"
 
 extern char** environ;
 
 namespace {
-using seconds_d = std::chrono::duration<double>;
+using jwbench::figure;
+using jwbench::median;
+using jwbench::note;
+using jwbench::now_ns;
+using jwbench::seconds_since;
 
+constexpr const char* program = "/bin/true";
+
+/// The floor: posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)) and waitpid
+/// for the oldest child, like a careful host that waits on specific pids.
 double plain_loop(int n, int concurrency) {
-  auto start = std::chrono::steady_clock::now();
+  jwbench::ChildGuard guard;
   char arg0[] = "/bin/true";
   char* argv[] = {arg0, nullptr};
-  int running = 0, started = 0;
-  std::vector<pid_t> pids;
-  while (started < n || running > 0) {
-    while (started < n && running < concurrency) {
+  std::deque<pid_t> running;
+  int started = 0;
+  long long start = now_ns();
+  while (started < n || !running.empty()) {
+    while (started < n && static_cast<int>(running.size()) < concurrency) {
       pid_t pid;
-      if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) std::abort();
-      pids.push_back(pid);
-      ++running;
+      int rc = posix_spawn(&pid, program, nullptr, nullptr, argv, environ);
+      if (rc != 0) throw std::runtime_error(std::string("posix_spawn: ") + std::strerror(rc));
+      guard.add(pid);
+      running.push_back(pid);
       ++started;
     }
-    // Wait for the oldest (specific pids, like a careful host would).
-    pid_t pid = pids.front();
-    pids.erase(pids.begin());
-    int status;
-    waitpid(pid, &status, 0);
-    --running;
+    pid_t pid = running.front();
+    running.pop_front();
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    guard.reaped(pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("plain: /bin/true failed");
   }
-  return seconds_d(std::chrono::steady_clock::now() - start).count();
+  return seconds_since(start);
 }
 
-double supervised(int n, int concurrency) {
-  auto start = std::chrono::steady_clock::now();
-  jobwarden::SupervisorOptions options;
-  options.max_concurrency = static_cast<std::size_t>(concurrency);
-  jobwarden::JobSupervisor<> supervisor(options);
-  jobwarden::WorkerSpec spec;
-  spec.argv = {"/bin/true"};
-  spec.stdout_spec = jobwarden::OutputSpec::inherit();
-  for (int i = 0; i < n; ++i) supervisor.submit(spec);
-  supervisor.wait_all();
-  for (const auto& w : supervisor.workers()) {
-    if (w.state != jobwarden::WorkerState::succeeded) std::abort();
+#if JOBWARDEN_BENCH_BOOST
+/// Boost.Process v1: fork + exec with an error pipe; waits for the oldest.
+double boost_loop(int n, int concurrency) {
+  namespace bp = boost::process;
+  std::deque<bp::child> running;  // a bp::child still running when destroyed is killed
+  int started = 0;
+  long long start = now_ns();
+  while (started < n || !running.empty()) {
+    while (started < n && static_cast<int>(running.size()) < concurrency) {
+      running.emplace_back(bp::exe = program, bp::std_in < bp::null);
+      ++started;
+    }
+    running.front().wait();
+    if (running.front().exit_code() != 0) throw std::runtime_error("boost: /bin/true failed");
+    running.pop_front();
   }
-  return seconds_d(std::chrono::steady_clock::now() - start).count();
+  return seconds_since(start);
+}
+#endif
+
+struct SupervisedRun {
+  double seconds = 0;
+  double construct_seconds = 0;
+  bool records = false;  ///< the supervisor wrote <root>/<job>/job.json
+  bool cgroups = false;  ///< workers ran in their own cgroups
+  std::string no_cgroups_reason;
+};
+
+/// jobwarden: construct a supervisor (orphan guard on), submit N, wait_all,
+/// destroy it (guard reaped). All of it is timed: it is what a job costs.
+/// What a supervised run turns off (only for measuring what each part costs).
+struct Without {
+  bool guard = false;
+  bool cgroups = false;
+};
+
+SupervisedRun supervised(int n, int concurrency, const std::string& root_base, const std::string& job_id,
+                         Without without = {}) {
+  std::optional<jwbench::TempDir> root;
+  if (!root_base.empty()) root.emplace(root_base, "jwbench-root");
+  SupervisedRun run;
+  long long start = now_ns();
+  {
+    jobwarden::SupervisorOptions options;
+    options.job_id = job_id;
+    options.root = root ? root->path() : std::string();
+    options.max_concurrency = static_cast<std::size_t>(concurrency);
+    options.orphan_guard = !without.guard;
+    options.use_cgroups = !without.cgroups;
+    jobwarden::JobSupervisor<> supervisor(options);
+    run.construct_seconds = seconds_since(start);
+    if (supervisor.guard_active() == without.guard) throw std::runtime_error("the orphan guard did not start");
+    run.cgroups = supervisor.cgroups_active();
+    if (!run.cgroups) run.no_cgroups_reason = supervisor.cgroups_unavailable_reason();
+    jobwarden::WorkerSpec spec;
+    spec.argv = {program};
+    for (int i = 0; i < n; ++i) supervisor.submit(spec);
+    // Bounded, so a supervisor bug shows as a failure instead of a hang.
+    auto limit = std::chrono::milliseconds(std::max(60'000LL, 50LL * n));
+    if (!supervisor.wait_all(limit)) throw std::runtime_error("jobwarden: wait_all timed out");
+    // No more work: the job's final state is written (finish() before the
+    // workers are done would stop queued workers from starting in this tree).
+    supervisor.finish();
+    supervisor.wait_all(limit);
+    for (const auto& worker : supervisor.workers()) {
+      if (worker.state != jobwarden::WorkerState::succeeded) {
+        throw std::runtime_error("jobwarden: worker " + worker.id + " ended " +
+                                 std::string(jobwarden::to_string(worker.state)) + " " + worker.error);
+      }
+    }
+  }
+  run.seconds = seconds_since(start);
+  if (root) {
+    std::string job_file = jwbench::read_text(root->path() + "/" + job_id + "/job.json");
+    run.records = !job_file.empty();
+    if (run.records && job_file.find("\"succeeded\"") == std::string::npos) {
+      throw std::runtime_error("job.json does not record a succeeded job: " + job_file.substr(0, 200));
+    }
+  }
+  return run;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+struct PythonSetup {
+  std::string interpreter;
+  std::string script;
+};
+
+/// Runs the Python baseline once; returns the time its event loop took.
+double python_run(const PythonSetup& py, int n, int concurrency, const std::string& status_base,
+                  bool with_status) {
+  std::optional<jwbench::TempDir> dir;
+  std::string cmd = py.interpreter + " '" + py.script + "' --n " + std::to_string(n) + " --concurrency " +
+                    std::to_string(concurrency);
+  if (with_status) {
+    dir.emplace(status_base, "jwbench-py");
+    cmd += " --status-dir '" + dir->path() + "'";
+  } else {
+    cmd += " --no-status";
+  }
+  std::string out;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen python");
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
+  int status = ::pclose(pipe);
+  auto json = nlohmann::json::parse(out, nullptr, false);
+  if (status != 0 || json.is_discarded() || json.value("failed", 1) != 0) {
+    throw std::runtime_error("python baseline failed: " + out);
+  }
+  return json["elapsed_seconds"].get<double>();
+}
+
+bool python_works(const PythonSetup& py) {
+  if (py.script.empty() || ::access(py.script.c_str(), R_OK) != 0) return false;
+  std::string cmd = py.interpreter + " -c 'import asyncio' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+void print_machine() {
+  const auto& f = jobwarden::detail::features();
+  note("machine: %ld CPUs, pidfd %s, close_range %s, vfork spawn %s\n", ::sysconf(_SC_NPROCESSORS_ONLN),
+       f.pidfd ? "yes" : "no", f.close_range ? "yes" : "no", f.vfork_spawn ? "yes" : "no");
+}
+
+// ---------------------------------------------------------------------------
+
+int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::vector<int>& concurrencies,
+                     const std::string& disk_dir, const std::string& tmpfs_dir) {
+  PythonSetup py{args.str("python", "python3"), args.str("python-script", JOBWARDEN_BENCH_PYTHON_SCRIPT)};
+  std::string requested = args.str("variants", "python");
+  bool have_python = !args.has("no-python") && requested.find("python") != std::string::npos && python_works(py);
+  bool have_boost = JOBWARDEN_BENCH_BOOST != 0;
+  note("spawn throughput: %d x %s, %d round(s), status dirs: disk %s (%s), tmpfs %s (%s)\n", n, program, rounds,
+       disk_dir.c_str(), jwbench::filesystem_name(disk_dir).c_str(), tmpfs_dir.c_str(),
+       jwbench::filesystem_name(tmpfs_dir).c_str());
+  if (!have_boost) note("Boost.Process baseline: not built (Boost 1.74 not found at configure time)\n");
+  if (!have_python) note("Python baseline: skipped (no python3 with asyncio, or --no-python)\n");
+
+  enum Variant {
+    plain, jw_bare, jw_disk, jw_tmpfs, boost, py_status, py_bare, jw_noguard, jw_nocgroups, variant_count
+  };
+  const char* names[variant_count] = {"plain posix_spawn+waitpid",     "jobwarden, no root",
+                                      "jobwarden, root on disk",       "jobwarden, root on tmpfs",
+                                      "Boost.Process v1",              "Python asyncio + status files",
+                                      "Python asyncio, no status",     "jobwarden, no root, no guard",
+                                      "jobwarden, no root, no cgroups"};
+  const char* keys[variant_count] = {"plain",  "jobwarden",       "jobwarden_disk",     "jobwarden_tmpfs",
+                                     "boost",  "python",          "python_nostatus",    "jobwarden_noguard",
+                                     "jobwarden_nocgroups"};
+  // --variants plain,jobwarden,... picks variants (to profile one path, or to
+  // price the guard and the cgroups: jobwarden_noguard, jobwarden_nocgroups).
+  std::string wanted = "," + args.str("variants", "plain,jobwarden,jobwarden_disk,jobwarden_tmpfs,boost,python,"
+                                                  "python_nostatus") + ",";
+  auto enabled = [&](int v) {
+    if (v == boost && !have_boost) return false;
+    if ((v == py_status || v == py_bare) && !have_python) return false;
+    return wanted.find(std::string(",") + keys[v] + ",") != std::string::npos;
+  };
+  std::string cgroups_note;
+  bool records_seen = false, records_missing = false;
+  for (int concurrency : concurrencies) {
+    std::vector<double> times[variant_count], host_cpu[variant_count];
+    std::vector<double> r_disk, r_tmpfs, r_bare, r_py, r_py_bare, r_boost, r_noguard, r_nocgroups;
+    for (int round = 0; round < rounds; ++round) {
+      double t[variant_count] = {};
+      for (int v : jwbench::round_order(variant_count, round)) {
+        if (!enabled(v)) continue;
+        std::string job = "spawn-c" + std::to_string(concurrency) + "-r" + std::to_string(round);
+        double cpu0 = jwbench::self_cpu_seconds();
+        switch (v) {
+          case plain: t[v] = plain_loop(n, concurrency); break;
+          case jw_bare: {
+            SupervisedRun run = supervised(n, concurrency, "", job);
+            t[v] = run.seconds;
+            cgroups_note = run.cgroups ? "each worker in its own cgroup v2" : "no cgroups: " + run.no_cgroups_reason;
+            break;
+          }
+          case jw_noguard: t[v] = supervised(n, concurrency, "", job, {true, false}).seconds; break;
+          case jw_nocgroups: t[v] = supervised(n, concurrency, "", job, {false, true}).seconds; break;
+          case jw_disk:
+          case jw_tmpfs: {
+            SupervisedRun run = supervised(n, concurrency, v == jw_disk ? disk_dir : tmpfs_dir, job);
+            (run.records ? records_seen : records_missing) = true;
+            t[v] = run.seconds;
+            break;
+          }
+          case boost:
+#if JOBWARDEN_BENCH_BOOST
+            t[v] = boost_loop(n, concurrency);
+#endif
+            break;
+          case py_status:
+            if (have_python) t[v] = python_run(py, n, concurrency, disk_dir, true);
+            break;
+          case py_bare:
+            if (have_python) t[v] = python_run(py, n, concurrency, disk_dir, false);
+            break;
+        }
+        host_cpu[v].push_back(jwbench::self_cpu_seconds() - cpu0);
+      }
+      for (int v = 0; v < variant_count; ++v) times[v].push_back(t[v]);
+      auto ratio = [&](std::vector<double>& into, int numerator, int denominator) {
+        if (enabled(numerator) && enabled(denominator)) into.push_back(t[numerator] / t[denominator]);
+      };
+      ratio(r_disk, plain, jw_disk);
+      ratio(r_tmpfs, plain, jw_tmpfs);
+      ratio(r_bare, plain, jw_bare);
+      ratio(r_boost, boost, jw_disk);
+      ratio(r_py, py_status, jw_disk);
+      ratio(r_py_bare, py_bare, jw_bare);
+      ratio(r_noguard, plain, jw_noguard);
+      ratio(r_nocgroups, plain, jw_nocgroups);
+    }
+    note("\nconcurrency %d, median throughput over %d round(s) (host CPU: this process only):\n", concurrency,
+         rounds);
+    for (int v = 0; v < variant_count; ++v) {
+      if (!enabled(v)) continue;
+      bool python = v == py_status || v == py_bare;
+      note("  %-32s %9.0f workers/s  (%7.1f us/worker", names[v], n / median(times[v]), median(times[v]) / n * 1e6);
+      if (python) note(")\n");
+      else note(", host CPU %6.1f us/worker)\n", median(host_cpu[v]) / n * 1e6);
+    }
+    std::string c = "spawn.c" + std::to_string(concurrency);
+    auto report = [&](const std::string& name, std::vector<double>& r, const char* target, double limit) {
+      if (r.empty()) return;
+      if (target == nullptr) figure(c + "." + name, median(r), "x");
+      else figure(c + "." + name, median(r), "x", target, median(r) >= limit);
+    };
+    report("jobwarden_disk_vs_plain", r_disk, ">= 0.85", 0.85);
+    report("jobwarden_tmpfs_vs_plain", r_tmpfs, ">= 0.90", 0.90);
+    report("jobwarden_noroot_vs_plain", r_bare, nullptr, 0);
+    report("jobwarden_disk_vs_python_status", r_py, ">= 1.4", 1.4);
+    report("jobwarden_noroot_vs_python_nostatus", r_py_bare, nullptr, 0);
+    report("jobwarden_disk_vs_boost", r_boost, nullptr, 0);
+    report("jobwarden_noguard_vs_plain", r_noguard, nullptr, 0);
+    report("jobwarden_nocgroups_vs_plain", r_nocgroups, nullptr, 0);
+    for (int v : {plain, jw_bare, jw_disk, boost, jw_noguard, jw_nocgroups}) {
+      if (!enabled(v)) continue;
+      figure(c + "." + keys[v] + "_us_per_worker", median(times[v]) / n * 1e6, "us");
+      figure(c + "." + keys[v] + "_host_cpu_us_per_worker", median(host_cpu[v]) / n * 1e6, "us");
+    }
+  }
+  if (!cgroups_note.empty()) note("\njobwarden workers: %s\n", cgroups_note.c_str());
+  if (records_missing) {
+    note("\nNOTE: the supervisor wrote no status records under `root` (no <root>/<job>/job.json):\n"
+         "      this tree's JobSupervisor does not use SupervisorOptions::root yet, so every\n"
+         "      jobwarden figure above is WITHOUT status records on disk.\n");
+  } else if (records_seen) {
+    note("\nstatus records: written by the supervisor under root (job.json final state checked)\n");
+  }
+  return 0;
+}
+
+/// Finds the orphan guard of a live supervisor of ours (comm "jobwarden-guard").
+int find_guard_pid() {
+  auto guards = jwbench::our_children(/*include_guards=*/true);
+  for (const auto& p : guards) {
+    if (p.comm == "jobwarden-guard") return p.pid;
+  }
+  return 0;
+}
+
+long long smaps_rollup_kib(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  std::string key = std::string(field) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) return std::atoll(line.c_str() + key.size());
+  }
+  return -1;
+}
+
+int big_host_suite(const jwbench::Args& args, int n, int rounds, const std::vector<int>& concurrencies,
+                   const std::string& status_dir) {
+  std::size_t host_bytes = static_cast<std::size_t>(args.num("host-mib", args.has("smoke") ? 64 : 1024)) << 20;
+  bool have_boost = JOBWARDEN_BENCH_BOOST != 0;
+  note("big host: %d x %s, %d round(s), host memory %zu MiB touched in alternate phases\n", n, program, rounds,
+       host_bytes >> 20);
+  if (!have_boost) note("Boost.Process baseline: not built (Boost 1.74 not found at configure time)\n");
+  enum Variant { plain, jw, boost, variant_count };
+  const char* names[variant_count] = {"plain posix_spawn", "jobwarden (root on tmpfs)", "Boost.Process v1 (fork)"};
+  std::vector<double> construct_small, construct_big;
+  for (int concurrency : concurrencies) {
+    std::vector<double> ratio[variant_count];
+    std::vector<double> small_t[variant_count], big_t[variant_count];
+    for (int round = 0; round < rounds; ++round) {
+      double t[2][variant_count] = {};
+      for (int phase_index = 0; phase_index < 2; ++phase_index) {
+        int phase = (phase_index + round) % 2;  // 0: small host, 1: big host; alternate which is first
+        jwbench::TouchedMemory memory(phase == 1 ? host_bytes : 0);
+        for (int v : jwbench::round_order(variant_count, round)) {
+          std::string job = "big-c" + std::to_string(concurrency) + "-r" + std::to_string(round) + "-p" +
+                            std::to_string(phase);
+          switch (v) {
+            case plain: t[phase][v] = plain_loop(n, concurrency); break;
+            case jw: {
+              // Records on tmpfs: this figure is about the host's size, and
+              // a slow disk's noise would drown it (see the throughput suite).
+              SupervisedRun run = supervised(n, concurrency, status_dir, job);
+              t[phase][v] = run.seconds;
+              (phase == 1 ? construct_big : construct_small).push_back(run.construct_seconds);
+              break;
+            }
+            case boost:
+#if JOBWARDEN_BENCH_BOOST
+              t[phase][v] = boost_loop(n, concurrency);
+#endif
+              break;
+          }
+        }
+      }
+      for (int v = 0; v < variant_count; ++v) {
+        small_t[v].push_back(t[0][v]);
+        big_t[v].push_back(t[1][v]);
+        if (t[1][v] > 0) ratio[v].push_back(t[0][v] / t[1][v]);
+      }
+    }
+    note("\nconcurrency %d, median us/worker without -> with %zu MiB host:\n", concurrency, host_bytes >> 20);
+    for (int v = 0; v < variant_count; ++v) {
+      if (v == boost && !have_boost) continue;
+      note("  %-26s %8.1f -> %8.1f us/worker   throughput with/without %.3f\n", names[v],
+           median(small_t[v]) / n * 1e6, median(big_t[v]) / n * 1e6, median(ratio[v]));
+    }
+    std::string c = "bighost.c" + std::to_string(concurrency);
+    figure(c + ".jobwarden_with_vs_without", median(ratio[jw]), "x", ">= 0.90", median(ratio[jw]) >= 0.90);
+    figure(c + ".plain_with_vs_without", median(ratio[plain]), "x");
+    if (have_boost) figure(c + ".boost_with_vs_without", median(ratio[boost]), "x");
+  }
+  figure("bighost.supervisor_construct_small_host", median(construct_small) * 1e3, "ms");
+  figure("bighost.supervisor_construct_big_host", median(construct_big) * 1e3, "ms");
+
+  // What the orphan guard (a fork of the host that lives as long as the
+  // supervisor) costs a host that keeps writing its memory: every page it
+  // writes is copied once, and the guard keeps the original.
+  std::vector<double> rewrite_alone, rewrite_guarded, rewrite_unguarded;
+  long long guard_pss = -1, guard_private = -1;
+  jwbench::TouchedMemory memory(host_bytes);
+  for (int round = 0; round < rounds; ++round) {
+    long long t0 = now_ns();
+    memory.touch(static_cast<unsigned char>(round + 2));
+    rewrite_alone.push_back(seconds_since(t0));
+    for (bool guard : {true, false}) {
+      jobwarden::SupervisorOptions options;
+      options.orphan_guard = guard;
+      jobwarden::JobSupervisor<> supervisor(options);
+      long long t1 = now_ns();
+      memory.touch(static_cast<unsigned char>(round + 3));
+      (guard ? rewrite_guarded : rewrite_unguarded).push_back(seconds_since(t1));
+      if (guard) {
+        if (int pid = find_guard_pid()) {
+          guard_pss = smaps_rollup_kib(pid, "Pss");
+          guard_private = smaps_rollup_kib(pid, "Private_Dirty");
+        }
+      }
+    }
+  }
+  note("\nhost rewrites its %zu MiB (one byte per page), median over %d round(s):\n", host_bytes >> 20, rounds);
+  note("  no supervisor: %.1f ms; supervisor without guard: %.1f ms; supervisor with guard: %.1f ms\n",
+       median(rewrite_alone) * 1e3, median(rewrite_unguarded) * 1e3, median(rewrite_guarded) * 1e3);
+  note("  the guard process then holds Pss %lld KiB, Private_Dirty %lld KiB (the pages the host rewrote)\n",
+       guard_pss, guard_private);
+  figure("bighost.rewrite_tax_with_guard", (median(rewrite_guarded) - median(rewrite_alone)) * 1e3, "ms");
+  figure("bighost.guard_private_dirty", static_cast<double>(guard_private) / 1024.0, "MiB");
+  return 0;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 1000;
-  int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
-  int concurrency = argc > 3 ? std::atoi(argv[3]) : 1;
-  std::vector<double> plain, ours, ratio;
-  for (int r = 0; r < rounds; ++r) {
-    double a = plain_loop(n, concurrency);
-    double b = supervised(n, concurrency);
-    plain.push_back(a);
-    ours.push_back(b);
-    ratio.push_back(a / b);  // throughput ratio: jobwarden / plain
+  try {
+    jwbench::Args args(argc, argv);
+    bool smoke = args.has("smoke");
+    // Big host: 200 workers, since a fork-based spawn of a 1 GiB host takes ~60 ms here.
+    int n = static_cast<int>(args.num("n", smoke ? 20 : args.has("big-host") ? 200 : 1000));
+    int rounds = static_cast<int>(args.num("rounds", smoke ? 1 : 5));
+    std::vector<int> concurrencies = args.list("concurrency", "1,2");
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string disk_dir = args.str("disk-dir", tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp");
+    std::string tmpfs_dir = args.str("tmpfs-dir", "/dev/shm");
+    if (::access(tmpfs_dir.c_str(), W_OK) != 0) tmpfs_dir = disk_dir;
+    print_machine();
+    int rc;
+    if (args.has("big-host")) {
+      rc = big_host_suite(args, n, rounds, concurrencies, tmpfs_dir);
+    } else {
+      rc = throughput_suite(args, n, rounds, concurrencies, disk_dir, tmpfs_dir);
+    }
+    if (!jwbench::check_nothing_left()) return 1;
+    note("nothing left behind: ok\n");
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_spawn: %s\n", e.what());
+    return 1;
   }
-  std::printf("spawn %d x /bin/true, concurrency %d, %d rounds (median)\n", n, concurrency, rounds);
-  std::printf("  plain posix_spawn+waitpid: %8.1f workers/s\n", n / median(plain));
-  std::printf("  jobwarden JobSupervisor:   %8.1f workers/s\n", n / median(ours));
-  std::printf("  throughput ratio jobwarden/plain: %.3f\n", median(ratio));
-  return 0;
 }

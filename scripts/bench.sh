@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds jobwarden's benchmarks in Release and runs the suite (issue 6).
+#
+#   scripts/bench.sh                 the full suite (about 10 minutes on 2 cores)
+#   scripts/bench.sh --smoke         small N, one round (what CI's `bench` ctests run)
+#   scripts/bench.sh --only spawn    one benchmark: spawn big_host latency status idle scale
+#
+# Environment: BUILD_DIR (default build-bench), JOBS (default nproc).
+# Each benchmark runs jobwarden and its baselines alternating in one process
+# and prints the median per-round ratio; every figure is also printed as a
+# `FIGURE name value unit [target ...: met|MISSED]` line, collected at the end.
+# Timing is reported, never asserted: the exit status is non-zero only when a
+# benchmark fails or leaves a process behind.
+# The Boost.Process baseline needs Boost 1.74 headers (Debian: libboost1.74-dev)
+# at configure time; the Python baseline needs python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=""
+only=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke="--smoke" ;;
+    --only) shift; only+=("$1") ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+build_dir="${BUILD_DIR:-build-bench}"
+jobs="${JOBS:-$(nproc)}"
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DJOBWARDEN_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build_dir" -j"$jobs" --target jobwarden_bench_worker bench_spawn bench_latency bench_status \
+  bench_idle bench_scale
+bench="$(cd "$build_dir/tests/bench" && pwd)"
+python_args=(--python "$(command -v python3 || echo python3)")
+command -v python3 >/dev/null || python_args=(--no-python)
+
+declare -A commands=(
+  [spawn]="$bench/bench_spawn $smoke ${python_args[*]}"
+  [big_host]="$bench/bench_spawn --big-host $smoke"
+  [latency]="$bench/bench_latency $smoke"
+  [status]="$bench/bench_status $smoke"
+  [idle]="$bench/bench_idle $smoke"
+  [scale]="$bench/bench_scale $smoke"
+)
+order=(spawn big_host latency status idle scale)
+[ ${#only[@]} -gt 0 ] && order=("${only[@]}")
+
+log="$(mktemp "${TMPDIR:-/tmp}/jobwarden-bench.XXXXXX")"
+trap 'rm -f "$log"' EXIT
+status=0
+for name in "${order[@]}"; do
+  cmd="${commands[$name]:-}"
+  if [ -z "$cmd" ]; then echo "bench.sh: no benchmark named $name" >&2; exit 2; fi
+  echo "=== $name: $cmd"
+  if ! $cmd | tee -a "$log"; then
+    echo "bench.sh: $name FAILED" >&2
+    status=1
+  fi
+done
+
+# Nothing may be left running: every benchmark reaps what it starts. Workers,
+# shells and orphan guards all carry the benchmark directory in their command
+# line (a guard is a fork of its benchmark).
+leftovers="$(ps -eo pid,ppid,stat,args | awk -v dir="$bench/" 'index($0, dir) && !/awk/')"
+if [ -n "$leftovers" ]; then
+  echo "bench.sh: processes left behind:" >&2
+  echo "$leftovers" >&2
+  status=1
+fi
+
+echo
+echo "=== summary (median per-round figures)"
+grep '^FIGURE' "$log" | sed 's/^FIGURE //'
+missed="$(grep -c 'MISSED' "$log" || true)"
+echo "targets missed: $missed"
+exit $status

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""The Python baseline of bench_spawn: the seeds' design, standard library only.
+
+N workers through asyncio.create_subprocess_exec, at most CONCURRENCY at once
+(an asyncio.Semaphore), each with a JSON status file written atomically
+(temporary file + os.replace) when it starts and when it ends.
+
+    python_asyncio_baseline.py --n 1000 --concurrency 2 --status-dir DIR [--no-status]
+
+Prints one JSON object: {"elapsed_seconds": ..., "n": ..., "failed": ...}.
+The time covers the event loop's work only (not the interpreter's start-up),
+which is the part a long-lived Python service pays per job.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def write_status_atomically(directory, job_id, status):
+    """The seeds' atomic status write: a temporary file, then os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{job_id}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(status, out)
+        os.replace(tmp, os.path.join(directory, f"{job_id}.json"))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+async def run_one(job_id, argv, semaphore, status_dir):
+    async with semaphore:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL)
+        if status_dir:
+            write_status_atomically(status_dir, job_id, {
+                "id": job_id, "state": "running", "pid": proc.pid,
+                "started_at": time.time()})
+        code = await proc.wait()
+        if status_dir:
+            write_status_atomically(status_dir, job_id, {
+                "id": job_id, "state": "succeeded" if code == 0 else "failed",
+                "pid": proc.pid, "exit_code": code, "ended_at": time.time()})
+        return code
+
+
+async def run_all(n, concurrency, argv, status_dir):
+    semaphore = asyncio.Semaphore(concurrency)
+    tasks = [run_one(str(i + 1), argv, semaphore, status_dir) for i in range(n)]
+    return await asyncio.gather(*tasks)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--status-dir", default="")
+    parser.add_argument("--no-status", action="store_true")
+    parser.add_argument("argv", nargs="*", default=["/bin/true"])
+    args = parser.parse_args()
+    status_dir = "" if args.no_status else args.status_dir
+    if not args.no_status and not status_dir:
+        parser.error("--status-dir is required unless --no-status")
+
+    start = time.perf_counter()
+    codes = asyncio.run(run_all(args.n, args.concurrency, args.argv, status_dir))
+    elapsed = time.perf_counter() - start
+
+    failed = sum(1 for code in codes if code != 0)
+    if status_dir:
+        files = [name for name in os.listdir(status_dir) if name.endswith(".json")]
+        if len(files) != args.n:
+            failed += args.n - len(files)
+    json.dump({"elapsed_seconds": elapsed, "n": args.n, "concurrency": args.concurrency,
+               "failed": failed, "status_files": bool(status_dir)}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,8 @@
 // checking that processes are really gone.
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -115,5 +118,41 @@ class KillOnExit {
 };
 
 inline const char* test_worker() { return JOBWARDEN_TEST_WORKER; }
+
+/// A FIFO a worker's stdout goes to, so a test can wait for the worker's
+/// "ready" line as an event rather than sleeping. Open for reading before the
+/// supervisor opens it for writing (so that open does not block).
+class ReadyPipe {
+ public:
+  explicit ReadyPipe(const std::string& path) : path_(path) {
+    if (::mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error("open " + path);
+  }
+  ~ReadyPipe() { ::close(fd_); }
+  ReadyPipe(const ReadyPipe&) = delete;
+  ReadyPipe& operator=(const ReadyPipe&) = delete;
+  const std::string& path() const { return path_; }
+  /// Waits (bounded) until the worker wrote "ready".
+  bool wait_ready(int timeout_ms = 20000) {
+    std::string seen;
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (seen.find("ready") == std::string::npos) {
+      pollfd pfd{fd_, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      ::poll(&pfd, 1, static_cast<int>(left.count()));
+      char buffer[64];
+      ssize_t n = ::read(fd_, buffer, sizeof buffer);
+      if (n > 0) seen.append(buffer, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 }  // namespace jwtest

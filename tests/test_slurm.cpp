@@ -135,36 +135,6 @@ WorkerSpec with_escaped_grandchild(const jwtest::TempDir& dir, const std::string
                     (dir / (name + ".task")) + "; sleep 300"});
 }
 
-/// Waits for the "ready" line a worker prints into a FIFO (see test_stop.cpp).
-class ReadyPipe {
- public:
-  explicit ReadyPipe(const std::string& path) : path_(path) {
-    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
-    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    REQUIRE(fd_ >= 0);
-  }
-  ~ReadyPipe() { ::close(fd_); }
-  const std::string& path() const { return path_; }
-  bool wait_ready(int timeout_ms = 20000) {
-    std::string seen;
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (seen.find("ready") == std::string::npos) {
-      pollfd pfd{fd_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      ::poll(&pfd, 1, static_cast<int>(left.count()));
-      char buffer[64];
-      ssize_t n = ::read(fd_, buffer, sizeof buffer);
-      if (n > 0) seen.append(buffer, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 
 }  // namespace
 
@@ -429,7 +399,7 @@ TEST_CASE("a timed-out Slurm worker's grandchildren are killed too, escaped ones
 TEST_CASE("cancelling a Slurm worker sends SIGTERM first and ends it cancelled") {
   REQUIRE_SLURM_OR_SKIP();
   jwtest::TempDir dir;
-  ReadyPipe ready(dir / "ready.fifo");
+  jwtest::ReadyPipe ready(dir / "ready.fifo");
   auto job = unique_job_id("cancel");
   JobSupervisor<> supervisor(slurm_supervisor(job));
   auto spec = quiet({jwtest::test_worker(), "trap-term", "100"});
@@ -453,7 +423,7 @@ TEST_CASE("cancelling a Slurm worker sends SIGTERM first and ends it cancelled")
 TEST_CASE("a Slurm worker that ignores SIGTERM is killed after the grace period") {
   REQUIRE_SLURM_OR_SKIP();
   jwtest::TempDir dir;
-  ReadyPipe ready(dir / "ready.fifo");
+  jwtest::ReadyPipe ready(dir / "ready.fifo");
   auto job = unique_job_id("ignore");
   JobSupervisor<> supervisor(slurm_supervisor(job));
   auto spec = quiet({jwtest::test_worker(), "ignore-term"});

@@ -29,37 +29,6 @@ WorkerSpec with_grandchild(const std::string& pid_file) {
   return quiet({"/bin/sh", "-c", "sleep 100 & echo $! > " + pid_file + "; sleep 100"});
 }
 
-/// A FIFO the worker's stdout goes to, so the test can wait for its "ready"
-/// line as an event rather than sleeping.
-class ReadyPipe {
- public:
-  explicit ReadyPipe(const std::string& path) : path_(path) {
-    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
-    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    REQUIRE(fd_ >= 0);
-  }
-  ~ReadyPipe() { ::close(fd_); }
-  const std::string& path() const { return path_; }
-  bool wait_ready(int timeout_ms = 10000) {
-    std::string seen;
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (seen.find("ready") == std::string::npos) {
-      pollfd pfd{fd_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      ::poll(&pfd, 1, static_cast<int>(left.count()));
-      char buffer[64];
-      ssize_t n = ::read(fd_, buffer, sizeof buffer);
-      if (n > 0) seen.append(buffer, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 }  // namespace
 
 TEST_CASE("a timed-out worker's grandchildren are killed too") {
@@ -87,7 +56,7 @@ TEST_CASE("a timed-out worker's grandchildren are killed too") {
 
 TEST_CASE("a worker that traps SIGTERM and exits within the grace period is not SIGKILLed") {
   jwtest::TempDir dir;
-  ReadyPipe ready(dir / "ready.fifo");
+  jwtest::ReadyPipe ready(dir / "ready.fifo");
   JobSupervisor<> supervisor;
   auto spec = quiet({jwtest::test_worker(), "trap-term", "100"});
   spec.stdout_spec = jobwarden::OutputSpec::to_file(ready.path());
@@ -108,7 +77,7 @@ TEST_CASE("a worker that traps SIGTERM and exits within the grace period is not 
 
 TEST_CASE("a worker that ignores SIGTERM is SIGKILLed after the grace period") {
   jwtest::TempDir dir;
-  ReadyPipe ready(dir / "ready.fifo");
+  jwtest::ReadyPipe ready(dir / "ready.fifo");
   JobSupervisor<> supervisor;
   auto spec = quiet({jwtest::test_worker(), "ignore-term"});
   spec.stdout_spec = jobwarden::OutputSpec::to_file(ready.path());

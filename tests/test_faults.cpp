@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <sys/mount.h>
 
+#include <jobwarden/detail/platform.hpp>
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -161,11 +162,13 @@ TEST_CASE("after 5000 short jobs no descriptor, zombie or per-worker memory is l
     CHECK(our_children().size() == 1);  // only the orphan guard
     long per_worker = (rss_kib() - rss_before) * 1024 / jobs;
     INFO("supervisor memory per finished worker record: " << per_worker << " bytes");
-    CHECK(per_worker < 16 * 1024);
+    // A sanitizer's allocator keeps freed memory and pads every block: memory
+    // is only measured in plain builds.
+    if (!JOBWARDEN_UNDER_SANITIZER) CHECK(per_worker < 16 * 1024);
   }
   ::malloc_trim(0);
   CHECK(open_fd_count() == fds_before);
   CHECK(our_children().empty());
   INFO("RSS before " << rss_before << " KiB, after " << rss_kib() << " KiB");
-  CHECK(rss_kib() - rss_before < 8 * 1024);
+  if (!JOBWARDEN_UNDER_SANITIZER) CHECK(rss_kib() - rss_before < 8 * 1024);
 }

@@ -447,7 +447,6 @@ class JobSupervisor {
     detail::CgroupTree cgroups;
     std::string cgroups_unavailable;  // why workers run without cgroups
     detail::Sentinel sentinel;  // declared after the records: stops before they go
-    unsigned long next_cgroup_serial = 0;
     std::size_t running = 0;  // launching or running
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
@@ -599,6 +598,7 @@ class JobSupervisor {
       }
     }
     Record* record = nullptr;
+    std::vector<Record*> launchable;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       if (!s.accepting) {
@@ -637,14 +637,21 @@ class JobSupervisor {
         if (dir_error) {
           note_status_error(s, dir_error, s.recorder->layout().worker_dir(record->info.id));
         }
-        record_worker(s, *record);
       }
       s.queue.push_back(record);
-      auto launchable = take_launchable(s);
-      if (launchable.empty()) return record->info.id;
+      launchable = take_launchable(s);
+      // A worker that starts right now is recorded as running in a moment;
+      // a "pending" record first would cost a file creation for nothing.
+      if (std::find(launchable.begin(), launchable.end(), record) == launchable.end()) {
+        record_worker(s, *record);
+      } else {
+        s.job_dirty = true;
+      }
     }
-    launch(s, *record);
-    s.watcher.wake();  // events (started / spawn_failed) wait for the host's poll()
+    // The queue may hand out others too (restarts that came due): start
+    // every worker that got a slot, not only this one.
+    for (Record* ready : launchable) launch(s, *ready);
+    if (!launchable.empty()) s.watcher.wake();  // events wait for the host's poll()
     return record->info.id;
   }
 
@@ -958,7 +965,8 @@ class JobSupervisor {
       final_state = WorkerState::crashed;
     }
     s.options.launcher->release(record.info, record.context);
-    s.cgroups.retire(record.context.cgroup_dir);  // escapees of a finished worker die too
+    s.cgroups.retire(record.cgroup_serial);  // escapees of a finished worker die too
+    record.cgroup_serial = -1;
     record.context.cgroup_dir.clear();
     if (maybe_restart(s, record, final_state)) return;
     set_state(s, record, final_state);
@@ -1181,15 +1189,23 @@ class JobSupervisor {
   detail::SpawnPlan make_plan(State& s, Record& record, std::string& error) {
     const WorkerSpec& spec = record.spec;
     detail::SpawnPlan plan;
-    std::map<std::string, std::string> env;
-    if (spec.inherit_env) env = detail::current_environment();
-    for (const auto& [key, value] : spec.env) env[key] = value;
-    env["JOBWARDEN_JOB_ID"] = s.options.job_id;
-    env["JOBWARDEN_WORKER_ID"] = record.info.id;
-    env["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
-    if (s.recorder) env["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
+    // The worker's own variables, then the host's (one pass over environ, no
+    // map: this runs for every spawn) except those the worker's override.
+    std::map<std::string, std::string> own = spec.env;
+    own["JOBWARDEN_JOB_ID"] = s.options.job_id;
+    own["JOBWARDEN_WORKER_ID"] = record.info.id;
+    own["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
+    if (s.recorder) own["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
+    for (const auto& [key, value] : own) plan.env_storage.push_back(key + "=" + value);
+    if (spec.inherit_env) {
+      for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+        const char* eq = std::strchr(*entry, '=');
+        if (eq == nullptr) continue;
+        std::string key(*entry, static_cast<std::size_t>(eq - *entry));
+        if (own.count(key) == 0) plan.env_storage.emplace_back(*entry);
+      }
+    }
     plan.argv_storage = spec.argv;
-    for (const auto& [key, value] : env) plan.env_storage.push_back(key + "=" + value);
     plan.cwd = spec.cwd;
     plan.max_fd = detail::max_descriptor_bound();
     add_limits(plan, spec.limits);
@@ -1244,12 +1260,7 @@ class JobSupervisor {
       record.context.attempt = record.info.attempt;
       record.context.stdout_spec = resolve_output(s, record, record.spec.stdout_spec, true);
       record.context.stderr_spec = resolve_output(s, record, record.spec.stderr_spec, false);
-      if (s.cgroups.active()) {
-        record.cgroup_serial = static_cast<long>(s.next_cgroup_serial++);
-        record.context.cgroup_dir =
-            s.cgroups.create(static_cast<unsigned long>(record.cgroup_serial));
-        if (record.context.cgroup_dir.empty()) record.cgroup_serial = -1;
-      }
+      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
     }
     std::string error;
     detail::SpawnPlan plan = make_plan(s, record, error);
@@ -1294,7 +1305,8 @@ class JobSupervisor {
     if (!error.empty()) {
       --s.running;
       record.info.started_at.reset();
-      s.cgroups.retire(record.context.cgroup_dir);
+      s.cgroups.retire(record.cgroup_serial);
+      record.cgroup_serial = -1;
       record.context.cgroup_dir.clear();
       WorkerState outcome = WorkerState::spawn_failed;
       if (is_transient_spawn_error(outcome_errno)) {

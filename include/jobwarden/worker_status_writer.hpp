@@ -377,17 +377,22 @@ class WorkerStatusWriter {
         }
         record.seq += 1;
         record.updated_at = std::chrono::system_clock::now();
-        const std::string content = detail::dump_json(detail::status_record_to_json(record));
-        if (content.size() > options.max_file_size) return count_failure(make_error_code(errc::oversized_file));
-        if (auto ec = detail::write_file_atomically(path, content, {options.durable, 0644})) {
-          return count_failure(ec);
-        }
+        if (auto ec = store()) return count_failure(ec);
       } catch (...) {
         return count_failure(std::make_error_code(std::errc::not_enough_memory));
       }
       ++writes;
       dirty = false;
       return {};
+    }
+
+    /// Serializes the record and replaces the file. (A function of its own:
+    /// GCC 12 at -O3 mistakes the string's lifetime inside `write`'s try
+    /// block for a dangling pointer.)
+    std::error_code store() {
+      const std::string content = detail::dump_json(detail::status_record_to_json(record));
+      if (content.size() > options.max_file_size) return make_error_code(errc::oversized_file);
+      return detail::write_file_atomically(path, content, {options.durable, 0644});
     }
 
     std::mutex mutex;

@@ -52,14 +52,16 @@ inline bool cgroup_kill(const std::string& dir) {
   return write_control((dir + "/cgroup.kill").c_str(), "1");
 }
 
-/// Whether the cgroup at `dir` still holds a process.
+/// Whether the cgroup at `dir` still holds a process (true when unsure).
 inline bool cgroup_populated(const std::string& dir) {
-  std::ifstream events(dir + "/cgroup.events");
-  std::string key, value;
-  while (events >> key >> value) {
-    if (key == "populated") return value != "0";
-  }
-  return false;
+  int fd = ::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  char buffer[256];
+  ssize_t n = ::read(fd, buffer, sizeof buffer - 1);
+  ::close(fd);
+  if (n <= 0) return true;
+  buffer[n] = '\0';
+  return std::strstr(buffer, "populated 0") == nullptr;
 }
 
 /// The per-supervisor cgroup and its workers' cgroups.
@@ -115,20 +117,35 @@ class CgroupTree {
   /// The per-supervisor directory (empty when inactive).
   const std::string& parent() const { return parent_; }
 
-  /// Creates the cgroup of worker `serial`; empty when inactive or refused
-  /// (the worker then runs without one: it is never a reason not to run).
-  std::string create(unsigned long serial) {
+  /// A cgroup for a worker, and `serial` naming it (`w<serial>`); empty when
+  /// inactive or refused (the worker then runs without one: it is never a
+  /// reason not to run). Cgroups of finished workers are reused: joining a
+  /// fresh cgroup costs the kernel far more than joining a used one.
+  std::string create(long& serial) {
+    serial = -1;
     if (!active()) return {};
-    std::string dir = parent_ + "/w" + std::to_string(serial);
+    if (!idle_.empty()) {
+      serial = static_cast<long>(idle_.back());
+      idle_.pop_back();
+      return dir_of(static_cast<unsigned long>(serial));
+    }
+    unsigned long fresh = next_serial_++;
+    std::string dir = dir_of(fresh);
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return {};
+    serial = static_cast<long>(fresh);
     return dir;
   }
 
-  /// Kills what is left in a worker's cgroup and removes it; a cgroup whose
-  /// processes are still dying is retried by `collect_garbage`.
-  void retire(const std::string& dir) {
-    if (dir.empty()) return;
-    if (::rmdir(dir.c_str()) == 0 || errno != EBUSY) return;  // usually empty already: no kill needed
+  /// A worker ended: an empty cgroup goes back to the pool; one with
+  /// processes left (escapees) is killed and removed (retried by
+  /// `collect_garbage` while they die), never reused.
+  void retire(long serial) {
+    if (serial < 0 || !active()) return;
+    std::string dir = dir_of(static_cast<unsigned long>(serial));
+    if (!cgroup_populated(dir)) {
+      idle_.push_back(static_cast<unsigned long>(serial));
+      return;
+    }
     cgroup_kill(dir);
     if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
   }
@@ -145,6 +162,8 @@ class CgroupTree {
   /// Removes the tree, waiting (bounded) for dying processes to go.
   void close() {
     if (!active()) return;
+    for (unsigned long serial : idle_) ::rmdir(dir_of(serial).c_str());
+    idle_.clear();
     for (int round = 0; round < 200 && !dying_.empty(); ++round) {
       collect_garbage();
       if (!dying_.empty()) ::usleep(5000);
@@ -185,6 +204,8 @@ class CgroupTree {
   }
 
  private:
+  std::string dir_of(unsigned long serial) const { return parent_ + "/w" + std::to_string(serial); }
+
   static std::string cgroup2_mount() {
     std::ifstream mounts("/proc/self/mountinfo");
     std::string line;
@@ -211,6 +232,8 @@ class CgroupTree {
   std::string base_;
   std::string parent_;
   std::vector<std::string> dying_;
+  std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
+  unsigned long next_serial_ = 0;
 };
 
 }  // namespace jobwarden::detail

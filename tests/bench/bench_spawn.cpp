@@ -1,18 +1,22 @@
 // Spawn throughput (benchmarks 1 and 2 of issue 6).
 //
 // N short workers (/bin/true) at concurrency 1 and 2 under full supervision
-// (own process group, pidfd, orphan guard, status records under `root` once
-// the supervisor writes them) against, in the same process and alternating
-// within each round:
+// (own process group and cgroup, pidfd, orphan guard; status records under
+// `root` on disk and on tmpfs, and without a root) against, in the same
+// process and alternating within each round:
 //   - a plain posix_spawn + waitpid loop (the floor),
 //   - Boost.Process v1 (when built with Boost: bp::child + wait),
 //   - Python asyncio.create_subprocess_exec with a semaphore and an atomic
-//     JSON status file per job (python_asyncio_baseline.py, run as a child;
-//     it times its own event loop, not its interpreter's start-up).
-// Prints the median over rounds of each per-round throughput ratio.
+//     JSON status file per job (python_asyncio_baseline.py --serve, a child
+//     that times its own event loop, never its interpreter's start-up).
+// Each round runs N workers per variant, interleaved in chunks of 50 (the
+// order rotating every chunk), so all variants meet the same neighbours;
+// each jobwarden variant keeps one supervisor for the round. Prints the
+// median over rounds of each per-round throughput ratio.
 //
-// With --big-host the process first holds --host-mib of touched memory in
-// alternate rounds and reports each library's throughput with/without it
+// With --big-host the process holds --host-mib of touched memory in alternate
+// phases of each round (jobwarden: one supervisor per run, construction timed,
+// records on tmpfs) and reports each library's throughput with/without it
 // (fork copies page tables: ~37 ms per GiB here; vfork-style spawns do not),
 // the supervisor's construction time with/without it, and what the orphan
 // guard (a fork of the host) costs a host that rewrites its memory.
@@ -166,36 +170,130 @@ struct PythonSetup {
   std::string script;
 };
 
-/// Runs the Python baseline once; returns the time its event loop took.
-double python_run(const PythonSetup& py, int n, int concurrency, const std::string& status_base,
-                  bool with_status) {
-  std::optional<jwbench::TempDir> dir;
-  std::string cmd = py.interpreter + " '" + py.script + "' --n " + std::to_string(n) + " --concurrency " +
-                    std::to_string(concurrency);
-  if (with_status) {
-    dir.emplace(status_base, "jwbench-py");
-    cmd += " --status-dir '" + dir->path() + "'";
-  } else {
-    cmd += " --no-status";
-  }
-  std::string out;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("popen python");
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  int status = ::pclose(pipe);
-  auto json = nlohmann::json::parse(out, nullptr, false);
-  if (status != 0 || json.is_discarded() || json.value("failed", 1) != 0) {
-    throw std::runtime_error("python baseline failed: " + out);
-  }
-  return json["elapsed_seconds"].get<double>();
-}
-
 bool python_works(const PythonSetup& py) {
   if (py.script.empty() || ::access(py.script.c_str(), R_OK) != 0) return false;
   std::string cmd = py.interpreter + " -c 'import asyncio' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
+
+/// A supervisor kept for a whole round and fed chunk by chunk (the
+/// throughput suite interleaves variants in small chunks, so every variant
+/// meets the same neighbours on a shared machine). Construction and the final
+/// job record are not timed here; the big-host suite times them.
+class SupervisedSeries {
+ public:
+  SupervisedSeries(int concurrency, const std::string& root_base, std::string job_id, Without without)
+      : job_id_(std::move(job_id)) {
+    if (!root_base.empty()) root_.emplace(root_base, "jwbench-root");
+    jobwarden::SupervisorOptions options;
+    options.job_id = job_id_;
+    options.root = root_ ? root_->path() : std::string();
+    options.max_concurrency = static_cast<std::size_t>(concurrency);
+    options.orphan_guard = !without.guard;
+    options.use_cgroups = !without.cgroups;
+    supervisor_ = std::make_unique<jobwarden::JobSupervisor<>>(options);
+    if (supervisor_->guard_active() == without.guard) throw std::runtime_error("the orphan guard did not start");
+    cgroups_ = supervisor_->cgroups_active();
+    if (!cgroups_) no_cgroups_reason_ = supervisor_->cgroups_unavailable_reason();
+  }
+
+  /// Runs `count` workers to completion; returns the seconds it took.
+  double run_chunk(int count) {
+    jobwarden::WorkerSpec spec;
+    spec.argv = {program};
+    long long start = now_ns();
+    for (int i = 0; i < count; ++i) supervisor_->submit(spec);
+    if (!supervisor_->wait_all(std::chrono::milliseconds(std::max(60'000LL, 50LL * count)))) {
+      throw std::runtime_error("jobwarden: wait_all timed out");
+    }
+    return seconds_since(start);
+  }
+
+  /// Ends the job (final record), checks every worker succeeded, reaps the guard.
+  SupervisedRun finish() {
+    supervisor_->finish();
+    supervisor_->wait_all(std::chrono::milliseconds(60'000));
+    for (const auto& worker : supervisor_->workers()) {
+      if (worker.state != jobwarden::WorkerState::succeeded) {
+        throw std::runtime_error("jobwarden: worker " + worker.id + " ended " +
+                                 std::string(jobwarden::to_string(worker.state)) + " " + worker.error);
+      }
+    }
+    supervisor_.reset();
+    SupervisedRun run;
+    run.cgroups = cgroups_;
+    run.no_cgroups_reason = no_cgroups_reason_;
+    if (root_) {
+      std::string job_file = jwbench::read_text(root_->path() + "/" + job_id_ + "/job.json");
+      run.records = !job_file.empty();
+      if (run.records && job_file.find("\"succeeded\"") == std::string::npos) {
+        throw std::runtime_error("job.json does not record a succeeded job: " + job_file.substr(0, 200));
+      }
+    }
+    return run;
+  }
+
+ private:
+  std::string job_id_;
+  std::optional<jwbench::TempDir> root_;
+  std::unique_ptr<jobwarden::JobSupervisor<>> supervisor_;
+  bool cgroups_ = false;
+  std::string no_cgroups_reason_;
+};
+
+/// The Python baseline as a long-lived child (`--serve`): one request line
+/// per chunk, one JSON answer with the seconds its event loop took, so the
+/// interpreter's start-up is paid once and never timed.
+class PythonServer {
+ public:
+  explicit PythonServer(const PythonSetup& py) {
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_child[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, from_child[1], 1);
+    std::string script = py.script, serve = "--serve";
+    std::vector<char*> argv = {const_cast<char*>(py.interpreter.c_str()), script.data(), serve.data(), nullptr};
+    int rc = posix_spawnp(&pid_, py.interpreter.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    if (rc != 0) {
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      throw std::runtime_error(std::string("cannot start python: ") + std::strerror(rc));
+    }
+    to_ = ::fdopen(to_child[1], "w");
+    from_ = ::fdopen(from_child[0], "r");
+  }
+  ~PythonServer() {
+    if (to_ != nullptr) std::fclose(to_);  // EOF: the server exits
+    if (from_ != nullptr) std::fclose(from_);
+    if (pid_ > 0) {
+      while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  PythonServer(const PythonServer&) = delete;
+  PythonServer& operator=(const PythonServer&) = delete;
+
+  /// Runs `count` jobs (ids from `first_id`), status files in `status_dir` (empty: none).
+  double run_chunk(int count, int concurrency, const std::string& status_dir, int first_id) {
+    std::fprintf(to_, "%d %d %s %d\n", count, concurrency, status_dir.empty() ? "-" : status_dir.c_str(), first_id);
+    std::fflush(to_);
+    char line[1024];
+    if (std::fgets(line, sizeof line, from_) == nullptr) throw std::runtime_error("python server died");
+    auto json = nlohmann::json::parse(line, nullptr, false);
+    if (json.is_discarded() || json.value("failed", 1) != 0) throw std::runtime_error(std::string("python: ") + line);
+    return json["elapsed_seconds"].get<double>();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+};
 
 void print_machine() {
   const auto& f = jobwarden::detail::features();
@@ -207,12 +305,14 @@ void print_machine() {
 
 int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::vector<int>& concurrencies,
                      const std::string& disk_dir, const std::string& tmpfs_dir) {
+  const int chunk = std::max(1, static_cast<int>(args.num("chunk", args.has("smoke") ? 10 : 50)));
   PythonSetup py{args.str("python", "python3"), args.str("python-script", JOBWARDEN_BENCH_PYTHON_SCRIPT)};
   std::string requested = args.str("variants", "python");
   bool have_python = !args.has("no-python") && requested.find("python") != std::string::npos && python_works(py);
   bool have_boost = JOBWARDEN_BENCH_BOOST != 0;
-  note("spawn throughput: %d x %s, %d round(s), status dirs: disk %s (%s), tmpfs %s (%s)\n", n, program, rounds,
-       disk_dir.c_str(), jwbench::filesystem_name(disk_dir).c_str(), tmpfs_dir.c_str(),
+  note("spawn throughput: %d x %s per variant and round, interleaved in chunks of %d, %d round(s); status dirs: "
+       "disk %s (%s), tmpfs %s (%s)\n",
+       n, program, chunk, rounds, disk_dir.c_str(), jwbench::filesystem_name(disk_dir).c_str(), tmpfs_dir.c_str(),
        jwbench::filesystem_name(tmpfs_dir).c_str());
   if (!have_boost) note("Boost.Process baseline: not built (Boost 1.74 not found at configure time)\n");
   if (!have_python) note("Python baseline: skipped (no python3 with asyncio, or --no-python)\n");
@@ -242,42 +342,58 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
   for (int concurrency : concurrencies) {
     std::vector<double> times[variant_count], host_cpu[variant_count];
     std::vector<double> r_disk, r_tmpfs, r_bare, r_py, r_py_bare, r_boost, r_noguard, r_nocgroups;
+    std::optional<PythonServer> python_server;
+    if (have_python) python_server.emplace(py);
     for (int round = 0; round < rounds; ++round) {
       double t[variant_count] = {};
-      for (int v : jwbench::round_order(variant_count, round)) {
+      double cpu[variant_count] = {};
+      std::string job = "spawn-c" + std::to_string(concurrency) + "-r" + std::to_string(round);
+      std::optional<SupervisedSeries> series[variant_count];
+      std::optional<jwbench::TempDir> py_dir;
+      for (int v = 0; v < variant_count; ++v) {
         if (!enabled(v)) continue;
-        std::string job = "spawn-c" + std::to_string(concurrency) + "-r" + std::to_string(round);
-        double cpu0 = jwbench::self_cpu_seconds();
         switch (v) {
-          case plain: t[v] = plain_loop(n, concurrency); break;
-          case jw_bare: {
-            SupervisedRun run = supervised(n, concurrency, "", job);
-            t[v] = run.seconds;
-            cgroups_note = run.cgroups ? "each worker in its own cgroup v2" : "no cgroups: " + run.no_cgroups_reason;
-            break;
-          }
-          case jw_noguard: t[v] = supervised(n, concurrency, "", job, {true, false}).seconds; break;
-          case jw_nocgroups: t[v] = supervised(n, concurrency, "", job, {false, true}).seconds; break;
-          case jw_disk:
-          case jw_tmpfs: {
-            SupervisedRun run = supervised(n, concurrency, v == jw_disk ? disk_dir : tmpfs_dir, job);
-            (run.records ? records_seen : records_missing) = true;
-            t[v] = run.seconds;
-            break;
-          }
-          case boost:
-#if JOBWARDEN_BENCH_BOOST
-            t[v] = boost_loop(n, concurrency);
-#endif
-            break;
-          case py_status:
-            if (have_python) t[v] = python_run(py, n, concurrency, disk_dir, true);
-            break;
-          case py_bare:
-            if (have_python) t[v] = python_run(py, n, concurrency, disk_dir, false);
-            break;
+          case jw_bare: series[v].emplace(concurrency, "", job, Without{}); break;
+          case jw_disk: series[v].emplace(concurrency, disk_dir, job, Without{}); break;
+          case jw_tmpfs: series[v].emplace(concurrency, tmpfs_dir, job, Without{}); break;
+          case jw_noguard: series[v].emplace(concurrency, "", job, Without{true, false}); break;
+          case jw_nocgroups: series[v].emplace(concurrency, "", job, Without{false, true}); break;
+          case py_status: py_dir.emplace(disk_dir, "jwbench-py"); break;
+          default: break;
         }
-        host_cpu[v].push_back(jwbench::self_cpu_seconds() - cpu0);
+      }
+      int chunks = (n + chunk - 1) / chunk;
+      for (int k = 0; k < chunks; ++k) {
+        int count = std::min(chunk, n - k * chunk);
+        for (int v : jwbench::round_order(variant_count, round * chunks + k)) {
+          if (!enabled(v)) continue;
+          double cpu0 = jwbench::self_cpu_seconds();
+          double seconds = 0;
+          switch (v) {
+            case plain: seconds = plain_loop(count, concurrency); break;
+            case boost:
+#if JOBWARDEN_BENCH_BOOST
+              seconds = boost_loop(count, concurrency);
+#endif
+              break;
+            case py_status: seconds = python_server->run_chunk(count, concurrency, py_dir->path(), k * chunk + 1); break;
+            case py_bare: seconds = python_server->run_chunk(count, concurrency, "", k * chunk + 1); break;
+            default: seconds = series[v]->run_chunk(count); break;
+          }
+          t[v] += seconds;
+          cpu[v] += jwbench::self_cpu_seconds() - cpu0;
+        }
+      }
+      for (int v = 0; v < variant_count; ++v) {
+        if (!series[v]) continue;
+        SupervisedRun run = series[v]->finish();
+        if (v == jw_bare) {
+          cgroups_note = run.cgroups ? "each worker in its own cgroup v2" : "no cgroups: " + run.no_cgroups_reason;
+        }
+        if (v == jw_disk || v == jw_tmpfs) (run.records ? records_seen : records_missing) = true;
+      }
+      for (int v = 0; v < variant_count; ++v) {
+        if (enabled(v)) host_cpu[v].push_back(cpu[v]);
       }
       for (int v = 0; v < variant_count; ++v) times[v].push_back(t[v]);
       auto ratio = [&](std::vector<double>& into, int numerator, int denominator) {

@@ -6,10 +6,16 @@ N workers through asyncio.create_subprocess_exec, at most CONCURRENCY at once
 (temporary file + os.replace) when it starts and when it ends.
 
     python_asyncio_baseline.py --n 1000 --concurrency 2 --status-dir DIR [--no-status]
+    python_asyncio_baseline.py --serve
 
 Prints one JSON object: {"elapsed_seconds": ..., "n": ..., "failed": ...}.
 The time covers the event loop's work only (not the interpreter's start-up),
 which is the part a long-lived Python service pays per job.
+
+With --serve it stays up and reads one request per line from stdin,
+"N CONCURRENCY STATUS_DIR|- FIRST_ID", answering each with that JSON object
+on one line (bench_spawn interleaves it chunk by chunk with the other
+variants); it exits at end of input.
 """
 
 import argparse
@@ -52,10 +58,42 @@ async def run_one(job_id, argv, semaphore, status_dir):
         return code
 
 
-async def run_all(n, concurrency, argv, status_dir):
+async def run_all(n, concurrency, argv, status_dir, first_id=1):
     semaphore = asyncio.Semaphore(concurrency)
-    tasks = [run_one(str(i + 1), argv, semaphore, status_dir) for i in range(n)]
+    tasks = [run_one(str(first_id + i), argv, semaphore, status_dir) for i in range(n)]
     return await asyncio.gather(*tasks)
+
+
+def count_failures(codes, status_dir, expected_files):
+    failed = sum(1 for code in codes if code != 0)
+    if status_dir:
+        files = [name for name in os.listdir(status_dir) if name.endswith(".json")]
+        if len(files) < expected_files:
+            failed += expected_files - len(files)
+    return failed
+
+
+def serve(argv):
+    """One event loop for the process; one request per input line."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        for line in sys.stdin:
+            fields = line.split()
+            if len(fields) != 4:
+                continue
+            n, concurrency, status_dir, first_id = int(fields[0]), int(fields[1]), fields[2], int(fields[3])
+            status_dir = "" if status_dir == "-" else status_dir
+            start = time.perf_counter()
+            codes = loop.run_until_complete(run_all(n, concurrency, argv, status_dir, first_id))
+            elapsed = time.perf_counter() - start
+            failed = count_failures(codes, status_dir, first_id + n - 1)
+            sys.stdout.write(json.dumps({"elapsed_seconds": elapsed, "n": n, "concurrency": concurrency,
+                                         "failed": failed, "status_files": bool(status_dir)}) + "\n")
+            sys.stdout.flush()
+    finally:
+        loop.close()
+    return 0
 
 
 def main():
@@ -64,8 +102,11 @@ def main():
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--status-dir", default="")
     parser.add_argument("--no-status", action="store_true")
+    parser.add_argument("--serve", action="store_true")
     parser.add_argument("argv", nargs="*", default=["/bin/true"])
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.argv)
     status_dir = "" if args.no_status else args.status_dir
     if not args.no_status and not status_dir:
         parser.error("--status-dir is required unless --no-status")
@@ -74,11 +115,7 @@ def main():
     codes = asyncio.run(run_all(args.n, args.concurrency, args.argv, status_dir))
     elapsed = time.perf_counter() - start
 
-    failed = sum(1 for code in codes if code != 0)
-    if status_dir:
-        files = [name for name in os.listdir(status_dir) if name.endswith(".json")]
-        if len(files) != args.n:
-            failed += args.n - len(files)
+    failed = count_failures(codes, status_dir, args.n)
     json.dump({"elapsed_seconds": elapsed, "n": args.n, "concurrency": args.concurrency,
                "failed": failed, "status_files": bool(status_dir)}, sys.stdout)
     sys.stdout.write("\n")

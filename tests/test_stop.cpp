@@ -195,3 +195,23 @@ TEST_CASE("background processes left by a worker that exited are killed with it"
   guard.watch(background);
   CHECK(jwtest::wait_gone(background));
 }
+
+TEST_CASE("a terminal state is final: cancelling a finished worker changes nothing") {
+  JobSupervisor<> supervisor;
+  auto id = supervisor.submit(quiet({"/bin/true"}));
+  REQUIRE(supervisor.wait(id, 30s));
+  auto before = supervisor.info(id);
+  supervisor.cancel(id);
+  supervisor.poll();
+  CHECK(supervisor.info(id).state == WorkerState::succeeded);
+  CHECK(supervisor.info(id).ended_at == before.ended_at);
+  // The one rule every state change goes through.
+  for (auto terminal : jobwarden::all_worker_states) {
+    if (!jobwarden::is_terminal(terminal)) continue;
+    for (auto next : jobwarden::all_worker_states) {
+      CHECK_FALSE(jobwarden::is_allowed_transition(terminal, next));
+    }
+  }
+  CHECK(jobwarden::is_allowed_transition(WorkerState::running, WorkerState::pending));  // a restart
+  CHECK(jobwarden::is_allowed_transition(WorkerState::pending, WorkerState::running));
+}

@@ -451,6 +451,7 @@ class JobSupervisor {
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;
     std::vector<Record*> restarting;  // pending workers waiting out a backoff
+    std::vector<Record*> live;        // running workers whose process is not yet reaped
     std::size_t active_pumps = 0;     // capped logs being moved
     std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
     std::optional<detail::JobRecorder> recorder;  // the job directory, when there is a root
@@ -696,13 +697,9 @@ class JobSupervisor {
 
   // ---- under s.mutex -------------------------------------------------------
 
-  std::vector<Record*> running_records(State& s) {
-    std::vector<Record*> out;
-    for (Record* record : s.order) {
-      if (record->info.state == WorkerState::running && !record->launching) out.push_back(record);
-    }
-    return out;
-  }
+  /// The workers whose process runs, as a copy (callers reap while they walk).
+  /// Kept as a list so that poll() costs what runs, not what ever ran.
+  std::vector<Record*> running_records(State& s) { return s.live; }
 
   /// Pops queued workers while slots are free and reserves a slot for each.
   std::vector<Record*> take_launchable(State& s) {
@@ -909,8 +906,7 @@ class JobSupervisor {
 
   std::optional<time_point> earliest_deadline(const State& s) const {
     std::optional<time_point> earliest = s.job_closed ? std::nullopt : s.next_job_refresh;
-    for (const Record* record : s.order) {
-      if (record->info.state != WorkerState::running || record->launching) continue;
+    for (const Record* record : s.live) {
       std::optional<time_point> t = record->deadline;
       if (record->stall_check_at && (!t || *record->stall_check_at < *t)) t = record->stall_check_at;
       if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;
@@ -939,6 +935,7 @@ class JobSupervisor {
     detail::signal_group(record.info.pid, SIGKILL);
     detail::ExitStatus status;
     bool reaped = detail::reap(record.info.pid, status);
+    s.live.erase(std::remove(s.live.begin(), s.live.end(), &record), s.live.end());
     s.sentinel.remove(record.info.pid);
     s.watcher.remove(record.pidfd);
     if (record.pidfd >= 0) ::close(record.pidfd);
@@ -1336,6 +1333,7 @@ class JobSupervisor {
       record.stall_check_at = s.now() + record.spec.stall_timeout;
     }
     set_state(s, record, WorkerState::running);
+    s.live.push_back(&record);
     emit(s, EventKind::started, record);
     if (record.stop_reason) {
       WorkerState reason = *record.stop_reason;

@@ -117,6 +117,67 @@ TEST_CASE("a setsid escapee is killed with its worker where cgroups are writable
   CHECK(jwtest::wait_gone(escapee));
 }
 
+TEST_CASE("every worker is born in its own cgroup, reused only once it is empty") {
+  // Both ways in: clone3(CLONE_INTO_CGROUP), and joining from the child
+  // (other architectures, kernels before 5.7, seccomp filters that refuse clone3).
+  const bool use_clone3 = GENERATE(true, false);
+#if JOBWARDEN_LINUX_FAST_PATH && JOBWARDEN_HAVE_CLONE3_VFORK
+  jobwarden::detail::clone3_into_cgroup_usable().store(use_clone3);
+  struct Restore {
+    ~Restore() { jobwarden::detail::clone3_into_cgroup_usable().store(true); }
+  } restore;
+#else
+  if (use_clone3) return;
+#endif
+  jwtest::TempDir dir;
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 2;
+  JobSupervisor<> supervisor(options);
+  if (!supervisor.cgroups_active()) {
+    WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
+    return;
+  }
+  // The worker reads its own cgroup before doing anything else: the first
+  // instruction of the program already runs inside it. Every third worker
+  // leaves an escapee, so its cgroup is killed and never handed out again;
+  // the workers after it must not die of that kill.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 24; ++i) {
+    WorkerSpec spec;
+    std::string script = "cat /proc/self/cgroup > " + (dir / ("cg" + std::to_string(i))) + "; sleep 0.05";
+    if (i % 3 == 0) script += "; setsid sleep 100 & echo $! > " + (dir / ("esc" + std::to_string(i)));
+    spec.argv = {"/bin/sh", "-c", script};
+    spec.stdout_spec = jobwarden::OutputSpec::discard();
+    ids.push_back(supervisor.submit(spec));
+  }
+  REQUIRE(supervisor.wait_all(60s));
+  jwtest::KillOnExit guard;
+  std::vector<std::string> lines;
+  for (int i = 0; i < 24; ++i) {
+    INFO("worker " << i);
+    CHECK(supervisor.info(ids[static_cast<std::size_t>(i)]).state == WorkerState::succeeded);
+    std::string line = jwtest::read_file(dir / ("cg" + std::to_string(i)));
+    lines.push_back(line);
+    // "0::/<our cgroup>/jobwarden-<pid>-<start>-<n>/w<serial>"
+    CHECK(line.find("/jobwarden-") != std::string::npos);
+    CHECK(line.find("/w") != std::string::npos);
+    if (i % 3 == 0) {
+      int escapee = jwtest::read_pid_file(dir / ("esc" + std::to_string(i)));
+      guard.watch(escapee);
+      CHECK(jwtest::wait_gone(escapee));
+    }
+  }
+  // Workers that ran at the same time never shared a cgroup.
+  for (std::size_t a = 0; a < ids.size(); ++a) {
+    for (std::size_t b = a + 1; b < ids.size(); ++b) {
+      auto x = supervisor.info(ids[a]), y = supervisor.info(ids[b]);
+      bool overlapped = x.started_at && y.started_at && x.ended_at && y.ended_at &&
+                        *x.started_at < *y.ended_at && *y.started_at < *x.ended_at;
+      if (overlapped) CHECK(lines[a] != lines[b]);
+    }
+  }
+}
+
 TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups are writable") {
   jwtest::TempDir dir;
   {

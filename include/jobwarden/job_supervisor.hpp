@@ -1207,7 +1207,7 @@ class JobSupervisor {
     plan.max_fd = detail::max_descriptor_bound();
     add_limits(plan, spec.limits);
     if (!record.context.cgroup_dir.empty()) {
-      plan.cgroup_procs = record.context.cgroup_dir + "/cgroup.procs";
+      plan.cgroup_dir = record.context.cgroup_dir;
     }
     s.options.launcher->prepare(plan, spec, record.context, error);
     plan.seal();

@@ -13,7 +13,10 @@
 ///   the parent's memory until it execs, so the cost does not grow with the
 ///   host's size (a plain fork copies page tables: ~37 ms per GiB here), the
 ///   failure is written straight into the parent's memory, and the pidfd comes
-///   back atomically with the pid.
+///   back atomically with the pid. On x86-64 a worker with a cgroup is started
+///   by clone3 with CLONE_INTO_CGROUP (Linux 5.7), so it is born inside it;
+///   elsewhere the child joins its cgroup before exec (which makes the kernel
+///   take its cgroup threadgroup lock for writing: hundreds of microseconds).
 /// - Portable (macOS, old kernels, `JOBWARDEN_PORTABLE`, sanitizer builds):
 ///   fork with a close-on-exec pipe that carries the failure.
 
@@ -24,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
@@ -75,11 +79,14 @@ struct SpawnPlan {
   std::string cwd;          ///< empty: keep the parent's
   int stdio[3] = {-1, -1, -1};  ///< descriptors to become 0, 1, 2 (-1: inherit)
   std::vector<ChildRlimit> rlimits;
-  std::string cgroup_procs;  ///< the worker's cgroup.procs to join before exec (empty: none)
+  std::string cgroup_dir;  ///< the worker's cgroup v2 directory to start in (empty: none)
   int max_fd = 1024;  ///< for the close loop when close_range is missing
+
+  std::string cgroup_procs_path;  ///< `cgroup_dir`/cgroup.procs, set by `seal`
 
   /// Fixes the char* arrays after the storage is final.
   void seal() {
+    cgroup_procs_path = cgroup_dir.empty() ? std::string() : cgroup_dir + "/cgroup.procs";
     argv.clear();
     for (auto& a : argv_storage) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -124,14 +131,16 @@ inline void close_inherited_fds(int max_fd, int keep, bool use_close_range) noex
 }
 
 /// The child's side: returns only on failure. Async-signal-safe throughout.
-inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close_range) noexcept {
+inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close_range,
+                              bool join_cgroup = true) noexcept {
   // A worker leads its own process group, so the whole tree can be signalled.
   if (::setpgid(0, 0) != 0) return {static_cast<int>(SpawnStage::setpgid), errno};
 
-  // Join the worker's cgroup first, so everything it starts is born inside.
-  // A refusal is not fatal: the worker then runs with process-group stopping.
-  if (!plan.cgroup_procs.empty()) {
-    int fd = ::open(plan.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+  // Join the worker's cgroup first, so everything it starts is born inside
+  // (unless clone3 already started it there). A refusal is not fatal: the
+  // worker then runs with process-group stopping.
+  if (join_cgroup && !plan.cgroup_procs_path.empty()) {
+    int fd = ::open(plan.cgroup_procs_path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
       ssize_t ignored = ::write(fd, "0", 1);
       (void)ignored;
@@ -231,14 +240,62 @@ struct VforkArgs {
   const SpawnPlan* plan;
   bool use_close_range;
   ChildFailure failure;
+  bool in_cgroup;  ///< started inside its cgroup by clone3: no joining in the child
 };
 
 inline int vfork_child_main(void* raw) {
   auto* args = static_cast<VforkArgs*>(raw);
   // Shared memory: the parent reads this after we exec or exit.
-  args->failure = run_child(*args->plan, -1, args->use_close_range);
+  args->failure = run_child(*args->plan, -1, args->use_close_range, !args->in_cgroup);
   ::_exit(127);
 }
+
+#if defined(__x86_64__)
+#define JOBWARDEN_HAVE_CLONE3_VFORK 1
+/// `struct clone_args` of clone3(2), the layout of CLONE_ARGS_SIZE_VER2.
+struct Clone3Args {
+  std::uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+      set_tid_size, cgroup;
+};
+constexpr std::uint64_t clone_into_cgroup_flag = 0x200000000ULL;  // CLONE_INTO_CGROUP (Linux 5.7)
+
+/// clone3 for a CLONE_VM child: the child comes back from the system call on
+/// its own stack, where no C++ frame exists, so it must not return through
+/// this function. It calls `fn(arg)` (which never returns: it execs or
+/// _exits) and exits with its result if it ever did. Returns the pid, or
+/// -errno. glibc exports no clone3 wrapper, hence the few instructions here
+/// (x86-64; other architectures use clone(2) and join the cgroup in the child).
+inline long clone3_vm(Clone3Args* args, int (*fn)(void*), void* arg) noexcept {
+  long result;
+  register int (*entry)(void*) asm("r12") = fn;  // callee-saved: the child finds them intact
+  register void* entry_arg asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"  // the child: outermost frame on its new stack
+      "mov %%r13, %%rdi\n\t"
+      "call *%%r12\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov $60, %%eax\n\t"  // SYS_exit
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(result)
+      : "0"(435L /* SYS_clone3 */), "D"(args), "S"(sizeof(Clone3Args)), "r"(entry), "r"(entry_arg)
+      : "rcx", "r11", "memory", "cc");
+  return result;
+}
+
+/// Whether clone3 with CLONE_INTO_CGROUP is still worth trying in this process
+/// (cleared for good when the kernel or a seccomp filter refuses it).
+inline std::atomic<bool>& clone3_into_cgroup_usable() {
+  static std::atomic<bool> usable{true};
+  return usable;
+}
+#else
+#define JOBWARDEN_HAVE_CLONE3_VFORK 0
+#endif
 
 inline SpawnOutcome spawn_vfork(const SpawnPlan& plan) {
   SpawnOutcome out;
@@ -246,11 +303,48 @@ inline SpawnOutcome spawn_vfork(const SpawnPlan& plan) {
   std::unique_ptr<char[]> stack(new char[stack_size]);
   // The stack grows down on every Linux target we support; keep it 16-aligned.
   auto top = reinterpret_cast<std::uintptr_t>(stack.get() + stack_size) & ~std::uintptr_t{15};
-  VforkArgs args{&plan, features().close_range, {0, 0}};
+  VforkArgs args{&plan, features().close_range, {0, 0}, false};
   int pidfd = -1;
   int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-  int pid;
-  {
+  int pid = -1;
+#if JOBWARDEN_HAVE_CLONE3_VFORK
+  // Born inside its cgroup: joining one from the child (a write to
+  // cgroup.procs) takes the kernel's cgroup threadgroup lock for writing,
+  // which costs hundreds of microseconds while the host waits in vfork.
+  if (!plan.cgroup_dir.empty() && features().pidfd && clone3_into_cgroup_usable().load(std::memory_order_relaxed)) {
+    int cgroup_fd = ::open(plan.cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd >= 0) {
+      Clone3Args clone_args{};
+      clone_args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | clone_into_cgroup_flag;
+      clone_args.pidfd = reinterpret_cast<std::uintptr_t>(&pidfd);
+      clone_args.exit_signal = SIGCHLD;
+      clone_args.stack = reinterpret_cast<std::uintptr_t>(stack.get());
+      clone_args.stack_size = top - reinterpret_cast<std::uintptr_t>(stack.get());
+      clone_args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+      args.in_cgroup = true;
+      long result;
+      {
+        SignalBlock block;
+        result = clone3_vm(&clone_args, vfork_child_main, &args);
+      }
+      ::close(cgroup_fd);
+      if (result > 0) {
+        pid = static_cast<int>(result);
+      } else {
+        // No clone3, no CLONE_INTO_CGROUP, or a filter that forbids it: use
+        // clone(2) from now on. Anything else (a cgroup that refuses, no
+        // memory): clone(2) for this worker, which reports what it meets.
+        long error_number = -result;
+        if (error_number == ENOSYS || error_number == EINVAL || error_number == E2BIG || error_number == EPERM) {
+          clone3_into_cgroup_usable().store(false, std::memory_order_relaxed);
+        }
+        pidfd = -1;
+        args.in_cgroup = false;
+      }
+    }
+  }
+#endif
+  if (pid < 0) {
     SignalBlock block;
 #ifdef CLONE_PIDFD
     if (features().pidfd) {
@@ -288,6 +382,10 @@ inline SpawnOutcome spawn_vfork(const SpawnPlan& plan) {
   out.pidfd = pidfd;
   return out;
 }
+#endif
+
+#ifndef JOBWARDEN_HAVE_CLONE3_VFORK
+#define JOBWARDEN_HAVE_CLONE3_VFORK 0
 #endif
 
 inline SpawnOutcome spawn_fork(const SpawnPlan& plan) {

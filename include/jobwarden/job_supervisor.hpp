@@ -64,6 +64,11 @@ struct SupervisorOptions {
   /// How often job.json is rewritten even without changes, as a heartbeat
   /// that readers on other machines can see (zero: only on changes).
   std::chrono::milliseconds job_refresh_interval{5000};
+  /// job.json's counts are rewritten at most this often; a change of the
+  /// job's state (pending, running, its end) is written at once. The counts
+  /// readers show come from the workers' own records, so this only bounds how
+  /// stale job.json's copy may be (zero: rewrite on every change).
+  std::chrono::milliseconds job_summary_interval{250};
   /// Before taking over an existing job whose supervisor died, its leftover
   /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
   /// processes proven to be the recorded ones — and marked `lost`.
@@ -464,6 +469,8 @@ class JobSupervisor {
     bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
     bool job_closed = false;      // the final job state is written
     std::optional<time_point> next_job_refresh;
+    std::optional<time_point> last_job_write;  // when job.json was last written by flush_job
+    JobState last_job_state = JobState::pending;
     std::uint64_t status_write_failures = 0;
     std::error_code last_status_error;
     std::string last_status_error_path;
@@ -817,12 +824,23 @@ class JobSupervisor {
     } else if (summary.pending == summary.total && s.running == 0) {
       state = JobState::pending;
     }
+    // Counts alone: at most one write per job_summary_interval (the timer
+    // brings the held-back one).
+    const auto interval = s.options.job_summary_interval;
+    if (!final && s.last_job_write && s.last_job_state == state && interval.count() > 0 &&
+        now < *s.last_job_write + interval) {
+      const auto due = *s.last_job_write + interval;
+      if (!s.next_job_refresh || due < *s.next_job_refresh) s.next_job_refresh = due;
+      return;
+    }
     std::error_code ec;
     s.recorder->write_job(state, summary, ec);
     if (ec) {
       note_status_error(s, ec, s.recorder->layout().job_file());
       return;  // still dirty: retried at the next poll
     }
+    s.last_job_write = now;
+    s.last_job_state = state;
     s.job_dirty = false;
     s.job_closed = final;
     if (s.options.job_refresh_interval.count() > 0 && !final) {
@@ -1204,7 +1222,7 @@ class JobSupervisor {
     }
     plan.argv_storage = spec.argv;
     plan.cwd = spec.cwd;
-    plan.max_fd = detail::max_descriptor_bound();
+    if (!detail::features().close_range) plan.max_fd = detail::max_descriptor_bound();  // the close loop's bound
     add_limits(plan, spec.limits);
     if (!record.context.cgroup_dir.empty()) {
       plan.cgroup_dir = record.context.cgroup_dir;

@@ -245,6 +245,10 @@ class ExitWatcher {
   /// Arms the timer to fire after `delay` (none: disarm). Portable mode: no-op.
   void set_timer(std::optional<std::chrono::nanoseconds> delay) {
 #if JOBWARDEN_LINUX_FAST_PATH
+    // Disarming a disarmed timer is the common case (no deadlines at all):
+    // no system call for it.
+    if (!delay && !timer_armed_) return;
+    timer_armed_ = delay.has_value();
     struct itimerspec spec;
     std::memset(&spec, 0, sizeof spec);
     if (delay) {
@@ -357,6 +361,7 @@ class ExitWatcher {
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   int timer_fd_ = -1;
+  bool timer_armed_ = false;  ///< whether the last set_timer armed it (it may have fired since)
   int inotify_fd_ = -1;
   std::string watched_name_;
   int pipe_[2] = {-1, -1};

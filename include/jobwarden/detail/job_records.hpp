@@ -470,6 +470,13 @@ class JobRecorder {
       ec = std::make_error_code(std::errc::bad_file_descriptor);
       return {};
     }
+    // A worker written before has its directory: open it straight away (and
+    // create it again only if someone removed it since).
+    if (recorded_workers_.count(worker_id) != 0) {
+      OwnedFd dir = open_directory_at(workers_dir_.get(), worker_id.c_str(), ec);
+      if (ec != std::errc::no_such_file_or_directory) return dir;
+      ec.clear();
+    }
     if (::mkdirat(workers_dir_.get(), worker_id.c_str(), 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
       return {};

@@ -7,10 +7,11 @@
 /// Why a sentinel and not PR_SET_PDEATHSIG: the death signal fires when the
 /// *thread* that spawned a worker exits (a host that submits from a short-lived
 /// thread would lose its workers), and it reaches only the direct child, never
-/// grandchildren. The sentinel (erlexec's approach) is forked once, holds one
-/// end of a socket pair, and learns each worker's pid and start time as it
-/// starts and ends. When the supervisor dies the kernel closes its end; the
-/// sentinel reads EOF and sends SIGKILL to the process group of every worker
+/// grandchildren. The sentinel (erlexec's approach) is forked once and holds
+/// one end of a socket pair. The running workers (pid, start time, cgroup)
+/// sit in a table in an anonymous shared mapping, which the supervisor
+/// updates without a system call and without waking the sentinel. When the
+/// supervisor dies the kernel closes its end of the socket; the sentinel reads EOF and sends SIGKILL to the process group of every worker
 /// still proven (by pid and start time) to be the one recorded, then exits.
 ///
 /// The sentinel is a fork without exec, so after the fork it uses only
@@ -18,6 +19,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -28,7 +30,9 @@
 #endif
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "jobwarden/detail/cgroup.hpp"
@@ -37,9 +41,11 @@
 
 namespace jobwarden::detail {
 
-/// One message from the supervisor to its sentinel.
-struct SentinelMessage {
-  int op;     ///< 1: a worker started; 2: a worker was reaped
+/// One worker as the sentinel sees it: a slot in memory shared with the
+/// supervisor. The supervisor fills the fields, then publishes the slot by
+/// setting `state` to 1 (release); the sentinel reads only published slots.
+struct SentinelSlot {
+  int state;  ///< 0: free; 1: a running worker
   int pid;    ///< the worker's pid, which is also its process-group id
   unsigned long long start_time;
   long cgroup_serial;  ///< the worker's cgroup `w<serial>` under the tree, or -1
@@ -47,6 +53,10 @@ struct SentinelMessage {
 
 /// The supervisor's handle on its sentinel. Move-only; the destructor lets the
 /// sentinel exit (EOF with nothing recorded) and reaps it.
+///
+/// Recording a worker costs no system call and never wakes the sentinel: the
+/// table lives in a shared anonymous mapping, and the sentinel sleeps in one
+/// `read` until the supervisor's end of the socket closes.
 class Sentinel {
  public:
   /// How many workers one sentinel tracks at once; more are still supervised,
@@ -61,16 +71,28 @@ class Sentinel {
   /// Forks the sentinel. Returns false (with errno set) when it cannot; the
   /// supervisor then runs without the guard rather than not at all.
   bool start(const std::string& cgroup_parent) {
+    // The table and the high-water mark, shared with the child (only the
+    // pages of slots in use are ever touched, so only they cost memory).
+    const std::size_t bytes = sizeof(Shared) + capacity * sizeof(SentinelSlot);
+    void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return false;
+    auto* shared = static_cast<Shared*>(memory);
+    auto* slots = reinterpret_cast<SentinelSlot*>(static_cast<char*>(memory) + sizeof(Shared));
     int sockets[2];
 #if defined(SOCK_CLOEXEC)
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) return false;
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
 #else
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sockets) != 0) return false;
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sockets) != 0) {
+#endif
+      int saved = errno;
+      ::munmap(memory, bytes);
+      errno = saved;
+      return false;
+    }
+#if !defined(SOCK_CLOEXEC)
     ::fcntl(sockets[0], F_SETFD, FD_CLOEXEC);
     ::fcntl(sockets[1], F_SETFD, FD_CLOEXEC);
 #endif
-    // Memory the child uses, allocated before the fork.
-    std::vector<SentinelMessage> table(capacity);
     int max_fd = max_descriptor_bound();
     bool use_close_range = features().close_range;
     pid_t pid;
@@ -79,18 +101,23 @@ class Sentinel {
       pid = ::fork();
       if (pid == 0) {
         ::close(sockets[0]);
-        run(sockets[1], table.data(), max_fd, use_close_range, cgroup_parent.c_str());
+        run(sockets[1], shared, slots, max_fd, use_close_range, cgroup_parent.c_str());
       }
     }
     int saved = errno;
     ::close(sockets[1]);
     if (pid < 0) {
       ::close(sockets[0]);
+      ::munmap(memory, bytes);
       errno = saved;
       return false;
     }
     pid_ = pid;
     fd_ = sockets[0];
+    memory_ = memory;
+    memory_bytes_ = bytes;
+    shared_ = shared;
+    slots_ = slots;
     return true;
   }
 
@@ -102,11 +129,46 @@ class Sentinel {
 
   /// Records a started worker. False if the sentinel is gone or full.
   bool add(int pid, unsigned long long start_time, long cgroup_serial) {
-    return send({1, pid, start_time, cgroup_serial});
+    if (fd_ < 0) return false;
+    std::uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else if (next_unused_ < capacity) {
+      index = static_cast<std::uint32_t>(next_unused_++);
+      // Published before the slot can be: the sentinel scans up to here.
+      __atomic_store_n(&shared_->high_water, static_cast<std::uint32_t>(next_unused_), __ATOMIC_RELEASE);
+    } else {
+      return false;
+    }
+    try {
+      slot_of_pid_[pid] = index;
+    } catch (...) {
+      free_.push_back(index);
+      return false;
+    }
+    SentinelSlot& slot = slots_[index];
+    slot.pid = pid;
+    slot.start_time = start_time;
+    slot.cgroup_serial = cgroup_serial;
+    __atomic_store_n(&slot.state, 1, __ATOMIC_RELEASE);
+    return true;
   }
 
   /// Forgets a reaped worker.
-  bool remove(int pid) { return send({2, pid, 0, -1}); }
+  bool remove(int pid) {
+    auto found = slot_of_pid_.find(pid);
+    if (found == slot_of_pid_.end()) return false;
+    std::uint32_t index = found->second;
+    slot_of_pid_.erase(found);
+    __atomic_store_n(&slots_[index].state, 0, __ATOMIC_RELEASE);
+    try {
+      free_.push_back(index);
+    } catch (...) {
+      // The slot is lost to reuse, not to safety: it is free (state 0).
+    }
+    return true;
+  }
 
   /// Ends the sentinel and reaps it. It kills whatever is still recorded, so
   /// a supervisor calls this after reaping (and so forgetting) its workers.
@@ -118,26 +180,24 @@ class Sentinel {
       }
     }
     pid_ = 0;
+    if (memory_ != nullptr) ::munmap(memory_, memory_bytes_);
+    memory_ = nullptr;
+    shared_ = nullptr;
+    slots_ = nullptr;
+    free_.clear();
+    slot_of_pid_.clear();
+    next_unused_ = 0;
   }
 
  private:
-  bool send(SentinelMessage message) {
-    if (fd_ < 0) return false;
-    const char* data = reinterpret_cast<const char*>(&message);
-    std::size_t left = sizeof message;
-    while (left > 0) {
-      ssize_t n = ::send(fd_, data, left, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      data += n;
-      left -= static_cast<std::size_t>(n);
-    }
-    return true;
-  }
+  struct Shared {
+    std::uint32_t high_water;  ///< slots at or above this were never used
+    char padding[60];
+  };
 
   /// The sentinel's whole life. Never returns.
-  [[noreturn]] static void run(int fd, SentinelMessage* table, int max_fd, bool use_close_range,
-                               const char* cgroup_parent) {
+  [[noreturn]] static void run(int fd, const Shared* shared, const SentinelSlot* slots, int max_fd,
+                               bool use_close_range, const char* cgroup_parent) {
     // Out of the host's process group, so a Ctrl-C or a group kill aimed at
     // the host does not take the guard down with it.
     ::setpgid(0, 0);
@@ -167,38 +227,27 @@ class Sentinel {
       if (devnull > 3) ::close(devnull);
     }
 
-    std::size_t used = 0;
-    SentinelMessage message;
-    std::size_t have = 0;
+    // Sleep until the supervisor is gone (or lets us go): EOF.
     for (;;) {
-      ssize_t n = ::read(fd, reinterpret_cast<char*>(&message) + have, sizeof message - have);
+      char ignored[64];
+      ssize_t n = ::read(fd, ignored, sizeof ignored);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // EOF: the supervisor is gone (or let us go)
-      have += static_cast<std::size_t>(n);
-      if (have < sizeof message) continue;
-      have = 0;
-      if (message.op == 1 && used < capacity) {
-        table[used++] = message;
-      } else if (message.op == 2) {
-        for (std::size_t i = 0; i < used; ++i) {
-          if (table[i].pid == message.pid) {
-            table[i] = table[--used];
-            break;
-          }
-        }
-      }
+      if (n <= 0) break;
     }
-    for (std::size_t i = 0; i < used; ++i) {
+    const std::uint32_t used = __atomic_load_n(&shared->high_water, __ATOMIC_ACQUIRE);
+    for (std::uint32_t i = 0; i < used && i < capacity; ++i) {
+      if (__atomic_load_n(&slots[i].state, __ATOMIC_ACQUIRE) != 1) continue;
+      const SentinelSlot& slot = slots[i];
       // Only a leader proven to be the recorded process: never a reused pid.
-      if (is_same_process(table[i].pid, table[i].start_time)) ::kill(-table[i].pid, SIGKILL);
+      if (is_same_process(slot.pid, slot.start_time)) ::kill(-slot.pid, SIGKILL);
       // The worker's cgroup is ours alone: kill everything in it, escapees too.
-      if (table[i].cgroup_serial >= 0 && cgroup_parent[0] != '\0') {
+      if (slot.cgroup_serial >= 0 && cgroup_parent[0] != '\0') {
         char path[4096];
         std::size_t n = 0;
         for (const char* p = cgroup_parent; *p != '\0' && n < sizeof path - 64; ++p) path[n++] = *p;
         const char suffix[] = "/w";
         for (const char* p = suffix; *p != '\0'; ++p) path[n++] = *p;
-        n += format_unsigned(static_cast<unsigned long>(table[i].cgroup_serial), path + n);
+        n += format_unsigned(static_cast<unsigned long>(slot.cgroup_serial), path + n);
         const char kill_file[] = "/cgroup.kill";
         for (const char* p = kill_file; *p != '\0'; ++p) path[n++] = *p;
         path[n] = '\0';
@@ -222,6 +271,13 @@ class Sentinel {
 
   int fd_ = -1;
   int pid_ = 0;
+  void* memory_ = nullptr;
+  std::size_t memory_bytes_ = 0;
+  Shared* shared_ = nullptr;
+  SentinelSlot* slots_ = nullptr;
+  std::vector<std::uint32_t> free_;  // published-then-freed slots, for reuse
+  std::size_t next_unused_ = 0;
+  std::unordered_map<int, std::uint32_t> slot_of_pid_;
 };
 
 }  // namespace jobwarden::detail

@@ -310,6 +310,20 @@ class JobSupervisor {
         check_stop_request(s);
       }
       enforce_deadlines(s);
+      events.swap(s.events);
+    }
+    // Exits first: the host learns of them before any cleanup or new start.
+    std::size_t delivered;
+    try {
+      delivered = deliver(s, events);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      settle_exits(s);
+      throw;
+    }
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      settle_exits(s);
       s.cgroups.collect_garbage();
       to_launch = take_launchable(s);
     }
@@ -318,15 +332,10 @@ class JobSupervisor {
       std::lock_guard<std::mutex> lock(s.mutex);
       flush_job(s);
       arm_timer(s);
+      events.clear();
       events.swap(s.events);
     }
-    if (!events.empty()) {
-      auto handlers = s.handlers;  // a handler may register another
-      for (const auto& event : events) {
-        for (const auto& handler : handlers) handler(event);
-      }
-    }
-    return events.size();
+    return delivered + deliver(s, events);
   }
 
   /// A descriptor that becomes readable when `poll()` has work. On Linux it
@@ -438,6 +447,13 @@ class JobSupervisor {
     std::deque<time_point> restart_times;    // recent restarts, for the rate limit
   };
 
+  /// A worker whose exit was noted but whose zombie and pidfd wait for `settle_exits`.
+  struct Exited {
+    int zombie;  ///< pid to reap (-1: nothing to reap)
+    int pidfd;   ///< to close (-1: none)
+    int pid;     ///< to take off the guard's list
+  };
+
   struct State {
     SupervisorOptions options;
     std::function<time_point()> now = [] { return Clock::now(); };
@@ -447,6 +463,7 @@ class JobSupervisor {
     std::vector<Record*> order;
     std::deque<Record*> queue;
     std::vector<WorkerEvent> events;
+    std::vector<Exited> exited;  // see settle_exits
     std::vector<event_handler> handlers;
     detail::ExitWatcher watcher;
     detail::CgroupTree cgroups;
@@ -481,6 +498,12 @@ class JobSupervisor {
     int null_out = -1;
 
     ~State() {
+      // A handler that threw out of the last poll() may have left some.
+      for (const Exited& done : exited) {
+        if (done.pidfd >= 0) ::close(done.pidfd);
+        detail::ExitStatus ignored;
+        if (done.zombie > 0) detail::reap(done.zombie, ignored);
+      }
       if (null_in >= 0) ::close(null_in);
       if (null_out >= 0) ::close(null_out);
     }
@@ -735,6 +758,17 @@ class JobSupervisor {
     return out;
   }
 
+  /// Runs the handlers for `events`, under the poll lock but not `s.mutex`
+  /// (a handler may call in).
+  std::size_t deliver(State& s, const std::vector<WorkerEvent>& events) {
+    if (events.empty()) return 0;
+    auto handlers = s.handlers;  // a handler may register another
+    for (const auto& event : events) {
+      for (const auto& handler : handlers) handler(event);
+    }
+    return events.size();
+  }
+
   void emit(State& s, EventKind kind, const Record& record) {
     s.events.push_back(WorkerEvent{kind, record.info});
   }
@@ -945,18 +979,51 @@ class JobSupervisor {
     }
   }
 
-  /// Reaps `record` if its process has exited: kills what is left of its
-  /// group while the zombie still pins the group id, then collects it.
+  /// Collects the zombies `check_exit` left, closes their pidfds, checks
+  /// their cgroups for escapees, and only then takes them off the guard's list.
+  void settle_exits(State& s) {
+    if (s.exited.empty()) {
+      s.cgroups.settle();
+      return;
+    }
+    for (const Exited& done : s.exited) {
+      s.watcher.remove(done.pidfd);
+      if (done.pidfd >= 0) ::close(done.pidfd);
+      if (done.zombie > 0) {
+        detail::ExitStatus ignored;
+        detail::reap(done.zombie, ignored);
+      }
+    }
+    s.cgroups.settle();
+    for (const Exited& done : s.exited) s.sentinel.remove(done.pid);
+    s.exited.clear();
+  }
+
+  /// Takes note of `record`'s exit if its process has exited: kills what is
+  /// left of its group while the zombie still pins the group id.
   void check_exit(State& s, Record& record) {
     if (record.info.state != WorkerState::running || record.launching) return;
+    detail::ExitStatus status;
+    bool reaped;  // ours, and exited (false: someone else reaped it)
+#if JOBWARDEN_LINUX_FAST_PATH
+    // The status and usage come without reaping: the zombie is collected
+    // (and its pidfd closed, its cgroup checked) by `settle_exits`, after the
+    // host has heard of the exit.
+    int outcome = detail::peek_exit(record.info.pid, status);
+    if (outcome == 0) return;
+    reaped = outcome > 0;
+    // Whatever it left in its group dies while the zombie pins the group id;
+    // in its own cgroup, the cgroup check in settle_exits kills all of that
+    // and escapees too.
+    if (reaped && record.cgroup_serial < 0) detail::signal_group(record.info.pid, SIGKILL);
+    s.exited.push_back({reaped ? record.info.pid : -1, record.pidfd, record.info.pid});
+#else
     if (!detail::has_exited(record.info.pid)) return;
     detail::signal_group(record.info.pid, SIGKILL);
-    detail::ExitStatus status;
-    bool reaped = detail::reap(record.info.pid, status);
+    reaped = detail::reap(record.info.pid, status);
+    s.exited.push_back({-1, record.pidfd, record.info.pid});
+#endif
     s.live.erase(std::remove(s.live.begin(), s.live.end(), &record), s.live.end());
-    s.sentinel.remove(record.info.pid);
-    s.watcher.remove(record.pidfd);
-    if (record.pidfd >= 0) ::close(record.pidfd);
     record.pidfd = -1;
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
@@ -980,7 +1047,9 @@ class JobSupervisor {
       final_state = WorkerState::crashed;
     }
     s.options.launcher->release(record.info, record.context);
-    s.cgroups.retire(record.cgroup_serial);  // escapees of a finished worker die too
+    // Escapees of a finished worker die too, once the events are delivered
+    // (reading cgroup.events costs more than everything else here).
+    s.cgroups.retire_later(record.cgroup_serial);
     record.cgroup_serial = -1;
     record.context.cgroup_dir.clear();
     if (maybe_restart(s, record, final_state)) return;

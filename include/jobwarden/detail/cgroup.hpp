@@ -124,6 +124,7 @@ class CgroupTree {
   std::string create(long& serial) {
     serial = -1;
     if (!active()) return {};
+    settle();
     if (!idle_.empty()) {
       serial = static_cast<long>(idle_.back());
       idle_.pop_back();
@@ -150,6 +151,22 @@ class CgroupTree {
     if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
   }
 
+  /// `retire`, deferred to the next `settle` (or `create`, or `close`): the
+  /// check costs a read of cgroup.events, which can wait until the host has
+  /// heard of the exit.
+  void retire_later(long serial) {
+    if (serial < 0 || !active()) return;
+    retiring_.push_back(serial);
+  }
+
+  /// Retires what `retire_later` deferred.
+  void settle() {
+    if (retiring_.empty()) return;
+    std::vector<long> due;
+    due.swap(retiring_);
+    for (long serial : due) retire(serial);
+  }
+
   /// Retries removing cgroups whose processes were still dying.
   void collect_garbage() {
     std::vector<std::string> still;
@@ -162,6 +179,7 @@ class CgroupTree {
   /// Removes the tree, waiting (bounded) for dying processes to go.
   void close() {
     if (!active()) return;
+    settle();
     for (unsigned long serial : idle_) ::rmdir(dir_of(serial).c_str());
     idle_.clear();
     for (int round = 0; round < 200 && !dying_.empty(); ++round) {
@@ -233,6 +251,7 @@ class CgroupTree {
   std::string parent_;
   std::vector<std::string> dying_;
   std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
+  std::vector<long> retiring_;       // cgroups of reaped workers, not yet checked
   unsigned long next_serial_ = 0;
 };
 

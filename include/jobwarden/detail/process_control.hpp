@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include "jobwarden/detail/platform.hpp"
+
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -49,25 +51,7 @@ inline bool signal_group(int pgid, int sig) {
   return ::kill(-pgid, sig) == 0;
 }
 
-/// Reaps `pid`, which must have exited; fills its status and resource usage.
-/// Returns false when the pid was not ours to reap (ECHILD: someone else did).
-inline bool reap(int pid, ExitStatus& out) {
-  int status = 0;
-  struct rusage usage;
-  std::memset(&usage, 0, sizeof usage);
-  pid_t rc;
-  do {
-    rc = ::wait4(pid, &status, 0, &usage);
-  } while (rc < 0 && errno == EINTR);
-  if (rc != pid) return false;
-  if (WIFEXITED(status)) {
-    out.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    out.signal = WTERMSIG(status);
-#ifdef WCOREDUMP
-    out.core_dumped = WCOREDUMP(status);
-#endif
-  }
+inline void fill_usage(const struct rusage& usage, ExitStatus& out) {
   out.user_cpu = std::chrono::seconds(usage.ru_utime.tv_sec) +
                  std::chrono::microseconds(usage.ru_utime.tv_usec);
   out.system_cpu = std::chrono::seconds(usage.ru_stime.tv_sec) +
@@ -77,7 +61,65 @@ inline bool reap(int pid, ExitStatus& out) {
 #else
   out.max_rss_kib = usage.ru_maxrss;  // KiB on Linux
 #endif
-  return true;
 }
+
+#if JOBWARDEN_LINUX_FAST_PATH
+/// How our child `pid` ended, with its resource usage, leaving it a zombie
+/// (so its pid and process group stay pinned until `reap`). Linux's waitid
+/// system call takes a rusage, which WNOWAIT fills without reaping (glibc's
+/// wrapper does not pass it). 1: it exited (`out` filled); 0: still running;
+/// -1: not ours any more (the host reaped it).
+inline int peek_exit(int pid, ExitStatus& out) {
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  struct rusage usage;
+  std::memset(&usage, 0, sizeof usage);
+  long rc;
+  do {
+    rc = ::syscall(SYS_waitid, P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT, &usage);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return errno == ECHILD ? -1 : 0;
+  if (info.si_pid != pid) return 0;
+  switch (info.si_code) {
+    case CLD_EXITED: out.exit_code = info.si_status; break;
+    case CLD_KILLED: out.signal = info.si_status; break;
+    case CLD_DUMPED:
+      out.signal = info.si_status;
+      out.core_dumped = true;
+      break;
+    default: return 0;
+  }
+  fill_usage(usage, out);
+  return 1;
+}
+#endif
+
+/// Reaps `pid` if it has exited: 1 (reaped, `out` filled), 0 (still running;
+/// only without `wait`), -1 (not ours to reap: someone else did).
+inline int try_reap(int pid, ExitStatus& out, bool wait) {
+  int status = 0;
+  struct rusage usage;
+  std::memset(&usage, 0, sizeof usage);
+  pid_t rc;
+  do {
+    rc = ::wait4(pid, &status, wait ? 0 : WNOHANG, &usage);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return 0;
+  if (rc != pid) return -1;
+  if (WIFEXITED(status)) {
+    out.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    out.signal = WTERMSIG(status);
+#ifdef WCOREDUMP
+    out.core_dumped = WCOREDUMP(status);
+#endif
+  }
+  fill_usage(usage, out);
+  return 1;
+}
+
+/// Reaps `pid`, which must have exited; fills its status and resource usage.
+/// Returns false when the pid was not ours to reap (ECHILD: someone else did).
+inline bool reap(int pid, ExitStatus& out) { return try_reap(pid, out, /*wait=*/true) > 0; }
 
 }  // namespace jobwarden::detail

@@ -41,6 +41,7 @@ void replace_status(const jwstatus::CraftedJob& job, const std::string& id, int 
       job.layout.status_file(id), jwstatus::status_document("running", json{{"done", done}}).dump()));
 }
 
+#if JOBWARDEN_STATUS_INOTIFY
 /// inotify instances this process holds.
 int inotify_instances() {
   int count = 0;
@@ -62,6 +63,7 @@ long read_number(const char* path) {
   in >> value;
   return value;
 }
+#endif
 
 }  // namespace
 

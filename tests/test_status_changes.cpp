@@ -143,25 +143,28 @@ TEST_CASE("watched, a read re-reads only the workers that changed") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "few");
   job.write_job(jwstatus::job_document("few", "running", 0, 0));
-  for (int i = 1; i <= 20; ++i) replace_status(job, std::to_string(i), 0);
+  for (int i = 1; i <= 20; ++i) {
+    job.write_process(std::to_string(i), jwstatus::process_document(std::to_string(i), "running"));
+    replace_status(job, std::to_string(i), 0);
+  }
   StatusAggregatorOptions options;
   options.recent_change_window = 0ms;  // job.json is not watched: trust its stamp
   StatusAggregator<> aggregator(dir.path(), options);
   (void)aggregator.read("few");
   auto before = aggregator.cache_statistics();
-  CHECK(before.files_read == 21);
+  CHECK(before.files_read == 41);
   CHECK(before.full_checks == 1);
   CHECK(before.watched_directories == 21);
 
   (void)aggregator.read("few");
   auto after = aggregator.cache_statistics();
   CHECK(after.files_read == before.files_read);  // nothing changed: nothing read
-  CHECK(after.files_reused == before.files_reused + 21);
+  CHECK(after.files_reused == before.files_reused + 41);
 
   replace_status(job, "7", 70);
   const auto status = aggregator.read("few");
   CHECK(progress_of(status, "7") == json{{"done", 70}});
-  CHECK(aggregator.cache_statistics().files_read == before.files_read + 1);
+  CHECK(aggregator.cache_statistics().files_read == before.files_read + 1);  // its status.json only
   CHECK(aggregator.cache_statistics().full_checks == 1);
 }
 

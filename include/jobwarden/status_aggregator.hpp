@@ -537,8 +537,11 @@ class StatusAggregator {
     enum class Presence : unsigned char { present, gone, broken };
     Presence presence = Presence::present;
     StatusFileError dir_error;  ///< when `broken`
-    /// Watched jobs: an event named it (or it is new) since it was last read.
+    /// Watched jobs: an event named its directory (or it is new) since it was
+    /// last read, or just one of its files.
     bool dirty = true;
+    bool process_dirty = false;
+    bool status_dirty = false;
     int wd = -1;        ///< the watch on its directory (-1: none)
     int stale_wd = -1;  ///< a watch it had before, to drop
     dev_t watched_device = 0;
@@ -949,6 +952,11 @@ class StatusAggregator {
       WorkerCache& cache = entry.cache;
       const bool watched = context.watch_fd >= 0;
       bool must_open = context.forced || !cache.dir_checked;
+      // Forced (watched, named by events): only the files named are read
+      // again, unless the directory itself changed or was not watched.
+      const bool whole = !context.forced || entry.dirty || entry.wd < 0 || !cache.dir_checked;
+      const bool read_process = whole || entry.process_dirty;
+      const bool read_status = whole || entry.status_dirty;
 #if JOBWARDEN_STATUS_INOTIFY
       if (watched && (context.forced || entry.wd < 0)) add_watch(context, entry);
 #endif
@@ -997,10 +1005,18 @@ class StatusAggregator {
         entry.dir_error.error = describe(ec, entry.dir_error.detail, options.max_file_size, 0);
         return;
       }
-      refresh(worker_fd.get(), detail::process_file_name, cache.process, &Impl::parse_process, counters,
-              context.forced);
-      refresh(worker_fd.get(), detail::status_file_name, cache.status, &Impl::parse_status, counters,
-              context.forced);
+      if (read_process) {
+        refresh(worker_fd.get(), detail::process_file_name, cache.process, &Impl::parse_process, counters,
+                context.forced);
+      } else {
+        counters.reused += cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing;
+      }
+      if (read_status) {
+        refresh(worker_fd.get(), detail::status_file_name, cache.status, &Impl::parse_status, counters,
+                context.forced);
+      } else {
+        counters.reused += cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing;
+      }
       // The stamp is the one taken *before* the files were read: a write
       // racing with this read changes the directory again and is seen next time.
       const bool first_check = !cache.dir_trusted && cache.next_file_check == std::chrono::steady_clock::time_point{};
@@ -1161,9 +1177,10 @@ class StatusAggregator {
                 entry->wd = -1;
                 entry->dirty = true;
               }
-            } else if (entry != nullptr && (name.empty() || name == detail::process_file_name ||
-                                            name == detail::status_file_name)) {
-              entry->dirty = true;
+            } else if (entry != nullptr) {
+              if (name.empty()) entry->dirty = true;
+              else if (name == detail::process_file_name) entry->process_dirty = true;
+              else if (name == detail::status_file_name) entry->status_dirty = true;
             }
           }
         }
@@ -1233,7 +1250,7 @@ class StatusAggregator {
       } else {
         for (std::size_t index = 0; index < cache.workers.size(); ++index) {
           const WorkerEntry& entry = cache.workers[index];
-          if (entry.dirty || entry.wd < 0) order.push_back(index);
+          if (entry.dirty || entry.process_dirty || entry.status_dirty || entry.wd < 0) order.push_back(index);
         }
         context.forced = true;
       }
@@ -1251,7 +1268,7 @@ class StatusAggregator {
         cache.full_check = false;
         for (std::size_t index : order) {
           WorkerEntry& entry = cache.workers[index];
-          entry.dirty = false;
+          entry.dirty = entry.process_dirty = entry.status_dirty = false;
           if (entry.stale_wd >= 0) {
             auto found = cache.watch->ids.find(entry.stale_wd);
             if (found != cache.watch->ids.end() && found->second == entry.id) {

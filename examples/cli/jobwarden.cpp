@@ -567,7 +567,9 @@ int command_status(const Arguments& args) {
   const std::string job = job_of(args);
   const bool json = args.has("json");
   const bool watch = args.has("watch");
-  jobwarden::StatusAggregator<> aggregator(root);
+  jobwarden::StatusAggregatorOptions options;
+  options.watch_for_changes = watch;  // a single read never profits from watching
+  jobwarden::StatusAggregator<> aggregator(root, options);
 
   auto read = [&] {
     std::error_code ec;

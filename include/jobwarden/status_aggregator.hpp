@@ -41,26 +41,50 @@
 /// relative to the job directory) and the rest still reads. Nothing is read
 /// through a link: the job directory, `workers/`, each worker directory and
 /// each file are opened relative to their parent's descriptor with
-/// `O_NOFOLLOW`. File content never makes a call throw.
+/// `O_NOFOLLOW`. File content never makes a call throw. (Watches are added
+/// by path with `IN_DONT_FOLLOW`, `workers/` through its open descriptor: a
+/// watch only decides what is re-read, never what is read through.)
 ///
 /// Cheap to call often: every file's parsed content is cached in the
 /// aggregator, keyed by (device, inode, size, mtime, ctime), and reused while
-/// the file is unchanged. Because every jobwarden writer replaces a file by
-/// renaming a new one over it, which changes the worker's directory too, an
-/// unchanged worker costs a single `fstatat` of its directory; files are
-/// still checked one by one every `in_place_write_check_interval`, for
-/// writers that rewrite in place. Anything changed within the last second
-/// (`recent_change_window`) is checked every time: timestamps are too coarse
-/// to show a second change within one tick. Keep one aggregator and call
-/// `read` as often as you like. The methods lock an internal
+/// the file is unchanged. On Linux (`watch_for_changes`, on by default) a
+/// job's `workers/` directory and each worker directory are watched with
+/// inotify from the job's first `read`: a later read takes in the events and
+/// re-reads only the files they name, so it costs O(changed workers) plus
+/// building the result, and sees a change in place or within one timestamp
+/// tick at once. Without watching (other systems, `JOBWARDEN_PORTABLE`, the
+/// option off, no inotify resources left, or once after the event queue
+/// overflowed), stamps decide: because every jobwarden writer replaces a
+/// file by renaming a new one over it, which changes the worker's directory
+/// too, an unchanged worker costs a single `fstatat` of its directory; files
+/// are still checked one by one every `in_place_write_check_interval`, for
+/// writers that rewrite in place, and anything changed within the last
+/// second (`recent_change_window`) is checked every time: timestamps are too
+/// coarse to show a second change within one tick. A worker read for the
+/// first time is opened directly (a non-blocking open that refuses links,
+/// then `fstat`: a FIFO or device under a status file's name is opened, never
+/// read), and many workers to check at once are spread over a few threads
+/// (`read_threads`). Keep one aggregator and call `read` as often as you
+/// like. The methods lock an internal
 /// mutex: one aggregator may serve several threads.
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__linux__) && !defined(JOBWARDEN_PORTABLE)
+/// 1 where `StatusAggregator` can watch job directories with inotify.
+#define JOBWARDEN_STATUS_INOTIFY 1
+#include <sys/inotify.h>
+#else
+#define JOBWARDEN_STATUS_INOTIFY 0
+#endif
+
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <chrono>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,6 +93,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -318,6 +343,25 @@ struct StatusAggregatorOptions {
   /// within this interval (the files are checked one by one that often,
   /// spread over calls).
   std::chrono::milliseconds in_place_write_check_interval{std::chrono::seconds(10)};
+  /// Linux (not with `JOBWARDEN_PORTABLE`): watch each job read with inotify
+  /// (its `workers/` directory and every worker directory), from its first
+  /// read on, so that a later read re-reads only what changed — it costs
+  /// O(changed workers), not a check per worker — and a change in place or
+  /// within one timestamp tick is seen at once. Setting the watches costs
+  /// about 2-3 us per worker on that first read and one inotify instance and
+  /// one watch per worker directory while the job is cached; dropping them
+  /// (`clear_cache`, a job evicted from the cache, the destructor) costs about
+  /// as much again. Turn it off for one-shot readers. Where watching is not
+  /// possible (no instance or watch left: `EMFILE`, `ENOSPC`...), the job is
+  /// read with the stamp checks described above and watching is tried again a
+  /// minute later; when the event queue overflows, the next read checks every
+  /// worker as without watching, then relies on the watches again.
+  bool watch_for_changes = true;
+  /// Threads that read workers' files when many need checking at once (a
+  /// first read, a full check): 0 picks the hardware's concurrency, at most 4;
+  /// 1 reads on the calling thread only. `Progress`'s `from_json` then runs on
+  /// those threads.
+  unsigned read_threads = 0;
 };
 
 /// Reads job directories under one root. See the file comment for the merge
@@ -420,15 +464,25 @@ class StatusAggregator {
   struct CacheStatistics {
     std::uint64_t files_read = 0;    ///< files opened, read and parsed
     std::uint64_t files_reused = 0;  ///< files found unchanged and served from the cache
+    std::uint64_t full_checks = 0;   ///< reads of a watched job that checked every worker
+                                     ///< (the first, and after the event queue overflowed)
+    std::uint64_t watched_directories = 0;  ///< directories watched right now (inotify)
   };
 
   /// How much the cache saved so far (for benchmarks and tests).
   CacheStatistics cache_statistics() const {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    return impl_->statistics;
+    CacheStatistics statistics = impl_->statistics;
+#if JOBWARDEN_STATUS_INOTIFY
+    for (const auto& job : impl_->jobs) {
+      if (job.second.watch) statistics.watched_directories += job.second.watch->ids.size() + 1;
+    }
+#endif
+    return statistics;
   }
 
-  /// Forgets every cached file (the next `read` parses everything again).
+  /// Forgets every cached file (the next `read` parses everything again) and
+  /// drops every watch.
   void clear_cache() {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->jobs.clear();
@@ -465,6 +519,7 @@ class StatusAggregator {
     /// The worker directory as it was when its files were last checked:
     /// every atomic write renames into it, which changes its stamp.
     detail::FileStamp dir_stamp;
+    bool dir_checked = false;  ///< `dir_stamp` is meaningful
     bool dir_trusted = false;
     /// When the files must be checked even if the directory looks unchanged
     /// (a writer that rewrites in place does not change the directory).
@@ -478,7 +533,32 @@ class StatusAggregator {
   struct WorkerEntry {
     std::string id;
     WorkerCache cache;
+    /// What the last check of its directory found.
+    enum class Presence : unsigned char { present, gone, broken };
+    Presence presence = Presence::present;
+    StatusFileError dir_error;  ///< when `broken`
+    /// Watched jobs: an event named its directory (or it is new) since it was
+    /// last read, or just one of its files.
+    bool dirty = true;
+    bool process_dirty = false;
+    bool status_dirty = false;
+    int wd = -1;        ///< the watch on its directory (-1: none)
+    int stale_wd = -1;  ///< a watch it had before, to drop
+    dev_t watched_device = 0;
+    ino_t watched_inode = 0;
   };
+
+#if JOBWARDEN_STATUS_INOTIFY
+  /// The inotify instance of one job: released with the job's cache.
+  struct JobWatch {
+    detail::OwnedFd fd;
+    int workers_wd = -1;
+    dev_t device = 0;  ///< the `workers/` directory watched
+    ino_t inode = 0;
+    std::string prefix;  ///< `<root>/<job>/workers/`: worker watches are added by path
+    std::unordered_map<int, std::string> ids;  ///< worker watch -> worker id
+  };
+#endif
 
   struct JobCache {
     CachedFile<detail::JobRecord> job;
@@ -490,6 +570,20 @@ class StatusAggregator {
     bool workers_listed = false;
     bool workers_listing_trusted = false;
     std::uint64_t last_used = 0;
+    /// Watched: `workers/` changed since it was listed.
+    bool relist = true;
+    /// Watched: events may have been lost; check every worker once.
+    bool full_check = true;
+#if JOBWARDEN_STATUS_INOTIFY
+    std::unique_ptr<JobWatch> watch;
+    std::chrono::steady_clock::time_point watch_retry_at{};
+#endif
+  };
+
+  /// Work counters of one reading thread.
+  struct Counters {
+    std::uint64_t read = 0;
+    std::uint64_t reused = 0;
   };
 
   struct Impl {
@@ -528,31 +622,42 @@ class StatusAggregator {
     /// Refreshes `cache` from `name` in `dir_fd`, reusing the cached verdict
     /// while the file is unchanged. `parse` turns the document into `Parsed`
     /// or returns a problem text.
+    /// With `force` (an event named the file) or nothing cached, the file is
+    /// read without a `stat` first: `read_file_at` refuses what it must.
     template <class Parsed, class Parse>
-    void refresh(int dir_fd, const char* name, CachedFile<Parsed>& cache, Parse&& parse) {
+    void refresh(int dir_fd, const char* name, CachedFile<Parsed>& cache, Parse&& parse, Counters& counters,
+                 bool force = false) {
       using Outcome = typename CachedFile<Parsed>::Outcome;
       detail::FileStamp stamp;
-      std::error_code ec = detail::stat_file_at(dir_fd, name, stamp);
-      if (ec == std::errc::no_such_file_or_directory) {
-        cache = CachedFile<Parsed>{};
-        return;
+      std::error_code ec;
+      if (cache.cached && !force) {
+        ec = detail::stat_file_at(dir_fd, name, stamp);
+        if (ec == std::errc::no_such_file_or_directory) {
+          cache = CachedFile<Parsed>{};
+          return;
+        }
+        if (ec) {  // a symlink, a FIFO, a device: not opened
+          cache = CachedFile<Parsed>{};
+          cache.outcome = Outcome::error;
+          cache.error = describe(ec, cache.detail, options.max_file_size, 0);
+          return;
+        }
+        if (cache.trusted && cache.stamp == stamp) {
+          ++counters.reused;
+          return;
+        }
       }
-      if (ec) {  // a symlink, a FIFO, a device: never opened
-        cache = CachedFile<Parsed>{};
-        cache.outcome = Outcome::error;
-        cache.error = describe(ec, cache.detail, options.max_file_size, 0);
-        return;
-      }
-      if (cache.cached && cache.trusted && cache.stamp == stamp) {
-        ++statistics.files_reused;
-        return;
-      }
-      ++statistics.files_read;
 
       cache = CachedFile<Parsed>{};
       std::string content;
       ec = detail::read_file_at(dir_fd, name, content, &stamp, options.max_file_size);
-      if (ec == std::errc::no_such_file_or_directory) return;  // removed since the stat
+      if (ec == std::errc::no_such_file_or_directory) return;  // no such file (any more)
+      if (ec == std::errc::too_many_symbolic_link_levels || ec == errc::not_regular_file) {
+        cache.outcome = Outcome::error;
+        cache.error = describe(ec, cache.detail, options.max_file_size, 0);
+        return;
+      }
+      ++counters.read;
       cache.stamp = stamp;
       cache.cached = !ec || ec == errc::oversized_file;
       // A file changed within the last timestamp tick may change again within
@@ -647,10 +752,12 @@ class StatusAggregator {
                  : open_ec;
         return {};
       }
-      return read_open_job(job_id, job_fd.get());
+      return read_open_job(job_id, job_fd.get(), /*start_watching=*/true);
     }
 
-    JobStatus<Progress> read_open_job(const std::string& job_id, int job_fd) {
+    /// `start_watching`: false for `list_jobs` and `clean`, which read every
+    /// job once (a job already watched stays watched).
+    JobStatus<Progress> read_open_job(const std::string& job_id, int job_fd, bool start_watching = false) {
       using JobOutcome = typename CachedFile<detail::JobRecord>::Outcome;
       JobCache& cache = cache_for(job_id);
       JobStatus<Progress> status;
@@ -658,10 +765,14 @@ class StatusAggregator {
       const WallTime now_wall = now();
 
       // job.json and the supervisor's liveness.
+      Counters job_counters;
       refresh(job_fd, detail::job_file_name, cache.job,
               [](const nlohmann::json& doc, detail::JobRecord& out, std::string& problem) {
                 return detail::job_record_from_json(doc, out, problem);
-              });
+              },
+              job_counters);
+      statistics.files_read += job_counters.read;
+      statistics.files_reused += job_counters.reused;
       const bool have_record = cache.job.outcome == JobOutcome::ok;
       const detail::JobRecord& record = cache.job.parsed;
       const detail::LockProbe probe = detail::probe_supervisor_lock(job_fd);
@@ -688,7 +799,7 @@ class StatusAggregator {
       // The workers.
       const bool check_processes = !alive;
       bool any_unfinished = false;
-      read_workers(job_fd, cache, status, check_processes, have_record ? record.supervisor_hostname : "", now_wall,
+      read_workers(job_id, job_fd, start_watching, cache, status, check_processes, have_record ? record.supervisor_hostname : "", now_wall,
                    any_unfinished);
 
       // Summary, lists and the job state.
@@ -734,15 +845,14 @@ class StatusAggregator {
     }
 
     /// Lists `workers/` again unless its stamp shows nothing was added or
-    /// removed; keeps the caches of the workers that are still there.
-    void list_workers(int workers_fd, JobCache& cache, std::vector<StatusFileError>& errors) {
-      struct stat info {};
-      if (::fstat(workers_fd, &info) != 0) {
-        errors.push_back({detail::workers_dir_name, "unreadable", detail::errno_code().message()});
+    /// removed (or, watched, unless an event said so); keeps what is known of
+    /// the workers that are still there and drops the watches of the others.
+    void list_workers(int workers_fd, const detail::FileStamp& stamp, JobCache& cache,
+                      std::vector<StatusFileError>& errors, bool watched) {
+      if (watched ? !cache.relist && cache.workers_listed
+                  : cache.workers_listed && cache.workers_listing_trusted && cache.workers_dir_stamp == stamp) {
         return;
       }
-      const detail::FileStamp stamp = detail::stamp_of(info);
-      if (cache.workers_listed && cache.workers_listing_trusted && cache.workers_dir_stamp == stamp) return;
       std::error_code ec;
       std::vector<detail::DirectoryEntry> entries = detail::list_directory(workers_fd, ec);
       if (ec) errors.push_back({detail::workers_dir_name, "unreadable", ec.message()});
@@ -755,110 +865,461 @@ class StatusAggregator {
       }
       std::sort(ids.begin(), ids.end(), natural_less);
       std::sort(cache.invalid_names.begin(), cache.invalid_names.end());
-      std::unordered_map<std::string, WorkerCache> previous;
+      std::unordered_map<std::string, WorkerEntry> previous;
       previous.reserve(cache.workers.size());
-      for (WorkerEntry& entry : cache.workers) previous.emplace(std::move(entry.id), std::move(entry.cache));
+      for (WorkerEntry& entry : cache.workers) {
+        std::string id = entry.id;
+        previous.emplace(std::move(id), std::move(entry));
+      }
       cache.workers.clear();
       cache.workers.reserve(ids.size());
       for (std::string& id : ids) {
         auto found = previous.find(id);
-        cache.workers.push_back({std::move(id), found != previous.end() ? std::move(found->second) : WorkerCache{}});
+        if (found != previous.end()) {
+          cache.workers.push_back(std::move(found->second));
+          previous.erase(found);
+        } else {
+          WorkerEntry entry;
+          entry.id = std::move(id);
+          cache.workers.push_back(std::move(entry));
+        }
       }
+      // Removed workers: their watches go first, so that a directory renamed
+      // to another worker's name is watched again under that name.
+      for (auto& gone : previous) drop_watches(cache, gone.second);
       cache.workers_dir_stamp = stamp;
       cache.workers_listed = !ec;
       cache.workers_listing_trusted = is_trusted(stamp);
+      cache.relist = false;
     }
 
-    /// Brings one worker's cached files up to date. An unchanged, trusted
-    /// worker directory costs one `fstatat`; its files are still checked
-    /// one by one every `in_place_write_check_interval`.
-    bool refresh_worker(int workers_fd, WorkerEntry& entry, std::size_t index,
-                        std::chrono::steady_clock::time_point steady_now, JobStatus<Progress>& status) {
+    /// Removes a worker's watches (when it leaves the listing).
+    void drop_watches(JobCache& cache, WorkerEntry& entry) {
+#if JOBWARDEN_STATUS_INOTIFY
+      if (!cache.watch) return;
+      for (int wd : {entry.wd, entry.stale_wd}) {
+        if (wd < 0) continue;
+        auto found = cache.watch->ids.find(wd);
+        if (found != cache.watch->ids.end() && found->second == entry.id) {
+          cache.watch->ids.erase(found);
+          (void)::inotify_rm_watch(cache.watch->fd.get(), wd);
+        }
+      }
+#else
+      (void)cache;
+#endif
+      entry.wd = entry.stale_wd = -1;
+    }
+
+    /// How one read checks the workers it visits.
+    struct VisitContext {
+      int workers_fd = -1;
+      std::chrono::steady_clock::time_point steady_now;
+      bool forced = false;   ///< an event named them: read both files, whatever their stamps
+      int watch_fd = -1;     ///< the job's inotify instance (-1: not watched)
+      const std::string* watch_prefix = nullptr;
+      std::atomic<bool>* watch_failed = nullptr;  ///< set when a watch could not be added for want of resources
+    };
+
+#if JOBWARDEN_STATUS_INOTIFY
+    static constexpr std::uint32_t worker_watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                                       IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
+                                                       IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW;
+    static constexpr std::uint32_t workers_watch_mask =
+        IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+    /// Watches a worker's directory before its files are read: any change
+    /// after this is an event. A directory that cannot be watched (gone, a
+    /// symlink, not a directory, unreadable) is visited on every read instead.
+    static void add_watch(const VisitContext& context, WorkerEntry& entry) {
+      const std::string path = *context.watch_prefix + entry.id;
+      const int wd = ::inotify_add_watch(context.watch_fd, path.c_str(), worker_watch_mask);
+      if (wd == entry.wd) return;
+      if (entry.wd >= 0 && entry.stale_wd < 0) entry.stale_wd = entry.wd;
+      entry.wd = wd;
+      if (wd < 0 && (errno == ENOSPC || errno == ENOMEM)) context.watch_failed->store(true);
+    }
+#endif
+
+    /// Brings one worker's cached files up to date; thread-safe for distinct
+    /// entries. Unwatched, an unchanged and trusted worker directory costs one
+    /// `fstatat`, its files being checked one by one every
+    /// `in_place_write_check_interval`; a worker never read is opened
+    /// directly.
+    void visit_worker(const VisitContext& context, WorkerEntry& entry, std::size_t index, Counters& counters) {
+      using Presence = typename WorkerEntry::Presence;
       const std::string& id = entry.id;
       WorkerCache& cache = entry.cache;
-      struct stat info {};
+      const bool watched = context.watch_fd >= 0;
+      bool must_open = context.forced || !cache.dir_checked;
+      // Forced (watched, named by events): only the files named are read
+      // again, unless the directory itself changed or was not watched.
+      const bool whole = !context.forced || entry.dirty || entry.wd < 0 || !cache.dir_checked;
+      const bool read_process = whole || entry.process_dirty;
+      const bool read_status = whole || entry.status_dirty;
+#if JOBWARDEN_STATUS_INOTIFY
+      if (watched && (context.forced || entry.wd < 0)) add_watch(context, entry);
+#endif
       std::error_code ec;
-      if (::fstatat(workers_fd, id.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
-        ec = detail::errno_code();
-      } else if (S_ISLNK(info.st_mode)) {
-        ec = std::make_error_code(std::errc::too_many_symbolic_link_levels);
-      } else if (!S_ISDIR(info.st_mode)) {
-        ec = std::make_error_code(std::errc::not_a_directory);
-      }
-      if (ec == std::errc::no_such_file_or_directory) return false;  // removed since the listing
-      auto worker_path = [&id] { return std::string(detail::workers_dir_name) + "/" + id; };
-      if (ec) {
-        std::string detail;
-        std::string error = describe(ec, detail, options.max_file_size, 0);
-        status.errors.push_back({worker_path(), error, detail});
-        cache = WorkerCache{};
-        return false;
-      }
-      const detail::FileStamp dir_stamp = detail::stamp_of(info);
-      const bool unchanged = cache.dir_trusted && cache.dir_stamp == dir_stamp && steady_now < cache.next_file_check;
-      if (unchanged) {
-        statistics.files_reused += (cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing) +
-                                   (cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing);
-      } else {
-        detail::OwnedFd worker_fd = detail::open_directory_at(workers_fd, id.c_str(), ec);
-        if (ec == std::errc::no_such_file_or_directory) return false;
-        if (ec) {
-          std::string detail;
-          std::string error = describe(ec, detail, options.max_file_size, 0);
-          status.errors.push_back({worker_path(), error, detail});
-          cache = WorkerCache{};
-          return false;
+      detail::FileStamp dir_stamp;
+      if (!must_open) {
+        struct stat info {};
+        if (::fstatat(context.workers_fd, id.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+          ec = detail::errno_code();
+        } else if (S_ISLNK(info.st_mode)) {
+          ec = std::make_error_code(std::errc::too_many_symbolic_link_levels);
+        } else if (!S_ISDIR(info.st_mode)) {
+          ec = std::make_error_code(std::errc::not_a_directory);
+        } else {
+          dir_stamp = detail::stamp_of(info);
+          if (watched && (dir_stamp.inode != entry.watched_inode || dir_stamp.device != entry.watched_device)) {
+            // Another directory under that name since it was watched.
+#if JOBWARDEN_STATUS_INOTIFY
+            add_watch(context, entry);
+#endif
+            must_open = true;
+          } else if (cache.dir_trusted && cache.dir_stamp == dir_stamp && context.steady_now < cache.next_file_check) {
+            counters.reused += (cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing) +
+                               (cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing);
+            entry.presence = Presence::present;
+            return;
+          }
         }
-        refresh(worker_fd.get(), detail::process_file_name, cache.process, &Impl::parse_process);
-        refresh(worker_fd.get(), detail::status_file_name, cache.status, &Impl::parse_status);
-        // The stamp is the one taken *before* the files were read: a write
-        // racing with this read changes the directory again and is seen next time.
-        const bool first_check = !cache.dir_trusted && cache.next_file_check == std::chrono::steady_clock::time_point{};
-        cache.dir_stamp = dir_stamp;
-        cache.dir_trusted = is_trusted(dir_stamp);
-        // Spread the periodic in-place checks over the interval, so that a
-        // big job does not re-check all its files in the same call.
-        const auto interval = options.in_place_write_check_interval;
-        cache.next_file_check = steady_now + (first_check ? interval * static_cast<long>(index % 64 + 1) / 64 : interval);
       }
-      using ProcessOutcome = typename CachedFile<ParsedProcess>::Outcome;
-      using StatusOutcome = typename CachedFile<ParsedStatus>::Outcome;
-      if (cache.process.outcome == ProcessOutcome::error) {
-        report(cache.process, worker_path() + "/" + detail::process_file_name, status.errors);
+      detail::OwnedFd worker_fd;
+      if (!ec) {
+        worker_fd = detail::open_directory_at(context.workers_fd, id.c_str(), ec);
+        struct stat info {};
+        if (!ec && ::fstat(worker_fd.get(), &info) != 0) ec = detail::errno_code();
+        if (!ec) dir_stamp = detail::stamp_of(info);
       }
-      if (cache.status.outcome == StatusOutcome::error) {
-        report(cache.status, worker_path() + "/" + detail::status_file_name, status.errors);
-      } else if (cache.status.outcome == StatusOutcome::ok && !cache.status.parsed.progress_problem.empty()) {
-        status.errors.push_back({worker_path() + "/" + detail::status_file_name, "wrong shape",
-                                 cache.status.parsed.progress_problem});
+      if (ec == std::errc::no_such_file_or_directory) {  // removed since the listing
+        entry.presence = Presence::gone;
+        return;
       }
-      return true;
+      if (ec) {
+        cache = WorkerCache{};
+        entry.presence = Presence::broken;
+        entry.dir_error.path = std::string(detail::workers_dir_name) + "/" + id;
+        entry.dir_error.detail.clear();
+        entry.dir_error.error = describe(ec, entry.dir_error.detail, options.max_file_size, 0);
+        return;
+      }
+      if (read_process) {
+        refresh(worker_fd.get(), detail::process_file_name, cache.process, &Impl::parse_process, counters,
+                context.forced);
+      } else {
+        counters.reused += cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing;
+      }
+      if (read_status) {
+        refresh(worker_fd.get(), detail::status_file_name, cache.status, &Impl::parse_status, counters,
+                context.forced);
+      } else {
+        counters.reused += cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing;
+      }
+      // The stamp is the one taken *before* the files were read: a write
+      // racing with this read changes the directory again and is seen next time.
+      const bool first_check = !cache.dir_trusted && cache.next_file_check == std::chrono::steady_clock::time_point{};
+      cache.dir_stamp = dir_stamp;
+      cache.dir_checked = true;
+      cache.dir_trusted = is_trusted(dir_stamp);
+      // Spread the periodic in-place checks over the interval, so that a
+      // big job does not re-check all its files in the same call.
+      const auto interval = options.in_place_write_check_interval;
+      cache.next_file_check =
+          context.steady_now + (first_check ? interval * static_cast<long>(index % 64 + 1) / 64 : interval);
+      entry.presence = Presence::present;
+      if (watched && entry.wd >= 0) {
+        entry.watched_device = dir_stamp.device;
+        entry.watched_inode = dir_stamp.inode;
+      }
     }
 
-    void read_workers(int job_fd, JobCache& cache, JobStatus<Progress>& status, bool supervisor_dead,
-                      const std::string& recorded_hostname, WallTime now_wall, bool& any_unfinished) {
+    /// Threads for `count` visits: several only when there are many.
+    std::size_t visit_threads(std::size_t count) const {
+      constexpr std::size_t per_thread_minimum = 256;
+      std::size_t threads = options.read_threads;
+      if (threads == 0) threads = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 4);
+      return std::max<std::size_t>(1, std::min(threads, count / per_thread_minimum));
+    }
+
+    /// Visits `order`'s workers, on several threads when there are many.
+    void visit_all(const VisitContext& context, std::vector<WorkerEntry>& workers,
+                   const std::vector<std::size_t>& order) {
+      const std::size_t threads = visit_threads(order.size());
+      std::vector<Counters> counters(threads);
+      if (threads <= 1) {
+        for (std::size_t index : order) visit_worker(context, workers[index], index, counters[0]);
+      } else {
+        constexpr std::size_t chunk = 64;
+        std::atomic<std::size_t> next{0};
+        std::vector<std::exception_ptr> failures(threads);
+        auto work = [&](std::size_t thread) {
+          try {
+            for (;;) {
+              const std::size_t begin = next.fetch_add(chunk);
+              if (begin >= order.size()) break;
+              const std::size_t end = std::min(order.size(), begin + chunk);
+              for (std::size_t k = begin; k < end; ++k) {
+                visit_worker(context, workers[order[k]], order[k], counters[thread]);
+              }
+            }
+          } catch (...) {
+            failures[thread] = std::current_exception();
+            next.store(order.size());
+          }
+        };
+        std::vector<std::thread> pool;
+        pool.reserve(threads - 1);
+        for (std::size_t thread = 1; thread < threads; ++thread) {
+          try {
+            pool.emplace_back(work, thread);
+          } catch (const std::system_error&) {
+            break;  // no thread to be had: the others do the work
+          }
+        }
+        work(0);
+        for (std::thread& thread : pool) thread.join();
+        for (const std::exception_ptr& failure : failures) {
+          if (failure) std::rethrow_exception(failure);
+        }
+      }
+      for (const Counters& counted : counters) {
+        statistics.files_read += counted.read;
+        statistics.files_reused += counted.reused;
+      }
+    }
+
+#if JOBWARDEN_STATUS_INOTIFY
+    /// Makes sure `cache` has a working watch on the `workers/` directory
+    /// open as `workers_fd` (identified by `stamp`), and takes in the events
+    /// since the last read. False: the job is read without watching.
+    bool update_watch(const std::string& job_id, int workers_fd, const detail::FileStamp& stamp, JobCache& cache,
+                      bool start_watching, std::chrono::steady_clock::time_point steady_now) {
+      if (cache.watch && (cache.watch->device != stamp.device || cache.watch->inode != stamp.inode)) {
+        stop_watch(cache);  // another `workers/` directory than the one watched
+      }
+      if (cache.watch && !drain_events(cache)) stop_watch(cache);
+      if (!cache.watch && start_watching && steady_now >= cache.watch_retry_at) {
+        start_watch(job_id, workers_fd, stamp, cache, steady_now);
+      }
+      return cache.watch != nullptr;
+    }
+
+    void stop_watch(JobCache& cache) {
+      cache.watch.reset();
+      for (WorkerEntry& entry : cache.workers) {
+        entry.wd = entry.stale_wd = -1;
+        entry.dirty = true;
+      }
+    }
+
+    void start_watch(const std::string& job_id, int workers_fd, const detail::FileStamp& stamp, JobCache& cache,
+                     std::chrono::steady_clock::time_point steady_now) {
+      auto watch = std::make_unique<JobWatch>();
+      watch->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+      if (watch->fd) {
+        // Through the descriptor: exactly the directory this read opened.
+        const std::string self = "/proc/self/fd/" + std::to_string(workers_fd);
+        watch->workers_wd = ::inotify_add_watch(watch->fd.get(), self.c_str(), workers_watch_mask);
+      }
+      if (watch->workers_wd < 0) {
+        cache.watch_retry_at = steady_now + std::chrono::minutes(1);
+        return;
+      }
+      watch->device = stamp.device;
+      watch->inode = stamp.inode;
+      watch->prefix = root + "/" + job_id + "/" + detail::workers_dir_name + "/";
+      cache.watch = std::move(watch);
+      for (WorkerEntry& entry : cache.workers) {
+        entry.wd = entry.stale_wd = -1;
+        entry.dirty = true;
+      }
+      cache.relist = true;
+      cache.full_check = true;
+    }
+
+    /// Takes in the queued events. False: the watch on `workers/` is gone.
+    bool drain_events(JobCache& cache) {
+      JobWatch& watch = *cache.watch;
+      alignas(inotify_event) char buffer[16384];
+      bool workers_watched = true;
+      for (;;) {
+        const ssize_t got = ::read(watch.fd.get(), buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && errno == EAGAIN) break;
+        if (got <= 0) {  // cannot happen; should it, nothing is known any more
+          cache.full_check = cache.relist = true;
+          break;
+        }
+        for (std::size_t offset = 0; offset + sizeof(inotify_event) <= static_cast<std::size_t>(got);) {
+          inotify_event event;
+          std::memcpy(&event, buffer + offset, sizeof event);
+          const char* name_start = buffer + offset + sizeof(inotify_event);
+          const std::string_view name(name_start, event.len == 0 ? 0 : ::strnlen(name_start, event.len));
+          offset += sizeof(inotify_event) + event.len;
+          if (event.mask & IN_Q_OVERFLOW) {
+            cache.full_check = cache.relist = true;
+          } else if (event.wd == watch.workers_wd) {
+            if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+              workers_watched = false;
+            } else if (name.empty() || name[0] != '.') {
+              cache.relist = true;  // a worker came, went or was replaced
+              if (WorkerEntry* entry = find_worker(cache, name)) entry->dirty = true;
+            }
+          } else {
+            auto found = watch.ids.find(event.wd);
+            if (found == watch.ids.end()) continue;
+            WorkerEntry* entry = find_worker(cache, found->second);
+            if (event.mask & IN_IGNORED) {
+              watch.ids.erase(found);
+              if (entry != nullptr && entry->wd == event.wd) {
+                entry->wd = -1;
+                entry->dirty = true;
+              }
+            } else if (entry != nullptr) {
+              if (name.empty()) entry->dirty = true;
+              else if (name == detail::process_file_name) entry->process_dirty = true;
+              else if (name == detail::status_file_name) entry->status_dirty = true;
+            }
+          }
+        }
+      }
+      return workers_watched;
+    }
+#endif
+
+    /// The cached worker with this id, or null.
+    static WorkerEntry* find_worker(JobCache& cache, std::string_view id) {
+      const std::string key(id);
+      auto found = std::lower_bound(cache.workers.begin(), cache.workers.end(), key,
+                                    [](const WorkerEntry& entry, const std::string& value) {
+                                      return natural_less(entry.id, value);
+                                    });
+      return found != cache.workers.end() && found->id == key ? &*found : nullptr;
+    }
+
+    void read_workers(const std::string& job_id, int job_fd, bool start_watching, JobCache& cache,
+                      JobStatus<Progress>& status,
+                      bool supervisor_dead, const std::string& recorded_hostname, WallTime now_wall,
+                      bool& any_unfinished) {
+      using Presence = typename WorkerEntry::Presence;
       std::error_code ec;
       detail::OwnedFd workers_fd = detail::open_directory_at(job_fd, detail::workers_dir_name, ec);
+      struct stat workers_info {};
+      if (!ec && ::fstat(workers_fd.get(), &workers_info) != 0) ec = detail::errno_code();
       if (ec) {
+        for (WorkerEntry& entry : cache.workers) drop_watches(cache, entry);
         cache.workers.clear();
         cache.workers_listed = false;
+#if JOBWARDEN_STATUS_INOTIFY
+        cache.watch.reset();
+#endif
         if (ec == std::errc::no_such_file_or_directory) return;
         std::string detail;
         std::string error = describe(ec, detail, options.max_file_size, 0);
         status.errors.push_back({detail::workers_dir_name, error, detail});
         return;
       }
-      list_workers(workers_fd.get(), cache, status.errors);
+      const detail::FileStamp workers_stamp = detail::stamp_of(workers_info);
+      const auto steady_now = std::chrono::steady_clock::now();
+      bool watched = false;
+#if JOBWARDEN_STATUS_INOTIFY
+      if (options.watch_for_changes) {
+        watched = update_watch(job_id, workers_fd.get(), workers_stamp, cache, start_watching, steady_now);
+      }
+#else
+      (void)job_id;
+      (void)start_watching;
+#endif
+      list_workers(workers_fd.get(), workers_stamp, cache, status.errors, watched);
       for (const std::string& name : cache.invalid_names) {
         status.errors.push_back({std::string(detail::workers_dir_name) + "/" + name, "not a valid worker id", ""});
       }
-      const auto steady_now = std::chrono::steady_clock::now();
+
+      // Which workers to check: all of them, or, watched, those events named.
+      VisitContext context;
+      context.workers_fd = workers_fd.get();
+      context.steady_now = steady_now;
+      std::atomic<bool> watch_failed{false};
+      std::vector<std::size_t> order;
+      const bool check_all = !watched || cache.full_check;
+      if (check_all) {
+        order.resize(cache.workers.size());
+        for (std::size_t index = 0; index < order.size(); ++index) order[index] = index;
+      } else {
+        for (std::size_t index = 0; index < cache.workers.size(); ++index) {
+          const WorkerEntry& entry = cache.workers[index];
+          if (entry.dirty || entry.process_dirty || entry.status_dirty || entry.wd < 0) order.push_back(index);
+        }
+        context.forced = true;
+      }
+#if JOBWARDEN_STATUS_INOTIFY
+      if (watched) {
+        context.watch_fd = cache.watch->fd.get();
+        context.watch_prefix = &cache.watch->prefix;
+        context.watch_failed = &watch_failed;
+        if (check_all) ++statistics.full_checks;
+      }
+#endif
+      visit_all(context, cache.workers, order);
+#if JOBWARDEN_STATUS_INOTIFY
+      if (watched) {
+        cache.full_check = false;
+        for (std::size_t index : order) {
+          WorkerEntry& entry = cache.workers[index];
+          entry.dirty = entry.process_dirty = entry.status_dirty = false;
+          if (entry.stale_wd >= 0) {
+            auto found = cache.watch->ids.find(entry.stale_wd);
+            if (found != cache.watch->ids.end() && found->second == entry.id) {
+              cache.watch->ids.erase(found);
+              (void)::inotify_rm_watch(cache.watch->fd.get(), entry.stale_wd);
+            }
+            entry.stale_wd = -1;
+          }
+          if (entry.wd >= 0) cache.watch->ids[entry.wd] = entry.id;
+        }
+        if (watch_failed.load()) {
+          // Out of watches: read this job by its stamps for a while.
+          stop_watch(cache);
+          cache.watch_retry_at = steady_now + std::chrono::minutes(1);
+        }
+      }
+#endif
+      if (!check_all) {
+        // Not visited: unchanged since they were last read.
+        std::vector<bool> visited(cache.workers.size());
+        for (std::size_t index : order) visited[index] = true;
+        for (std::size_t index = 0; index < cache.workers.size(); ++index) {
+          const WorkerEntry& entry = cache.workers[index];
+          if (visited[index] || entry.presence != Presence::present) continue;
+          statistics.files_reused += (entry.cache.process.outcome != CachedFile<ParsedProcess>::Outcome::missing) +
+                                     (entry.cache.status.outcome != CachedFile<ParsedStatus>::Outcome::missing);
+        }
+      }
+
       status.workers.reserve(cache.workers.size());
-      for (std::size_t index = 0; index < cache.workers.size(); ++index) {
-        WorkerEntry& entry = cache.workers[index];
-        if (!refresh_worker(workers_fd.get(), entry, index, steady_now, status)) continue;
+      for (WorkerEntry& entry : cache.workers) {
+        if (entry.presence == Presence::gone) continue;
+        if (entry.presence == Presence::broken) {
+          status.errors.push_back(entry.dir_error);
+          continue;
+        }
+        const std::string worker_path = std::string(detail::workers_dir_name) + "/" + entry.id;
+        WorkerCache& worker = entry.cache;
+        using ProcessOutcome = typename CachedFile<ParsedProcess>::Outcome;
+        using StatusOutcome = typename CachedFile<ParsedStatus>::Outcome;
+        if (worker.process.outcome == ProcessOutcome::error) {
+          report(worker.process, worker_path + "/" + detail::process_file_name, status.errors);
+        }
+        if (worker.status.outcome == StatusOutcome::error) {
+          report(worker.status, worker_path + "/" + detail::status_file_name, status.errors);
+        } else if (worker.status.outcome == StatusOutcome::ok && !worker.status.parsed.progress_problem.empty()) {
+          status.errors.push_back({worker_path + "/" + detail::status_file_name, "wrong shape",
+                                   worker.status.parsed.progress_problem});
+        }
         status.workers.push_back(
-            merge(entry.id, entry.cache, supervisor_dead, recorded_hostname, now_wall, any_unfinished));
+            merge(entry.id, worker, supervisor_dead, recorded_hostname, now_wall, any_unfinished));
       }
     }
 

@@ -267,6 +267,10 @@ inline std::error_code read_file_at(int dir_fd, const char* name, std::string& c
       }
       if (got == 0) break;
       used += static_cast<std::size_t>(got);
+      // A short read that delivered exactly the size fstat reported is the
+      // whole file: no need for one more read to see the end of it. A file
+      // that grew fills the extra byte and is read on.
+      if (used == static_cast<std::size_t>(info.st_size) && used < content.size()) break;
     }
     content.resize(used);
     return {};

@@ -486,6 +486,7 @@ class JobSupervisor {
     bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
     bool job_closed = false;      // the final job state is written
     std::optional<time_point> next_job_refresh;
+    std::optional<time_point> armed_deadline;  // what the timer was last armed for
     std::optional<time_point> last_job_write;  // when job.json was last written by flush_job
     JobState last_job_state = JobState::pending;
     std::uint64_t status_write_failures = 0;
@@ -974,9 +975,14 @@ class JobSupervisor {
     auto deadline = earliest_deadline(s);
     if (!deadline) {
       s.watcher.set_timer(std::nullopt);
-    } else {
-      s.watcher.set_timer(std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - s.now()));
+      s.armed_deadline.reset();
+      return;
     }
+    auto now = s.now();
+    // Still armed for the same future moment: nothing to change.
+    if (s.armed_deadline == deadline && *deadline > now) return;
+    s.watcher.set_timer(std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now));
+    s.armed_deadline = deadline;
   }
 
   /// Collects the zombies `check_exit` left, closes their pidfds, checks

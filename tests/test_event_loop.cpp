@@ -111,3 +111,41 @@ TEST_CASE("an idle supervisor with 100 sleeping workers does not wake its host")
   supervisor.shutdown();
   CHECK(supervisor.running_count() == 0);
 }
+
+TEST_CASE("a handler that throws loses nothing: the host is woken for the rest of the work") {
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 1;
+  JobSupervisor<> supervisor(options);
+  WorkerSpec first;
+  first.id = "a";
+  first.argv = {"sleep", "0.1"};
+  WorkerSpec second;
+  second.id = "b";
+  second.argv = {"true"};
+  supervisor.submit(first);
+  supervisor.submit(second);  // queued behind "a"
+  bool thrown = false;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+    if (e.kind == EventKind::exited && e.worker.id == "a" && !thrown) {
+      thrown = true;
+      throw std::runtime_error("handler failure");
+    }
+  });
+  int exceptions = 0;
+  int quiet = 0;
+  // The host's loop, sleeping on the descriptor only: "b" must still start
+  // and finish although the handler threw in the poll() that ended "a".
+  for (int round = 0; round < 200 && supervisor.info("b").state != WorkerState::succeeded; ++round) {
+    pollfd pfd{supervisor.event_fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 3000) == 0) ++quiet;  // nothing woke the host for 3 s
+    try {
+      supervisor.poll();
+    } catch (const std::runtime_error&) {
+      ++exceptions;
+    }
+  }
+  CHECK(exceptions == 1);
+  CHECK(quiet == 0);
+  CHECK(supervisor.info("a").state == WorkerState::succeeded);
+  CHECK(supervisor.info("b").state == WorkerState::succeeded);
+}

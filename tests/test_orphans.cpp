@@ -2,6 +2,8 @@
 // that spawned them.
 #include <sys/wait.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
@@ -176,6 +178,53 @@ TEST_CASE("every worker is born in its own cgroup, reused only once it is empty"
       if (overlapped) CHECK(lines[a] != lines[b]);
     }
   }
+}
+
+TEST_CASE("a leftover that left its worker's cgroup still dies with the worker's process group") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor;
+  if (!supervisor.cgroups_active()) {
+    WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
+    return;
+  }
+  // The worker moves its background child into the cgroup this test runs
+  // in (outside the worker's own), then exits: only the process-group kill
+  // made while the worker is still a zombie can catch it.
+  std::string own_cgroup;
+  {
+    std::ifstream in("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("0::", 0) == 0) own_cgroup = line.substr(3);
+    }
+  }
+  std::string mount;
+  {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find(" - cgroup2 ") == std::string::npos) continue;
+      std::istringstream fields(line);
+      std::string field;
+      for (int i = 0; i < 5 && fields >> field; ++i) {
+      }
+      mount = field;
+      break;
+    }
+  }
+  REQUIRE(!mount.empty());
+  std::string procs = mount + (own_cgroup == "/" ? "" : own_cgroup) + "/cgroup.procs";
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c",
+               "sleep 37 & echo $! > " + (dir / "left.pid") + "; echo $! > " + procs + "; exit 0"};
+  spec.stdout_spec = jobwarden::OutputSpec::discard();
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 30s));
+  int left = jwtest::read_pid_file(dir / "left.pid");
+  jwtest::KillOnExit guard;
+  guard.watch(left);
+  CHECK(supervisor.info(id).state == WorkerState::succeeded);
+  CHECK(jwtest::wait_gone(left));
 }
 
 TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups are writable") {

@@ -317,8 +317,11 @@ class JobSupervisor {
     try {
       delivered = deliver(s, events);
     } catch (...) {
+      // The rest of this poll (starts, records, the timer) is left to the
+      // next one: make sure the host comes back for it.
       std::lock_guard<std::mutex> lock(s.mutex);
       settle_exits(s);
+      s.watcher.wake();
       throw;
     }
     {
@@ -434,6 +437,7 @@ class JobSupervisor {
     WorkerInfo info;
     LaunchContext context;
     long cgroup_serial = -1;
+    long guard_slot = -1;  // the worker's slot in the orphan guard's table
     int pidfd = -1;
     std::unique_ptr<detail::OutputPump> pumps[2];  // capped stdout, stderr
     bool unsaved = false;  // its last process.json write failed
@@ -451,7 +455,7 @@ class JobSupervisor {
   struct Exited {
     int zombie;  ///< pid to reap (-1: nothing to reap)
     int pidfd;   ///< to close (-1: none)
-    int pid;     ///< to take off the guard's list
+    long guard_slot;  ///< to take off the guard's list (-1: not on it)
   };
 
   struct State {
@@ -1001,7 +1005,7 @@ class JobSupervisor {
       }
     }
     s.cgroups.settle();
-    for (const Exited& done : s.exited) s.sentinel.remove(done.pid);
+    for (const Exited& done : s.exited) s.sentinel.remove(done.guard_slot);
     s.exited.clear();
   }
 
@@ -1018,19 +1022,20 @@ class JobSupervisor {
     int outcome = detail::peek_exit(record.info.pid, status);
     if (outcome == 0) return;
     reaped = outcome > 0;
-    // Whatever it left in its group dies while the zombie pins the group id;
-    // in its own cgroup, the cgroup check in settle_exits kills all of that
-    // and escapees too.
-    if (reaped && record.cgroup_serial < 0) detail::signal_group(record.info.pid, SIGKILL);
-    s.exited.push_back({reaped ? record.info.pid : -1, record.pidfd, record.info.pid});
+    // Whatever it left in its group dies while the zombie pins the group id
+    // (a worker may not be in its cgroup: a join the kernel refused, or a
+    // process moved out); the cgroup check in settle_exits catches escapees.
+    if (reaped) detail::signal_group(record.info.pid, SIGKILL);
+    s.exited.push_back({reaped ? record.info.pid : -1, record.pidfd, record.guard_slot});
 #else
     if (!detail::has_exited(record.info.pid)) return;
     detail::signal_group(record.info.pid, SIGKILL);
     reaped = detail::reap(record.info.pid, status);
-    s.exited.push_back({-1, record.pidfd, record.info.pid});
+    s.exited.push_back({-1, record.pidfd, record.guard_slot});
 #endif
     s.live.erase(std::remove(s.live.begin(), s.live.end(), &record), s.live.end());
     record.pidfd = -1;
+    record.guard_slot = -1;
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
@@ -1420,7 +1425,7 @@ class JobSupervisor {
       ++s.active_pumps;
       s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
     }
-    s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
+    record.guard_slot = s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     if (record.spec.stall_timeout.count() > 0) {
       record.stall_check_at = s.now() + record.spec.stall_timeout;

@@ -32,7 +32,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <unordered_map>
 #include <vector>
 
 #include "jobwarden/detail/cgroup.hpp"
@@ -127,9 +126,10 @@ class Sentinel {
   /// The sentinel's pid (0 when not running).
   int pid() const { return pid_; }
 
-  /// Records a started worker. False if the sentinel is gone or full.
-  bool add(int pid, unsigned long long start_time, long cgroup_serial) {
-    if (fd_ < 0) return false;
+  /// Records a started worker; returns its slot for `remove`, or -1 if the
+  /// sentinel is gone or full.
+  long add(int pid, unsigned long long start_time, long cgroup_serial) {
+    if (fd_ < 0) return -1;
     std::uint32_t index;
     if (!free_.empty()) {
       index = free_.back();
@@ -139,28 +139,22 @@ class Sentinel {
       // Published before the slot can be: the sentinel scans up to here.
       __atomic_store_n(&shared_->high_water, static_cast<std::uint32_t>(next_unused_), __ATOMIC_RELEASE);
     } else {
-      return false;
-    }
-    try {
-      slot_of_pid_[pid] = index;
-    } catch (...) {
-      free_.push_back(index);
-      return false;
+      return -1;
     }
     SentinelSlot& slot = slots_[index];
     slot.pid = pid;
     slot.start_time = start_time;
     slot.cgroup_serial = cgroup_serial;
     __atomic_store_n(&slot.state, 1, __ATOMIC_RELEASE);
-    return true;
+    return static_cast<long>(index);
   }
 
-  /// Forgets a reaped worker.
-  bool remove(int pid) {
-    auto found = slot_of_pid_.find(pid);
-    if (found == slot_of_pid_.end()) return false;
-    std::uint32_t index = found->second;
-    slot_of_pid_.erase(found);
+  /// Forgets a reaped worker by the slot `add` gave it (a slot, not a pid:
+  /// the pid of a reaped worker may already belong to a new one).
+  bool remove(long slot) {
+    if (slot < 0 || slots_ == nullptr || static_cast<std::size_t>(slot) >= next_unused_) return false;
+    auto index = static_cast<std::uint32_t>(slot);
+    if (__atomic_load_n(&slots_[index].state, __ATOMIC_RELAXED) != 1) return false;
     __atomic_store_n(&slots_[index].state, 0, __ATOMIC_RELEASE);
     try {
       free_.push_back(index);
@@ -185,7 +179,6 @@ class Sentinel {
     shared_ = nullptr;
     slots_ = nullptr;
     free_.clear();
-    slot_of_pid_.clear();
     next_unused_ = 0;
   }
 
@@ -277,7 +270,6 @@ class Sentinel {
   SentinelSlot* slots_ = nullptr;
   std::vector<std::uint32_t> free_;  // published-then-freed slots, for reuse
   std::size_t next_unused_ = 0;
-  std::unordered_map<int, std::uint32_t> slot_of_pid_;
 };
 
 }  // namespace jobwarden::detail

@@ -1074,7 +1074,7 @@ class StatusAggregator {
         for (std::size_t thread = 1; thread < threads; ++thread) {
           try {
             pool.emplace_back(work, thread);
-          } catch (const std::system_error&) {
+          } catch (...) {
             break;  // no thread to be had: the others do the work
           }
         }
@@ -1159,7 +1159,11 @@ class StatusAggregator {
           const std::string_view name(name_start, event.len == 0 ? 0 : ::strnlen(name_start, event.len));
           offset += sizeof(inotify_event) + event.len;
           if (event.mask & IN_Q_OVERFLOW) {
+            // Events were lost, IN_IGNORED ones too: no watch can be trusted
+            // (a directory removed and made again may even have the same
+            // inode). Start over: new watches and a full check.
             cache.full_check = cache.relist = true;
+            return false;
           } else if (event.wd == watch.workers_wd) {
             if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
               workers_watched = false;
@@ -1268,7 +1272,14 @@ class StatusAggregator {
         cache.full_check = false;
         for (std::size_t index : order) {
           WorkerEntry& entry = cache.workers[index];
-          entry.dirty = entry.process_dirty = entry.status_dirty = false;
+          // A file changed within the last timestamp tick may change again
+          // unseen by its stamp: such a worker is looked at again next time,
+          // as it would be without watching, until it has aged.
+          const WorkerCache& files = entry.cache;
+          const bool settled = files.dir_trusted && (!files.process.cached || files.process.trusted) &&
+                               (!files.status.cached || files.status.trusted);
+          entry.dirty = !settled && entry.presence == Presence::present;
+          entry.process_dirty = entry.status_dirty = false;
           if (entry.stale_wd >= 0) {
             auto found = cache.watch->ids.find(entry.stale_wd);
             if (found != cache.watch->ids.end() && found->second == entry.id) {

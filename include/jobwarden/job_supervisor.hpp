@@ -290,7 +290,11 @@ class JobSupervisor {
 
   /// Does whatever is ready — reaps exited workers, enforces deadlines, starts
   /// queued workers, runs event handlers — and returns at once. Returns the
-  /// number of events delivered.
+  /// number of events delivered. Handlers run in two batches: first exits,
+  /// stops, kills and restarts (as soon as they are known: before the
+  /// zombies are reaped, their cgroups checked or any new worker started),
+  /// then the starts this call made. A worker's record in the job directory
+  /// is written before its event is delivered.
   std::size_t poll() {
     State& s = state();
     std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);

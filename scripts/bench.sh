@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds jobwarden's benchmarks in Release and runs the suite (issue 6).
 #
-#   scripts/bench.sh                 the full suite (about 20 minutes on a 2-core VM)
+#   scripts/bench.sh                 the full suite (about 10 minutes on a 2-core VM)
 #   scripts/bench.sh --smoke         small N, one round (what CI's `bench` ctests run)
 #   scripts/bench.sh --only spawn    one benchmark: spawn big_host latency status idle scale
 #

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,6 +24,14 @@
 namespace jwstatus {
 
 using nlohmann::json;
+
+/// The paths of a status's `errors`, with their error phrase.
+template <class Status>
+std::map<std::string, std::string> errors_of(const Status& status) {
+  std::map<std::string, std::string> errors;
+  for (const auto& error : status.errors) errors[error.path] = error.error;
+  return errors;
+}
 
 /// Writes `text` to `path` directly (not atomically): for crafting files.
 inline void write_text(const std::string& path, const std::string& text) {

@@ -2,8 +2,6 @@
 // that spawned them.
 #include <sys/wait.h>
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
@@ -190,28 +188,8 @@ TEST_CASE("a leftover that left its worker's cgroup still dies with the worker's
   // The worker moves its background child into the cgroup this test runs
   // in (outside the worker's own), then exits: only the process-group kill
   // made while the worker is still a zombie can catch it.
-  std::string own_cgroup;
-  {
-    std::ifstream in("/proc/self/cgroup");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("0::", 0) == 0) own_cgroup = line.substr(3);
-    }
-  }
-  std::string mount;
-  {
-    std::ifstream in("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.find(" - cgroup2 ") == std::string::npos) continue;
-      std::istringstream fields(line);
-      std::string field;
-      for (int i = 0; i < 5 && fields >> field; ++i) {
-      }
-      mount = field;
-      break;
-    }
-  }
+  const std::string own_cgroup = jobwarden::detail::CgroupTree::own_cgroup();
+  const std::string mount = jobwarden::detail::CgroupTree::cgroup2_mount();
   REQUIRE(!mount.empty());
   std::string procs = mount + (own_cgroup == "/" ? "" : own_cgroup) + "/cgroup.procs";
   WorkerSpec spec;

@@ -18,16 +18,10 @@ using jobwarden::WorkerInfo;
 using jobwarden::WorkerState;
 using jobwarden::detail::JobLayout;
 using jobwarden::detail::JobRecorder;
+using jwstatus::errors_of;
 using jwstatus::json;
 
 namespace {
-
-/// The paths of a status's `errors`, with their error phrase.
-std::map<std::string, std::string> errors_of(const jobwarden::JobStatus<>& status) {
-  std::map<std::string, std::string> errors;
-  for (const auto& error : status.errors) errors[error.path] = error.error;
-  return errors;
-}
 
 WorkerInfo worker_info(const std::string& id, WorkerState state) {
   WorkerInfo info;

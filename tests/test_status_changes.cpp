@@ -19,15 +19,10 @@
 using namespace std::chrono_literals;
 using jobwarden::StatusAggregator;
 using jobwarden::StatusAggregatorOptions;
+using jwstatus::errors_of;
 using jwstatus::json;
 
 namespace {
-
-std::map<std::string, std::string> errors_of(const jobwarden::JobStatus<>& status) {
-  std::map<std::string, std::string> errors;
-  for (const auto& error : status.errors) errors[error.path] = error.error;
-  return errors;
-}
 
 json progress_of(const jobwarden::JobStatus<>& status, const std::string& id) {
   const auto* worker = status.find_worker(id);

@@ -111,6 +111,31 @@ class CgroupTree {
 #endif
   }
 
+  /// Where the cgroup v2 hierarchy is mounted (empty: nowhere).
+  static std::string cgroup2_mount() {
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mounts, line)) {
+      auto dash = line.find(" - cgroup2 ");
+      if (dash == std::string::npos) continue;
+      // Field 5 is the mount point.
+      std::size_t pos = 0;
+      for (int field = 0; field < 4; ++field) pos = line.find(' ', pos) + 1;
+      return line.substr(pos, line.find(' ', pos) - pos);
+    }
+    return {};
+  }
+
+  /// This process's cgroup v2 path below the mount ("/..."; empty: unknown).
+  static std::string own_cgroup() {
+    std::ifstream cgroups("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(cgroups, line)) {
+      if (line.rfind("0::", 0) == 0) return line.substr(3);
+    }
+    return {};
+  }
+
   /// Whether workers get cgroups.
   bool active() const { return !parent_.empty(); }
 
@@ -223,29 +248,6 @@ class CgroupTree {
 
  private:
   std::string dir_of(unsigned long serial) const { return parent_ + "/w" + std::to_string(serial); }
-
-  static std::string cgroup2_mount() {
-    std::ifstream mounts("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(mounts, line)) {
-      auto dash = line.find(" - cgroup2 ");
-      if (dash == std::string::npos) continue;
-      // Field 5 is the mount point.
-      std::size_t pos = 0;
-      for (int field = 0; field < 4; ++field) pos = line.find(' ', pos) + 1;
-      return line.substr(pos, line.find(' ', pos) - pos);
-    }
-    return {};
-  }
-
-  static std::string own_cgroup() {
-    std::ifstream cgroups("/proc/self/cgroup");
-    std::string line;
-    while (std::getline(cgroups, line)) {
-      if (line.rfind("0::", 0) == 0) return line.substr(3);
-    }
-    return {};
-  }
 
   std::string base_;
   std::string parent_;

@@ -14,6 +14,16 @@ using jobwarden::JobSupervisor;
 using jobwarden::WorkerSpec;
 using jobwarden::WorkerState;
 
+namespace {
+/// Whether `supervisor` gives its workers cgroups; if not, says that the
+/// calling test is skipped, and why.
+bool has_cgroups(const JobSupervisor<>& supervisor) {
+  if (supervisor.cgroups_active()) return true;
+  WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
+  return false;
+}
+}  // namespace
+
 TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within about a second") {
   jwtest::TempDir dir;
   pid_t host = ::fork();
@@ -133,10 +143,7 @@ TEST_CASE("every worker is born in its own cgroup, reused only once it is empty"
   jobwarden::SupervisorOptions options;
   options.max_concurrency = 2;
   JobSupervisor<> supervisor(options);
-  if (!supervisor.cgroups_active()) {
-    WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
-    return;
-  }
+  if (!has_cgroups(supervisor)) return;
   // The worker reads its own cgroup before doing anything else: the first
   // instruction of the program already runs inside it. Every third worker
   // leaves an escapee, so its cgroup is killed and never handed out again;
@@ -181,10 +188,7 @@ TEST_CASE("every worker is born in its own cgroup, reused only once it is empty"
 TEST_CASE("a leftover that left its worker's cgroup still dies with the worker's process group") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
-  if (!supervisor.cgroups_active()) {
-    WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
-    return;
-  }
+  if (!has_cgroups(supervisor)) return;
   // The worker moves its background child into the cgroup this test runs
   // in (outside the worker's own), then exits: only the process-group kill
   // made while the worker is still a zombie can catch it.
@@ -209,10 +213,7 @@ TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups 
   jwtest::TempDir dir;
   {
     JobSupervisor<> probe;
-    if (!probe.cgroups_active()) {
-      WARN("SKIPPED: cgroup v2 is not writable here (" << probe.cgroups_unavailable_reason() << ")");
-      return;
-    }
+    if (!has_cgroups(probe)) return;
   }
   pid_t host = ::fork();
   REQUIRE(host >= 0);

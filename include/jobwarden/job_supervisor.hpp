@@ -460,6 +460,13 @@ class JobSupervisor {
     int zombie;  ///< pid to reap (-1: nothing to reap)
     int pidfd;   ///< to close (-1: none)
     long guard_slot;  ///< to take off the guard's list (-1: not on it)
+
+    /// Closes the pidfd and reaps the zombie.
+    void collect() const {
+      if (pidfd >= 0) ::close(pidfd);
+      detail::ExitStatus ignored;
+      if (zombie > 0) detail::reap(zombie, ignored);
+    }
   };
 
   struct State {
@@ -508,11 +515,7 @@ class JobSupervisor {
 
     ~State() {
       // A handler that threw out of the last poll() may have left some.
-      for (const Exited& done : exited) {
-        if (done.pidfd >= 0) ::close(done.pidfd);
-        detail::ExitStatus ignored;
-        if (done.zombie > 0) detail::reap(done.zombie, ignored);
-      }
+      for (const Exited& done : exited) done.collect();
       if (null_in >= 0) ::close(null_in);
       if (null_out >= 0) ::close(null_out);
     }
@@ -996,17 +999,9 @@ class JobSupervisor {
   /// Collects the zombies `check_exit` left, closes their pidfds, checks
   /// their cgroups for escapees, and only then takes them off the guard's list.
   void settle_exits(State& s) {
-    if (s.exited.empty()) {
-      s.cgroups.settle();
-      return;
-    }
     for (const Exited& done : s.exited) {
       s.watcher.remove(done.pidfd);
-      if (done.pidfd >= 0) ::close(done.pidfd);
-      if (done.zombie > 0) {
-        detail::ExitStatus ignored;
-        detail::reap(done.zombie, ignored);
-      }
+      done.collect();
     }
     s.cgroups.settle();
     for (const Exited& done : s.exited) s.sentinel.remove(done.guard_slot);

@@ -119,52 +119,6 @@ struct Without {
   bool cgroups = false;
 };
 
-SupervisedRun supervised(int n, int concurrency, const std::string& root_base, const std::string& job_id,
-                         Without without = {}) {
-  std::optional<jwbench::TempDir> root;
-  if (!root_base.empty()) root.emplace(root_base, "jwbench-root");
-  SupervisedRun run;
-  long long start = now_ns();
-  {
-    jobwarden::SupervisorOptions options;
-    options.job_id = job_id;
-    options.root = root ? root->path() : std::string();
-    options.max_concurrency = static_cast<std::size_t>(concurrency);
-    options.orphan_guard = !without.guard;
-    options.use_cgroups = !without.cgroups;
-    jobwarden::JobSupervisor<> supervisor(options);
-    run.construct_seconds = seconds_since(start);
-    if (supervisor.guard_active() == without.guard) throw std::runtime_error("the orphan guard did not start");
-    run.cgroups = supervisor.cgroups_active();
-    if (!run.cgroups) run.no_cgroups_reason = supervisor.cgroups_unavailable_reason();
-    jobwarden::WorkerSpec spec;
-    spec.argv = {program};
-    for (int i = 0; i < n; ++i) supervisor.submit(spec);
-    // Bounded, so a supervisor bug shows as a failure instead of a hang.
-    auto limit = std::chrono::milliseconds(std::max(60'000LL, 50LL * n));
-    if (!supervisor.wait_all(limit)) throw std::runtime_error("jobwarden: wait_all timed out");
-    // No more work: the job's final state is written (finish() before the
-    // workers are done would stop queued workers from starting in this tree).
-    supervisor.finish();
-    supervisor.wait_all(limit);
-    for (const auto& worker : supervisor.workers()) {
-      if (worker.state != jobwarden::WorkerState::succeeded) {
-        throw std::runtime_error("jobwarden: worker " + worker.id + " ended " +
-                                 std::string(jobwarden::to_string(worker.state)) + " " + worker.error);
-      }
-    }
-  }
-  run.seconds = seconds_since(start);
-  if (root) {
-    std::string job_file = jwbench::read_text(root->path() + "/" + job_id + "/job.json");
-    run.records = !job_file.empty();
-    if (run.records && job_file.find("\"succeeded\"") == std::string::npos) {
-      throw std::runtime_error("job.json does not record a succeeded job: " + job_file.substr(0, 200));
-    }
-  }
-  return run;
-}
-
 struct PythonSetup {
   std::string interpreter;
   std::string script;
@@ -240,6 +194,20 @@ class SupervisedSeries {
   bool cgroups_ = false;
   std::string no_cgroups_reason_;
 };
+
+/// One supervisor for `n` workers, construction to destruction, timed as a
+/// whole (the big-host suite: construction forks the orphan guard).
+SupervisedRun supervised(int n, int concurrency, const std::string& root_base, const std::string& job_id,
+                         Without without = {}) {
+  long long start = now_ns();
+  SupervisedSeries series(concurrency, root_base, job_id, without);
+  const double construct_seconds = seconds_since(start);
+  series.run_chunk(n);
+  SupervisedRun run = series.finish();
+  run.seconds = seconds_since(start);
+  run.construct_seconds = construct_seconds;
+  return run;
+}
 
 /// The Python baseline as a long-lived child (`--serve`): one request line
 /// per chunk, one JSON answer with the seconds its event loop took, so the

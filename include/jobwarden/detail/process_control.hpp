@@ -94,18 +94,17 @@ inline int peek_exit(int pid, ExitStatus& out) {
 }
 #endif
 
-/// Reaps `pid` if it has exited: 1 (reaped, `out` filled), 0 (still running;
-/// only without `wait`), -1 (not ours to reap: someone else did).
-inline int try_reap(int pid, ExitStatus& out, bool wait) {
+/// Reaps `pid`, which must have exited; fills its status and resource usage.
+/// Returns false when the pid was not ours to reap (ECHILD: someone else did).
+inline bool reap(int pid, ExitStatus& out) {
   int status = 0;
   struct rusage usage;
   std::memset(&usage, 0, sizeof usage);
   pid_t rc;
   do {
-    rc = ::wait4(pid, &status, wait ? 0 : WNOHANG, &usage);
+    rc = ::wait4(pid, &status, 0, &usage);
   } while (rc < 0 && errno == EINTR);
-  if (rc == 0) return 0;
-  if (rc != pid) return -1;
+  if (rc != pid) return false;
   if (WIFEXITED(status)) {
     out.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
@@ -115,11 +114,7 @@ inline int try_reap(int pid, ExitStatus& out, bool wait) {
 #endif
   }
   fill_usage(usage, out);
-  return 1;
+  return true;
 }
-
-/// Reaps `pid`, which must have exited; fills its status and resource usage.
-/// Returns false when the pid was not ours to reap (ECHILD: someone else did).
-inline bool reap(int pid, ExitStatus& out) { return try_reap(pid, out, /*wait=*/true) > 0; }
 
 }  // namespace jobwarden::detail

@@ -11,7 +11,8 @@
 /// one end of a socket pair. The running workers (pid, start time, cgroup)
 /// sit in a table in an anonymous shared mapping, which the supervisor
 /// updates without a system call and without waking the sentinel. When the
-/// supervisor dies the kernel closes its end of the socket; the sentinel reads EOF and sends SIGKILL to the process group of every worker
+/// supervisor dies the kernel closes its end of the socket; the sentinel
+/// reads EOF and sends SIGKILL to the process group of every worker
 /// still proven (by pid and start time) to be the one recorded, then exits.
 ///
 /// The sentinel is a fork without exec, so after the fork it uses only
@@ -72,7 +73,7 @@ class Sentinel {
   bool start(const std::string& cgroup_parent) {
     // The table and the high-water mark, shared with the child (only the
     // pages of slots in use are ever touched, so only they cost memory).
-    const std::size_t bytes = sizeof(Shared) + capacity * sizeof(SentinelSlot);
+    const std::size_t bytes = mapping_bytes();
     void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) return false;
     auto* shared = static_cast<Shared*>(memory);
@@ -113,8 +114,6 @@ class Sentinel {
     }
     pid_ = pid;
     fd_ = sockets[0];
-    memory_ = memory;
-    memory_bytes_ = bytes;
     shared_ = shared;
     slots_ = slots;
     return true;
@@ -174,8 +173,7 @@ class Sentinel {
       }
     }
     pid_ = 0;
-    if (memory_ != nullptr) ::munmap(memory_, memory_bytes_);
-    memory_ = nullptr;
+    if (shared_ != nullptr) ::munmap(shared_, mapping_bytes());
     shared_ = nullptr;
     slots_ = nullptr;
     free_.clear();
@@ -187,6 +185,9 @@ class Sentinel {
     std::uint32_t high_water;  ///< slots at or above this were never used
     char padding[60];
   };
+
+  /// The shared mapping: `Shared`, then the table.
+  static constexpr std::size_t mapping_bytes() { return sizeof(Shared) + capacity * sizeof(SentinelSlot); }
 
   /// The sentinel's whole life. Never returns.
   [[noreturn]] static void run(int fd, const Shared* shared, const SentinelSlot* slots, int max_fd,
@@ -264,9 +265,7 @@ class Sentinel {
 
   int fd_ = -1;
   int pid_ = 0;
-  void* memory_ = nullptr;
-  std::size_t memory_bytes_ = 0;
-  Shared* shared_ = nullptr;
+  Shared* shared_ = nullptr;  // the start of the shared mapping
   SentinelSlot* slots_ = nullptr;
   std::vector<std::uint32_t> free_;  // published-then-freed slots, for reuse
   std::size_t next_unused_ = 0;

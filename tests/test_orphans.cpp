@@ -2,6 +2,7 @@
 // that spawned them.
 #include <sys/wait.h>
 
+#include <fstream>
 #include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
@@ -25,11 +26,15 @@ bool has_cgroups(const JobSupervisor<>& supervisor) {
 }  // namespace
 
 TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within about a second") {
+  // Both guards: the exec'd script (Linux) and the fork (macOS, portable).
+  const bool exec_guard = GENERATE(true, false);
+  CAPTURE(exec_guard);
   jwtest::TempDir dir;
   pid_t host = ::fork();
   REQUIRE(host >= 0);
   if (host == 0) {
     // The host: a supervisor with two workers, each with a grandchild.
+    jobwarden::detail::guard_by_exec().store(exec_guard);
     try {
       jobwarden::SupervisorOptions options;
       options.max_concurrency = 4;
@@ -215,9 +220,12 @@ TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups 
     JobSupervisor<> probe;
     if (!has_cgroups(probe)) return;
   }
+  const bool exec_guard = GENERATE(true, false);
+  CAPTURE(exec_guard);
   pid_t host = ::fork();
   REQUIRE(host >= 0);
   if (host == 0) {
+    jobwarden::detail::guard_by_exec().store(exec_guard);
     try {
       JobSupervisor<> supervisor;
       WorkerSpec spec;
@@ -242,4 +250,114 @@ TEST_CASE("a setsid escapee dies when the supervisor is SIGKILLed where cgroups 
   REQUIRE(::kill(host, SIGKILL) == 0);
   REQUIRE(::waitpid(host, nullptr, 0) == host);
   CHECK(jwtest::wait_gone(escapee, 3s));
+}
+
+namespace {
+/// A process leading its own group, with a grandchild in that group; both
+/// pids come back. The test reaps the leader.
+struct GroupOfTwo {
+  int leader = -1;
+  int grandchild = -1;
+};
+GroupOfTwo start_group(const jwtest::TempDir& dir, const std::string& name) {
+  const std::string pid_file = dir / (name + ".gc");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    std::string script = "sleep 100 & echo $! > " + pid_file + "; sleep 100";
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);  // either side may win the race; both ask for the same group
+  GroupOfTwo group;
+  group.leader = pid;
+  group.grandchild = jwtest::read_pid_file(pid_file);
+  return group;
+}
+
+/// Resident memory of `pid` in KiB (VmRSS), or -1.
+long resident_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("the guard kills each recorded group, and only a process proven to be the recorded one") {
+  using jobwarden::detail::Sentinel;
+  const bool exec_guard = GENERATE(true, false);
+  CAPTURE(exec_guard);
+  jobwarden::detail::guard_by_exec().store(exec_guard);
+  struct Restore {
+    ~Restore() { jobwarden::detail::guard_by_exec().store(JOBWARDEN_LINUX_FAST_PATH != 0); }
+  } restore;
+  jwtest::TempDir dir;
+  GroupOfTwo recorded = start_group(dir, "recorded");
+  GroupOfTwo other = start_group(dir, "other");
+  GroupOfTwo freed = start_group(dir, "freed");
+  jwtest::KillOnExit cleanup[6];
+  int slot = 0;
+  for (const GroupOfTwo* g : {&recorded, &other, &freed}) {
+    REQUIRE(g->grandchild > 0);
+    cleanup[slot++].watch(g->leader);
+    cleanup[slot++].watch(g->grandchild);
+  }
+  {
+    Sentinel sentinel;
+    REQUIRE(sentinel.start(""));
+    CHECK(sentinel.kind() == (exec_guard && JOBWARDEN_LINUX_FAST_PATH ? Sentinel::Kind::exec : Sentinel::Kind::fork));
+    auto start_of = [](int pid) { return jobwarden::detail::process_start_time(pid).value_or(0); };
+    CHECK(sentinel.add(recorded.leader, start_of(recorded.leader), -1) >= 0);
+    // The same pid with another start time: a reused pid, never to be killed.
+    CHECK(sentinel.add(other.leader, start_of(other.leader) + 1, -1) >= 0);
+    // Recorded, then forgotten (reaped, as far as the guard knows).
+    long freed_slot = sentinel.add(freed.leader, start_of(freed.leader), -1);
+    CHECK(sentinel.remove(freed_slot));
+    CHECK_FALSE(sentinel.remove(freed_slot));
+    // Ended with a worker still recorded: the guard acts as on the host's death.
+    sentinel.stop();
+    CHECK_FALSE(sentinel.active());
+  }
+  int status = 0;
+  REQUIRE(::waitpid(recorded.leader, &status, 0) == recorded.leader);
+  CHECK(WIFSIGNALED(status));
+  CHECK(jwtest::wait_gone(recorded.grandchild, 3s));
+  CHECK(jobwarden::detail::pid_exists(other.leader));
+  CHECK(jobwarden::detail::pid_exists(other.grandchild));
+  CHECK(jobwarden::detail::pid_exists(freed.leader));
+  CHECK(jobwarden::detail::pid_exists(freed.grandchild));
+  for (const GroupOfTwo* g : {&other, &freed}) {
+    ::kill(-g->leader, SIGKILL);
+    ::waitpid(g->leader, nullptr, 0);
+    CHECK(jwtest::wait_gone(g->grandchild, 3s));
+  }
+}
+
+TEST_CASE("the exec'd guard holds none of a big host's memory") {
+  using jobwarden::detail::Sentinel;
+  if (!JOBWARDEN_LINUX_FAST_PATH) {
+    WARN("SKIPPED: the guard is a fork of the host on the portable path");
+    return;
+  }
+  // 64 MiB touched: a forked guard would map (and count) every page.
+  std::vector<char> memory(64u << 20);
+  for (std::size_t i = 0; i < memory.size(); i += 4096) memory[i] = 1;
+  Sentinel sentinel;
+  REQUIRE(sentinel.start(""));
+  REQUIRE(sentinel.kind() == Sentinel::Kind::exec);
+  long host = resident_kib(static_cast<int>(::getpid()));
+  long guard = resident_kib(sentinel.pid());
+  CAPTURE(host, guard);
+  CHECK(host > 64 * 1024);
+  CHECK(guard > 0);
+  CHECK(guard < 16 * 1024);
+  // It runs our script in its own process group, in "/".
+  CHECK(::getpgid(sentinel.pid()) == sentinel.pid());
+  char cwd[64] = {};
+  CHECK(::readlink(("/proc/" + std::to_string(sentinel.pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1) == 1);
+  CHECK(std::string(cwd) == "/");
+  sentinel.stop();
 }

@@ -7,21 +7,31 @@
 /// Why a sentinel and not PR_SET_PDEATHSIG: the death signal fires when the
 /// *thread* that spawned a worker exits (a host that submits from a short-lived
 /// thread would lose its workers), and it reaches only the direct child, never
-/// grandchildren. The sentinel (erlexec's approach) is forked once and holds
-/// one end of a socket pair. The running workers (pid, start time, cgroup)
-/// sit in a table in an anonymous shared mapping, which the supervisor
-/// updates without a system call and without waking the sentinel. When the
-/// supervisor dies the kernel closes its end of the socket; the sentinel
-/// reads EOF and sends SIGKILL to the process group of every worker
-/// still proven (by pid and start time) to be the one recorded, then exits.
+/// grandchildren. The sentinel (erlexec's approach) is started once and holds
+/// the read end of a pipe whose write end only the supervisor has. The running
+/// workers (pid, start time, cgroup) sit in a table of fixed-width text lines
+/// in a shared mapping, which the supervisor updates without a system call
+/// and without waking the sentinel. When the supervisor dies the kernel
+/// closes its end of the pipe; the sentinel reads EOF and sends SIGKILL to the
+/// process group of every worker still proven (by pid and start time) to be
+/// the one recorded, writes `cgroup.kill` of its cgroup, then exits.
 ///
-/// The sentinel is a fork without exec, so after the fork it uses only
-/// async-signal-safe system calls and memory prepared before the fork.
+/// Two ways to start it:
+/// - Linux: `/bin/sh` running a short script, started like a worker (vfork
+///   style, so the cost does not grow with the host's size), with the table
+///   in a memfd as its standard output. It shares nothing with the host's
+///   memory: a forked guard costs a big host a page-table copy per GiB at
+///   construction, and then keeps a copy-on-write copy of every page the host
+///   rewrites. It does not share the host's address space either (a
+///   `CLONE_VM` guard would be killed with the host by the OOM killer, which
+///   kills every process sharing a victim's memory).
+/// - Otherwise (macOS, `JOBWARDEN_PORTABLE`, no `/bin/sh`): a fork of the
+///   host that reads the same table from the inherited mapping, using only
+///   async-signal-safe system calls after the fork.
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,9 +40,11 @@
 #include <sys/prctl.h>
 #endif
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "jobwarden/detail/cgroup.hpp"
@@ -41,86 +53,127 @@
 
 namespace jobwarden::detail {
 
-/// One worker as the sentinel sees it: a slot in memory shared with the
-/// supervisor. The supervisor fills the fields, then publishes the slot by
-/// setting `state` to 1 (release); the sentinel reads only published slots.
-struct SentinelSlot {
-  int state;  ///< 0: free; 1: a running worker
-  int pid;    ///< the worker's pid, which is also its process-group id
-  unsigned long long start_time;
-  long cgroup_serial;  ///< the worker's cgroup `w<serial>` under the tree, or -1
-};
+/// Whether the supervisor may start its guard as an exec'd `/bin/sh` (Linux
+/// fast path; the default) rather than as a fork of the host. A switch for
+/// tests, which run both guards.
+inline std::atomic<bool>& guard_by_exec() {
+  static std::atomic<bool> allowed{JOBWARDEN_LINUX_FAST_PATH != 0};
+  return allowed;
+}
+
+/// The guard's script. `$1` is the cgroup tree (empty: none); standard input
+/// is the pipe, standard output the table. A line on the pipe ("q") means the
+/// supervisor let it go with nothing recorded; EOF means the supervisor is
+/// gone. The table's first line is `jobwarden-guard-table <lines>`, then one
+/// line per slot: `<state> <pid> <start time> <cgroup serial>`. Only builtins
+/// run, so nothing is forked, and no environment is read.
+inline const char* guard_script() {
+  return "trap '' HUP INT QUIT PIPE TERM USR1 USR2 ALRM\n"
+         "echo jobwarden-guard >/proc/self/comm\n"
+         "cgroups=$1\n"
+         "set -f\n"
+         "read -r word && [ \"$word\" = q ] && exit 0\n"
+         "exec <&1\n"
+         "read -r magic used || exit 0\n"
+         "[ \"$magic\" = jobwarden-guard-table ] || exit 1\n"
+         "i=0\n"
+         "while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
+         "  i=$((i + 1))\n"
+         "  [ \"$state\" = 1 ] || continue\n"
+         "  if read -r stat <\"/proc/$pid/stat\"; then\n"
+         "    rest=${stat##*) }\n"
+         "    set -- $rest\n"
+         "    [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
+         "  fi\n"
+         "  [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
+         "done\n"
+         "exit 0\n";
+}
 
 /// The supervisor's handle on its sentinel. Move-only; the destructor lets the
-/// sentinel exit (EOF with nothing recorded) and reaps it.
+/// sentinel exit and reaps it.
 ///
 /// Recording a worker costs no system call and never wakes the sentinel: the
-/// table lives in a shared anonymous mapping, and the sentinel sleeps in one
-/// `read` until the supervisor's end of the socket closes.
+/// table lives in a shared mapping, and the sentinel sleeps in one `read`
+/// until the supervisor's end of the pipe closes.
 class Sentinel {
  public:
   /// How many workers one sentinel tracks at once; more are still supervised,
   /// but not guarded against the supervisor's death (reported by `add`).
   static constexpr std::size_t capacity = 65536;
+  /// Bytes per table line (a slot, or the header), newline included.
+  static constexpr std::size_t line_bytes = 64;
+
+  /// How the running guard was started.
+  enum class Kind { none, exec, fork };
 
   Sentinel() = default;
   Sentinel(const Sentinel&) = delete;
   Sentinel& operator=(const Sentinel&) = delete;
   ~Sentinel() { stop(); }
 
-  /// Forks the sentinel. Returns false (with errno set) when it cannot; the
+  /// Starts the sentinel. Returns false (with errno set) when it cannot; the
   /// supervisor then runs without the guard rather than not at all.
   bool start(const std::string& cgroup_parent) {
-    // The table and the high-water mark, shared with the child (only the
-    // pages of slots in use are ever touched, so only they cost memory).
+    // The table: only the pages of lines in use are ever touched, so only
+    // they cost memory. A memfd where the guard is a separate program.
     const std::size_t bytes = mapping_bytes();
-    void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (memory == MAP_FAILED) return false;
-    auto* shared = static_cast<Shared*>(memory);
-    auto* slots = reinterpret_cast<SentinelSlot*>(static_cast<char*>(memory) + sizeof(Shared));
-    int sockets[2];
-#if defined(SOCK_CLOEXEC)
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
-#else
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sockets) != 0) {
-#endif
-      int saved = errno;
-      ::munmap(memory, bytes);
-      errno = saved;
-      return false;
-    }
-#if !defined(SOCK_CLOEXEC)
-    ::fcntl(sockets[0], F_SETFD, FD_CLOEXEC);
-    ::fcntl(sockets[1], F_SETFD, FD_CLOEXEC);
-#endif
-    int max_fd = max_descriptor_bound();
-    bool use_close_range = features().close_range;
-    pid_t pid;
-    {
-      SignalBlock block;
-      pid = ::fork();
-      if (pid == 0) {
-        ::close(sockets[0]);
-        run(sockets[1], shared, slots, max_fd, use_close_range, cgroup_parent.c_str());
+    int table_fd = -1;
+#if JOBWARDEN_LINUX_FAST_PATH && defined(SYS_memfd_create)
+    if (guard_by_exec().load(std::memory_order_relaxed)) {
+      table_fd = static_cast<int>(::syscall(SYS_memfd_create, "jobwarden-guard", 1U /* MFD_CLOEXEC */));
+      if (table_fd >= 0 && ::ftruncate(table_fd, static_cast<off_t>(bytes)) != 0) {
+        ::close(table_fd);
+        table_fd = -1;
       }
     }
-    int saved = errno;
-    ::close(sockets[1]);
-    if (pid < 0) {
-      ::close(sockets[0]);
-      ::munmap(memory, bytes);
+#endif
+    void* memory = table_fd >= 0 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, table_fd, 0)
+                                 : ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+      int saved = errno;
+      if (table_fd >= 0) ::close(table_fd);
       errno = saved;
       return false;
     }
-    pid_ = pid;
-    fd_ = sockets[0];
-    shared_ = shared;
-    slots_ = slots;
+    table_ = static_cast<char*>(memory);
+    write_header(0);
+
+    int pipe_fds[2];
+    if (!make_pipe(pipe_fds)) {
+      int saved = errno;
+      if (table_fd >= 0) ::close(table_fd);
+      release_table();
+      errno = saved;
+      return false;
+    }
+    int error_number = 0;
+    if (table_fd >= 0) {
+      pid_ = start_exec(pipe_fds[0], table_fd, cgroup_parent, error_number);
+      if (pid_ > 0) kind_ = Kind::exec;
+      ::close(table_fd);
+    }
+    if (pid_ <= 0) {
+      pid_ = start_fork(pipe_fds, cgroup_parent, error_number);
+      if (pid_ > 0) kind_ = Kind::fork;
+    }
+    ::close(pipe_fds[0]);
+    if (pid_ <= 0) {
+      pid_ = 0;
+      ::close(pipe_fds[1]);
+      release_table();
+      errno = error_number;
+      return false;
+    }
+    fd_ = pipe_fds[1];
     return true;
   }
 
   /// Whether the guard is running.
   bool active() const { return fd_ >= 0; }
+
+  /// How the guard was started (`none` when it is not running).
+  Kind kind() const { return kind_; }
 
   /// The sentinel's pid (0 when not running).
   int pid() const { return pid_; }
@@ -130,31 +183,48 @@ class Sentinel {
   long add(int pid, unsigned long long start_time, long cgroup_serial) {
     if (fd_ < 0) return -1;
     std::uint32_t index;
+    bool fresh = false;
     if (!free_.empty()) {
       index = free_.back();
       free_.pop_back();
     } else if (next_unused_ < capacity) {
       index = static_cast<std::uint32_t>(next_unused_++);
-      // Published before the slot can be: the sentinel scans up to here.
-      __atomic_store_n(&shared_->high_water, static_cast<std::uint32_t>(next_unused_), __ATOMIC_RELEASE);
+      fresh = true;
     } else {
       return -1;
     }
-    SentinelSlot& slot = slots_[index];
-    slot.pid = pid;
-    slot.start_time = start_time;
-    slot.cgroup_serial = cgroup_serial;
-    __atomic_store_n(&slot.state, 1, __ATOMIC_RELEASE);
+    char* line = slot_line(index);
+    // The fields first, under state '0'; then the state, which publishes it.
+    char text[line_bytes];
+    std::size_t n = 0;
+    text[n++] = '0';
+    text[n++] = ' ';
+    n += format_number(pid, text + n);
+    text[n++] = ' ';
+    n += format_number(static_cast<long long>(start_time), text + n);
+    text[n++] = ' ';
+    n += format_number(cgroup_serial, text + n);
+    std::memset(text + n, ' ', line_bytes - 1 - n);
+    text[line_bytes - 1] = '\n';
+    std::memcpy(line + 1, text + 1, line_bytes - 1);
+    if (fresh) {
+      line[0] = '0';
+      write_header(next_unused_);  // the guard reads this many lines
+    }
+    __atomic_store_n(&line[0], '1', __ATOMIC_RELEASE);
+    ++in_use_;
     return static_cast<long>(index);
   }
 
   /// Forgets a reaped worker by the slot `add` gave it (a slot, not a pid:
   /// the pid of a reaped worker may already belong to a new one).
   bool remove(long slot) {
-    if (slot < 0 || slots_ == nullptr || static_cast<std::size_t>(slot) >= next_unused_) return false;
+    if (slot < 0 || table_ == nullptr || static_cast<std::size_t>(slot) >= next_unused_) return false;
     auto index = static_cast<std::uint32_t>(slot);
-    if (__atomic_load_n(&slots_[index].state, __ATOMIC_RELAXED) != 1) return false;
-    __atomic_store_n(&slots_[index].state, 0, __ATOMIC_RELEASE);
+    char* line = slot_line(index);
+    if (__atomic_load_n(&line[0], __ATOMIC_RELAXED) != '1') return false;
+    __atomic_store_n(&line[0], '0', __ATOMIC_RELEASE);
+    --in_use_;
     try {
       free_.push_back(index);
     } catch (...) {
@@ -164,41 +234,118 @@ class Sentinel {
   }
 
   /// Ends the sentinel and reaps it. It kills whatever is still recorded, so
-  /// a supervisor calls this after reaping (and so forgetting) its workers.
+  /// a supervisor calls this after reaping (and so forgetting) its workers;
+  /// with nothing recorded it is told so and exits without reading the table.
   void stop() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+      if (in_use_ == 0) {
+        ssize_t ignored = ::write(fd_, "q\n", 2);
+        (void)ignored;
+      }
+      ::close(fd_);
+    }
     fd_ = -1;
     if (pid_ > 0) {
       while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
       }
     }
     pid_ = 0;
-    if (shared_ != nullptr) ::munmap(shared_, mapping_bytes());
-    shared_ = nullptr;
-    slots_ = nullptr;
+    kind_ = Kind::none;
+    release_table();
     free_.clear();
     next_unused_ = 0;
+    in_use_ = 0;
   }
 
  private:
-  struct Shared {
-    std::uint32_t high_water;  ///< slots at or above this were never used
-    char padding[60];
-  };
+  static constexpr std::size_t mapping_bytes() { return (capacity + 1) * line_bytes; }
 
-  /// The shared mapping: `Shared`, then the table.
-  static constexpr std::size_t mapping_bytes() { return sizeof(Shared) + capacity * sizeof(SentinelSlot); }
+  char* slot_line(std::size_t index) const { return table_ + (index + 1) * line_bytes; }
 
-  /// The sentinel's whole life. Never returns.
-  [[noreturn]] static void run(int fd, const Shared* shared, const SentinelSlot* slots, int max_fd,
-                               bool use_close_range, const char* cgroup_parent) {
-    // Out of the host's process group, so a Ctrl-C or a group kill aimed at
-    // the host does not take the guard down with it.
+  void release_table() {
+    if (table_ != nullptr) ::munmap(table_, mapping_bytes());
+    table_ = nullptr;
+  }
+
+  void write_header(std::size_t lines) {
+    static const char magic[] = "jobwarden-guard-table ";
+    char text[line_bytes];
+    std::memset(text, ' ', sizeof text);
+    std::memcpy(text, magic, sizeof magic - 1);
+    format_number(static_cast<long long>(lines), text + sizeof magic - 1);
+    text[line_bytes - 1] = '\n';
+    std::memcpy(table_, text, sizeof text);
+  }
+
+  static bool make_pipe(int fds[2]) {
+#if defined(__linux__)
+    return ::pipe2(fds, O_CLOEXEC) == 0;
+#else
+    if (::pipe(fds) != 0) return false;
+    ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return true;
+#endif
+  }
+
+  /// `/bin/sh` with the script: stdin the pipe, stdout the table, stderr
+  /// /dev/null, in its own process group (out of reach of a Ctrl-C or a group
+  /// kill aimed at the host), in `/` (so it pins no directory). Returns its
+  /// pid, or -1 with `error_number` set.
+  static int start_exec(int pipe_read, int table_fd, const std::string& cgroup_parent, int& error_number) {
+    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) {
+      error_number = errno;
+      return -1;
+    }
+    SpawnPlan plan;
+    plan.path = "/bin/sh";
+    plan.argv_storage = {"jobwarden-guard", "-c", guard_script(), "jobwarden-guard", cgroup_parent};
+    plan.cwd = "/";
+    plan.stdio[0] = pipe_read;
+    plan.stdio[1] = table_fd;
+    plan.stdio[2] = devnull;
+    plan.max_fd = features().close_range ? 0 : max_descriptor_bound();
+    plan.seal();
+    SpawnOutcome out = spawn(plan);
+    ::close(devnull);
+    if (out.pidfd >= 0) ::close(out.pidfd);
+    if (out.pid <= 0) {
+      error_number = out.error;
+      return -1;
+    }
+    return out.pid;
+  }
+
+  /// A fork of the host that runs `run`. Returns its pid, or -1.
+  int start_fork(const int pipe_fds[2], const std::string& cgroup_parent, int& error_number) {
+    int max_fd = max_descriptor_bound();
+    bool use_close_range = features().close_range;
+    const char* table = table_;
+    pid_t pid;
+    {
+      SignalBlock block;
+      pid = ::fork();
+      if (pid == 0) {
+        ::close(pipe_fds[1]);
+        run(pipe_fds[0], table, max_fd, use_close_range, cgroup_parent.c_str());
+      }
+    }
+    if (pid < 0) {
+      error_number = errno;
+      return -1;
+    }
+    return pid;
+  }
+
+  /// The forked sentinel's whole life: what the script does. Never returns.
+  [[noreturn]] static void run(int fd, const char* table, int max_fd, bool use_close_range,
+                               const char* cgroup_parent) {
     ::setpgid(0, 0);
     struct sigaction ignore;
     std::memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2}) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM}) {
       ::sigaction(sig, &ignore, nullptr);
     }
     sigset_t empty;
@@ -207,7 +354,7 @@ class Sentinel {
 #if defined(__linux__)
     ::prctl(PR_SET_NAME, "jobwarden-guard", 0, 0, 0);
 #endif
-    // Keep only our socket (it may sit anywhere: move it to 3 first).
+    // Keep only the pipe (it may sit anywhere: move it to 3 first).
     if (fd != 3) {
       if (::dup2(fd, 3) < 0) ::_exit(1);
       fd = 3;
@@ -220,30 +367,38 @@ class Sentinel {
       ::dup2(devnull, 2);
       if (devnull > 3) ::close(devnull);
     }
+    if (::chdir("/") != 0) {
+      // Harmless: the guard only pins the host's directory.
+    }
 
-    // Sleep until the supervisor is gone (or lets us go): EOF.
+    // Sleep until the supervisor is gone (EOF) or lets us go (a line).
     for (;;) {
       char ignored[64];
       ssize_t n = ::read(fd, ignored, sizeof ignored);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
+      if (n > 0) ::_exit(0);
+      break;
     }
-    const std::uint32_t used = __atomic_load_n(&shared->high_water, __ATOMIC_ACQUIRE);
-    for (std::uint32_t i = 0; i < used && i < capacity; ++i) {
-      if (__atomic_load_n(&slots[i].state, __ATOMIC_ACQUIRE) != 1) continue;
-      const SentinelSlot& slot = slots[i];
+    const unsigned long long used = parse_header(table);
+    for (unsigned long long i = 0; i < used && i < capacity; ++i) {
+      const char* line = table + (i + 1) * line_bytes;
+      if (__atomic_load_n(&line[0], __ATOMIC_ACQUIRE) != '1') continue;
+      const char* p = line + 1;
+      long long pid = parse_number(p), start_time = parse_number(p), serial = parse_number(p);
       // Only a leader proven to be the recorded process: never a reused pid.
-      if (is_same_process(slot.pid, slot.start_time)) ::kill(-slot.pid, SIGKILL);
+      if (pid > 0 && is_same_process(static_cast<int>(pid), static_cast<unsigned long long>(start_time))) {
+        ::kill(-static_cast<pid_t>(pid), SIGKILL);
+      }
       // The worker's cgroup is ours alone: kill everything in it, escapees too.
-      if (slot.cgroup_serial >= 0 && cgroup_parent[0] != '\0') {
+      if (serial >= 0 && cgroup_parent[0] != '\0') {
         char path[4096];
         std::size_t n = 0;
-        for (const char* p = cgroup_parent; *p != '\0' && n < sizeof path - 64; ++p) path[n++] = *p;
+        for (const char* c = cgroup_parent; *c != '\0' && n < sizeof path - 64; ++c) path[n++] = *c;
         const char suffix[] = "/w";
-        for (const char* p = suffix; *p != '\0'; ++p) path[n++] = *p;
-        n += format_unsigned(static_cast<unsigned long>(slot.cgroup_serial), path + n);
+        for (const char* c = suffix; *c != '\0'; ++c) path[n++] = *c;
+        n += format_number(serial, path + n);
         const char kill_file[] = "/cgroup.kill";
-        for (const char* p = kill_file; *p != '\0'; ++p) path[n++] = *p;
+        for (const char* c = kill_file; *c != '\0'; ++c) path[n++] = *c;
         path[n] = '\0';
         write_control(path, "1");
       }
@@ -251,24 +406,52 @@ class Sentinel {
     ::_exit(0);
   }
 
-  /// Decimal digits of `value` into `out`; returns their count. Async-signal-safe.
-  static std::size_t format_unsigned(unsigned long value, char* out) {
-    char digits[24];
+  /// The line count in the table's header (0 if it is not one).
+  static unsigned long long parse_header(const char* table) {
+    static const char magic[] = "jobwarden-guard-table ";
+    if (std::memcmp(table, magic, sizeof magic - 1) != 0) return 0;
+    const char* p = table + sizeof magic - 1;
+    long long lines = parse_number(p);
+    return lines > 0 ? static_cast<unsigned long long>(lines) : 0;
+  }
+
+  /// The next space-separated decimal number at `p` (advanced past it).
+  /// Async-signal-safe.
+  static long long parse_number(const char*& p) {
+    while (*p == ' ') ++p;
+    bool negative = *p == '-';
+    if (negative) ++p;
+    unsigned long long value = 0;
+    while (*p >= '0' && *p <= '9') value = value * 10 + static_cast<unsigned long long>(*p++ - '0');
+    return negative ? -static_cast<long long>(value) : static_cast<long long>(value);
+  }
+
+  /// Decimal digits of `value` (a '-' first if negative) into `out`; returns
+  /// their count. Async-signal-safe.
+  static std::size_t format_number(long long value, char* out) {
     std::size_t count = 0;
+    unsigned long long magnitude = static_cast<unsigned long long>(value);
+    if (value < 0) {
+      out[count++] = '-';
+      magnitude = 0ULL - magnitude;
+    }
+    char digits[24];
+    std::size_t n = 0;
     do {
-      digits[count++] = static_cast<char>('0' + value % 10);
-      value /= 10;
-    } while (value != 0);
-    for (std::size_t i = 0; i < count; ++i) out[i] = digits[count - 1 - i];
+      digits[n++] = static_cast<char>('0' + magnitude % 10);
+      magnitude /= 10;
+    } while (magnitude != 0);
+    for (std::size_t i = 0; i < n; ++i) out[count++] = digits[n - 1 - i];
     return count;
   }
 
-  int fd_ = -1;
+  int fd_ = -1;  // the pipe's write end
   int pid_ = 0;
-  Shared* shared_ = nullptr;  // the start of the shared mapping
-  SentinelSlot* slots_ = nullptr;
+  Kind kind_ = Kind::none;
+  char* table_ = nullptr;  // the shared mapping: header line, then slots
   std::vector<std::uint32_t> free_;  // published-then-freed slots, for reuse
   std::size_t next_unused_ = 0;
+  std::size_t in_use_ = 0;  // slots holding a running worker
 };
 
 }  // namespace jobwarden::detail

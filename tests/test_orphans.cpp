@@ -264,7 +264,7 @@ GroupOfTwo start_group(const jwtest::TempDir& dir, const std::string& name) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::setpgid(0, 0);
-    std::string script = "sleep 100 & echo $! > " + pid_file + "; sleep 100";
+    std::string script = "sleep 100 & echo $! > " + pid_file + "; exec sleep 100";
     ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -273,6 +273,16 @@ GroupOfTwo start_group(const jwtest::TempDir& dir, const std::string& name) {
   group.leader = pid;
   group.grandchild = jwtest::read_pid_file(pid_file);
   return group;
+}
+
+/// Whether `pid` exists and is not a zombie.
+bool running(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  auto close_paren = stat.rfind(')');
+  return close_paren != std::string::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] != 'Z' &&
+         stat[close_paren + 2] != 'X';
 }
 
 /// Resident memory of `pid` in KiB (VmRSS), or -1.
@@ -321,14 +331,22 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
     sentinel.stop();
     CHECK_FALSE(sentinel.active());
   }
+  // The recorded leader is our child: it must end (killed) within seconds.
   int status = 0;
-  REQUIRE(::waitpid(recorded.leader, &status, 0) == recorded.leader);
+  pid_t reaped = 0;
+  for (int i = 0; i < 300 && reaped == 0; ++i) {
+    reaped = ::waitpid(recorded.leader, &status, WNOHANG);
+    if (reaped == 0) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(reaped == recorded.leader);
   CHECK(WIFSIGNALED(status));
   CHECK(jwtest::wait_gone(recorded.grandchild, 3s));
-  CHECK(jobwarden::detail::pid_exists(other.leader));
-  CHECK(jobwarden::detail::pid_exists(other.grandchild));
-  CHECK(jobwarden::detail::pid_exists(freed.leader));
-  CHECK(jobwarden::detail::pid_exists(freed.grandchild));
+  // The others still run (not zombies): give a wrong kill time to land first.
+  std::this_thread::sleep_for(200ms);
+  CHECK(running(other.leader));
+  CHECK(running(other.grandchild));
+  CHECK(running(freed.leader));
+  CHECK(running(freed.grandchild));
   for (const GroupOfTwo* g : {&other, &freed}) {
     ::kill(-g->leader, SIGKILL);
     ::waitpid(g->leader, nullptr, 0);

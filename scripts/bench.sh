@@ -61,9 +61,10 @@ for name in "${order[@]}"; do
   fi
 done
 
-# Nothing may be left running: every benchmark reaps what it starts. Workers,
-# shells and orphan guards all carry the benchmark directory in their command
-# line (a guard is a fork of its benchmark).
+# Nothing may be left running: every benchmark reaps what it starts. Workers
+# and shells carry the benchmark directory in their command line; an orphan
+# guard (argv[0] jobwarden-guard) exits with its supervisor, and a supervisor
+# outliving its benchmark would show here as a benchmark process.
 leftovers="$(ps -eo pid,ppid,stat,args | awk -v dir="$bench/" 'index($0, dir) && !/awk/')"
 if [ -n "$leftovers" ]; then
   echo "bench.sh: processes left behind:" >&2

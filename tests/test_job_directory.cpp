@@ -265,3 +265,87 @@ TEST_CASE("finish lets queued workers and restarts run and then writes the final
   CHECK(job["state"] == "succeeded");
   CHECK(job["summary"]["succeeded"] == 5);
 }
+
+namespace {
+/// What nlohmann's own serializer makes of `text` (invalid UTF-8 replaced).
+nlohmann::json as_dumped(const std::string& text) {
+  return nlohmann::json::parse(jobwarden::detail::dump_json(nlohmann::json(text)));
+}
+}  // namespace
+
+TEST_CASE("process.json's hand-written text is the record's JSON, awkward strings included") {
+  using jobwarden::WorkerInfo;
+  const auto updated = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'795'000'000'123));
+  const std::string updated_text = "2026-11-18T11:06:40.123Z", started_text = "2026-11-18T11:06:38.123Z";
+  const std::string awkward[] = {"plain", "quote \" and back\\slash", "tab\tnew\nline\rcr\bbs\fff",
+                                 std::string("nul\0byte", 8), "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                                 "bad \xff byte", "overlong \xc0\xaf", "surrogate \xed\xa0\x80", "cut \xe2\x82",
+                                 "/slash/ and unicode \xe2\x80\xa8"};
+  for (const std::string& text : awkward) {
+    CAPTURE(text);
+    for (int shape = 0; shape < 3; ++shape) {
+      WorkerInfo info;
+      info.id = "w-1.x";
+      info.state = shape == 0 ? WorkerState::pending : shape == 1 ? WorkerState::running : WorkerState::crashed;
+      info.attempt = shape + 1;
+      info.argv = {"/bin/prog", text, ""};
+      nlohmann::json expected = {{"schema_version", 1},
+                                 {"id", "w-1.x"},
+                                 {"state", std::string(jobwarden::to_string(info.state))},
+                                 {"attempt", shape + 1},
+                                 {"pid", nullptr},
+                                 {"process_start_time", nullptr},
+                                 {"exit_code", nullptr},
+                                 {"signal", nullptr},
+                                 {"core_dumped", false},
+                                 {"error", nullptr},
+                                 {"started_at", nullptr},
+                                 {"ended_at", nullptr},
+                                 {"updated_at", updated_text},
+                                 {"usage", nullptr},
+                                 {"argv", {"/bin/prog", as_dumped(text), ""}}};
+      if (shape >= 1) {
+        info.pid = 4242;
+        info.process_start_time = 18446744073709551615ULL;
+        info.started_at = updated - std::chrono::seconds(2);
+        expected["pid"] = 4242;
+        expected["process_start_time"] = 18446744073709551615ULL;
+        expected["started_at"] = started_text;
+      }
+      if (shape == 2) {
+        info.exit_code = -7;
+        info.signal = SIGSEGV;
+        info.core_dumped = true;
+        info.error = text;
+        info.ended_at = updated;
+        info.usage.user_cpu = std::chrono::microseconds(682);
+        info.usage.system_cpu = std::chrono::microseconds(12'000'010);
+        info.usage.max_rss_kib = 123456789012LL;
+        expected["exit_code"] = -7;
+        expected["signal"] = "SIGSEGV";
+        expected["core_dumped"] = true;
+        expected["error"] = text.empty() ? nlohmann::json(nullptr) : as_dumped(text);
+        expected["ended_at"] = updated_text;
+        expected["usage"] = {{"user_cpu_seconds", std::chrono::duration<double>(info.usage.user_cpu).count()},
+                             {"system_cpu_seconds", std::chrono::duration<double>(info.usage.system_cpu).count()},
+                             {"max_rss_kib", 123456789012LL}};
+      }
+      const std::string written = jobwarden::detail::process_record_text(info, updated);
+      CAPTURE(written);
+      auto parsed = nlohmann::json::parse(written, nullptr, false);
+      REQUIRE_FALSE(parsed.is_discarded());
+      CHECK(parsed == expected);
+      // Compact, like every record jobwarden writes, and read back unchanged.
+      CHECK(written == jobwarden::detail::dump_json(parsed));
+      WorkerInfo back;
+      std::optional<std::chrono::system_clock::time_point> back_updated;
+      std::string problem;
+      REQUIRE(jobwarden::detail::process_record_from_json(parsed, back, back_updated, problem));
+      CHECK(back.state == info.state);
+      CHECK(back.pid == info.pid);
+      CHECK(back.usage.user_cpu == info.usage.user_cpu);
+      CHECK(back.usage.system_cpu == info.usage.system_cpu);
+      CHECK(back_updated == updated);
+    }
+  }
+}

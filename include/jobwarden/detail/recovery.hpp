@@ -496,7 +496,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     summary.add(WorkerState::lost);
     const std::string where = std::string(workers_dir_name) + "/" + worker.id + "/" + process_file_name;
     std::error_code write_error =
-        write_file_atomically_at(worker.dir.get(), process_file_name, dump_json(process_record_to_json(info, now)),
+        write_file_atomically_at(worker.dir.get(), process_file_name, process_record_text(info, now),
                                  durable);
     if (write_error) {
       report.problems.emplace_back(where, "cannot write: " + write_error.message());

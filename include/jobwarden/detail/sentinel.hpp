@@ -80,6 +80,7 @@ inline const char* guard_script() {
          "while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
          "  i=$((i + 1))\n"
          "  [ \"$state\" = 1 ] || continue\n"
+         "  case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
          "  if read -r stat <\"/proc/$pid/stat\"; then\n"
          "    rest=${stat##*) }\n"
          "    set -- $rest\n"
@@ -386,7 +387,8 @@ class Sentinel {
       const char* p = line + 1;
       long long pid = parse_number(p), start_time = parse_number(p), serial = parse_number(p);
       // Only a leader proven to be the recorded process: never a reused pid.
-      if (pid > 0 && is_same_process(static_cast<int>(pid), static_cast<unsigned long long>(start_time))) {
+      // Never 0 or 1: kill(0) and kill(-1) would reach far more than a worker.
+      if (pid > 1 && is_same_process(static_cast<int>(pid), static_cast<unsigned long long>(start_time))) {
         ::kill(-static_cast<pid_t>(pid), SIGKILL);
       }
       // The worker's cgroup is ours alone: kill everything in it, escapees too.

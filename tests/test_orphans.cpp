@@ -1,8 +1,11 @@
 // Supervisor death leaves nothing behind; workers do not depend on the thread
 // that spawned them.
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <fstream>
+#include <sstream>
+#include <filesystem>
 #include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
@@ -18,6 +21,41 @@ using jobwarden::WorkerState;
 namespace {
 /// Whether `supervisor` gives its workers cgroups; if not, says that the
 /// calling test is skipped, and why.
+/// The executable of this process's orphan guard (argv[0] or comm
+/// "jobwarden-guard", a child of ours), written to `file`: `/bin/sh`'s for
+/// the exec'd guard, our own for the forked one.
+void write_guard_exe(const std::string& file) {
+  std::string found;
+  const std::string self = std::to_string(::getpid());
+  for (int attempt = 0; attempt < 200 && found.empty(); ++attempt) {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string pid = entry.path().filename();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat_file("/proc/" + pid + "/stat"), cmdline_file("/proc/" + pid + "/cmdline");
+      std::string stat, argv0;
+      std::getline(stat_file, stat);
+      std::getline(cmdline_file, argv0, '\0');
+      auto paren = stat.rfind(") ");
+      if (paren == std::string::npos) continue;
+      std::istringstream fields(stat.substr(paren + 2));
+      std::string state, ppid;
+      fields >> state >> ppid;
+      bool named = argv0 == "jobwarden-guard" || stat.find("(jobwarden-guard)") != std::string::npos;
+      if (ppid != self || !named) continue;
+      char exe[4096] = {};
+      if (::readlink(("/proc/" + pid + "/exe").c_str(), exe, sizeof exe - 1) > 0) found = exe;
+    }
+    if (found.empty()) std::this_thread::sleep_for(5ms);
+  }
+  std::ofstream(file) << found << "\n";
+}
+
+/// This test program's own executable.
+std::string own_exe() {
+  char exe[4096] = {};
+  return ::readlink("/proc/self/exe", exe, sizeof exe - 1) > 0 ? exe : "";
+}
+
 bool has_cgroups(const JobSupervisor<>& supervisor) {
   if (supervisor.cgroups_active()) return true;
   WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
@@ -39,6 +77,7 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
       jobwarden::SupervisorOptions options;
       options.max_concurrency = 4;
       JobSupervisor<> supervisor(options);
+      write_guard_exe(dir / "guard.exe");
       // The guarantee covers workers the supervisor has recorded as started.
       int started = 0;
       supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
@@ -74,6 +113,15 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
     }
   }
   REQUIRE(jwtest::wait_for_line(dir / "recorded"));
+  // The guard under test is the one asked for.
+  std::string guard_exe = jwtest::read_file(dir / "guard.exe");
+  CAPTURE(guard_exe);
+  if (exec_guard && JOBWARDEN_LINUX_FAST_PATH) {
+    CHECK(guard_exe.find("sh") != std::string::npos);
+    CHECK(guard_exe != own_exe() + "\n");
+  } else {
+    CHECK(guard_exe == own_exe() + "\n");
+  }
   REQUIRE(::kill(host, SIGKILL) == 0);
   int status = 0;
   REQUIRE(::waitpid(host, &status, 0) == host);
@@ -308,19 +356,30 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
   GroupOfTwo recorded = start_group(dir, "recorded");
   GroupOfTwo other = start_group(dir, "other");
   GroupOfTwo freed = start_group(dir, "freed");
-  jwtest::KillOnExit cleanup[6];
+  jwtest::KillOnExit cleanup[7];
   int slot = 0;
   for (const GroupOfTwo* g : {&recorded, &other, &freed}) {
-    REQUIRE(g->grandchild > 0);
     cleanup[slot++].watch(g->leader);
     cleanup[slot++].watch(g->grandchild);
   }
+  // A leader whose command name holds a newline and ") ": /proc/<pid>/stat
+  // then spans two lines, and only the last ") " ends the name.
+  pid_t odd = ::fork();
+  if (odd == 0) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_NAME, "a) b\nc) d", 0, 0, 0);
+    for (;;) ::pause();
+  }
+  ::setpgid(odd, odd);
+  cleanup[slot++].watch(odd);
+  for (const GroupOfTwo* g : {&recorded, &other, &freed}) REQUIRE(g->grandchild > 0);
   {
     Sentinel sentinel;
     REQUIRE(sentinel.start(""));
     CHECK(sentinel.kind() == (exec_guard && JOBWARDEN_LINUX_FAST_PATH ? Sentinel::Kind::exec : Sentinel::Kind::fork));
     auto start_of = [](int pid) { return jobwarden::detail::process_start_time(pid).value_or(0); };
     CHECK(sentinel.add(recorded.leader, start_of(recorded.leader), -1) >= 0);
+    CHECK(sentinel.add(odd, start_of(odd), -1) >= 0);
     // The same pid with another start time: a reused pid, never to be killed.
     CHECK(sentinel.add(other.leader, start_of(other.leader) + 1, -1) >= 0);
     // Recorded, then forgotten (reaped, as far as the guard knows).
@@ -340,6 +399,12 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
   }
   REQUIRE(reaped == recorded.leader);
   CHECK(WIFSIGNALED(status));
+  reaped = 0;
+  for (int i = 0; i < 300 && reaped == 0; ++i) {
+    reaped = ::waitpid(odd, &status, WNOHANG);
+    if (reaped == 0) std::this_thread::sleep_for(10ms);
+  }
+  CHECK(reaped == odd);
   CHECK(jwtest::wait_gone(recorded.grandchild, 3s));
   // The others still run (not zombies): give a wrong kill time to land first.
   std::this_thread::sleep_for(200ms);

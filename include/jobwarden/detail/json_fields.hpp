@@ -125,17 +125,19 @@ void append_integer(std::string& out, Integer value) {
   out.append(digits, static_cast<std::size_t>(result.ptr - digits));
 }
 
-/// Appends a non-negative duration in seconds, exactly to the microsecond
-/// ("0.000682", "12.5", "3.0"): parsed back it is the same double as
-/// `duration<double>(value).count()`.
+/// Appends a duration in seconds, exactly as `dump_json` writes the double
+/// `duration<double>(value).count()` ("0.000682", "12.5", "3.0"): decimal
+/// digits to the microsecond, which parse back to that same double. Below
+/// 100 µs nlohmann switches to exponent form ("6.8e-05"), so those few values
+/// (and negative ones, which no usage has) go through nlohmann itself.
 inline void append_seconds(std::string& out, std::chrono::microseconds value) {
-  long long micros = value.count();
-  if (micros < 0) {
-    out += '-';
-    micros = -micros;
+  const long long micros = value.count();
+  if (micros < 0 || (micros > 0 && micros < 100)) {
+    out += dump_json(nlohmann::json(std::chrono::duration<double>(value).count()));
+    return;
   }
   append_integer(out, micros / 1000000);
-  char fraction[7];
+  char fraction[6];
   long long rest = micros % 1000000;
   for (int i = 5; i >= 0; --i) {
     fraction[i] = static_cast<char>('0' + rest % 10);

@@ -8,11 +8,11 @@
 /// *thread* that spawned a worker exits (a host that submits from a short-lived
 /// thread would lose its workers), and it reaches only the direct child, never
 /// grandchildren. The sentinel (erlexec's approach) is started once and holds
-/// the read end of a pipe whose write end only the supervisor has. The running
+/// one end of a socket pair whose other end only the supervisor has. The running
 /// workers (pid, start time, cgroup) sit in a table of fixed-width text lines
 /// in a shared mapping, which the supervisor updates without a system call
 /// and without waking the sentinel. When the supervisor dies the kernel
-/// closes its end of the pipe; the sentinel reads EOF and sends SIGKILL to the
+/// closes its end of the socket; the sentinel reads EOF and sends SIGKILL to the
 /// process group of every worker still proven (by pid and start time) to be
 /// the one recorded, writes `cgroup.kill` of its cgroup, then exits.
 ///
@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,11 +63,12 @@ inline std::atomic<bool>& guard_by_exec() {
 }
 
 /// The guard's script. `$1` is the cgroup tree (empty: none); standard input
-/// is the pipe, standard output the table. A line on the pipe ("q") means the
-/// supervisor let it go with nothing recorded; EOF means the supervisor is
+/// is the socket, standard output the table. A line on the socket ("q") means
+/// the supervisor let it go with nothing recorded; EOF means the supervisor is
 /// gone. The table's first line is `jobwarden-guard-table <lines>`, then one
 /// line per slot: `<state> <pid> <start time> <cgroup serial>`. Only builtins
-/// run, so nothing is forked, and no environment is read.
+/// run, so nothing is forked, and no environment is read. `/proc/<pid>/stat`
+/// is read to its last line: a command name may contain a newline.
 inline const char* guard_script() {
   return "trap '' HUP INT QUIT PIPE TERM USR1 USR2 ALRM\n"
          "echo jobwarden-guard >/proc/self/comm\n"
@@ -81,11 +83,11 @@ inline const char* guard_script() {
          "  i=$((i + 1))\n"
          "  [ \"$state\" = 1 ] || continue\n"
          "  case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
-         "  if read -r stat <\"/proc/$pid/stat\"; then\n"
-         "    rest=${stat##*) }\n"
-         "    set -- $rest\n"
-         "    [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
-         "  fi\n"
+         "  stat=\n"
+         "  { while IFS= read -r line; do stat=$line; done; } <\"/proc/$pid/stat\"\n"
+         "  rest=${stat##*) }\n"
+         "  set -- $rest\n"
+         "  [ \"$start\" != 0 ] && [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
          "  [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
          "done\n"
          "exit 0\n";
@@ -96,7 +98,7 @@ inline const char* guard_script() {
 ///
 /// Recording a worker costs no system call and never wakes the sentinel: the
 /// table lives in a shared mapping, and the sentinel sleeps in one `read`
-/// until the supervisor's end of the pipe closes.
+/// until the supervisor's end of the socket closes.
 class Sentinel {
  public:
   /// How many workers one sentinel tracks at once; more are still supervised,
@@ -122,7 +124,12 @@ class Sentinel {
     int table_fd = -1;
 #if JOBWARDEN_LINUX_FAST_PATH && defined(SYS_memfd_create)
     if (guard_by_exec().load(std::memory_order_relaxed)) {
-      table_fd = static_cast<int>(::syscall(SYS_memfd_create, "jobwarden-guard", 1U /* MFD_CLOEXEC */));
+      // MFD_CLOEXEC | MFD_NOEXEC_SEAL (Linux 6.3, which warns without it and
+      // may refuse an executable memfd); older kernels reject the second flag.
+      table_fd = static_cast<int>(::syscall(SYS_memfd_create, "jobwarden-guard", 0x1U | 0x8U));
+      if (table_fd < 0 && errno == EINVAL) {
+        table_fd = static_cast<int>(::syscall(SYS_memfd_create, "jobwarden-guard", 0x1U));
+      }
       if (table_fd >= 0 && ::ftruncate(table_fd, static_cast<off_t>(bytes)) != 0) {
         ::close(table_fd);
         table_fd = -1;
@@ -140,8 +147,8 @@ class Sentinel {
     table_ = static_cast<char*>(memory);
     write_header(0);
 
-    int pipe_fds[2];
-    if (!make_pipe(pipe_fds)) {
+    int lifeline[2];
+    if (!make_socket_pair(lifeline)) {
       int saved = errno;
       if (table_fd >= 0) ::close(table_fd);
       release_table();
@@ -150,23 +157,24 @@ class Sentinel {
     }
     int error_number = 0;
     if (table_fd >= 0) {
-      pid_ = start_exec(pipe_fds[0], table_fd, cgroup_parent, error_number);
+      pid_ = start_exec(lifeline[0], table_fd, cgroup_parent, error_number);
       if (pid_ > 0) kind_ = Kind::exec;
       ::close(table_fd);
     }
     if (pid_ <= 0) {
-      pid_ = start_fork(pipe_fds, cgroup_parent, error_number);
+      pid_ = start_fork(lifeline, cgroup_parent, error_number);
       if (pid_ > 0) kind_ = Kind::fork;
     }
-    ::close(pipe_fds[0]);
+    ::close(lifeline[0]);
     if (pid_ <= 0) {
       pid_ = 0;
-      ::close(pipe_fds[1]);
+      ::close(lifeline[1]);
       release_table();
       errno = error_number;
       return false;
     }
-    fd_ = pipe_fds[1];
+    fd_ = lifeline[1];
+    owner_ = ::getpid();
     return true;
   }
 
@@ -239,8 +247,14 @@ class Sentinel {
   /// with nothing recorded it is told so and exits without reading the table.
   void stop() {
     if (fd_ >= 0) {
-      if (in_use_ == 0) {
-        ssize_t ignored = ::write(fd_, "q\n", 2);
+      // Only the supervisor itself lets the guard go: a fork of the host
+      // that destroys its copy must not. Never SIGPIPE: the guard may be dead.
+      if (in_use_ == 0 && ::getpid() == owner_) {
+#if defined(MSG_NOSIGNAL)
+        ssize_t ignored = ::send(fd_, "q\n", 2, MSG_NOSIGNAL);
+#else
+        ssize_t ignored = ::send(fd_, "q\n", 2, 0);  // SO_NOSIGPIPE is set on the socket
+#endif
         (void)ignored;
       }
       ::close(fd_);
@@ -260,6 +274,9 @@ class Sentinel {
 
  private:
   static constexpr std::size_t mapping_bytes() { return (capacity + 1) * line_bytes; }
+  static constexpr std::size_t count_offset = 24;  // 8-aligned, after the magic
+  static constexpr std::size_t count_bytes = 8;    // up to 99,999,999 lines
+  static_assert(capacity <= 99999999, "the header's count has 8 digits");
 
   char* slot_line(std::size_t index) const { return table_ + (index + 1) * line_bytes; }
 
@@ -268,32 +285,49 @@ class Sentinel {
     table_ = nullptr;
   }
 
+  /// The header line: the magic, then the line count right-aligned in the
+  /// 8 bytes at `count_offset`, stored at once (aligned, atomic) so a
+  /// supervisor killed mid-update never leaves a torn count.
   void write_header(std::size_t lines) {
-    static const char magic[] = "jobwarden-guard-table ";
-    char text[line_bytes];
-    std::memset(text, ' ', sizeof text);
-    std::memcpy(text, magic, sizeof magic - 1);
-    format_number(static_cast<long long>(lines), text + sizeof magic - 1);
-    text[line_bytes - 1] = '\n';
-    std::memcpy(table_, text, sizeof text);
+    if (lines == 0) {
+      static const char magic[] = "jobwarden-guard-table";
+      char text[line_bytes];
+      std::memset(text, ' ', sizeof text);
+      std::memcpy(text, magic, sizeof magic - 1);
+      text[line_bytes - 1] = '\n';
+      std::memcpy(table_, text, sizeof text);
+    }
+    char digits[count_bytes];
+    std::memset(digits, ' ', sizeof digits);
+    char formatted[24];
+    std::size_t n = format_number(static_cast<long long>(lines), formatted);
+    std::memcpy(digits + count_bytes - n, formatted, n);
+    std::uint64_t word;
+    std::memcpy(&word, digits, sizeof word);
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(table_ + count_offset), word, __ATOMIC_RELEASE);
   }
 
-  static bool make_pipe(int fds[2]) {
-#if defined(__linux__)
-    return ::pipe2(fds, O_CLOEXEC) == 0;
+  /// The guard's lifeline: [0] for the guard, [1] for the supervisor.
+  static bool make_socket_pair(int fds[2]) {
+#if defined(SOCK_CLOEXEC)
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return false;
 #else
-    if (::pipe(fds) != 0) return false;
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return false;
     ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
     ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    return true;
 #endif
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int on = 1;
+    ::setsockopt(fds[1], SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#endif
+    return true;
   }
 
-  /// `/bin/sh` with the script: stdin the pipe, stdout the table, stderr
+  /// `/bin/sh` with the script: stdin the socket, stdout the table, stderr
   /// /dev/null, in its own process group (out of reach of a Ctrl-C or a group
   /// kill aimed at the host), in `/` (so it pins no directory). Returns its
   /// pid, or -1 with `error_number` set.
-  static int start_exec(int pipe_read, int table_fd, const std::string& cgroup_parent, int& error_number) {
+  static int start_exec(int lifeline_end, int table_fd, const std::string& cgroup_parent, int& error_number) {
     int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) {
       error_number = errno;
@@ -303,10 +337,12 @@ class Sentinel {
     plan.path = "/bin/sh";
     plan.argv_storage = {"jobwarden-guard", "-c", guard_script(), "jobwarden-guard", cgroup_parent};
     plan.cwd = "/";
-    plan.stdio[0] = pipe_read;
+    plan.stdio[0] = lifeline_end;
     plan.stdio[1] = table_fd;
     plan.stdio[2] = devnull;
     plan.max_fd = features().close_range ? 0 : max_descriptor_bound();
+    // Ignored from exec on, not only once the script's trap has run.
+    plan.ignored_signals = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM};
     plan.seal();
     SpawnOutcome out = spawn(plan);
     ::close(devnull);
@@ -319,7 +355,7 @@ class Sentinel {
   }
 
   /// A fork of the host that runs `run`. Returns its pid, or -1.
-  int start_fork(const int pipe_fds[2], const std::string& cgroup_parent, int& error_number) {
+  int start_fork(const int lifeline[2], const std::string& cgroup_parent, int& error_number) {
     int max_fd = max_descriptor_bound();
     bool use_close_range = features().close_range;
     const char* table = table_;
@@ -328,8 +364,8 @@ class Sentinel {
       SignalBlock block;
       pid = ::fork();
       if (pid == 0) {
-        ::close(pipe_fds[1]);
-        run(pipe_fds[0], table, max_fd, use_close_range, cgroup_parent.c_str());
+        ::close(lifeline[1]);
+        run(lifeline[0], table, max_fd, use_close_range, cgroup_parent.c_str());
       }
     }
     if (pid < 0) {
@@ -355,7 +391,7 @@ class Sentinel {
 #if defined(__linux__)
     ::prctl(PR_SET_NAME, "jobwarden-guard", 0, 0, 0);
 #endif
-    // Keep only the pipe (it may sit anywhere: move it to 3 first).
+    // Keep only the socket (it may sit anywhere: move it to 3 first).
     if (fd != 3) {
       if (::dup2(fd, 3) < 0) ::_exit(1);
       fd = 3;
@@ -447,7 +483,8 @@ class Sentinel {
     return count;
   }
 
-  int fd_ = -1;  // the pipe's write end
+  int fd_ = -1;  // the supervisor's end of the socket pair
+  pid_t owner_ = 0;  // the process that started the guard
   int pid_ = 0;
   Kind kind_ = Kind::none;
   char* table_ = nullptr;  // the shared mapping: header line, then slots

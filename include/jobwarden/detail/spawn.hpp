@@ -81,6 +81,9 @@ struct SpawnPlan {
   std::vector<ChildRlimit> rlimits;
   std::string cgroup_dir;  ///< the worker's cgroup v2 directory to start in (empty: none)
   int max_fd = 1024;  ///< for the close loop when close_range is missing
+  /// Signals the child ignores (SIG_IGN survives exec) instead of taking the
+  /// default action: a helper that must not die before it can say so itself.
+  std::vector<int> ignored_signals;
 
   std::string cgroup_procs_path;  ///< `cgroup_dir`/cgroup.procs, set by `seal`
 
@@ -154,9 +157,13 @@ inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close
   std::memset(&default_action, 0, sizeof default_action);
   default_action.sa_handler = SIG_DFL;
   sigemptyset(&default_action.sa_mask);
+  struct sigaction ignore_action = default_action;
+  ignore_action.sa_handler = SIG_IGN;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::sigaction(sig, &default_action, nullptr);  // fails harmlessly for reserved signals
+    bool ignore = false;
+    for (int ignored : plan.ignored_signals) ignore = ignore || ignored == sig;
+    ::sigaction(sig, ignore ? &ignore_action : &default_action, nullptr);  // fails harmlessly for reserved signals
   }
   sigset_t empty;
   sigemptyset(&empty);

@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <filesystem>
@@ -443,4 +444,27 @@ TEST_CASE("the exec'd guard holds none of a big host's memory") {
   CHECK(::readlink(("/proc/" + std::to_string(sentinel.pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1) == 1);
   CHECK(std::string(cwd) == "/");
   sentinel.stop();
+}
+
+TEST_CASE("a guard killed from outside costs the supervisor its protection, not its life") {
+  using jobwarden::detail::Sentinel;
+  const bool exec_guard = GENERATE(true, false);
+  CAPTURE(exec_guard);
+  jobwarden::detail::guard_by_exec().store(exec_guard);
+  struct Restore {
+    ~Restore() { jobwarden::detail::guard_by_exec().store(JOBWARDEN_LINUX_FAST_PATH != 0); }
+  } restore;
+  // SIGPIPE as a host gets it by default: telling a dead guard to go must not raise it.
+  struct sigaction default_pipe, previous;
+  std::memset(&default_pipe, 0, sizeof default_pipe);
+  default_pipe.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &default_pipe, &previous);
+  Sentinel sentinel;
+  REQUIRE(sentinel.start(""));
+  REQUIRE(::kill(sentinel.pid(), SIGKILL) == 0);
+  siginfo_t info{};
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(sentinel.pid()), &info, WEXITED | WNOWAIT) == 0);
+  sentinel.stop();  // with nothing recorded: the "let go" line to a dead guard
+  CHECK_FALSE(sentinel.active());
+  ::sigaction(SIGPIPE, &previous, nullptr);
 }

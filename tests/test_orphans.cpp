@@ -334,6 +334,14 @@ bool running(int pid) {
          stat[close_paren + 2] != 'X';
 }
 
+/// Chooses the guard (exec'd or forked) for this process while it lives.
+struct GuardKind {
+  explicit GuardKind(bool exec) { jobwarden::detail::guard_by_exec().store(exec); }
+  ~GuardKind() { jobwarden::detail::guard_by_exec().store(JOBWARDEN_LINUX_FAST_PATH != 0); }
+  GuardKind(const GuardKind&) = delete;
+  GuardKind& operator=(const GuardKind&) = delete;
+};
+
 /// Resident memory of `pid` in KiB (VmRSS), or -1.
 long resident_kib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -349,10 +357,7 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
   using jobwarden::detail::Sentinel;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
-  jobwarden::detail::guard_by_exec().store(exec_guard);
-  struct Restore {
-    ~Restore() { jobwarden::detail::guard_by_exec().store(JOBWARDEN_LINUX_FAST_PATH != 0); }
-  } restore;
+  GuardKind kind(exec_guard);
   jwtest::TempDir dir;
   GroupOfTwo recorded = start_group(dir, "recorded");
   GroupOfTwo other = start_group(dir, "other");
@@ -450,10 +455,7 @@ TEST_CASE("a guard killed from outside costs the supervisor its protection, not 
   using jobwarden::detail::Sentinel;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
-  jobwarden::detail::guard_by_exec().store(exec_guard);
-  struct Restore {
-    ~Restore() { jobwarden::detail::guard_by_exec().store(JOBWARDEN_LINUX_FAST_PATH != 0); }
-  } restore;
+  GuardKind kind(exec_guard);
   // SIGPIPE as a host gets it by default: telling a dead guard to go must not raise it.
   struct sigaction default_pipe, previous;
   std::memset(&default_pipe, 0, sizeof default_pipe);

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 #include <filesystem>
+#include <iterator>
+#include <optional>
 #include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
@@ -20,33 +22,42 @@ using jobwarden::WorkerSpec;
 using jobwarden::WorkerState;
 
 namespace {
-/// Whether `supervisor` gives its workers cgroups; if not, says that the
-/// calling test is skipped, and why.
-/// The executable of this process's orphan guard (argv[0] or comm
-/// "jobwarden-guard", a child of ours), written to `file`: `/bin/sh`'s for
-/// the exec'd guard, our own for the forked one.
+/// A process's state letter and parent from /proc/<pid>/stat (the name may
+/// hold anything, so the fields start after its last ") ").
+struct ProcStat {
+  char state = '?';
+  int ppid = 0;
+};
+std::optional<ProcStat> read_proc_stat(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto paren = stat.rfind(") ");
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 2));
+  ProcStat out;
+  fields >> out.state >> out.ppid;
+  if (!fields) return std::nullopt;
+  return out;
+}
+
+/// Whether `pid` exists and is not a zombie.
+bool running(int pid) {
+  auto stat = read_proc_stat(pid);
+  return stat && stat->state != 'Z' && stat->state != 'X';
+}
+
+/// The executable of this process's orphan guard, written to `file`:
+/// `/bin/sh`'s for the exec'd guard, our own for the forked one. Called right
+/// after the supervisor is made, when the guard is the host's only child.
 void write_guard_exe(const std::string& file) {
   std::string found;
-  const std::string self = std::to_string(::getpid());
-  for (int attempt = 0; attempt < 200 && found.empty(); ++attempt) {
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      const std::string pid = entry.path().filename();
-      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream stat_file("/proc/" + pid + "/stat"), cmdline_file("/proc/" + pid + "/cmdline");
-      std::string stat, argv0;
-      std::getline(stat_file, stat);
-      std::getline(cmdline_file, argv0, '\0');
-      auto paren = stat.rfind(") ");
-      if (paren == std::string::npos) continue;
-      std::istringstream fields(stat.substr(paren + 2));
-      std::string state, ppid;
-      fields >> state >> ppid;
-      bool named = argv0 == "jobwarden-guard" || stat.find("(jobwarden-guard)") != std::string::npos;
-      if (ppid != self || !named) continue;
-      char exe[4096] = {};
-      if (::readlink(("/proc/" + pid + "/exe").c_str(), exe, sizeof exe - 1) > 0) found = exe;
-    }
-    if (found.empty()) std::this_thread::sleep_for(5ms);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto stat = read_proc_stat(std::stoi(pid));
+    if (!stat || stat->ppid != ::getpid()) continue;
+    char exe[4096] = {};
+    if (::readlink(("/proc/" + pid + "/exe").c_str(), exe, sizeof exe - 1) > 0) found = exe;
   }
   std::ofstream(file) << found << "\n";
 }
@@ -57,6 +68,8 @@ std::string own_exe() {
   return ::readlink("/proc/self/exe", exe, sizeof exe - 1) > 0 ? exe : "";
 }
 
+/// Whether `supervisor` gives its workers cgroups; if not, says that the
+/// calling test is skipped, and why.
 bool has_cgroups(const JobSupervisor<>& supervisor) {
   if (supervisor.cgroups_active()) return true;
   WARN("SKIPPED: cgroup v2 is not writable here (" << supervisor.cgroups_unavailable_reason() << ")");
@@ -324,14 +337,14 @@ GroupOfTwo start_group(const jwtest::TempDir& dir, const std::string& name) {
   return group;
 }
 
-/// Whether `pid` exists and is not a zombie.
-bool running(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return false;
-  auto close_paren = stat.rfind(')');
-  return close_paren != std::string::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] != 'Z' &&
-         stat[close_paren + 2] != 'X';
+/// Reaps our child `pid` if it ends within `limit`; its status goes to `status`.
+bool reaped_within(int pid, int& status, std::chrono::milliseconds limit = 3s) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return true;
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(10ms);
+  }
 }
 
 /// Chooses the guard (exec'd or forked) for this process while it lives.
@@ -396,21 +409,11 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
     sentinel.stop();
     CHECK_FALSE(sentinel.active());
   }
-  // The recorded leader is our child: it must end (killed) within seconds.
+  // The recorded leaders are our children: they must end (killed) within seconds.
   int status = 0;
-  pid_t reaped = 0;
-  for (int i = 0; i < 300 && reaped == 0; ++i) {
-    reaped = ::waitpid(recorded.leader, &status, WNOHANG);
-    if (reaped == 0) std::this_thread::sleep_for(10ms);
-  }
-  REQUIRE(reaped == recorded.leader);
+  REQUIRE(reaped_within(recorded.leader, status));
   CHECK(WIFSIGNALED(status));
-  reaped = 0;
-  for (int i = 0; i < 300 && reaped == 0; ++i) {
-    reaped = ::waitpid(odd, &status, WNOHANG);
-    if (reaped == 0) std::this_thread::sleep_for(10ms);
-  }
-  CHECK(reaped == odd);
+  CHECK(reaped_within(odd, status));
   CHECK(jwtest::wait_gone(recorded.grandchild, 3s));
   // The others still run (not zombies): give a wrong kill time to land first.
   std::this_thread::sleep_for(200ms);
@@ -448,6 +451,16 @@ TEST_CASE("the exec'd guard holds none of a big host's memory") {
   char cwd[64] = {};
   CHECK(::readlink(("/proc/" + std::to_string(sentinel.pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1) == 1);
   CHECK(std::string(cwd) == "/");
+  // It ignores what a Ctrl-C or a kill aimed at the host's session sends.
+  std::ifstream status_file("/proc/" + std::to_string(sentinel.pid()) + "/status");
+  unsigned long long ignored = 0;
+  for (std::string line; std::getline(status_file, line);) {
+    if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
+  }
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE}) {
+    CAPTURE(sig);
+    CHECK((ignored >> (sig - 1) & 1ULL) == 1ULL);
+  }
   sentinel.stop();
 }
 

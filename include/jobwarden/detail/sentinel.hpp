@@ -42,6 +42,8 @@
 #endif
 
 #include <atomic>
+#include <charconv>
+#include <iterator>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -68,10 +70,10 @@ inline std::atomic<bool>& guard_by_exec() {
 /// gone. The table's first line is `jobwarden-guard-table <lines>`, then one
 /// line per slot: `<state> <pid> <start time> <cgroup serial>`. Only builtins
 /// run, so nothing is forked, and no environment is read. `/proc/<pid>/stat`
-/// is read to its last line: a command name may contain a newline.
+/// is read to its last line: a command name may contain a newline. No `trap`:
+/// the guard's signals are ignored from exec on, and a shell cannot undo that.
 inline const char* guard_script() {
-  return "trap '' HUP INT QUIT PIPE TERM USR1 USR2 ALRM\n"
-         "echo jobwarden-guard >/proc/self/comm\n"
+  return "echo jobwarden-guard >/proc/self/comm\n"
          "cgroups=$1\n"
          "set -f\n"
          "read -r word && [ \"$word\" = q ] && exit 0\n"
@@ -145,7 +147,7 @@ class Sentinel {
       return false;
     }
     table_ = static_cast<char*>(memory);
-    write_header(0);
+    init_header();
 
     int lifeline[2];
     if (!make_socket_pair(lifeline)) {
@@ -205,20 +207,16 @@ class Sentinel {
     char* line = slot_line(index);
     // The fields first, under state '0'; then the state, which publishes it.
     char text[line_bytes];
-    std::size_t n = 0;
-    text[n++] = '0';
-    text[n++] = ' ';
-    n += format_number(pid, text + n);
-    text[n++] = ' ';
-    n += format_number(static_cast<long long>(start_time), text + n);
-    text[n++] = ' ';
-    n += format_number(cgroup_serial, text + n);
-    std::memset(text + n, ' ', line_bytes - 1 - n);
+    std::memset(text, ' ', sizeof text);
+    char* end = text + line_bytes - 1;
+    char* p = std::to_chars(text + 2, end, pid).ptr;  // "<state> " comes first
+    p = std::to_chars(p + 1, end, start_time).ptr;
+    std::to_chars(p + 1, end, cgroup_serial);
     text[line_bytes - 1] = '\n';
     std::memcpy(line + 1, text + 1, line_bytes - 1);
     if (fresh) {
       line[0] = '0';
-      write_header(next_unused_);  // the guard reads this many lines
+      write_count(next_unused_);  // the guard reads this many lines
     }
     __atomic_store_n(&line[0], '1', __ATOMIC_RELEASE);
     ++in_use_;
@@ -274,9 +272,14 @@ class Sentinel {
 
  private:
   static constexpr std::size_t mapping_bytes() { return (capacity + 1) * line_bytes; }
+  static constexpr char magic[] = "jobwarden-guard-table";
   static constexpr std::size_t count_offset = 24;  // 8-aligned, after the magic
   static constexpr std::size_t count_bytes = 8;    // up to 99,999,999 lines
   static_assert(capacity <= 99999999, "the header's count has 8 digits");
+  static_assert(sizeof magic < count_offset, "the magic and a space come before the count");
+  /// What the guard ignores, either kind: a Ctrl-C or a kill aimed at the
+  /// host's group or session must not take it down.
+  static constexpr int ignored_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM};
 
   char* slot_line(std::size_t index) const { return table_ + (index + 1) * line_bytes; }
 
@@ -286,21 +289,24 @@ class Sentinel {
   }
 
   /// The header line: the magic, then the line count right-aligned in the
-  /// 8 bytes at `count_offset`, stored at once (aligned, atomic) so a
-  /// supervisor killed mid-update never leaves a torn count.
-  void write_header(std::size_t lines) {
-    if (lines == 0) {
-      static const char magic[] = "jobwarden-guard-table";
-      char text[line_bytes];
-      std::memset(text, ' ', sizeof text);
-      std::memcpy(text, magic, sizeof magic - 1);
-      text[line_bytes - 1] = '\n';
-      std::memcpy(table_, text, sizeof text);
-    }
+  /// 8 bytes at `count_offset` (see `write_count`).
+  void init_header() {
+    char text[line_bytes];
+    std::memset(text, ' ', sizeof text);
+    std::memcpy(text, magic, sizeof magic - 1);
+    text[line_bytes - 1] = '\n';
+    std::memcpy(table_, text, sizeof text);
+    write_count(0);
+  }
+
+  /// Stores the line count at once (aligned, atomic), so a supervisor killed
+  /// mid-update never leaves a torn count.
+  void write_count(std::size_t lines) {
     char digits[count_bytes];
     std::memset(digits, ' ', sizeof digits);
-    char formatted[24];
-    std::size_t n = format_number(static_cast<long long>(lines), formatted);
+    char formatted[count_bytes];
+    char* end = std::to_chars(formatted, formatted + count_bytes, lines).ptr;
+    const auto n = static_cast<std::size_t>(end - formatted);
     std::memcpy(digits + count_bytes - n, formatted, n);
     std::uint64_t word;
     std::memcpy(&word, digits, sizeof word);
@@ -341,8 +347,8 @@ class Sentinel {
     plan.stdio[1] = table_fd;
     plan.stdio[2] = devnull;
     plan.max_fd = features().close_range ? 0 : max_descriptor_bound();
-    // Ignored from exec on, not only once the script's trap has run.
-    plan.ignored_signals = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM};
+    // Ignored from exec on: the script never runs unprotected.
+    plan.ignored_signals.assign(std::begin(ignored_signals), std::end(ignored_signals));
     plan.seal();
     SpawnOutcome out = spawn(plan);
     ::close(devnull);
@@ -382,9 +388,7 @@ class Sentinel {
     struct sigaction ignore;
     std::memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM}) {
-      ::sigaction(sig, &ignore, nullptr);
-    }
+    for (int sig : ignored_signals) ::sigaction(sig, &ignore, nullptr);
     sigset_t empty;
     sigemptyset(&empty);
     ::sigprocmask(SIG_SETMASK, &empty, nullptr);
@@ -421,7 +425,8 @@ class Sentinel {
       const char* line = table + (i + 1) * line_bytes;
       if (__atomic_load_n(&line[0], __ATOMIC_ACQUIRE) != '1') continue;
       const char* p = line + 1;
-      long long pid = parse_number(p), start_time = parse_number(p), serial = parse_number(p);
+      const char* end = line + line_bytes;
+      long long pid = parse_number(p, end), start_time = parse_number(p, end), serial = parse_number(p, end);
       // Only a leader proven to be the recorded process: never a reused pid.
       // Never 0 or 1: kill(0) and kill(-1) would reach far more than a worker.
       if (pid > 1 && is_same_process(static_cast<int>(pid), static_cast<unsigned long long>(start_time))) {
@@ -434,7 +439,7 @@ class Sentinel {
         for (const char* c = cgroup_parent; *c != '\0' && n < sizeof path - 64; ++c) path[n++] = *c;
         const char suffix[] = "/w";
         for (const char* c = suffix; *c != '\0'; ++c) path[n++] = *c;
-        n += format_number(serial, path + n);
+        n = static_cast<std::size_t>(std::to_chars(path + n, path + sizeof path, serial).ptr - path);
         const char kill_file[] = "/cgroup.kill";
         for (const char* c = kill_file; *c != '\0'; ++c) path[n++] = *c;
         path[n] = '\0';
@@ -446,41 +451,19 @@ class Sentinel {
 
   /// The line count in the table's header (0 if it is not one).
   static unsigned long long parse_header(const char* table) {
-    static const char magic[] = "jobwarden-guard-table ";
-    if (std::memcmp(table, magic, sizeof magic - 1) != 0) return 0;
-    const char* p = table + sizeof magic - 1;
-    long long lines = parse_number(p);
+    if (std::memcmp(table, magic, sizeof magic - 1) != 0 || table[sizeof magic - 1] != ' ') return 0;
+    const char* p = table + sizeof magic;
+    long long lines = parse_number(p, table + line_bytes);
     return lines > 0 ? static_cast<unsigned long long>(lines) : 0;
   }
 
-  /// The next space-separated decimal number at `p` (advanced past it).
-  /// Async-signal-safe.
-  static long long parse_number(const char*& p) {
-    while (*p == ' ') ++p;
-    bool negative = *p == '-';
-    if (negative) ++p;
-    unsigned long long value = 0;
-    while (*p >= '0' && *p <= '9') value = value * 10 + static_cast<unsigned long long>(*p++ - '0');
-    return negative ? -static_cast<long long>(value) : static_cast<long long>(value);
-  }
-
-  /// Decimal digits of `value` (a '-' first if negative) into `out`; returns
-  /// their count. Async-signal-safe.
-  static std::size_t format_number(long long value, char* out) {
-    std::size_t count = 0;
-    unsigned long long magnitude = static_cast<unsigned long long>(value);
-    if (value < 0) {
-      out[count++] = '-';
-      magnitude = 0ULL - magnitude;
-    }
-    char digits[24];
-    std::size_t n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + magnitude % 10);
-      magnitude /= 10;
-    } while (magnitude != 0);
-    for (std::size_t i = 0; i < n; ++i) out[count++] = digits[n - 1 - i];
-    return count;
+  /// The next space-separated decimal number at `p` before `end` (`p` moves
+  /// past it; 0 if there is none). Async-signal-safe.
+  static long long parse_number(const char*& p, const char* end) {
+    while (p < end && *p == ' ') ++p;
+    long long value = 0;
+    p = std::from_chars(p, end, value).ptr;
+    return value;
   }
 
   int fd_ = -1;  // the supervisor's end of the socket pair

@@ -12,14 +12,12 @@
 #include <array>
 #include <chrono>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -62,7 +60,10 @@ struct SupervisorOptions {
   /// (otherwise `errc::job_exists`). A job with a live supervisor is never touched.
   bool replace_finished_job = false;
   /// How often job.json is rewritten even without changes, as a heartbeat
-  /// that readers on other machines can see (zero: only on changes).
+  /// that readers on other machines can see (zero: only on changes). While
+  /// the job is young the heartbeat comes sooner — after half the job's age,
+  /// but not before `job_summary_interval` — so a job whose supervisor dies
+  /// early still shows how long it ran to within half its age.
   std::chrono::milliseconds job_refresh_interval{5000};
   /// job.json's counts are rewritten at most this often; a change of the
   /// job's state (pending, running, its end) is written at once. The counts
@@ -309,7 +310,7 @@ class JobSupervisor {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
       pump_outputs(s, ready.readable);
-      if (ready.directory_changed ||
+      if (ready.directory_changed || s.stop_request_unchecked ||
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
         check_stop_request(s);
       }
@@ -499,8 +500,10 @@ class JobSupervisor {
     std::vector<Record*> unsaved;  // process records to write again
     bool stop_requested = false;  // stop.request was seen
     bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
+    bool stop_request_unchecked = false;  // look at the next poll (first poll, or a failed read)
     bool job_closed = false;      // the final job state is written
     std::optional<time_point> next_job_refresh;
+    time_point opened_at{};  // when the job directory was opened: the heartbeat follows its age
     std::optional<time_point> armed_deadline;  // what the timer was last armed for
     std::optional<time_point> last_job_write;  // when job.json was last written by flush_job
     JobState last_job_state = JobState::pending;
@@ -573,14 +576,20 @@ class JobSupervisor {
         *ec = open_error;
         return;
       }
+      state_->opened_at = state_->now();
       if (state_->options.job_refresh_interval.count() > 0) {
-        state_->next_job_refresh = state_->now() + state_->options.job_refresh_interval;
+        state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
       }
-      // A request left from an earlier run of this job id is not for us.
-      ::unlink(state_->recorder->layout().stop_request_file().c_str());
+      // A stop request is never removed here: once open() has taken the lock
+      // and written job.json, `jobwarden stop` takes this supervisor for the
+      // job's, and what it writes is for us (stale requests are removed by
+      // recovery and when a finished job id is reused). One written before
+      // the watch below exists raises no event: the first poll() looks.
       state_->watches_stop_request =
           state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
                                           detail::stop_request_file_name);
+      state_->stop_request_unchecked = true;
+      state_->watcher.wake();
     }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -851,6 +860,17 @@ class JobSupervisor {
     return summary;
   }
 
+  /// Time to the next job.json heartbeat: half the job's age, at least
+  /// `job_summary_interval` (250 ms if that is zero), at most `job_refresh_interval`.
+  static std::chrono::milliseconds heartbeat_interval(const State& s, time_point now) {
+    using std::chrono::milliseconds;
+    const milliseconds longest = s.options.job_refresh_interval;
+    const milliseconds shortest = std::min(
+        longest, s.options.job_summary_interval.count() > 0 ? s.options.job_summary_interval : milliseconds(250));
+    const milliseconds half_age = std::chrono::duration_cast<milliseconds>(now - s.opened_at) / 2;
+    return std::clamp(half_age, shortest, longest);
+  }
+
   /// Brings job.json up to date: `pending` until a worker starts, `running`
   /// while the supervisor may still get work, and once it accepts no more and
   /// every worker is terminal, the final state (written once).
@@ -890,7 +910,7 @@ class JobSupervisor {
     s.job_dirty = false;
     s.job_closed = final;
     if (s.options.job_refresh_interval.count() > 0 && !final) {
-      s.next_job_refresh = now + s.options.job_refresh_interval;
+      s.next_job_refresh = now + heartbeat_interval(s, now);
     } else {
       s.next_job_refresh.reset();
     }
@@ -1094,18 +1114,33 @@ class JobSupervisor {
   }
 
   /// Honours `<job>/stop.request` (written by `jobwarden stop`): shuts down,
-  /// with the grace period the request names, if any.
+  /// with the grace period the request names, if any, and removes the request.
+  /// Read like every file of the job directory: relative to the job's
+  /// descriptor, never through a symlink, never a FIFO or other special file
+  /// (which cannot block this call: `O_NONBLOCK`), at most
+  /// `max_stop_request_size` bytes. A symlink or special file named
+  /// `stop.request` is not a request and is ignored; a regular file is one
+  /// even when its content is not valid JSON (the default grace then).
   void check_stop_request(State& s) {
+    s.stop_request_unchecked = false;
     if (!s.recorder || s.stop_requested) return;
     std::string text;
-    {
-      std::ifstream in(s.recorder->layout().stop_request_file());
-      if (!in) return;
-      std::stringstream buffer;
-      buffer << in.rdbuf();
-      text = buffer.str();
+    const int job_fd = s.recorder->job_dir_fd();
+    std::error_code ec =
+        detail::read_file_at(job_fd, detail::stop_request_file_name, text, nullptr, detail::max_stop_request_size);
+    if (ec == errc::oversized_file) {
+      text.clear();
+    } else if (ec == std::errc::no_such_file_or_directory || ec == std::errc::too_many_symbolic_link_levels ||
+               ec == errc::not_regular_file) {
+      return;
+    } else if (ec) {
+      // EMFILE, EIO...: the file may well be a request. Look again at the
+      // next poll, which the job.json refresh guarantees even when idle.
+      s.stop_request_unchecked = true;
+      return;
     }
     s.stop_requested = true;
+    ::unlinkat(job_fd, detail::stop_request_file_name, 0);  // honoured: not for a later run
     std::optional<std::chrono::milliseconds> grace;
     auto request = nlohmann::json::parse(text, nullptr, false);
     if (request.is_object() && request.contains("grace_ms") && request["grace_ms"].is_number_unsigned()) {

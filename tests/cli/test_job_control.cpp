@@ -1,10 +1,16 @@
 // Controlling a job from outside its supervisor (job_control.hpp): the stop
 // request, and stop_job against a live, a finished and a dead supervisor.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <fstream>
 #include <thread>
 
 #include <jobwarden/job_control.hpp>
@@ -175,4 +181,149 @@ TEST_CASE("stop_job stops the workers of a supervisor that died, and marks them 
   CHECK(outcome.recovery.marked_lost == std::vector<std::string>{"1"});
   CHECK(jwtest::wait_gone(leftover.pid));
   CHECK(aggregator.read("orphaned").workers[0].state == WorkerState::lost);
+}
+
+// ---- the stop request as the supervisor reads it ------------------------------------
+
+namespace {
+/// Runs `supervisor`'s event loop until `done()` or `limit`; returns the
+/// longest single poll() call (a poll() must never block).
+template <class Done>
+std::chrono::steady_clock::duration drive(JobSupervisor<>& supervisor, Done done, std::chrono::seconds limit) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  std::chrono::steady_clock::duration longest{};
+  while (!done() && std::chrono::steady_clock::now() < give_up) {
+    pollfd pfd{supervisor.event_fd(), POLLIN, 0};
+    ::poll(&pfd, 1, 20);
+    const auto before = std::chrono::steady_clock::now();
+    supervisor.poll();
+    longest = std::max(longest, std::chrono::steady_clock::now() - before);
+  }
+  return longest;
+}
+}  // namespace
+
+TEST_CASE("a FIFO planted as stop.request neither blocks the supervisor nor stops the job") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(options_for(dir.path(), "fifo"));
+  REQUIRE(::mkfifo((dir / "fifo/stop.request").c_str(), 0600) == 0);
+  WorkerSpec spec = sleeper();
+  spec.timeout = 1s;
+  spec.grace_period = 100ms;
+  const std::string id = supervisor.submit(spec);
+  // Opens the FIFO's other end after a while, so a supervisor that blocked in
+  // open() comes back (and the test fails on its timings instead of hanging).
+  std::atomic<bool> finished{false};
+  std::thread unblocker([&] {
+    const auto at = std::chrono::steady_clock::now() + 6s;
+    while (!finished && std::chrono::steady_clock::now() < at) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 500 && !finished; ++i) {
+      const int fd = ::open((dir / "fifo/stop.request").c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) {
+        ::close(fd);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  const auto longest = drive(supervisor, [&] { return supervisor.info(id).state != WorkerState::running &&
+                                                      supervisor.info(id).state != WorkerState::pending; }, 20s);
+  finished = true;
+  unblocker.join();
+  CHECK(supervisor.info(id).state == WorkerState::timed_out);  // its deadline was kept, on time
+  CHECK(longest < 2s);
+  CHECK_FALSE(supervisor.stop_requested());  // a FIFO is not a request
+}
+
+TEST_CASE("a symlink planted as stop.request is not followed and stops nothing") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(options_for(dir.path(), "link"));
+  {
+    std::ofstream request(dir / "elsewhere.request");
+    request << "{\"grace_ms\": 0}\n";
+  }
+  REQUIRE(::symlink((dir / "elsewhere.request").c_str(), (dir / "link/stop.request").c_str()) == 0);
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c", "sleep 0.3"};
+  const std::string id = supervisor.submit(spec);
+  drive(supervisor, [&] { return supervisor.info(id).state == WorkerState::succeeded; }, 20s);
+  CHECK(supervisor.info(id).state == WorkerState::succeeded);
+  CHECK_FALSE(supervisor.stop_requested());
+  CHECK(exists(dir / "elsewhere.request"));
+}
+
+TEST_CASE("a stop request written before the supervisor's first poll is honoured and then removed") {
+  jwtest::TempDir dir;
+  // What `jobwarden stop` does as soon as job.json names a live supervisor:
+  // here before the supervisor ever polled, so no inotify event can tell it.
+  JobSupervisor<> supervisor(options_for(dir.path(), "early"));
+  jobwarden::request_stop(dir.path(), "early", 100ms);
+  const std::string id = supervisor.submit(sleeper());
+  drive(supervisor, [&] { return jobwarden::is_terminal(supervisor.info(id).state); }, 20s);
+  CHECK(supervisor.stop_requested());
+  CHECK(supervisor.info(id).state == WorkerState::cancelled);
+  CHECK_FALSE(exists(dir / "early/stop.request"));  // honoured: not left for a later run
+}
+
+TEST_CASE("a job that ends by itself before the stop takes effect is reported as such") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(options_for(dir.path(), "quick"));
+  WorkerSpec spec;
+  spec.argv = {"true"};
+  const std::string id = supervisor.submit(spec);
+  drive(supervisor, [&] { return supervisor.info(id).state == WorkerState::succeeded; }, 20s);
+  REQUIRE(supervisor.info(id).state == WorkerState::succeeded);
+  // The job is still open (the host may submit more): stop_job finds it live.
+  std::atomic<bool> done{false};
+  jobwarden::StopOutcome outcome;
+  std::error_code ec;
+  std::thread stopper([&] {
+    outcome = jobwarden::stop_job(dir.path(), "quick", std::nullopt, 30s, ec);
+    done = true;
+  });
+  drive(supervisor, [&] { return done.load(); }, 40s);
+  stopper.join();
+  REQUIRE_FALSE(ec);
+  CHECK(outcome.stop_requested);
+  CHECK(outcome.finished);
+  CHECK(outcome.state == jobwarden::JobState::succeeded);
+  CHECK(outcome.action == StopAction::finished_on_its_own);
+}
+
+TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and clean removes it") {
+  jwtest::TempDir dir;
+  REQUIRE(::mkdir((dir / "half").c_str(), 0755) == 0);
+  {
+    std::ofstream lock(dir / "half/supervisor.lock");  // a start interrupted after taking the lock
+  }
+  jobwarden::StatusAggregator<> aggregator(dir.path());
+  {
+    // While a supervisor holds the lock, it is a job being started.
+    const int lock = ::open((dir / "half/supervisor.lock").c_str(), O_RDONLY);
+    REQUIRE(lock >= 0);
+    REQUIRE(::flock(lock, LOCK_EX) == 0);
+    const auto starting = aggregator.read("half");
+    ::close(lock);
+    CHECK(starting.state == jobwarden::JobState::pending);
+    CHECK(starting.supervisor.alive);
+  }
+  const auto status = aggregator.read("half");
+  CHECK(status.state == jobwarden::JobState::lost);
+  REQUIRE_FALSE(status.errors.empty());
+  CHECK(status.errors[0].path == "job.json");
+  CHECK(status.errors[0].error == "missing");
+
+  std::error_code ec;
+  const auto outcome = jobwarden::stop_job(dir.path(), "half", std::nullopt, 5s, ec);
+  CHECK_FALSE(ec);
+  CHECK(outcome.action == StopAction::already_finished);
+  CHECK(outcome.finished);
+  CHECK(outcome.state == jobwarden::JobState::lost);
+  CHECK_FALSE(outcome.recovery.problems.empty());
+
+  const auto kept = aggregator.clean(1h, false);
+  CHECK(kept.removed.empty());  // too recent
+  const auto report = aggregator.clean(0ms, false);
+  CHECK(report.removed == std::vector<std::string>{"half"});
+  CHECK_FALSE(exists(dir / "half"));
 }

@@ -12,6 +12,7 @@
 /// ```
 /// Every JSON file carries `schema_version`. One writer per file.
 
+#include <cstddef>
 #include <string>
 
 namespace jobwarden::detail {
@@ -28,8 +29,14 @@ inline constexpr const char* status_file_name = "status.json";
 inline constexpr const char* stdout_file_name = "stdout.log";
 inline constexpr const char* stderr_file_name = "stderr.log";
 /// Written by anyone (`jobwarden stop`) to ask the job's live supervisor to
-/// stop everything; removed by the next supervisor of the job.
+/// stop everything. Removed by the supervisor that honours it, by recovery
+/// (the supervisor it was meant for is dead), and when a finished job's id is
+/// reused; never by a supervisor that has not read it (a request written while
+/// a job starts is not lost).
 inline constexpr const char* stop_request_file_name = "stop.request";
+/// A stop request is a few dozen bytes; anything larger is still a request,
+/// but its content (the grace period) is not read.
+inline constexpr std::size_t max_stop_request_size = 4096;
 
 /// Paths of one job's files.
 struct JobLayout {

@@ -355,6 +355,13 @@ class JobRecorder {
         return undo();
       }
       if ((ec = remove_tree_at(job_dir_.get(), workers_dir_name))) return undo();
+      // A request that reached the finished job is not for the new one. Only
+      // here, before job.json says `running`: a request written after that is
+      // this job's, and must never be removed unread.
+      if (::unlinkat(job_dir_.get(), stop_request_file_name, 0) != 0 && errno != ENOENT) {
+        ec = errno_code();
+        return undo();
+      }
     }
     if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
@@ -381,6 +388,10 @@ class JobRecorder {
     open(ec);
     if (ec) throw_error(ec, "cannot open job " + quote_id(layout_.job_id) + " under " + layout_.root);
   }
+
+  /// The open job directory (-1 before `open()`): files in it are read and
+  /// removed relative to it, never by path.
+  int job_dir_fd() const noexcept { return job_dir_.get(); }
 
   /// Whether `open()` succeeded and the lock is held.
   bool is_open() const noexcept { return static_cast<bool>(lock_); }

@@ -568,3 +568,58 @@ TEST_CASE("list_jobs lists every job with its state and times") {
   StatusAggregator<> nothing(dir / "no-such-root");
   CHECK(nothing.list_jobs().jobs.empty());
 }
+
+namespace {
+/// A child that has exited and is left unreaped (a zombie) until scope exit:
+/// what the workers of a dead supervisor become under a parent that reaps
+/// adopted orphans late or never.
+class Zombie {
+ public:
+  Zombie() {
+    pid_ = ::fork();
+    if (pid_ == 0) ::_exit(0);
+    for (int i = 0; i < 500; ++i) {
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_) {
+        break;
+      }
+      ::usleep(2000);
+    }
+    start_time_ = jobwarden::detail::process_start_time(pid_).value_or(0);
+  }
+  Zombie(const Zombie&) = delete;
+  Zombie& operator=(const Zombie&) = delete;
+  ~Zombie() {
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+  }
+  int pid() const { return pid_; }
+  unsigned long long start_time() const { return start_time_; }
+
+ private:
+  int pid_ = -1;
+  unsigned long long start_time_ = 0;
+};
+}  // namespace
+
+TEST_CASE("a zombie is not running: the workers of a dead supervisor read lost, and clean removes the job") {
+  jwtest::TempDir dir;
+  Zombie supervisor;
+  Zombie worker;
+  REQUIRE(supervisor.start_time() != 0);
+  REQUIRE(worker.start_time() != 0);
+  REQUIRE(jobwarden::detail::is_same_process(worker.pid(), worker.start_time()));  // still pinned
+  // No lock file: the supervisor's recorded pid is the only witness.
+  jwstatus::CraftedJob job(dir.path(), "zombies");
+  job.write_job(jwstatus::job_document("zombies", "running", supervisor.pid(), supervisor.start_time(),
+                                       jwstatus::ago(60s)));
+  job.write_process("1", jwstatus::process_document("1", "running", worker.pid(), worker.start_time()));
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("zombies");
+  CHECK_FALSE(status.supervisor.alive);
+  REQUIRE(status.workers.size() == 1);
+  CHECK(status.workers[0].state == WorkerState::lost);
+  CHECK(status.state == JobState::lost);
+  CHECK(status.running.empty());
+  const auto report = aggregator.clean(1s, false);
+  CHECK(report.removed == std::vector<std::string>{"zombies"});
+}

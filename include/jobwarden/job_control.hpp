@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <new>
@@ -107,9 +108,10 @@ inline void request_stop(const std::string& root, const std::string& job_id,
 
 /// How `stop_job` went about stopping a job.
 enum class StopAction {
-  already_finished,  ///< nothing to stop: the job had ended and none of its workers was left
-  requested,         ///< its live supervisor was asked to stop (`request_stop`)
-  recovered,         ///< its supervisor was gone (or died while stopping): recovery stopped what was left
+  already_finished,     ///< nothing to stop: the job had ended and none of its workers was left
+  requested,            ///< its live supervisor was asked to stop (`request_stop`) and stopped the job
+  finished_on_its_own,  ///< its live supervisor was asked, but the job ended by itself first: nothing was stopped
+  recovered,            ///< its supervisor was gone (or died while stopping): recovery stopped what was left
 };
 
 /// The name of a stop action (`"recovered"`).
@@ -117,6 +119,7 @@ constexpr std::string_view to_string(StopAction action) noexcept {
   switch (action) {
     case StopAction::already_finished: return "already_finished";
     case StopAction::requested: return "requested";
+    case StopAction::finished_on_its_own: return "finished_on_its_own";
     case StopAction::recovered: return "recovered";
   }
   return "unknown";
@@ -145,13 +148,20 @@ struct StopOutcome {
 /// - its supervisor is alive: asks it to stop (`request_stop` with `grace`),
 ///   then waits — polling the job's status every 50 ms, for at most
 ///   `wait_limit` — until the job's state is terminal or the supervisor is
-///   gone; if the supervisor died first, recovers the job as below;
+///   gone; if the supervisor died first, recovers the job as below. A job
+///   that then reads `succeeded` or `failed` ended by itself before the
+///   request took effect (a stopped job reads `cancelled`):
+///   `StopAction::finished_on_its_own`;
 /// - its supervisor is gone and the job did not finish (or left workers that
 ///   are not terminal): `recover_abandoned_job` stops the leftover workers —
 ///   only processes proven by pid and start time to be the recorded ones,
 ///   with the stop signal to each worker's process group, up to `grace`
 ///   (default 10 s), then SIGKILL — and marks them and the job `lost`;
-/// - the job had finished: does nothing (`StopAction::already_finished`).
+/// - the job had finished: does nothing (`StopAction::already_finished`);
+/// - the job directory has no `job.json` and no live supervisor (a start
+///   that was interrupted; it reads `lost`): nothing can be proven to be
+///   its process, so nothing is stopped (`StopAction::already_finished`, the
+///   missing record named in `recovery.problems`).
 ///
 /// Blocks for at most about `wait_limit` plus, for a recovery, the grace
 /// period and the few seconds SIGKILLed processes take to go. Errors, with
@@ -216,11 +226,26 @@ inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
         outcome.supervisor_alive = status.supervisor.alive;
         if (over(status)) {
           outcome.finished = true;
+          if (status.state == JobState::succeeded || status.state == JobState::failed) {
+            outcome.action = StopAction::finished_on_its_own;  // a stopped job reads cancelled
+          }
           return outcome;
         }
         if (!status.supervisor.alive) break;  // died before writing its verdict: recover
       }
       continue;
+    }
+
+    const bool no_record = std::any_of(status.errors.begin(), status.errors.end(), [](const StatusFileError& error) {
+      return error.path == detail::job_file_name && error.error == "missing";
+    });
+    if (no_record) {
+      // No supervisor ever recorded this job (or its record was removed):
+      // without job.json no pid can be trusted, so nothing is signalled.
+      outcome.finished = status.running.empty();
+      outcome.recovery.problems.emplace_back(detail::job_file_name,
+                                             "missing: no supervisor recorded this job; nothing was stopped");
+      return outcome;
     }
 
     // No live supervisor. Recovery stops what is left and writes the verdict

@@ -26,14 +26,24 @@
 /// - Lost: the supervisor is alive while its `supervisor.lock` is held (probed
 ///   with a shared non-blocking `flock`, never created); when the lock cannot
 ///   be probed (no lock file, unreadable), while its recorded pid is provably
-///   the same process (`is_same_process`, only on the host that wrote
-///   `job.json`). With the supervisor dead, a non-terminal worker reads `lost`
-///   once neither its recorded process nor its reporting process runs, and the
-///   job reads `lost`.
+///   the same running process (`is_running_process`, only on the host that
+///   wrote `job.json`). With the supervisor dead, a non-terminal worker reads
+///   `lost` once neither its recorded process nor its reporting process runs
+///   (a zombie does not run: under a parent that reaps late or never, it
+///   would otherwise read `running` forever), and the job reads `lost`.
 /// - Job state: `job.json`'s state when it is terminal (the supervisor wrote
 ///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
-///   starts, then `running`. With a dead one: `lost` if any worker was not
-///   terminal, else what the workers imply (`job_state_from_workers`).
+///   starts, then `running` (also while a starting supervisor holds the lock
+///   but has not written `job.json` yet: `pending`). With a dead one: `lost`
+///   if any worker was not terminal, or if there is no `job.json` at all (a
+///   start that was interrupted: `errors` says so, `jobwarden stop` has
+///   nothing to stop and `clean` removes it once old enough), else what the
+///   workers imply (`job_state_from_workers`).
+/// - Elapsed: from `created_at` to `ended_at` for a finished job, to now for
+///   a live one, and for a `lost` job to its last sign of life: the newest of
+///   `job.json`'s update (a live supervisor rewrites it at least every
+///   `job_refresh_interval`, sooner while the job is young) and its workers'
+///   records and reports.
 ///
 /// Hostile files: anything unreadable, truncated, not JSON, wrongly shaped,
 /// oversized, not a regular file, or a symlink becomes an `errors` entry
@@ -780,7 +790,7 @@ class StatusAggregator {
       if (probe == detail::LockProbe::unknown && have_record) {
         // No lock to ask: the pid is the only witness, and only on its own host.
         alive = is_local(record.supervisor_hostname)
-                    ? detail::is_same_process(record.supervisor_pid, record.supervisor_start_time)
+                    ? detail::is_running_process(record.supervisor_pid, record.supervisor_start_time)
                     : !is_terminal(record.state);
       }
       status.supervisor.alive = alive;
@@ -793,7 +803,9 @@ class StatusAggregator {
       }
       report(cache.job, detail::job_file_name, status.errors);
       if (cache.job.outcome == JobOutcome::missing && !alive) {
-        status.errors.push_back({detail::job_file_name, "missing", "the supervisor's job record is not there"});
+        status.errors.push_back({detail::job_file_name, "missing",
+                                 "no supervisor recorded this job: its start was interrupted, or "
+                                 "the record was removed"});
       }
 
       // The workers.
@@ -820,17 +832,25 @@ class StatusAggregator {
       } else if (alive) {
         const bool none_started = status.summary.pending == status.summary.total;
         status.state = none_started ? JobState::pending : JobState::running;
-      } else if (any_unfinished || status.summary.total == 0) {
-        // A supervisor that died with nothing terminal (or nothing at all) never finished.
-        status.state = have_record || status.summary.total > 0 ? JobState::lost : JobState::pending;
+      } else if (any_unfinished || status.summary.total == 0 || cache.job.outcome == JobOutcome::missing) {
+        // A supervisor that died with nothing terminal (or nothing at all, or
+        // before it wrote job.json) never finished.
+        status.state = JobState::lost;
       } else {
         status.state = job_state_from_workers(status.summary);
       }
 
       if (status.created_at) {
         WallTime until = now_wall;
-        if (status.ended_at && is_terminal(status.state)) until = *status.ended_at;
-        else if (status.state == JobState::lost && status.last_update) until = *status.last_update;
+        if (status.state == JobState::lost) {
+          // How long it ran: to its last sign of life, not to when someone
+          // noticed (recovery's ended_at) or to when job.json was first written.
+          until = status.last_update.value_or(*status.created_at);
+          if (!status.running.empty()) until = now_wall;  // a worker of it still runs
+          if (status.ended_at && *status.ended_at < until) until = *status.ended_at;
+        } else if (status.ended_at && is_terminal(status.state)) {
+          until = *status.ended_at;
+        }
         status.elapsed_seconds = std::max(0.0, detail::seconds_between(*status.created_at, until));
       }
       return status;
@@ -1338,7 +1358,7 @@ class StatusAggregator {
     static bool still_runs_process(int pid, unsigned long long start_time, std::pair<int, unsigned long long>& gone) {
       if (pid <= 0 || start_time == 0) return false;
       if (gone.first == pid && gone.second == start_time) return false;
-      if (detail::is_same_process(pid, start_time)) return true;
+      if (detail::is_running_process(pid, start_time)) return true;
       gone = {pid, start_time};
       return false;
     }

@@ -327,3 +327,44 @@ TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and
   CHECK(report.removed == std::vector<std::string>{"half"});
   CHECK_FALSE(exists(dir / "half"));
 }
+
+TEST_CASE("a lost job's elapsed time is how long it ran, not until its record was first written or recovered") {
+  jwtest::TempDir dir;
+  // A supervisor (with its orphan guard) in a child process, killed 1.5 s in.
+  const auto started = std::chrono::steady_clock::now();
+  const pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    JobSupervisor<> supervisor(options_for(dir.path(), "killed"));
+    supervisor.submit(sleeper());
+    for (;;) {
+      pollfd pfd{supervisor.event_fd(), POLLIN, 0};
+      ::poll(&pfd, 1, 50);
+      supervisor.poll();
+    }
+  }
+  KillOnExit killer{host};
+  std::this_thread::sleep_for(1500ms);
+  ::kill(host, SIGKILL);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  killer.pid = 0;
+  const double ran = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  jobwarden::StatusAggregator<> aggregator(dir.path());
+  auto status = aggregator.read("killed");
+  REQUIRE(status.state == jobwarden::JobState::lost);
+  // A young job's heartbeat comes after half its age: the last one is at
+  // least 0.75 s in (or later), and nothing of it is after its death.
+  CHECK(status.elapsed_seconds >= 0.7);
+  CHECK(status.elapsed_seconds <= ran + 0.2);
+
+  std::this_thread::sleep_for(1s);  // recovery comes later than the death
+  std::error_code ec;
+  const auto outcome = jobwarden::stop_job(dir.path(), "killed", 1s, 5s, ec);
+  REQUIRE_FALSE(ec);
+  status = aggregator.read("killed");
+  CHECK(status.state == jobwarden::JobState::lost);
+  CHECK(status.elapsed_seconds >= 0.7);
+  CHECK(status.elapsed_seconds <= ran + 0.2);
+  (void)outcome;
+}

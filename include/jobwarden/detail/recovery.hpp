@@ -170,7 +170,7 @@ class ProvenProcess {
       } while (ready < 0 && errno == EINTR);
       if (ready >= 0) return ready > 0;
     }
-    return !is_same_process(pid_, start_time_);
+    return !is_running_process(pid_, start_time_);  // a zombie has exited
   }
 
   /// Sends `sig` to this process alone. False when it has exited.
@@ -397,6 +397,11 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     bool has_file = false;             ///< process.json exists
   };
   std::vector<Worker> workers;
+  // The job ran until its supervisor's last write (job.json is rewritten at
+  // least every job_refresh_interval while it lives): its ended_at, rather
+  // than the moment recovery noticed.
+  std::optional<std::chrono::system_clock::time_point> last_sign_of_life = job.updated_at;
+  if (!last_sign_of_life) last_sign_of_life = job.created_at;
   OwnedFd workers_dir = open_directory_at(job_dir_fd, workers_dir_name, ec);
   if (ec == std::errc::no_such_file_or_directory) {
     ec.clear();  // a job that never got a worker
@@ -442,6 +447,15 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
           problem = "wrong shape: " + problem;
           document.reset();
         }
+            if (document) {
+          // What its supervisor wrote is a sign that it was still alive then.
+          auto newest = [&](const std::optional<std::chrono::system_clock::time_point>& time) {
+            if (time && (!last_sign_of_life || *time > *last_sign_of_life)) last_sign_of_life = time;
+          };
+          newest(updated_at);
+          newest(info.started_at);
+          newest(info.ended_at);
+        }
         if (document && info.id != worker.id) {
           problem = "records worker \"" + info.id.substr(0, 128) + "\", not \"" + worker.id + "\"";
           document.reset();
@@ -459,6 +473,11 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
   }
   if (is_terminal(job.state) && !any_unfinished) return;  // finished, and nothing left behind
   report.job_was_abandoned = !is_terminal(job.state);
+  if (report.job_was_abandoned) {
+    // A stop request its dead supervisor never honoured is done with now
+    // (recovery stops everything); it must not stop the job id's next run.
+    ::unlinkat(job_dir_fd, stop_request_file_name, 0);
+  }
 
   // Stop what is proven to be left.
   std::vector<LeftoverWorker> leftovers;
@@ -527,7 +546,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
   if (is_terminal(job.state)) return;  // a verdict the supervisor wrote stays
   job.state = any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
   job.summary = summary;
-  if (!job.ended_at) job.ended_at = now;
+  if (!job.ended_at) job.ended_at = last_sign_of_life && *last_sign_of_life < now ? *last_sign_of_life : now;
   job.updated_at = now;
   if (std::error_code write_error =
           write_file_atomically_at(job_dir_fd, job_file_name, dump_json(job_record_to_json(job)), durable)) {

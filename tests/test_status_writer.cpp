@@ -171,6 +171,33 @@ TEST_CASE("progress updates within the interval are coalesced and the latest val
   CHECK_FALSE(writer.has_pending_update());
 }
 
+TEST_CASE("a batch of updates is written once, whatever the throttle says") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  Writer writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.batch([&] {
+    CHECK_FALSE(writer.progress(3, 9));  // would be written at once outside a batch
+    CHECK_FALSE(writer.message("scanning"));
+    CHECK_FALSE(writer.set_error("slow disk"));  // written at once outside a batch
+    CHECK_FALSE(writer.result(json{{"found", 1}}));
+    CHECK_FALSE(writer.set_state(WorkerState::succeeded));
+    CHECK(writer.set_state(WorkerState::running) == jobwarden::errc::invalid_state_transition);
+  }));
+  CHECK(writer.write_count() == 1);
+  const json status = read_json(dir / "status.json");
+  CHECK(status["seq"] == 1);
+  CHECK(status["progress"] == json{{"done", 3}, {"total", 9}});
+  CHECK(status["message"] == "scanning");
+  CHECK(status["error"] == "slow disk");
+  CHECK(status["state"] == "succeeded");
+  CHECK_FALSE(writer.has_pending_update());
+  // A batch that changes nothing writes nothing; one with a heartbeat writes once.
+  REQUIRE_FALSE(writer.batch([] {}));
+  CHECK(writer.write_count() == 1);
+  REQUIRE_FALSE(writer.batch([&] { writer.heartbeat(); }));
+  CHECK(writer.write_count() == 2);
+}
+
 TEST_CASE("messages are throttled together with progress") {
   jwtest::TempDir dir;
   FakeClock clock;

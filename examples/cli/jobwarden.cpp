@@ -49,10 +49,10 @@ usage:
   jobwarden run    --root DIR --job ID [options] --commands FILE
   jobwarden status --root DIR --job ID [--json] [--watch]
   jobwarden list   --root DIR [--json]
-  jobwarden stop   --root DIR --job ID [--grace DUR]
-  jobwarden clean  --root DIR --older-than DUR [--dry-run]
+  jobwarden stop   --root DIR --job ID [--grace DUR] [--wait DUR]
+  jobwarden clean  --root DIR --older-than DUR [--dry-run] [--json] [--verbose]
   jobwarden report [--state S] [--done N --total M] [--progress JSON]
-                   [--message TEXT] [--result JSON]
+                   [--message TEXT] [--result JSON] [--error TEXT]
   jobwarden --version
 
 'jobwarden COMMAND --help' describes a command. Durations (DUR) are 500ms,
@@ -144,6 +144,11 @@ options:
                 10s when recovering)
   --wait DUR    how long to wait for a live supervisor to finish stopping
                 (default: the grace period plus 30s, at least 60s)
+
+A job that ends by itself before its supervisor acts on the request is
+reported as such ("finished on its own ... no worker was stopped"). A job
+directory that no supervisor ever recorded (no job.json, its start was
+interrupted) reads lost; nothing of it is signalled.
 
 exit status: 0 the job is stopped or had already finished; 1 it could not be
 stopped (in time); 2 usage error or no such job.
@@ -699,7 +704,15 @@ int command_stop(const Arguments& args) {
   const std::string state(jobwarden::to_string(outcome.state));
   switch (outcome.action) {
     case jobwarden::StopAction::already_finished:
+      if (!outcome.recovery.problems.empty()) {  // no job.json: its problem is printed above
+        std::cout << "job \"" << job << "\" was never recorded by a supervisor (" << state << "): nothing to stop\n";
+        return outcome.finished ? 0 : 1;
+      }
       std::cout << "job \"" << job << "\" had already finished (" << state << ")\n";
+      return 0;
+    case jobwarden::StopAction::finished_on_its_own:
+      std::cout << "job \"" << job << "\" finished on its own before the stop took effect (" << state
+                << "): no worker was stopped\n";
       return 0;
     case jobwarden::StopAction::requested:
       if (!outcome.finished) {
@@ -794,19 +807,19 @@ int command_report(const Arguments& args) {
   const auto message = args.value("message");
   const auto error = args.value("error");
   const bool changed = progress || message || error || result || state;
-  if (progress) note(writer.progress(*progress));
-  if (message) note(writer.message(*message));
-  if (error) note(writer.set_error(*error));
-  if (result) note(writer.result(*result));
-  if (state) {
-    const std::error_code transition = writer.set_state(*state);
-    if (transition == jobwarden::errc::invalid_state_transition) {
-      throw UsageError("--state: cannot go from " + std::string(jobwarden::to_string(writer.state())) + " to " +
-                       std::string(jobwarden::to_string(*state)) + " (a terminal state is final)");
-    }
-    note(transition);
+  if (state && *state != writer.state() && !jobwarden::is_allowed_transition(writer.state(), *state)) {
+    throw UsageError("--state: cannot go from " + std::string(jobwarden::to_string(writer.state())) + " to " +
+                     std::string(jobwarden::to_string(*state)) + " (a terminal state is final)");
   }
-  note(changed ? writer.flush() : writer.heartbeat());
+  // One call, one write (one seq): every field is set, then written once.
+  note(writer.batch([&] {
+    if (progress) note(writer.progress(*progress));
+    if (message) note(writer.message(*message));
+    if (error) note(writer.set_error(*error));
+    if (result) note(writer.result(*result));
+    if (state) note(writer.set_state(*state));
+    if (!changed) note(writer.heartbeat());
+  }));
   if (first_error) {
     std::cerr << "jobwarden report: cannot write " << writer.path() << ": " << first_error.message() << "\n";
     return 1;

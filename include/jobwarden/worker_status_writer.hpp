@@ -276,6 +276,39 @@ class WorkerStatusWriter {
     });
   }
 
+  /// Makes every call inside `changes` one write: the calls set their fields
+  /// (a refused state transition is still returned by its call) and nothing
+  /// is written until `changes` returns; then, if anything changed (or a
+  /// heartbeat was asked for), the file is written once, whatever the
+  /// throttle says. Returns the error of that write. For a reporter that sets
+  /// several fields at once (`jobwarden report --done 3 --total 9 --message
+  /// ...`): one call, one write, one `seq`. Do not call it from inside
+  /// `changes`. An exception from `changes` propagates; what it had set is
+  /// written with the next write.
+  template <class Changes>
+  std::error_code batch(Changes&& changes) {
+    if (!impl_) {
+      changes();
+      return {};
+    }
+    {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      impl_->holding = true;
+    }
+    struct Release {
+      Impl* impl;
+      ~Release() {
+        std::lock_guard<std::mutex> lock(impl->mutex);
+        impl->holding = false;
+      }
+    } release{impl_.get()};
+    changes();
+    return update([](Impl& impl, typename Clock::time_point now) -> std::error_code {
+      impl.holding = false;
+      return impl.dirty ? impl.write(now) : std::error_code{};
+    });
+  }
+
   /// The error of the most recent failed write (it stays after later
   /// successful writes; `write_failures()` tells whether new ones happened).
   std::error_code last_error() const {
@@ -352,6 +385,10 @@ class WorkerStatusWriter {
     }
 
     std::error_code write_if_due(typename Clock::time_point at, bool even_if_clean) {
+      if (holding) {
+        if (even_if_clean) dirty = true;  // the batch's one write is the heartbeat
+        return {};
+      }
       if (!due(at)) return {};
       if (!dirty && !even_if_clean) return {};
       return write(at);
@@ -364,6 +401,10 @@ class WorkerStatusWriter {
     }
 
     std::error_code write(typename Clock::time_point at) {
+      if (holding) {
+        dirty = true;  // written once, when the batch ends
+        return {};
+      }
       last_attempt = at;
       try {
         if (pending_progress) {
@@ -402,6 +443,7 @@ class WorkerStatusWriter {
     std::optional<Progress> pending_progress;  ///< converted to JSON only when written
     std::optional<typename Clock::time_point> last_attempt;
     bool dirty = false;
+    bool holding = false;  ///< inside `batch`: writes wait for its end
     std::uint64_t writes = 0;
     std::uint64_t failures = 0;
     std::error_code last_error;

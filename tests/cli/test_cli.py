@@ -404,6 +404,20 @@ class Report(CliTestCase):
                 self.assertIn(option, result.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.out, "status.json")), "nothing written")
 
+    def test_report_of_several_fields_writes_the_file_once(self):
+        env = self.status_file_env()
+        self.assertEqual(self.jw("report", "--message", "first", env=env).returncode, 0)
+        seq = self.read_status_file()["seq"]
+        result = self.jw("report", "--done", "3", "--total", "9", "--message", "second", "--error", "slow disk",
+                         "--result", "[1]", "--state", "running", env=env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        document = self.read_status_file()
+        self.assertEqual(document["seq"], seq + 1, "one call, one write")
+        self.assertEqual((document["progress"], document["message"], document["error"], document["result"]),
+                         ({"done": 3, "total": 9}, "second", "slow disk", [1]))
+        self.assertEqual(self.jw("report", env=env).returncode, 0)  # a heartbeat: one write too
+        self.assertEqual(self.read_status_file()["seq"], seq + 2)
+
     def test_report_terminal_state_is_final(self):
         env = self.status_file_env()
         self.assertEqual(self.jw("report", "--state", "succeeded", env=env).returncode, 0)
@@ -466,6 +480,38 @@ class Stopping(CliTestCase):
         self.assertEqual(code, 1, stderr)
         self.assert_cancelled("live")
         self.assertFalse(is_running(int(self.read_out("gc1"))))
+        self.assert_no_processes_left()
+
+    def test_stop_issued_while_the_job_starts_is_not_lost(self):
+        # strace widens the supervisor's start deterministically: every unlink
+        # and the inotify watch wait 1 s, so the stop below lands after
+        # job.json names a live supervisor but before its watch exists.
+        strace = shutil.which("strace")
+        if strace is None:
+            self.skipTest("SKIPPED: strace is not installed")
+        delayed = "unlink,unlinkat,inotify_add_watch"
+        stdout = open(os.path.join(self.tmp, "traced.stdout"), "w+")
+        stderr = open(os.path.join(self.tmp, "traced.stderr"), "w+")
+        process = subprocess.Popen(
+            [strace, "-qq", "-o", "/dev/null", "-e", f"trace={delayed}", "-e",
+             f"inject={delayed}:delay_enter=1000000", CLI, "run", "--root", self.root, "--job", "early",
+             "--grace", "1s", "--", "sleep", "30"],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+        process.output_files = (stdout, stderr)
+        self.background.append(process)
+        job_file = os.path.join(self.root, "early", "job.json")
+        self.wait_for(lambda: os.path.exists(job_file) or process.poll() is not None, "job.json to appear",
+                      timeout=PATIENCE)
+        if process.poll() is not None:
+            self.skipTest("SKIPPED: strace cannot trace here: " + self.finish(process)[2].strip()[:200])
+        started = time.monotonic()
+        result = self.jw("stop", "--root", self.root, "--job", "early", "--wait", "15s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("stopped job", result.stdout)
+        code, _, stderr_text = self.finish(process)
+        self.assertEqual(code, 1, stderr_text)  # cancelled, not a 30 s sleep that succeeded
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertEqual(self.status("early")["state"], "cancelled")
         self.assert_no_processes_left()
 
     def test_stop_of_a_finished_job_says_so(self):
@@ -634,6 +680,22 @@ class Inspecting(CliTestCase):
                 result = self.jw(command, "--help")
                 self.assertEqual(result.returncode, 0)
                 self.assertTrue(result.stdout.startswith(f"usage: jobwarden {command}"), result.stdout)
+
+    def test_top_level_help_lists_every_option_of_every_command(self):
+        top = self.jw("--help").stdout
+        lines = {line.split()[1]: line for line in top.splitlines()
+                 if line.strip().startswith("jobwarden ") and len(line.split()) > 1}
+        for command in ("run", "status", "list", "stop", "clean", "report"):
+            usage = self.jw(command, "--help").stdout
+            # The options named in the command's own usage lines (up to the first blank line).
+            head = usage.split("\n\n", 1)[0]
+            for option in sorted(set(re.findall(r"\[(--[a-z-]+)", head))):
+                with self.subTest(command=command, option=option):
+                    self.assertIn(command, lines)
+                    block = "\n".join(l for l in top.splitlines()
+                                      if l.strip().startswith(f"jobwarden {command}") or
+                                      (l.startswith("                   ") and command == "report"))
+                    self.assertIn(option, block, f"jobwarden --help does not list {command} {option}")
 
 
 class UsageErrors(CliTestCase):

@@ -23,10 +23,14 @@
 //     after the grace period the tree is reaped.
 //
 //   bench_latency [--rounds 5] [--samples 20] [--tree-samples 3] [--timeout-ms 50] [--smoke]
+#include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <random>
 
 #include <jobwarden/jobwarden.hpp>
@@ -275,18 +279,41 @@ std::vector<std::string> tree_argv(bool ignore_term) {
   return {"/bin/sh", "-c", script, worker};
 }
 
-/// Waits (bounded) until the group holds the shell and its 50 children: there
-/// is no event for a grandchild's start, so this polls /proc every 2 ms.
+/// The FIFO the tree's grandchildren announce themselves on (see
+/// bench_worker.cpp); its read end stays open for the whole run.
+int ready_fd = -1;
+
+/// Opens the readiness FIFO in `dir` and names it in the environment, which
+/// the workers (and their grandchildren) inherit.
+void open_ready_fifo(const std::string& dir) {
+  const std::string path = dir + "/ready.fifo";
+  if (::mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("cannot create " + path);
+  ready_fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (ready_fd < 0) throw std::runtime_error("cannot open " + path);
+  // A write end of our own, never written: without it, poll() would report
+  // POLLHUP whenever no grandchild has the FIFO open, and the wait would spin.
+  if (::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC) < 0) throw std::runtime_error("cannot open " + path);
+  ::setenv("JOBWARDEN_BENCH_READY", path.c_str(), 1);
+}
+
+/// Waits until all 50 grandchildren of a tree have said they are ready (one
+/// byte each into the FIFO): an event, not a /proc scan that a busy machine
+/// can make miss its deadline. Bounded by 60 s for a tree that never starts.
 void wait_for_tree(int pgid) {
-  long long give_up = now_ns() + 10'000'000'000LL;
-  for (;;) {
-    int alive = 0;
-    for (const auto& p : jwbench::processes_in_groups({pgid})) {
-      if (p.state != 'Z' && p.comm.rfind("jobwarden_bench", 0) == 0) ++alive;
+  if (pgid <= 0) throw std::runtime_error("the tree's leader has no pid (it was not started)");
+  const long long give_up = now_ns() + 60'000'000'000LL;
+  int ready = 0;
+  while (ready < grandchildren) {
+    const long long left_ms = (give_up - now_ns()) / 1'000'000;
+    if (left_ms <= 0) {
+      throw std::runtime_error("the tree did not start: " + std::to_string(ready) + " of " +
+                               std::to_string(grandchildren) + " grandchildren ready after 60 s");
     }
-    if (alive >= grandchildren) return;
-    if (now_ns() > give_up) throw std::runtime_error("the tree did not start");
-    sleep_ms(2);
+    pollfd pfd{ready_fd, POLLIN, 0};
+    ::poll(&pfd, 1, static_cast<int>(std::min<long long>(left_ms, 1000)));
+    char bytes[64];
+    const ssize_t got = ::read(ready_fd, bytes, std::min<std::size_t>(sizeof bytes, grandchildren - ready));
+    if (got > 0) ready += static_cast<int>(got);
   }
 }
 
@@ -400,6 +427,7 @@ int main(int argc, char** argv) {
     int tree_samples = static_cast<int>(args.num("tree-samples", smoke ? 1 : 3));
     int timeout_ms = static_cast<int>(args.num("timeout-ms", 50));
     jwbench::TempDir dir(jwbench::tmpfs_or_tmp());
+    open_ready_fifo(dir.path());
     exit_detection(rounds, samples, dir.path());
     timeout_accuracy(rounds, std::max(1, samples / 2), timeout_ms, dir.path());
     tree_stop(rounds, tree_samples, groups);

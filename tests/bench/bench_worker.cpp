@@ -8,6 +8,10 @@
 //   term-stamp FILE       on SIGTERM write CLOCK_MONOTONIC ns to FILE and exit 0;
 //                         until then sleep
 //   ignore-term           ignore SIGTERM and sleep until SIGKILL
+//
+// In the sleeping modes, once ready (dispositions set), a worker writes one
+// byte into the FIFO named by JOBWARDEN_BENCH_READY, if set: a benchmark
+// counts those bytes to know its tree has started, rather than scanning /proc.
 #include <fcntl.h>
 #include <signal.h>
 #include <time.h>
@@ -49,12 +53,23 @@ void write_stamp_and_exit(const char* path) {
 }
 
 void on_term(int) { write_stamp_and_exit(stamp_path); }
+
+void say_ready() {
+  const char* fifo = std::getenv("JOBWARDEN_BENCH_READY");
+  if (fifo == nullptr || *fifo == '\0') return;
+  int fd = open(fifo, O_WRONLY | O_CLOEXEC | O_NONBLOCK);  // ENXIO when nobody reads: nobody is counting
+  if (fd < 0) return;
+  ssize_t ignored = write(fd, "r", 1);
+  (void)ignored;
+  close(fd);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* mode = argv[1];
   if (std::strcmp(mode, "sleep") == 0) {
+    say_ready();
     for (;;) pause();
   }
   if (std::strcmp(mode, "stamp") == 0 && argc > 3) {
@@ -75,6 +90,7 @@ int main(int argc, char** argv) {
   }
   if (std::strcmp(mode, "ignore-term") == 0) {
     signal(SIGTERM, SIG_IGN);
+    say_ready();
     for (;;) pause();
   }
   std::fprintf(stderr, "jobwarden_bench_worker: unknown mode %s\n", mode);

@@ -483,3 +483,33 @@ TEST_CASE("a guard killed from outside costs the supervisor its protection, not 
   CHECK_FALSE(sentinel.active());
   ::sigaction(SIGPIPE, &previous, nullptr);
 }
+
+TEST_CASE("only the process that started a guard lets it go; a fork of it never does") {
+  // The lifeline both guards (the sentinel and the Slurm launcher's) use.
+  using jobwarden::detail::Lifeline;
+  jwtest::TempDir dir;
+  const std::string verdict = dir / "verdict";
+  Lifeline lifeline;
+  REQUIRE(lifeline.open());
+  jobwarden::detail::SpawnPlan plan;
+  plan.path = "/bin/sh";
+  plan.argv_storage = {"sh", "-c",
+                       "if read -r word && [ \"$word\" = q ]; then echo released > " + verdict + "; else echo eof > " + verdict + "; fi"};
+  REQUIRE(lifeline.spawn(plan) > 0);
+  jwtest::KillOnExit cleanup;
+  cleanup.watch(lifeline.pid());
+  CHECK(lifeline.active());
+  pid_t fork_of_owner = ::fork();
+  REQUIRE(fork_of_owner >= 0);
+  if (fork_of_owner == 0) {
+    lifeline.finish(true);  // a fork destroying its copy: closes it, says nothing
+    ::_exit(0);
+  }
+  REQUIRE(::waitpid(fork_of_owner, nullptr, 0) == fork_of_owner);
+  // Bounded wait for something that must not happen: the guard acting.
+  std::this_thread::sleep_for(200ms);
+  CHECK_FALSE(std::filesystem::exists(verdict));
+  lifeline.finish(true);  // reaps the guard
+  CHECK_FALSE(lifeline.active());
+  CHECK(jwtest::read_file(verdict) == "released\n");
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building jobwarden, its tests and examples needs on Debian 12,
 # skipping what is already there. Run as root (or with sudo available).
+# strace: tests/test_orphans.cpp holds a supervisor inside its spawn with it.
 set -euo pipefail
-packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 "$@")
+packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 strace "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

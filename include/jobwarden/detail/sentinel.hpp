@@ -15,7 +15,9 @@
 /// and without waking the sentinel. When the supervisor dies the kernel
 /// closes its end of the socket; the sentinel reads EOF and sends SIGKILL to the
 /// process group of every worker still proven (by pid and start time) to be
-/// the one recorded, writes `cgroup.kill` of its cgroup, then exits.
+/// the one recorded, writes `cgroup.kill` of its cgroup, then that of the
+/// supervisor's whole cgroup tree (which also takes a worker started but not
+/// yet recorded), then exits.
 ///
 /// Two ways to start it:
 /// - Linux: `/bin/sh` running a short script, started like a worker (vfork
@@ -70,7 +72,10 @@ inline std::atomic<bool>& guard_by_exec() {
 /// is the socket, standard output the table. A line on the socket ("q") means
 /// the supervisor let it go with nothing recorded; EOF means the supervisor is
 /// gone. The table's first line is `jobwarden-guard-table <lines>`, then one
-/// line per slot: `<state> <pid> <start time> <cgroup serial>`. Only builtins
+/// line per slot: `<state> <pid> <start time> <cgroup serial>`. Recorded
+/// groups are killed first (a process that left its worker's cgroup is
+/// reached only through its group, while the leader is still provable), then
+/// the whole tree (see `Sentinel::start`). Only builtins
 /// run, so nothing is forked, and no environment is read. `/proc/<pid>/stat`
 /// is read to its last line: a command name may contain a newline. No `trap`:
 /// the guard's signals are ignored from exec on, and a shell cannot undo that.
@@ -80,20 +85,21 @@ inline const char* guard_script() {
          "set -f\n"
          "read -r word && [ \"$word\" = q ] && exit 0\n"
          "exec <&1\n"
-         "read -r magic used || exit 0\n"
-         "[ \"$magic\" = jobwarden-guard-table ] || exit 1\n"
-         "i=0\n"
-         "while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
-         "  i=$((i + 1))\n"
-         "  [ \"$state\" = 1 ] || continue\n"
-         "  case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
-         "  stat=\n"
-         "  { while IFS= read -r line; do stat=$line; done; } <\"/proc/$pid/stat\"\n"
-         "  rest=${stat##*) }\n"
-         "  set -- $rest\n"
-         "  [ \"$start\" != 0 ] && [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
-         "  [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
-         "done\n"
+         "if read -r magic used && [ \"$magic\" = jobwarden-guard-table ]; then\n"
+         "  i=0\n"
+         "  while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
+         "    i=$((i + 1))\n"
+         "    [ \"$state\" = 1 ] || continue\n"
+         "    case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
+         "    stat=\n"
+         "    { while IFS= read -r line; do stat=$line; done; } <\"/proc/$pid/stat\"\n"
+         "    rest=${stat##*) }\n"
+         "    set -- $rest\n"
+         "    [ \"$start\" != 0 ] && [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
+         "    [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
+         "  done\n"
+         "fi\n"
+         "[ -n \"$cgroups\" ] && echo 1 >\"$cgroups/cgroup.kill\"\n"
          "exit 0\n";
 }
 
@@ -121,6 +127,15 @@ class Sentinel {
 
   /// Starts the sentinel. Returns false (with errno set) when it cannot; the
   /// supervisor then runs without the guard rather than not at all.
+  ///
+  /// `cgroup_parent` is the supervisor's own cgroup tree, where every worker
+  /// is born or joins before exec (empty: none). The guard itself stays
+  /// outside it (it is started into the supervisor's cgroup, the tree's
+  /// parent), so when the supervisor dies it kills the whole tree too: a
+  /// worker the supervisor had not recorded yet — killed between `clone` and
+  /// `add` — dies with the rest. (A spawning child holds a copy of the
+  /// supervisor's end of the socket until it execs, so the guard cannot see
+  /// EOF before such a worker is in its cgroup.)
   bool start(const std::string& cgroup_parent) {
     // The table: only the pages of lines in use are ever touched, so only
     // they cost memory. A memfd where the guard is a separate program.
@@ -405,7 +420,21 @@ class Sentinel {
         write_control(path, "1");
       }
     }
+    kill_tree(cgroup_parent);
     ::_exit(0);
+  }
+
+  /// Writes `cgroup.kill` of the supervisor's whole cgroup tree (none: no-op).
+  /// Async-signal-safe.
+  static void kill_tree(const char* cgroup_parent) {
+    if (cgroup_parent[0] == '\0') return;
+    char path[4096];
+    const char kill_file[] = "/cgroup.kill";
+    std::size_t n = 0;
+    for (const char* c = cgroup_parent; *c != '\0' && n < sizeof path - sizeof kill_file; ++c) path[n++] = *c;
+    for (const char* c = kill_file; *c != '\0'; ++c) path[n++] = *c;
+    path[n] = '\0';
+    write_control(path, "1");
   }
 
   /// The line count in the table's header (0 if it is not one).

@@ -12,6 +12,9 @@
 #include <optional>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include <jobwarden/job_control.hpp>
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -650,4 +653,135 @@ TEST_CASE("a supervisor killed between spawning a worker and recording it still 
   CHECK(jwtest::wait_gone(host));
   CHECK(jwtest::wait_gone(worker, 3s));
   CHECK(jwtest::wait_gone(escapee, 3s));
+}
+
+TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee through the recorded cgroup and removes the tree") {
+  {
+    JobSupervisor<> probe;
+    if (!has_cgroups(probe)) return;
+  }
+  jwtest::TempDir dir;
+  const std::string root = dir / "jobs";
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    try {
+      jobwarden::SupervisorOptions options;
+      options.root = root;
+      options.job_id = "escape";
+      options.orphan_guard = false;  // nothing acts at the supervisor's death: recovery must
+      JobSupervisor<> supervisor(options);
+      supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+        if (e.kind == jobwarden::EventKind::started) std::ofstream(dir / "recorded") << "yes\n";
+      });
+      WorkerSpec spec;
+      spec.id = "w";
+      spec.argv = {"/bin/sh", "-c",
+                   "setsid sleep 100 & echo $! > " + (dir / "escapee.pid") + "; echo $$ > " + (dir / "worker.pid") +
+                       "; exec sleep 100"};
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      spec.stderr_spec = jobwarden::OutputSpec::discard();
+      supervisor.submit(spec);
+      supervisor.wait_all();  // until killed
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid <= 0) return;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{host};
+  const int worker = jwtest::read_pid_file(dir / "worker.pid");
+  const int escapee = jwtest::read_pid_file(dir / "escapee.pid");
+  jwtest::KillOnExit cleanup[2];
+  cleanup[0].watch(worker);
+  cleanup[1].watch(escapee);
+  REQUIRE(worker > 0);
+  REQUIRE(escapee > 0);
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));
+  // job.json names the supervisor's tree, which holds the escapee.
+  const std::string tree = nlohmann::json::parse(jwtest::read_file(root + "/escape/job.json"))["supervisor"]["cgroup"];
+  CAPTURE(tree);
+  REQUIRE(tree.find("/jobwarden-" + std::to_string(host) + "-") != std::string::npos);
+  REQUIRE(worker_cgroup(escapee).rfind(tree + "/", 0) == 0);
+  struct RemoveTree {
+    std::string path;
+    ~RemoveTree() { jobwarden::detail::kill_cgroup_tree(path, 5s); }
+  } remove_tree{tree};
+
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  reap.pid = -1;
+  CHECK(running(escapee));  // nothing saved it
+
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, "escape", 200ms, 0ms, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(outcome.action == jobwarden::StopAction::recovered);
+  CHECK(outcome.recovery.stopped == std::vector<std::string>{"w"});
+  CHECK(outcome.recovery.reclaimed_cgroup == tree);
+  CHECK(outcome.recovery.problems.empty());
+  CHECK(jwtest::wait_gone(worker));
+  CHECK(jwtest::wait_gone(escapee));
+  CHECK_FALSE(std::filesystem::exists(tree));
+}
+
+TEST_CASE("recovery leaves alone a recorded cgroup tree it cannot prove is its dead supervisor's") {
+  JobSupervisor<> live;
+  if (!has_cgroups(live)) return;
+  WorkerSpec spec;
+  spec.argv = {"sleep", "100"};
+  const std::string id = live.submit(spec);
+  const int worker = live.info(id).pid;
+  REQUIRE(worker > 0);
+  std::string tree = worker_cgroup(worker);
+  tree = tree.substr(0, tree.rfind('/'));  // <live's tree>/w<serial>
+  REQUIRE(tree.find("/jobwarden-" + std::to_string(::getpid()) + "-") != std::string::npos);
+
+  jwtest::TempDir dir;
+  const jobwarden::detail::JobLayout layout{dir / "jobs", "j"};
+  auto recover = [&] {
+    std::error_code ec;
+    jobwarden::detail::RecoveryReport report = jobwarden::detail::recover_abandoned_job(layout, 100ms, ec);
+    CHECK_FALSE(ec);
+    return report;
+  };
+  {
+    // The tree's supervisor (this process) still runs: not abandoned.
+    jobwarden::detail::JobRecorderOptions options;
+    options.supervisor_cgroup = tree;
+    jobwarden::detail::JobRecorder recorder(layout, options);
+    recorder.open();
+  }  // closed: the lock is free, the job unfinished
+  jobwarden::detail::RecoveryReport report = recover();
+  CHECK(report.job_was_abandoned);
+  CHECK(report.reclaimed_cgroup.empty());
+  CHECK(report.problems.empty());
+
+  // Named for another supervisor than the one job.json records: never touched.
+  {
+    jobwarden::detail::JobRecorderOptions options;
+    options.supervisor_cgroup = tree;
+    options.replace_finished = true;
+    jobwarden::detail::JobRecorder recorder(layout, options);
+    recorder.open();
+  }
+  auto document = nlohmann::json::parse(jwtest::read_file(layout.job_file()));
+  document["supervisor"]["pid"] = 999999999;
+  std::ofstream(layout.job_file()) << document.dump();
+  report = recover();
+  CHECK(report.reclaimed_cgroup.empty());
+  REQUIRE(report.problems.size() == 1);
+  CHECK_THAT(report.problems[0].second, Catch::Contains("not named for the job's supervisor"));
+
+  // The worker in it runs on.
+  std::this_thread::sleep_for(100ms);
+  CHECK(running(worker));
+  CHECK(std::filesystem::exists(tree));
+  live.cancel(id);
+  CHECK(live.wait(id, 30s));
 }

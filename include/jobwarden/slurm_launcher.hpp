@@ -687,12 +687,13 @@ class SlurmLauncher : public Launcher {
     std::string squeue = resolve_host_program(options_.squeue_program, ignored);
     std::string scancel = scancel_path();
     if (squeue.empty() || scancel.empty()) return;
-    // The guard runs in "/": a program named relative to our directory must
-    // still be found there.
-    std::error_code ec;
-    for (std::string* program : {&squeue, &scancel}) {
-      auto absolute = std::filesystem::absolute(*program, ec);
-      if (!ec) *program = absolute.string();
+    // The guard runs in "/": a program (or a scratch directory) named
+    // relative to our directory must still be found there.
+    std::string scratch = own_scratch_ ? scratch_ : std::string();
+    for (std::string* path : {&squeue, &scancel, &scratch}) {
+      std::error_code ec;
+      auto absolute = path->empty() ? std::filesystem::path() : std::filesystem::absolute(*path, ec);
+      if (!ec && !absolute.empty()) *path = absolute.string();
     }
     static const char* script =
         "read -r word && [ \"$word\" = q ] && exit 0\n"
@@ -715,7 +716,7 @@ class SlurmLauncher : public Launcher {
                          scancel,
                          std::to_string(::getuid()),
                          options_.job_name_prefix + ":*:" + token_,
-                         own_scratch_ ? scratch_ : std::string()};
+                         scratch};
     for (const auto& [key, value] : detail::current_environment()) {
       plan.env_storage.push_back(key + "=" + value);
     }

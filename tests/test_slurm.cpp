@@ -311,7 +311,22 @@ TEST_CASE("the Slurm guard cancels its launcher's jobs when the host is SIGKILLe
     SlurmLauncher launcher(slurm);
     std::ofstream(dir / "token") << launcher.token() << "\n";
     REQUIRE(prepare_one(launcher));
-    REQUIRE(launcher.guard_pid() > 0);
+    const int guard = launcher.guard_pid();
+    REQUIRE(guard > 0);
+    // Started like the sentinel: its own group, in "/", deaf to what a
+    // Ctrl-C or a kill aimed at the host's group or session sends.
+    CHECK(::getpgid(guard) == guard);
+    std::error_code ec;
+    CHECK(std::filesystem::read_symlink("/proc/" + std::to_string(guard) + "/cwd", ec) == "/");
+    std::ifstream status_file("/proc/" + std::to_string(guard) + "/status");
+    unsigned long long ignored = 0;
+    for (std::string line; std::getline(status_file, line);) {
+      if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
+    }
+    for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1}) {
+      CAPTURE(sig);
+      CHECK((ignored >> (sig - 1) & 1ULL) == 1ULL);
+    }
   }  // reaps the guard: whatever it would have done is done
   CHECK_FALSE(std::filesystem::exists(dir / "scancel.log"));
 

@@ -49,7 +49,7 @@ inline constexpr int guard_ignored_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE
 inline constexpr char guard_release_line[] = "q\n";
 
 /// An owner's handle on its guard: the socket pair and the guard's pid.
-/// Move-less and copy-less; the destructor lets the guard go (`finish(true)`).
+/// Neither copied nor moved; the destructor lets the guard go (`finish(true)`).
 class Lifeline {
  public:
   Lifeline() = default;

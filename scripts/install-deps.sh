@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building jobwarden, its tests and examples needs on Debian 12,
 # skipping what is already there. Run as root (or with sudo available).
+# strace: tests/test_orphans.cpp holds a supervisor inside its spawn with it, and
+# tests/cli/test_cli.py widens a job's start to race a stop against it.
 set -euo pipefail
 packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 strace "$@")
 missing=()

@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,9 @@
 #include <optional>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include <jobwarden/job_control.hpp>
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -482,4 +486,302 @@ TEST_CASE("a guard killed from outside costs the supervisor its protection, not 
   sentinel.stop();  // with nothing recorded: the "let go" line to a dead guard
   CHECK_FALSE(sentinel.active());
   ::sigaction(SIGPIPE, &previous, nullptr);
+}
+
+TEST_CASE("only the process that started a guard lets it go; a fork of it never does") {
+  // The lifeline both guards (the sentinel and the Slurm launcher's) use.
+  using jobwarden::detail::Lifeline;
+  jwtest::TempDir dir;
+  const std::string verdict = dir / "verdict";
+  Lifeline lifeline;
+  REQUIRE(lifeline.open());
+  jobwarden::detail::SpawnPlan plan;
+  plan.path = "/bin/sh";
+  plan.argv_storage = {"sh", "-c",
+                       "if read -r word && [ \"$word\" = q ]; then echo released > " + verdict + "; else echo eof > " + verdict + "; fi"};
+  REQUIRE(lifeline.spawn(plan) > 0);
+  jwtest::KillOnExit cleanup;
+  cleanup.watch(lifeline.pid());
+  CHECK(lifeline.active());
+  pid_t fork_of_owner = ::fork();
+  REQUIRE(fork_of_owner >= 0);
+  if (fork_of_owner == 0) {
+    lifeline.finish(true);  // a fork destroying its copy: closes it, says nothing
+    ::_exit(0);
+  }
+  REQUIRE(::waitpid(fork_of_owner, nullptr, 0) == fork_of_owner);
+  // Bounded wait for something that must not happen: the guard acting.
+  std::this_thread::sleep_for(200ms);
+  CHECK_FALSE(std::filesystem::exists(verdict));
+  lifeline.finish(true);  // reaps the guard
+  CHECK_FALSE(lifeline.active());
+  CHECK(jwtest::read_file(verdict) == "released\n");
+}
+
+namespace {
+/// The cgroup v2 directory of `pid` (empty: unknown).
+std::string worker_cgroup(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) == 0) {
+      const std::string own = line.substr(3);
+      return jobwarden::detail::CgroupTree::cgroup2_mount() + (own == "/" ? "" : own);
+    }
+  }
+  return {};
+}
+
+/// The spawn-window test's host (run under strace by the test below, never
+/// on its own): a supervisor with one worker whose escapee leaves its
+/// session. `JWTEST_WINDOW_DIR` is where the pids go.
+void run_window_host() {
+  const char* where = std::getenv("JWTEST_WINDOW_DIR");
+  if (where == nullptr) return;
+  const std::string dir = where;
+  const char* guard = std::getenv("JWTEST_WINDOW_EXEC_GUARD");
+  jobwarden::detail::guard_by_exec().store(guard != nullptr && std::string(guard) == "1");
+#if JOBWARDEN_LINUX_FAST_PATH && JOBWARDEN_HAVE_CLONE3_VFORK
+  const char* clone3 = std::getenv("JWTEST_WINDOW_CLONE3");
+  jobwarden::detail::clone3_into_cgroup_usable().store(clone3 != nullptr && std::string(clone3) == "1");
+#endif
+  std::ofstream(dir + "/host.pid") << ::getpid() << "\n";
+  JobSupervisor<> supervisor;
+  std::ofstream(dir + "/tree") << supervisor.cgroups_active() << "\n";
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+    if (e.kind == jobwarden::EventKind::started) std::ofstream(dir + "/recorded") << "yes\n";
+  });
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c",
+               "setsid sleep 100 & echo $! > " + dir + "/escapee.pid; echo $$ > " + dir + "/worker.pid; exec sleep 100"};
+  spec.stdout_spec = jobwarden::OutputSpec::discard();
+  spec.stderr_spec = jobwarden::OutputSpec::discard();
+  supervisor.submit(spec);  // held inside the spawn by strace until killed
+  supervisor.wait_all();
+}
+}  // namespace
+
+TEST_CASE("(helper) the host of the spawn-window test", "[.spawn-window-host]") { run_window_host(); }
+
+TEST_CASE("a supervisor killed between spawning a worker and recording it still takes the worker down where cgroups are writable") {
+  {
+    JobSupervisor<> probe;
+    if (!has_cgroups(probe)) return;
+  }
+  int strace_error = 0;
+  const char* path_env = std::getenv("PATH");
+  const std::string strace =
+      jobwarden::detail::resolve_program("strace", path_env ? path_env : "", strace_error);
+  if (strace.empty()) {
+    WARN("SKIPPED: strace is not installed (scripts/install-deps.sh installs it)");
+    return;
+  }
+  if (std::system((strace + " -qq -o /dev/null /bin/true 2>/dev/null").c_str()) != 0) {
+    WARN("SKIPPED: strace cannot trace here (ptrace refused?)");
+    return;
+  }
+  // Both ways into a cgroup: born there (clone3) and joined before exec; both guards.
+  const bool clone3 = GENERATE(true, false);
+  const bool exec_guard = GENERATE(true, false);
+  CAPTURE(clone3, exec_guard);
+#if !(JOBWARDEN_LINUX_FAST_PATH && JOBWARDEN_HAVE_CLONE3_VFORK)
+  if (clone3) return;
+#endif
+  jwtest::TempDir dir;
+  // The host's spawn returns to it only after 30 s (strace holds it at the
+  // exit of the system call that made the worker, which by then has exec'd):
+  // the worker runs, and the supervisor has not recorded it anywhere yet.
+  // Its first clone(2) starts the guard; with clone3 the worker is the only
+  // clone3, without it the second clone.
+  const std::string hold = "delay_exit=30000000";
+  const std::vector<std::string> argv = {
+      strace, "-qq", "-o", "/dev/null", "-e", "trace=clone,clone3",
+      "-e", clone3 ? "inject=clone3:" + hold : "inject=clone:" + hold + ":when=2",
+      "--", own_exe(), "(helper) the host of the spawn-window test"};
+  pid_t tracer = ::fork();
+  REQUIRE(tracer >= 0);
+  if (tracer == 0) {
+    ::setenv("JWTEST_WINDOW_DIR", dir.path().c_str(), 1);
+    ::setenv("JWTEST_WINDOW_EXEC_GUARD", exec_guard ? "1" : "0", 1);
+    ::setenv("JWTEST_WINDOW_CLONE3", clone3 ? "1" : "0", 1);
+    int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, 1);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    void now() {
+      if (pid <= 0) return;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      pid = -1;
+    }
+    ~Reap() { now(); }
+  } reap{tracer};
+  const int host = jwtest::read_pid_file(dir / "host.pid", 30s);
+  const int worker = jwtest::read_pid_file(dir / "worker.pid", 30s);
+  const int escapee = jwtest::read_pid_file(dir / "escapee.pid", 30s);
+  jwtest::KillOnExit cleanup[3];
+  cleanup[0].watch(host);
+  cleanup[1].watch(worker);
+  cleanup[2].watch(escapee);
+  REQUIRE(host > 0);
+  REQUIRE(worker > 0);
+  REQUIRE(escapee > 0);
+  REQUIRE(jwtest::read_file(dir / "tree") == "1\n");
+  // The worker's cgroup is <the host's tree>/w<serial>.
+  std::string tree = worker_cgroup(worker);
+  tree = tree.substr(0, tree.rfind('/'));
+  REQUIRE(tree.find("/jobwarden-" + std::to_string(host) + "-") != std::string::npos);
+  // The dead host's tree stays (its next supervisor there, or its job's
+  // recovery, would reclaim it); the test removes it, killing what a
+  // failure left in it.
+  struct RemoveTree {
+    std::string path;
+    ~RemoveTree() { jobwarden::detail::kill_cgroup_tree(path, 5s); }
+  } remove_tree{tree};
+  // Inside the window: the worker runs, unrecorded.
+  REQUIRE_FALSE(std::filesystem::exists(dir / "recorded"));
+  // A tracee held in a ptrace stop dies of SIGKILL only once released: the
+  // SIGKILL is pending, and strace's death releases it (strace also asks
+  // for PTRACE_O_EXITKILL).
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  reap.now();
+  CHECK(jwtest::wait_gone(host));
+  CHECK(jwtest::wait_gone(worker, 3s));
+  CHECK(jwtest::wait_gone(escapee, 3s));
+}
+
+TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee through the recorded cgroup and removes the tree") {
+  {
+    JobSupervisor<> probe;
+    if (!has_cgroups(probe)) return;
+  }
+  jwtest::TempDir dir;
+  const std::string root = dir / "jobs";
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    try {
+      jobwarden::SupervisorOptions options;
+      options.root = root;
+      options.job_id = "escape";
+      options.orphan_guard = false;  // nothing acts at the supervisor's death: recovery must
+      JobSupervisor<> supervisor(options);
+      supervisor.on_event([&](const jobwarden::WorkerEvent& e) {
+        if (e.kind == jobwarden::EventKind::started) std::ofstream(dir / "recorded") << "yes\n";
+      });
+      WorkerSpec spec;
+      spec.id = "w";
+      spec.argv = {"/bin/sh", "-c",
+                   "setsid sleep 100 & echo $! > " + (dir / "escapee.pid") + "; echo $$ > " + (dir / "worker.pid") +
+                       "; exec sleep 100"};
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      spec.stderr_spec = jobwarden::OutputSpec::discard();
+      supervisor.submit(spec);
+      supervisor.wait_all();  // until killed
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid <= 0) return;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{host};
+  const int worker = jwtest::read_pid_file(dir / "worker.pid");
+  const int escapee = jwtest::read_pid_file(dir / "escapee.pid");
+  jwtest::KillOnExit cleanup[2];
+  cleanup[0].watch(worker);
+  cleanup[1].watch(escapee);
+  REQUIRE(worker > 0);
+  REQUIRE(escapee > 0);
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));
+  // job.json names the supervisor's tree, which holds the escapee.
+  const std::string tree = nlohmann::json::parse(jwtest::read_file(root + "/escape/job.json"))["supervisor"]["cgroup"];
+  CAPTURE(tree);
+  REQUIRE(tree.find("/jobwarden-" + std::to_string(host) + "-") != std::string::npos);
+  REQUIRE(worker_cgroup(escapee).rfind(tree + "/", 0) == 0);
+  struct RemoveTree {
+    std::string path;
+    ~RemoveTree() { jobwarden::detail::kill_cgroup_tree(path, 5s); }
+  } remove_tree{tree};
+
+  REQUIRE(::kill(host, SIGKILL) == 0);
+  REQUIRE(::waitpid(host, nullptr, 0) == host);
+  reap.pid = -1;
+  CHECK(running(escapee));  // nothing saved it
+
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, "escape", 200ms, 0ms, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(outcome.action == jobwarden::StopAction::recovered);
+  CHECK(outcome.recovery.stopped == std::vector<std::string>{"w"});
+  CHECK(outcome.recovery.reclaimed_cgroup == tree);
+  CHECK(outcome.recovery.problems.empty());
+  CHECK(jwtest::wait_gone(worker));
+  CHECK(jwtest::wait_gone(escapee));
+  CHECK_FALSE(std::filesystem::exists(tree));
+}
+
+TEST_CASE("recovery leaves alone a recorded cgroup tree it cannot prove is its dead supervisor's") {
+  JobSupervisor<> live;
+  if (!has_cgroups(live)) return;
+  WorkerSpec spec;
+  spec.argv = {"sleep", "100"};
+  const std::string id = live.submit(spec);
+  const int worker = live.info(id).pid;
+  REQUIRE(worker > 0);
+  std::string tree = worker_cgroup(worker);
+  tree = tree.substr(0, tree.rfind('/'));  // <live's tree>/w<serial>
+  REQUIRE(tree.find("/jobwarden-" + std::to_string(::getpid()) + "-") != std::string::npos);
+
+  jwtest::TempDir dir;
+  const jobwarden::detail::JobLayout layout{dir / "jobs", "j"};
+  auto recover = [&] {
+    std::error_code ec;
+    jobwarden::detail::RecoveryReport report = jobwarden::detail::recover_abandoned_job(layout, 100ms, ec);
+    CHECK_FALSE(ec);
+    return report;
+  };
+  {
+    // The tree's supervisor (this process) still runs: not abandoned.
+    jobwarden::detail::JobRecorderOptions options;
+    options.supervisor_cgroup = tree;
+    jobwarden::detail::JobRecorder recorder(layout, options);
+    recorder.open();
+  }  // closed: the lock is free, the job unfinished
+  jobwarden::detail::RecoveryReport report = recover();
+  CHECK(report.job_was_abandoned);
+  CHECK(report.reclaimed_cgroup.empty());
+  CHECK(report.problems.empty());
+
+  // Named for another supervisor than the one job.json records: never touched.
+  {
+    jobwarden::detail::JobRecorderOptions options;
+    options.supervisor_cgroup = tree;
+    options.replace_finished = true;
+    jobwarden::detail::JobRecorder recorder(layout, options);
+    recorder.open();
+  }
+  auto document = nlohmann::json::parse(jwtest::read_file(layout.job_file()));
+  document["supervisor"]["pid"] = 999999999;
+  std::ofstream(layout.job_file()) << document.dump();
+  report = recover();
+  CHECK(report.reclaimed_cgroup.empty());
+  REQUIRE(report.problems.size() == 1);
+  CHECK_THAT(report.problems[0].second, Catch::Contains("not named for the job's supervisor"));
+
+  // The worker in it runs on.
+  std::this_thread::sleep_for(100ms);
+  CHECK(running(worker));
+  CHECK(std::filesystem::exists(tree));
+  live.cancel(id);
+  CHECK(live.wait(id, 30s));
 }

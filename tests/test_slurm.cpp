@@ -232,6 +232,129 @@ TEST_CASE("the srun command line carries the site's options and a time limit fro
   CHECK(plan.env_storage == std::vector<std::string>{"PATH=/usr/bin", "KEEP=1"});
 }
 
+namespace {
+/// Makes an executable shell script at `path`.
+void write_script(const std::string& path, const std::string& body) {
+  std::ofstream(path) << "#!/bin/sh\n" << body;
+  ::chmod(path.c_str(), 0755);
+}
+
+/// Options whose Slurm clients are stand-ins in `dir`: srun and scancel
+/// record their arguments (scancel in `scancel.log`), squeue lists one job
+/// named for whatever launcher token is in `token` (empty: none).
+SlurmOptions fake_slurm(const jwtest::TempDir& dir) {
+  write_script(dir / "srun", "exit 0\n");
+  write_script(dir / "scancel", "echo \"$*\" >> " + (dir / "scancel.log") + "\n");
+  write_script(dir / "squeue", "read -r token < " + (dir / "token") +
+                                   " 2>/dev/null && echo \"4242 jw:job:w:1:$token\"\nexit 0\n");
+  SlurmOptions slurm;
+  slurm.srun_program = dir / "srun";
+  slurm.scancel_program = dir / "scancel";
+  slurm.squeue_program = dir / "squeue";
+  slurm.scratch_dir = dir / "scratch";
+  return slurm;
+}
+
+/// Has `launcher` prepare one worker, which starts its orphan guard.
+bool prepare_one(SlurmLauncher& launcher) {
+  WorkerSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.stderr_spec = OutputSpec::discard();
+  jobwarden::detail::SpawnPlan plan;
+  plan.argv_storage = spec.argv;
+  jobwarden::LaunchContext context;
+  context.job_id = "job";
+  context.worker_id = "w";
+  context.stderr_spec = spec.stderr_spec;
+  std::string error;
+  return !launcher.prepare(plan, spec, context, error);
+}
+}  // namespace
+
+TEST_CASE("a Slurm guard killed from outside does not take the host down at stop (SIGPIPE)") {
+  // No cluster needed: the guard starts with the first worker prepared, and
+  // the stand-in clients are never run (the guard dies before it could).
+  jwtest::TempDir dir;
+  SlurmOptions slurm = fake_slurm(dir);
+  pid_t host = ::fork();
+  REQUIRE(host >= 0);
+  if (host == 0) {
+    // SIGPIPE as a host gets it by default: letting a dead guard go must not raise it.
+    ::signal(SIGPIPE, SIG_DFL);
+    int code = 0;
+    {
+      SlurmLauncher launcher(slurm);
+      if (!prepare_one(launcher)) ::_exit(10);
+      const int guard = launcher.guard_pid();
+      if (guard <= 0) ::_exit(11);
+      if (::kill(guard, SIGKILL) != 0) ::_exit(12);
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(guard), &info, WEXITED | WNOWAIT) != 0) ::_exit(13);
+      code = info.si_code == CLD_KILLED ? 0 : 14;
+    }  // the destructor lets the (dead) guard go
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(host, &status, 0) == host);
+  CAPTURE(status);
+  CHECK_FALSE(WIFSIGNALED(status));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the Slurm guard cancels its launcher's jobs when the host is SIGKILLed, and never when it is let go") {
+  // No cluster needed: stand-in clients record what the guard asks of them.
+  jwtest::TempDir dir;
+  SlurmOptions slurm = fake_slurm(dir);
+  {
+    // Let go: a launcher destroyed normally cancels nothing.
+    SlurmLauncher launcher(slurm);
+    std::ofstream(dir / "token") << launcher.token() << "\n";
+    REQUIRE(prepare_one(launcher));
+    const int guard = launcher.guard_pid();
+    REQUIRE(guard > 0);
+    // Started like the sentinel: its own group, in "/", deaf to what a
+    // Ctrl-C or a kill aimed at the host's group or session sends.
+    CHECK(::getpgid(guard) == guard);
+    std::error_code ec;
+    CHECK(std::filesystem::read_symlink("/proc/" + std::to_string(guard) + "/cwd", ec) == "/");
+    std::ifstream status_file("/proc/" + std::to_string(guard) + "/status");
+    unsigned long long ignored = 0;
+    for (std::string line; std::getline(status_file, line);) {
+      if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
+    }
+    for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1}) {
+      CAPTURE(sig);
+      CHECK((ignored >> (sig - 1) & 1ULL) == 1ULL);
+    }
+  }  // reaps the guard: whatever it would have done is done
+  CHECK_FALSE(std::filesystem::exists(dir / "scancel.log"));
+
+  int guard = 0;
+  {
+    pid_t host = ::fork();
+    REQUIRE(host >= 0);
+    if (host == 0) {
+      SlurmLauncher launcher(slurm);
+      std::ofstream(dir / "token") << launcher.token() << "\n";
+      if (!prepare_one(launcher)) ::_exit(10);
+      std::ofstream(dir / "guard.pid") << launcher.guard_pid() << "\n";
+      for (;;) ::pause();
+    }
+    guard = jwtest::read_pid_file(dir / "guard.pid");
+    jwtest::KillOnExit cleanup;
+    cleanup.watch(guard);
+    ::kill(host, SIGKILL);
+    REQUIRE(::waitpid(host, nullptr, 0) == host);
+    REQUIRE(guard > 0);
+    // Two sweeps, two seconds apart, each a SIGKILL to the running job and a
+    // cancel; then the guard exits by itself.
+    CHECK(jwtest::wait_gone(guard, 10s));
+  }
+  CHECK(jwtest::read_file(dir / "scancel.log") ==
+        "--signal=KILL --state=RUNNING 4242\n4242\n--signal=KILL --state=RUNNING 4242\n4242\n");
+}
+
 TEST_CASE("srun's exit and verdict become the worker's exit code, signal or spawn failure") {
   // No cluster needed: interpret_exit reads what srun wrote to the worker's
   // stderr file, here written by the test.

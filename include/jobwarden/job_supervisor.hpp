@@ -557,6 +557,7 @@ class JobSupervisor {
       detail::JobRecorderOptions recorder_options;
       recorder_options.durable = state_->options.durable;
       recorder_options.replace_finished = state_->options.replace_finished_job;
+      recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
       detail::JobLayout layout{state_->options.root, state_->options.job_id};
       std::error_code recovery_error;
       state_->recovery = detail::recover_abandoned_job(layout, state_->options.recovery_grace,

@@ -22,8 +22,8 @@
 /// slurm 22.05 it keeps a failed job's step completing ~2.3 s longer, during
 /// which Slurm gives that node to no new job.
 ///
-/// How it maps the supervisor's vocabulary onto Slurm's (see
-/// shared/notes/slurm-single-node.md for the measurements behind each rule):
+/// How it maps the supervisor's vocabulary onto Slurm's (measured on a
+/// single-node slurm 22.05 cluster):
 /// - A stop signal goes to the job's steps with `scancel --signal` — SIGTERM
 ///   to srun itself would not be graceful (srun would SIGKILL the task). With
 ///   `ProctrackType=proctrack/cgroup` the signal reaches every process of the
@@ -46,7 +46,8 @@
 ///   group — which also kills the helper srun forks to cancel its step, so the
 ///   job would run on. The launcher therefore keeps a small guard process of
 ///   its own (`SlurmOptions::orphan_guard`) that waits for its supervisor to
-///   die and then cancels every job of this launcher by name.
+///   die and then cancels every job of this launcher by name. It is started
+///   and let go exactly as the sentinel is (`detail::Lifeline`).
 
 #include <fcntl.h>
 #include <poll.h>
@@ -71,6 +72,7 @@
 #include <thread>
 #include <vector>
 
+#include "jobwarden/detail/lifeline.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/launcher.hpp"
@@ -161,6 +163,13 @@ class SlurmLauncher : public Launcher {
   /// This launcher's random token: the last part of each of its job names.
   const std::string& token() const { return token_; }
 
+  /// The pid of the orphan guard (`SlurmOptions::orphan_guard`), started with
+  /// the first worker; 0 while none runs.
+  int guard_pid() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return guard_.pid();
+  }
+
   /// The Slurm job name a worker's attempt gets:
   /// `<prefix>:<job>:<worker>:<attempt>:<token>` (ids never contain `:`).
   std::string job_name(const LaunchContext& context) const {
@@ -176,7 +185,7 @@ class SlurmLauncher : public Launcher {
     std::string srun = resolve_host_program(options_.srun_program, error);
     if (srun.empty()) return {ENOENT, std::generic_category()};
     if (!ensure_scratch(error)) return {EIO, std::generic_category()};
-    if (options_.orphan_guard && guard_pid_ <= 0) start_guard();
+    if (options_.orphan_guard && !guard_.active()) start_guard();
 
     Launch launch;
     launch.job_name = job_name(context);
@@ -667,22 +676,27 @@ class SlurmLauncher : public Launcher {
     commands_.clear();
   }
 
-  /// The guard: a shell in its own process group whose stdin is a pipe only
-  /// this process writes to. EOF without "done" means we died: it cancels
-  /// every job carrying this launcher's token, then once more two seconds
-  /// later for a submission that was in flight, and removes our private
-  /// scratch directory.
+  /// The guard: a shell started through a lifeline (`detail::Lifeline`, the
+  /// mechanism the supervisor's sentinel uses too: a socket pair, signals
+  /// ignored from exec on, its own process group). EOF without the release
+  /// line means we died: it cancels every job carrying this launcher's token,
+  /// then once more two seconds later for a submission that was in flight,
+  /// and removes our private scratch directory.
   void start_guard() {
     std::string ignored;
     std::string squeue = resolve_host_program(options_.squeue_program, ignored);
     std::string scancel = scancel_path();
     if (squeue.empty() || scancel.empty()) return;
-    int fds[2];
-    if (!cloexec_pipe(fds)) return;
+    // The guard runs in "/": a program (or a scratch directory) named
+    // relative to our directory must still be found there.
+    std::string scratch = own_scratch_ ? scratch_ : std::string();
+    for (std::string* path : {&squeue, &scancel, &scratch}) {
+      std::error_code ec;
+      auto absolute = path->empty() ? std::filesystem::path() : std::filesystem::absolute(*path, ec);
+      if (!ec && !absolute.empty()) *path = absolute.string();
+    }
     static const char* script =
-        "trap '' HUP INT TERM QUIT PIPE\n"
-        "IFS= read -r line\n"
-        "[ \"$line\" = done ] && exit 0\n"
+        "read -r word && [ \"$word\" = q ] && exit 0\n"
         "sweep() {\n"
         "  ids=$(\"$1\" --noheader --user=\"$3\" --format='%i %j' 2>/dev/null |\n"
         "    while read -r id name; do case $name in $4) echo \"$id\";; esac; done)\n"
@@ -702,39 +716,17 @@ class SlurmLauncher : public Launcher {
                          scancel,
                          std::to_string(::getuid()),
                          options_.job_name_prefix + ":*:" + token_,
-                         own_scratch_ ? scratch_ : std::string()};
+                         scratch};
     for (const auto& [key, value] : detail::current_environment()) {
       plan.env_storage.push_back(key + "=" + value);
     }
-    plan.stdio[0] = fds[0];
     plan.stdio[1] = plan.stdio[2] = null_fd();
     plan.max_fd = detail::max_descriptor_bound();
-    plan.seal();
-    auto outcome = detail::spawn(plan);
-    ::close(fds[0]);
-    if (outcome.pidfd >= 0) ::close(outcome.pidfd);
-    if (outcome.pid <= 0) {
-      ::close(fds[1]);
-      return;
-    }
-    guard_pid_ = outcome.pid;
-    guard_fd_ = fds[1];
+    if (guard_.open()) guard_.spawn(std::move(plan));  // best effort, like the sentinel
   }
 
-  void stop_guard() {
-    if (guard_fd_ >= 0) {
-      const char done[] = "done\n";
-      ssize_t ignored = ::write(guard_fd_, done, sizeof done - 1);
-      (void)ignored;
-      ::close(guard_fd_);
-      guard_fd_ = -1;
-    }
-    if (guard_pid_ > 0) {
-      while (::waitpid(guard_pid_, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      guard_pid_ = 0;
-    }
-  }
+  /// Lets the guard go without cancelling anything, and reaps it.
+  void stop_guard() { guard_.finish(true); }
 
   /// Runs `argv` to its end (killed after `limit`), capturing its stdout.
   /// Returns its exit code, or -1 when it could not run or was killed.
@@ -795,8 +787,7 @@ class SlurmLauncher : public Launcher {
   std::string scratch_;
   bool own_scratch_ = false;
   int null_fd_ = -1;
-  int guard_pid_ = 0;
-  int guard_fd_ = -1;
+  detail::Lifeline guard_;  // the orphan guard (see start_guard)
 };
 
 }  // namespace jobwarden

@@ -330,7 +330,8 @@ TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and
 
 TEST_CASE("a lost job's elapsed time is how long it ran, not until its record was first written or recovered") {
   jwtest::TempDir dir;
-  // A supervisor (with its orphan guard) in a child process, killed 1.5 s in.
+  // A supervisor (with its orphan guard) in a child process, killed 1.5 s
+  // after it wrote its record.
   const auto started = std::chrono::steady_clock::now();
   const pid_t host = ::fork();
   REQUIRE(host >= 0);
@@ -344,6 +345,10 @@ TEST_CASE("a lost job's elapsed time is how long it ran, not until its record wa
     }
   }
   KillOnExit killer{host};
+  // The job's age counts from its record: wait for it (a slow machine, a
+  // sanitizer, may take a while to start the child's supervisor).
+  for (int i = 0; i < 3000 && !exists(dir / "killed/job.json"); ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(exists(dir / "killed/job.json"));
   std::this_thread::sleep_for(1500ms);
   ::kill(host, SIGKILL);
   REQUIRE(::waitpid(host, nullptr, 0) == host);

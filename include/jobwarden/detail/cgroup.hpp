@@ -13,15 +13,23 @@
 ///
 /// Layout: `<our cgroup>/jobwarden-<pid>-<start time>/w<serial>`. The pid and
 /// start time let a later supervisor prove the owner is dead before it kills
-/// and removes what was left (`reclaim_abandoned`).
+/// and removes what was left (`reclaim_abandoned`, and recovery, which finds
+/// the tree by the path `job.json` records: `is_abandoned_tree`).
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <sys/vfs.h>
+#endif
+
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -62,6 +70,63 @@ inline bool cgroup_populated(const std::string& dir) {
   if (n <= 0) return true;
   buffer[n] = '\0';
   return std::strstr(buffer, "populated 0") == nullptr;
+}
+
+/// Waits until the cgroup at `dir` holds no process, for at most `limit`;
+/// returns whether it is empty (true when it does not exist). Woken by the
+/// kernel's change notification on `cgroup.events`, checked again at least
+/// every 50 ms in case one is missed.
+inline bool wait_cgroup_empty(const std::string& dir, std::chrono::milliseconds limit) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  int fd = ::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  bool empty = false;
+  for (;;) {
+    char buffer[256];
+    ssize_t n = ::pread(fd, buffer, sizeof buffer - 1, 0);
+    if (n > 0) {
+      buffer[n] = '\0';
+      empty = std::strstr(buffer, "populated 0") != nullptr;
+    }
+    if (empty) break;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd change{fd, POLLPRI, 0};
+    ::poll(&change, 1, static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 50)));
+  }
+  ::close(fd);
+  return empty;
+}
+
+/// Removes the cgroup at `dir` and every cgroup below it, deepest first (a
+/// cgroup goes only once it has neither processes nor children). Returns
+/// whether `dir` is gone.
+inline bool remove_cgroup_dirs(const std::string& dir) {
+  if (DIR* listing = ::opendir(dir.c_str())) {
+    std::vector<std::string> children;
+    while (dirent* entry = ::readdir(listing)) {
+      if (entry->d_type != DT_DIR || entry->d_name[0] == '.') continue;  // files are the kernel's
+      children.push_back(dir + "/" + entry->d_name);
+    }
+    ::closedir(listing);
+    for (const auto& child : children) remove_cgroup_dirs(child);
+  }
+  return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+}
+
+/// Kills every process in the cgroup tree at `tree` — `cgroup.kill` reaches
+/// every cgroup below it — waits (up to `limit`) for them to go, and removes
+/// the tree. Returns whether it is gone.
+inline bool kill_cgroup_tree(const std::string& tree, std::chrono::milliseconds limit) {
+  cgroup_kill(tree);
+  wait_cgroup_empty(tree, limit);
+  return remove_cgroup_dirs(tree);
+}
+
+/// The supervisor a per-supervisor cgroup's name (`jobwarden-<pid>-<start
+/// time>-<n>`) says made it. False when `name` is no such name.
+inline bool cgroup_tree_owner(const char* name, int& pid, unsigned long long& start_time) {
+  return std::sscanf(name, "jobwarden-%d-%llu", &pid, &start_time) == 2;
 }
 
 /// The per-supervisor cgroup and its workers' cgroups.
@@ -224,26 +289,63 @@ class CgroupTree {
     while (dirent* entry = ::readdir(dir)) {
       int pid = 0;
       unsigned long long start = 0;
-      if (std::sscanf(entry->d_name, "jobwarden-%d-%llu", &pid, &start) != 2) continue;
+      if (!cgroup_tree_owner(entry->d_name, pid, start)) continue;
       if (is_same_process(pid, start)) continue;
       abandoned.push_back(base_ + "/" + entry->d_name);
     }
     ::closedir(dir);
-    for (const auto& tree : abandoned) {
-      DIR* workers = ::opendir(tree.c_str());
-      if (workers != nullptr) {
-        while (dirent* entry = ::readdir(workers)) {
-          if (entry->d_name[0] != 'w') continue;
-          std::string worker = tree + "/" + entry->d_name;
-          cgroup_kill(worker);
-          for (int round = 0; round < 100 && ::rmdir(worker.c_str()) != 0 && errno == EBUSY; ++round) {
-            ::usleep(5000);
-          }
-        }
-        ::closedir(workers);
-      }
-      ::rmdir(tree.c_str());
+    for (const auto& tree : abandoned) kill_cgroup_tree(tree, std::chrono::milliseconds(500));
+  }
+
+  /// Whether `tree`, which a job's record names as the cgroup tree of its
+  /// supervisor `pid` started at `start_time`, is proven to be that
+  /// supervisor's and abandoned, so it may be killed and removed: an
+  /// absolute path below the cgroup v2 mount, without `.` or `..`, on a
+  /// cgroup2 file system, whose name is `jobwarden-<pid>-<start time>-...`
+  /// with those very values, of a supervisor that no longer runs, and that
+  /// does not hold the calling process. Otherwise `why_not` says why (left
+  /// empty when there is simply nothing there any more, or the supervisor
+  /// still runs: then it is not abandoned, and nothing is wrong).
+  static bool is_abandoned_tree(const std::string& tree, int pid, unsigned long long start_time,
+                                std::string& why_not) {
+    why_not.clear();
+#if !JOBWARDEN_LINUX_FAST_PATH
+    (void)tree;
+    (void)pid;
+    (void)start_time;
+    return false;
+#else
+    const std::string mount = cgroup2_mount();
+    const std::size_t slash = tree.rfind('/');
+    int named_pid = 0;
+    unsigned long long named_start = 0;
+    if (slash == std::string::npos || !cgroup_tree_owner(tree.c_str() + slash + 1, named_pid, named_start) ||
+        named_pid != pid || named_start != start_time || pid <= 0 || start_time == 0) {
+      why_not = "not named for the job's supervisor; left alone";
+      return false;
     }
+    if (mount.empty() || tree.compare(0, mount.size() + 1, mount + "/") != 0 ||
+        tree.find("/./") != std::string::npos || tree.find("/../") != std::string::npos) {
+      why_not = "not a cgroup below the cgroup v2 mount; left alone";
+      return false;
+    }
+    struct stat st;
+    if (::lstat(tree.c_str(), &st) != 0) return false;  // gone already
+    struct statfs fs;
+    constexpr long cgroup2_magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
+    if (!S_ISDIR(st.st_mode) || ::statfs(tree.c_str(), &fs) != 0 || static_cast<long>(fs.f_type) != cgroup2_magic) {
+      why_not = "not a cgroup v2 directory; left alone";
+      return false;
+    }
+    if (is_same_process(pid, start_time)) return false;  // not abandoned: it cleans up itself
+    const std::string own = own_cgroup();
+    const std::string own_path = mount + (own == "/" ? "" : own);
+    if (own_path == tree || own_path.compare(0, tree.size() + 1, tree + "/") == 0) {
+      why_not = "this process runs inside it; not killed";
+      return false;
+    }
+    return true;
+#endif
   }
 
  private:

@@ -71,6 +71,10 @@ struct JobRecord {
   int supervisor_pid = 0;                         ///< 0 when unknown
   unsigned long long supervisor_start_time = 0;   ///< `process_start_time` of the supervisor; 0 unknown
   std::string supervisor_hostname;                ///< pids mean something only on this host
+  /// The supervisor's own cgroup tree (`.../jobwarden-<pid>-<start time>-<n>`,
+  /// where its workers' cgroups are), so recovery can kill what is left in it
+  /// and remove it; empty when its workers had no cgroups.
+  std::string supervisor_cgroup;
   std::optional<JobSummary> summary;              ///< the supervisor's last counts
 };
 
@@ -80,7 +84,8 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
       {"pid", record.supervisor_pid > 0 ? nlohmann::json(record.supervisor_pid) : nlohmann::json(nullptr)},
       {"start_time", record.supervisor_start_time > 0 ? nlohmann::json(record.supervisor_start_time)
                                                       : nlohmann::json(nullptr)},
-      {"hostname", record.supervisor_hostname}};
+      {"hostname", record.supervisor_hostname},
+      {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
   nlohmann::json summary = nullptr;
   if (record.summary) {
     const JobSummary& s = *record.summary;
@@ -118,6 +123,7 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
     record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));
     record.supervisor_start_time = sup.unsigned_integer("start_time").value_or(0);
     record.supervisor_hostname = sup.string("hostname").value_or("");
+    record.supervisor_cgroup = sup.string("cgroup").value_or("");
     if (!sup.ok()) fields.fail("supervisor." + sup.problem());
   }
   if (const nlohmann::json* summary = fields.object("summary")) {
@@ -284,6 +290,9 @@ struct JobRecorderOptions {
   /// How long `open()` retries a busy lock before it counts as a live
   /// supervisor's (readers hold it for microseconds when they probe it).
   std::chrono::milliseconds lock_patience{200};
+  /// The supervisor's own cgroup tree, recorded in `job.json` for recovery
+  /// (`CgroupTree::parent()`; empty: none).
+  std::string supervisor_cgroup;
 };
 
 /// The supervisor's writer of the job directory (see the file comment for how
@@ -377,6 +386,7 @@ class JobRecorder {
     record_.supervisor_pid = static_cast<int>(::getpid());
     record_.supervisor_start_time = process_start_time(record_.supervisor_pid).value_or(0);
     record_.supervisor_hostname = local_hostname();
+    record_.supervisor_cgroup = options_.supervisor_cgroup;
     record_.summary = JobSummary{};
     if ((ec = store_job_record())) return undo();
     recorded_workers_.clear();

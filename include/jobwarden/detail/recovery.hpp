@@ -25,11 +25,15 @@
 /// - It writes worker records first and `job.json` last, so a recovery that is
 ///   itself interrupted is simply run again.
 ///
-/// What it cannot reach: a process that left its worker's process group
-/// (`setsid`) is out of reach of every provable signal once recorded only by
-/// pid; where the dead supervisor used cgroups, its tree is reclaimed by the
-/// next supervisor started in the same cgroup (`CgroupTree::reclaim_abandoned`),
-/// not here (the job directory does not record the tree's path).
+/// Escapees: a process that left its worker's process group (`setsid`) is
+/// out of reach of every provable signal once recorded only by pid. Where the
+/// dead supervisor used cgroups, `job.json` records its cgroup tree; once that
+/// tree is proven to be the dead supervisor's (its name carries the
+/// supervisor's pid and start time, which no longer name a live process:
+/// `CgroupTree::is_abandoned_tree`), recovery writes its `cgroup.kill` —
+/// after the process groups' grace period, so escapees get SIGKILL, not
+/// the stop signal — and removes it. Without cgroups (the portable path,
+/// macOS, no writable cgroup v2) escapees stay out of reach.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -57,6 +61,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_layout.hpp"
 #include "jobwarden/detail/job_lock.hpp"
@@ -85,6 +90,10 @@ struct RecoveryReport {
   std::vector<std::pair<std::string, std::string>> problems;
   /// The supervisor was dead and `job.json` did not say the job had finished.
   bool job_was_abandoned = false;
+  /// The dead supervisor's cgroup tree (as `job.json` records it) that
+  /// recovery killed — escapees included — and removed; empty when there was
+  /// none left.
+  std::string reclaimed_cgroup;
 };
 
 /// `error` of a worker whose leftover processes recovery stopped.
@@ -320,6 +329,27 @@ inline void stop_leftover_workers(std::vector<LeftoverWorker>& workers, std::chr
   }
 }
 
+/// Kills what is left in the cgroup tree `job.json` records as its dead
+/// supervisor's, and removes it — only once it is proven to be that
+/// supervisor's and abandoned (`CgroupTree::is_abandoned_tree`).
+inline void reclaim_recorded_cgroup(const JobRecord& job, RecoveryReport& report) {
+  if (job.supervisor_cgroup.empty()) return;
+  std::string why_not;
+  if (!CgroupTree::is_abandoned_tree(job.supervisor_cgroup, job.supervisor_pid, job.supervisor_start_time,
+                                     why_not)) {
+    if (!why_not.empty()) {
+      report.problems.emplace_back(job_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup + "\": " + why_not);
+    }
+    return;
+  }
+  if (kill_cgroup_tree(job.supervisor_cgroup, recovery_kill_wait)) {
+    report.reclaimed_cgroup = job.supervisor_cgroup;
+  } else {
+    report.problems.emplace_back(job_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup +
+                                                    "\": still holds processes after cgroup.kill; not removed");
+  }
+}
+
 /// A short reason for a file recovery could not use.
 inline std::string describe_file_error(std::error_code ec) {
   if (ec == std::errc::too_many_symbolic_link_levels) return "symbolic link not followed";
@@ -471,7 +501,10 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
   for (const Worker& worker : workers) {
     if (!worker.record || !is_terminal(worker.record->state)) any_unfinished = true;
   }
-  if (is_terminal(job.state) && !any_unfinished) return;  // finished, and nothing left behind
+  if (is_terminal(job.state) && !any_unfinished) {  // finished, and nothing left behind but maybe escapees
+    reclaim_recorded_cgroup(job, report);
+    return;
+  }
   report.job_was_abandoned = !is_terminal(job.state);
   if (report.job_was_abandoned) {
     // A stop request its dead supervisor never honoured is done with now
@@ -493,6 +526,9 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     leftovers.push_back({worker.id, std::move(leader), {}});
   }
   if (!leftovers.empty()) stop_leftover_workers(leftovers, grace, report.problems);
+  // What the groups could not reach (escapees), and a worker started but
+  // never recorded: everything in the dead supervisor's cgroup tree.
+  reclaim_recorded_cgroup(job, report);
 
   // Mark every worker that was not terminal lost.
   JobSummary summary;

@@ -8,13 +8,16 @@
 /// *thread* that spawned a worker exits (a host that submits from a short-lived
 /// thread would lose its workers), and it reaches only the direct child, never
 /// grandchildren. The sentinel (erlexec's approach) is started once and holds
-/// one end of a socket pair whose other end only the supervisor has. The running
+/// one end of a socket pair whose other end only the supervisor has (the
+/// lifeline of `lifeline.hpp`, the mechanism every jobwarden guard shares). The running
 /// workers (pid, start time, cgroup) sit in a table of fixed-width text lines
 /// in a shared mapping, which the supervisor updates without a system call
 /// and without waking the sentinel. When the supervisor dies the kernel
 /// closes its end of the socket; the sentinel reads EOF and sends SIGKILL to the
 /// process group of every worker still proven (by pid and start time) to be
-/// the one recorded, writes `cgroup.kill` of its cgroup, then exits.
+/// the one recorded, writes `cgroup.kill` of its cgroup, then that of the
+/// supervisor's whole cgroup tree (which also takes a worker started but not
+/// yet recorded), then exits.
 ///
 /// Two ways to start it:
 /// - Linux: `/bin/sh` running a short script, started like a worker (vfork
@@ -51,6 +54,7 @@
 #include <vector>
 
 #include "jobwarden/detail/cgroup.hpp"
+#include "jobwarden/detail/lifeline.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/spawn.hpp"
 
@@ -68,7 +72,10 @@ inline std::atomic<bool>& guard_by_exec() {
 /// is the socket, standard output the table. A line on the socket ("q") means
 /// the supervisor let it go with nothing recorded; EOF means the supervisor is
 /// gone. The table's first line is `jobwarden-guard-table <lines>`, then one
-/// line per slot: `<state> <pid> <start time> <cgroup serial>`. Only builtins
+/// line per slot: `<state> <pid> <start time> <cgroup serial>`. Recorded
+/// groups are killed first (a process that left its worker's cgroup is
+/// reached only through its group, while the leader is still provable), then
+/// the whole tree (see `Sentinel::start`). Only builtins
 /// run, so nothing is forked, and no environment is read. `/proc/<pid>/stat`
 /// is read to its last line: a command name may contain a newline. No `trap`:
 /// the guard's signals are ignored from exec on, and a shell cannot undo that.
@@ -78,20 +85,21 @@ inline const char* guard_script() {
          "set -f\n"
          "read -r word && [ \"$word\" = q ] && exit 0\n"
          "exec <&1\n"
-         "read -r magic used || exit 0\n"
-         "[ \"$magic\" = jobwarden-guard-table ] || exit 1\n"
-         "i=0\n"
-         "while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
-         "  i=$((i + 1))\n"
-         "  [ \"$state\" = 1 ] || continue\n"
-         "  case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
-         "  stat=\n"
-         "  { while IFS= read -r line; do stat=$line; done; } <\"/proc/$pid/stat\"\n"
-         "  rest=${stat##*) }\n"
-         "  set -- $rest\n"
-         "  [ \"$start\" != 0 ] && [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
-         "  [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
-         "done\n"
+         "if read -r magic used && [ \"$magic\" = jobwarden-guard-table ]; then\n"
+         "  i=0\n"
+         "  while [ \"$i\" -lt \"$used\" ] && read -r state pid start serial; do\n"
+         "    i=$((i + 1))\n"
+         "    [ \"$state\" = 1 ] || continue\n"
+         "    case $pid in ''|*[!0-9]*|0|1) continue ;; esac\n"
+         "    stat=\n"
+         "    { while IFS= read -r line; do stat=$line; done; } <\"/proc/$pid/stat\"\n"
+         "    rest=${stat##*) }\n"
+         "    set -- $rest\n"
+         "    [ \"$start\" != 0 ] && [ \"${20}\" = \"$start\" ] && kill -s KILL -- \"-$pid\"\n"
+         "    [ -n \"$cgroups\" ] && [ \"$serial\" -ge 0 ] && echo 1 >\"$cgroups/w$serial/cgroup.kill\"\n"
+         "  done\n"
+         "fi\n"
+         "[ -n \"$cgroups\" ] && echo 1 >\"$cgroups/cgroup.kill\"\n"
          "exit 0\n";
 }
 
@@ -119,6 +127,15 @@ class Sentinel {
 
   /// Starts the sentinel. Returns false (with errno set) when it cannot; the
   /// supervisor then runs without the guard rather than not at all.
+  ///
+  /// `cgroup_parent` is the supervisor's own cgroup tree, where every worker
+  /// is born or joins before exec (empty: none). The guard itself stays
+  /// outside it (it is started into the supervisor's cgroup, the tree's
+  /// parent), so when the supervisor dies it kills the whole tree too: a
+  /// worker the supervisor had not recorded yet — killed between `clone` and
+  /// `add` — dies with the rest. (A spawning child holds a copy of the
+  /// supervisor's end of the socket until it execs, so the guard cannot see
+  /// EOF before such a worker is in its cgroup.)
   bool start(const std::string& cgroup_parent) {
     // The table: only the pages of lines in use are ever touched, so only
     // they cost memory. A memfd where the guard is a separate program.
@@ -149,8 +166,7 @@ class Sentinel {
     table_ = static_cast<char*>(memory);
     init_header();
 
-    int lifeline[2];
-    if (!make_socket_pair(lifeline)) {
+    if (!lifeline_.open()) {
       int saved = errno;
       if (table_fd >= 0) ::close(table_fd);
       release_table();
@@ -159,40 +175,40 @@ class Sentinel {
     }
     int error_number = 0;
     if (table_fd >= 0) {
-      pid_ = start_exec(lifeline[0], table_fd, cgroup_parent, error_number);
-      if (pid_ > 0) kind_ = Kind::exec;
+      if (start_exec(table_fd, cgroup_parent, error_number)) kind_ = Kind::exec;
       ::close(table_fd);
+      if (kind_ == Kind::none && !lifeline_.open()) {  // the failed spawn closed it
+        error_number = errno;
+        release_table();
+        errno = error_number;
+        return false;
+      }
     }
-    if (pid_ <= 0) {
-      pid_ = start_fork(lifeline, cgroup_parent, error_number);
-      if (pid_ > 0) kind_ = Kind::fork;
+    if (kind_ == Kind::none) {
+      if (start_fork(cgroup_parent, error_number)) kind_ = Kind::fork;
     }
-    ::close(lifeline[0]);
-    if (pid_ <= 0) {
-      pid_ = 0;
-      ::close(lifeline[1]);
+    if (kind_ == Kind::none) {
+      lifeline_.finish(false);
       release_table();
       errno = error_number;
       return false;
     }
-    fd_ = lifeline[1];
-    owner_ = ::getpid();
     return true;
   }
 
   /// Whether the guard is running.
-  bool active() const { return fd_ >= 0; }
+  bool active() const { return lifeline_.active(); }
 
   /// How the guard was started (`none` when it is not running).
   Kind kind() const { return kind_; }
 
   /// The sentinel's pid (0 when not running).
-  int pid() const { return pid_; }
+  int pid() const { return lifeline_.pid(); }
 
   /// Records a started worker; returns its slot for `remove`, or -1 if the
   /// sentinel is gone or full.
   long add(int pid, unsigned long long start_time, long cgroup_serial) {
-    if (fd_ < 0) return -1;
+    if (!lifeline_.active()) return -1;
     std::uint32_t index;
     bool fresh = false;
     if (!free_.empty()) {
@@ -244,25 +260,8 @@ class Sentinel {
   /// a supervisor calls this after reaping (and so forgetting) its workers;
   /// with nothing recorded it is told so and exits without reading the table.
   void stop() {
-    if (fd_ >= 0) {
-      // Only the supervisor itself lets the guard go: a fork of the host
-      // that destroys its copy must not. Never SIGPIPE: the guard may be dead.
-      if (in_use_ == 0 && ::getpid() == owner_) {
-#if defined(MSG_NOSIGNAL)
-        ssize_t ignored = ::send(fd_, "q\n", 2, MSG_NOSIGNAL);
-#else
-        ssize_t ignored = ::send(fd_, "q\n", 2, 0);  // SO_NOSIGPIPE is set on the socket
-#endif
-        (void)ignored;
-      }
-      ::close(fd_);
-    }
-    fd_ = -1;
-    if (pid_ > 0) {
-      while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-    pid_ = 0;
+    // Only the supervisor itself lets the guard go (`Lifeline::finish`).
+    lifeline_.finish(in_use_ == 0);
     kind_ = Kind::none;
     release_table();
     free_.clear();
@@ -277,10 +276,6 @@ class Sentinel {
   static constexpr std::size_t count_bytes = 8;    // up to 99,999,999 lines
   static_assert(capacity <= 99999999, "the header's count has 8 digits");
   static_assert(sizeof magic < count_offset, "the magic and a space come before the count");
-  /// What the guard ignores, either kind: a Ctrl-C or a kill aimed at the
-  /// host's group or session must not take it down.
-  static constexpr int ignored_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM};
-
   char* slot_line(std::size_t index) const { return table_ + (index + 1) * line_bytes; }
 
   void release_table() {
@@ -313,72 +308,51 @@ class Sentinel {
     __atomic_store_n(reinterpret_cast<std::uint64_t*>(table_ + count_offset), word, __ATOMIC_RELEASE);
   }
 
-  /// The guard's lifeline: [0] for the guard, [1] for the supervisor.
-  static bool make_socket_pair(int fds[2]) {
-#if defined(SOCK_CLOEXEC)
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return false;
-#else
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return false;
-    ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
-    int on = 1;
-    ::setsockopt(fds[1], SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
-#endif
-    return true;
-  }
-
-  /// `/bin/sh` with the script: stdin the socket, stdout the table, stderr
-  /// /dev/null, in its own process group (out of reach of a Ctrl-C or a group
-  /// kill aimed at the host), in `/` (so it pins no directory). Returns its
-  /// pid, or -1 with `error_number` set.
-  static int start_exec(int lifeline_end, int table_fd, const std::string& cgroup_parent, int& error_number) {
+  /// `/bin/sh` with the script, started through the lifeline (stdin the
+  /// socket, its own process group, in `/`, the guard signals ignored from
+  /// exec on): stdout the table, stderr /dev/null. False with
+  /// `error_number` set (the lifeline is then closed).
+  bool start_exec(int table_fd, const std::string& cgroup_parent, int& error_number) {
     int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) {
       error_number = errno;
-      return -1;
+      lifeline_.finish(false);
+      return false;
     }
     SpawnPlan plan;
     plan.path = "/bin/sh";
     plan.argv_storage = {"jobwarden-guard", "-c", guard_script(), "jobwarden-guard", cgroup_parent};
-    plan.cwd = "/";
-    plan.stdio[0] = lifeline_end;
     plan.stdio[1] = table_fd;
     plan.stdio[2] = devnull;
     plan.max_fd = features().close_range ? 0 : max_descriptor_bound();
-    // Ignored from exec on: the script never runs unprotected.
-    plan.ignored_signals.assign(std::begin(ignored_signals), std::end(ignored_signals));
-    plan.seal();
-    SpawnOutcome out = spawn(plan);
+    int pid = lifeline_.spawn(std::move(plan));
+    error_number = errno;
     ::close(devnull);
-    if (out.pidfd >= 0) ::close(out.pidfd);
-    if (out.pid <= 0) {
-      error_number = out.error;
-      return -1;
-    }
-    return out.pid;
+    return pid > 0;
   }
 
-  /// A fork of the host that runs `run`. Returns its pid, or -1.
-  int start_fork(const int lifeline[2], const std::string& cgroup_parent, int& error_number) {
+  /// A fork of the host that keeps the lifeline's guard end and runs `run`.
+  bool start_fork(const std::string& cgroup_parent, int& error_number) {
     int max_fd = max_descriptor_bound();
     bool use_close_range = features().close_range;
     const char* table = table_;
+    const int guard_end = lifeline_.guard_end();
+    const int owner_end = lifeline_.owner_end();
     pid_t pid;
     {
       SignalBlock block;
       pid = ::fork();
       if (pid == 0) {
-        ::close(lifeline[1]);
-        run(lifeline[0], table, max_fd, use_close_range, cgroup_parent.c_str());
+        ::close(owner_end);
+        run(guard_end, table, max_fd, use_close_range, cgroup_parent.c_str());
       }
     }
     if (pid < 0) {
       error_number = errno;
-      return -1;
+      return false;
     }
-    return pid;
+    lifeline_.adopt(pid);
+    return true;
   }
 
   /// The forked sentinel's whole life: what the script does. Never returns.
@@ -388,7 +362,7 @@ class Sentinel {
     struct sigaction ignore;
     std::memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
-    for (int sig : ignored_signals) ::sigaction(sig, &ignore, nullptr);
+    for (int sig : guard_ignored_signals) ::sigaction(sig, &ignore, nullptr);
     sigset_t empty;
     sigemptyset(&empty);
     ::sigprocmask(SIG_SETMASK, &empty, nullptr);
@@ -446,7 +420,21 @@ class Sentinel {
         write_control(path, "1");
       }
     }
+    kill_tree(cgroup_parent);
     ::_exit(0);
+  }
+
+  /// Writes `cgroup.kill` of the supervisor's whole cgroup tree (none: no-op).
+  /// Async-signal-safe.
+  static void kill_tree(const char* cgroup_parent) {
+    if (cgroup_parent[0] == '\0') return;
+    char path[4096];
+    const char kill_file[] = "/cgroup.kill";
+    std::size_t n = 0;
+    for (const char* c = cgroup_parent; *c != '\0' && n < sizeof path - sizeof kill_file; ++c) path[n++] = *c;
+    for (const char* c = kill_file; *c != '\0'; ++c) path[n++] = *c;
+    path[n] = '\0';
+    write_control(path, "1");
   }
 
   /// The line count in the table's header (0 if it is not one).
@@ -466,9 +454,7 @@ class Sentinel {
     return value;
   }
 
-  int fd_ = -1;  // the supervisor's end of the socket pair
-  pid_t owner_ = 0;  // the process that started the guard
-  int pid_ = 0;
+  Lifeline lifeline_;  // the socket pair and the guard's pid
   Kind kind_ = Kind::none;
   char* table_ = nullptr;  // the shared mapping: header line, then slots
   std::vector<std::uint32_t> free_;  // published-then-freed slots, for reuse

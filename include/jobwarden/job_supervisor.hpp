@@ -130,6 +130,18 @@ struct WorkerEvent {
 /// any thread. Event handlers run only inside `poll()` (and the blocking
 /// `wait` calls built on it), on the calling thread, never inside `submit`.
 /// Move-only; destroying it stops and reaps every worker it started.
+///
+/// SIGCHLD: a host that ignores SIGCHLD (`signal(SIGCHLD, SIG_IGN)`) or set
+/// `SA_NOCLDWAIT` would have the kernel reap every worker the moment it exits,
+/// and its exit status would be lost. So at construction and again before
+/// every spawn (the host may change it at any time) the supervisor puts
+/// `SIG_DFL` in place of `SIG_IGN` and clears `SA_NOCLDWAIT`, leaving a host's
+/// handler as it is. `SIG_DFL` also does nothing when a child exits; the one
+/// difference the host sees is that its *own* children now stay zombies until
+/// it reaps them. A worker that exits while the host has SIGCHLD ignored
+/// again (set after the worker's spawn) is still reaped by the kernel and ends
+/// `lost`. The portable path (no pidfds) runs a SIGCHLD handler of its own and
+/// puts it back the same way, calling the host's handler in turn.
 template <class Progress = nlohmann::json, class Clock = std::chrono::steady_clock>
 class JobSupervisor {
  public:
@@ -1048,7 +1060,9 @@ class JobSupervisor {
       final_state = *record.stop_reason;
     } else if (!reaped) {
       final_state = WorkerState::lost;
-      record.info.error = "the process was reaped by someone else (a waitpid(-1) in the host?)";
+      record.info.error =
+          "the process was reaped by someone else (a waitpid(-1) in the host, or SIGCHLD ignored "
+          "since its start?)";
     } else if (interpreted) {
       final_state = *interpreted;
     } else if (status.exit_code) {
@@ -1369,6 +1383,8 @@ class JobSupervisor {
       plan.stdio[0] = s.null_in;
       plan.stdio[1] = outputs[0].child_fd;
       plan.stdio[2] = outputs[1].child_fd;
+      // The host may have set SIGCHLD to SIG_IGN since the last spawn.
+      s.watcher.keep_children_waitable();
       outcome = detail::spawn(plan);
       outcome_errno = outcome.error;
       if (outcome.error != 0) {

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1190,7 +1191,8 @@ class JobSupervisor {
   /// Opens the descriptor a stdout/stderr spec asks for (-1: inherit).
   /// Where one of a worker's output streams goes, while it is being started.
   struct OutputTarget {
-    int child_fd = -1;   // what the child gets as its fd 1 or 2 (-1: inherit)
+    int child_fd = -1;   // what the child gets as its fd 1 or 2 (-1: inherit); may be
+                         // borrowed from the other stream's target (then neither below is set)
     int file_fd = -1;    // the log file, when one was opened
     int pipe_read = -1;  // capped logs: the supervisor's end of the pipe
     std::uint64_t limit = 0;
@@ -1249,18 +1251,62 @@ class JobSupervisor {
       target.child_fd = target.file_fd;
       return true;
     }
+    if (!make_capped_pipe(target, *spec.max_bytes)) return fail("cannot make a pipe for a capped log");
+    return true;
+  }
+
+  /// Puts a pipe between the worker and `target`'s file, moved by a pump
+  /// that keeps `limit`. False (errno set) when the kernel refuses a pipe.
+  static bool make_capped_pipe(OutputTarget& target, std::uint64_t limit) {
     int pipe_fds[2];
 #if defined(__linux__)
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return fail("cannot make a pipe for a capped log");
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return false;
 #else
-    if (::pipe(pipe_fds) != 0) return fail("cannot make a pipe for a capped log");
+    if (::pipe(pipe_fds) != 0) return false;
     ::fcntl(pipe_fds[0], F_SETFD, FD_CLOEXEC);
     ::fcntl(pipe_fds[1], F_SETFD, FD_CLOEXEC);
 #endif
     ::fcntl(pipe_fds[0], F_SETFL, ::fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
     target.pipe_read = pipe_fds[0];
     target.child_fd = pipe_fds[1];
-    target.limit = *spec.max_bytes;
+    target.limit = limit;
+    return true;
+  }
+
+  /// `cmd >f 2>&1`: when stderr's spec names the file stdout's target just
+  /// opened (the same file, however the path is spelled), stderr shares that
+  /// target instead of opening the file a second time — two opens would mean
+  /// two file offsets, and each stream would overwrite the other. Shared, the
+  /// streams go through one open file description, in the order written:
+  /// uncapped, straight into the file with O_APPEND; capped, through one pipe
+  /// and one pump, whose cap is the smaller of the two and whose dropped
+  /// bytes are counted as stdout's. stdout's spec decides append or truncate.
+  /// Returns whether stderr now shares stdout's target (false with `error`
+  /// set when the pipe could not be made).
+  bool share_output(const OutputSpec& stderr_spec, OutputTarget targets[2], std::string& error,
+                    int& error_number) {
+    OutputTarget& out = targets[0];
+    if (stderr_spec.kind != OutputSpec::Kind::file || out.file_fd < 0) return false;
+    struct stat opened, named;
+    if (::fstat(out.file_fd, &opened) != 0 || ::stat(stderr_spec.path.c_str(), &named) != 0 ||
+        opened.st_dev != named.st_dev || opened.st_ino != named.st_ino) {
+      return false;
+    }
+    if (stderr_spec.max_bytes) {
+      if (out.pipe_read >= 0) {
+        out.limit = std::min(out.limit, *stderr_spec.max_bytes);
+      } else if (!make_capped_pipe(out, *stderr_spec.max_bytes)) {
+        error_number = errno;
+        error = "cannot make a pipe for a capped log: " + std::string(std::strerror(error_number));
+        out.close_all();
+        return true;
+      }
+    } else if (out.pipe_read < 0) {
+      // One description already orders the writes; O_APPEND also keeps each
+      // one whole at the end where a shared offset alone may not (POSIX).
+      ::fcntl(out.file_fd, F_SETFL, ::fcntl(out.file_fd, F_GETFL) | O_APPEND);
+    }
+    targets[1].child_fd = out.child_fd;  // borrowed: closed with stdout's target
     return true;
   }
 
@@ -1376,7 +1422,8 @@ class JobSupervisor {
     OutputTarget outputs[2];
     int outcome_errno = 0;
     if (error.empty() &&
-        open_output(s, record.context.stdout_spec, outputs[0], error, outcome_errno)) {
+        open_output(s, record.context.stdout_spec, outputs[0], error, outcome_errno) &&
+        !share_output(record.context.stderr_spec, outputs, error, outcome_errno)) {
       open_output(s, record.context.stderr_spec, outputs[1], error, outcome_errno);
     }
     if (error.empty()) {

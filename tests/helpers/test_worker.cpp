@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
     int total = std::atoi(argv[2]);
     for (int i = 0; i < total; ++i) {
       std::string line = (i % 2 == 0 ? "out " : "err ") + std::to_string(i) + "\n";
-      if (write(i % 2 == 0 ? 1 : 2, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      if (write(i % 2 == 0 ? 1 : 2, line.data(), line.size()) !=
+          static_cast<ssize_t>(line.size())) {
         return 5;
       }
     }

@@ -1251,7 +1251,9 @@ class JobSupervisor {
       target.child_fd = target.file_fd;
       return true;
     }
-    if (!make_capped_pipe(target, *spec.max_bytes)) return fail("cannot make a pipe for a capped log");
+    if (!make_capped_pipe(target, *spec.max_bytes)) {
+      return fail("cannot make a pipe for a capped log");
+    }
     return true;
   }
 

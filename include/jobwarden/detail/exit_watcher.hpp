@@ -117,8 +117,8 @@ struct SigchldRegistry {
   }
 
   static bool is_ours(const struct sigaction& action) {
-    return (action.sa_flags & SA_SIGINFO) != 0 && action.sa_sigaction == &SigchldRegistry::handler &&
-           !auto_reaps(action);
+    return (action.sa_flags & SA_SIGINFO) != 0 &&
+           action.sa_sigaction == &SigchldRegistry::handler && !auto_reaps(action);
   }
 
   /// Installs the handler unless it is in place. What it replaces is chained

@@ -197,3 +197,54 @@ TEST_CASE("a capped log under its limit is complete and carries no note") {
   CHECK(jwtest::read_file(dir / "err.log") == "err\n");
   CHECK(supervisor.info(id).stdout_dropped_bytes == 0);
 }
+
+namespace {
+/// The lines `jobwarden_test_worker interleave` wrote, in the order written.
+std::string interleaved_lines(int total) {
+  std::string text;
+  for (int i = 0; i < total; ++i) text += (i % 2 == 0 ? "out " : "err ") + std::to_string(i) + "\n";
+  return text;
+}
+}  // namespace
+
+TEST_CASE("stdout and stderr sent to one file keep every line, whole and in order") {
+  jwtest::TempDir dir;
+  // Uncapped and capped; the same path, and the same file by another name.
+  const bool capped = GENERATE(false, true);
+  const bool other_name = GENERATE(false, true);
+  CAPTURE(capped, other_name);
+  const std::string path = dir / "both.log";
+  const std::string alias = other_name ? dir.path() + "/./both.log" : path;
+  JobSupervisor<> supervisor;
+  auto spec = spec_of({jwtest::test_worker(), "interleave", "600"});
+  spec.stdout_spec = capped ? jobwarden::OutputSpec::to_capped_file(path, 1 << 20)
+                            : jobwarden::OutputSpec::to_file(path);
+  spec.stderr_spec = capped ? jobwarden::OutputSpec::to_capped_file(alias, 1 << 20)
+                            : jobwarden::OutputSpec::to_file(alias);
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 30s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::succeeded);
+  CHECK(jwtest::read_file(path) == interleaved_lines(600));
+  CHECK(info.stdout_dropped_bytes == 0);
+  CHECK(info.stderr_dropped_bytes == 0);
+}
+
+TEST_CASE("stdout and stderr sharing one capped file share the smaller cap") {
+  jwtest::TempDir dir;
+  const std::string path = dir / "both.log";
+  JobSupervisor<> supervisor;
+  auto spec = spec_of({jwtest::test_worker(), "interleave", "600"});
+  spec.stdout_spec = jobwarden::OutputSpec::to_file(path);  // uncapped itself
+  spec.stderr_spec = jobwarden::OutputSpec::to_capped_file(path, 100);
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 30s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::succeeded);
+  const std::string all = interleaved_lines(600);
+  std::string log = jwtest::read_file(path);
+  CHECK(log.compare(0, 100, all, 0, 100) == 0);
+  CHECK(log.find("log limit of 100 bytes reached") != std::string::npos);
+  CHECK(info.stdout_dropped_bytes == all.size() - 100);
+  CHECK(info.stderr_dropped_bytes == 0);
+}

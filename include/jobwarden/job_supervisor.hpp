@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -131,6 +132,18 @@ struct WorkerEvent {
 /// any thread. Event handlers run only inside `poll()` (and the blocking
 /// `wait` calls built on it), on the calling thread, never inside `submit`.
 /// Move-only; destroying it stops and reaps every worker it started.
+///
+/// SIGCHLD: a host that ignores SIGCHLD (`signal(SIGCHLD, SIG_IGN)`) or set
+/// `SA_NOCLDWAIT` would have the kernel reap every worker the moment it exits,
+/// and its exit status would be lost. So at construction and again before
+/// every spawn (the host may change it at any time) the supervisor puts
+/// `SIG_DFL` in place of `SIG_IGN` and clears `SA_NOCLDWAIT`, leaving a host's
+/// handler as it is. `SIG_DFL` also does nothing when a child exits; the one
+/// difference the host sees is that its *own* children now stay zombies until
+/// it reaps them. A worker that exits while the host has SIGCHLD ignored
+/// again (set after the worker's spawn) is still reaped by the kernel and ends
+/// `lost`. The portable path (no pidfds) runs a SIGCHLD handler of its own and
+/// puts it back the same way, calling the host's handler in turn.
 template <class Progress = nlohmann::json, class Clock = std::chrono::steady_clock>
 class JobSupervisor {
  public:
@@ -1069,7 +1082,9 @@ class JobSupervisor {
       final_state = *record.stop_reason;
     } else if (!reaped) {
       final_state = WorkerState::lost;
-      record.info.error = "the process was reaped by someone else (a waitpid(-1) in the host?)";
+      record.info.error =
+          "the process was reaped by someone else (a waitpid(-1) in the host, or SIGCHLD ignored "
+          "since its start?)";
     } else if (interpreted) {
       final_state = *interpreted;
     } else if (status.exit_code) {
@@ -1212,7 +1227,8 @@ class JobSupervisor {
   /// Opens the descriptor a stdout/stderr spec asks for (-1: inherit).
   /// Where one of a worker's output streams goes, while it is being started.
   struct OutputTarget {
-    int child_fd = -1;   // what the child gets as its fd 1 or 2 (-1: inherit)
+    int child_fd = -1;   // what the child gets as its fd 1 or 2 (-1: inherit); may be
+                         // borrowed from the other stream's target (then neither below is set)
     int file_fd = -1;    // the log file, when one was opened
     int pipe_read = -1;  // capped logs: the supervisor's end of the pipe
     std::uint64_t limit = 0;
@@ -1271,18 +1287,64 @@ class JobSupervisor {
       target.child_fd = target.file_fd;
       return true;
     }
+    if (!make_capped_pipe(target, *spec.max_bytes)) {
+      return fail("cannot make a pipe for a capped log");
+    }
+    return true;
+  }
+
+  /// Puts a pipe between the worker and `target`'s file, moved by a pump
+  /// that keeps `limit`. False (errno set) when the kernel refuses a pipe.
+  static bool make_capped_pipe(OutputTarget& target, std::uint64_t limit) {
     int pipe_fds[2];
 #if defined(__linux__)
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return fail("cannot make a pipe for a capped log");
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return false;
 #else
-    if (::pipe(pipe_fds) != 0) return fail("cannot make a pipe for a capped log");
+    if (::pipe(pipe_fds) != 0) return false;
     ::fcntl(pipe_fds[0], F_SETFD, FD_CLOEXEC);
     ::fcntl(pipe_fds[1], F_SETFD, FD_CLOEXEC);
 #endif
     ::fcntl(pipe_fds[0], F_SETFL, ::fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
     target.pipe_read = pipe_fds[0];
     target.child_fd = pipe_fds[1];
-    target.limit = *spec.max_bytes;
+    target.limit = limit;
+    return true;
+  }
+
+  /// `cmd >f 2>&1`: when stderr's spec names the file stdout's target just
+  /// opened (the same file, however the path is spelled), stderr shares that
+  /// target instead of opening the file a second time — two opens would mean
+  /// two file offsets, and each stream would overwrite the other. Shared, the
+  /// streams go through one open file description, in the order written:
+  /// uncapped, straight into the file with O_APPEND; capped, through one pipe
+  /// and one pump, whose cap is the smaller of the two and whose dropped
+  /// bytes are counted as stdout's. stdout's spec decides append or truncate.
+  /// Returns whether stderr now shares stdout's target (false with `error`
+  /// set when the pipe could not be made).
+  bool share_output(const OutputSpec& stderr_spec, OutputTarget targets[2], std::string& error,
+                    int& error_number) {
+    OutputTarget& out = targets[0];
+    if (stderr_spec.kind != OutputSpec::Kind::file || out.file_fd < 0) return false;
+    struct stat opened, named;
+    if (::fstat(out.file_fd, &opened) != 0 || ::stat(stderr_spec.path.c_str(), &named) != 0 ||
+        opened.st_dev != named.st_dev || opened.st_ino != named.st_ino) {
+      return false;
+    }
+    if (stderr_spec.max_bytes) {
+      if (out.pipe_read >= 0) {
+        out.limit = std::min(out.limit, *stderr_spec.max_bytes);
+      } else if (!make_capped_pipe(out, *stderr_spec.max_bytes)) {
+        error_number = errno;
+        error = "cannot make a pipe for a capped log: " + std::string(std::strerror(error_number));
+        out.close_all();
+        return true;
+      }
+    } else if (out.pipe_read < 0) {
+      // One description already orders the writes; O_APPEND also keeps each
+      // one whole at the end where a shared offset alone may not (POSIX).
+      ::fcntl(out.file_fd, F_SETFL, ::fcntl(out.file_fd, F_GETFL) | O_APPEND);
+    }
+    targets[1].child_fd = out.child_fd;  // borrowed: closed with stdout's target
     return true;
   }
 
@@ -1398,13 +1460,16 @@ class JobSupervisor {
     OutputTarget outputs[2];
     int outcome_errno = 0;
     if (error.empty() &&
-        open_output(s, record.context.stdout_spec, outputs[0], error, outcome_errno)) {
+        open_output(s, record.context.stdout_spec, outputs[0], error, outcome_errno) &&
+        !share_output(record.context.stderr_spec, outputs, error, outcome_errno)) {
       open_output(s, record.context.stderr_spec, outputs[1], error, outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = s.null_in;
       plan.stdio[1] = outputs[0].child_fd;
       plan.stdio[2] = outputs[1].child_fd;
+      // The host may have set SIGCHLD to SIG_IGN since the last spawn.
+      s.watcher.keep_children_waitable();
       outcome = detail::spawn(plan);
       outcome_errno = outcome.error;
       if (outcome.error != 0) {

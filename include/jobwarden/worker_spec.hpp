@@ -116,7 +116,11 @@ struct WorkerSpec {
   bool inherit_env = true;
   /// Working directory; empty means the supervisor's.
   std::string cwd;
-  /// Where stdout and stderr go. stdin is always /dev/null.
+  /// Where stdout and stderr go. stdin is always /dev/null. Both sent to the
+  /// same file (`cmd >f 2>&1`) share one open of it, so neither overwrites
+  /// the other and lines keep the order they were written in; `stdout_spec`
+  /// decides append or truncate, and a cap on either caps the file (the
+  /// smaller one), its dropped bytes counted as stdout's.
   OutputSpec stdout_spec{};
   OutputSpec stderr_spec{};
   /// Wall-clock limit from start; zero means none. On expiry: stop sequence, `timed_out`.

@@ -9,6 +9,8 @@
 //   trap-term MS      on SIGTERM wait MS then exit 0; meanwhile sleep
 //   ignore-term       ignore SIGTERM and sleep forever
 //   sleep MS          sleep MS milliseconds, exit 0
+//   interleave N      write N numbered lines, alternately to stdout ("out 0")
+//                     and stderr ("err 1"), one write(2) each, then exit 0
 //   report N MS       report progress i/N every MS ms through WorkerStatusWriter,
 //                     then the result {"count": N}; exit 0
 #include <dirent.h>
@@ -112,6 +114,17 @@ int main(int argc, char** argv) {
       writer.message("step " + std::to_string(i));
     }
     writer.result(nlohmann::json{{"count", total}});
+    return 0;
+  }
+  if (mode == "interleave" && argc > 2) {
+    int total = std::atoi(argv[2]);
+    for (int i = 0; i < total; ++i) {
+      std::string line = (i % 2 == 0 ? "out " : "err ") + std::to_string(i) + "\n";
+      if (write(i % 2 == 0 ? 1 : 2, line.data(), line.size()) !=
+          static_cast<ssize_t>(line.size())) {
+        return 5;
+      }
+    }
     return 0;
   }
   if (mode == "sleep" && argc > 2) {

@@ -8,10 +8,14 @@
 ///   once that process exits), a timerfd for the next deadline and an eventfd
 ///   for wake-ups from other threads. One descriptor tells the host everything.
 /// - Otherwise (macOS, old kernels, `JOBWARDEN_PORTABLE`): a SIGCHLD handler,
-///   installed once and chained to any previous one, writes to a self-pipe of
+///   chained to the host's own handler, writes to a self-pipe of
 ///   every live supervisor; each then checks its own pids with
 ///   `waitid(P_PID, ..., WNOWAIT)`, never touching children it did not start.
 ///   There is no timer descriptor: the host uses `next_timeout()`.
+///
+/// Either way an exited worker must stay a zombie until jobwarden reads its
+/// status: `ExitWatcher::keep_children_waitable` undoes a host's SIGCHLD
+/// settings that would make the kernel reap it first.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -40,12 +44,45 @@
 
 namespace jobwarden::detail {
 
+/// Whether `action` makes the kernel reap exited children by itself (SIGCHLD
+/// ignored, or SA_NOCLDWAIT), so that nobody can read their exit status.
+inline bool auto_reaps(const struct sigaction& action) {
+  // The kernel compares the handler whatever SA_SIGINFO says (one union).
+  return action.sa_handler == SIG_IGN || (action.sa_flags & SA_NOCLDWAIT) != 0;
+}
+
+/// The pidfd mode's answer to a host that ignores SIGCHLD (`SIG_IGN`) or set
+/// `SA_NOCLDWAIT`: the kernel would reap every worker the moment it exits, and
+/// its exit status would be gone. `SIG_IGN` becomes `SIG_DFL` — for SIGCHLD
+/// that also means "nothing happens", only exited children now wait as
+/// zombies to be reaped — and `SA_NOCLDWAIT` is cleared; a host's handler
+/// stays as it is. Anything else the host set is left alone.
+inline void stop_auto_reaping() {
+  struct sigaction current;
+  if (::sigaction(SIGCHLD, nullptr, &current) != 0 || !auto_reaps(current)) return;
+  if (current.sa_handler == SIG_IGN) current.sa_handler = SIG_DFL;
+  current.sa_flags &= ~SA_NOCLDWAIT;
+  ::sigaction(SIGCHLD, &current, nullptr);
+}
+
 /// Write ends of the self-pipes of every live supervisor (SIGCHLD mode).
+///
+/// The handler is put back whenever a spawn finds it replaced (the host set
+/// SIGCHLD to `SIG_IGN`, or its own handler, after a supervisor started), and
+/// it always calls the handler it replaced last, if that was one: the host's
+/// handler keeps being called for the host's own children.
 struct SigchldRegistry {
   static constexpr int slots = 256;
   std::atomic<int> fds[slots];
-  struct sigaction previous;
-  std::once_flag installed;
+  /// The handlers replaced so far, the last one in `chained`. A handler
+  /// running in another thread may still read an older entry, so entries are
+  /// never rewritten until the ring comes round (the host would have to
+  /// replace our handler 16 times while that handler runs).
+  static constexpr int saved_slots = 16;
+  struct sigaction saved[saved_slots];
+  int next_saved = 0;
+  std::atomic<const struct sigaction*> chained{nullptr};  ///< null: nothing to chain to
+  std::mutex install_mutex;
 
   static SigchldRegistry& instance() {
     static SigchldRegistry registry;
@@ -68,28 +105,57 @@ struct SigchldRegistry {
       }
     }
     // Chain to the host's handler, if it had one.
-    if ((self.previous.sa_flags & SA_SIGINFO) != 0) {
-      if (self.previous.sa_sigaction != nullptr) self.previous.sa_sigaction(sig, info, context);
-    } else if (self.previous.sa_handler != SIG_DFL && self.previous.sa_handler != SIG_IGN &&
-               self.previous.sa_handler != nullptr) {
-      self.previous.sa_handler(sig);
+    const struct sigaction* previous = self.chained.load(std::memory_order_acquire);
+    if (previous != nullptr) {
+      if ((previous->sa_flags & SA_SIGINFO) != 0) {
+        previous->sa_sigaction(sig, info, context);
+      } else {
+        previous->sa_handler(sig);
+      }
     }
     errno = saved_errno;
   }
 
+  static bool is_ours(const struct sigaction& action) {
+    return (action.sa_flags & SA_SIGINFO) != 0 &&
+           action.sa_sigaction == &SigchldRegistry::handler && !auto_reaps(action);
+  }
+
+  /// Installs the handler unless it is in place. What it replaces is chained
+  /// to if it is a handler; `SIG_DFL` and `SIG_IGN` are not (a previous
+  /// SIG_IGN would make the kernel reap our children before we could read
+  /// their status, so it is replaced, and the host's own children become
+  /// zombies it must reap), nor is `SA_NOCLDWAIT` kept.
+  void ensure_installed() {
+    struct sigaction current;
+    if (::sigaction(SIGCHLD, nullptr, &current) == 0 && is_ours(current)) return;
+    std::lock_guard<std::mutex> lock(install_mutex);
+    struct sigaction action;
+    std::memset(&action, 0, sizeof action);
+    action.sa_sigaction = &SigchldRegistry::handler;
+    sigemptyset(&action.sa_mask);
+    // SA_NOCLDSTOP: only exits matter.
+    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
+    struct sigaction replaced;
+    if (::sigaction(SIGCHLD, &action, &replaced) != 0 || is_ours(replaced)) return;
+    // SIG_DFL, SIG_IGN or ours with SA_NOCLDWAIT added: nothing of the host's
+    // to call (the handler is one union whatever SA_SIGINFO says).
+    bool host_handler = replaced.sa_handler != SIG_DFL && replaced.sa_handler != SIG_IGN &&
+                        !((replaced.sa_flags & SA_SIGINFO) != 0 &&
+                          replaced.sa_sigaction == &SigchldRegistry::handler);
+    if (!host_handler) {
+      chained.store(nullptr, std::memory_order_release);
+      return;
+    }
+    struct sigaction& slot = saved[next_saved];
+    next_saved = (next_saved + 1) % saved_slots;
+    slot = replaced;
+    chained.store(&slot, std::memory_order_release);
+  }
+
   /// Registers a write end; false when every slot is taken.
   bool add(int fd) {
-    std::call_once(installed, [this] {
-      struct sigaction action;
-      std::memset(&action, 0, sizeof action);
-      action.sa_sigaction = &SigchldRegistry::handler;
-      sigemptyset(&action.sa_mask);
-      // SA_NOCLDSTOP: only exits matter. A previous SIG_IGN would make the
-      // kernel reap our children before we could read their status, so it is
-      // replaced (and not chained).
-      action.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
-      ::sigaction(SIGCHLD, &action, &previous);
-    });
+    ensure_installed();
     for (auto& slot : fds) {
       int expected = -1;
       if (slot.compare_exchange_strong(expected, fd, std::memory_order_acq_rel)) return true;
@@ -141,7 +207,9 @@ class ExitWatcher {
     add_to_epoll(wake_fd_, wake_token());
     add_to_epoll(timer_fd_, timer_token());
 #endif
-    if (!use_pidfd_) {
+    if (use_pidfd_) {
+      stop_auto_reaping();
+    } else {
       if (::pipe(pipe_) != 0) fail("pipe");
       set_nonblocking_cloexec(pipe_[0]);
       set_nonblocking_cloexec(pipe_[1]);
@@ -166,6 +234,19 @@ class ExitWatcher {
 #else
     return pipe_[0];
 #endif
+  }
+
+  /// Undoes what the host may have done to SIGCHLD since: `SIG_IGN` or
+  /// `SA_NOCLDWAIT` (the kernel would reap workers before jobwarden reads
+  /// their status; see `stop_auto_reaping`) or, in SIGCHLD mode, a handler
+  /// that replaced ours (ours goes back, chained to it). One sigaction call
+  /// when nothing changed; call before every spawn. Thread-safe.
+  void keep_children_waitable() {
+    if (use_pidfd_) {
+      stop_auto_reaping();
+    } else {
+      SigchldRegistry::instance().ensure_installed();
+    }
   }
 
   /// Whether exits arrive per pidfd (true) or as "check all" (false).

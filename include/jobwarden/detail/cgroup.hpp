@@ -290,7 +290,7 @@ class CgroupTree {
       int pid = 0;
       unsigned long long start = 0;
       if (!cgroup_tree_owner(entry->d_name, pid, start)) continue;
-      if (is_same_process(pid, start)) continue;
+      if (is_running_process(pid, start)) continue;  // a zombie supervisor is dead: its tree is abandoned
       abandoned.push_back(base_ + "/" + entry->d_name);
     }
     ::closedir(dir);
@@ -337,7 +337,7 @@ class CgroupTree {
       why_not = "not a cgroup v2 directory; left alone";
       return false;
     }
-    if (is_same_process(pid, start_time)) return false;  // not abandoned: it cleans up itself
+    if (is_running_process(pid, start_time)) return false;  // not abandoned: it cleans up itself
     const std::string own = own_cgroup();
     const std::string own_path = mount + (own == "/" ? "" : own);
     if (own_path == tree || own_path.compare(0, tree.size() + 1, tree + "/") == 0) {

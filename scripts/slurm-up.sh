@@ -14,7 +14,7 @@
 #                       tiny jobs run at once); default 16
 #   SLURM_UP_TIMEOUT    seconds to wait for the node to be idle; default 60
 #
-# Why these settings (measured, see shared notes on single-node Slurm):
+# Why these settings (each measured on a single-node cluster like CI's):
 # proctrack/cgroup so a cancel reaches grandchildren that escaped with setsid;
 # batch_sched_delay=0 (else 3 s per submission); KillWait=5 (the grace Slurm
 # gives between its SIGTERM and SIGKILL on cancel/timeout); MinJobAge=300 so a

@@ -52,7 +52,7 @@ struct LiveJob {
 
 }  // namespace
 
-TEST_CASE("the aggregated JSON of a live job has SPEC.md's keys, counts and lists") {
+TEST_CASE("the aggregated JSON of a live job has the contract's keys, counts and lists") {
   LiveJob job;
   job.add(worker_info("1", WorkerState::succeeded));
   job.add(worker_info("2", WorkerState::succeeded));

@@ -1,4 +1,4 @@
-// jobwarden: the command-line tool of SPEC.md, built only on jobwarden's
+// jobwarden: the command-line tool of docs/contract.md, built only on jobwarden's
 // public headers. One function per command:
 //
 //   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]

@@ -83,7 +83,7 @@ inline std::string pad_left(const std::string& text, std::size_t width) {
   return used >= width ? text : std::string(width - used, ' ') + text;
 }
 
-/// `{done, total}` when `progress` is SPEC.md's `{"done": N, "total": M}`
+/// `{done, total}` when `progress` is the contract's `{"done": N, "total": M}` (docs/contract.md)
 /// with a positive total.
 inline std::optional<std::pair<double, double>> progress_counts(const nlohmann::json& progress) {
   if (!progress.is_object()) return std::nullopt;

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Read a jobwarden job directory without jobwarden: standard library only.
 
-This is what a web endpoint in another language (the seeds' FastAPI
+This is what a web endpoint in another language (a FastAPI
 `GET /scan/{job_id}`) does to show a job: read the supervisor's records and the
 workers' reports, merge them with the same rules as the C++ StatusAggregator
 (docs/job-directory.md), and print "X of Y done", what runs, what failed and
-why. `--json` prints the aggregated status of SPEC.md instead
+why. `--json` prints the aggregated status (docs/contract.md) instead
 (schemas/aggregated-status.schema.json).
 
     read_job.py /var/lib/jobs/scan-42
@@ -137,7 +137,8 @@ def lock_held(job_fd):
 
 
 def same_process(pid, start_time):
-    """Whether pid still is the process that started at start_time (Linux /proc)."""
+    """Whether pid still is the process that started at start_time, and still
+    runs: a zombie (state Z or X) has exited (Linux /proc)."""
     if not isinstance(pid, int) or pid <= 0 or not start_time:
         return False
     try:
@@ -146,7 +147,7 @@ def same_process(pid, start_time):
     except OSError:
         return False
     fields = text[text.rfind(")") + 2:].split()
-    return len(fields) > 19 and fields[19] == str(start_time)
+    return len(fields) > 19 and fields[19] == str(start_time) and fields[0] not in ("Z", "X")
 
 
 def string_or_none(value):
@@ -154,14 +155,16 @@ def string_or_none(value):
 
 
 def aggregate(job_dir, stale_after=30.0, now=None):
-    """The aggregated status of SPEC.md for the job directory `job_dir`."""
+    """The aggregated status (docs/contract.md) for the job directory `job_dir`."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     job_id = os.path.basename(os.path.normpath(job_dir))
     errors = []
     job_fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        record_missing = False
         try:
             record = read_json(job_fd, JOB_FILE)
+            record_missing = record is None
         except BadFile as bad:
             record = None
             errors.append({"path": JOB_FILE, "error": bad.error, "detail": bad.detail})
@@ -172,6 +175,9 @@ def aggregate(job_dir, stale_after=30.0, now=None):
             alive = same_process(supervisor.get("pid"), supervisor.get("start_time")) if local else True
         else:
             alive = held
+        if record_missing and not alive:
+            errors.append({"path": JOB_FILE, "error": "missing",
+                           "detail": "no supervisor recorded this job: its start was interrupted, or the record was removed"})
         workers, any_unfinished = [], False
         try:
             workers_fd = open_dir(WORKERS_DIR, job_fd)
@@ -213,8 +219,8 @@ def aggregate(job_dir, stale_after=30.0, now=None):
         state = recorded_state
     elif alive:
         state = "pending" if summary["pending"] == summary["total"] else "running"
-    elif any_unfinished or not workers:
-        state = "lost" if (record or workers) else "pending"
+    elif any_unfinished or not workers or record_missing:
+        state = "lost"  # its supervisor died before it finished, or before it wrote job.json
     elif any(w["state"] == "lost" for w in workers):
         state = "lost"
     elif any(w["state"] == "cancelled" for w in workers):
@@ -226,7 +232,13 @@ def aggregate(job_dir, stale_after=30.0, now=None):
     times = [parse_time((record or {}).get("updated_at"))] + [parse_time(w["last_update"]) for w in workers]
     last_update = max((t for t in times if t), default=None)
     created_at, ended_at = parse_time((record or {}).get("created_at")), parse_time((record or {}).get("ended_at"))
-    until = ended_at if (ended_at and state in JOB_TERMINAL) else (last_update if state == "lost" else now)
+    if state == "lost":
+        # How long it ran: to its last sign of life (a worker still running: now).
+        until = now if lists["running"] else (last_update or created_at)
+        if ended_at and until and ended_at < until:
+            until = ended_at
+    else:
+        until = ended_at if (ended_at and state in JOB_TERMINAL) else now
     elapsed = max(0.0, round((until - created_at).total_seconds(), 3)) if (created_at and until) else 0.0
     return {
         "schema_version": SCHEMA_VERSION, "job_id": job_id, "state": state, "summary": summary,

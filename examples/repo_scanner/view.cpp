@@ -173,7 +173,7 @@ std::string outcome_line(const WorkerStatus& worker, bool killed, bool color) {
                   count(result->manifests.size(), "manifest", "manifests") + ", " +
                   count(dependencies, "dependency", "dependencies");
       } else {
-        details = "exited 0 but wrote no result";  // the seeds' "empty results", made visible
+        details = "exited 0 but wrote no result";  // the silent "empty results" of hand-written runners, made visible
       }
       break;
     case WorkerState::failed:

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Job and worker ids: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` (SPEC.md). Ids become
+/// Job and worker ids: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}` (docs/contract.md). Ids become
 /// directory names, so anything else (`..`, `/`, empty, too long, NUL) is
 /// rejected before anything touches the disk.
 

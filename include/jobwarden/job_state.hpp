@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The state of a whole job and the summary counts of its workers (SPEC.md's
+/// The state of a whole job and the summary counts of its workers (docs/contract.md's
 /// aggregated status): shared vocabulary of the supervisor, which records them
 /// in `job.json`, and the aggregator, which derives them from the workers.
 
@@ -49,14 +49,14 @@ inline std::optional<JobState> job_state_from_string(std::string_view name) noex
   return std::nullopt;
 }
 
-/// Whether the job is over: nothing moves a job out of a terminal state (the
-/// seeds' client hung because a finished job was set back to running).
+/// Whether the job is over: nothing moves a job out of a terminal state (a
+/// client that sees a finished job set back to running waits forever).
 constexpr bool is_terminal(JobState s) noexcept {
   return s != JobState::pending && s != JobState::running;
 }
 
 /// How many workers are in which state. `failed` counts every terminal state
-/// but `succeeded` (SPEC.md); `done` = `succeeded` + `failed`.
+/// but `succeeded` (docs/contract.md); `done` = `succeeded` + `failed`.
 struct JobSummary {
   std::size_t total = 0;
   std::size_t pending = 0;

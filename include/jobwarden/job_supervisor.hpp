@@ -49,7 +49,7 @@ namespace jobwarden {
 
 /// How a `JobSupervisor` runs its job.
 struct SupervisorOptions {
-  /// The job's id (SPEC.md's id rules); names the job directory under `root`.
+  /// The job's id (docs/contract.md's id rules); names the job directory under `root`.
   std::string job_id = "job";
   /// Directory holding job directories; empty means no status files at all.
   /// With a root, the supervisor keeps `<root>/<job_id>/` (see
@@ -259,7 +259,7 @@ class JobSupervisor {
     return s.recorder ? s.recorder->layout().job_dir() : std::string{};
   }
 
-  /// The job as any reader sees it (SPEC.md's aggregated status, typed with
+  /// The job as any reader sees it (the aggregated status of docs/contract.md, typed with
   /// `Progress`), read from the job directory. Throws without a root.
   JobStatus<Progress> status() {
     std::error_code ec;

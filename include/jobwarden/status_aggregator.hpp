@@ -2,7 +2,7 @@
 /// \file
 /// `StatusAggregator`: reads a job directory from any process — the host, a
 /// web endpoint, `jobwarden status` — and merges it into one typed
-/// `JobStatus`, whose `to_json()` is SPEC.md's aggregated JSON
+/// `JobStatus`, whose `to_json()` is the aggregated JSON of docs/contract.md
 /// (`schemas/aggregated-status.schema.json`). Also lists the jobs under a root
 /// and removes old finished ones (`clean`).
 ///
@@ -166,7 +166,7 @@ struct WorkerStatus {
   std::uint64_t seq = 0;                      ///< the worker's last `seq` (0: no report)
   std::optional<ResourceUsage> usage;         ///< when it ended
 
-  /// The worker object of SPEC.md's aggregated JSON (plus `reported_state`,
+  /// The worker object of the aggregated JSON (docs/contract.md) (plus `reported_state`,
   /// `seq` and `usage`).
   nlohmann::json to_json() const {
     nlohmann::json usage_json = nullptr;
@@ -204,7 +204,7 @@ struct SupervisorStatus {
   std::string hostname;  ///< where it ran (its pid means something only there)
 };
 
-/// A whole job, merged: SPEC.md's aggregated status as a C++ value.
+/// A whole job, merged: the aggregated status (docs/contract.md) as a C++ value.
 template <class Progress = nlohmann::json>
 struct JobStatus {
   std::string job_id;
@@ -230,7 +230,7 @@ struct JobStatus {
     return nullptr;
   }
 
-  /// SPEC.md's aggregated JSON, `schema_version` 1 (plus `created_at`,
+  /// The aggregated JSON of docs/contract.md, `schema_version` 1 (plus `created_at`,
   /// `ended_at` and `supervisor.hostname`).
   nlohmann::json to_json() const {
     nlohmann::json workers_json = nlohmann::json::array();

@@ -105,7 +105,7 @@ struct ResourceLimits {
 /// spec.timeout = 30s;
 /// ```
 struct WorkerSpec {
-  /// The worker's id (SPEC.md's id rules); empty means "the next number".
+  /// The worker's id (docs/contract.md's id rules); empty means "the next number".
   std::string id;
   /// Program and arguments, no shell. `argv[0]` without a `/` is looked up in
   /// `PATH` (the worker's, if `env` sets one).

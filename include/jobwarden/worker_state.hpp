@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The states a worker goes through (SPEC.md), their names on disk and in JSON,
+/// The states a worker goes through (docs/contract.md), their names on disk and in JSON,
 /// and the one place that decides which transitions are allowed.
 
 #include <array>

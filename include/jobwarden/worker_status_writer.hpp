@@ -211,7 +211,7 @@ class WorkerStatusWriter {
     });
   }
 
-  /// Reports progress as `{"done": done, "total": total}` (SPEC.md's shape,
+  /// Reports progress as `{"done": done, "total": total}` (the contract's shape,
   /// what `jobwarden report --done N --total M` writes); throttled.
   template <class P = Progress, std::enable_if_t<std::is_same_v<P, nlohmann::json>, int> = 0>
   std::error_code progress(std::uint64_t done, std::uint64_t total) noexcept {

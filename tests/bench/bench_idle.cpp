@@ -3,7 +3,7 @@
 //   - CPU: a supervisor holding 200 sleeping workers while its host sleeps in
 //     poll(2) on event_fd() for 10 s: CPU time of the whole host process
 //     (getrusage RUSAGE_SELF), the number of times it woke, and the orphan
-//     guard's CPU over the window; against the seeds' loop (waitpid WNOHANG
+//     guard's CPU over the window; against a hand-written loop (waitpid WNOHANG
 //     on every pid, then sleep 10 ms) over the same workers and time.
 //   - Memory: the host's growth per running worker with 1,000 sleeping
 //     workers (RSS delta / workers, and malloc's bytes in use / workers, which
@@ -129,7 +129,7 @@ void idle_cpu(int rounds, int workers, double seconds, std::set<int>& groups) {
     ratio.push_back(cpu[polling] / std::max(cpu[jw], 0.001));
   }
   note("idle: %d sleeping workers for %.1f s, %d round(s): jobwarden host CPU %.3f ms (%g wake-ups, guard %.1f ms); "
-       "seeds' 10 ms polling %.1f ms\n",
+       "hand-written 10 ms polling %.1f ms\n",
        workers, seconds, rounds, median(cpu_ms[jw]), median(wakeups), median(guard_ms), median(cpu_ms[polling]));
   figure("idle.jobwarden_cpu", median(cpu_ms[jw]), "ms", "< 10", median(cpu_ms[jw]) < 10);
   figure("idle.jobwarden_wakeups", median(wakeups), "count");

@@ -7,14 +7,14 @@
 //   - jobwarden: the host sleeps in poll(2) on event_fd(), calls poll(), and
 //     the on_event `exited` handler reads the clock;
 //   - blocking waitpid (the floor);
-//   - waitpid(WNOHANG) + 10 ms sleep (what the seeds did).
+//   - waitpid(WNOHANG) + 10 ms sleep (what hand-written hosts do).
 // The stamp is taken just before _exit, so every method also pays the
 // kernel's process teardown; the comparison is what matters.
 //
 // Stop latency:
 //   - timeout accuracy: a worker that traps SIGTERM and stamps when it gets
 //     it, with a timeout; lateness = stamp - (submit returned + timeout).
-//     Baseline: a 10 ms polling loop that checks the deadline (the seeds).
+//     Baseline: a 10 ms polling loop that checks the deadline (hand-written hosts).
 //   - stopping a tree: sh with 50 grandchildren (all the bench worker in
 //     `sleep` mode); time from cancel() to the `exited` event (the leader
 //     reaped, the group killed) and until every process of the group is dead;
@@ -134,7 +134,7 @@ void sleep_ms(int ms) {
 int exit_detection(int rounds, int samples, const std::string& dir) {
   enum Method { jw, blocking, polling, method_count };
   const char* names[method_count] = {"jobwarden (event_fd + poll + on_event)", "blocking waitpid (floor)",
-                                     "waitpid WNOHANG + 10 ms sleep (seeds)"};
+                                     "waitpid WNOHANG + 10 ms sleep (by hand)"};
   Host host;
   std::mt19937 random(12345);
   std::vector<double> all[method_count];
@@ -258,7 +258,7 @@ int timeout_accuracy(int rounds, int samples, int base_timeout_ms, const std::st
        rounds, samples);
   note("  %-42s median %8.1f us  p90 %8.1f us  max %8.1f us\n", "jobwarden (timerfd in event_fd)",
        median(all[jw]), percentile(all[jw], 90), jwbench::max_of(all[jw]));
-  note("  %-42s median %8.1f us  p90 %8.1f us  max %8.1f us\n", "10 ms polling loop (seeds)", median(all[polling]),
+  note("  %-42s median %8.1f us  p90 %8.1f us  max %8.1f us\n", "10 ms polling loop (by hand)", median(all[polling]),
        percentile(all[polling], 90), jwbench::max_of(all[polling]));
   figure("timeout.jobwarden_lateness_median", median(all[jw]), "us");
   figure("timeout.jobwarden_lateness_p90", percentile(all[jw], 90), "us");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python baseline of bench_spawn: the seeds' design, standard library only.
+"""The Python baseline of bench_spawn: the Python status-file design jobwarden is measured against (asyncio, one JSON status file per worker, atomic writes), standard library only.
 
 N workers through asyncio.create_subprocess_exec, at most CONCURRENCY at once
 (an asyncio.Semaphore), each with a JSON status file written atomically
@@ -29,7 +29,7 @@ import time
 
 
 def write_status_atomically(directory, job_id, status):
-    """The seeds' atomic status write: a temporary file, then os.replace."""
+    """The atomic status write of that design: a temporary file, then os.replace."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{job_id}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as out:

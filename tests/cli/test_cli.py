@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end tests of the `jobwarden` command-line tool (SPEC.md).
+"""End-to-end tests of the `jobwarden` command-line tool (docs/contract.md).
 
 Runs the built binary against temporary roots. The binary comes from the
 JOBWARDEN_CLI environment variable (set by tests/cli/CMakeLists.txt) or from

@@ -3,7 +3,7 @@
 /// The one place that knows how a job directory is laid out on disk.
 ///
 /// ```
-/// <root>/<job_id>/job.json                   supervisor: job record + summary (the seeds' master.json)
+/// <root>/<job_id>/job.json                   supervisor: job record + summary
 /// <root>/<job_id>/supervisor.lock            supervisor: held (flock) while a supervisor is alive
 /// <root>/<job_id>/workers/<id>/process.json  supervisor: pid, start time, attempt, exit, state
 /// <root>/<job_id>/workers/<id>/status.json   the worker: state, progress, message, result, heartbeat

@@ -2,7 +2,7 @@
 /// \file
 /// The one place that turns wall-clock times into text and back. Every
 /// timestamp jobwarden writes or reads is RFC 3339 in UTC with exactly three
-/// fractional digits: `2026-11-21T10:00:00.123Z` (SPEC.md).
+/// fractional digits: `2026-11-21T10:00:00.123Z` (docs/contract.md).
 ///
 /// The conversions are pure arithmetic on the civil calendar (Howard Hinnant's
 /// `days_from_civil` algorithms), so they depend on neither the time zone, the

@@ -18,8 +18,11 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <jobwarden/detail/process_identity.hpp>
+#include <jobwarden/worker_spec.hpp>
 
 namespace jwtest {
 
@@ -118,6 +121,16 @@ class KillOnExit {
 };
 
 inline const char* test_worker() { return JOBWARDEN_TEST_WORKER; }
+
+/// A worker spec running `argv` with its output discarded: a test's workers
+/// never hold the test runner's output pipe, even if something survives.
+inline jobwarden::WorkerSpec quiet(std::vector<std::string> argv) {
+  jobwarden::WorkerSpec spec;
+  spec.argv = std::move(argv);
+  spec.stdout_spec = jobwarden::OutputSpec::discard();
+  spec.stderr_spec = jobwarden::OutputSpec::discard();
+  return spec;
+}
 
 /// A FIFO a worker's stdout goes to, so a test can wait for the worker's
 /// "ready" line as an event rather than sleeping. Open for reading before the

@@ -65,13 +65,7 @@ extern "C" int kill(pid_t pid, int sig) noexcept {
 
 namespace {
 
-WorkerSpec quiet(std::vector<std::string> argv) {
-  WorkerSpec spec;
-  spec.argv = std::move(argv);
-  spec.stdout_spec = jobwarden::OutputSpec::discard();
-  spec.stderr_spec = jobwarden::OutputSpec::discard();
-  return spec;
-}
+using jwtest::quiet;
 
 /// Puts back the host's disposition of `sig` at scope exit.
 class SavedDisposition {

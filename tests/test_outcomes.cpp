@@ -9,19 +9,9 @@ using jobwarden::JobSupervisor;
 using jobwarden::WorkerSpec;
 using jobwarden::WorkerState;
 
-namespace {
-WorkerSpec spec_of(std::vector<std::string> argv) {
-  WorkerSpec spec;
-  spec.argv = std::move(argv);
-  spec.stdout_spec = jobwarden::OutputSpec::discard();
-  spec.stderr_spec = jobwarden::OutputSpec::discard();
-  return spec;
-}
-}  // namespace
-
 TEST_CASE("a worker that exits 0 succeeded") {
   JobSupervisor<> supervisor;
-  auto id = supervisor.submit(spec_of({"/bin/true"}));
+  auto id = supervisor.submit(jwtest::quiet({"/bin/true"}));
   REQUIRE(supervisor.wait(id, 30s));
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::succeeded);
@@ -37,7 +27,7 @@ TEST_CASE("a worker that exits 0 succeeded") {
 
 TEST_CASE("a worker that exits non-zero failed with its exit code") {
   JobSupervisor<> supervisor;
-  auto id = supervisor.submit(spec_of({jwtest::test_worker(), "exit", "3"}));
+  auto id = supervisor.submit(jwtest::quiet({jwtest::test_worker(), "exit", "3"}));
   REQUIRE(supervisor.wait(id, 30s));
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::failed);
@@ -47,7 +37,7 @@ TEST_CASE("a worker that exits non-zero failed with its exit code") {
 
 TEST_CASE("a worker killed by SIGSEGV crashed and the signal is named") {
   JobSupervisor<> supervisor;
-  auto id = supervisor.submit(spec_of({jwtest::test_worker(), "crash"}));
+  auto id = supervisor.submit(jwtest::quiet({jwtest::test_worker(), "crash"}));
   REQUIRE(supervisor.wait(id, 30s));
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::crashed);
@@ -59,7 +49,7 @@ TEST_CASE("a worker killed by SIGSEGV crashed and the signal is named") {
 
 TEST_CASE("a worker that aborts crashed with SIGABRT") {
   JobSupervisor<> supervisor;
-  auto id = supervisor.submit(spec_of({jwtest::test_worker(), "abort"}));
+  auto id = supervisor.submit(jwtest::quiet({jwtest::test_worker(), "abort"}));
   REQUIRE(supervisor.wait(id, 30s));
   CHECK(supervisor.info(id).signal_name() == "SIGABRT");
   CHECK(supervisor.info(id).state == WorkerState::crashed);
@@ -67,8 +57,8 @@ TEST_CASE("a worker that aborts crashed with SIGABRT") {
 
 TEST_CASE("a missing binary is a spawn failure with the errno text and never exit 127") {
   JobSupervisor<> supervisor;
-  auto absolute = supervisor.submit(spec_of({"/nonexistent/jobwarden-no-such-program"}));
-  auto searched = supervisor.submit(spec_of({"jobwarden-no-such-program-on-path"}));
+  auto absolute = supervisor.submit(jwtest::quiet({"/nonexistent/jobwarden-no-such-program"}));
+  auto searched = supervisor.submit(jwtest::quiet({"jobwarden-no-such-program-on-path"}));
   for (const auto& id : {absolute, searched}) {
     REQUIRE(supervisor.wait(id, 30s));
     auto info = supervisor.info(id);
@@ -83,8 +73,8 @@ TEST_CASE("a directory or a non-executable file is a spawn failure naming the re
   jwtest::TempDir dir;
   std::ofstream(dir / "not-executable") << "#!/bin/sh\nexit 0\n";
   JobSupervisor<> supervisor;
-  auto directory = supervisor.submit(spec_of({dir.path()}));
-  auto plain_file = supervisor.submit(spec_of({dir / "not-executable"}));
+  auto directory = supervisor.submit(jwtest::quiet({dir.path()}));
+  auto plain_file = supervisor.submit(jwtest::quiet({dir / "not-executable"}));
   for (const auto& id : {directory, plain_file}) {
     REQUIRE(supervisor.wait(id, 30s));
     auto info = supervisor.info(id);
@@ -95,7 +85,7 @@ TEST_CASE("a directory or a non-executable file is a spawn failure naming the re
 
 TEST_CASE("a working directory that does not exist is a spawn failure") {
   JobSupervisor<> supervisor;
-  auto spec = spec_of({"/bin/true"});
+  auto spec = jwtest::quiet({"/bin/true"});
   spec.cwd = "/nonexistent/jobwarden-dir";
   auto id = supervisor.submit(spec);
   REQUIRE(supervisor.wait(id, 30s));
@@ -109,7 +99,7 @@ TEST_CASE("resource usage of a finished worker is recorded") {
   JobSupervisor<> supervisor;
   // Burn a little CPU so user time is measurable.
   auto id = supervisor.submit(
-      spec_of({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}));
+      jwtest::quiet({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}));
   REQUIRE(supervisor.wait(id, 60s));
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::succeeded);
@@ -122,7 +112,7 @@ TEST_CASE("the worker gets the environment overrides, the JOBWARDEN variables an
   jobwarden::SupervisorOptions options;
   options.job_id = "env-job";
   JobSupervisor<> supervisor(options);
-  auto spec = spec_of({"/bin/sh", "-c",
+  auto spec = jwtest::quiet({"/bin/sh", "-c",
                        "echo \"$GREETING $JOBWARDEN_JOB_ID $JOBWARDEN_WORKER_ID "
                        "$JOBWARDEN_ATTEMPT $(pwd)\""});
   spec.id = "w1";
@@ -138,7 +128,7 @@ TEST_CASE("a clean environment holds only what the spec sets") {
   jwtest::TempDir dir;
   ::setenv("JOBWARDEN_TEST_SECRET", "leaked", 1);
   JobSupervisor<> supervisor;
-  auto spec = spec_of({jwtest::test_worker(), "env", "JOBWARDEN_TEST_SECRET"});
+  auto spec = jwtest::quiet({jwtest::test_worker(), "env", "JOBWARDEN_TEST_SECRET"});
   spec.inherit_env = false;
   spec.stdout_spec = jobwarden::OutputSpec::to_file(dir / "out.txt");
   REQUIRE(supervisor.wait(supervisor.submit(spec), 30s));
@@ -149,7 +139,7 @@ TEST_CASE("a clean environment holds only what the spec sets") {
 TEST_CASE("stdin is /dev/null") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
-  auto spec = spec_of({"/bin/sh", "-c", "cat; echo end"});
+  auto spec = jwtest::quiet({"/bin/sh", "-c", "cat; echo end"});
   spec.stdout_spec = jobwarden::OutputSpec::to_file(dir / "out.txt");
   REQUIRE(supervisor.wait(supervisor.submit(spec), 30s));
   CHECK(jwtest::read_file(dir / "out.txt") == "end\n");
@@ -158,9 +148,9 @@ TEST_CASE("stdin is /dev/null") {
 TEST_CASE("a 20 MB stdout does not block the worker or the supervisor") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
-  auto to_file = spec_of({jwtest::test_worker(), "flood", "20971520"});
+  auto to_file = jwtest::quiet({jwtest::test_worker(), "flood", "20971520"});
   to_file.stdout_spec = jobwarden::OutputSpec::to_file(dir / "big.txt");
-  auto discarded = spec_of({jwtest::test_worker(), "flood", "20971520"});
+  auto discarded = jwtest::quiet({jwtest::test_worker(), "flood", "20971520"});
   auto a = supervisor.submit(to_file);
   auto b = supervisor.submit(discarded);
   REQUIRE(supervisor.wait_all(60s));
@@ -172,7 +162,7 @@ TEST_CASE("a 20 MB stdout does not block the worker or the supervisor") {
 TEST_CASE("a capped log keeps its limit and counts what was dropped while the worker runs free") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
-  auto spec = spec_of({jwtest::test_worker(), "flood", "52428800"});  // 50 MiB
+  auto spec = jwtest::quiet({jwtest::test_worker(), "flood", "52428800"});  // 50 MiB
   spec.stdout_spec = jobwarden::OutputSpec::to_capped_file(dir / "out.log", 1 << 20);
   auto id = supervisor.submit(spec);
   REQUIRE(supervisor.wait(id, 120s));
@@ -188,7 +178,7 @@ TEST_CASE("a capped log keeps its limit and counts what was dropped while the wo
 TEST_CASE("a capped log under its limit is complete and carries no note") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
-  auto spec = spec_of({"/bin/sh", "-c", "echo out; echo err >&2"});
+  auto spec = jwtest::quiet({"/bin/sh", "-c", "echo out; echo err >&2"});
   spec.stdout_spec = jobwarden::OutputSpec::to_capped_file(dir / "out.log", 1000);
   spec.stderr_spec = jobwarden::OutputSpec::to_capped_file(dir / "err.log", 1000);
   auto id = supervisor.submit(spec);
@@ -216,7 +206,7 @@ TEST_CASE("stdout and stderr sent to one file keep every line, whole and in orde
   const std::string path = dir / "both.log";
   const std::string alias = other_name ? dir.path() + "/./both.log" : path;
   JobSupervisor<> supervisor;
-  auto spec = spec_of({jwtest::test_worker(), "interleave", "600"});
+  auto spec = jwtest::quiet({jwtest::test_worker(), "interleave", "600"});
   spec.stdout_spec = capped ? jobwarden::OutputSpec::to_capped_file(path, 1 << 20)
                             : jobwarden::OutputSpec::to_file(path);
   spec.stderr_spec = capped ? jobwarden::OutputSpec::to_capped_file(alias, 1 << 20)
@@ -234,7 +224,7 @@ TEST_CASE("stdout and stderr sharing one capped file share the smaller cap") {
   jwtest::TempDir dir;
   const std::string path = dir / "both.log";
   JobSupervisor<> supervisor;
-  auto spec = spec_of({jwtest::test_worker(), "interleave", "600"});
+  auto spec = jwtest::quiet({jwtest::test_worker(), "interleave", "600"});
   spec.stdout_spec = jobwarden::OutputSpec::to_file(path);  // uncapped itself
   spec.stderr_spec = jobwarden::OutputSpec::to_capped_file(path, 100);
   auto id = supervisor.submit(spec);

@@ -16,13 +16,7 @@ using jobwarden::WorkerSpec;
 using jobwarden::WorkerState;
 
 namespace {
-WorkerSpec quiet(std::vector<std::string> argv) {
-  WorkerSpec spec;
-  spec.argv = std::move(argv);
-  spec.stdout_spec = jobwarden::OutputSpec::discard();
-  spec.stderr_spec = jobwarden::OutputSpec::discard();
-  return spec;
-}
+using jwtest::quiet;
 
 /// A shell worker that starts a background grandchild, writes its pid, and waits.
 WorkerSpec with_grandchild(const std::string& pid_file) {

@@ -371,7 +371,7 @@ long resident_kib(int pid) {
 }  // namespace
 
 TEST_CASE("the guard kills each recorded group, and only a process proven to be the recorded one") {
-  using jobwarden::detail::Sentinel;
+  using Sentinel = jobwarden::detail::OrphanGuard;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
   GuardKind kind(exec_guard);
@@ -433,7 +433,7 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
 }
 
 TEST_CASE("the exec'd guard holds none of a big host's memory") {
-  using jobwarden::detail::Sentinel;
+  using Sentinel = jobwarden::detail::OrphanGuard;
   if (!JOBWARDEN_LINUX_FAST_PATH) {
     WARN("SKIPPED: the guard is a fork of the host on the portable path");
     return;
@@ -469,7 +469,7 @@ TEST_CASE("the exec'd guard holds none of a big host's memory") {
 }
 
 TEST_CASE("a guard killed from outside costs the supervisor its protection, not its life") {
-  using jobwarden::detail::Sentinel;
+  using Sentinel = jobwarden::detail::OrphanGuard;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
   GuardKind kind(exec_guard);

@@ -27,13 +27,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "jobwarden/detail/exit_watcher.hpp"
+#include "jobwarden/detail/event_loop.hpp"
 #include "jobwarden/detail/job_records.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/recovery.hpp"
-#include "jobwarden/detail/sentinel.hpp"
+#include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
@@ -494,10 +494,10 @@ class JobSupervisor {
     std::vector<WorkerEvent> events;
     std::vector<Exited> exited;  // see settle_exits
     std::vector<event_handler> handlers;
-    detail::ExitWatcher watcher;
+    detail::EventLoop watcher;
     detail::CgroupTree cgroups;
     std::string cgroups_unavailable;  // why workers run without cgroups
-    detail::Sentinel sentinel;  // declared after the records: stops before they go
+    detail::OrphanGuard sentinel;  // declared after the records: stops before they go
     std::size_t running = 0;  // launching or running
     std::size_t active = 0;   // not terminal
     std::size_t next_auto_id = 1;

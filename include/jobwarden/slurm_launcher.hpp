@@ -42,12 +42,12 @@
 /// - `scancel` calls never block the supervisor: they run as child processes
 ///   the launcher reaps later (a `scancel --signal` aimed at a queued job
 ///   would otherwise retry until the job starts).
-/// - Orphans: when the supervisor dies, its sentinel SIGKILLs srun's process
+/// - Orphans: when the supervisor dies, its orphan guard SIGKILLs srun's process
 ///   group — which also kills the helper srun forks to cancel its step, so the
 ///   job would run on. The launcher therefore keeps a small guard process of
 ///   its own (`SlurmOptions::orphan_guard`) that waits for its supervisor to
 ///   die and then cancels every job of this launcher by name. It is started
-///   and let go exactly as the sentinel is (`detail::Lifeline`).
+///   and let go exactly as the orphan guard is (`detail::Lifeline`).
 
 #include <fcntl.h>
 #include <poll.h>
@@ -677,7 +677,7 @@ class SlurmLauncher : public Launcher {
   }
 
   /// The guard: a shell started through a lifeline (`detail::Lifeline`, the
-  /// mechanism the supervisor's sentinel uses too: a socket pair, signals
+  /// mechanism the supervisor's orphan guard uses too: a socket pair, signals
   /// ignored from exec on, its own process group). EOF without the release
   /// line means we died: it cancels every job carrying this launcher's token,
   /// then once more two seconds later for a submission that was in flight,
@@ -722,7 +722,7 @@ class SlurmLauncher : public Launcher {
     }
     plan.stdio[1] = plan.stdio[2] = null_fd();
     plan.max_fd = detail::max_descriptor_bound();
-    if (guard_.open()) guard_.spawn(std::move(plan));  // best effort, like the sentinel
+    if (guard_.open()) guard_.spawn(std::move(plan));  // best effort, like the orphan guard
   }
 
   /// Lets the guard go without cancelling anything, and reaps it.

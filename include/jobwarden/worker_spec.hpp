@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// What to run (`WorkerSpec`) and what became of it (`WorkerInfo`): plain
-/// aggregates with defaults, in the spirit of `reproc::options`.
+/// What to run: `WorkerSpec` and its parts (output, restart policy, limits),
+/// plain aggregates with defaults in the spirit of `reproc::options`. What
+/// became of a worker (`WorkerInfo`) is in worker_info.hpp.
 
 #include <chrono>
 #include <csignal>
@@ -14,8 +15,6 @@
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden {
-
-using namespace std::chrono_literals;
 
 /// Where a worker's stdout or stderr goes.
 struct OutputSpec {
@@ -102,7 +101,7 @@ struct ResourceLimits {
 /// ```
 /// jobwarden::WorkerSpec spec;
 /// spec.argv = {"scan", "--repo", "src/"};
-/// spec.timeout = 30s;
+/// spec.timeout = std::chrono::seconds(30);
 /// ```
 struct WorkerSpec {
   /// The worker's id (docs/contract.md's id rules); empty means "the next number".
@@ -128,7 +127,7 @@ struct WorkerSpec {
   /// Signal that begins the stop sequence.
   int stop_signal = SIGTERM;
   /// Time between the stop signal and SIGKILL.
-  std::chrono::milliseconds grace_period{10s};
+  std::chrono::milliseconds grace_period{std::chrono::seconds(10)};
   /// Stall limit: a worker whose last report (its status file's heartbeat)
   /// is older than this is stopped and ends `stalled`; zero means none.
   /// Needs a job directory (`SupervisorOptions::root`).
@@ -139,42 +138,11 @@ struct WorkerSpec {
   ResourceLimits limits{};
 };
 
-/// A job spec is the spec of one worker of the job.
+/// Kept for compatibility: the old name of `WorkerSpec` (a job runs many
+/// workers; there is no spec of a job as such).
 using JobSpec = WorkerSpec;
-
-/// CPU time and memory a finished worker used (from `wait4`).
-struct ResourceUsage {
-  std::chrono::microseconds user_cpu{0};
-  std::chrono::microseconds system_cpu{0};
-  long long max_rss_kib = 0;  ///< peak resident set size of the worker's main process
-};
-
-/// Everything known about one worker: a snapshot, safe to copy and keep.
-struct WorkerInfo {
-  std::string id;
-  WorkerState state = WorkerState::pending;
-  int attempt = 0;                   ///< 1-based once started
-  int pid = 0;                       ///< 0 until started
-  unsigned long long process_start_time = 0;  ///< kernel start time (clock ticks since boot), proves pid identity
-  std::optional<int> exit_code;      ///< set when it exited normally
-  std::optional<int> signal;         ///< set when a signal ended it
-  bool core_dumped = false;
-  std::string error;                 ///< why it never ran or why it was stopped
-  std::optional<std::chrono::system_clock::time_point> started_at;
-  std::optional<std::chrono::system_clock::time_point> ended_at;
-  ResourceUsage usage;               ///< filled in when it ended
-  std::uint64_t stdout_dropped_bytes = 0;  ///< output past a capped log's limit
-  std::uint64_t stderr_dropped_bytes = 0;
-  std::vector<std::string> argv;     ///< as given in the spec
-
-  /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
-  std::string signal_name() const;
-};
 
 }  // namespace jobwarden
 
-#include "jobwarden/signals.hpp"
-
-inline std::string jobwarden::WorkerInfo::signal_name() const {
-  return signal ? jobwarden::signal_name(*signal) : std::string{};
-}
+// WorkerInfo used to live here; code that includes this header for it keeps working.
+#include "jobwarden/worker_info.hpp"

@@ -2,7 +2,7 @@
 /// \file
 /// The one orphan-guard mechanism: a process that waits for its owner to die
 /// and then cleans up after it. Both guards use it — the supervisor's
-/// sentinel (`sentinel.hpp`: kills the running workers) and the Slurm
+/// orphan guard (`orphan_guard.hpp`: kills the running workers) and the Slurm
 /// launcher's (`slurm_launcher.hpp`: cancels its Slurm jobs) — so what makes a
 /// guard safe is written, and fixed, once:
 ///

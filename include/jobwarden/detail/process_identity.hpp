@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// Proving that a pid still names the process we recorded: a pid alone can be
-/// reused, so every record keeps the kernel's start time of the process too.
+/// Proving that a pid still names the process we recorded (a `ProcessIdentity`):
+/// a pid alone can be reused, so every record keeps the kernel's start time of
+/// the process too.
 /// Linux reads `/proc/<pid>/stat`; macOS asks `sysctl(KERN_PROC_PID)`.
 
 #include <optional>
@@ -14,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "jobwarden/process_identity.hpp"
 
 #if defined(__APPLE__)
 #include <sys/sysctl.h>
@@ -99,6 +102,16 @@ inline bool is_same_process(int pid, unsigned long long start_time) {
   return now && *now == start_time;
 }
 
+/// `is_same_process` for a recorded identity.
+inline bool is_same_process(const ProcessIdentity& process) {
+  return is_same_process(process.pid, process.start_time);
+}
+
+/// The identity of the live process `pid` (start time 0 when it cannot be read).
+inline ProcessIdentity identify_process(int pid) {
+  return ProcessIdentity{pid, process_start_time(pid).value_or(0)};
+}
+
 /// Whether `pid` is the process that started at `start_time` *and still
 /// runs*: a zombie does not (it has exited, and under a parent that reaps
 /// adopted orphans late, or never, it would otherwise read as running
@@ -107,6 +120,11 @@ inline bool is_running_process(int pid, unsigned long long start_time) {
   if (pid <= 0 || start_time == 0) return false;
   auto now = process_snapshot(pid);
   return now && now->start_time == start_time && !now->zombie;
+}
+
+/// `is_running_process` for a recorded identity.
+inline bool is_running_process(const ProcessIdentity& process) {
+  return is_running_process(process.pid, process.start_time);
 }
 
 /// Whether a process with this pid exists at all (it may be someone else's).

@@ -3,7 +3,7 @@
 /// Recovery of a job whose supervisor died: stopping what is left of its
 /// workers and writing the verdict the supervisor never wrote.
 ///
-/// The orphan guard (`sentinel.hpp`) normally kills a dead supervisor's
+/// The orphan guard (`orphan_guard.hpp`) normally kills a dead supervisor's
 /// workers at once. Recovery is for when it could not: the guard was turned
 /// off, could not be started, or was killed together with its supervisor (a
 /// kill aimed at both, an OOM kill of both). `jobwarden stop` on a job without

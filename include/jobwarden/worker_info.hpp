@@ -1,0 +1,55 @@
+#pragma once
+/// \file
+/// What became of a worker: `WorkerInfo` (a snapshot the supervisor hands
+/// out in events and queries) and `ResourceUsage`.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "jobwarden/process_identity.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden {
+
+/// CPU time and memory a finished worker used (from `wait4`).
+struct ResourceUsage {
+  std::chrono::microseconds user_cpu{0};
+  std::chrono::microseconds system_cpu{0};
+  long long max_rss_kib = 0;  ///< peak resident set size of the worker's main process
+};
+
+/// Everything known about one worker: a snapshot, safe to copy and keep.
+struct WorkerInfo {
+  std::string id;
+  WorkerState state = WorkerState::pending;
+  int attempt = 0;                   ///< 1-based once started
+  int pid = 0;                       ///< 0 until started
+  unsigned long long process_start_time = 0;  ///< kernel start time (clock ticks since boot), proves pid identity
+  std::optional<int> exit_code;      ///< set when it exited normally
+  std::optional<int> signal;         ///< set when a signal ended it
+  bool core_dumped = false;
+  std::string error;                 ///< why it never ran or why it was stopped
+  std::optional<std::chrono::system_clock::time_point> started_at;
+  std::optional<std::chrono::system_clock::time_point> ended_at;
+  ResourceUsage usage;               ///< filled in when it ended
+  std::uint64_t stdout_dropped_bytes = 0;  ///< output past a capped log's limit
+  std::uint64_t stderr_dropped_bytes = 0;
+  std::vector<std::string> argv;     ///< as given in the spec
+
+  /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
+  std::string signal_name() const;
+
+  /// The worker's process as pid and start time (zeros until started).
+  ProcessIdentity identity() const { return ProcessIdentity{pid, process_start_time}; }
+};
+
+}  // namespace jobwarden
+
+#include "jobwarden/signals.hpp"
+
+inline std::string jobwarden::WorkerInfo::signal_name() const {
+  return signal ? jobwarden::signal_name(*signal) : std::string{};
+}

@@ -40,6 +40,7 @@
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/restart_policy.hpp"
 #include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/signals.hpp"
 #include "jobwarden/worker_spec.hpp"
@@ -1169,46 +1170,30 @@ class JobSupervisor {
   /// Returns true when a restart was scheduled (the worker is pending again);
   /// otherwise may adjust `outcome` and the error (rate limit, permanent exit).
   bool maybe_restart(State& s, Record& record, WorkerState& outcome) {
-    const RestartSpec& policy = record.spec.restart;
-    if (policy.policy == RestartPolicy::never || s.shutting_down) return false;
-    if (outcome == WorkerState::cancelled || outcome == WorkerState::lost) return false;
-    if (policy.policy == RestartPolicy::on_failure && outcome == WorkerState::succeeded) return false;
-    const auto& permanent = policy.permanent_failure_exit_codes;
-    if (record.info.exit_code && !record.stop_reason &&
-        std::find(permanent.begin(), permanent.end(), *record.info.exit_code) != permanent.end()) {
-      record.info.error = "exit code " + std::to_string(*record.info.exit_code) +
-                          " means permanent failure: not restarted";
-      return false;
-    }
-    int restarts_done = record.info.attempt - 1;
-    if (restarts_done >= policy.max_restarts) {
-      if (outcome != WorkerState::succeeded) {
-        record.info.error = append_note(record.info.error, "gave up after " +
-                                                               std::to_string(restarts_done) +
-                                                               " restarts");
-      }
-      return false;
-    }
+    if (s.shutting_down) return false;
     auto now = s.now();
+    // Restarts older than the rate limit's window no longer count.
+    const RestartSpec& policy = record.spec.restart;
     while (!record.restart_times.empty() && now - record.restart_times.front() > policy.burst_window) {
       record.restart_times.pop_front();
     }
-    if (static_cast<int>(record.restart_times.size()) >= policy.burst_limit) {
-      outcome = WorkerState::failed;
-      record.info.error = append_note(
-          record.info.error, "restart rate limit: " + std::to_string(record.restart_times.size()) +
-                                 " restarts within " + format_duration(policy.burst_window));
+    AttemptEnd ended{outcome, record.info.exit_code, record.stop_reason.has_value()};
+    RestartDecision decision =
+        decide_restart(policy, ended, record.info.attempt, record.restart_times, now,
+                       [&](double low, double high) {
+                         return std::uniform_real_distribution<double>(low, high)(s.random);
+                       });
+    if (!decision.restart()) {
+      outcome = decision.final_state;
+      if (decision.reason == RestartReason::permanent_exit_code) {
+        record.info.error = decision.note;
+      } else if (!decision.note.empty()) {
+        record.info.error = append_note(record.info.error, decision.note);
+      }
       return false;
     }
     record.restart_times.push_back(now);
-    double delay = static_cast<double>(policy.initial_backoff.count());
-    for (int i = 0; i < restarts_done; ++i) delay *= policy.backoff_multiplier;
-    delay = std::min(delay, static_cast<double>(policy.max_backoff.count()));
-    if (policy.jitter > 0) {
-      std::uniform_real_distribution<double> spread(1.0 - policy.jitter, 1.0 + policy.jitter);
-      delay *= spread(s.random);
-    }
-    record.restart_at = now + std::chrono::milliseconds(static_cast<long long>(delay));
+    record.restart_at = now + decision.delay;
     record.stop_reason.reset();
     record.kill_at.reset();
     record.kill_sent = false;

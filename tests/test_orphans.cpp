@@ -497,7 +497,7 @@ TEST_CASE("only the process that started a guard lets it go; a fork of it never 
   REQUIRE(lifeline.open());
   jobwarden::detail::SpawnPlan plan;
   plan.path = "/bin/sh";
-  plan.argv_storage = {"sh", "-c",
+  plan.argv = {"sh", "-c",
                        "if read -r word && [ \"$word\" = q ]; then echo released > " + verdict + "; else echo eof > " + verdict + "; fi"};
   REQUIRE(lifeline.spawn(plan) > 0);
   jwtest::KillOnExit cleanup;

@@ -199,9 +199,9 @@ TEST_CASE("the srun command line carries the site's options and a time limit fro
   spec.timeout = 61s;
   spec.cwd = "/srv/data";
   spec.stderr_spec = OutputSpec::to_file(dir / "err.log");
-  jobwarden::detail::SpawnPlan plan;
-  plan.argv_storage = spec.argv;
-  plan.env_storage = {"PATH=/usr/bin", "SLURM_JOB_ID=99", "SLURM_JOBID=99", "KEEP=1"};
+  jobwarden::LaunchPlan plan;
+  plan.argv = spec.argv;
+  plan.env = {"PATH=/usr/bin", "SLURM_JOB_ID=99", "SLURM_JOBID=99", "KEEP=1"};
   jobwarden::LaunchContext context;
   context.job_id = "scan-42";
   context.worker_id = "3";
@@ -227,9 +227,9 @@ TEST_CASE("the srun command line carries the site's options and a time limit fro
                                     "--",
                                     "scan",
                                     "--fast"};
-  CHECK(plan.argv_storage == expected);
+  CHECK(plan.argv == expected);
   // An inherited allocation would make the worker a step of the host's job.
-  CHECK(plan.env_storage == std::vector<std::string>{"PATH=/usr/bin", "KEEP=1"});
+  CHECK(plan.env == std::vector<std::string>{"PATH=/usr/bin", "KEEP=1"});
 }
 
 namespace {
@@ -260,8 +260,8 @@ bool prepare_one(SlurmLauncher& launcher) {
   WorkerSpec spec;
   spec.argv = {"/bin/true"};
   spec.stderr_spec = OutputSpec::discard();
-  jobwarden::detail::SpawnPlan plan;
-  plan.argv_storage = spec.argv;
+  jobwarden::LaunchPlan plan;
+  plan.argv = spec.argv;
   jobwarden::LaunchContext context;
   context.job_id = "job";
   context.worker_id = "w";
@@ -369,8 +369,8 @@ TEST_CASE("srun's exit and verdict become the worker's exit code, signal or spaw
     WorkerSpec spec;
     spec.argv = {"/opt/tool"};
     spec.stderr_spec = OutputSpec::to_file(dir / "err.log", true);
-    jobwarden::detail::SpawnPlan plan;
-    plan.argv_storage = spec.argv;
+    jobwarden::LaunchPlan plan;
+    plan.argv = spec.argv;
     jobwarden::LaunchContext context;
     context.job_id = "j";
     context.worker_id = "w";

@@ -1373,16 +1373,16 @@ class JobSupervisor {
     own["JOBWARDEN_WORKER_ID"] = record.info.id;
     own["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
     if (s.recorder) own["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
-    for (const auto& [key, value] : own) plan.env_storage.push_back(key + "=" + value);
+    for (const auto& [key, value] : own) plan.env.push_back(key + "=" + value);
     if (spec.inherit_env) {
       for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
         const char* eq = std::strchr(*entry, '=');
         if (eq == nullptr) continue;
         std::string key(*entry, static_cast<std::size_t>(eq - *entry));
-        if (own.count(key) == 0) plan.env_storage.emplace_back(*entry);
+        if (own.count(key) == 0) plan.env.emplace_back(*entry);
       }
     }
-    plan.argv_storage = spec.argv;
+    plan.argv = spec.argv;
     plan.cwd = spec.cwd;
     if (!detail::features().close_range) plan.max_fd = detail::max_descriptor_bound();  // the close loop's bound
     add_limits(plan, spec.limits);
@@ -1472,7 +1472,8 @@ class JobSupervisor {
       }
     }
     auto started_wall = std::chrono::system_clock::now();
-    auto start_time = outcome.pid > 0 ? detail::process_start_time(outcome.pid) : std::nullopt;
+    ProcessIdentity process;
+    if (outcome.pid > 0) process = detail::identify_process(outcome.pid);
 
     std::lock_guard<std::mutex> lock(s.mutex);
     record.launching = false;
@@ -1499,8 +1500,8 @@ class JobSupervisor {
       finish_unstarted(s, record, outcome, std::move(error));
       return;
     }
-    record.info.pid = outcome.pid;
-    record.info.process_start_time = start_time.value_or(0);
+    record.info.pid = process.pid;
+    record.info.process_start_time = process.start_time;
     record.info.started_at = started_wall;
     record.pidfd = outcome.pidfd;
     for (int i = 0; i < 2; ++i) {
@@ -1510,7 +1511,7 @@ class JobSupervisor {
       ++s.active_pumps;
       s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
     }
-    record.guard_slot = s.sentinel.add(record.info.pid, record.info.process_start_time, record.cgroup_serial);
+    record.guard_slot = s.sentinel.add(record.info.identity(), record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     if (record.spec.stall_timeout.count() > 0) {
       record.stall_check_at = s.now() + record.spec.stall_timeout;

@@ -13,14 +13,30 @@
 /// Every launcher runs *something local* that jobwarden spawns, watches and
 /// reaps (the program itself, or a client such as `srun` that lives exactly as
 /// long as the remote work): that keeps exit detection event-driven everywhere.
+///
+/// `Launcher` is the interface; its virtual functions take only public types
+/// (`LaunchPlan`, `ExitStatus` from launch_plan.hpp, `WorkerSpec`,
+/// `WorkerInfo`, `LaunchContext`). `LocalLauncher` runs workers on this
+/// machine. The interface keeps the local behaviour as its defaults rather
+/// than being abstract, so a launcher written against it before
+/// `LocalLauncher` was its own class (when `LocalLauncher` was another name
+/// for `Launcher`) still compiles and behaves the same: one that overrides
+/// only `interpret_exit` or `release`, or that calls `Launcher::prepare` or
+/// `Launcher::signal_tree` to wrap the local way. `LocalLauncher` adds
+/// nothing to those defaults; it names the local launcher in code and in
+/// `name()`, and deriving from it is as good as deriving from `Launcher`.
 
 #include <optional>
 #include <string>
 #include <system_error>
 
+#include <cstring>
+
 #include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/detail/spawn.hpp"
+#include "jobwarden/launch_plan.hpp"
+#include "jobwarden/worker_info.hpp"
 #include "jobwarden/worker_spec.hpp"
 
 namespace jobwarden {
@@ -41,11 +57,10 @@ struct LaunchContext {
   OutputSpec stderr_spec;
 };
 
-/// The raw end of the local process, before it becomes a worker's state.
-using ExitStatus = detail::ExitStatus;
-
-/// Base class and the default: runs the argv on this machine, in its own
-/// process group, and signals that whole group.
+/// How a worker is started, signalled and understood once it ends. The
+/// default of each function is the local behaviour (see the file comment):
+/// run the argv on this machine, in its own process group, and signal that
+/// whole group.
 class Launcher {
  public:
   virtual ~Launcher() = default;
@@ -53,15 +68,15 @@ class Launcher {
   /// A short name for logs and status files (`"local"`, `"slurm"`).
   virtual std::string name() const { return "local"; }
 
-  /// Fills in what to execute: `plan.argv_storage` and `plan.env_storage` hold
-  /// the worker's argv and environment (JOBWARDEN_* included); a launcher may
-  /// rewrite them and must set `plan.path`. On failure return the errno-style
-  /// code and set `error`: the worker ends `spawn_failed` without running.
-  virtual std::error_code prepare(detail::SpawnPlan& plan, const WorkerSpec& spec,
+  /// Fills in what to execute: `plan.argv` and `plan.env` hold the worker's
+  /// argv and environment (JOBWARDEN_* included); a launcher may rewrite them
+  /// and must set `plan.path`. On failure return the errno-style code and set
+  /// `error`: the worker ends `spawn_failed` without running.
+  virtual std::error_code prepare(LaunchPlan& plan, const WorkerSpec& spec,
                                   const LaunchContext& context, std::string& error) {
     (void)context;
     std::string path_env;
-    for (const auto& entry : plan.env_storage) {
+    for (const auto& entry : plan.env) {
       if (entry.rfind("PATH=", 0) == 0) path_env = entry.substr(5);
     }
     int error_number = 0;
@@ -101,7 +116,11 @@ class Launcher {
   }
 };
 
-/// The default launcher.
-using LocalLauncher = Launcher;
+/// The default launcher: runs workers on this machine (the `Launcher`
+/// defaults, under its own name).
+class LocalLauncher : public Launcher {
+ public:
+  std::string name() const override { return "local"; }
+};
 
 }  // namespace jobwarden

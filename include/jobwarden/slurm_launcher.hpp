@@ -178,7 +178,7 @@ class SlurmLauncher : public Launcher {
   }
 
   /// Builds the srun command line around the worker's argv.
-  std::error_code prepare(detail::SpawnPlan& plan, const WorkerSpec& spec,
+  std::error_code prepare(LaunchPlan& plan, const WorkerSpec& spec,
                           const LaunchContext& context, std::string& error) override {
     std::lock_guard<std::mutex> lock(mutex_);
     reap_commands();
@@ -206,7 +206,7 @@ class SlurmLauncher : public Launcher {
     if (auto minutes = time_limit(spec)) args.push_back("--time=" + std::to_string(*minutes));
     for (const auto& extra : options_.extra_args) args.push_back(extra);
     args.emplace_back("--");
-    for (const auto& arg : plan.argv_storage) args.push_back(arg);
+    for (const auto& arg : plan.argv) args.push_back(arg);
 
     // srun's stderr carries its own error lines: keep it somewhere we can read.
     const OutputSpec& err = context.stderr_spec;  // resolved: `automatic` is the log or inherit
@@ -241,8 +241,8 @@ class SlurmLauncher : public Launcher {
       }
     }
     plan.path = args.front();
-    plan.argv_storage = std::move(args);
-    adjust_environment(plan.env_storage, spec);
+    plan.argv = std::move(args);
+    adjust_environment(plan.env, spec);
     auto key = key_of(context);
     auto old = launches_.find(key);
     if (old != launches_.end() && old->second.capture) ::unlink(old->second.read_path.c_str());
@@ -639,9 +639,9 @@ class SlurmLauncher : public Launcher {
   void run_command(std::vector<std::string> argv) {
     detail::SpawnPlan plan;
     plan.path = argv.front();
-    plan.argv_storage = std::move(argv);
+    plan.argv = std::move(argv);
     for (const auto& [key, value] : detail::current_environment()) {
-      plan.env_storage.push_back(key + "=" + value);
+      plan.env.push_back(key + "=" + value);
     }
     plan.stdio[0] = plan.stdio[1] = plan.stdio[2] = null_fd();
     plan.max_fd = detail::max_descriptor_bound();
@@ -708,7 +708,7 @@ class SlurmLauncher : public Launcher {
         "[ -n \"$5\" ] && rm -rf -- \"$5\"\n";
     detail::SpawnPlan plan;
     plan.path = "/bin/sh";
-    plan.argv_storage = {"/bin/sh",
+    plan.argv = {"/bin/sh",
                          "-c",
                          script,
                          "jobwarden-slurm-guard",
@@ -718,7 +718,7 @@ class SlurmLauncher : public Launcher {
                          options_.job_name_prefix + ":*:" + token_,
                          scratch};
     for (const auto& [key, value] : detail::current_environment()) {
-      plan.env_storage.push_back(key + "=" + value);
+      plan.env.push_back(key + "=" + value);
     }
     plan.stdio[1] = plan.stdio[2] = null_fd();
     plan.max_fd = detail::max_descriptor_bound();
@@ -738,9 +738,9 @@ class SlurmLauncher : public Launcher {
     int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     detail::SpawnPlan plan;
     plan.path = argv.front();
-    plan.argv_storage = argv;
+    plan.argv = argv;
     for (const auto& [key, value] : detail::current_environment()) {
-      plan.env_storage.push_back(key + "=" + value);
+      plan.env.push_back(key + "=" + value);
     }
     plan.stdio[0] = null;
     plan.stdio[1] = fds[1];

@@ -326,7 +326,7 @@ class OrphanGuard {
     }
     SpawnPlan plan;
     plan.path = "/bin/sh";
-    plan.argv_storage = {"jobwarden-guard", "-c", guard_script(), "jobwarden-guard", cgroup_parent};
+    plan.argv = {"jobwarden-guard", "-c", guard_script(), "jobwarden-guard", cgroup_parent};
     plan.stdio[1] = table_fd;
     plan.stdio[2] = devnull;
     plan.max_fd = features().close_range ? 0 : max_descriptor_bound();

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "jobwarden/detail/platform.hpp"
+#include "jobwarden/launch_plan.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -22,15 +23,8 @@
 
 namespace jobwarden::detail {
 
-/// How a reaped process ended.
-struct ExitStatus {
-  std::optional<int> exit_code;
-  std::optional<int> signal;
-  bool core_dumped = false;
-  std::chrono::microseconds user_cpu{0};
-  std::chrono::microseconds system_cpu{0};
-  long long max_rss_kib = 0;
-};
+/// How a reaped process ended (public, for launchers: launch_plan.hpp).
+using ExitStatus = jobwarden::ExitStatus;
 
 /// Whether our child `pid` has exited (it stays a zombie: nothing is reaped).
 inline bool has_exited(int pid) {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "jobwarden/detail/platform.hpp"
+#include "jobwarden/launch_plan.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it only this way
 
@@ -69,14 +70,12 @@ struct ChildRlimit {
   rlim_t hard;
 };
 
-/// Everything the child needs, prepared before the fork.
-struct SpawnPlan {
-  std::string path;  ///< resolved program path
-  std::vector<std::string> argv_storage;
-  std::vector<std::string> env_storage;
-  std::vector<char*> argv;  ///< null-terminated, points into argv_storage
-  std::vector<char*> envp;  ///< null-terminated, points into env_storage
-  std::string cwd;          ///< empty: keep the parent's
+/// Everything the child needs, prepared before the fork: the public
+/// `LaunchPlan` (path, argv, env, cwd: what a launcher sees) and what only
+/// the spawn itself needs.
+struct SpawnPlan : LaunchPlan {
+  std::vector<char*> argv_ptrs;  ///< null-terminated, points into `argv`
+  std::vector<char*> envp;       ///< null-terminated, points into `env`
   int stdio[3] = {-1, -1, -1};  ///< descriptors to become 0, 1, 2 (-1: inherit)
   std::vector<ChildRlimit> rlimits;
   std::string cgroup_dir;  ///< the worker's cgroup v2 directory to start in (empty: none)
@@ -90,11 +89,11 @@ struct SpawnPlan {
   /// Fixes the char* arrays after the storage is final.
   void seal() {
     cgroup_procs_path = cgroup_dir.empty() ? std::string() : cgroup_dir + "/cgroup.procs";
-    argv.clear();
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    argv_ptrs.clear();
+    for (auto& a : argv) argv_ptrs.push_back(a.data());
+    argv_ptrs.push_back(nullptr);
     envp.clear();
-    for (auto& e : env_storage) envp.push_back(e.data());
+    for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
   }
 };
@@ -208,7 +207,7 @@ inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close
 
   close_inherited_fds(plan.max_fd, keep_fd, use_close_range);
 
-  ::execve(plan.path.c_str(), plan.argv.data(), plan.envp.data());
+  ::execve(plan.path.c_str(), plan.argv_ptrs.data(), plan.envp.data());
   return {static_cast<int>(SpawnStage::exec), errno};
 }
 

@@ -1,12 +1,16 @@
 #pragma once
 /// \file
-/// Learning that a worker exited, without polling and without waitpid(-1):
-/// the one owner of "which children may have exited" and of the descriptor a
-/// host puts into its own event loop.
+/// The supervisor's event loop: the one descriptor a host puts into its own
+/// event loop, and behind it everything that can give `poll()` work. It is
+/// the one owner of "which children may have exited" (learnt without polling
+/// and without waitpid(-1)), of the deadline timer, of wake-ups from other
+/// threads, of capped-log pipes with data (`add_reader`) and of the job
+/// directory watch that sees `stop.request` appear (`watch_directory`).
 ///
 /// - Linux with pidfds: an epoll set holding each worker's pidfd (readable
-///   once that process exits), a timerfd for the next deadline and an eventfd
-///   for wake-ups from other threads. One descriptor tells the host everything.
+///   once that process exits), a timerfd for the next deadline, an eventfd
+///   for wake-ups from other threads, the capped-log pipes and an inotify
+///   descriptor. One descriptor tells the host everything.
 /// - Otherwise (macOS, old kernels, `JOBWARDEN_PORTABLE`): a SIGCHLD handler,
 ///   chained to the host's own handler, writes to a self-pipe of
 ///   every live supervisor; each then checks its own pids with

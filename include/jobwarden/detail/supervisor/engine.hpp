@@ -1,0 +1,785 @@
+#pragma once
+/// \file
+/// `detail::SupervisorEngine<Clock>`: the state machine behind
+/// `JobSupervisor` (submit and the queue, launching, deadlines and the stop
+/// sequence, exits and their classification, restarts, the job directory's
+/// records, events). It does not read the job directory back: that is the
+/// reader's (status_aggregator.hpp), which only the public facade uses.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "jobwarden/detail/event_loop.hpp"
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/output_pump.hpp"
+#include "jobwarden/detail/platform.hpp"
+#include "jobwarden/detail/process_control.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/spawn.hpp"
+#include "jobwarden/detail/supervisor/engine_state.hpp"
+#include "jobwarden/detail/supervisor/job_directory_sync.hpp"
+#include "jobwarden/detail/supervisor/spec_validation.hpp"
+#include "jobwarden/detail/supervisor/stop_sequence.hpp"
+#include "jobwarden/detail/supervisor/worker_launch.hpp"
+#include "jobwarden/detail/supervisor/worker_output.hpp"
+#include "jobwarden/detail/supervisor/worker_record.hpp"
+#include "jobwarden/detail/supervisor/worker_transitions.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/launch_plan.hpp"
+#include "jobwarden/launcher.hpp"
+#include "jobwarden/process_identity.hpp"
+#include "jobwarden/restart_policy.hpp"
+#include "jobwarden/worker_event.hpp"
+#include "jobwarden/worker_info.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// The supervisor's engine: everything `JobSupervisor` does but reading the
+/// job back (its `status()`). Templated on the clock deadlines are measured
+/// on, never on the workers' payload type, and independent of the reader.
+///
+/// The engine's concepts each have their own file, as free functions over
+/// `EngineState`: worker_transitions.hpp (state changes and events),
+/// job_directory_sync.hpp (process records and job.json), stop_sequence.hpp
+/// (deadlines, stall checks, the stop sequence, shutdown, stop.request),
+/// worker_output.hpp (log files and capped pipes). This class keeps the
+/// host's calls, submit and the queue, launching, exits and restarts.
+///
+/// Locks: the host's calls take `EngineState::mutex` themselves; `poll()`
+/// also holds `poll_mutex` throughout, so one poll runs at a time and
+/// handlers run with `poll_mutex` held but not `mutex` (a handler may call
+/// back in). Each private section says which lock it needs.
+template <class Clock>
+class SupervisorEngine {
+ public:
+  using clock_type = Clock;
+  using time_point = typename Clock::time_point;
+  using event_handler = std::function<void(const WorkerEvent&)>;
+
+  // ---- construction ---------------------------------------------------------
+
+  /// Starts supervising. With `ec == nullptr` a failure throws; otherwise it
+  /// sets `*ec` and leaves the engine unusable (`valid()` is false).
+  SupervisorEngine(EngineOptions options, std::error_code* ec) {
+    std::error_code ignored;
+    init(std::move(options), ec != nullptr ? ec : &ignored, ec == nullptr);
+  }
+
+  SupervisorEngine(SupervisorEngine&&) noexcept = default;
+  SupervisorEngine& operator=(SupervisorEngine&& other) noexcept {
+    if (this != &other) {
+      destroy();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  SupervisorEngine(const SupervisorEngine&) = delete;
+  SupervisorEngine& operator=(const SupervisorEngine&) = delete;
+
+  /// Stops and reaps every worker (`shutdown()`).
+  ~SupervisorEngine() { destroy(); }
+
+  // ---- the host's calls (any thread; each takes `mutex` as it needs) --------
+  // Described on `JobSupervisor`, which forwards to them.
+
+  bool valid() const { return state_ != nullptr; }
+  const EngineOptions& options() const { return state().options; }
+  const std::string& job_id() const { return state().options.job_id; }
+  std::size_t max_concurrency() const { return state().options.max_concurrency; }
+
+  /// Submits a worker; `ec == nullptr` throws on a bad spec.
+  std::string submit(WorkerSpec spec, std::error_code* ec) { return submit_impl(std::move(spec), ec); }
+
+  /// Cancels a worker; `ec == nullptr` throws for an unknown id.
+  void cancel(const std::string& id, std::error_code* ec) { cancel_impl(id, ec); }
+
+  void begin_shutdown(std::optional<std::chrono::milliseconds> grace = std::nullopt) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      begin_shutdown_locked(s, grace);
+    }
+    s.watcher.wake();
+  }
+
+  bool stop_requested() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.stop_requested;
+  }
+
+  void finish() {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.accepting = false;
+      s.job_dirty = true;
+    }
+    s.watcher.wake();
+  }
+
+  const RecoveryReport& recovery_report() const { return state().recovery; }
+
+  /// Whether the engine keeps a job directory (a root was given).
+  bool has_job_directory() const { return state().recorder.has_value(); }
+
+  std::string job_dir() const {
+    const State& s = state();
+    return s.recorder ? s.recorder->layout().job_dir() : std::string{};
+  }
+
+  std::uint64_t status_write_failures() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.status_write_failures;
+  }
+
+  std::pair<std::error_code, std::string> last_status_error() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return {s.last_status_error, s.last_status_error_path};
+  }
+
+  void shutdown() {
+    begin_shutdown();
+    wait_all();
+  }
+
+  /// One round of work; see `JobSupervisor::poll` for the order of events.
+  std::size_t poll() {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    std::vector<WorkerEvent> events;
+    std::vector<Record*> to_launch;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      auto ready = s.watcher.collect();
+      if (ready.check_all || !s.watcher.uses_pidfd()) {
+        for (Record* record : running_records(s)) check_exit(s, *record);
+      } else {
+        for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
+      }
+      pump_outputs(s, ready.readable);
+      if (ready.directory_changed || s.stop_request_unchecked ||
+          (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
+        check_stop_request(s);
+      }
+      enforce_deadlines(s);
+      events.swap(s.events);
+    }
+    // Exits first: the host learns of them before any cleanup or new start.
+    std::size_t delivered;
+    try {
+      delivered = deliver(s, events);
+    } catch (...) {
+      // The rest of this poll (starts, records, the timer) is left to the
+      // next one: make sure the host comes back for it.
+      std::lock_guard<std::mutex> lock(s.mutex);
+      settle_exits(s);
+      s.watcher.wake();
+      throw;
+    }
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      settle_exits(s);
+      s.cgroups.collect_garbage();
+      to_launch = take_launchable(s);
+    }
+    for (Record* record : to_launch) launch(s, *record);
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      flush_job(s);
+      arm_timer(s);
+      events.clear();
+      events.swap(s.events);
+    }
+    return delivered + deliver(s, events);
+  }
+
+  int event_fd() const { return state().watcher.fd(); }
+
+  /// How long the host may sleep before `poll()` has deadline work to do.
+  std::optional<std::chrono::milliseconds> next_timeout() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::optional<std::chrono::milliseconds> wait;
+    if (auto deadline = earliest_deadline(s)) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - s.now());
+      wait = std::max(left, std::chrono::milliseconds(0));
+    }
+    if (s.active_pumps > 0 && !s.watcher.multiplexes_readers()) {
+      // No wake-up for capped logs on the portable path: pump them often.
+      constexpr std::chrono::milliseconds pump_interval{20};
+      wait = wait ? std::min(*wait, pump_interval) : pump_interval;
+    }
+    return wait;
+  }
+
+  void on_event(event_handler handler) {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    s.handlers.push_back(std::move(handler));
+  }
+
+  bool wait(const std::string& id, std::optional<std::chrono::milliseconds> timeout) {
+    info(id);  // throws for an unknown id
+    return wait_until_true([&] { return is_terminal(info(id).state); }, timeout);
+  }
+
+  bool wait_all(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
+    return wait_until_true([&] { return active_count() == 0; }, timeout);
+  }
+
+  /// A snapshot of worker `id`; throws for an unknown id.
+  WorkerInfo info(const std::string& id) const {
+    std::error_code ec;
+    auto result = info_impl(id, &ec);
+    if (ec) throw_error(ec, "unknown worker " + quote_id(id));
+    return result;
+  }
+
+  /// Non-throwing form (`errc::unknown_worker`, empty info).
+  WorkerInfo info(const std::string& id, std::error_code& ec) const {
+    ec.clear();
+    return info_impl(id, &ec);
+  }
+
+  std::vector<WorkerInfo> workers() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<WorkerInfo> out;
+    out.reserve(s.order.size());
+    for (const Record* record : s.order) out.push_back(record->info);
+    return out;
+  }
+
+  bool cgroups_active() const { return state().cgroups.active(); }
+  const std::string& cgroups_unavailable_reason() const { return state().cgroups_unavailable; }
+  bool guard_active() const { return state().guard.active(); }
+
+  std::size_t running_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.running;
+  }
+
+  std::size_t active_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.active;
+  }
+
+ private:
+  using Record = WorkerRecord<time_point>;
+  using State = EngineState<Clock>;
+
+  State& state() { return *state_; }
+  const State& state() const { return *state_; }
+
+  // ---- setup and teardown (no lock: nobody else holds the engine yet, or any more)
+
+  void init(EngineOptions options, std::error_code* ec, bool throwing) {
+    if (!is_valid_id(options.job_id)) {
+      if (throwing) validate_id(options.job_id, "job id");
+      *ec = make_error_code(errc::invalid_id);
+      return;
+    }
+    if (options.max_concurrency == 0) {
+      options.max_concurrency = std::max(1U, std::thread::hardware_concurrency());
+    }
+    try {
+      state_ = std::make_unique<State>();
+    } catch (const std::system_error& e) {
+      if (throwing) throw;
+      *ec = e.code();
+      return;
+    }
+    if (!options.launcher) options.launcher = std::make_shared<LocalLauncher>();
+    state_->options = std::move(options);
+    if (state_->options.use_cgroups) {
+      state_->cgroups.open(state_->cgroups_unavailable);
+    } else {
+      state_->cgroups_unavailable = "turned off (SupervisorOptions::use_cgroups)";
+    }
+    if (state_->options.orphan_guard) {
+      state_->guard.start(state_->cgroups.parent());  // best effort: see guard_active()
+    }
+    if (!state_->options.root.empty()) {
+      JobRecorderOptions recorder_options;
+      recorder_options.durable = state_->options.durable;
+      recorder_options.replace_finished = state_->options.replace_finished_job;
+      recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
+      JobLayout layout{state_->options.root, state_->options.job_id};
+      std::error_code recovery_error;
+      state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace,
+                                                       recovery_error);
+      // unknown_job: a new job. job_locked: open() below says so. Anything
+      // else (a corrupt job.json...) is for open() to judge as well.
+      state_->recorder.emplace(layout, recorder_options);
+      std::error_code open_error;
+      state_->recorder->open(open_error);
+      if (open_error) {
+        std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
+                           state_->options.root;
+        if (open_error == errc::job_locked) what += ": it already has a live supervisor";
+        if (open_error == errc::job_exists) what += ": a finished job with that id exists";
+        state_.reset();
+        if (throwing) throw_error(open_error, what);
+        *ec = open_error;
+        return;
+      }
+      state_->opened_at = state_->now();
+      if (state_->options.job_refresh_interval.count() > 0) {
+        state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
+      }
+      // A stop request is never removed here: once open() has taken the lock
+      // and written job.json, `jobwarden stop` takes this supervisor for the
+      // job's, and what it writes is for us (stale requests are removed by
+      // recovery and when a finished job id is reused). One written before
+      // the watch below exists raises no event: the first poll() looks.
+      state_->watches_stop_request =
+          state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
+                                          stop_request_file_name);
+      state_->stop_request_unchecked = true;
+      state_->watcher.wake();
+    }
+    state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (state_->null_in < 0 || state_->null_out < 0) {
+      std::error_code err(errno, std::system_category());
+      state_.reset();
+      if (throwing) throw_error(err, "jobwarden: cannot open /dev/null");
+      *ec = err;
+    }
+  }
+
+  void destroy() {
+    if (!state_) return;
+    try {
+      shutdown();
+    } catch (...) {
+      // A destructor must not throw; shutdown only throws on allocation failure.
+    }
+    state_.reset();
+  }
+
+  // ---- submit, cancel, info (take `mutex` themselves; launch runs outside it)
+
+  std::string submit_impl(WorkerSpec spec, std::error_code* ec) {
+    State& s = state();
+    if (!validate_spec(spec, !s.options.root.empty(), ec)) return {};
+    Record* record = nullptr;
+    std::vector<Record*> launchable;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.accepting) {
+        report(ec, make_error_code(errc::supervisor_shut_down),
+                       "cannot submit to job \"" + s.options.job_id + "\": it is shut down");
+        return {};
+      }
+      if (spec.id.empty()) {
+        do {
+          spec.id = std::to_string(s.next_auto_id++);
+        } while (s.records.count(spec.id) != 0);
+      } else if (!is_valid_id(spec.id)) {
+        if (ec != nullptr) {
+          *ec = make_error_code(errc::invalid_id);
+          return {};
+        }
+        validate_id(spec.id, "worker id");
+      } else if (s.records.count(spec.id) != 0) {
+        report(ec, make_error_code(errc::duplicate_id),
+                       "duplicate worker id " + quote_id(spec.id) + " in job \"" +
+                           s.options.job_id + "\"");
+        return {};
+      }
+      auto owned = std::make_unique<Record>();
+      record = owned.get();
+      record->info.id = spec.id;
+      record->info.argv = spec.argv;
+      record->spec = std::move(spec);
+      s.records.emplace(record->info.id, std::move(owned));
+      s.order.push_back(record);
+      ++s.active;
+      ++s.counts[static_cast<std::size_t>(WorkerState::pending)];
+      if (s.recorder) {
+        std::error_code dir_error;
+        s.recorder->prepare_worker(record->info.id, dir_error);
+        if (dir_error) {
+          note_status_error(s, dir_error, s.recorder->layout().worker_dir(record->info.id));
+        }
+      }
+      s.queue.push_back(record);
+      launchable = take_launchable(s);
+      // A worker that starts right now is recorded as running in a moment;
+      // a "pending" record first would cost a file creation for nothing.
+      if (std::find(launchable.begin(), launchable.end(), record) == launchable.end()) {
+        record_worker(s, *record);
+      } else {
+        s.job_dirty = true;
+      }
+    }
+    // The queue may hand out others too (restarts that came due): start
+    // every worker that got a slot, not only this one.
+    for (Record* ready : launchable) launch(s, *ready);
+    if (!launchable.empty()) s.watcher.wake();  // events wait for the host's poll()
+    return record->info.id;
+  }
+
+  void cancel_impl(const std::string& id, std::error_code* ec) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      auto it = s.records.find(id);
+      if (it == s.records.end()) {
+        report(ec, make_error_code(errc::unknown_worker),
+                       "cannot cancel unknown worker " + quote_id(id) + " in job \"" +
+                           s.options.job_id + "\"");
+        return;
+      }
+      Record& record = *it->second;
+      if (record.info.state == WorkerState::pending && !record.launching) {
+        s.queue.erase(std::remove(s.queue.begin(), s.queue.end(), &record), s.queue.end());
+        s.restarting.erase(std::remove(s.restarting.begin(), s.restarting.end(), &record),
+                           s.restarting.end());
+        record.restart_at.reset();
+        finish_unstarted(s, record, WorkerState::cancelled, "cancelled before it started");
+      } else if (record.launching) {
+        record.stop_reason = WorkerState::cancelled;  // launch() begins the stop when done
+      } else if (record.info.state == WorkerState::running) {
+        begin_stop(s, record, WorkerState::cancelled);
+        arm_timer(s);
+      }
+    }
+    s.watcher.wake();
+  }
+
+  WorkerInfo info_impl(const std::string& id, std::error_code* ec) const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.records.find(id);
+    if (it == s.records.end()) {
+      *ec = make_error_code(errc::unknown_worker);
+      return {};
+    }
+    return it->second->info;
+  }
+
+  // ---- the queue (under `mutex`) and event delivery (under `poll_mutex` only)
+
+  /// Pops queued workers while slots are free and reserves a slot for each.
+  std::vector<Record*> take_launchable(State& s) {
+    std::vector<Record*> out;
+    if (!s.restarting.empty()) {
+      auto now = s.now();
+      // Restarted workers go ahead of never-started ones: they were submitted first.
+      for (auto it = s.restarting.rbegin(); it != s.restarting.rend(); ++it) {
+        if (*(*it)->restart_at <= now) s.queue.push_front(*it);
+      }
+      s.restarting.erase(std::remove_if(s.restarting.begin(), s.restarting.end(),
+                                        [&](Record* r) {
+                                          if (*r->restart_at > now) return false;
+                                          r->restart_at.reset();
+                                          return true;
+                                        }),
+                         s.restarting.end());
+    }
+    while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down) {
+      Record* record = s.queue.front();
+      s.queue.pop_front();
+      record->launching = true;
+      ++s.running;
+      out.push_back(record);
+    }
+    return out;
+  }
+
+  /// Runs the handlers for `events`, under the poll lock but not `s.mutex`
+  /// (a handler may call in).
+  std::size_t deliver(State& s, const std::vector<WorkerEvent>& events) {
+    if (events.empty()) return 0;
+    auto handlers = s.handlers;  // a handler may register another
+    for (const auto& event : events) {
+      for (const auto& handler : handlers) handler(event);
+    }
+    return events.size();
+  }
+
+  // ---- exits and how they are classified (under `mutex`) --------------------
+
+  /// Collects the zombies `check_exit` left, closes their pidfds, checks
+  /// their cgroups for escapees, and only then takes them off the guard's list.
+  void settle_exits(State& s) {
+    for (const ExitedWorker& done : s.exited) {
+      s.watcher.remove(done.pidfd);
+      done.collect();
+    }
+    s.cgroups.settle();
+    for (const ExitedWorker& done : s.exited) s.guard.remove(done.guard_slot);
+    s.exited.clear();
+  }
+
+  /// Takes note of `record`'s exit if its process has exited: kills what is
+  /// left of its group while the zombie still pins the group id.
+  void check_exit(State& s, Record& record) {
+    if (record.info.state != WorkerState::running || record.launching) return;
+    ExitStatus status;
+    bool reaped;  // ours, and exited (false: someone else reaped it)
+#if JOBWARDEN_LINUX_FAST_PATH
+    // The status and usage come without reaping: the zombie is collected
+    // (and its pidfd closed, its cgroup checked) by `settle_exits`, after the
+    // host has heard of the exit.
+    int outcome = peek_exit(record.info.pid, status);
+    if (outcome == 0) return;
+    reaped = outcome > 0;
+    // Whatever it left in its group dies while the zombie pins the group id
+    // (a worker may not be in its cgroup: a join the kernel refused, or a
+    // process moved out); the cgroup check in settle_exits catches escapees.
+    if (reaped) signal_group(record.info.pid, SIGKILL);
+    s.exited.push_back({reaped ? record.info.pid : -1, record.pidfd, record.guard_slot});
+#else
+    if (!has_exited(record.info.pid)) return;
+    signal_group(record.info.pid, SIGKILL);
+    reaped = reap(record.info.pid, status);
+    s.exited.push_back({-1, record.pidfd, record.guard_slot});
+#endif
+    s.live.erase(std::remove(s.live.begin(), s.live.end(), &record), s.live.end());
+    record.pidfd = -1;
+    record.guard_slot = -1;
+    --s.running;
+    record.info.ended_at = std::chrono::system_clock::now();
+    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    finish_outputs(s, record);  // a capped log holds everything before a launcher reads it
+    auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
+    record.info.exit_code = status.exit_code;
+    record.info.signal = status.signal;
+    record.info.core_dumped = status.core_dumped;
+    WorkerState final_state;
+    if (record.stop_reason) {
+      final_state = *record.stop_reason;
+    } else if (!reaped) {
+      final_state = WorkerState::lost;
+      record.info.error =
+          "the process was reaped by someone else (a waitpid(-1) in the host, or SIGCHLD ignored "
+          "since its start?)";
+    } else if (interpreted) {
+      final_state = *interpreted;
+    } else if (status.exit_code) {
+      final_state = *status.exit_code == 0 ? WorkerState::succeeded : WorkerState::failed;
+    } else {
+      final_state = WorkerState::crashed;
+    }
+    s.options.launcher->release(record.info, record.context);
+    // Escapees of a finished worker die too, once the events are delivered
+    // (reading cgroup.events costs more than everything else here).
+    s.cgroups.retire_later(record.cgroup_serial);
+    record.cgroup_serial = -1;
+    record.context.cgroup_dir.clear();
+    if (maybe_restart(s, record, final_state)) return;
+    set_state(s, record, final_state);
+    emit(s, EventKind::exited, record);
+  }
+
+  // ---- restarts (under `mutex`): restart_policy.hpp decides, this applies --
+
+  /// Applies the restart policy to a worker that just ended with `outcome`.
+  /// Returns true when a restart was scheduled (the worker is pending again);
+  /// otherwise may adjust `outcome` and the error (rate limit, permanent exit).
+  bool maybe_restart(State& s, Record& record, WorkerState& outcome) {
+    if (s.shutting_down) return false;
+    auto now = s.now();
+    // Restarts older than the rate limit's window no longer count.
+    const RestartSpec& policy = record.spec.restart;
+    while (!record.restart_times.empty() && now - record.restart_times.front() > policy.burst_window) {
+      record.restart_times.pop_front();
+    }
+    AttemptEnd ended{outcome, record.info.exit_code, record.stop_reason.has_value()};
+    RestartDecision decision =
+        decide_restart(policy, ended, record.info.attempt, record.restart_times, now,
+                       [&](double low, double high) {
+                         return std::uniform_real_distribution<double>(low, high)(s.random);
+                       });
+    if (!decision.restart()) {
+      outcome = decision.final_state;
+      if (decision.reason == RestartReason::permanent_exit_code) {
+        record.info.error = decision.note;
+      } else if (!decision.note.empty()) {
+        record.info.error = append_note(record.info.error, decision.note);
+      }
+      return false;
+    }
+    record.restart_times.push_back(now);
+    record.restart_at = now + decision.delay;
+    record.stop_reason.reset();
+    record.kill_at.reset();
+    record.kill_sent = false;
+    set_state(s, record, WorkerState::pending);
+    s.restarting.push_back(&record);
+    emit(s, EventKind::restarting, record);
+    return true;
+  }
+
+  static std::string append_note(const std::string& error, const std::string& note) {
+    return error.empty() ? note : error + "; " + note;
+  }
+
+  // ---- launching (outside `mutex`, taking it around what it shares) -------
+
+  /// Starts a worker that holds a reserved slot. Runs without `s.mutex` so
+  /// host threads can spawn in parallel.
+  void launch(State& s, Record& record) {
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      record.info.attempt += 1;
+      if (record.info.attempt > 1) {  // a restart: the last attempt's outcome is history
+        record.info.exit_code.reset();
+        record.info.signal.reset();
+        record.info.core_dumped = false;
+        record.info.error.clear();
+        record.info.ended_at.reset();
+      }
+      record.context.job_id = s.options.job_id;
+      record.context.worker_id = record.info.id;
+      record.context.attempt = record.info.attempt;
+      record.context.stdout_spec = resolve_output(s.recorder ? &*s.recorder : nullptr, record.info, record.spec.stdout_spec, true);
+      record.context.stderr_spec = resolve_output(s.recorder ? &*s.recorder : nullptr, record.info, record.spec.stderr_spec, false);
+      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
+    }
+    std::string error;
+    SpawnPlan plan = make_plan(s, record, error);
+    SpawnOutcome outcome;
+    OutputTarget outputs[2];
+    int outcome_errno = 0;
+    if (error.empty() &&
+        open_output(s.null_out, record.context.stdout_spec, outputs[0], error, outcome_errno) &&
+        !share_output(record.context.stderr_spec, outputs, error, outcome_errno)) {
+      open_output(s.null_out, record.context.stderr_spec, outputs[1], error, outcome_errno);
+    }
+    if (error.empty()) {
+      plan.stdio[0] = s.null_in;
+      plan.stdio[1] = outputs[0].child_fd;
+      plan.stdio[2] = outputs[1].child_fd;
+      // The host may have set SIGCHLD to SIG_IGN since the last spawn.
+      s.watcher.keep_children_waitable();
+      outcome = spawn(plan);
+      outcome_errno = outcome.error;
+      if (outcome.error != 0) {
+        error = outcome.stage == SpawnStage::exec
+                    ? "cannot run \"" + record.spec.argv[0] + "\": " + std::strerror(outcome.error)
+                    : std::string("cannot start \"") + record.spec.argv[0] + "\" (" +
+                          to_string(outcome.stage) + "): " + std::strerror(outcome.error);
+      }
+    }
+    for (auto& target : outputs) {
+      if (error.empty()) {
+        target.release_child_side();
+      } else {
+        target.close_all();
+      }
+    }
+    auto started_wall = std::chrono::system_clock::now();
+    ProcessIdentity process;
+    if (outcome.pid > 0) process = identify_process(outcome.pid);
+
+    std::lock_guard<std::mutex> lock(s.mutex);
+    record.launching = false;
+    if (error.empty() && !s.watcher.add(outcome.pidfd, &record)) {
+      outcome_errno = errno;
+      error = std::string("cannot watch \"") + record.spec.argv[0] + "\": " + std::strerror(errno);
+      ::close(outcome.pidfd);
+      abandon(outcome.pid, outcome_errno);
+    }
+    if (!error.empty()) {
+      --s.running;
+      record.info.started_at.reset();
+      s.cgroups.retire(record.cgroup_serial);
+      record.cgroup_serial = -1;
+      record.context.cgroup_dir.clear();
+      WorkerState outcome = WorkerState::spawn_failed;
+      if (is_transient_spawn_error(outcome_errno)) {
+        record.info.error = error;
+        if (maybe_restart(s, record, outcome)) {
+          arm_timer(s);
+          return;
+        }
+      }
+      finish_unstarted(s, record, outcome, std::move(error));
+      return;
+    }
+    record.info.pid = process.pid;
+    record.info.process_start_time = process.start_time;
+    record.info.started_at = started_wall;
+    record.pidfd = outcome.pidfd;
+    for (int i = 0; i < 2; ++i) {
+      if (outputs[i].pipe_read < 0) continue;
+      record.pumps[i] = std::make_unique<OutputPump>(outputs[i].pipe_read,
+                                                              outputs[i].file_fd, outputs[i].limit);
+      ++s.active_pumps;
+      s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
+    }
+    record.guard_slot = s.guard.add(record.info.identity(), record.cgroup_serial);
+    if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
+    if (record.spec.stall_timeout.count() > 0) {
+      record.stall_check_at = s.now() + record.spec.stall_timeout;
+    }
+    set_state(s, record, WorkerState::running);
+    s.live.push_back(&record);
+    emit(s, EventKind::started, record);
+    if (record.stop_reason) {
+      WorkerState reason = *record.stop_reason;
+      record.stop_reason.reset();
+      begin_stop(s, record, reason);
+    }
+    arm_timer(s);
+  }
+
+  // ---- blocking waits (no lock: built on poll()) -----------------------------
+
+  template <class Predicate>
+  bool wait_until_true(Predicate done, std::optional<std::chrono::milliseconds> timeout) {
+    auto give_up = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+    for (;;) {
+      poll();
+      if (done()) return true;
+      int wait_ms = -1;
+      if (timeout) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(give_up -
+                                                                 std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        wait_ms = static_cast<int>(std::min<long long>(left.count(), 60'000));
+      }
+      if (auto next = next_timeout()) {
+        int deadline_ms = static_cast<int>(std::min<long long>(next->count() + 1, 60'000));
+        wait_ms = wait_ms < 0 ? deadline_ms : std::min(wait_ms, deadline_ms);
+      }
+      pollfd pfd{event_fd(), POLLIN, 0};
+      ::poll(&pfd, 1, wait_ms);
+    }
+  }
+
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace jobwarden::detail

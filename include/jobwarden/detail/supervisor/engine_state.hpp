@@ -1,0 +1,117 @@
+#pragma once
+/// \file
+/// What the supervisor engine knows: its options (`EngineOptions`: the
+/// public `SupervisorOptions` without the reader's) and its state
+/// (`EngineState`): the worker records, the queue, the counters, the event
+/// loop, the cgroup tree, the orphan guard and the job directory's recorder.
+///
+/// Two locks: `mutex` guards the records, the queue, the counters and the
+/// events; `poll_mutex` lets one `poll()` run at a time (a handler may call
+/// back in) and guards the handlers.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "jobwarden/detail/cgroup.hpp"
+#include "jobwarden/detail/event_loop.hpp"
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/orphan_guard.hpp"
+#include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/supervisor/worker_record.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/launcher.hpp"
+#include "jobwarden/worker_event.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// How the engine runs its job: `SupervisorOptions` (job_supervisor.hpp,
+/// where each field is described) less what only the reader uses.
+struct EngineOptions {
+  std::string job_id = "job";
+  std::string root;
+  bool durable = false;
+  bool replace_finished_job = false;
+  std::chrono::milliseconds job_refresh_interval{5000};
+  std::chrono::milliseconds job_summary_interval{250};
+  std::chrono::milliseconds recovery_grace{10'000};
+  std::size_t max_concurrency = 0;
+  bool orphan_guard = true;
+  bool use_cgroups = true;
+  std::shared_ptr<Launcher> launcher;
+};
+
+/// The engine's whole state, behind one pointer so the engine can move.
+template <class Clock>
+struct EngineState {
+  using time_point = typename Clock::time_point;
+  using Record = WorkerRecord<time_point>;
+  using event_handler = std::function<void(const WorkerEvent&)>;
+
+  EngineOptions options;
+  std::function<time_point()> now = [] { return Clock::now(); };
+  mutable std::mutex mutex;  // records, queue, counters, events
+  std::recursive_mutex poll_mutex;  // one poll at a time (handlers may re-enter); guards handlers
+  std::map<std::string, std::unique_ptr<Record>> records;
+  std::vector<Record*> order;
+  std::deque<Record*> queue;
+  std::vector<WorkerEvent> events;
+  std::vector<ExitedWorker> exited;  // see settle_exits
+  std::vector<event_handler> handlers;
+  EventLoop watcher;
+  CgroupTree cgroups;
+  std::string cgroups_unavailable;  // why workers run without cgroups
+  OrphanGuard guard;  // the orphan guard; declared after the records: stops before they go
+  std::size_t running = 0;  // launching or running
+  std::size_t active = 0;   // not terminal
+  std::size_t next_auto_id = 1;
+  std::vector<Record*> restarting;  // pending workers waiting out a backoff
+  std::vector<Record*> live;        // running workers whose process is not yet reaped
+  std::size_t active_pumps = 0;     // capped logs being moved
+  std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
+  std::optional<JobRecorder> recorder;  // the job directory, when there is a root
+  RecoveryReport recovery;  // what was found of an earlier, dead supervisor
+  bool job_dirty = false;       // job.json is behind the workers' states
+  std::vector<Record*> unsaved;  // process records to write again
+  bool stop_requested = false;  // stop.request was seen
+  bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
+  bool stop_request_unchecked = false;  // look at the next poll (first poll, or a failed read)
+  bool job_closed = false;      // the final job state is written
+  std::optional<time_point> next_job_refresh;
+  time_point opened_at{};  // when the job directory was opened: the heartbeat follows its age
+  std::optional<time_point> armed_deadline;  // what the timer was last armed for
+  std::optional<time_point> last_job_write;  // when job.json was last written by flush_job
+  JobState last_job_state = JobState::pending;
+  std::uint64_t status_write_failures = 0;
+  std::error_code last_status_error;
+  std::string last_status_error_path;
+  std::mt19937_64 random{std::random_device{}()};  // backoff jitter
+  bool accepting = true;      // submit() takes work (false after finish() or shutdown)
+  bool shutting_down = false;  // nothing new starts or restarts
+  int null_in = -1;
+  int null_out = -1;
+
+  ~EngineState() {
+    // A handler that threw out of the last poll() may have left some.
+    for (const ExitedWorker& done : exited) done.collect();
+    if (null_in >= 0) ::close(null_in);
+    if (null_out >= 0) ::close(null_out);
+  }
+};
+
+}  // namespace jobwarden::detail

@@ -1,0 +1,137 @@
+#pragma once
+/// \file
+/// The engine's side of the job directory: each worker's process record
+/// (written on every state change, retried after a failed write) and
+/// job.json (its state and counts, throttled, with a heartbeat that readers
+/// on other machines can see). Every function here runs under the engine's
+/// `mutex`.
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "jobwarden/detail/supervisor/engine_state.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// Writes the worker's process record; a failed write (ENOSPC, EIO) is
+/// counted and kept for `status_errors()`, never fatal: the next write of
+/// the same file repairs it.
+template <class Clock>
+void record_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record) {
+  if (!s.recorder) return;
+  std::error_code ec;
+  s.recorder->write_process(record.info, ec);
+  if (ec) {
+    note_status_error(s, ec, s.recorder->layout().process_file(record.info.id));
+    if (!record.unsaved) s.unsaved.push_back(&record);  // retried at every poll
+    record.unsaved = true;
+  }
+  s.job_dirty = true;
+}
+
+/// Retries the process records whose last write failed (a full disk that
+/// has room again): no worker's record stays behind for good.
+template <class Clock>
+void retry_unsaved(EngineState<Clock>& s) {
+  if (s.unsaved.empty()) return;
+  std::vector<WorkerRecord<typename Clock::time_point>*> failed;
+  failed.swap(s.unsaved);
+  for (auto* record : failed) {
+    record->unsaved = false;
+    std::error_code ec;
+    s.recorder->write_process(record->info, ec);
+    if (ec) {
+      record->unsaved = true;
+      s.unsaved.push_back(record);
+    }
+  }
+}
+
+template <class Clock>
+void note_status_error(EngineState<Clock>& s, std::error_code ec, std::string path) {
+  ++s.status_write_failures;
+  s.last_status_error = ec;
+  s.last_status_error_path = std::move(path);
+}
+
+template <class Clock>
+JobSummary summary_of(const EngineState<Clock>& s) {
+  JobSummary summary;
+  for (WorkerState state : all_worker_states) {
+    std::size_t n = s.counts[static_cast<std::size_t>(state)];
+    summary.total += n;
+    if (state == WorkerState::pending) summary.pending += n;
+    else if (state == WorkerState::running) summary.running += n;
+    else if (state == WorkerState::succeeded) summary.succeeded += n;
+    else summary.failed += n;
+    if (state == WorkerState::cancelled) summary.cancelled += n;
+    if (state == WorkerState::lost) summary.lost += n;
+  }
+  summary.done = summary.succeeded + summary.failed;
+  return summary;
+}
+
+/// Time to the next job.json heartbeat: half the job's age, at least
+/// `job_summary_interval` (250 ms if that is zero), at most `job_refresh_interval`.
+template <class Clock>
+std::chrono::milliseconds heartbeat_interval(const EngineState<Clock>& s, typename Clock::time_point now) {
+  using std::chrono::milliseconds;
+  const milliseconds longest = s.options.job_refresh_interval;
+  const milliseconds shortest = std::min(
+      longest, s.options.job_summary_interval.count() > 0 ? s.options.job_summary_interval : milliseconds(250));
+  const milliseconds half_age = std::chrono::duration_cast<milliseconds>(now - s.opened_at) / 2;
+  return std::clamp(half_age, shortest, longest);
+}
+
+/// Brings job.json up to date: `pending` until a worker starts, `running`
+/// while the supervisor may still get work, and once it accepts no more and
+/// every worker is terminal, the final state (written once).
+template <class Clock>
+void flush_job(EngineState<Clock>& s) {
+  if (!s.recorder) return;
+  retry_unsaved(s);
+  if (s.job_closed) return;
+  auto now = s.now();
+  if (s.next_job_refresh && *s.next_job_refresh <= now) s.job_dirty = true;
+  if (!s.job_dirty) return;
+  JobSummary summary = summary_of(s);
+  JobState state = JobState::running;
+  bool final = !s.accepting && s.active == 0;
+  if (final) {
+    state = job_state_from_workers(summary);
+    if (state == JobState::pending) state = JobState::cancelled;  // nothing ever ran
+  } else if (summary.pending == summary.total && s.running == 0) {
+    state = JobState::pending;
+  }
+  // Counts alone: at most one write per job_summary_interval (the timer
+  // brings the held-back one).
+  const auto interval = s.options.job_summary_interval;
+  if (!final && s.last_job_write && s.last_job_state == state && interval.count() > 0 &&
+      now < *s.last_job_write + interval) {
+    const auto due = *s.last_job_write + interval;
+    if (!s.next_job_refresh || due < *s.next_job_refresh) s.next_job_refresh = due;
+    return;
+  }
+  std::error_code ec;
+  s.recorder->write_job(state, summary, ec);
+  if (ec) {
+    note_status_error(s, ec, s.recorder->layout().job_file());
+    return;  // still dirty: retried at the next poll
+  }
+  s.last_job_write = now;
+  s.last_job_state = state;
+  s.job_dirty = false;
+  s.job_closed = final;
+  if (s.options.job_refresh_interval.count() > 0 && !final) {
+    s.next_job_refresh = now + heartbeat_interval(s, now);
+  } else {
+    s.next_job_refresh.reset();
+  }
+}
+
+}  // namespace jobwarden::detail

@@ -1,0 +1,87 @@
+#pragma once
+/// \file
+/// What is executed for one attempt of a worker: the `SpawnPlan` built from
+/// its spec (argv, the environment with the `JOBWARDEN_*` variables, working
+/// directory, resource limits, cgroup) and handed to the launcher's
+/// `prepare`, and which spawn failures are worth a retry. Built outside the
+/// engine's mutex, in `launch`, from fields no other thread changes then.
+
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "jobwarden/detail/platform.hpp"
+#include "jobwarden/detail/spawn.hpp"
+#include "jobwarden/detail/supervisor/engine_state.hpp"
+#include "jobwarden/detail/supervisor/worker_record.hpp"
+#include "jobwarden/launcher.hpp"
+#include "jobwarden/worker_spec.hpp"
+
+namespace jobwarden::detail {
+
+/// The spec's resource limits, as the child sets them before exec.
+inline void add_limits(SpawnPlan& plan, const ResourceLimits& limits) {
+  auto add = [&](int resource, const std::optional<std::uint64_t>& value, rlim_t extra_hard = 0) {
+    if (!value) return;
+    auto soft = static_cast<rlim_t>(*value);
+    plan.rlimits.push_back({resource, soft, soft + extra_hard});
+  };
+  add(RLIMIT_AS, limits.address_space_bytes);
+  add(RLIMIT_DATA, limits.data_bytes);
+  if (limits.cpu_time) {
+    add(RLIMIT_CPU, static_cast<std::uint64_t>(limits.cpu_time->count()), 1);
+  }
+  add(RLIMIT_NOFILE, limits.open_files);
+  add(RLIMIT_CORE, limits.core_file_bytes);
+  add(RLIMIT_FSIZE, limits.file_size_bytes);
+#ifdef RLIMIT_NPROC
+  add(RLIMIT_NPROC, limits.processes);
+#endif
+}
+
+/// Whether a failed spawn may succeed if tried again (resources, not the spec).
+inline bool is_transient_spawn_error(int error_number) {
+  return error_number == EAGAIN || error_number == EMFILE || error_number == ENFILE ||
+         error_number == ENOMEM;
+}
+
+/// What this attempt of `record` executes, after the launcher's `prepare`
+/// (which sets `error` when the worker cannot be started).
+template <class Clock>
+SpawnPlan make_plan(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record,
+                    std::string& error) {
+  const WorkerSpec& spec = record.spec;
+  SpawnPlan plan;
+  // The worker's own variables, then the host's (one pass over environ, no
+  // map: this runs for every spawn) except those the worker's override.
+  std::map<std::string, std::string> own = spec.env;
+  own["JOBWARDEN_JOB_ID"] = s.options.job_id;
+  own["JOBWARDEN_WORKER_ID"] = record.info.id;
+  own["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
+  if (s.recorder) own["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
+  for (const auto& [key, value] : own) plan.env.push_back(key + "=" + value);
+  if (spec.inherit_env) {
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+      const char* eq = std::strchr(*entry, '=');
+      if (eq == nullptr) continue;
+      std::string key(*entry, static_cast<std::size_t>(eq - *entry));
+      if (own.count(key) == 0) plan.env.emplace_back(*entry);
+    }
+  }
+  plan.argv = spec.argv;
+  plan.cwd = spec.cwd;
+  if (!features().close_range) plan.max_fd = max_descriptor_bound();  // the close loop's bound
+  add_limits(plan, spec.limits);
+  if (!record.context.cgroup_dir.empty()) {
+    plan.cgroup_dir = record.context.cgroup_dir;
+  }
+  s.options.launcher->prepare(plan, spec, record.context, error);
+  plan.seal();
+  return plan;
+}
+
+}  // namespace jobwarden::detail

@@ -1,0 +1,61 @@
+#pragma once
+/// \file
+/// The supervisor's record of one worker: its spec, the `WorkerInfo` it hands
+/// out, and the bookkeeping of the current attempt (process, guard slot,
+/// cgroup, capped-log pumps, deadlines, restarts). Owned by the engine's
+/// state and touched only under its mutex, except by `launch` for a worker
+/// marked `launching`.
+
+#include <unistd.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "jobwarden/detail/output_pump.hpp"
+#include "jobwarden/detail/process_control.hpp"
+#include "jobwarden/launcher.hpp"
+#include "jobwarden/worker_info.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// One worker, as the supervisor keeps it. `TimePoint` is the supervisor
+/// clock's (deadlines are measured on it).
+template <class TimePoint>
+struct WorkerRecord {
+  WorkerSpec spec;
+  WorkerInfo info;
+  LaunchContext context;
+  long cgroup_serial = -1;
+  long guard_slot = -1;  // the worker's guard slot in the orphan guard's table
+  int pidfd = -1;
+  std::unique_ptr<OutputPump> pumps[2];  // capped stdout, stderr
+  bool unsaved = false;  // its last process.json write failed
+  bool launching = false;  // reserved a slot; spawn in progress outside the lock
+  bool kill_sent = false;  // the grace period ended and SIGKILL went out
+  std::optional<WorkerState> stop_reason;  // why we began stopping it
+  std::optional<TimePoint> deadline;       // timeout
+  std::optional<TimePoint> kill_at;        // end of the grace period
+  std::optional<TimePoint> restart_at;     // a restart is scheduled for then
+  std::optional<TimePoint> stall_check_at;  // when to look at its heartbeat next
+  std::deque<TimePoint> restart_times;     // recent restarts, for the rate limit
+};
+
+/// A worker whose exit was noted but whose zombie and pidfd wait for
+/// `settle_exits` (after the host has heard of the exit).
+struct ExitedWorker {
+  int zombie;  ///< pid to reap (-1: nothing to reap)
+  int pidfd;   ///< to close (-1: none)
+  long guard_slot;  ///< to take off the orphan guard's table (-1: not on it)
+
+  /// Closes the pidfd and reaps the zombie.
+  void collect() const {
+    if (pidfd >= 0) ::close(pidfd);
+    ExitStatus ignored;
+    if (zombie > 0) reap(zombie, ignored);
+  }
+};
+
+}  // namespace jobwarden::detail

@@ -371,7 +371,7 @@ long resident_kib(int pid) {
 }  // namespace
 
 TEST_CASE("the guard kills each recorded group, and only a process proven to be the recorded one") {
-  using Sentinel = jobwarden::detail::OrphanGuard;
+  using jobwarden::detail::OrphanGuard;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
   GuardKind kind(exec_guard);
@@ -397,21 +397,21 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
   cleanup[slot++].watch(odd);
   for (const GroupOfTwo* g : {&recorded, &other, &freed}) REQUIRE(g->grandchild > 0);
   {
-    Sentinel sentinel;
-    REQUIRE(sentinel.start(""));
-    CHECK(sentinel.kind() == (exec_guard && JOBWARDEN_LINUX_FAST_PATH ? Sentinel::Kind::exec : Sentinel::Kind::fork));
+    OrphanGuard orphan_guard;
+    REQUIRE(orphan_guard.start(""));
+    CHECK(orphan_guard.kind() == (exec_guard && JOBWARDEN_LINUX_FAST_PATH ? OrphanGuard::Kind::exec : OrphanGuard::Kind::fork));
     auto start_of = [](int pid) { return jobwarden::detail::process_start_time(pid).value_or(0); };
-    CHECK(sentinel.add(recorded.leader, start_of(recorded.leader), -1) >= 0);
-    CHECK(sentinel.add(odd, start_of(odd), -1) >= 0);
+    CHECK(orphan_guard.add(recorded.leader, start_of(recorded.leader), -1) >= 0);
+    CHECK(orphan_guard.add(odd, start_of(odd), -1) >= 0);
     // The same pid with another start time: a reused pid, never to be killed.
-    CHECK(sentinel.add(other.leader, start_of(other.leader) + 1, -1) >= 0);
+    CHECK(orphan_guard.add(other.leader, start_of(other.leader) + 1, -1) >= 0);
     // Recorded, then forgotten (reaped, as far as the guard knows).
-    long freed_slot = sentinel.add(freed.leader, start_of(freed.leader), -1);
-    CHECK(sentinel.remove(freed_slot));
-    CHECK_FALSE(sentinel.remove(freed_slot));
+    long freed_slot = orphan_guard.add(freed.leader, start_of(freed.leader), -1);
+    CHECK(orphan_guard.remove(freed_slot));
+    CHECK_FALSE(orphan_guard.remove(freed_slot));
     // Ended with a worker still recorded: the guard acts as on the host's death.
-    sentinel.stop();
-    CHECK_FALSE(sentinel.active());
+    orphan_guard.stop();
+    CHECK_FALSE(orphan_guard.active());
   }
   // The recorded leaders are our children: they must end (killed) within seconds.
   int status = 0;
@@ -433,7 +433,7 @@ TEST_CASE("the guard kills each recorded group, and only a process proven to be 
 }
 
 TEST_CASE("the exec'd guard holds none of a big host's memory") {
-  using Sentinel = jobwarden::detail::OrphanGuard;
+  using jobwarden::detail::OrphanGuard;
   if (!JOBWARDEN_LINUX_FAST_PATH) {
     WARN("SKIPPED: the guard is a fork of the host on the portable path");
     return;
@@ -441,22 +441,22 @@ TEST_CASE("the exec'd guard holds none of a big host's memory") {
   // 64 MiB touched: a forked guard would map (and count) every page.
   std::vector<char> memory(64u << 20);
   for (std::size_t i = 0; i < memory.size(); i += 4096) memory[i] = 1;
-  Sentinel sentinel;
-  REQUIRE(sentinel.start(""));
-  REQUIRE(sentinel.kind() == Sentinel::Kind::exec);
+  OrphanGuard orphan_guard;
+  REQUIRE(orphan_guard.start(""));
+  REQUIRE(orphan_guard.kind() == OrphanGuard::Kind::exec);
   long host = resident_kib(static_cast<int>(::getpid()));
-  long guard = resident_kib(sentinel.pid());
+  long guard = resident_kib(orphan_guard.pid());
   CAPTURE(host, guard);
   CHECK(host > 64 * 1024);
   CHECK(guard > 0);
   CHECK(guard < 16 * 1024);
   // It runs our script in its own process group, in "/".
-  CHECK(::getpgid(sentinel.pid()) == sentinel.pid());
+  CHECK(::getpgid(orphan_guard.pid()) == orphan_guard.pid());
   char cwd[64] = {};
-  CHECK(::readlink(("/proc/" + std::to_string(sentinel.pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1) == 1);
+  CHECK(::readlink(("/proc/" + std::to_string(orphan_guard.pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1) == 1);
   CHECK(std::string(cwd) == "/");
   // It ignores what a Ctrl-C or a kill aimed at the host's session sends.
-  std::ifstream status_file("/proc/" + std::to_string(sentinel.pid()) + "/status");
+  std::ifstream status_file("/proc/" + std::to_string(orphan_guard.pid()) + "/status");
   unsigned long long ignored = 0;
   for (std::string line; std::getline(status_file, line);) {
     if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
@@ -465,11 +465,11 @@ TEST_CASE("the exec'd guard holds none of a big host's memory") {
     CAPTURE(sig);
     CHECK((ignored >> (sig - 1) & 1ULL) == 1ULL);
   }
-  sentinel.stop();
+  orphan_guard.stop();
 }
 
 TEST_CASE("a guard killed from outside costs the supervisor its protection, not its life") {
-  using Sentinel = jobwarden::detail::OrphanGuard;
+  using jobwarden::detail::OrphanGuard;
   const bool exec_guard = GENERATE(true, false);
   CAPTURE(exec_guard);
   GuardKind kind(exec_guard);
@@ -478,18 +478,18 @@ TEST_CASE("a guard killed from outside costs the supervisor its protection, not 
   std::memset(&default_pipe, 0, sizeof default_pipe);
   default_pipe.sa_handler = SIG_DFL;
   ::sigaction(SIGPIPE, &default_pipe, &previous);
-  Sentinel sentinel;
-  REQUIRE(sentinel.start(""));
-  REQUIRE(::kill(sentinel.pid(), SIGKILL) == 0);
+  OrphanGuard orphan_guard;
+  REQUIRE(orphan_guard.start(""));
+  REQUIRE(::kill(orphan_guard.pid(), SIGKILL) == 0);
   siginfo_t info{};
-  REQUIRE(::waitid(P_PID, static_cast<id_t>(sentinel.pid()), &info, WEXITED | WNOWAIT) == 0);
-  sentinel.stop();  // with nothing recorded: the "let go" line to a dead guard
-  CHECK_FALSE(sentinel.active());
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(orphan_guard.pid()), &info, WEXITED | WNOWAIT) == 0);
+  orphan_guard.stop();  // with nothing recorded: the "let go" line to a dead guard
+  CHECK_FALSE(orphan_guard.active());
   ::sigaction(SIGPIPE, &previous, nullptr);
 }
 
 TEST_CASE("only the process that started a guard lets it go; a fork of it never does") {
-  // The lifeline both guards (the sentinel and the Slurm launcher's) use.
+  // The lifeline both guards (the supervisor's orphan guard and the Slurm launcher's) use.
   using jobwarden::detail::Lifeline;
   jwtest::TempDir dir;
   const std::string verdict = dir / "verdict";

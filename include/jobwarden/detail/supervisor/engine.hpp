@@ -64,8 +64,10 @@ namespace jobwarden::detail {
 /// `EngineState`: worker_transitions.hpp (state changes and events),
 /// job_directory_sync.hpp (process records and job.json), stop_sequence.hpp
 /// (deadlines, stall checks, the stop sequence, shutdown, stop.request),
-/// worker_output.hpp (log files and capped pipes). This class keeps the
-/// host's calls, submit and the queue, launching, exits and restarts.
+/// worker_output.hpp (log files and capped pipes), worker_launch.hpp (what an
+/// attempt executes), spec_validation.hpp (what submit rejects). This class
+/// keeps the host's calls, submit and the queue, launching, exits and
+/// restarts (restart_policy.hpp decides those).
 ///
 /// Locks: the host's calls take `EngineState::mutex` themselves; `poll()`
 /// also holds `poll_mutex` throughout, so one poll runs at a time and
@@ -530,7 +532,7 @@ class SupervisorEngine {
   // ---- exits and how they are classified (under `mutex`) --------------------
 
   /// Collects the zombies `check_exit` left, closes their pidfds, checks
-  /// their cgroups for escapees, and only then takes them off the guard's list.
+  /// their cgroups for escapees, and only then takes them off the orphan guard's table.
   void settle_exits(State& s) {
     for (const ExitedWorker& done : s.exited) {
       s.watcher.remove(done.pidfd);

@@ -87,7 +87,8 @@ using RecoveryReport = detail::RecoveryReport;
 /// Supervises the workers of one job.
 ///
 /// - `Progress`: the payload workers report (any type with nlohmann
-///   `to_json`/`from_json`); used by the status side of the job.
+///   `to_json`/`from_json`); used only by `status()`, which reads the job
+///   back. The engine behind this class does not depend on it.
 /// - `Clock`: the clock deadlines are measured on (a fake clock in tests).
 ///
 /// Thread-safe: `submit`, `cancel`, the queries and `poll` may be called from

@@ -22,11 +22,10 @@
 /// name is opened, never read), and many workers to check at once are spread
 /// over a few threads.
 ///
-/// Hostile files never make it throw: anything unreadable, truncated, not
-/// JSON, wrongly shaped, oversized, not a regular file, or a symlink is cached
-/// as an error with a short phrase (`"not valid JSON"`) and a detail. Nothing
-/// is read through a link: `workers/`, each worker directory and each file are
-/// opened relative to their parent's descriptor with `O_NOFOLLOW`.
+/// One file's cached verdict, and how it is refreshed, is
+/// detail/cached_file.hpp: hostile files become errors, never exceptions.
+/// Nothing is read through a link: `workers/`, each worker directory and each
+/// file are opened relative to their parent's descriptor with `O_NOFOLLOW`.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -53,10 +52,10 @@
 #include <nlohmann/json.hpp>
 
 #include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/cached_file.hpp"
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_layout.hpp"
 #include "jobwarden/detail/job_records.hpp"
-#include "jobwarden/detail/json_fields.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/status_record.hpp"
 #include "jobwarden/detail/status_watch.hpp"
@@ -94,41 +93,6 @@ inline bool natural_less(const std::string& a, const std::string& b) {
   if (a.size() - i != b.size() - j) return a.size() - i < b.size() - j;
   return a < b;  // "01" vs "1": any fixed order
 }
-
-/// The short phrase for a file that could not be used (`detail` gets the specifics).
-inline std::string describe_file_error(std::error_code ec, std::string& detail, std::size_t limit, off_t size) {
-  if (ec == std::errc::too_many_symbolic_link_levels) return "symbolic link not followed";
-  if (ec == errc::not_regular_file) return "not a regular file";
-  if (ec == std::errc::not_a_directory) return "not a directory";
-  if (ec == errc::oversized_file) {
-    detail = std::to_string(size) + " bytes, more than the limit of " + std::to_string(limit);
-    return "oversized";
-  }
-  detail = ec.message();
-  return "unreadable";
-}
-
-/// The verdict on one file, cached with the stamp it was made for.
-template <class Parsed>
-struct CachedFile {
-  enum class Outcome { missing, error, ok };
-  Outcome outcome = Outcome::missing;
-  bool cached = false;   ///< `stamp` is meaningful
-  bool trusted = false;  ///< old enough that an unchanged stamp proves unchanged content
-  FileStamp stamp;
-  Parsed parsed{};
-  std::string error;
-  std::string detail;
-
-  /// The parsed content, or null when the file is missing or unusable.
-  const Parsed* usable() const noexcept { return outcome == Outcome::ok ? &parsed : nullptr; }
-  /// Counts for the cache statistics: a file that exists.
-  bool present() const noexcept { return outcome != Outcome::missing; }
-  /// Adds the file's error, if it has one, to `errors` as `path`.
-  void report(const std::string& path, std::vector<StatusFileError>& errors) const {
-    if (outcome == Outcome::error) errors.push_back({path, error, detail});
-  }
-};
 
 /// `process.json`, parsed.
 struct ParsedProcess {
@@ -281,10 +245,7 @@ class StatusCache {
 
  private:
   /// Work counters of one reading thread.
-  struct Counters {
-    std::uint64_t read = 0;
-    std::uint64_t reused = 0;
-  };
+  using Counters = FileCounters;
 
   /// How one read checks the workers it visits.
   struct VisitContext {
@@ -314,91 +275,15 @@ class StatusCache {
     return status_record_from_json(document, out, problem);
   }
 
-  bool is_trusted(const FileStamp& stamp) const {
-    const auto wall_now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-    return wall_now_ns - stamp.changed_ns >
-           std::chrono::duration_cast<std::chrono::nanoseconds>(settings_.recent_change_window).count();
-  }
+  bool is_trusted(const FileStamp& stamp) const { return is_settled(stamp, settings_.recent_change_window); }
 
-  /// Refreshes `cache` from `name` in `dir_fd`, reusing the cached verdict
-  /// while the file is unchanged. `parse` turns the document into `Parsed`
-  /// or returns a problem text.
-  /// With `force` (an event named the file) or nothing cached, the file is
-  /// read without a `stat` first: `read_file_at` refuses what it must.
+  /// `refresh_file` with this cache's limits.
   template <class Parsed>
   void refresh(int dir_fd, const char* name, CachedFile<Parsed>& cache,
                bool (*parse)(const nlohmann::json&, Parsed&, std::string&), Counters& counters,
                bool force = false) const {
-    using Outcome = typename CachedFile<Parsed>::Outcome;
-    const std::size_t limit = settings_.max_file_size;
-    FileStamp stamp;
-    std::error_code ec;
-    if (cache.cached && !force) {
-      ec = stat_file_at(dir_fd, name, stamp);
-      if (ec == std::errc::no_such_file_or_directory) {
-        cache = CachedFile<Parsed>{};
-        return;
-      }
-      if (ec) {  // a symlink, a FIFO, a device: not opened
-        cache = CachedFile<Parsed>{};
-        cache.outcome = Outcome::error;
-        cache.error = describe_file_error(ec, cache.detail, limit, 0);
-        return;
-      }
-      if (cache.trusted && cache.stamp == stamp) {
-        ++counters.reused;
-        return;
-      }
-    }
-
-    cache = CachedFile<Parsed>{};
-    std::string content;
-    ec = read_file_at(dir_fd, name, content, &stamp, limit);
-    if (ec == std::errc::no_such_file_or_directory) return;  // no such file (any more)
-    if (ec == std::errc::too_many_symbolic_link_levels || ec == errc::not_regular_file) {
-      cache.outcome = Outcome::error;
-      cache.error = describe_file_error(ec, cache.detail, limit, 0);
-      return;
-    }
-    ++counters.read;
-    cache.stamp = stamp;
-    cache.cached = !ec || ec == errc::oversized_file;
-    // A file changed within the last timestamp tick may change again within
-    // the same tick (and, where inodes are reused, with the same inode and
-    // size). Its ctime is set by the kernel on every change and cannot be
-    // set back, so once it is older than the window, any later change shows.
-    cache.trusted = is_trusted(stamp);
-    if (ec) {
-      cache.outcome = Outcome::error;
-      cache.error = describe_file_error(ec, cache.detail, limit, stamp.size);
-      return;
-    }
-    if (content.empty()) {
-      cache.outcome = Outcome::error;
-      cache.error = "not valid JSON";
-      cache.detail = "empty file";
-      return;
-    }
-    nlohmann::json document;
-    try {
-      document = nlohmann::json::parse(content);
-    } catch (const nlohmann::json::exception& e) {
-      cache.outcome = Outcome::error;
-      cache.error = "not valid JSON";
-      cache.detail = printable_text(e.what());
-      return;
-    }
-    std::string problem;
-    if (!parse(document, cache.parsed, problem)) {
-      cache.outcome = Outcome::error;
-      cache.error = "wrong shape";
-      cache.detail = printable_text(problem);
-      cache.parsed = Parsed{};
-      return;
-    }
-    cache.outcome = Outcome::ok;
+    refresh_file(dir_fd, name, cache, parse, settings_.max_file_size, settings_.recent_change_window, counters,
+                 force);
   }
 
   void list_workers(int workers_fd, const FileStamp& stamp, JobCache& cache, std::vector<StatusFileError>& errors,

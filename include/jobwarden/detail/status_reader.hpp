@@ -140,9 +140,11 @@ class StatusReader {
         continue;
       }
       WorkerCache& files = entry.cache;
-      const std::string worker_path = std::string(workers_dir_name) + "/" + entry.id;
-      files.process.report(worker_path + "/" + process_file_name, status.errors);
-      files.status.report(worker_path + "/" + status_file_name, status.errors);
+      if (files.process.failed() || files.status.failed()) {
+        const std::string worker_path = std::string(workers_dir_name) + "/" + entry.id;
+        files.process.report(worker_path + "/" + process_file_name, status.errors);
+        files.status.report(worker_path + "/" + status_file_name, status.errors);
+      }
       if (typed_progress) reading.progress_error_slots.push_back(status.errors.size());
 
       WorkerRecords records;

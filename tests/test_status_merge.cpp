@@ -353,3 +353,19 @@ TEST_CASE("elapsed: to the end for a finished job, to now for a live one, to the
   jobwarden::detail::merge_job(facts, status);
   CHECK(status.elapsed_seconds == 0.0);
 }
+
+TEST_CASE("a job's summary is the same JSON in the aggregated status and in a job listing") {
+  JobStatus<> status = job_of({WorkerState::pending, WorkerState::running, WorkerState::succeeded,
+                               WorkerState::cancelled, WorkerState::lost});
+  JobFacts facts;
+  facts.supervisor_alive = true;
+  jobwarden::detail::merge_job(facts, status);
+  const nlohmann::json expected = {{"total", 5},     {"pending", 1}, {"running", 1},
+                                   {"succeeded", 1}, {"failed", 2},  {"done", 3}};
+  CHECK(status.to_json()["summary"] == expected);
+  jobwarden::JobListing listing;
+  listing.summary = status.summary;
+  CHECK(listing.to_json()["summary"] == expected);
+  listing.summary.reset();
+  CHECK(listing.to_json()["summary"].is_null());
+}

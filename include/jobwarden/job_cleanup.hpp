@@ -12,7 +12,7 @@
 /// fails with `job_locked`), renames the directory to a hidden
 /// `.<id>.removing.*` name (readers never see half a job), then deletes the
 /// tree without following any link. Hidden leftovers of an interrupted
-/// removal are deleted by the next one.
+/// removal are deleted by the next one that is not a dry run.
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,5 +1,7 @@
-// Removing old finished jobs (StatusAggregator::clean) and never a live one.
+// Removing old finished jobs (clean_jobs, and StatusAggregator::clean, kept
+// for compatibility, with the aggregator's clock) and never a live one.
 #include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/job_cleanup.hpp>
 #include <jobwarden/status_aggregator.hpp>
 
 #include <sys/file.h>
@@ -43,8 +45,7 @@ TEST_CASE("clean removes finished jobs older than the age and keeps recent ones"
   finished_job(dir.path(), "old", 48h);
   finished_job(dir.path(), "old-failed", 30h, "failed");
   finished_job(dir.path(), "recent", 1h);
-  StatusAggregator<> aggregator(dir.path());
-  const auto report = aggregator.clean(24h);
+  const auto report = jobwarden::clean_jobs(dir.path(), 24h);
   CHECK(report.removed == std::vector<std::string>{"old", "old-failed"});
   CHECK(kept_ids(report) == std::vector<std::string>{"recent"});
   CHECK(report.kept[0].reason == "too recent");
@@ -63,8 +64,7 @@ TEST_CASE("clean never removes a job whose supervisor holds the lock") {
   auto job = finished_job(dir.path(), "held", 48h);
   const jobwarden::detail::OwnedFd lock(::open(job.layout.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
   REQUIRE(::flock(lock.get(), LOCK_EX) == 0);
-  StatusAggregator<> aggregator(dir.path());
-  const auto report = aggregator.clean(1h);
+  const auto report = jobwarden::clean_jobs(dir.path(), 1h);
   CHECK(report.removed.empty());
   REQUIRE(report.kept.size() == 1);
   CHECK(report.kept[0].reason == "supervisor alive");
@@ -108,12 +108,11 @@ TEST_CASE("clean keeps a lost job while one of its workers still runs, and remov
 TEST_CASE("a dry run reports what clean would remove and removes nothing") {
   jwtest::TempDir dir;
   finished_job(dir.path(), "old", 48h);
-  StatusAggregator<> aggregator(dir.path());
-  const auto report = aggregator.clean(24h, /*dry_run=*/true);
+  const auto report = jobwarden::clean_jobs(dir.path(), 24h, /*dry_run=*/true);
   CHECK(report.dry_run);
   CHECK(report.removed == std::vector<std::string>{"old"});
   CHECK(exists(dir / "old/job.json"));
-  CHECK(aggregator.clean(24h).to_json()["removed"] == json{"old"});
+  CHECK(jobwarden::clean_jobs(dir.path(), 24h).to_json()["removed"] == json{"old"});
 }
 
 TEST_CASE("clean never follows a symlink while deleting") {
@@ -128,8 +127,7 @@ TEST_CASE("clean never follows a symlink while deleting") {
   finished_job(dir.path(), "elsewhere", 48h);
   REQUIRE(::symlink((dir / "elsewhere").c_str(), (dir / "root/aliased").c_str()) == 0);
 
-  StatusAggregator<> aggregator(dir / "root");
-  const auto report = aggregator.clean(24h);
+  const auto report = jobwarden::clean_jobs(dir / "root", 24h);
   CHECK(report.removed == std::vector<std::string>{"old"});
   CHECK_FALSE(exists(dir / "root/old"));
   CHECK(jwtest::read_file(dir / "precious/data.txt") == "keep me");
@@ -139,9 +137,25 @@ TEST_CASE("clean never follows a symlink while deleting") {
 
 TEST_CASE("clean of a root that does not exist removes nothing and is no error") {
   jwtest::TempDir dir;
-  StatusAggregator<> aggregator(dir / "none");
   std::error_code ec;
-  const auto report = aggregator.clean(1h, false, ec);
+  const auto report = jobwarden::clean_jobs(dir / "none", 1h, false, ec);
   CHECK_FALSE(ec);
   CHECK(report.removed.empty());
+  StatusAggregator<> aggregator(dir / "none");
+  CHECK(aggregator.clean(1h, false, ec).removed.empty());
+  CHECK_FALSE(ec);
+}
+
+TEST_CASE("StatusAggregator::clean removes what clean_jobs removes, and forgets it") {
+  jwtest::TempDir dir;
+  finished_job(dir.path(), "old", 48h);
+  finished_job(dir.path(), "recent", 1h);
+  StatusAggregator<> aggregator(dir.path());
+  REQUIRE(aggregator.read("old").state == jobwarden::JobState::succeeded);
+  const auto report = aggregator.clean(24h);
+  CHECK(report.removed == std::vector<std::string>{"old"});
+  CHECK(kept_ids(report) == std::vector<std::string>{"recent"});
+  std::error_code ec;
+  (void)aggregator.read("old", ec);
+  CHECK(ec == jobwarden::errc::unknown_job);
 }

@@ -740,9 +740,8 @@ int command_clean(const Arguments& args) {
   const auto older_than = duration_option(args, "older-than");
   if (!older_than) throw UsageError("missing --older-than");
   const bool dry_run = args.has("dry-run");
-  jobwarden::StatusAggregator<> aggregator(root);
   std::error_code ec;
-  const jobwarden::CleanReport report = aggregator.clean(*older_than, dry_run, ec);
+  const jobwarden::CleanReport report = jobwarden::clean_jobs(root, *older_than, dry_run, ec);
   if (ec) throw UsageError("cannot clean " + root + ": " + ec.message());
   if (args.has("json")) {
     std::cout << report.to_json().dump() << std::endl;

@@ -1,0 +1,261 @@
+#pragma once
+/// \file
+/// The merge rule of a job directory's reader: what a worker's and a job's
+/// state are, given the records parsed from its files. Pure functions: no
+/// disk, no clock (now is a parameter), no probe of processes or locks
+/// (whether the supervisor is alive and whether a recorded process still runs
+/// are inputs). `StatusAggregator` reads and caches the files
+/// (detail/status_reader.hpp, detail/status_cache.hpp) and calls these;
+/// `examples/python/read_job.py` follows the same rules.
+///
+/// One writer per file, so no file is ever "wrong" for its writer:
+/// - `process.json` (the supervisor's) is authoritative for `state`, `pid`,
+///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
+///   Only the exit status proves how a worker ended, so a worker that
+///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
+///   as `reported_state`, and its `error` is shown).
+/// - `status.json` (the worker's) supplies `progress`, `message`, `result`,
+///   `error` (when the supervisor recorded none) and the heartbeat. Its state
+///   only refines a non-terminal record: `pending` + reported `running` reads
+///   `running` (the worker started before the supervisor rewrote its record).
+///   A status from an older attempt than the record's is ignored.
+/// - With no `process.json`, the worker's own report is all there is and is
+///   taken as it stands (a directory with neither file is `pending`).
+/// - Stale: a `running` worker whose last sign of life (the newer of its
+///   status heartbeat and its start) is older than `stale_after`. A timestamp
+///   in the future (clock skew between writer and reader) counts as now, never
+///   as stale. Pending workers are never stale: waiting for a slot is normal.
+/// - Lost: with the supervisor dead, a non-terminal worker reads `lost` once
+///   neither its recorded process nor its reporting process runs (pid and
+///   start time, only on the host that recorded them; a zombie does not run:
+///   under a parent that reaps late or never, it would otherwise read
+///   `running` forever), and the job reads `lost`. How the reader decides
+///   that the supervisor is alive is in detail/status_reader.hpp.
+/// - Job state: `job.json`'s state when it is terminal (the supervisor wrote
+///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
+///   starts, then `running` (also while a starting supervisor holds the lock
+///   but has not written `job.json` yet: `pending`). With a dead one: `lost`
+///   if any worker was not terminal, or if there is no `job.json` at all (a
+///   start that was interrupted: `errors` says so, `jobwarden stop` has
+///   nothing to stop and a clean-up removes it once old enough), else what the
+///   workers imply (`job_state_from_workers`).
+/// - Elapsed: from `created_at` to `ended_at` for a finished job, to now for
+///   a live one, and for a `lost` job to its last sign of life: the newest of
+///   `job.json`'s update (a live supervisor rewrites it at least every
+///   `job_refresh_interval`, sooner while the job is young) and its workers'
+///   records and reports.
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/status_record.hpp"
+#include "jobwarden/detail/time_format.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/job_status.hpp"
+#include "jobwarden/signals.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+/// What a reader could use of one worker's two files.
+struct WorkerRecords {
+  const WorkerInfo* process = nullptr;         ///< `process.json`, parsed; null when missing or unusable
+  std::optional<WallTime> process_updated_at;  ///< its `updated_at`
+  const StatusRecord* status = nullptr;        ///< `status.json`, parsed; null when missing or unusable
+};
+
+/// The worker's report that counts: none when there is none, or when it is
+/// left over from an earlier attempt than the supervisor's record (it says
+/// nothing about this one).
+inline const StatusRecord* current_report(const WorkerRecords& records) noexcept {
+  const StatusRecord* report = records.status;
+  if (records.process != nullptr && report != nullptr && report->attempt > 0 && records.process->attempt > 0 &&
+      report->attempt < records.process->attempt) {
+    return nullptr;
+  }
+  return report;
+}
+
+/// The worker's state by its files alone, before liveness is taken into account.
+inline WorkerState recorded_state(const WorkerRecords& records) noexcept {
+  const StatusRecord* report = current_report(records);
+  if (records.process == nullptr) {
+    // Nothing but the worker's word: it wrote, so it ran.
+    return report != nullptr ? report->state.value_or(WorkerState::running) : WorkerState::pending;
+  }
+  const WorkerState state = records.process->state;
+  if (state == WorkerState::pending && report != nullptr && report->state == WorkerState::running) {
+    return WorkerState::running;
+  }
+  return state;
+}
+
+/// Whether the worker's files leave it unfinished (non-terminal).
+inline bool worker_unfinished(const WorkerRecords& records) noexcept {
+  return !is_terminal(recorded_state(records));
+}
+
+/// A process a record names, proven by its kernel start time.
+struct RecordedProcess {
+  int pid = 0;                          ///< 0: nothing to ask
+  unsigned long long start_time = 0;
+};
+
+/// The processes whose running keeps an unfinished worker from reading
+/// `lost`: none while the supervisor is alive, for a terminal worker, away
+/// from the host that recorded them, or without a start time to prove them.
+struct ProcessesToAsk {
+  RecordedProcess recorded;  ///< the one `process.json` names
+  RecordedProcess reporter;  ///< the one that wrote `status.json` (a child of it, under `sh -c`)
+};
+
+/// Which processes the reader must ask about (see `ProcessesToAsk`).
+inline ProcessesToAsk processes_to_ask(const WorkerRecords& records, bool supervisor_alive,
+                                       bool on_recording_host) noexcept {
+  ProcessesToAsk ask;
+  if (supervisor_alive || !on_recording_host || !worker_unfinished(records)) return ask;
+  auto provable = [](int pid, unsigned long long start_time) {
+    return pid > 0 && start_time != 0 ? RecordedProcess{pid, start_time} : RecordedProcess{};
+  };
+  if (records.process != nullptr) ask.recorded = provable(records.process->pid, records.process->process_start_time);
+  if (const StatusRecord* report = current_report(records)) {
+    ask.reporter = provable(report->pid, report->process_start_time);
+  }
+  return ask;
+}
+
+/// What the files cannot say about a worker.
+struct WorkerFacts {
+  bool supervisor_alive = true;
+  bool still_runs = false;  ///< one of `processes_to_ask`'s processes still runs
+  WallTime now{};
+  std::chrono::milliseconds stale_after{std::chrono::seconds(30)};
+};
+
+/// One worker merged from its records (the rules of the file comment). The
+/// progress stays JSON: the reader turns it into the user's type.
+inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records, const WorkerFacts& facts) {
+  const WorkerInfo* info = records.process;
+  const StatusRecord* reported = current_report(records);
+
+  WorkerStatus<> worker;
+  worker.id = std::move(id);
+  std::optional<WallTime> last_sign_of_life;
+  auto newest = [](std::optional<WallTime>& into, const std::optional<WallTime>& time) {
+    if (time && (!into || *time > *into)) into = time;
+  };
+  if (info != nullptr) {
+    worker.state = info->state;
+    if (info->pid > 0) worker.pid = info->pid;
+    worker.attempt = info->attempt;
+    worker.exit_code = info->exit_code;
+    if (info->signal) worker.signal = signal_name(*info->signal);
+    worker.core_dumped = info->core_dumped;
+    if (!info->error.empty()) worker.error = info->error;
+    worker.started_at = info->started_at;
+    worker.ended_at = info->ended_at;
+    if (info->ended_at) worker.usage = info->usage;
+    newest(worker.last_update, records.process_updated_at);
+    newest(worker.last_update, info->started_at);
+    newest(worker.last_update, info->ended_at);
+    last_sign_of_life = info->started_at;
+  }
+  if (reported != nullptr) {
+    worker.reported_state = reported->state;
+    if (!reported->progress.is_null()) worker.progress = reported->progress;
+    worker.message = reported->message;
+    worker.result = reported->result;
+    if (!worker.error) worker.error = reported->error;
+    worker.seq = reported->seq;
+    newest(worker.last_update, reported->updated_at);
+    newest(last_sign_of_life, reported->updated_at);
+    if (info == nullptr) {
+      if (reported->pid > 0) worker.pid = reported->pid;
+      worker.attempt = reported->attempt;
+    }
+  }
+  worker.state = recorded_state(records);
+
+  if (!is_terminal(worker.state) && !facts.supervisor_alive) {
+    // Lost once nothing of it runs.
+    worker.state = facts.still_runs ? WorkerState::running : WorkerState::lost;
+  }
+  if (worker.state == WorkerState::running && last_sign_of_life) {
+    // A time in the future (clock skew) counts as now.
+    worker.stale = facts.now - *last_sign_of_life > facts.stale_after;
+  }
+  return worker;
+}
+
+/// What the workers' records cannot say about a job.
+struct JobFacts {
+  const JobRecord* record = nullptr;   ///< `job.json`, parsed; null when missing or unusable
+  bool record_missing = false;         ///< there is no `job.json` at all (not merely an unusable one)
+  bool supervisor_alive = false;
+  bool any_worker_unfinished = false;  ///< `worker_unfinished` for any worker
+  WallTime now{};
+};
+
+/// Completes a job whose `workers` are merged (in their order): the
+/// supervisor, times, summary, id lists, state and elapsed time (the rules of
+/// the file comment). `job_id`, `workers` and `errors` are the caller's.
+inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
+  const JobRecord* record = facts.record;
+  status.supervisor.alive = facts.supervisor_alive;
+  if (record != nullptr) {
+    if (record->supervisor_pid > 0) status.supervisor.pid = record->supervisor_pid;
+    status.supervisor.hostname = record->supervisor_hostname;
+    status.created_at = record->created_at;
+    status.ended_at = record->ended_at;
+    status.last_update = record->updated_at;
+  }
+
+  for (const auto& worker : status.workers) {
+    status.summary.add(worker.state);
+    switch (worker.state) {
+      case WorkerState::pending: status.pending.push_back(worker.id); break;
+      case WorkerState::running: status.running.push_back(worker.id); break;
+      case WorkerState::succeeded: status.completed.push_back(worker.id); break;
+      default: status.failed.push_back(worker.id); break;
+    }
+    if (worker.last_update && (!status.last_update || *worker.last_update > *status.last_update)) {
+      status.last_update = worker.last_update;
+    }
+  }
+
+  if (record != nullptr && is_terminal(record->state)) {
+    status.state = record->state;
+  } else if (facts.supervisor_alive) {
+    const bool none_started = status.summary.pending == status.summary.total;
+    status.state = none_started ? JobState::pending : JobState::running;
+  } else if (facts.any_worker_unfinished || status.summary.total == 0 || facts.record_missing) {
+    // A supervisor that died with nothing terminal (or nothing at all, or
+    // before it wrote job.json) never finished.
+    status.state = JobState::lost;
+  } else {
+    status.state = job_state_from_workers(status.summary);
+  }
+
+  if (status.created_at) {
+    WallTime until = facts.now;
+    if (status.state == JobState::lost) {
+      // How long it ran: to its last sign of life, not to when someone
+      // noticed (recovery's ended_at) or to when job.json was first written.
+      until = status.last_update.value_or(*status.created_at);
+      if (!status.running.empty()) until = facts.now;  // a worker of it still runs
+      if (status.ended_at && *status.ended_at < until) until = *status.ended_at;
+    } else if (status.ended_at && is_terminal(status.state)) {
+      until = *status.ended_at;
+    }
+    status.elapsed_seconds = std::max(0.0, seconds_between(*status.created_at, until));
+  }
+}
+
+}  // namespace jobwarden::detail

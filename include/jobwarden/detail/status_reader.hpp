@@ -1,0 +1,315 @@
+#pragma once
+/// \file
+/// The engine behind `StatusAggregator`: reads one job directory through the
+/// cache (detail/status_cache.hpp), probes what the files cannot say (is the
+/// supervisor alive, does a recorded process still run) and merges the
+/// records with the merge rule (detail/status_merge.hpp). Not a template: the
+/// progress payload stays JSON here, and `typed_status` turns it into the
+/// user's `Progress` type when the result is handed out.
+///
+/// The supervisor is alive while its `supervisor.lock` is held (probed with a
+/// shared non-blocking `flock`, never created); when the lock cannot be
+/// probed (no lock file, unreadable), while its recorded pid is provably the
+/// same running process (`is_running_process`, only on the host that wrote
+/// `job.json`; elsewhere, while `job.json` is not terminal). A process a
+/// worker's records name runs while its pid has the recorded start time and
+/// is no zombie; a pair found gone is remembered and never asked again.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/directory.hpp"
+#include "jobwarden/detail/hostname.hpp"
+#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/owned_fd.hpp"
+#include "jobwarden/detail/process_identity.hpp"
+#include "jobwarden/detail/status_cache.hpp"
+#include "jobwarden/detail/status_merge.hpp"
+#include "jobwarden/errors.hpp"
+#include "jobwarden/ids.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/job_status.hpp"
+
+namespace jobwarden::detail {
+
+/// How a `StatusReader` reads (from `StatusAggregatorOptions`).
+struct StatusReaderSettings {
+  StatusCacheSettings cache;
+  std::chrono::milliseconds stale_after{std::chrono::seconds(30)};
+  std::function<WallTime()> now;  ///< empty: `system_clock::now()`
+};
+
+/// One job as read, progress still JSON.
+struct JobReading {
+  JobStatus<> status;
+  /// Asked for typed progress: for each worker of `status`, the index in
+  /// `status.errors` where a complaint about its progress belongs (after its
+  /// own files' errors, before the next worker's).
+  std::vector<std::size_t> progress_error_slots;
+};
+
+/// Reads job directories under one root, with a cache. Not thread-safe by
+/// itself: its owner holds `mutex` around every call.
+class StatusReader {
+ public:
+  StatusReader(std::string root, StatusReaderSettings settings)
+      : root_(root), settings_(std::move(settings)), cache_(std::move(root), settings_.cache) {}
+
+  /// Held by the owner around every call.
+  std::mutex mutex;
+
+  const std::string& root() const noexcept { return root_; }
+  StatusCache& cache() noexcept { return cache_; }
+  const StatusCache& cache() const noexcept { return cache_; }
+
+  /// The reader's "now" (the settings' clock, else the system clock).
+  WallTime now() const { return settings_.now ? settings_.now() : std::chrono::system_clock::now(); }
+
+  /// Reads job `job_id` (a valid id). Errors: `errc::unknown_job` when there
+  /// is no such job directory, or the system error opening it.
+  JobReading read_job(const std::string& job_id, bool typed_progress, std::error_code& ec) {
+    std::error_code open_ec;
+    OwnedFd root_fd = open_directory(root_, open_ec);
+    if (open_ec) {
+      ec = open_ec == std::errc::no_such_file_or_directory ? make_error_code(errc::unknown_job) : open_ec;
+      return {};
+    }
+    OwnedFd job_fd = open_directory_at(root_fd.get(), job_id.c_str(), open_ec);
+    if (open_ec) {
+      ec = (open_ec == std::errc::no_such_file_or_directory || open_ec == std::errc::not_a_directory)
+               ? make_error_code(errc::unknown_job)
+               : open_ec;
+      return {};
+    }
+    return read_open_job(job_id, job_fd.get(), /*start_watching=*/true, typed_progress);
+  }
+
+  /// Reads the job open as `job_fd`. `start_watching`: false for readers of
+  /// every job at once (`list_jobs`, clean-ups; a job already watched stays
+  /// watched).
+  JobReading read_open_job(const std::string& job_id, int job_fd, bool start_watching = false,
+                           bool typed_progress = false) {
+    JobCache& cache = cache_.job(job_id);
+    JobReading reading;
+    JobStatus<>& status = reading.status;
+    status.job_id = job_id;
+    const WallTime now_wall = now();
+
+    // job.json and the supervisor's liveness.
+    cache_.refresh_job_record(job_fd, cache);
+    const JobRecord* record = cache.job.usable();
+    const LockProbe probe = probe_supervisor_lock(job_fd);
+    bool alive = probe == LockProbe::held;
+    if (probe == LockProbe::unknown && record != nullptr) {
+      // No lock to ask: the pid is the only witness, and only on its own host.
+      alive = is_local(record->supervisor_hostname)
+                  ? is_running_process(record->supervisor_pid, record->supervisor_start_time)
+                  : !is_terminal(record->state);
+    }
+    cache.job.report(job_file_name, status.errors);
+    const bool record_missing = cache.job.outcome == CachedFile<JobRecord>::Outcome::missing;
+    if (record_missing && !alive) {
+      status.errors.push_back({job_file_name, "missing",
+                               "no supervisor recorded this job: its start was interrupted, or "
+                               "the record was removed"});
+    }
+
+    // The workers.
+    cache_.update_workers(job_id, job_fd, start_watching, cache, status.errors);
+    const bool on_recording_host = record == nullptr || is_local(record->supervisor_hostname);
+    bool any_unfinished = false;
+    status.workers.reserve(cache.workers.size());
+    if (typed_progress) reading.progress_error_slots.reserve(cache.workers.size());
+    for (WorkerEntry& entry : cache.workers) {
+      if (entry.presence == WorkerEntry::Presence::gone) continue;
+      if (entry.presence == WorkerEntry::Presence::broken) {
+        status.errors.push_back(entry.dir_error);
+        continue;
+      }
+      WorkerCache& files = entry.cache;
+      if (files.process.failed() || files.status.failed()) {
+        const std::string worker_path = std::string(workers_dir_name) + "/" + entry.id;
+        files.process.report(worker_path + "/" + process_file_name, status.errors);
+        files.status.report(worker_path + "/" + status_file_name, status.errors);
+      }
+      if (typed_progress) reading.progress_error_slots.push_back(status.errors.size());
+
+      WorkerRecords records;
+      if (const ParsedProcess* process = files.process.usable()) {
+        records.process = &process->info;
+        records.process_updated_at = process->updated_at;
+      }
+      records.status = files.status.usable();
+      any_unfinished = any_unfinished || worker_unfinished(records);
+      WorkerFacts facts;
+      facts.supervisor_alive = alive;
+      facts.now = now_wall;
+      facts.stale_after = settings_.stale_after;
+      const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
+      facts.still_runs = still_runs(ask.recorded, files.gone_recorded) || still_runs(ask.reporter, files.gone_reporter);
+      status.workers.push_back(merge_worker(entry.id, records, facts));
+    }
+
+    JobFacts job_facts;
+    job_facts.record = record;
+    job_facts.record_missing = record_missing;
+    job_facts.supervisor_alive = alive;
+    job_facts.any_worker_unfinished = any_unfinished;
+    job_facts.now = now_wall;
+    merge_job(job_facts, status);
+    return reading;
+  }
+
+  /// The jobs under the root, oldest first (see `StatusAggregator::list_jobs`).
+  JobList list_jobs(std::error_code& ec) {
+    JobList list;
+    std::error_code open_ec;
+    OwnedFd root_fd = open_directory(root_, open_ec);
+    if (open_ec) {
+      if (open_ec != std::errc::no_such_file_or_directory) ec = open_ec;
+      return list;
+    }
+    std::vector<DirectoryEntry> entries = list_directory(root_fd.get(), ec);
+    if (ec) return list;
+    for (const DirectoryEntry& entry : entries) {
+      if (!is_valid_id(entry.name)) continue;  // hidden tombstones and things that are not jobs
+      OwnedFd job_fd = open_directory_at(root_fd.get(), entry.name.c_str(), open_ec);
+      if (open_ec == std::errc::not_a_directory) continue;
+      if (open_ec) {
+        std::string detail;
+        list.errors.push_back(
+            {entry.name, describe_file_error(open_ec, detail, settings_.cache.max_file_size, 0), detail});
+        continue;
+      }
+      const JobStatus<> status = read_open_job(entry.name, job_fd.get()).status;
+      for (const StatusFileError& error : status.errors) {
+        if (error.path == job_file_name) {
+          list.errors.push_back({entry.name + "/" + error.path, error.error, error.detail});
+        }
+      }
+      JobListing listing;
+      listing.job_id = entry.name;
+      listing.state = status.state;
+      listing.created_at = status.created_at;
+      listing.ended_at = status.ended_at;
+      listing.supervisor_alive = status.supervisor.alive;
+      listing.summary = status.summary;
+      list.jobs.push_back(std::move(listing));
+    }
+    std::sort(list.jobs.begin(), list.jobs.end(), [](const JobListing& a, const JobListing& b) {
+      if (a.created_at != b.created_at) {
+        if (!a.created_at || !b.created_at) return !a.created_at;  // unknown first
+        return *a.created_at < *b.created_at;
+      }
+      return a.job_id < b.job_id;
+    });
+    return list;
+  }
+
+ private:
+  bool is_local(const std::string& recorded_hostname) const {
+    return recorded_hostname.empty() || recorded_hostname == hostname_;
+  }
+
+  /// Whether `process` still runs, remembering a "no" in `gone`.
+  static bool still_runs(const RecordedProcess& process, std::pair<int, unsigned long long>& gone) {
+    if (process.pid <= 0 || process.start_time == 0) return false;
+    if (gone.first == process.pid && gone.second == process.start_time) return false;
+    if (is_running_process(process.pid, process.start_time)) return true;
+    gone = {process.pid, process.start_time};
+    return false;
+  }
+
+  std::string root_;
+  StatusReaderSettings settings_;
+  StatusCache cache_;
+  std::string hostname_ = local_hostname();
+};
+
+/// `reading` with its progress turned into `Progress` (`from_json`). Progress
+/// that does not convert is left out and becomes a `"wrong shape"` error of
+/// the worker's `status.json` (`"progress: <why>"`), in the worker's place
+/// among the errors; it never throws out of a read.
+template <class Progress>
+JobStatus<Progress> typed_status(JobReading&& reading) {
+  if constexpr (std::is_same_v<Progress, nlohmann::json>) {
+    return std::move(reading.status);
+  } else {
+    JobStatus<>& source = reading.status;
+    JobStatus<Progress> typed;
+    typed.job_id = std::move(source.job_id);
+    typed.state = source.state;
+    typed.summary = source.summary;
+    typed.elapsed_seconds = source.elapsed_seconds;
+    typed.created_at = source.created_at;
+    typed.ended_at = source.ended_at;
+    typed.last_update = source.last_update;
+    typed.supervisor = std::move(source.supervisor);
+    typed.running = std::move(source.running);
+    typed.pending = std::move(source.pending);
+    typed.completed = std::move(source.completed);
+    typed.failed = std::move(source.failed);
+    std::vector<std::pair<std::size_t, StatusFileError>> problems;  // (slot, error)
+    typed.workers.reserve(source.workers.size());
+    for (std::size_t index = 0; index < source.workers.size(); ++index) {
+      WorkerStatus<>& worker = source.workers[index];
+      WorkerStatus<Progress> out;
+      if (worker.progress) {
+        try {
+          out.progress = worker.progress->template get<Progress>();
+        } catch (const std::exception& e) {
+          const std::size_t slot =
+              index < reading.progress_error_slots.size() ? reading.progress_error_slots[index] : source.errors.size();
+          problems.push_back({slot,
+                              {std::string(workers_dir_name) + "/" + worker.id + "/" + status_file_name,
+                               "wrong shape", std::string("progress: ") + e.what()}});
+        }
+      }
+      out.id = std::move(worker.id);
+      out.state = worker.state;
+      out.reported_state = worker.reported_state;
+      out.pid = worker.pid;
+      out.attempt = worker.attempt;
+      out.exit_code = worker.exit_code;
+      out.signal = std::move(worker.signal);
+      out.core_dumped = worker.core_dumped;
+      out.message = std::move(worker.message);
+      out.result = std::move(worker.result);
+      out.error = std::move(worker.error);
+      out.started_at = worker.started_at;
+      out.ended_at = worker.ended_at;
+      out.last_update = worker.last_update;
+      out.stale = worker.stale;
+      out.seq = worker.seq;
+      out.usage = worker.usage;
+      typed.workers.push_back(std::move(out));
+    }
+    if (problems.empty()) {
+      typed.errors = std::move(source.errors);
+    } else {
+      typed.errors.reserve(source.errors.size() + problems.size());
+      std::size_t next = 0;
+      for (auto& [slot, error] : problems) {
+        while (next < slot && next < source.errors.size()) typed.errors.push_back(std::move(source.errors[next++]));
+        typed.errors.push_back(std::move(error));
+      }
+      while (next < source.errors.size()) typed.errors.push_back(std::move(source.errors[next++]));
+    }
+    return typed;
+  }
+}
+
+}  // namespace jobwarden::detail

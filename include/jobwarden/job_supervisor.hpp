@@ -860,17 +860,7 @@ class JobSupervisor {
 
   JobSummary summary_of(const State& s) const {
     JobSummary summary;
-    for (WorkerState state : all_worker_states) {
-      std::size_t n = s.counts[static_cast<std::size_t>(state)];
-      summary.total += n;
-      if (state == WorkerState::pending) summary.pending += n;
-      else if (state == WorkerState::running) summary.running += n;
-      else if (state == WorkerState::succeeded) summary.succeeded += n;
-      else summary.failed += n;
-      if (state == WorkerState::cancelled) summary.cancelled += n;
-      if (state == WorkerState::lost) summary.lost += n;
-    }
-    summary.done = summary.succeeded + summary.failed;
+    for (WorkerState state : all_worker_states) summary.add(state, s.counts[static_cast<std::size_t>(state)]);
     return summary;
   }
 
@@ -1157,12 +1147,7 @@ class JobSupervisor {
     }
     s.stop_requested = true;
     ::unlinkat(job_fd, detail::stop_request_file_name, 0);  // honoured: not for a later run
-    std::optional<std::chrono::milliseconds> grace;
-    auto request = nlohmann::json::parse(text, nullptr, false);
-    if (request.is_object() && request.contains("grace_ms") && request["grace_ms"].is_number_unsigned()) {
-      grace = std::chrono::milliseconds(request["grace_ms"].template get<std::int64_t>());
-    }
-    begin_shutdown_locked(s, grace);
+    begin_shutdown_locked(s, detail::parse_stop_request(text).grace);
   }
 
   /// Applies the restart policy to a worker that just ended with `outcome`.
@@ -1384,10 +1369,10 @@ class JobSupervisor {
     // The worker's own variables, then the host's (one pass over environ, no
     // map: this runs for every spawn) except those the worker's override.
     std::map<std::string, std::string> own = spec.env;
-    own["JOBWARDEN_JOB_ID"] = s.options.job_id;
-    own["JOBWARDEN_WORKER_ID"] = record.info.id;
-    own["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
-    if (s.recorder) own["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
+    own[detail::job_id_env] = s.options.job_id;
+    own[detail::worker_id_env] = record.info.id;
+    own[detail::attempt_env] = std::to_string(record.info.attempt);
+    if (s.recorder) own[detail::status_file_env] = s.recorder->status_file(record.info.id);
     for (const auto& [key, value] : own) plan.env_storage.push_back(key + "=" + value);
     if (spec.inherit_env) {
       for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {

@@ -358,4 +358,124 @@ inline std::string_view trim_json_space(std::string_view text) {
   return text;
 }
 
+/// Appends the UTF-8 form of code point `cp`.
+inline void append_utf8(std::string& out, unsigned cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+/// Decodes the JSON string `raw` (quotes included, well-formed: checked by
+/// `json_text_problem`) into `out`; false when `raw` is not a string.
+inline bool decode_json_string(std::string_view raw, std::string& out) {
+  out.clear();
+  if (raw.size() < 2 || raw.front() != '"' || raw.back() != '"') return false;
+  auto hex4 = [&raw](std::size_t at) {
+    unsigned value = 0;
+    for (std::size_t k = at; k < at + 4 && k < raw.size(); ++k) {
+      const char h = raw[k];
+      value = value * 16 + static_cast<unsigned>(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+    }
+    return value;
+  };
+  for (std::size_t i = 1; i + 1 < raw.size(); ++i) {
+    const char c = raw[i];
+    if (c != '\\') {
+      out += c;
+      continue;
+    }
+    const char e = raw[++i];
+    switch (e) {
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'u': {
+        unsigned cp = hex4(i + 1);
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < raw.size()) {
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(i + 3) - 0xDC00);
+          i += 6;
+        }
+        append_utf8(out, cp);
+        break;
+      }
+      default: out += e;  // " \\ /
+    }
+  }
+  return true;
+}
+
+/// Calls `on_member(key, raw_value)` for each member of the JSON object
+/// `text` (well-formed: checked by `json_text_problem`), in order, with the
+/// key decoded and the value's text as it stands. False when `text` is not
+/// an object.
+template <class OnMember>
+bool for_each_json_member(std::string_view text, OnMember&& on_member) {
+  text = trim_json_space(text);
+  if (text.empty() || text.front() != '{') return false;
+  std::size_t at = 1;
+  const std::size_t n = text.size();
+  auto skip_space = [&] {
+    while (at < n && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) ++at;
+  };
+  auto skip_string = [&] {  // at the opening quote; ends after the closing one
+    for (++at; at < n && text[at] != '"'; ++at) {
+      if (text[at] == '\\') ++at;
+    }
+    ++at;
+  };
+  std::string key;
+  for (;;) {
+    skip_space();
+    if (at >= n || text[at] == '}') return true;
+    if (text[at] == ',') {
+      ++at;
+      continue;
+    }
+    const std::size_t key_start = at;
+    skip_string();
+    decode_json_string(text.substr(key_start, at - key_start), key);
+    skip_space();
+    ++at;  // ':'
+    skip_space();
+    const std::size_t value_start = at;
+    int depth = 0;
+    while (at < n) {
+      const char c = text[at];
+      if (c == '"') {
+        skip_string();
+        if (depth == 0) break;
+        continue;
+      }
+      if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) break;  // the end of the object
+        if (--depth == 0) {
+          ++at;
+          break;
+        }
+      } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+        break;
+      }
+      ++at;
+    }
+    on_member(key, text.substr(value_start, at - value_start));
+  }
+}
+
 }  // namespace jobwarden::detail

@@ -520,11 +520,11 @@ TEST_CASE("the JSON text check agrees with nlohmann's parser") {
   texts.push_back(std::string(100000, '[') + std::string(100000, ']'));
   // Random mutations of valid documents: a byte changed, removed or repeated.
   std::mt19937 random(7);
-  const std::string seeds[] = {"{\"done\":3,\"total\":9,\"file\":\"caf\xc3\xa9\"}", "[1.5e3,-0,true,null,\"\\u00e9\"]",
+  const std::string valid_documents[] = {"{\"done\":3,\"total\":9,\"file\":\"caf\xc3\xa9\"}", "[1.5e3,-0,true,null,\"\\u00e9\"]",
                                "{\"a\":{\"b\":[1,{\"c\":\"\\ud83d\\ude00\"}]}}"};
   const char alphabet[] = "{}[],:\"\\ue.-+0129atfnl \x80\xc3\xff";
   for (int i = 0; i < 20000; ++i) {
-    std::string text = seeds[random() % 3];
+    std::string text = valid_documents[random() % 3];
     const int edits = 1 + static_cast<int>(random() % 3);
     for (int e = 0; e < edits && !text.empty(); ++e) {
       const std::size_t at = random() % text.size();

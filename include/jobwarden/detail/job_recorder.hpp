@@ -235,8 +235,8 @@ class JobRecorder {
 
   /// Rewrites `job.json` with `state` and `summary`. The first terminal state
   /// also sets `ended_at`; after it, any other state is refused with
-  /// `errc::invalid_state_transition` (a finished job never runs again: the
-  /// a client hangs on exactly that), so write a terminal state only once
+  /// `errc::invalid_state_transition` (a finished job never runs again:
+  /// a client waiting for it would hang), so write a terminal state only once
   /// the supervisor accepts no more work. On error the previous file stays.
   void write_job(JobState state, const JobSummary& summary, std::error_code& ec) {
     ec.clear();

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <jobwarden/detail/job_layout.hpp>
+#include <jobwarden/detail/job_files.hpp>
 #include <jobwarden/detail/process_identity.hpp>
 #include <jobwarden/detail/time_format.hpp>
 

@@ -356,3 +356,40 @@ TEST_CASE("process.json's hand-written text is the record's JSON, awkward string
     }
   }
 }
+
+TEST_CASE("stop.request's text is the JSON job control always wrote, and its grace reads back") {
+  namespace jd = jobwarden::detail;
+  using std::chrono::milliseconds;
+  for (const std::optional<milliseconds>& grace :
+       {std::optional<milliseconds>(), std::optional<milliseconds>(milliseconds(0)),
+        std::optional<milliseconds>(milliseconds(5000)), std::optional<milliseconds>(milliseconds(86'400'000'000LL))}) {
+    nlohmann::json request = nlohmann::json::object();
+    if (grace) request["grace_ms"] = static_cast<std::uint64_t>(grace->count());
+    request["requested_by_pid"] = 4242LL;
+    const std::string text = jd::stop_request_text(grace, 4242);
+    CHECK(text == request.dump() + "\n");
+    CHECK(jd::parse_stop_request(text).grace == grace);
+  }
+  // Anything else is still a request, with each worker's own grace period.
+  for (const char* text : {"", "not json", "[1]", "{\"grace_ms\":-5}", "{\"grace_ms\":1.5}", "{\"grace_ms\":\"5\"}",
+                           "{\"grace_ms\":null}"}) {
+    CAPTURE(text);
+    CHECK_FALSE(jd::parse_stop_request(text).grace);
+  }
+}
+
+TEST_CASE("job.json's summary is every count, and reads back") {
+  namespace jd = jobwarden::detail;
+  jobwarden::JobSummary summary;
+  for (WorkerState state : jobwarden::all_worker_states) summary.add(state, 2);
+  summary.add(WorkerState::lost);
+  const nlohmann::json object = jd::job_summary_to_json(summary);
+  CHECK(jd::dump_json(object) ==
+        "{\"cancelled\":2,\"done\":17,\"failed\":15,\"lost\":3,\"pending\":2,\"running\":2,\"succeeded\":2,\"total\":21}");
+  jobwarden::JobSummary back;
+  std::string problem;
+  REQUIRE(jd::job_summary_from_json(object, back, problem));
+  CHECK(jd::job_summary_to_json(back) == object);
+  CHECK_FALSE(jd::job_summary_from_json(nlohmann::json{{"total", -1}}, back, problem));
+  CHECK(problem == "total is not an integer in range");
+}

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/detail/recovery.hpp>
 
 #include "catch.hpp"

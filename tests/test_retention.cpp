@@ -1,6 +1,6 @@
 // Removing old finished jobs (clean_jobs, and StatusAggregator::clean, kept
 // for compatibility, with the aggregator's clock) and never a live one.
-#include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/job_cleanup.hpp>
 #include <jobwarden/status_aggregator.hpp>
 

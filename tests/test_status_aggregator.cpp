@@ -1,6 +1,6 @@
 // Reading a job directory from any process (StatusAggregator) and writing the
 // supervisor's records (JobRecorder).
-#include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/status_aggregator.hpp>
 #include <jobwarden/worker_status_writer.hpp>
 

@@ -2,12 +2,15 @@
 // timestamps every status file carries.
 #include <jobwarden/status_aggregator.hpp>
 #include <jobwarden/worker_status_writer.hpp>
+#include <jobwarden/worker_status_writer_base.hpp>
 
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <random>
+#include <vector>
 
 #include "catch.hpp"
 #include "status_support.hpp"
@@ -434,4 +437,255 @@ TEST_CASE("a writer that continues an existing status keeps the fields it does n
   CHECK(status["result"] == json{{"found", 2}});
   CHECK(status["progress"] == json{{"done", 5}, {"total", 9}});
   CHECK(status["seq"] == 3);
+}
+
+// --- The hand-written JSON text of the worker-side writer (json_text.hpp,
+// status_text.hpp) against nlohmann's serializer and parser.
+
+namespace {
+
+/// Awkward strings: escapes, control characters, and every kind of invalid UTF-8.
+const std::vector<std::string>& awkward_strings() {
+  static const std::vector<std::string> strings = {
+      "", "plain", "quote \" and back\\slash", "tab\tnew\nline\rcr\bbs\fff", std::string("nul\0byte", 8),
+      "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "bad \xff byte", "overlong \xc0\xaf",
+      "surrogate \xed\xa0\x80", "cut \xe2\x82", "\xe2\x82", "\xf0\x9f\x98", "\xf0\x9f\x98x", "\xe2(\xa1",
+      "\x80\x80\x80", "\xf4\x90\x80\x80 above U+10FFFF", "\xf5\xf8\xfe\xff", "\xe0\x80\xaf", "\xf0\x80\x80\xaf",
+      "/slash/ and unicode \xe2\x80\xa8", "\xc2", "a\xc2", "\xed\x9f\xbf ok \xee\x80\x80 ok"};
+  return strings;
+}
+
+/// `count` strings of random bytes, biased toward UTF-8 lead and continuation bytes.
+std::vector<std::string> random_byte_strings(std::size_t count, unsigned seed) {
+  std::mt19937 random(seed);
+  static const unsigned char interesting[] = {0x00, 0x1f, 0x22, 0x5c, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0,
+                                              0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0x9f, 0xa0, 0x8f, 0x90, 'a'};
+  std::vector<std::string> strings;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::string text;
+    const std::size_t length = random() % 12;
+    for (std::size_t k = 0; k < length; ++k) {
+      text += static_cast<char>(random() % 2 ? interesting[random() % sizeof interesting] : random() % 256);
+    }
+    strings.push_back(std::move(text));
+  }
+  return strings;
+}
+
+}  // namespace
+
+TEST_CASE("JSON strings written by hand are nlohmann's, invalid UTF-8 replaced the same way") {
+  std::vector<std::string> strings = awkward_strings();
+  for (std::string& text : random_byte_strings(20000, 14)) strings.push_back(std::move(text));
+  for (const std::string& text : strings) {
+    CAPTURE(text);
+    std::string written;
+    jobwarden::detail::append_json_string(written, text);
+    CHECK(written == jobwarden::detail::dump_json(json(text)));
+    CHECK(jobwarden::detail::is_valid_utf8(text) == (written.find("\xEF\xBF\xBD") == std::string::npos ||
+                                                     text.find("\xEF\xBF\xBD") != std::string::npos));
+  }
+}
+
+TEST_CASE("seconds written by hand read back as the microseconds, in nlohmann's form below 100 us") {
+  std::vector<long long> micros = {0, 1, 5, 9, 10, 11, 50, 68, 90, 99, 100, 101, 682, 999, 1000, 1'000'000,
+                                   12'000'010, 123'456'789, 987'654'321'012};
+  for (long long m = 0; m < 3000; ++m) micros.push_back(m);
+  const std::size_t positive = micros.size();
+  for (std::size_t i = 0; i < positive; ++i) micros.push_back(-micros[i]);
+  for (long long m : micros) {
+    CAPTURE(m);
+    std::string written;
+    jobwarden::detail::append_seconds(written, std::chrono::microseconds(m));
+    // Exactly the decimal microseconds: the double closest to m / 10^6.
+    CHECK(json::parse(written).get<double>() == static_cast<double>(m) / 1e6);
+    // Below 100 us, nlohmann's exponent form ("6.8e-05"), as when nlohmann
+    // wrote those; above, decimal digits to the microsecond (nlohmann may
+    // write a neighbouring double's 17 digits there: "0.0006489999999999999").
+    if (m > -100 && m < 100) {
+      CHECK(written == jobwarden::detail::dump_json(json(static_cast<double>(m) / 1e6)));
+    }
+  }
+}
+
+TEST_CASE("the JSON text check agrees with nlohmann's parser") {
+  std::vector<std::string> texts = {
+      "0", "-0", "1", "-1", "01", "1.", ".5", "1.5", "1e5", "1E+5", "1e-5", "1e", "-", "+1", "1e400", "-1e400",
+      "1e-400", "123456789012345678901234567890", std::string(400, '9'), "0.000001", "true", "false", "null",
+      "tru", "nul", "\"\"", "\"a\"", "\"\\u0041\"", "\"\\ud83d\\ude00\"", "\"\\ud83d\"", "\"\\ude00\"",
+      "\"\\ud83dx\"", "\"\\x\"", "\"\\/\"", "\"a\nb\"", "\"\xff\"", "\"caf\xc3\xa9\"", "[]", "{}", "[1,2]", "[1,]",
+      "[,1]", "{\"a\":1}", "{\"a\":1,}", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1 \"b\":2}", " [ 1 , { } ] ",
+      "[[[[[]]]]]", "[[[[[]]]]", "{\"a\":[{\"b\":null}]}", "", " ", "1 2", "[1] x", "\t{\"done\": 3}\n",
+      "{\"x\":{\"y\":{\"z\":[true,false,null,\"\\\"\"]}}}"};
+  texts.push_back(std::string(100000, '[') + std::string(100000, ']'));
+  // Random mutations of valid documents: a byte changed, removed or repeated.
+  std::mt19937 random(7);
+  const std::string valid_documents[] = {"{\"done\":3,\"total\":9,\"file\":\"caf\xc3\xa9\"}", "[1.5e3,-0,true,null,\"\\u00e9\"]",
+                               "{\"a\":{\"b\":[1,{\"c\":\"\\ud83d\\ude00\"}]}}"};
+  const char alphabet[] = "{}[],:\"\\ue.-+0129atfnl \x80\xc3\xff";
+  for (int i = 0; i < 20000; ++i) {
+    std::string text = valid_documents[random() % 3];
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const std::size_t at = random() % text.size();
+      switch (random() % 3) {
+        case 0: text[at] = alphabet[random() % (sizeof alphabet - 1)]; break;
+        case 1: text.erase(at, 1); break;
+        default: text.insert(at, 1, text[at]); break;
+      }
+    }
+    texts.push_back(std::move(text));
+  }
+  for (const std::string& text : texts) {
+    if (!text.empty() && static_cast<unsigned char>(text[0]) == 0xEF) continue;  // nlohmann skips a BOM
+    CAPTURE(text.substr(0, 200));
+    CHECK(jobwarden::detail::is_valid_json_text(text) == json::accept(text));
+  }
+}
+
+TEST_CASE("status.json written by hand is nlohmann's text of the same record") {
+  using jobwarden::detail::StatusRecord;
+  using jobwarden::detail::StatusRecordText;
+  std::vector<std::string> strings = awkward_strings();
+  for (std::string& text : random_byte_strings(2000, 21)) strings.push_back(std::move(text));
+  std::size_t shape = 0;
+  for (const std::string& text : strings) {
+    CAPTURE(text);
+    ++shape;
+    StatusRecord record;
+    StatusRecordText light;
+    record.job_id = light.job_id = shape % 2 ? "scan-42" : text;
+    record.worker_id = light.worker_id = text;
+    record.attempt = light.attempt = static_cast<int>(shape % 4);
+    record.pid = light.pid = shape % 3 ? 4242 : 0;
+    record.process_start_time = light.process_start_time = shape % 5 ? 18446744073709551615ULL : 0;
+    if (shape % 7) record.state = light.state = jobwarden::all_worker_states[shape % jobwarden::all_worker_states.size()];
+    if (shape % 2) {
+      record.progress = json{{"done", shape}, {"total", 9}, {"file", text}};
+      light.progress = jobwarden::detail::dump_json(record.progress);
+    }
+    if (shape % 3) record.message = light.message = text;
+    if (shape % 4) {
+      record.result = json::array({text, 1.5, nullptr, json::object()});
+      light.result = jobwarden::detail::dump_json(record.result);
+    }
+    if (shape % 5 == 1) record.error = light.error = text;
+    record.seq = light.seq = shape * 1000;
+    if (shape % 6) {
+      record.updated_at = light.updated_at =
+          std::chrono::system_clock::time_point(std::chrono::milliseconds(1'795'000'000'123 + static_cast<long long>(shape)));
+    }
+    CHECK(jobwarden::detail::status_text(light) ==
+          jobwarden::detail::dump_json(jobwarden::detail::status_record_to_json(record)));
+  }
+}
+
+namespace {
+/// The file's text with its heartbeat blanked: two writers write at different times.
+std::string without_heartbeat(std::string text) {
+  const std::string key = "\"updated_at\":\"";
+  const std::size_t at = text.find(key);
+  if (at != std::string::npos) text.replace(at + key.size(), 24, std::string(24, '-'));
+  return text;
+}
+}  // namespace
+
+TEST_CASE("the worker-side writer writes what the typed writer writes") {
+  jwtest::TempDir dir;
+  FakeClock typed_clock, light_clock;
+  Writer typed(dir / "typed.json", fake_clock_options(typed_clock));
+  jobwarden::WorkerStatusWriterBase<> light(dir / "light.json", fake_clock_options(light_clock));
+  auto same = [&] { CHECK(without_heartbeat(jwtest::read_file(dir / "typed.json")) ==
+                          without_heartbeat(jwtest::read_file(dir / "light.json"))); };
+  REQUIRE_FALSE(typed.progress(3, 9));
+  REQUIRE_FALSE(light.progress(3, 9));
+  same();
+  typed_clock.advance(2s);
+  light_clock.advance(2s);
+  REQUIRE_FALSE(typed.message("scanning \"src\"\t\xff caf\xc3\xa9"));
+  REQUIRE_FALSE(light.message("scanning \"src\"\t\xff caf\xc3\xa9"));
+  same();
+  REQUIRE_FALSE(typed.progress(json{{"done", 4}, {"total", 9}, {"file", "a.c"}}));
+  REQUIRE_FALSE(light.progress_json(" {\"done\":4,\"file\":\"a.c\",\"total\":9} "));
+  REQUIRE_FALSE(typed.flush());
+  REQUIRE_FALSE(light.flush());
+  same();
+  REQUIRE_FALSE(typed.result(json{{"manifests", {"a", "b"}}, {"ratio", 0.25}}));
+  REQUIRE_FALSE(light.result_json("{\"manifests\":[\"a\",\"b\"],\"ratio\":0.25}"));
+  same();
+  REQUIRE_FALSE(typed.set_error("no \xc0 way"));
+  REQUIRE_FALSE(light.set_error("no \xc0 way"));
+  REQUIRE_FALSE(typed.set_state(WorkerState::failed));
+  REQUIRE_FALSE(light.set_state(WorkerState::failed));
+  same();
+  CHECK(typed.seq() == light.seq());
+}
+
+TEST_CASE("the worker-side writer refuses JSON text that is not JSON") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  jobwarden::WorkerStatusWriterBase<> writer(dir / "status.json", fake_clock_options(clock));
+  REQUIRE_FALSE(writer.progress_json("{\"done\":1}"));
+  const std::string before = jwtest::read_file(dir / "status.json");
+  CHECK(writer.progress_json("{\"done\":") == jobwarden::errc::invalid_argument);
+  CHECK(writer.result_json("[1,2") == jobwarden::errc::invalid_argument);
+  CHECK(writer.result_json("1e999") == jobwarden::errc::invalid_argument);
+  CHECK(writer.write_failures() == 3);
+  CHECK(jwtest::read_file(dir / "status.json") == before);
+  CHECK_FALSE(writer.result_json("\"ok\""));
+  CHECK(read_json(dir / "status.json")["result"] == "ok");
+  CHECK(read_json(dir / "status.json")["progress"] == json{{"done", 1}});
+}
+
+TEST_CASE("the worker-side writer continues an existing file like the typed one") {
+  jwtest::TempDir dir;
+  FakeClock clock;
+  {
+    Writer first(dir / "status.json", fake_clock_options(clock));
+    REQUIRE_FALSE(first.progress(json{{"done", 3}, {"total", 9}, {"file", "caf\xc3\xa9 \"x\""}}));
+    REQUIRE_FALSE(first.message("line\none \\ \xe2\x82\xac \xf0\x9f\x98\x80"));
+    REQUIRE_FALSE(first.result(json::array({1, "two", nullptr})));
+    REQUIRE_FALSE(first.set_error("bad \u00e9"));
+  }
+  const std::string original = jwtest::read_file(dir / "status.json");
+  Writer::Options options = fake_clock_options(clock);
+  options.continue_existing = true;
+  std::string typed_text, light_text;
+  {
+    Writer typed(dir / "status.json", options);
+    REQUIRE_FALSE(typed.flush());
+    CHECK_FALSE(typed.has_pending_update());
+    REQUIRE_FALSE(typed.set_state(WorkerState::succeeded));
+    typed_text = without_heartbeat(jwtest::read_file(dir / "status.json"));
+  }
+  jwstatus::write_text(dir / "status.json", original);
+  {
+    jobwarden::WorkerStatusWriterBase<> light(dir / "status.json", options);
+    REQUIRE_FALSE(light.set_state(WorkerState::succeeded));
+    light_text = without_heartbeat(jwtest::read_file(dir / "status.json"));
+  }
+  CHECK(light_text == typed_text);
+  const json status = json::parse(light_text);
+  CHECK(status["seq"] == 4);
+  CHECK(status["message"] == "line\none \\ \xe2\x82\xac \xf0\x9f\x98\x80");
+  CHECK(status["progress"]["file"] == "caf\xc3\xa9 \"x\"");
+
+  // A file of another attempt, or of the wrong shape, is not continued.
+  for (const std::string& content : {std::string("{\"schema_version\":1,\"attempt\":2,\"seq\":40}"),
+                                     std::string("{\"schema_version\":2,\"seq\":40}"),
+                                     std::string("{\"seq\":40}"),
+                                     std::string("{\"schema_version\":1,\"seq\":-1}"),
+                                     std::string("{\"schema_version\":1,\"seq\":40,\"state\":\"dreaming\"}"),
+                                     std::string("[1]"), std::string("{\"schema_version\":1,\"seq\":40")}) {
+    CAPTURE(content);
+    jwstatus::write_text(dir / "status.json", content);
+    jobwarden::WorkerStatusWriterBase<> light(dir / "status.json", options);
+    REQUIRE_FALSE(light.flush());
+    REQUIRE_FALSE(light.set_state(WorkerState::running));
+    CHECK(light.seq() == 1);
+  }
+  jwstatus::write_text(dir / "status.json", "{\"schema_version\":1,\"attempt\":1,\"seq\":40,\"progress\":null}");
+  jobwarden::WorkerStatusWriterBase<> light(dir / "status.json", options);
+  REQUIRE_FALSE(light.message("on"));
+  CHECK(light.seq() == 41);
 }

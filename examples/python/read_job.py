@@ -34,7 +34,7 @@ TERMINAL = {"succeeded", "failed", "crashed", "timed_out", "stalled", "cancelled
 WORKER_STATES = TERMINAL | {"pending", "running"}
 JOB_TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
-# The names on disk (include/jobwarden/detail/job_layout.hpp).
+# The names on disk (include/jobwarden/detail/job_files.hpp).
 JOB_FILE, LOCK_FILE, WORKERS_DIR = "job.json", "supervisor.lock", "workers"
 PROCESS_FILE, STATUS_FILE = "process.json", "status.json"
 

@@ -29,7 +29,7 @@
 
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/directory.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_lock.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/status_reader.hpp"

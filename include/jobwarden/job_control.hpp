@@ -24,11 +24,10 @@
 #include <system_error>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/directory.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
@@ -44,7 +43,7 @@ using RecoveryReport = detail::RecoveryReport;
 
 /// Asks the live supervisor of job `job_id` under `root` to stop everything:
 /// writes `<root>/<job_id>/stop.request` atomically (a reader never sees half
-/// of it), naming `grace` when given — the grace period that then replaces
+/// of it; its text is `detail::stop_request_text`), naming `grace` when given — the grace period that then replaces
 /// every running worker's own. The supervisor notices the file within
 /// moments (inotify, or at its next `job.json` refresh) and shuts down as
 /// `begin_shutdown(grace)` would; its workers end `cancelled`.
@@ -87,10 +86,8 @@ inline void request_stop(const std::string& root, const std::string& job_id,
     return;
   }
   try {
-    nlohmann::json request = nlohmann::json::object();
-    if (grace) request["grace_ms"] = static_cast<std::uint64_t>(grace->count());
-    request["requested_by_pid"] = static_cast<long long>(::getpid());
-    ec = detail::write_file_atomically_at(job_fd.get(), detail::stop_request_file_name, request.dump() + "\n");
+    ec = detail::write_file_atomically_at(job_fd.get(), detail::stop_request_file_name,
+                                          detail::stop_request_text(grace, static_cast<long long>(::getpid())));
   } catch (const std::bad_alloc&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
   }

@@ -68,19 +68,19 @@ struct JobSummary {
   std::size_t cancelled = 0;
   std::size_t lost = 0;
 
-  /// Counts one more worker in state `s`.
-  constexpr void add(WorkerState s) noexcept {
-    ++total;
+  /// Counts `n` more workers (one by default) in state `s`.
+  constexpr void add(WorkerState s, std::size_t n = 1) noexcept {
+    total += n;
     switch (s) {
-      case WorkerState::pending: ++pending; return;
-      case WorkerState::running: ++running; return;
-      case WorkerState::succeeded: ++succeeded; ++done; return;
-      case WorkerState::cancelled: ++cancelled; break;
-      case WorkerState::lost: ++lost; break;
+      case WorkerState::pending: pending += n; return;
+      case WorkerState::running: running += n; return;
+      case WorkerState::succeeded: succeeded += n; done += n; return;
+      case WorkerState::cancelled: cancelled += n; break;
+      case WorkerState::lost: lost += n; break;
       default: break;
     }
-    ++failed;
-    ++done;
+    failed += n;
+    done += n;
   }
 
   /// Whether every worker is in a terminal state (true for an empty job).

@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/json_fields.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/signals.hpp"

@@ -18,7 +18,7 @@
 //   bench_status [--rounds 5] [--updates 2000] [--throttled-updates 200000]
 //                [--workers 1000,10000] [--changed 10] [--lifecycles 1000] [--smoke]
 #include <jobwarden/jobwarden.hpp>
-#include <jobwarden/detail/job_records.hpp>
+#include <jobwarden/detail/job_recorder.hpp>
 
 #include "bench_common.hpp"
 

@@ -22,12 +22,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#if __has_include(<sys/random.h>)
+#include <sys/random.h>  // getentropy
+#endif
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -56,22 +58,29 @@ struct AtomicWriteOptions {
 /// process that has not written yet (random, re-drawn per thread).
 inline std::string temporary_name_for(std::string_view target_name) {
   static std::atomic<std::uint64_t> counter{0};
-  thread_local std::mt19937_64 random_bits = [] {
+  // splitmix64 over a per-thread seed: the kernel's entropy where there is
+  // some, mixed with the clock and a stack address (a clash is caught by
+  // O_EXCL anyway). No <random>: this header is part of the workers' cheap
+  // include.
+  thread_local std::uint64_t random_state = [] {
     std::uint64_t seed = static_cast<std::uint64_t>(
         std::chrono::high_resolution_clock::now().time_since_epoch().count());
-    try {
-      std::random_device device;
-      seed ^= (static_cast<std::uint64_t>(device()) << 32) ^ device();
-    } catch (...) {
-      // No entropy source: the clock alone is enough, O_EXCL catches a clash.
-    }
+#if __has_include(<sys/random.h>)
+    std::uint64_t entropy = 0;
+    if (::getentropy(&entropy, sizeof entropy) == 0) seed ^= entropy;
+#endif
     int on_stack = 0;
     seed ^= reinterpret_cast<std::uintptr_t>(&on_stack);
-    return std::mt19937_64(seed);
+    return seed;
   }();
+  random_state += 0x9e3779b97f4a7c15ULL;
+  std::uint64_t random_bits = random_state;
+  random_bits = (random_bits ^ (random_bits >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  random_bits = (random_bits ^ (random_bits >> 27)) * 0x94d049bb133111ebULL;
+  random_bits ^= random_bits >> 31;
   static constexpr char hex[] = "0123456789abcdef";
   std::string random_hex;
-  for (std::uint64_t bits = random_bits(), i = 0; i < 8; ++i, bits >>= 4) random_hex += hex[bits & 15];
+  for (std::uint64_t bits = random_bits, i = 0; i < 8; ++i, bits >>= 4) random_hex += hex[bits & 15];
   // Keep the whole name under NAME_MAX (255) even for long targets.
   return "." + std::string(target_name.substr(0, 128)) + "." + std::to_string(::getpid()) + "." +
          std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "." + random_hex +

@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "jobwarden/detail/atomic_file.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/errors.hpp"
 

@@ -3,9 +3,9 @@
 /// Small helpers shared by the writers and readers of the job directory's JSON
 /// files: parsing without exceptions, reading typed fields from hostile input
 /// with one readable complaint instead of a throw, and writing optional values
-/// as `null`.
+/// as `null`. The hand-written JSON text (`append_json_string` and the like)
+/// is in `json_text.hpp`, included here.
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jobwarden/detail/json_text.hpp"
 #include "jobwarden/detail/time_format.hpp"
 
 namespace jobwarden::detail {
@@ -44,109 +45,6 @@ inline std::string printable_text(std::string_view text, std::size_t limit = 512
 /// message) is replaced by U+FFFD instead of throwing `type_error.316`.
 inline std::string dump_json(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-/// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates,
-/// nothing above U+10FFFF).
-inline bool is_valid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  const std::size_t n = text.size();
-  while (i < n) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length;
-    unsigned char low = 0x80, high = 0xBF;  // bounds of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      length = 3;
-      if (c == 0xE0) low = 0xA0;
-      if (c == 0xED) high = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      length = 4;
-      if (c == 0xF0) low = 0x90;
-      if (c == 0xF4) high = 0x8F;
-    } else {
-      return false;
-    }
-    if (n - i < length) return false;
-    auto second = static_cast<unsigned char>(text[i + 1]);
-    if (second < low || second > high) return false;
-    for (std::size_t k = 2; k < length; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      if (next < 0x80 || next > 0xBF) return false;
-    }
-    i += length;
-  }
-  return true;
-}
-
-/// Appends `text` as a JSON string, quotes included, as `dump_json` writes
-/// it: `"` `\\` and control characters escaped, UTF-8 kept. Text that is not
-/// valid UTF-8 (rare) goes through nlohmann's serializer, which replaces the
-/// invalid bytes with U+FFFD.
-inline void append_json_string(std::string& out, std::string_view text) {
-  if (!is_valid_utf8(text)) {
-    out += dump_json(nlohmann::json(std::string(text)));
-    return;
-  }
-  static const char* hex = "0123456789abcdef";
-  out += '"';
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out += hex[static_cast<unsigned char>(c) >> 4];
-          out += hex[static_cast<unsigned char>(c) & 15];
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
-/// Appends an integer in decimal.
-template <class Integer>
-void append_integer(std::string& out, Integer value) {
-  char digits[24];
-  auto result = std::to_chars(digits, digits + sizeof digits, value);
-  out.append(digits, static_cast<std::size_t>(result.ptr - digits));
-}
-
-/// Appends a duration in seconds, exactly as `dump_json` writes the double
-/// `duration<double>(value).count()` ("0.000682", "12.5", "3.0"): decimal
-/// digits to the microsecond, which parse back to that same double. Below
-/// 100 µs nlohmann switches to exponent form ("6.8e-05"), so those few values
-/// (and negative ones, which no usage has) go through nlohmann itself.
-inline void append_seconds(std::string& out, std::chrono::microseconds value) {
-  const long long micros = value.count();
-  if (micros < 0 || (micros > 0 && micros < 100)) {
-    out += dump_json(nlohmann::json(std::chrono::duration<double>(value).count()));
-    return;
-  }
-  append_integer(out, micros / 1000000);
-  char fraction[6];
-  long long rest = micros % 1000000;
-  for (int i = 5; i >= 0; --i) {
-    fraction[i] = static_cast<char>('0' + rest % 10);
-    rest /= 10;
-  }
-  int digits = 6;
-  while (digits > 1 && fraction[digits - 1] == '0') --digits;
-  out += '.';
-  out.append(fraction, static_cast<std::size_t>(digits));
 }
 
 /// `null` for an empty optional, the value otherwise.

@@ -23,7 +23,8 @@
 /// - It never follows a symlink inside the job directory (every file is opened
 ///   relative to its parent's descriptor with `O_NOFOLLOW`).
 /// - It writes worker records first and `job.json` last, so a recovery that is
-///   itself interrupted is simply run again.
+///   itself interrupted is simply run again. Their text is the supervisor's
+///   own (`process_record_text`, `job_record_text` of `job_format.hpp`).
 ///
 /// Escapees: a process that left its worker's process group (`setsid`) is
 /// out of reach of every provable signal once recorded only by pid. Where the
@@ -63,14 +64,13 @@
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/directory.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/hostname.hpp"
+#include "jobwarden/detail/job_files.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/job_lock.hpp"
-#include "jobwarden/detail/job_records.hpp"
-#include "jobwarden/detail/json_fields.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/platform.hpp"
 #include "jobwarden/detail/process_identity.hpp"
-#include "jobwarden/detail/status_record.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
@@ -377,13 +377,6 @@ inline std::optional<nlohmann::json> read_json_at(int dir_fd, const char* name, 
   return document;
 }
 
-/// This host's name, as `JobRecorder` records it.
-inline std::string recovery_hostname() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return {};
-  return name;
-}
-
 /// The body of `recover_abandoned_job`, for a caller that already holds the
 /// job's `supervisor.lock` (a supervisor re-opening a job directory) and has
 /// the job directory open as `job_dir_fd`. Same contract otherwise.
@@ -412,7 +405,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
       return;
     }
   }
-  if (!job.supervisor_hostname.empty() && job.supervisor_hostname != recovery_hostname()) {
+  if (!job.supervisor_hostname.empty() && job.supervisor_hostname != local_hostname()) {
     report.problems.emplace_back(job_file_name, "its supervisor ran on host \"" + job.supervisor_hostname +
                                                     "\": only there can its processes be told from others");
     ec = std::make_error_code(std::errc::operation_not_supported);
@@ -477,7 +470,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
           problem = "wrong shape: " + problem;
           document.reset();
         }
-            if (document) {
+        if (document) {
           // What its supervisor wrote is a sign that it was still alive then.
           auto newest = [&](const std::optional<std::chrono::system_clock::time_point>& time) {
             if (time && (!last_sign_of_life || *time > *last_sign_of_life)) last_sign_of_life = time;
@@ -585,7 +578,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
   if (!job.ended_at) job.ended_at = last_sign_of_life && *last_sign_of_life < now ? *last_sign_of_life : now;
   job.updated_at = now;
   if (std::error_code write_error =
-          write_file_atomically_at(job_dir_fd, job_file_name, dump_json(job_record_to_json(job)), durable)) {
+          write_file_atomically_at(job_dir_fd, job_file_name, job_record_text(job), durable)) {
     report.problems.emplace_back(job_file_name, "cannot write: " + write_error.message());
     ec = write_error;
   }

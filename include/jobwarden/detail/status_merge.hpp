@@ -53,8 +53,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "jobwarden/detail/job_records.hpp"
-#include "jobwarden/detail/status_record.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/time_format.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/job_status.hpp"

@@ -31,9 +31,9 @@
 
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/hostname.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_lock.hpp"
-#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/status_cache.hpp"

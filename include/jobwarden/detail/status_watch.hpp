@@ -31,7 +31,7 @@
 #include <utility>
 
 #include "jobwarden/detail/atomic_file.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 
 namespace jobwarden::detail {

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "jobwarden/detail/event_loop.hpp"
-#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/platform.hpp"
 #include "jobwarden/detail/process_control.hpp"

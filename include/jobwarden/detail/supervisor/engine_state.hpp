@@ -29,7 +29,7 @@
 
 #include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/event_loop.hpp"
-#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"

@@ -62,17 +62,7 @@ void note_status_error(EngineState<Clock>& s, std::error_code ec, std::string pa
 template <class Clock>
 JobSummary summary_of(const EngineState<Clock>& s) {
   JobSummary summary;
-  for (WorkerState state : all_worker_states) {
-    std::size_t n = s.counts[static_cast<std::size_t>(state)];
-    summary.total += n;
-    if (state == WorkerState::pending) summary.pending += n;
-    else if (state == WorkerState::running) summary.running += n;
-    else if (state == WorkerState::succeeded) summary.succeeded += n;
-    else summary.failed += n;
-    if (state == WorkerState::cancelled) summary.cancelled += n;
-    if (state == WorkerState::lost) summary.lost += n;
-  }
-  summary.done = summary.succeeded + summary.failed;
+  for (WorkerState state : all_worker_states) summary.add(state, s.counts[static_cast<std::size_t>(state)]);
   return summary;
 }
 

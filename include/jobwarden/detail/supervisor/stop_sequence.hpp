@@ -17,10 +17,9 @@
 #include <string>
 #include <system_error>
 
-#include <nlohmann/json.hpp>
 
 #include "jobwarden/detail/atomic_file.hpp"
-#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
@@ -188,12 +187,7 @@ void check_stop_request(EngineState<Clock>& s) {
   }
   s.stop_requested = true;
   ::unlinkat(job_fd, stop_request_file_name, 0);  // honoured: not for a later run
-  std::optional<std::chrono::milliseconds> grace;
-  auto request = nlohmann::json::parse(text, nullptr, false);
-  if (request.is_object() && request.contains("grace_ms") && request["grace_ms"].is_number_unsigned()) {
-    grace = std::chrono::milliseconds(request["grace_ms"].template get<std::int64_t>());
-  }
-  begin_shutdown_locked(s, grace);
+  begin_shutdown_locked(s, parse_stop_request(text).grace);
 }
 
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/platform.hpp"
 #include "jobwarden/detail/spawn.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
@@ -59,10 +60,10 @@ SpawnPlan make_plan(EngineState<Clock>& s, WorkerRecord<typename Clock::time_poi
   // The worker's own variables, then the host's (one pass over environ, no
   // map: this runs for every spawn) except those the worker's override.
   std::map<std::string, std::string> own = spec.env;
-  own["JOBWARDEN_JOB_ID"] = s.options.job_id;
-  own["JOBWARDEN_WORKER_ID"] = record.info.id;
-  own["JOBWARDEN_ATTEMPT"] = std::to_string(record.info.attempt);
-  if (s.recorder) own["JOBWARDEN_STATUS_FILE"] = s.recorder->status_file(record.info.id);
+  own[job_id_env] = s.options.job_id;
+  own[worker_id_env] = record.info.id;
+  own[attempt_env] = std::to_string(record.info.attempt);
+  if (s.recorder) own[status_file_env] = s.recorder->status_file(record.info.id);
   for (const auto& [key, value] : own) plan.env.push_back(key + "=" + value);
   if (spec.inherit_env) {
     for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "jobwarden/detail/job_records.hpp"
+#include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
 #include "jobwarden/worker_info.hpp"

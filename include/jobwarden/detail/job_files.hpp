@@ -1,6 +1,10 @@
 #pragma once
 /// \file
-/// The one place that knows how a job directory is laid out on disk.
+/// The one place that knows how a job directory is laid out on disk: every
+/// file name, every path, the records' `schema_version`, and the names of the
+/// environment variables a worker is started with. Cheap to include (no JSON
+/// library): the worker-side writer uses it too. What the files hold, and how
+/// their text is written and parsed, is `job_format.hpp`.
 ///
 /// ```
 /// <root>/<job_id>/job.json                   supervisor: job record + summary
@@ -37,6 +41,15 @@ inline constexpr const char* stop_request_file_name = "stop.request";
 /// A stop request is a few dozen bytes; anything larger is still a request,
 /// but its content (the grace period) is not read.
 inline constexpr std::size_t max_stop_request_size = 4096;
+
+/// The environment variables every worker is started with (docs/contract.md,
+/// "What a worker gets"): set by the supervisor, read by `WorkerStatusWriter`.
+inline constexpr const char* job_id_env = "JOBWARDEN_JOB_ID";
+inline constexpr const char* worker_id_env = "JOBWARDEN_WORKER_ID";
+/// 1 for the first attempt, one more for every restart.
+inline constexpr const char* attempt_env = "JOBWARDEN_ATTEMPT";
+/// The path of the worker's own `status.json`.
+inline constexpr const char* status_file_env = "JOBWARDEN_STATUS_FILE";
 
 /// Paths of one job's files.
 struct JobLayout {

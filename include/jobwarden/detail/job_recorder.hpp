@@ -1,9 +1,8 @@
 #pragma once
 /// \file
 /// The supervisor's side of the job directory: `JobRecorder` writes `job.json`
-/// and each worker's `process.json`, and holds `supervisor.lock`; this header
-/// also owns those two files' formats (`job_record_to_json`,
-/// `process_record_text` and their parsers, used by the aggregator).
+/// and each worker's `process.json`, and holds `supervisor.lock`. What those
+/// files hold and how their text is made is `job_format.hpp`.
 /// One writer per file: the supervisor writes `job.json` and `process.json`
 /// only, the worker writes its `status.json` only (`WorkerStatusWriter`).
 ///
@@ -15,7 +14,7 @@
 /// // per worker, on submit (before it can be seen as anything but pending):
 /// recorder.prepare_worker(info.id, ec);         // creates workers/<id>/ (logs go there)
 /// recorder.write_process(info, ec);             // state pending
-/// env["JOBWARDEN_STATUS_FILE"] = recorder.status_file(info.id);
+/// env[status_file_env] = recorder.status_file(info.id);
 /// // on every state change of a worker (spawned, exited, restarted, stopped):
 /// recorder.write_process(info, ec);
 /// recorder.write_job(JobState::running, summary, ec);   // refresh counts (cheap; may be batched)
@@ -32,252 +31,27 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/directory.hpp"
-#include "jobwarden/detail/job_layout.hpp"
+#include "jobwarden/detail/hostname.hpp"
+#include "jobwarden/detail/job_files.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/job_lock.hpp"
-#include "jobwarden/detail/json_fields.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/process_identity.hpp"
-#include "jobwarden/detail/time_format.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
-#include "jobwarden/signals.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden::detail {
-
-// ---------------------------------------------------------------------------
-// job.json
-
-/// What `job.json` says about a job.
-struct JobRecord {
-  std::string job_id;
-  JobState state = JobState::running;
-  std::optional<std::chrono::system_clock::time_point> created_at;
-  std::optional<std::chrono::system_clock::time_point> updated_at;
-  std::optional<std::chrono::system_clock::time_point> ended_at;
-  int supervisor_pid = 0;                         ///< 0 when unknown
-  unsigned long long supervisor_start_time = 0;   ///< `process_start_time` of the supervisor; 0 unknown
-  std::string supervisor_hostname;                ///< pids mean something only on this host
-  /// The supervisor's own cgroup tree (`.../jobwarden-<pid>-<start time>-<n>`,
-  /// where its workers' cgroups are), so recovery can kill what is left in it
-  /// and remove it; empty when its workers had no cgroups.
-  std::string supervisor_cgroup;
-  std::optional<JobSummary> summary;              ///< the supervisor's last counts
-};
-
-/// `job.json`'s content for `record`.
-inline nlohmann::json job_record_to_json(const JobRecord& record) {
-  nlohmann::json supervisor = {
-      {"pid", record.supervisor_pid > 0 ? nlohmann::json(record.supervisor_pid) : nlohmann::json(nullptr)},
-      {"start_time", record.supervisor_start_time > 0 ? nlohmann::json(record.supervisor_start_time)
-                                                      : nlohmann::json(nullptr)},
-      {"hostname", record.supervisor_hostname},
-      {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
-  nlohmann::json summary = nullptr;
-  if (record.summary) {
-    const JobSummary& s = *record.summary;
-    summary = {{"total", s.total},         {"pending", s.pending}, {"running", s.running},
-               {"succeeded", s.succeeded}, {"failed", s.failed},   {"done", s.done},
-               {"cancelled", s.cancelled}, {"lost", s.lost}};
-  }
-  return {{"schema_version", schema_version},
-          {"job_id", record.job_id},
-          {"state", std::string(to_string(record.state))},
-          {"created_at", time_or_null(record.created_at)},
-          {"updated_at", time_or_null(record.updated_at)},
-          {"ended_at", time_or_null(record.ended_at)},
-          {"supervisor", std::move(supervisor)},
-          {"summary", std::move(summary)}};
-}
-
-/// Parses `job.json`; on a wrongly shaped document returns false and says why.
-inline bool job_record_from_json(const nlohmann::json& document, JobRecord& record, std::string& problem) {
-  FieldReader fields(document);
-  fields.require_schema_version(schema_version);
-  record.job_id = fields.string("job_id").value_or("");
-  if (auto state = fields.string("state")) {
-    auto parsed = job_state_from_string(*state);
-    if (parsed) record.state = *parsed;
-    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a job state");
-  } else if (fields.ok()) {
-    fields.fail("state is missing");
-  }
-  record.created_at = fields.time("created_at");
-  record.updated_at = fields.time("updated_at");
-  record.ended_at = fields.time("ended_at");
-  if (const nlohmann::json* supervisor = fields.object("supervisor")) {
-    FieldReader sup(*supervisor);
-    record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));
-    record.supervisor_start_time = sup.unsigned_integer("start_time").value_or(0);
-    record.supervisor_hostname = sup.string("hostname").value_or("");
-    record.supervisor_cgroup = sup.string("cgroup").value_or("");
-    if (!sup.ok()) fields.fail("supervisor." + sup.problem());
-  }
-  if (const nlohmann::json* summary = fields.object("summary")) {
-    FieldReader counts(*summary);
-    JobSummary s;
-    auto count = [&counts](const char* key) {
-      return static_cast<std::size_t>(counts.integer(key, 0).value_or(0));
-    };
-    s.total = count("total");
-    s.pending = count("pending");
-    s.running = count("running");
-    s.succeeded = count("succeeded");
-    s.failed = count("failed");
-    s.done = count("done");
-    s.cancelled = count("cancelled");
-    s.lost = count("lost");
-    if (!counts.ok()) fields.fail("summary." + counts.problem());
-    record.summary = s;
-  }
-  problem = fields.problem();
-  return fields.ok();
-}
-
-// ---------------------------------------------------------------------------
-// workers/<id>/process.json
-
-/// `process.json`'s text for `info`, stamped `updated_at`: one compact JSON
-/// object, keys in order. Written by hand rather than through an
-/// `nlohmann::json` (three records per worker: building and dumping the
-/// object cost about 60,000 instructions per record, this about 7,000); the
-/// tests check it against the object model, awkward strings included.
-inline std::string process_record_text(const WorkerInfo& info,
-                                       std::chrono::system_clock::time_point updated_at) {
-  std::string out;
-  std::size_t argv_bytes = 0;
-  for (const auto& arg : info.argv) argv_bytes += arg.size() + 3;
-  out.reserve(400 + argv_bytes + info.error.size());
-  auto append_time = [&out](const std::optional<std::chrono::system_clock::time_point>& time) {
-    if (time) append_json_string(out, format_rfc3339(*time));
-    else out += "null";
-  };
-  out += "{\"argv\":[";
-  for (std::size_t i = 0; i < info.argv.size(); ++i) {
-    if (i > 0) out += ',';
-    append_json_string(out, info.argv[i]);
-  }
-  out += "],\"attempt\":";
-  append_integer(out, info.attempt);
-  out += ",\"core_dumped\":";
-  out += info.core_dumped ? "true" : "false";
-  out += ",\"ended_at\":";
-  append_time(info.ended_at);
-  out += ",\"error\":";
-  if (info.error.empty()) out += "null";
-  else append_json_string(out, info.error);
-  out += ",\"exit_code\":";
-  if (info.exit_code) append_integer(out, *info.exit_code);
-  else out += "null";
-  out += ",\"id\":";
-  append_json_string(out, info.id);
-  out += ",\"pid\":";
-  if (info.pid > 0) append_integer(out, info.pid);
-  else out += "null";
-  out += ",\"process_start_time\":";
-  if (info.process_start_time > 0) append_integer(out, info.process_start_time);
-  else out += "null";
-  out += ",\"schema_version\":";
-  append_integer(out, schema_version);
-  out += ",\"signal\":";
-  if (info.signal) append_json_string(out, signal_name(*info.signal));
-  else out += "null";
-  out += ",\"started_at\":";
-  append_time(info.started_at);
-  out += ",\"state\":";
-  append_json_string(out, to_string(info.state));
-  out += ",\"updated_at\":";
-  append_json_string(out, format_rfc3339(updated_at));
-  out += ",\"usage\":";
-  if (info.ended_at) {
-    out += "{\"max_rss_kib\":";
-    append_integer(out, info.usage.max_rss_kib);
-    out += ",\"system_cpu_seconds\":";
-    append_seconds(out, info.usage.system_cpu);
-    out += ",\"user_cpu_seconds\":";
-    append_seconds(out, info.usage.user_cpu);
-    out += '}';
-  } else {
-    out += "null";
-  }
-  out += '}';
-  return out;
-}
-
-/// Parses `process.json` into `info` (`updated_at` gets its timestamp); on a
-/// wrongly shaped document returns false and says why.
-inline bool process_record_from_json(const nlohmann::json& document, WorkerInfo& info,
-                                     std::optional<std::chrono::system_clock::time_point>& updated_at,
-                                     std::string& problem) {
-  FieldReader fields(document);
-  fields.require_schema_version(schema_version);
-  info.id = fields.string("id").value_or("");
-  if (auto state = fields.string("state")) {
-    auto parsed = worker_state_from_string(*state);
-    if (parsed) info.state = *parsed;
-    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a worker state");
-  } else if (fields.ok()) {
-    fields.fail("state is missing");
-  }
-  info.attempt = static_cast<int>(fields.integer("attempt", 0, 1'000'000'000).value_or(0));
-  info.pid = static_cast<int>(fields.integer("pid", 0, 0x7fffffff).value_or(0));
-  info.process_start_time = fields.unsigned_integer("process_start_time").value_or(0);
-  if (auto code = fields.integer("exit_code", -0x7fffffff, 0x7fffffff)) info.exit_code = static_cast<int>(*code);
-  if (auto name = fields.string("signal")) {
-    std::string_view text = *name;
-    // "SIG40" (a signal without a name) is written by number.
-    if (text.size() > 3 && text.substr(0, 3) == "SIG" && text[3] >= '0' && text[3] <= '9') text.remove_prefix(3);
-    info.signal = signal_from_string(text);
-    if (!info.signal) fields.fail("signal \"" + name->substr(0, 40) + "\" is not a signal");
-  }
-  info.core_dumped = fields.boolean("core_dumped").value_or(false);
-  info.error = fields.string("error").value_or("");
-  info.started_at = fields.time("started_at");
-  info.ended_at = fields.time("ended_at");
-  updated_at = fields.time("updated_at");
-  if (const nlohmann::json* usage = fields.object("usage")) {
-    FieldReader numbers(*usage);
-    auto seconds = [](double value) {
-      return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(value));
-    };
-    info.usage.user_cpu = seconds(numbers.number("user_cpu_seconds").value_or(0));
-    info.usage.system_cpu = seconds(numbers.number("system_cpu_seconds").value_or(0));
-    info.usage.max_rss_kib = numbers.integer("max_rss_kib", 0).value_or(0);
-    if (!numbers.ok()) fields.fail("usage." + numbers.problem());
-  }
-  if (const nlohmann::json* argv = fields.find("argv")) {
-    if (!argv->is_array()) {
-      fields.fail("argv is not an array");
-    } else {
-      info.argv.clear();
-      for (const auto& arg : *argv) {
-        if (!arg.is_string()) {
-          fields.fail("argv is not an array of strings");
-          break;
-        }
-        info.argv.push_back(arg.get<std::string>());
-      }
-    }
-  }
-  problem = fields.problem();
-  return fields.ok();
-}
-
-// ---------------------------------------------------------------------------
-// The recorder
 
 /// How a `JobRecorder` writes.
 struct JobRecorderOptions {
@@ -461,8 +235,8 @@ class JobRecorder {
 
   /// Rewrites `job.json` with `state` and `summary`. The first terminal state
   /// also sets `ended_at`; after it, any other state is refused with
-  /// `errc::invalid_state_transition` (a finished job never runs again: the
-  /// a client hangs on exactly that), so write a terminal state only once
+  /// `errc::invalid_state_transition` (a finished job never runs again:
+  /// a client waiting for it would hang), so write a terminal state only once
   /// the supervisor accepts no more work. On error the previous file stays.
   void write_job(JobState state, const JobSummary& summary, std::error_code& ec) {
     ec.clear();
@@ -505,16 +279,10 @@ class JobRecorder {
 
   AtomicWriteOptions write_options() const { return AtomicWriteOptions{options_.durable, 0644}; }
 
-  static std::string local_hostname() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0) return {};
-    return name;
-  }
-
   std::error_code store_job_record() {
     try {
       record_.updated_at = std::chrono::system_clock::now();
-      return write_file_atomically_at(job_dir_.get(), job_file_name, dump_json(job_record_to_json(record_)),
+      return write_file_atomically_at(job_dir_.get(), job_file_name, job_record_text(record_),
                                       write_options());
     } catch (...) {
       return std::make_error_code(std::errc::not_enough_memory);

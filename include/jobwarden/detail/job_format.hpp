@@ -1,0 +1,378 @@
+#pragma once
+/// \file
+/// What every file of the job directory holds, and the one place its text is
+/// written and parsed: `job.json` (`JobRecord`, and its `summary`),
+/// `workers/<id>/process.json` (a `WorkerInfo`), `workers/<id>/status.json`
+/// (`StatusRecord`; the worker-side writer's hand-written text is
+/// `status_text.hpp`), and `stop.request` (`StopRequest`). One function per
+/// direction per file:
+///
+/// | file | written with | read with |
+/// | --- | --- | --- |
+/// | `job.json` | `job_record_text` (`job_record_to_json`) | `job_record_from_json` |
+/// | its `summary` | `job_summary_to_json` | `job_summary_from_json` |
+/// | `process.json` | `process_record_text` | `process_record_from_json` |
+/// | `status.json` | `status_record_to_json` / `append_status_text` | `status_record_from_json` |
+/// | `stop.request` | `stop_request_text` | `parse_stop_request` |
+///
+/// Used by the supervisor's writer (`job_recorder.hpp`), recovery, job
+/// control, the supervisor and the reader. Names and paths of the files are
+/// `job_files.hpp`; docs/job-directory.md describes every field.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "jobwarden/detail/job_files.hpp"
+#include "jobwarden/detail/json_fields.hpp"
+#include "jobwarden/detail/json_text.hpp"
+#include "jobwarden/detail/status_text.hpp"
+#include "jobwarden/detail/time_format.hpp"
+#include "jobwarden/job_state.hpp"
+#include "jobwarden/signals.hpp"
+#include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_state.hpp"
+
+namespace jobwarden::detail {
+
+// ---------------------------------------------------------------------------
+// The summary (job.json's `summary`)
+
+/// `job.json`'s `summary` object for `summary`: every count, `cancelled` and
+/// `lost` included.
+inline nlohmann::json job_summary_to_json(const JobSummary& s) {
+  return {{"total", s.total},         {"pending", s.pending}, {"running", s.running},
+          {"succeeded", s.succeeded}, {"failed", s.failed},   {"done", s.done},
+          {"cancelled", s.cancelled}, {"lost", s.lost}};
+}
+
+/// Parses a `summary` object (missing counts read 0); on a wrongly shaped one
+/// returns false and says why. `summary` keeps what was read either way.
+inline bool job_summary_from_json(const nlohmann::json& object, JobSummary& summary, std::string& problem) {
+  FieldReader counts(object);
+  auto count = [&counts](const char* key) { return static_cast<std::size_t>(counts.integer(key, 0).value_or(0)); };
+  summary.total = count("total");
+  summary.pending = count("pending");
+  summary.running = count("running");
+  summary.succeeded = count("succeeded");
+  summary.failed = count("failed");
+  summary.done = count("done");
+  summary.cancelled = count("cancelled");
+  summary.lost = count("lost");
+  problem = counts.problem();
+  return counts.ok();
+}
+
+// ---------------------------------------------------------------------------
+// job.json
+
+/// What `job.json` says about a job.
+struct JobRecord {
+  std::string job_id;
+  JobState state = JobState::running;
+  std::optional<std::chrono::system_clock::time_point> created_at;
+  std::optional<std::chrono::system_clock::time_point> updated_at;
+  std::optional<std::chrono::system_clock::time_point> ended_at;
+  int supervisor_pid = 0;                         ///< 0 when unknown
+  unsigned long long supervisor_start_time = 0;   ///< `process_start_time` of the supervisor; 0 unknown
+  std::string supervisor_hostname;                ///< pids mean something only on this host
+  /// The supervisor's own cgroup tree (`.../jobwarden-<pid>-<start time>-<n>`,
+  /// where its workers' cgroups are), so recovery can kill what is left in it
+  /// and remove it; empty when its workers had no cgroups.
+  std::string supervisor_cgroup;
+  std::optional<JobSummary> summary;              ///< the supervisor's last counts
+};
+
+/// `job.json`'s content for `record`.
+inline nlohmann::json job_record_to_json(const JobRecord& record) {
+  nlohmann::json supervisor = {
+      {"pid", record.supervisor_pid > 0 ? nlohmann::json(record.supervisor_pid) : nlohmann::json(nullptr)},
+      {"start_time", record.supervisor_start_time > 0 ? nlohmann::json(record.supervisor_start_time)
+                                                      : nlohmann::json(nullptr)},
+      {"hostname", record.supervisor_hostname},
+      {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
+  nlohmann::json summary = record.summary ? job_summary_to_json(*record.summary) : nlohmann::json(nullptr);
+  return {{"schema_version", schema_version},
+          {"job_id", record.job_id},
+          {"state", std::string(to_string(record.state))},
+          {"created_at", time_or_null(record.created_at)},
+          {"updated_at", time_or_null(record.updated_at)},
+          {"ended_at", time_or_null(record.ended_at)},
+          {"supervisor", std::move(supervisor)},
+          {"summary", std::move(summary)}};
+}
+
+/// `job.json`'s text for `record`: `job_record_to_json`, compact.
+inline std::string job_record_text(const JobRecord& record) { return dump_json(job_record_to_json(record)); }
+
+/// Parses `job.json`; on a wrongly shaped document returns false and says why.
+inline bool job_record_from_json(const nlohmann::json& document, JobRecord& record, std::string& problem) {
+  FieldReader fields(document);
+  fields.require_schema_version(schema_version);
+  record.job_id = fields.string("job_id").value_or("");
+  if (auto state = fields.string("state")) {
+    auto parsed = job_state_from_string(*state);
+    if (parsed) record.state = *parsed;
+    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a job state");
+  } else if (fields.ok()) {
+    fields.fail("state is missing");
+  }
+  record.created_at = fields.time("created_at");
+  record.updated_at = fields.time("updated_at");
+  record.ended_at = fields.time("ended_at");
+  if (const nlohmann::json* supervisor = fields.object("supervisor")) {
+    FieldReader sup(*supervisor);
+    record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));
+    record.supervisor_start_time = sup.unsigned_integer("start_time").value_or(0);
+    record.supervisor_hostname = sup.string("hostname").value_or("");
+    record.supervisor_cgroup = sup.string("cgroup").value_or("");
+    if (!sup.ok()) fields.fail("supervisor." + sup.problem());
+  }
+  if (const nlohmann::json* summary = fields.object("summary")) {
+    JobSummary s;
+    std::string summary_problem;
+    if (!job_summary_from_json(*summary, s, summary_problem)) fields.fail("summary." + summary_problem);
+    record.summary = s;
+  }
+  problem = fields.problem();
+  return fields.ok();
+}
+
+// ---------------------------------------------------------------------------
+// workers/<id>/process.json
+
+/// `process.json`'s text for `info`, stamped `updated_at`: one compact JSON
+/// object, keys in order. Written by hand rather than through an
+/// `nlohmann::json` (three records per worker: building and dumping the
+/// object cost about 60,000 instructions per record, this about 7,000); the
+/// tests check it against the object model, awkward strings included.
+inline std::string process_record_text(const WorkerInfo& info,
+                                       std::chrono::system_clock::time_point updated_at) {
+  std::string out;
+  std::size_t argv_bytes = 0;
+  for (const auto& arg : info.argv) argv_bytes += arg.size() + 3;
+  out.reserve(400 + argv_bytes + info.error.size());
+  auto append_time = [&out](const std::optional<std::chrono::system_clock::time_point>& time) {
+    if (time) append_json_string(out, format_rfc3339(*time));
+    else out += "null";
+  };
+  out += "{\"argv\":[";
+  for (std::size_t i = 0; i < info.argv.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, info.argv[i]);
+  }
+  out += "],\"attempt\":";
+  append_integer(out, info.attempt);
+  out += ",\"core_dumped\":";
+  out += info.core_dumped ? "true" : "false";
+  out += ",\"ended_at\":";
+  append_time(info.ended_at);
+  out += ",\"error\":";
+  if (info.error.empty()) out += "null";
+  else append_json_string(out, info.error);
+  out += ",\"exit_code\":";
+  if (info.exit_code) append_integer(out, *info.exit_code);
+  else out += "null";
+  out += ",\"id\":";
+  append_json_string(out, info.id);
+  out += ",\"pid\":";
+  if (info.pid > 0) append_integer(out, info.pid);
+  else out += "null";
+  out += ",\"process_start_time\":";
+  if (info.process_start_time > 0) append_integer(out, info.process_start_time);
+  else out += "null";
+  out += ",\"schema_version\":";
+  append_integer(out, schema_version);
+  out += ",\"signal\":";
+  if (info.signal) append_json_string(out, signal_name(*info.signal));
+  else out += "null";
+  out += ",\"started_at\":";
+  append_time(info.started_at);
+  out += ",\"state\":";
+  append_json_string(out, to_string(info.state));
+  out += ",\"updated_at\":";
+  append_json_string(out, format_rfc3339(updated_at));
+  out += ",\"usage\":";
+  if (info.ended_at) {
+    out += "{\"max_rss_kib\":";
+    append_integer(out, info.usage.max_rss_kib);
+    out += ",\"system_cpu_seconds\":";
+    append_seconds(out, info.usage.system_cpu);
+    out += ",\"user_cpu_seconds\":";
+    append_seconds(out, info.usage.user_cpu);
+    out += '}';
+  } else {
+    out += "null";
+  }
+  out += '}';
+  return out;
+}
+
+/// Parses `process.json` into `info` (`updated_at` gets its timestamp); on a
+/// wrongly shaped document returns false and says why.
+inline bool process_record_from_json(const nlohmann::json& document, WorkerInfo& info,
+                                     std::optional<std::chrono::system_clock::time_point>& updated_at,
+                                     std::string& problem) {
+  FieldReader fields(document);
+  fields.require_schema_version(schema_version);
+  info.id = fields.string("id").value_or("");
+  if (auto state = fields.string("state")) {
+    auto parsed = worker_state_from_string(*state);
+    if (parsed) info.state = *parsed;
+    else fields.fail("state \"" + state->substr(0, 40) + "\" is not a worker state");
+  } else if (fields.ok()) {
+    fields.fail("state is missing");
+  }
+  info.attempt = static_cast<int>(fields.integer("attempt", 0, 1'000'000'000).value_or(0));
+  info.pid = static_cast<int>(fields.integer("pid", 0, 0x7fffffff).value_or(0));
+  info.process_start_time = fields.unsigned_integer("process_start_time").value_or(0);
+  if (auto code = fields.integer("exit_code", -0x7fffffff, 0x7fffffff)) info.exit_code = static_cast<int>(*code);
+  if (auto name = fields.string("signal")) {
+    std::string_view text = *name;
+    // "SIG40" (a signal without a name) is written by number.
+    if (text.size() > 3 && text.substr(0, 3) == "SIG" && text[3] >= '0' && text[3] <= '9') text.remove_prefix(3);
+    info.signal = signal_from_string(text);
+    if (!info.signal) fields.fail("signal \"" + name->substr(0, 40) + "\" is not a signal");
+  }
+  info.core_dumped = fields.boolean("core_dumped").value_or(false);
+  info.error = fields.string("error").value_or("");
+  info.started_at = fields.time("started_at");
+  info.ended_at = fields.time("ended_at");
+  updated_at = fields.time("updated_at");
+  if (const nlohmann::json* usage = fields.object("usage")) {
+    FieldReader numbers(*usage);
+    auto seconds = [](double value) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(value));
+    };
+    info.usage.user_cpu = seconds(numbers.number("user_cpu_seconds").value_or(0));
+    info.usage.system_cpu = seconds(numbers.number("system_cpu_seconds").value_or(0));
+    info.usage.max_rss_kib = numbers.integer("max_rss_kib", 0).value_or(0);
+    if (!numbers.ok()) fields.fail("usage." + numbers.problem());
+  }
+  if (const nlohmann::json* argv = fields.find("argv")) {
+    if (!argv->is_array()) {
+      fields.fail("argv is not an array");
+    } else {
+      info.argv.clear();
+      for (const auto& arg : *argv) {
+        if (!arg.is_string()) {
+          fields.fail("argv is not an array of strings");
+          break;
+        }
+        info.argv.push_back(arg.get<std::string>());
+      }
+    }
+  }
+  problem = fields.problem();
+  return fields.ok();
+}
+
+// ---------------------------------------------------------------------------
+// workers/<id>/status.json (its text, written by hand for the worker-side
+// writer, is in status_text.hpp)
+
+/// What a worker reports about itself.
+struct StatusRecord {
+  std::string job_id;
+  std::string worker_id;
+  int attempt = 0;                                 ///< 1-based; 0 when not reported
+  int pid = 0;                                     ///< the reporting process; 0 when not reported
+  unsigned long long process_start_time = 0;       ///< of `pid`, proving it was not reused; 0 unknown
+  std::optional<WorkerState> state;                ///< what the worker says it is doing
+  nlohmann::json progress = nullptr;               ///< `null` when it reported none
+  std::optional<std::string> message;
+  nlohmann::json result = nullptr;                 ///< `null` when it reported none
+  std::optional<std::string> error;
+  std::uint64_t seq = 0;                           ///< increases with every write of one writer
+  std::optional<std::chrono::system_clock::time_point> updated_at;  ///< the heartbeat
+};
+
+/// `status.json`'s content for `record`.
+inline nlohmann::json status_record_to_json(const StatusRecord& record) {
+  return {{"schema_version", schema_version},
+          {"job_id", record.job_id},
+          {"worker_id", record.worker_id},
+          {"attempt", record.attempt},
+          {"pid", record.pid > 0 ? nlohmann::json(record.pid) : nlohmann::json(nullptr)},
+          {"process_start_time", record.process_start_time > 0 ? nlohmann::json(record.process_start_time)
+                                                               : nlohmann::json(nullptr)},
+          {"state", record.state ? nlohmann::json(std::string(to_string(*record.state))) : nlohmann::json(nullptr)},
+          {"progress", record.progress},
+          {"message", json_or_null(record.message)},
+          {"result", record.result},
+          {"error", json_or_null(record.error)},
+          {"seq", record.seq},
+          {"updated_at", time_or_null(record.updated_at)}};
+}
+
+/// Parses `status.json`; on a wrongly shaped document returns false and says
+/// why. Only `schema_version` is required: a shell script that writes
+/// `{"schema_version": 1, "progress": {"done": 3, "total": 9}}` is a valid worker.
+inline bool status_record_from_json(const nlohmann::json& document, StatusRecord& record, std::string& problem) {
+  FieldReader fields(document);
+  fields.require_schema_version(schema_version);
+  record.job_id = fields.string("job_id").value_or("");
+  record.worker_id = fields.string("worker_id").value_or("");
+  record.attempt = static_cast<int>(fields.integer("attempt", 0, 1'000'000'000).value_or(0));
+  record.pid = static_cast<int>(fields.integer("pid", 0, 0x7fffffff).value_or(0));
+  record.process_start_time = fields.unsigned_integer("process_start_time").value_or(0);
+  if (auto state = fields.string("state")) {
+    record.state = worker_state_from_string(*state);
+    if (!record.state) fields.fail("state \"" + state->substr(0, 40) + "\" is not a worker state");
+  }
+  if (const nlohmann::json* progress = fields.find("progress")) record.progress = *progress;
+  record.message = fields.string("message");
+  if (const nlohmann::json* result = fields.find("result")) record.result = *result;
+  record.error = fields.string("error");
+  record.seq = fields.unsigned_integer("seq").value_or(0);
+  record.updated_at = fields.time("updated_at");
+  problem = fields.problem();
+  return fields.ok();
+}
+
+// ---------------------------------------------------------------------------
+// stop.request
+
+/// What a stop request asks for.
+struct StopRequest {
+  /// The grace period that replaces every running worker's own; empty: each
+  /// worker's own.
+  std::optional<std::chrono::milliseconds> grace;
+};
+
+/// `stop.request`'s text: `{"grace_ms":5000,"requested_by_pid":123}` and a
+/// newline (`grace_ms` only when a grace period is given).
+inline std::string stop_request_text(std::optional<std::chrono::milliseconds> grace, long long requested_by_pid) {
+  std::string out = "{";
+  if (grace) {
+    out += "\"grace_ms\":";
+    append_integer(out, static_cast<std::uint64_t>(grace->count()));
+    out += ',';
+  }
+  out += "\"requested_by_pid\":";
+  append_integer(out, requested_by_pid);
+  out += "}\n";
+  return out;
+}
+
+/// Reads a stop request. Any text is a request (a file that is not JSON, or
+/// too large to have been read, asks for a stop with each worker's own grace
+/// period); only a non-negative integer `grace_ms` names a grace period.
+inline StopRequest parse_stop_request(std::string_view text) {
+  StopRequest request;
+  const auto document = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (document.is_object()) {
+    const auto grace = document.find("grace_ms");
+    if (grace != document.end() && grace->is_number_unsigned()) {
+      request.grace = std::chrono::milliseconds(grace->get<std::int64_t>());
+    }
+  }
+  return request;
+}
+
+}  // namespace jobwarden::detail

@@ -1567,3 +1567,5 @@ class JobSupervisor {
 };
 
 }  // namespace jobwarden
+
+#include "jobwarden/compiled/job_supervisor.hpp"  // the separately compiled mode

@@ -469,3 +469,5 @@ class WorkerStatusWriter {
 };
 
 }  // namespace jobwarden
+
+#include "jobwarden/compiled/worker_status_writer.hpp"  // the separately compiled mode

@@ -389,7 +389,9 @@ RunPlan plan_run(const Arguments& args) {
   }
   if (auto cwd = args.value("cwd")) {
     struct stat cwd_info {};
-    if (::stat(cwd->c_str(), &cwd_info) != 0) throw UsageError(fmt::format("--cwd: {}: {}", *cwd, std::strerror(errno)));
+    if (::stat(cwd->c_str(), &cwd_info) != 0) {
+      throw UsageError(fmt::format("--cwd: {}: {}", *cwd, std::strerror(errno)));
+    }
     if (!S_ISDIR(cwd_info.st_mode)) throw UsageError("--cwd: " + *cwd + " is not a directory");
     base.cwd = *cwd;
   }
@@ -501,9 +503,9 @@ int command_run(const Arguments& args) {
     throw UsageError(fmt::format("job \"{}\" under {} already has a live supervisor", job, root));
   }
   if (ec == jobwarden::errc::job_exists) {
-    throw UsageError(fmt::format(
-        "job \"{}\" already exists under {} (--replace reuses the id of a finished job; 'jobwarden clean' removes old ones)",
-        job, root));
+    throw UsageError(fmt::format("job \"{}\" already exists under {} (--replace reuses the id of a finished job; "
+                                 "'jobwarden clean' removes old ones)",
+                                 job, root));
   }
   if (ec) throw UsageError(fmt::format("cannot open job \"{}\" under {}: {}", job, root, ec.message()));
 
@@ -653,7 +655,8 @@ int command_list(const Arguments& args) {
     for (const auto& job : list.jobs) id_width = std::max(id_width, job.job_id.size());
     // Every column is ASCII (ids are [A-Za-z0-9._-]), so fmt's widths align it.
     constexpr auto row_format = "{:<{}}  {:<10}  {:<11}  {:<6}  {:<19}  {:<19}  {}\n";
-    print(stdout, row_format, "JOB", id_width, "STATE", "DONE", "FAILED", "CREATED (UTC)", "ENDED (UTC)", "SUPERVISOR");
+    print(stdout, row_format, "JOB", id_width, "STATE", "DONE", "FAILED", "CREATED (UTC)", "ENDED (UTC)",
+          "SUPERVISOR");
     for (const auto& job : list.jobs) {
       const nlohmann::json row = job.to_json();
       std::string done = "-", failed = "-";
@@ -722,8 +725,8 @@ int command_stop(const Arguments& args) {
       return 0;
     case jobwarden::StopAction::requested:
       if (!outcome.finished) {
-        print(stderr, "jobwarden stop: asked job \"{}\" to stop, but its supervisor was still stopping after {}\n", job,
-              jobwarden::format_duration(wait_limit));
+        print(stderr, "jobwarden stop: asked job \"{}\" to stop, but its supervisor was still stopping after {}\n",
+              job, jobwarden::format_duration(wait_limit));
         return 1;
       }
       print(stdout, "stopped job \"{}\": its supervisor stopped every worker ({})\n", job, state);
@@ -773,7 +776,9 @@ std::optional<nlohmann::json> json_option(const Arguments& args, const std::stri
   auto text = args.value(name);
   if (!text) return std::nullopt;
   nlohmann::json value = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) throw UsageError(fmt::format("--{}: not valid JSON: {}", name, printable(text->substr(0, 80))));
+  if (value.is_discarded()) {
+    throw UsageError(fmt::format("--{}: not valid JSON: {}", name, printable(text->substr(0, 80))));
+  }
   return value;
 }
 

@@ -170,9 +170,9 @@ inline std::string summary_text(const jobwarden::JobSummary& summary) {
 
 /// The first line about a job: `job "scan-42" running, 12.5s, supervisor 4242 alive`.
 inline std::string job_headline(const jobwarden::JobStatus<>& status) {
-  std::string text = fmt::format(
-      "job \"{}\" {}, {}", status.job_id, jobwarden::to_string(status.state),
-      jobwarden::format_duration(std::chrono::milliseconds(static_cast<long long>(std::llround(status.elapsed_seconds * 1000)))));
+  const auto elapsed = std::chrono::milliseconds(static_cast<long long>(std::llround(status.elapsed_seconds * 1000)));
+  std::string text = fmt::format("job \"{}\" {}, {}", status.job_id, jobwarden::to_string(status.state),
+                                 jobwarden::format_duration(elapsed));
   if (status.supervisor.pid) {
     text += fmt::format(", supervisor {} {}", *status.supervisor.pid, status.supervisor.alive ? "alive" : "gone");
   }

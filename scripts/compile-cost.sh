@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Measures what including and using jobwarden costs the compiler, for this tree
+# and, with --base, another checkout side by side (e.g. the tree before a change).
+#
+#   scripts/compile-cost.sh                      this tree only
+#   scripts/compile-cost.sh --base /work/base    this tree and DIR, with ratios
+#
+# Options:
+#   --base DIR        also measure the jobwarden checkout DIR
+#   --runs N          runs per header, best kept (default 3)
+#   --host-runs N     runs per host build, best kept (default 1)
+#   --opt "LEVELS"    optimisation levels of the host builds (default "-O0"; e.g. "-O0 -O2")
+#   --no-hosts        headers only
+#   --no-check        do not link and run the compiled-mode host afterwards
+# Environment: CXX (default g++), CXXFLAGS (added to every compile).
+#
+# What it measures, as CPU time (user + sys of the compiler, so other load on
+# the machine matters less than for wall time):
+# - `-fsyntax-only` of <nlohmann/json.hpp> alone and of each public header
+#   under include/jobwarden/ (the umbrella jobwarden.hpp included);
+# - the minimal host program (scripts/compile-cost/minimal_host.cpp: a
+#   JobSupervisor<>, one worker, a wait, a StatusAggregator<> read), compiled
+#   to an object file, header-only and in the separately compiled mode;
+# - a host of 8 translation units (scripts/compile-cost/unit.cpp, built with
+#   -DJW_UNIT=1..8), the sum of its 8 compiles, header-only and in the
+#   separately compiled mode (JOBWARDEN_SEPARATE_COMPILATION), with the
+#   library's own one-time compile (src/jobwarden.cpp) counted separately.
+# A tree without src/jobwarden.cpp has no separately compiled mode ("-").
+# Timing is reported, never asserted: the exit status is non-zero only when a
+# compile fails or the compiled-mode host does not link or run.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+sources="$here/scripts/compile-cost"
+
+base=""
+runs=3
+host_runs=1
+opt_levels="-O0"
+hosts=1
+check=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) shift; base="$(cd "$1" && pwd)" ;;
+    --runs) shift; runs="$1" ;;
+    --host-runs) shift; host_runs="$1" ;;
+    --opt) shift; opt_levels="$1" ;;
+    --no-hosts) hosts=0 ;;
+    --no-check) check=0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "compile-cost.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cxx="${CXX:-g++}"
+read -r -a extra_flags <<< "${CXXFLAGS:-}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/jobwarden-compile-cost.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# cpu_seconds CMD...: runs CMD once, prints its CPU time (user + sys) in seconds.
+cpu_seconds() {
+  local out="$work/time.out"
+  if ! /usr/bin/time -f '%U %S' -o "$out" "$@" >"$work/cmd.log" 2>&1; then
+    echo "compile-cost.sh: failed: $*" >&2
+    cat "$work/cmd.log" >&2
+    exit 1
+  fi
+  awk '{ printf "%.2f", $1 + $2 }' "$out"
+}
+
+# best_of N CMD...: the least CPU time of N runs of CMD.
+best_of() {
+  local n="$1" best="" t
+  shift
+  for _ in $(seq "$n"); do
+    t="$(cpu_seconds "$@")"
+    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then best="$t"; fi
+  done
+  printf '%s' "$best"
+}
+
+# ratio A B: "A/B" to two places, or "-" when either is missing.
+ratio() {
+  if [ -z "$1" ] || [ -z "$2" ] || [ "$1" = "-" ] || [ "$2" = "-" ]; then printf -- '-'; return; fi
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
+}
+
+declare -A figure  # figure[<tree>|<row>] = seconds
+trees=(this)
+declare -A tree_dir=([this]="$here")
+if [ -n "$base" ]; then
+  trees+=(base)
+  tree_dir[base]="$base"
+fi
+
+command -v /usr/bin/time >/dev/null || { echo "compile-cost.sh: needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
+echo "compile-cost.sh: $("$cxx" --version | head -n 1); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# Headers: <nlohmann/json.hpp> once (it is the same file for every tree), then
+# the union of the trees' public headers.
+printf '#include <nlohmann/json.hpp>\n' > "$work/json.cpp"
+echo "measuring <nlohmann/json.hpp>..." >&2
+json_cost="$(best_of "$runs" nice -n 10 "$cxx" -std=c++17 "${extra_flags[@]}" -fsyntax-only "$work/json.cpp")"
+headers=()
+for tree in "${trees[@]}"; do
+  for path in "${tree_dir[$tree]}"/include/jobwarden/*.hpp "${tree_dir[$tree]}"/include/jobwarden/compiled/*.hpp; do
+    [ -f "$path" ] || continue
+    headers+=("${path#"${tree_dir[$tree]}"/include/}")
+  done
+done
+mapfile -t headers < <(printf '%s\n' "${headers[@]}" | sort -u)
+for tree in "${trees[@]}"; do
+  dir="${tree_dir[$tree]}"
+  for header in "${headers[@]}"; do
+    [ -f "$dir/include/$header" ] || continue
+    echo "measuring $tree: $header..." >&2
+    printf '#include <%s>\n' "$header" > "$work/header.cpp"
+    figure["$tree|$header"]="$(best_of "$runs" nice -n 10 "$cxx" -std=c++17 -I"$dir/include" \
+      "${extra_flags[@]}" -fsyntax-only "$work/header.cpp")"
+  done
+done
+
+# Hosts: the same sources against each tree.
+host_rows=()
+if [ "$hosts" = 1 ]; then
+  for tree in "${trees[@]}"; do
+    dir="${tree_dir[$tree]}"
+    compiled=0
+    [ -f "$dir/src/jobwarden.cpp" ] && compiled=1
+    for opt in $opt_levels; do
+      flags=(-std=c++17 "$opt" -I"$dir/include" "${extra_flags[@]}")
+      modes=(header-only)
+      [ "$compiled" = 1 ] && modes+=(compiled)
+      for mode in "${modes[@]}"; do
+        mode_flags=()
+        [ "$mode" = compiled ] && mode_flags=(-DJOBWARDEN_SEPARATE_COMPILATION=1)
+        out="$work/$tree-$mode$opt"
+        mkdir -p "$out"
+        echo "measuring $tree: minimal host, $mode, $opt..." >&2
+        figure["$tree|minimal host $opt, $mode"]="$(best_of "$host_runs" nice -n 10 "$cxx" "${flags[@]}" \
+          "${mode_flags[@]}" -c "$sources/minimal_host.cpp" -o "$out/minimal_host.o")"
+        echo "measuring $tree: host of 8 TUs, $mode, $opt..." >&2
+        total=0
+        for unit in 1 2 3 4 5 6 7 8; do
+          t="$(best_of "$host_runs" nice -n 10 "$cxx" "${flags[@]}" "${mode_flags[@]}" -DJW_UNIT="$unit" \
+            -c "$sources/unit.cpp" -o "$out/unit$unit.o")"
+          total="$(awk -v a="$total" -v b="$t" 'BEGIN { printf "%.2f", a + b }')"
+        done
+        figure["$tree|host of 8 TUs $opt, $mode"]="$total"
+      done
+      if [ "$compiled" = 1 ]; then
+        echo "measuring $tree: the library once (src/jobwarden.cpp), $opt..." >&2
+        figure["$tree|library once $opt (src/jobwarden.cpp)"]="$(best_of "$host_runs" nice -n 10 "$cxx" \
+          "${flags[@]}" -DJOBWARDEN_SEPARATE_COMPILATION=1 -c "$dir/src/jobwarden.cpp" -o "$work/$tree-compiled$opt/library.o")"
+        if [ "$check" = 1 ]; then
+          echo "checking $tree: the compiled-mode host of 8 TUs links and runs ($opt)..." >&2
+          "$cxx" "$work/$tree-compiled$opt"/unit*.o "$work/$tree-compiled$opt/library.o" -pthread \
+            -o "$work/$tree-compiled$opt/host"
+          "$work/$tree-compiled$opt/host" >&2
+        fi
+      fi
+    done
+  done
+  for opt in $opt_levels; do
+    host_rows+=("minimal host $opt, header-only" "minimal host $opt, compiled"
+                "host of 8 TUs $opt, header-only" "host of 8 TUs $opt, compiled"
+                "library once $opt (src/jobwarden.cpp)")
+  done
+fi
+
+# The table.
+echo
+echo "Compile cost, CPU seconds (user+sys), $("$cxx" --version | head -n 1)"
+echo "headers: -fsyntax-only, best of $runs; hosts: object files, best of $host_runs"
+if [ -n "$base" ]; then
+  printf '%-48s %9s %9s %9s\n' "" "this" "base" "this/base"
+else
+  printf '%-48s %9s\n' "" "this"
+fi
+row() {  # row LABEL THIS [BASE]
+  if [ -n "$base" ]; then
+    printf '%-48s %9s %9s %9s\n' "$1" "${2:--}" "${3:--}" "$(ratio "${2:-}" "${3:-}")"
+  else
+    printf '%-48s %9s\n' "$1" "${2:--}"
+  fi
+}
+row "<nlohmann/json.hpp>" "$json_cost" "$json_cost"
+for header in "${headers[@]}"; do
+  row "<$header>" "${figure[this|$header]:-}" "${figure[base|$header]:-}"
+done
+for label in "${host_rows[@]}"; do
+  row "$label" "${figure[this|$label]:-}" "${figure[base|$label]:-}"
+done
+
+echo
+echo "Ratios"
+for tree in "${trees[@]}"; do
+  for header in jobwarden/worker_status_writer_base.hpp jobwarden/worker_status_writer.hpp \
+                jobwarden/status_aggregator.hpp jobwarden/jobwarden.hpp; do
+    [ -n "${figure[$tree|$header]:-}" ] || continue
+    printf '%s: <%s> / <nlohmann/json.hpp>: %s×\n' "$tree" "$header" "$(ratio "${figure[$tree|$header]}" "$json_cost")"
+  done
+  for opt in $opt_levels; do
+    [ "$hosts" = 1 ] || continue
+    header_only="${figure[$tree|host of 8 TUs $opt, header-only]:-}"
+    compiled="${figure[$tree|host of 8 TUs $opt, compiled]:-}"
+    library="${figure[$tree|library once $opt (src/jobwarden.cpp)]:-}"
+    minimal_h="${figure[$tree|minimal host $opt, header-only]:-}"
+    minimal_c="${figure[$tree|minimal host $opt, compiled]:-}"
+    if [ -n "$compiled" ]; then
+      with_library="$(awk -v a="$compiled" -v b="$library" 'BEGIN { printf "%.2f", a + b }')"
+      printf '%s: host, 8 TUs %s, compiled mode / header-only: %s×\n' "$tree" "$opt" "$(ratio "$compiled" "$header_only")"
+      printf '%s: host, 8 TUs %s, compiled mode + the library once / header-only: %s×\n' "$tree" "$opt" \
+        "$(ratio "$with_library" "$header_only")"
+      printf '%s: minimal host %s, compiled mode / header-only: %s×\n' "$tree" "$opt" "$(ratio "$minimal_c" "$minimal_h")"
+    fi
+    if [ -n "$base" ] && [ "$tree" = this ]; then
+      printf 'minimal host %s, header-only, this / base: %s×\n' "$opt" \
+        "$(ratio "$minimal_h" "${figure[base|minimal host $opt, header-only]:-}")"
+      printf 'host, 8 TUs %s, header-only, this / base: %s×\n' "$opt" \
+        "$(ratio "$header_only" "${figure[base|host of 8 TUs $opt, header-only]:-}")"
+    fi
+  done
+done

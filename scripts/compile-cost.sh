@@ -26,6 +26,8 @@
 #   separately compiled mode (JOBWARDEN_SEPARATE_COMPILATION), with the
 #   library's own one-time compile (src/jobwarden.cpp) counted separately.
 # A tree without src/jobwarden.cpp has no separately compiled mode ("-").
+# Runs alternate between the trees, so that other load on the machine weighs
+# on both columns alike; still, compare figures from one run only.
 # Timing is reported, never asserted: the exit status is non-zero only when a
 # compile fails or the compiled-mode host does not link or run.
 set -euo pipefail
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
     --opt) shift; opt_levels="$1" ;;
     --no-hosts) hosts=0 ;;
     --no-check) check=0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "compile-cost.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -96,6 +98,20 @@ fi
 command -v /usr/bin/time >/dev/null || { echo "compile-cost.sh: needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 echo "compile-cost.sh: $("$cxx" --version | head -n 1); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+# keep_min KEY SECONDS: figure[KEY] becomes the lesser of itself and SECONDS.
+keep_min() {
+  [ -n "$2" ] || exit 1  # the measurement failed, and said why
+  if [ -z "${figure[$1]:-}" ] || awk -v a="$2" -v b="${figure[$1]}" 'BEGIN { exit !(a < b) }'; then
+    figure[$1]="$2"
+  fi
+}
+
+# has_compiled_mode TREE: whether TREE has the separately compiled mode.
+has_compiled_mode() { [ -f "${tree_dir[$1]}/src/jobwarden.cpp" ]; }
+
+# Every figure alternates between the trees run by run, so that load from
+# elsewhere on the machine weighs on both sides alike.
+
 # Headers: <nlohmann/json.hpp> once (it is the same file for every tree), then
 # the union of the trees' public headers.
 printf '#include <nlohmann/json.hpp>\n' > "$work/json.cpp"
@@ -109,59 +125,66 @@ for tree in "${trees[@]}"; do
   done
 done
 mapfile -t headers < <(printf '%s\n' "${headers[@]}" | sort -u)
-for tree in "${trees[@]}"; do
-  dir="${tree_dir[$tree]}"
-  for header in "${headers[@]}"; do
-    [ -f "$dir/include/$header" ] || continue
-    echo "measuring $tree: $header..." >&2
-    printf '#include <%s>\n' "$header" > "$work/header.cpp"
-    figure["$tree|$header"]="$(best_of "$runs" nice -n 10 "$cxx" -std=c++17 -I"$dir/include" \
-      "${extra_flags[@]}" -fsyntax-only "$work/header.cpp")"
+for header in "${headers[@]}"; do
+  echo "measuring $header..." >&2
+  printf '#include <%s>\n' "$header" > "$work/header.cpp"
+  for _ in $(seq "$runs"); do
+    for tree in "${trees[@]}"; do
+      dir="${tree_dir[$tree]}"
+      [ -f "$dir/include/$header" ] || continue
+      keep_min "$tree|$header" "$(cpu_seconds nice -n 10 "$cxx" -std=c++17 -I"$dir/include" \
+        "${extra_flags[@]}" -fsyntax-only "$work/header.cpp")"
+    done
   done
 done
 
-# Hosts: the same sources against each tree.
+# Hosts: the same sources against each tree. Each host row is the best of
+# --host-runs for every object file (the 8-unit host: the sum of its units').
 host_rows=()
 if [ "$hosts" = 1 ]; then
-  for tree in "${trees[@]}"; do
-    dir="${tree_dir[$tree]}"
-    compiled=0
-    [ -f "$dir/src/jobwarden.cpp" ] && compiled=1
-    for opt in $opt_levels; do
-      flags=(-std=c++17 "$opt" -I"$dir/include" "${extra_flags[@]}")
-      modes=(header-only)
-      [ "$compiled" = 1 ] && modes+=(compiled)
-      for mode in "${modes[@]}"; do
-        mode_flags=()
-        [ "$mode" = compiled ] && mode_flags=(-DJOBWARDEN_SEPARATE_COMPILATION=1)
-        out="$work/$tree-$mode$opt"
-        mkdir -p "$out"
-        echo "measuring $tree: minimal host, $mode, $opt..." >&2
-        figure["$tree|minimal host $opt, $mode"]="$(best_of "$host_runs" nice -n 10 "$cxx" "${flags[@]}" \
-          "${mode_flags[@]}" -c "$sources/minimal_host.cpp" -o "$out/minimal_host.o")"
-        echo "measuring $tree: host of 8 TUs, $mode, $opt..." >&2
+  for opt in $opt_levels; do
+    for mode in header-only compiled; do
+      mode_flags=()
+      [ "$mode" = compiled ] && mode_flags=(-DJOBWARDEN_SEPARATE_COMPILATION=1)
+      objects=(minimal_host unit1 unit2 unit3 unit4 unit5 unit6 unit7 unit8)
+      [ "$mode" = compiled ] && objects+=(library)
+      for object in "${objects[@]}"; do
+        echo "measuring hosts, $mode, $opt: $object..." >&2
+        for _ in $(seq "$host_runs"); do
+          for tree in "${trees[@]}"; do
+            if [ "$mode" = compiled ] && ! has_compiled_mode "$tree"; then continue; fi
+            dir="${tree_dir[$tree]}"
+            out="$work/$tree-$mode$opt"
+            mkdir -p "$out"
+            case "$object" in
+              minimal_host) source=("$sources/minimal_host.cpp") ;;
+              unit*) source=(-DJW_UNIT="${object#unit}" "$sources/unit.cpp") ;;
+              library) source=("$dir/src/jobwarden.cpp") ;;
+            esac
+            keep_min "$tree|$object $opt, $mode" "$(cpu_seconds nice -n 10 "$cxx" -std=c++17 "$opt" -I"$dir/include" \
+              "${extra_flags[@]}" "${mode_flags[@]}" -c "${source[@]}" -o "$out/$object.o")"
+          done
+        done
+      done
+      for tree in "${trees[@]}"; do
+        [ -n "${figure[$tree|minimal_host $opt, $mode]:-}" ] || continue
+        figure["$tree|minimal host $opt, $mode"]="${figure[$tree|minimal_host $opt, $mode]}"
         total=0
         for unit in 1 2 3 4 5 6 7 8; do
-          t="$(best_of "$host_runs" nice -n 10 "$cxx" "${flags[@]}" "${mode_flags[@]}" -DJW_UNIT="$unit" \
-            -c "$sources/unit.cpp" -o "$out/unit$unit.o")"
-          total="$(awk -v a="$total" -v b="$t" 'BEGIN { printf "%.2f", a + b }')"
+          total="$(awk -v a="$total" -v b="${figure[$tree|unit$unit $opt, $mode]}" 'BEGIN { printf "%.2f", a + b }')"
         done
         figure["$tree|host of 8 TUs $opt, $mode"]="$total"
-      done
-      if [ "$compiled" = 1 ]; then
-        echo "measuring $tree: the library once (src/jobwarden.cpp), $opt..." >&2
-        figure["$tree|library once $opt (src/jobwarden.cpp)"]="$(best_of "$host_runs" nice -n 10 "$cxx" \
-          "${flags[@]}" -DJOBWARDEN_SEPARATE_COMPILATION=1 -c "$dir/src/jobwarden.cpp" -o "$work/$tree-compiled$opt/library.o")"
-        if [ "$check" = 1 ]; then
-          echo "checking $tree: the compiled-mode host of 8 TUs links and runs ($opt)..." >&2
-          "$cxx" "$work/$tree-compiled$opt"/unit*.o "$work/$tree-compiled$opt/library.o" -pthread \
-            -o "$work/$tree-compiled$opt/host"
-          "$work/$tree-compiled$opt/host" >&2
+        if [ "$mode" = compiled ]; then
+          figure["$tree|library once $opt (src/jobwarden.cpp)"]="${figure[$tree|library $opt, $mode]}"
+          if [ "$check" = 1 ]; then
+            echo "checking $tree: the compiled-mode host of 8 TUs links and runs ($opt)..." >&2
+            "$cxx" "$work/$tree-compiled$opt"/unit*.o "$work/$tree-compiled$opt/library.o" -pthread \
+              -o "$work/$tree-compiled$opt/host"
+            "$work/$tree-compiled$opt/host" >&2
+          fi
         fi
-      fi
+      done
     done
-  done
-  for opt in $opt_levels; do
     host_rows+=("minimal host $opt, header-only" "minimal host $opt, compiled"
                 "host of 8 TUs $opt, header-only" "host of 8 TUs $opt, compiled"
                 "library once $opt (src/jobwarden.cpp)")

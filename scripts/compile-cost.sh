@@ -70,17 +70,6 @@ cpu_seconds() {
   awk '{ printf "%.2f", $1 + $2 }' "$out"
 }
 
-# best_of N CMD...: the least CPU time of N runs of CMD.
-best_of() {
-  local n="$1" best="" t
-  shift
-  for _ in $(seq "$n"); do
-    t="$(cpu_seconds "$@")"
-    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then best="$t"; fi
-  done
-  printf '%s' "$best"
-}
-
 # ratio A B: "A/B" to two places, or "-" when either is missing.
 ratio() {
   if [ -z "$1" ] || [ -z "$2" ] || [ "$1" = "-" ] || [ "$2" = "-" ]; then printf -- '-'; return; fi
@@ -112,11 +101,9 @@ has_compiled_mode() { [ -f "${tree_dir[$1]}/src/jobwarden.cpp" ]; }
 # Every figure alternates between the trees run by run, so that load from
 # elsewhere on the machine weighs on both sides alike.
 
-# Headers: <nlohmann/json.hpp> once (it is the same file for every tree), then
-# the union of the trees' public headers.
-printf '#include <nlohmann/json.hpp>\n' > "$work/json.cpp"
-echo "measuring <nlohmann/json.hpp>..." >&2
-json_cost="$(best_of "$runs" nice -n 10 "$cxx" -std=c++17 "${extra_flags[@]}" -fsyntax-only "$work/json.cpp")"
+# Headers: <nlohmann/json.hpp> (the same file for every tree, measured in each
+# tree's turn, so that each column's ratios compare figures of the same load),
+# then the union of the trees' public headers.
 headers=()
 for tree in "${trees[@]}"; do
   for path in "${tree_dir[$tree]}"/include/jobwarden/*.hpp "${tree_dir[$tree]}"/include/jobwarden/compiled/*.hpp; do
@@ -125,13 +112,13 @@ for tree in "${trees[@]}"; do
   done
 done
 mapfile -t headers < <(printf '%s\n' "${headers[@]}" | sort -u)
-for header in "${headers[@]}"; do
+for header in nlohmann/json.hpp "${headers[@]}"; do
   echo "measuring $header..." >&2
   printf '#include <%s>\n' "$header" > "$work/header.cpp"
   for _ in $(seq "$runs"); do
     for tree in "${trees[@]}"; do
       dir="${tree_dir[$tree]}"
-      [ -f "$dir/include/$header" ] || continue
+      [ "$header" = nlohmann/json.hpp ] || [ -f "$dir/include/$header" ] || continue
       keep_min "$tree|$header" "$(cpu_seconds nice -n 10 "$cxx" -std=c++17 -I"$dir/include" \
         "${extra_flags[@]}" -fsyntax-only "$work/header.cpp")"
     done
@@ -207,7 +194,7 @@ row() {  # row LABEL THIS [BASE]
     printf '%-48s %9s\n' "$1" "${2:--}"
   fi
 }
-row "<nlohmann/json.hpp>" "$json_cost" "$json_cost"
+row "<nlohmann/json.hpp>" "${figure[this|nlohmann/json.hpp]}" "${figure[base|nlohmann/json.hpp]:-}"
 for header in "${headers[@]}"; do
   row "<$header>" "${figure[this|$header]:-}" "${figure[base|$header]:-}"
 done
@@ -221,7 +208,8 @@ for tree in "${trees[@]}"; do
   for header in jobwarden/worker_status_writer_base.hpp jobwarden/worker_status_writer.hpp \
                 jobwarden/status_aggregator.hpp jobwarden/jobwarden.hpp; do
     [ -n "${figure[$tree|$header]:-}" ] || continue
-    printf '%s: <%s> / <nlohmann/json.hpp>: %s×\n' "$tree" "$header" "$(ratio "${figure[$tree|$header]}" "$json_cost")"
+    printf '%s: <%s> / <nlohmann/json.hpp>: %s×\n' "$tree" "$header" \
+      "$(ratio "${figure[$tree|$header]}" "${figure[$tree|nlohmann/json.hpp]}")"
   done
   for opt in $opt_levels; do
     [ "$hosts" = 1 ] || continue

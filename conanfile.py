@@ -19,14 +19,18 @@ class JobwardenConan(ConanFile):
     topics = ("process", "subprocess", "supervisor", "jobs", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"portable": [True, False]}
-    default_options = {"portable": False}
+    # compiled: also build jobwarden::compiled, the optional separately compiled
+    # mode (a static library of the default instantiations, src/jobwarden.cpp);
+    # jobwarden::jobwarden stays header-only either way.
+    options = {"portable": [True, False], "compiled": [True, False]}
+    default_options = {"portable": False, "compiled": False}
     # Header-only: the package is the same for every configuration, and the
-    # sources need no copy into the build folder.
+    # sources need no copy into the build folder (the compiled mode builds out
+    # of source).
     no_copy_source = True
     # The same files a source archive needs (tests/packaging's FetchContent test
     # builds from exactly these).
-    exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE*"
+    exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "src/*", "LICENSE*"
 
     def set_version(self):
         # One place holds the version: project(jobwarden VERSION ...).
@@ -38,6 +42,10 @@ class JobwardenConan(ConanFile):
             raise ConanException("CMakeLists.txt has no project(jobwarden VERSION ...)")
         self.version = match.group(1)
 
+    def configure(self):
+        if self.options.compiled:
+            self.package_type = "static-library"
+
     def layout(self):
         cmake_layout(self)
 
@@ -47,7 +55,10 @@ class JobwardenConan(ConanFile):
         self.requires("fmt/9.1.0", transitive_headers=True, transitive_libs=True)
 
     def package_id(self):
-        self.info.clear()
+        # Header-only, one package serves every configuration; the compiled
+        # mode's library depends on them like any other.
+        if not self.info.options.compiled:
+            self.info.clear()
 
     def validate(self):
         if self.settings.get_safe("compiler.cppstd"):
@@ -60,12 +71,16 @@ class JobwardenConan(ConanFile):
         toolchain.cache_variables["JOBWARDEN_BUILD_TESTS"] = False
         toolchain.cache_variables["JOBWARDEN_BUILD_EXAMPLES"] = False
         toolchain.cache_variables["JOBWARDEN_INSTALL"] = True
+        toolchain.cache_variables["JOBWARDEN_BUILD_COMPILED"] = bool(self.options.compiled)
+        toolchain.cache_variables["JOBWARDEN_PORTABLE"] = bool(self.options.portable)
         toolchain.generate()
         CMakeDeps(self).generate()
 
     def build(self):
         cmake = CMake(self)
         cmake.configure()
+        if self.options.compiled:
+            cmake.build()
 
     def package(self):
         copy(self, "LICENSE*", src=self.source_folder, dst=os.path.join(self.package_folder, "licenses"))
@@ -78,9 +93,30 @@ class JobwardenConan(ConanFile):
         self.cpp_info.set_property("cmake_file_name", "jobwarden")
         self.cpp_info.set_property("cmake_target_name", "jobwarden::jobwarden")
         self.cpp_info.set_property("pkg_config_name", "jobwarden")
-        self.cpp_info.bindirs = []
-        self.cpp_info.libdirs = []
+        if not self.options.compiled:
+            self.cpp_info.bindirs = []
+            self.cpp_info.libdirs = []
+            if self.options.portable:
+                self.cpp_info.defines.append("JOBWARDEN_PORTABLE=1")
+            if self.settings.os in ["Linux", "FreeBSD"]:
+                self.cpp_info.system_libs.append("pthread")
+            return
+        # With the compiled mode: two components, the headers (jobwarden::jobwarden)
+        # and the library that instantiates their defaults once (jobwarden::compiled).
+        headers = self.cpp_info.components["headers"]
+        headers.set_property("cmake_target_name", "jobwarden::jobwarden")
+        headers.set_property("pkg_config_name", "jobwarden")
+        headers.requires = ["nlohmann_json::nlohmann_json", "fmt::fmt"]
+        headers.bindirs = []
+        headers.libdirs = []
         if self.options.portable:
-            self.cpp_info.defines.append("JOBWARDEN_PORTABLE=1")
+            headers.defines.append("JOBWARDEN_PORTABLE=1")
         if self.settings.os in ["Linux", "FreeBSD"]:
-            self.cpp_info.system_libs.append("pthread")
+            headers.system_libs.append("pthread")
+        compiled = self.cpp_info.components["compiled"]
+        compiled.set_property("cmake_target_name", "jobwarden::compiled")
+        compiled.set_property("pkg_config_name", "jobwarden-compiled")
+        compiled.requires = ["headers"]
+        compiled.libs = ["jobwarden_compiled"]
+        compiled.bindirs = []
+        compiled.defines.append("JOBWARDEN_SEPARATE_COMPILATION=1")

@@ -3,6 +3,12 @@
 # everything goes to architecture-independent places, and nothing installed holds
 # an absolute path: each file finds the prefix relative to itself, so an installed
 # tree can be moved (the packaging tests move it before using it).
+#
+# With JOBWARDEN_BUILD_COMPILED, the separately compiled mode comes along: the
+# static library libjobwarden_compiled.a in the library directory, the target
+# jobwarden::compiled in the same CMake package (find_package(jobwarden CONFIG
+# COMPONENTS compiled) requires it) and jobwarden-compiled.pc. The package is
+# then no longer architecture-independent, and its version file says so.
 
 include(CMakePackageConfigHelpers)
 
@@ -17,6 +23,13 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/jobwarden"
   FILES_MATCHING PATTERN "*.hpp")
 
 install(TARGETS jobwarden EXPORT jobwardenTargets)
+if(JOBWARDEN_BUILD_COMPILED)
+  install(TARGETS jobwarden_compiled EXPORT jobwardenTargets
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}")
+  set(JOBWARDEN_ARCH_INDEPENDENT "")
+else()
+  set(JOBWARDEN_ARCH_INDEPENDENT ARCH_INDEPENDENT)
+endif()
 install(EXPORT jobwardenTargets
   FILE jobwardenTargets.cmake
   NAMESPACE jobwarden::
@@ -30,7 +43,7 @@ write_basic_package_version_file(
   "${PROJECT_BINARY_DIR}/jobwardenConfigVersion.cmake"
   VERSION "${PROJECT_VERSION}"
   COMPATIBILITY SameMajorVersion
-  ARCH_INDEPENDENT)
+  ${JOBWARDEN_ARCH_INDEPENDENT})
 install(FILES
   "${PROJECT_BINARY_DIR}/jobwardenConfig.cmake"
   "${PROJECT_BINARY_DIR}/jobwardenConfigVersion.cmake"
@@ -55,3 +68,17 @@ if(JOBWARDEN_PORTABLE)
 endif()
 configure_file("${CMAKE_CURRENT_LIST_DIR}/jobwarden.pc.in" "${PROJECT_BINARY_DIR}/jobwarden.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/jobwarden.pc" DESTINATION "${JOBWARDEN_INSTALL_PKGCONFIGDIR}")
+
+# jobwarden-compiled.pc: the separately compiled mode for pkg-config users
+# (`pkg-config --cflags --libs jobwarden-compiled`).
+if(JOBWARDEN_BUILD_COMPILED)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+    set(JOBWARDEN_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+  else()
+    set(JOBWARDEN_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+  endif()
+  configure_file("${CMAKE_CURRENT_LIST_DIR}/jobwarden-compiled.pc.in"
+    "${PROJECT_BINARY_DIR}/jobwarden-compiled.pc" @ONLY)
+  install(FILES "${PROJECT_BINARY_DIR}/jobwarden-compiled.pc"
+    DESTINATION "${JOBWARDEN_INSTALL_PKGCONFIGDIR}")
+endif()

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace jobwarden_cli {
 
 /// A mistake in how the tool was called. Its message is one line naming the
@@ -45,7 +47,7 @@ class Arguments {
       }
       if (word.size() < 3 || word.compare(0, 2, "--") != 0) {
         std::string hint = accepts_command ? " (put the command to run after \"--\")" : "";
-        throw UsageError("unexpected argument \"" + word + "\"" + hint);
+        throw UsageError(fmt::format("unexpected argument \"{}\"{}", word, hint));
       }
       const std::size_t equals = word.find('=');
       const std::string name = word.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
@@ -115,10 +117,10 @@ class Arguments {
 inline std::uint64_t parse_count(const std::string& text, const std::string& name,
                                  std::uint64_t max = UINT64_C(1) << 53) {
   if (text.empty() || text.size() > 16 || text.find_first_not_of("0123456789") != std::string::npos) {
-    throw UsageError("--" + name + ": \"" + text + "\" is not a non-negative whole number");
+    throw UsageError(fmt::format("--{}: \"{}\" is not a non-negative whole number", name, text));
   }
   const std::uint64_t value = std::stoull(text);
-  if (value > max) throw UsageError("--" + name + ": " + text + " is too large (at most " + std::to_string(max) + ")");
+  if (value > max) throw UsageError(fmt::format("--{}: {} is too large (at most {})", name, text, max));
   return value;
 }
 

@@ -23,14 +23,15 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <iostream>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <jobwarden/job_control.hpp>
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
+#include "output.hpp"
 #include "render.hpp"
 
 namespace jobwarden_cli {
@@ -204,8 +205,8 @@ std::string root_of(const Arguments& args) {
 std::string job_of(const Arguments& args) {
   std::string job = args.required("job");
   if (!jobwarden::is_valid_id(job)) {
-    throw UsageError("--job: invalid job id " + printable("\"" + job.substr(0, 160) + "\"") +
-                     ": it must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+    throw UsageError(fmt::format("--job: invalid job id {}: it must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}",
+                                 printable("\"" + job.substr(0, 160) + "\"")));
   }
   return job;
 }
@@ -217,19 +218,19 @@ std::optional<milliseconds> duration_option(const Arguments& args, const std::st
   std::error_code ec;
   milliseconds value = jobwarden::parse_duration(*text, ec);
   if (ec) {
-    throw UsageError("--" + name + ": invalid duration " + printable("\"" + *text + "\"") +
-                     " (expected e.g. 500ms, 30s, 5m, 1h or plain seconds)");
+    throw UsageError(fmt::format("--{}: invalid duration {} (expected e.g. 500ms, 30s, 5m, 1h or plain seconds)", name,
+                                 printable("\"" + *text + "\"")));
   }
   return value;
 }
 
 /// An error reading job `job` under `root`, as the one line a user needs.
 std::string describe_job_error(const std::error_code& ec, const std::string& root, const std::string& job) {
-  if (ec == jobwarden::errc::unknown_job) return "no job \"" + job + "\" under " + root;
+  if (ec == jobwarden::errc::unknown_job) return fmt::format("no job \"{}\" under {}", job, root);
   if (ec == std::errc::too_many_symbolic_link_levels) {
-    return "job directory " + root + "/" + job + " is a symbolic link; not followed";
+    return fmt::format("job directory {}/{} is a symbolic link; not followed", root, job);
   }
-  return "cannot read job \"" + job + "\" under " + root + ": " + ec.message();
+  return fmt::format("cannot read job \"{}\" under {}: {}", job, root, ec.message());
 }
 
 /// Whether a worker state counts as success for `run`'s exit status.
@@ -299,7 +300,7 @@ std::vector<std::string> read_commands_file(const std::string& path) {
   std::string content;
   {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw UsageError("--commands: cannot read " + path + ": " + std::strerror(errno));
+    if (fd < 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", path, std::strerror(errno)));
     char buffer[65536];
     for (;;) {
       const ssize_t n = ::read(fd, buffer, sizeof buffer);
@@ -310,7 +311,7 @@ std::vector<std::string> read_commands_file(const std::string& path) {
       if (n < 0 && errno == EINTR) continue;
       const int error = n < 0 ? errno : 0;
       ::close(fd);
-      if (error != 0) throw UsageError("--commands: cannot read " + path + ": " + std::strerror(error));
+      if (error != 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", path, std::strerror(error)));
       break;
     }
   }
@@ -324,13 +325,15 @@ std::vector<std::string> read_commands_file(const std::string& path) {
     const std::size_t first = line.find_first_not_of(" \t");
     if (first != std::string::npos && line[first] != '#') {
       if (line.find('\0') != std::string::npos) {
-        throw UsageError("--commands: " + path + " line " + std::to_string(commands.size() + 1) + " contains a NUL byte");
+        throw UsageError(fmt::format("--commands: {} line {} contains a NUL byte", path, commands.size() + 1));
       }
       commands.push_back(line);
     }
     start = end + 1;
   }
-  if (commands.empty()) throw UsageError("--commands: no commands in " + path + " (only blank lines and # comments)");
+  if (commands.empty()) {
+    throw UsageError(fmt::format("--commands: no commands in {} (only blank lines and # comments)", path));
+  }
   return commands;
 }
 
@@ -386,7 +389,9 @@ RunPlan plan_run(const Arguments& args) {
   }
   if (auto cwd = args.value("cwd")) {
     struct stat cwd_info {};
-    if (::stat(cwd->c_str(), &cwd_info) != 0) throw UsageError("--cwd: " + *cwd + ": " + std::strerror(errno));
+    if (::stat(cwd->c_str(), &cwd_info) != 0) {
+      throw UsageError(fmt::format("--cwd: {}: {}", *cwd, std::strerror(errno)));
+    }
     if (!S_ISDIR(cwd_info.st_mode)) throw UsageError("--cwd: " + *cwd + " is not a directory");
     base.cwd = *cwd;
   }
@@ -425,9 +430,9 @@ class LiveDisplay {
   void draw(const jobwarden::JobStatus<>& status, milliseconds elapsed) {
     if (!redraw_) {
       const auto& summary = status.summary;
-      std::fprintf(out_, "[%s] job \"%s\" %zu/%zu done: %zu running, %zu pending, %zu succeeded, %zu failed\n",
-                   jobwarden::format_duration(elapsed).c_str(), status.job_id.c_str(), summary.done, summary.total,
-                   summary.running, summary.pending, summary.succeeded, summary.failed);
+      print(out_, "[{}] job \"{}\" {}/{} done: {} running, {} pending, {} succeeded, {} failed\n",
+            jobwarden::format_duration(elapsed), status.job_id, summary.done, summary.total, summary.running,
+            summary.pending, summary.succeeded, summary.failed);
       std::fflush(out_);
       return;
     }
@@ -435,11 +440,11 @@ class LiveDisplay {
     const std::size_t columns = static_cast<std::size_t>(size.columns) - 1;  // never wrap
     const std::size_t rows = std::min<std::size_t>(static_cast<std::size_t>(size.rows) - 2, 20);
     std::string frame;
-    if (lines_drawn_ > 0) frame += "\x1b[" + std::to_string(lines_drawn_) + "F\x1b[J";
+    if (lines_drawn_ > 0) frame += fmt::format("\x1b[{}F\x1b[J", lines_drawn_);
     const auto lines = render_live(status, elapsed, columns, rows);
     for (const auto& line : lines) frame += line + "\n";
     lines_drawn_ = lines.size();
-    std::fwrite(frame.data(), 1, frame.size(), out_);
+    write_text(out_, frame);
     std::fflush(out_);
   }
 
@@ -458,20 +463,18 @@ class LiveDisplay {
 /// did not succeed, how it ended and where its logs are.
 void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, const std::string& job_dir,
                        milliseconds elapsed) {
-  std::fprintf(out, "job \"%s\" %s in %s: %zu of %zu workers succeeded\n", status.job_id.c_str(),
-               std::string(jobwarden::to_string(status.state)).c_str(), jobwarden::format_duration(elapsed).c_str(),
-               status.summary.succeeded, status.summary.total);
+  print(out, "job \"{}\" {} in {}: {} of {} workers succeeded\n", status.job_id, jobwarden::to_string(status.state),
+        jobwarden::format_duration(elapsed), status.summary.succeeded, status.summary.total);
   std::size_t shown = 0;
   for (const auto& worker : status.workers) {
     if (!jobwarden::is_terminal(worker.state) || worker.state == jobwarden::WorkerState::succeeded) continue;
     if (++shown > 20) {
-      std::fprintf(out, "  ... and %zu more\n", status.failed.size() - 20);
+      print(out, "  ... and {} more\n", status.failed.size() - 20);
       break;
     }
-    std::fprintf(out, "  %s  %s  %s\n", worker.id.c_str(), std::string(jobwarden::to_string(worker.state)).c_str(),
-                 outcome_text(worker).c_str());
+    print(out, "  {}  {}  {}\n", worker.id, jobwarden::to_string(worker.state), outcome_text(worker));
   }
-  if (shown > 0) std::fprintf(out, "logs: %s/workers/<id>/stdout.log, stderr.log\n", job_dir.c_str());
+  if (shown > 0) print(out, "logs: {}/workers/<id>/stdout.log, stderr.log\n", job_dir);
   std::fflush(out);
 }
 
@@ -497,13 +500,14 @@ int command_run(const Arguments& args) {
   const std::string job = plan.supervisor.job_id;
   jobwarden::JobSupervisor<> supervisor(plan.supervisor, ec);
   if (ec == jobwarden::errc::job_locked) {
-    throw UsageError("job \"" + job + "\" under " + root + " already has a live supervisor");
+    throw UsageError(fmt::format("job \"{}\" under {} already has a live supervisor", job, root));
   }
   if (ec == jobwarden::errc::job_exists) {
-    throw UsageError("job \"" + job + "\" already exists under " + root +
-                     " (--replace reuses the id of a finished job; 'jobwarden clean' removes old ones)");
+    throw UsageError(fmt::format("job \"{}\" already exists under {} (--replace reuses the id of a finished job; "
+                                 "'jobwarden clean' removes old ones)",
+                                 job, root));
   }
-  if (ec) throw UsageError("cannot open job \"" + job + "\" under " + root + ": " + ec.message());
+  if (ec) throw UsageError(fmt::format("cannot open job \"{}\" under {}: {}", job, root, ec.message()));
 
   for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
 
@@ -538,8 +542,8 @@ int command_run(const Arguments& args) {
     if (const int received = drain_signals(signal_pipe); received != 0 && stop_signal == 0) {
       stop_signal = received;
       if (display || ::isatty(STDERR_FILENO) == 1) {
-        std::fprintf(stderr, "jobwarden run: %s received: stopping %zu running workers\n",
-                     jobwarden::signal_name(received).c_str(), supervisor.running_count());
+        print(stderr, "jobwarden run: {} received: stopping {} running workers\n", jobwarden::signal_name(received),
+              supervisor.running_count());
       }
       supervisor.begin_shutdown();
     }
@@ -560,7 +564,8 @@ int command_run(const Arguments& args) {
   }
   if (plan.json) {
     if (read_error) throw std::system_error(read_error, "cannot read the final status of job \"" + job + "\"");
-    std::cout << final_status.to_json().dump() << std::endl;
+    print(stdout, "{}\n", final_status.to_json().dump());
+    std::fflush(stdout);
   }
   return all_succeeded(supervisor.workers()) ? 0 : 1;
 }
@@ -598,7 +603,8 @@ int command_status(const Arguments& args) {
   };
 
   if (!watch) {
-    std::cout << render(read(), false) << std::flush;
+    write_text(stdout, render(read(), false));
+    std::fflush(stdout);
     return 0;
   }
   const bool tty = ::isatty(STDOUT_FILENO) == 1 && !json;
@@ -608,7 +614,8 @@ int command_status(const Arguments& args) {
     const auto status = read();
     const std::string text = render(status, tty);
     if (tty) {
-      std::cout << "\x1b[H\x1b[2J" << text << std::flush;
+      print(stdout, "\x1b[H\x1b[2J{}", text);
+      std::fflush(stdout);
     } else {
       // A new snapshot only when something but the clock changed.
       auto body = status.to_json();
@@ -616,8 +623,9 @@ int command_status(const Arguments& args) {
       for (auto& worker : body["workers"]) worker.erase("stale");
       const std::string body_text = body.dump();
       if (body_text != last_body) {
-        if (!first && !json) std::cout << "\n";
-        std::cout << text << std::flush;
+        if (!first && !json) write_text(stdout, "\n");
+        write_text(stdout, text);
+        std::fflush(stdout);
         last_body = body_text;
         first = false;
       }
@@ -634,35 +642,36 @@ int command_list(const Arguments& args) {
   jobwarden::StatusAggregator<> aggregator(root);
   std::error_code ec;
   const jobwarden::JobList list = aggregator.list_jobs(ec);
-  if (ec) throw UsageError("cannot list the jobs under " + root + ": " + ec.message());
+  if (ec) throw UsageError(fmt::format("cannot list the jobs under {}: {}", root, ec.message()));
   if (args.has("json")) {
-    std::cout << list.to_json().dump() << std::endl;
+    print(stdout, "{}\n", list.to_json().dump());
+    std::fflush(stdout);
     return 0;
   }
   if (list.jobs.empty()) {
-    std::cout << "no jobs under " << root << "\n";
+    print(stdout, "no jobs under {}\n", root);
   } else {
     std::size_t id_width = 3;
     for (const auto& job : list.jobs) id_width = std::max(id_width, job.job_id.size());
-    std::cout << pad("JOB", id_width) << "  " << pad("STATE", 10) << "  " << pad("DONE", 11) << "  "
-              << pad("FAILED", 6) << "  " << pad("CREATED (UTC)", 19) << "  " << pad("ENDED (UTC)", 19)
-              << "  SUPERVISOR\n";
+    // Every column is ASCII (ids are [A-Za-z0-9._-]), so fmt's widths align it.
+    constexpr auto row_format = "{:<{}}  {:<10}  {:<11}  {:<6}  {:<19}  {:<19}  {}\n";
+    print(stdout, row_format, "JOB", id_width, "STATE", "DONE", "FAILED", "CREATED (UTC)", "ENDED (UTC)",
+          "SUPERVISOR");
     for (const auto& job : list.jobs) {
       const nlohmann::json row = job.to_json();
       std::string done = "-", failed = "-";
       if (job.summary) {
-        done = std::to_string(job.summary->done) + "/" + std::to_string(job.summary->total);
-        failed = std::to_string(job.summary->failed);
+        done = fmt::format("{}/{}", job.summary->done, job.summary->total);
+        failed = fmt::format("{}", job.summary->failed);
       }
-      std::cout << pad(job.job_id, id_width) << "  " << pad(std::string(jobwarden::to_string(job.state)), 10) << "  "
-                << pad(done, 11) << "  " << pad(failed, 6) << "  " << pad(time_text(row["created_at"]), 19) << "  "
-                << pad(time_text(row["ended_at"]), 19) << "  " << (job.supervisor_alive ? "alive" : "-") << "\n";
+      print(stdout, row_format, job.job_id, id_width, jobwarden::to_string(job.state), done, failed,
+            time_text(row["created_at"]), time_text(row["ended_at"]), job.supervisor_alive ? "alive" : "-");
     }
   }
   for (const auto& error : list.errors) {
-    std::cerr << "jobwarden list: " << printable(error.path) << ": " << printable(error.error) << "\n";
+    print(stderr, "jobwarden list: {}: {}\n", printable(error.path), printable(error.error));
   }
-  std::cout << std::flush;
+  std::fflush(stdout);
   return 0;
 }
 
@@ -670,7 +679,7 @@ int command_list(const Arguments& args) {
 
 /// `2 workers (1, 2)`, with at most a few ids.
 std::string workers_text(const std::vector<std::string>& ids) {
-  std::string text = std::to_string(ids.size()) + (ids.size() == 1 ? " worker" : " workers");
+  std::string text = fmt::format("{} {}", ids.size(), ids.size() == 1 ? "worker" : "workers");
   if (ids.empty()) return text;
   text += " (";
   for (std::size_t i = 0; i < ids.size() && i < 8; ++i) text += (i ? ", " : "") + ids[i];
@@ -688,7 +697,7 @@ int command_stop(const Arguments& args) {
   std::error_code ec;
   const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, job, grace, wait_limit, ec);
   for (const auto& [where, problem] : outcome.recovery.problems) {
-    std::cerr << "jobwarden stop: " << printable(where) << ": " << printable(problem) << "\n";
+    print(stderr, "jobwarden stop: {}: {}\n", printable(where), printable(problem));
   }
   if (ec == jobwarden::errc::unknown_job || ec == jobwarden::errc::invalid_id ||
       ec == std::errc::too_many_symbolic_link_levels) {
@@ -698,35 +707,35 @@ int command_stop(const Arguments& args) {
     std::string why = ec.message();
     if (ec == std::errc::no_such_file_or_directory) why = "its supervisor.lock is missing, so nothing proves its supervisor dead";
     if (ec == std::errc::operation_not_supported) why = "its supervisor ran on another host; stop it there";
-    std::cerr << "jobwarden stop: cannot stop job \"" << job << "\" under " << root << ": " << why << "\n";
+    print(stderr, "jobwarden stop: cannot stop job \"{}\" under {}: {}\n", job, root, why);
     return 1;
   }
   const std::string state(jobwarden::to_string(outcome.state));
   switch (outcome.action) {
     case jobwarden::StopAction::already_finished:
       if (!outcome.recovery.problems.empty()) {  // no job.json: its problem is printed above
-        std::cout << "job \"" << job << "\" was never recorded by a supervisor (" << state << "): nothing to stop\n";
+        print(stdout, "job \"{}\" was never recorded by a supervisor ({}): nothing to stop\n", job, state);
         return outcome.finished ? 0 : 1;
       }
-      std::cout << "job \"" << job << "\" had already finished (" << state << ")\n";
+      print(stdout, "job \"{}\" had already finished ({})\n", job, state);
       return 0;
     case jobwarden::StopAction::finished_on_its_own:
-      std::cout << "job \"" << job << "\" finished on its own before the stop took effect (" << state
-                << "): no worker was stopped\n";
+      print(stdout, "job \"{}\" finished on its own before the stop took effect ({}): no worker was stopped\n", job,
+            state);
       return 0;
     case jobwarden::StopAction::requested:
       if (!outcome.finished) {
-        std::cerr << "jobwarden stop: asked job \"" << job << "\" to stop, but its supervisor was still stopping after "
-                  << jobwarden::format_duration(wait_limit) << "\n";
+        print(stderr, "jobwarden stop: asked job \"{}\" to stop, but its supervisor was still stopping after {}\n",
+              job, jobwarden::format_duration(wait_limit));
         return 1;
       }
-      std::cout << "stopped job \"" << job << "\": its supervisor stopped every worker (" << state << ")\n";
+      print(stdout, "stopped job \"{}\": its supervisor stopped every worker ({})\n", job, state);
       return 0;
     case jobwarden::StopAction::recovered: {
       const auto& report = outcome.recovery;
-      std::cout << "job \"" << job << "\" had no live supervisor: "
-                << (report.stopped.empty() ? "nothing of it was running" : "stopped " + workers_text(report.stopped))
-                << "; marked " << workers_text(report.marked_lost) << " lost (" << state << ")\n";
+      print(stdout, "job \"{}\" had no live supervisor: {}; marked {} lost ({})\n", job,
+            report.stopped.empty() ? "nothing of it was running" : "stopped " + workers_text(report.stopped),
+            workers_text(report.marked_lost), state);
       return outcome.finished ? 0 : 1;
     }
   }
@@ -742,19 +751,19 @@ int command_clean(const Arguments& args) {
   const bool dry_run = args.has("dry-run");
   std::error_code ec;
   const jobwarden::CleanReport report = jobwarden::clean_jobs(root, *older_than, dry_run, ec);
-  if (ec) throw UsageError("cannot clean " + root + ": " + ec.message());
+  if (ec) throw UsageError(fmt::format("cannot clean {}: {}", root, ec.message()));
   if (args.has("json")) {
-    std::cout << report.to_json().dump() << std::endl;
+    print(stdout, "{}\n", report.to_json().dump());
   } else {
-    for (const auto& id : report.removed) std::cout << (dry_run ? "would remove " : "removed ") << id << "\n";
+    for (const auto& id : report.removed) print(stdout, "{} {}\n", dry_run ? "would remove" : "removed", id);
     if (args.has("verbose")) {
-      for (const auto& kept : report.kept) std::cout << "kept " << kept.job_id << ": " << kept.reason << "\n";
+      for (const auto& kept : report.kept) print(stdout, "kept {}: {}\n", kept.job_id, kept.reason);
     }
-    std::cout << std::flush;
   }
+  std::fflush(stdout);
   for (const auto& error : report.errors) {
-    std::cerr << "jobwarden clean: " << printable(error.path) << ": " << printable(error.error)
-              << (error.detail.empty() ? "" : " (" + printable(error.detail) + ")") << "\n";
+    print(stderr, "jobwarden clean: {}: {}{}\n", printable(error.path), printable(error.error),
+          error.detail.empty() ? "" : " (" + printable(error.detail) + ")");
   }
   return report.errors.empty() ? 0 : 1;
 }
@@ -766,7 +775,9 @@ std::optional<nlohmann::json> json_option(const Arguments& args, const std::stri
   auto text = args.value(name);
   if (!text) return std::nullopt;
   nlohmann::json value = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) throw UsageError("--" + name + ": not valid JSON: " + printable(text->substr(0, 80)));
+  if (value.is_discarded()) {
+    throw UsageError(fmt::format("--{}: not valid JSON: {}", name, printable(text->substr(0, 80))));
+  }
   return value;
 }
 
@@ -776,9 +787,10 @@ int command_report(const Arguments& args) {
   if (auto name = args.value("state")) {
     state = jobwarden::worker_state_from_string(*name);
     if (!state) {
-      throw UsageError("--state: unknown state " + printable("\"" + *name + "\"") +
-                       " (pending, running, succeeded, failed, crashed, timed_out, stalled, cancelled, "
-                       "spawn_failed, lost)");
+      throw UsageError(fmt::format(
+          "--state: unknown state {} (pending, running, succeeded, failed, crashed, timed_out, stalled, cancelled, "
+          "spawn_failed, lost)",
+          printable("\"" + *name + "\"")));
     }
   }
   std::optional<nlohmann::json> progress = json_option(args, "progress");
@@ -807,8 +819,8 @@ int command_report(const Arguments& args) {
   const auto error = args.value("error");
   const bool changed = progress || message || error || result || state;
   if (state && *state != writer.state() && !jobwarden::is_allowed_transition(writer.state(), *state)) {
-    throw UsageError("--state: cannot go from " + std::string(jobwarden::to_string(writer.state())) + " to " +
-                     std::string(jobwarden::to_string(*state)) + " (a terminal state is final)");
+    throw UsageError(fmt::format("--state: cannot go from {} to {} (a terminal state is final)",
+                                 jobwarden::to_string(writer.state()), jobwarden::to_string(*state)));
   }
   // One call, one write (one seq): every field is set, then written once.
   note(writer.batch([&] {
@@ -820,7 +832,7 @@ int command_report(const Arguments& args) {
     if (!changed) note(writer.heartbeat());
   }));
   if (first_error) {
-    std::cerr << "jobwarden report: cannot write " << writer.path() << ": " << first_error.message() << "\n";
+    print(stderr, "jobwarden report: cannot write {}: {}\n", writer.path(), first_error.message());
     return 1;
   }
   return 0;
@@ -866,16 +878,16 @@ const std::vector<Command>& commands() {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
   if (words.empty()) {
-    std::cerr << "jobwarden: missing command (run, status, list, stop, clean, report; see jobwarden --help)\n";
+    write_text(stderr, "jobwarden: missing command (run, status, list, stop, clean, report; see jobwarden --help)\n");
     return 2;
   }
   const std::string name = words.front();
   if (name == "--help" || name == "-h" || name == "help") {
-    std::cout << main_help;
+    write_text(stdout, main_help);
     return 0;
   }
   if (name == "--version" || name == "version") {
-    std::cout << "jobwarden " << jobwarden::version_string << "\n";
+    print(stdout, "jobwarden {}\n", jobwarden::version_string);
     return 0;
   }
   const Command* command = nullptr;
@@ -883,25 +895,25 @@ int main_impl(int argc, char** argv) {
     if (name == candidate.name) command = &candidate;
   }
   if (command == nullptr) {
-    std::cerr << "jobwarden: unknown command " << printable("\"" + name + "\"")
-              << " (run, status, list, stop, clean, report; see jobwarden --help)\n";
+    print(stderr, "jobwarden: unknown command {} (run, status, list, stop, clean, report; see jobwarden --help)\n",
+          printable("\"" + name + "\""));
     return 2;
   }
   words.erase(words.begin());
   for (const auto& word : words) {
     if (word == "--") break;
     if (word == "--help" || word == "-h") {
-      std::cout << command->help;
+      write_text(stdout, command->help);
       return 0;
     }
   }
   try {
     return command->run(Arguments::parse(words, command->options, command->accepts_command));
   } catch (const UsageError& error) {
-    std::cerr << "jobwarden " << command->name << ": " << error.what() << "\n";
+    print(stderr, "jobwarden {}: {}\n", command->name, error.what());
     return 2;
   } catch (const std::exception& error) {
-    std::cerr << "jobwarden " << command->name << ": " << error.what() << "\n";
+    print(stderr, "jobwarden {}: {}\n", command->name, error.what());
     return 1;
   }
 }

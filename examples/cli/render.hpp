@@ -3,6 +3,11 @@
 // worker tables and summaries, from the aggregated `JobStatus` any reader
 // gets. Pure functions from a status to lines of text; the callers decide
 // where and how often they are drawn.
+//
+// Text is put together with fmt. Columns of ids, states, counts and durations
+// (ASCII: ids are `[A-Za-z0-9._-]`) are aligned with fmt's width (`{:<{}}`);
+// columns of text a worker chose (its progress payload, its message) keep
+// pad(), which counts UTF-8 code points as the terminal shows them.
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -15,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <jobwarden/jobwarden.hpp>
 
 namespace jobwarden_cli {
@@ -77,12 +83,6 @@ inline std::string pad(const std::string& text, std::size_t width) {
   return used >= width ? text : text + std::string(width - used, ' ');
 }
 
-/// `text` padded on the left to `width` columns (right-aligned).
-inline std::string pad_left(const std::string& text, std::size_t width) {
-  const std::size_t used = display_width(text);
-  return used >= width ? text : std::string(width - used, ' ') + text;
-}
-
 /// `{done, total}` when `progress` is the contract's `{"done": N, "total": M}` (docs/contract.md)
 /// with a positive total.
 inline std::optional<std::pair<double, double>> progress_counts(const nlohmann::json& progress) {
@@ -108,11 +108,9 @@ inline std::string bar(double fraction, int width) {
 /// A whole number without a fraction, else one decimal (`"40"`, `"2.5"`).
 inline std::string number_text(double value) {
   if (std::fabs(value - std::round(value)) < 1e-9 && std::fabs(value) < 1e15) {
-    return std::to_string(static_cast<long long>(std::llround(value)));
+    return fmt::format("{}", std::llround(value));
   }
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.1f", value);
-  return buffer;
+  return fmt::format("{:.1f}", value);
 }
 
 /// A worker's progress as `[####......]  40%  40/120`; other progress
@@ -122,8 +120,8 @@ inline std::string progress_text(const std::optional<nlohmann::json>& progress, 
   if (auto counts = progress_counts(*progress)) {
     const double fraction = counts->first / counts->second;
     const int percent = static_cast<int>(std::floor(std::clamp(fraction, 0.0, 1.0) * 100));
-    return bar(fraction, bar_width) + " " + pad_left(std::to_string(percent) + "%", 4) + "  " +
-           number_text(counts->first) + "/" + number_text(counts->second);
+    return fmt::format("{} {:>3}%  {}/{}", bar(fraction, bar_width), percent, number_text(counts->first),
+                       number_text(counts->second));
   }
   return printable(progress->dump());
 }
@@ -133,7 +131,7 @@ inline std::string progress_text(const std::optional<nlohmann::json>& progress, 
 inline std::string outcome_text(const jobwarden::WorkerStatus<>& worker) {
   std::string text;
   if (worker.exit_code && worker.state != jobwarden::WorkerState::succeeded) {
-    text = "exit " + std::to_string(*worker.exit_code);
+    text = fmt::format("exit {}", *worker.exit_code);
   } else if (worker.signal) {
     text = *worker.signal + (worker.core_dumped ? " (core dumped)" : "");
   }
@@ -165,20 +163,18 @@ inline std::string age_text(const std::optional<jobwarden::WallTime>& since,
 
 /// `8 workers: 3 running, 2 pending, 2 succeeded, 1 failed`.
 inline std::string summary_text(const jobwarden::JobSummary& summary) {
-  std::string text = std::to_string(summary.total) + (summary.total == 1 ? " worker: " : " workers: ");
-  text += std::to_string(summary.running) + " running, " + std::to_string(summary.pending) + " pending, " +
-          std::to_string(summary.succeeded) + " succeeded, " + std::to_string(summary.failed) + " failed";
-  return text;
+  return fmt::format("{} {}: {} running, {} pending, {} succeeded, {} failed", summary.total,
+                     summary.total == 1 ? "worker" : "workers", summary.running, summary.pending,
+                     summary.succeeded, summary.failed);
 }
 
 /// The first line about a job: `job "scan-42" running, 12.5s, supervisor 4242 alive`.
 inline std::string job_headline(const jobwarden::JobStatus<>& status) {
-  std::string text = "job \"" + status.job_id + "\" " + std::string(jobwarden::to_string(status.state)) + ", " +
-                     jobwarden::format_duration(std::chrono::milliseconds(
-                         static_cast<long long>(std::llround(status.elapsed_seconds * 1000))));
+  const auto elapsed = std::chrono::milliseconds(static_cast<long long>(std::llround(status.elapsed_seconds * 1000)));
+  std::string text = fmt::format("job \"{}\" {}, {}", status.job_id, jobwarden::to_string(status.state),
+                                 jobwarden::format_duration(elapsed));
   if (status.supervisor.pid) {
-    text += ", supervisor " + std::to_string(*status.supervisor.pid) +
-            (status.supervisor.alive ? " alive" : " gone");
+    text += fmt::format(", supervisor {} {}", *status.supervisor.pid, status.supervisor.alive ? "alive" : "gone");
   }
   return text;
 }
@@ -191,18 +187,18 @@ inline std::vector<std::string> render_status(const jobwarden::JobStatus<>& stat
                                               std::size_t max_rows = 0) {
   std::vector<std::string> lines;
   lines.push_back(job_headline(status));
-  lines.push_back(summary_text(status.summary) + " (" + std::to_string(status.summary.done) + "/" +
-                  std::to_string(status.summary.total) + " done)");
+  lines.push_back(fmt::format("{} ({}/{} done)", summary_text(status.summary), status.summary.done,
+                              status.summary.total));
   std::size_t id_width = 2;
   for (const auto& worker : status.workers) id_width = std::max(id_width, std::min<std::size_t>(24, worker.id.size()));
   constexpr std::size_t state_width = 12;
   constexpr int bar_width = 20;
+  constexpr std::size_t progress_width = bar_width + 2 + 4 + 2 + 9;
   std::vector<std::string> rows;
   for (const auto& worker : status.workers) {
-    std::string row = pad(clip(worker.id, id_width), id_width) + "  " +
-                      pad(std::string(jobwarden::to_string(worker.state)), state_width) + "  ";
-    std::string progress = progress_text(worker.progress, bar_width);
-    row += pad(progress, bar_width + 2 + 4 + 2 + 9) + "  ";
+    std::string row = fmt::format("{:<{}}  {:<{}}  {}  ", clip(worker.id, id_width), id_width,
+                                  jobwarden::to_string(worker.state), state_width,
+                                  pad(progress_text(worker.progress, bar_width), progress_width));
     std::string detail;
     if (worker.state == jobwarden::WorkerState::running) {
       detail = age_text(worker.started_at);
@@ -210,22 +206,22 @@ inline std::vector<std::string> render_status(const jobwarden::JobStatus<>& stat
     } else {
       detail = outcome_text(worker);
     }
-    if (worker.attempt > 1) detail = "attempt " + std::to_string(worker.attempt) + "  " + detail;
+    if (worker.attempt > 1) detail = fmt::format("attempt {}  {}", worker.attempt, detail);
     if (worker.stale) detail = "STALE  " + detail;
     rows.push_back(row + detail);
   }
   if (!rows.empty()) {
     lines.emplace_back();
-    lines.push_back(pad("ID", id_width) + "  " + pad("STATE", state_width) + "  " +
-                    pad("PROGRESS", bar_width + 2 + 4 + 2 + 9) + "  DETAIL");
+    lines.push_back(fmt::format("{:<{}}  {:<{}}  {:<{}}  DETAIL", "ID", id_width, "STATE", state_width, "PROGRESS",
+                                progress_width));
   }
   std::vector<std::string> tail;
   if (!status.errors.empty()) {
     tail.emplace_back();
     tail.push_back("unreadable files:");
     for (const auto& error : status.errors) {
-      tail.push_back("  " + printable(error.path) + ": " + printable(error.error) +
-                     (error.detail.empty() ? "" : " (" + printable(error.detail) + ")"));
+      tail.push_back(fmt::format("  {}: {}{}", printable(error.path), printable(error.error),
+                                 error.detail.empty() ? "" : " (" + printable(error.detail) + ")"));
     }
   }
   std::size_t room = rows.size();
@@ -234,7 +230,7 @@ inline std::vector<std::string> render_status(const jobwarden::JobStatus<>& stat
     room = max_rows > fixed + 1 ? max_rows - fixed - 1 : 1;
   }
   for (std::size_t i = 0; i < rows.size() && i < room; ++i) lines.push_back(rows[i]);
-  if (rows.size() > room) lines.push_back("... " + std::to_string(rows.size() - room) + " more workers");
+  if (rows.size() > room) lines.push_back(fmt::format("... {} more workers", rows.size() - room));
   lines.insert(lines.end(), tail.begin(), tail.end());
   for (auto& line : lines) line = clip(line, columns);
   return lines;
@@ -249,10 +245,9 @@ inline std::vector<std::string> render_live(const jobwarden::JobStatus<>& status
   std::vector<std::string> lines;
   const auto& summary = status.summary;
   const double overall = summary.total == 0 ? 0.0 : static_cast<double>(summary.done) / static_cast<double>(summary.total);
-  lines.push_back("job \"" + status.job_id + "\"  " + jobwarden::format_duration(elapsed) + "  " +
-                  summary_text(summary));
-  lines.push_back(bar(overall, 30) + " " + std::to_string(summary.done) + "/" + std::to_string(summary.total) +
-                  " done");
+  lines.push_back(
+      fmt::format("job \"{}\"  {}  {}", status.job_id, jobwarden::format_duration(elapsed), summary_text(summary)));
+  lines.push_back(fmt::format("{} {}/{} done", bar(overall, 30), summary.done, summary.total));
 
   std::vector<const jobwarden::WorkerStatus<>*> running;
   for (const auto& worker : status.workers) {
@@ -280,21 +275,21 @@ inline std::vector<std::string> render_live(const jobwarden::JobStatus<>& status
   for (std::size_t i = 0; i < worker_rows; ++i) id_width = std::max(id_width, std::min<std::size_t>(16, running[i]->id.size()));
   for (std::size_t i = 0; i < worker_rows; ++i) {
     const auto& worker = *running[i];
-    std::string row = "  " + pad(clip(worker.id, id_width), id_width) + "  ";
-    std::string progress = progress_text(worker.progress, 20);
-    row += pad(progress.empty() ? "(no progress reported)" : progress, 20 + 2 + 4 + 2 + 9) + "  " +
-           pad_left(age_text(worker.started_at), 6);
+    const std::string progress = progress_text(worker.progress, 20);
+    std::string row = fmt::format("  {:<{}}  {}  {:>6}", clip(worker.id, id_width), id_width,
+                                  pad(progress.empty() ? "(no progress reported)" : progress, 20 + 2 + 4 + 2 + 9),
+                                  age_text(worker.started_at));
     if (worker.stale) row += "  STALE";
     if (worker.message && !worker.message->empty()) row += "  " + printable(*worker.message);
     lines.push_back(row);
   }
   if (running.size() > worker_rows) {
-    lines.push_back("  ... " + std::to_string(running.size() - worker_rows) + " more running");
+    lines.push_back(fmt::format("  ... {} more running", running.size() - worker_rows));
   }
   for (std::size_t i = failures.size() - failure_rows; i < failures.size(); ++i) {
     const auto& worker = *failures[i];
-    lines.push_back("  " + pad(clip(worker.id, id_width), id_width) + "  " +
-                    std::string(jobwarden::to_string(worker.state)) + "  " + outcome_text(worker));
+    lines.push_back(fmt::format("  {:<{}}  {}  {}", clip(worker.id, id_width), id_width,
+                                jobwarden::to_string(worker.state), outcome_text(worker)));
   }
   for (auto& line : lines) line = clip(line, columns);
   return lines;

@@ -322,3 +322,5 @@ class JobSupervisor {
 };
 
 }  // namespace jobwarden
+
+#include "jobwarden/compiled/job_supervisor.hpp"  // the separately compiled mode

@@ -244,3 +244,5 @@ class StatusAggregator {
 };
 
 }  // namespace jobwarden
+
+#include "jobwarden/compiled/status_aggregator.hpp"  // the separately compiled mode

@@ -216,3 +216,5 @@ class WorkerStatusWriter : private WorkerStatusWriterBase<Clock> {
 };
 
 }  // namespace jobwarden
+
+#include "jobwarden/compiled/worker_status_writer.hpp"  // the separately compiled mode

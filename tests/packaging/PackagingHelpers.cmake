@@ -105,12 +105,14 @@ function(jw_build_and_run step build_dir program)
 endfunction()
 
 # jw_install_jobwarden(<prefix> [-D...]): configures jobwarden from the source
-# tree as a packager would (tests and examples off) and installs it to <prefix>.
+# tree as a packager would (tests and examples off), builds it (nothing to build
+# unless the options ask for the compiled mode) and installs it to <prefix>.
 function(jw_install_jobwarden prefix)
   set(build_dir "${JW_TMP}/jobwarden-build")
   jw_configure("configure jobwarden" "${JOBWARDEN_SOURCE_DIR}" "${build_dir}"
     -DJOBWARDEN_BUILD_TESTS=OFF -DJOBWARDEN_BUILD_EXAMPLES=OFF
     "-DCMAKE_INSTALL_PREFIX=${prefix}" ${ARGN})
+  jw_run("build jobwarden" COMMAND "${CMAKE_COMMAND}" --build "${build_dir}")
   jw_run("install jobwarden" COMMAND "${CMAKE_COMMAND}" --install "${build_dir}")
 endfunction()
 

@@ -8,7 +8,7 @@ jw_begin(fetchcontent)
 set(stage "${JW_TMP}/stage/jobwarden-${JOBWARDEN_VERSION}")
 file(MAKE_DIRECTORY "${stage}")
 file(COPY "${JOBWARDEN_SOURCE_DIR}/CMakeLists.txt" "${JOBWARDEN_SOURCE_DIR}/cmake"
-          "${JOBWARDEN_SOURCE_DIR}/include"
+          "${JOBWARDEN_SOURCE_DIR}/include" "${JOBWARDEN_SOURCE_DIR}/src"
      DESTINATION "${stage}")
 file(GLOB notices "${JOBWARDEN_SOURCE_DIR}/LICENSE*" "${JOBWARDEN_SOURCE_DIR}/README*")
 if(notices)

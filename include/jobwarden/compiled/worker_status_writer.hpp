@@ -1,0 +1,21 @@
+#pragma once
+/// \file
+/// The separately compiled mode's declaration for `WorkerStatusWriter<>`,
+/// included at the end of jobwarden/worker_status_writer.hpp.
+///
+/// With `JOBWARDEN_SEPARATE_COMPILATION` defined (the CMake target
+/// `jobwarden::compiled` defines it, or define it yourself and add
+/// src/jobwarden.cpp to your build), `WorkerStatusWriter<>` — the default
+/// instantiation — is declared `extern template`: a translation unit that uses
+/// it does not instantiate its members; src/jobwarden.cpp instantiates them
+/// once. Other instantiations (another `Progress` or `Clock`) stay header-only.
+/// Without the macro this header declares nothing.
+
+#include "jobwarden/worker_status_writer.hpp"
+
+#ifdef JOBWARDEN_SEPARATE_COMPILATION
+namespace jobwarden {
+extern template class WorkerStatusWriterBase<>;
+extern template class WorkerStatusWriter<>;
+}  // namespace jobwarden
+#endif

@@ -32,14 +32,11 @@
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
+#include "jobwarden/recovery_report.hpp"
 #include "jobwarden/status_aggregator.hpp"
 
 namespace jobwarden {
 
-/// What recovery of a job with a dead supervisor found and did: the workers
-/// whose leftover processes it stopped, the workers it marked `lost`, and the
-/// problems it met (files it could not use, processes that outlived SIGKILL).
-using RecoveryReport = detail::RecoveryReport;
 
 /// Asks the live supervisor of job `job_id` under `root` to stop everything:
 /// writes `<root>/<job_id>/stop.request` atomically (a reader never sees half

@@ -30,6 +30,7 @@
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/recovery_report.hpp"
 #include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
@@ -81,8 +82,6 @@ struct SupervisorOptions {
   std::shared_ptr<Launcher> launcher;
 };
 
-/// What a supervisor found of a dead predecessor on the same job.
-using RecoveryReport = detail::RecoveryReport;
 
 /// Supervises the workers of one job.
 ///

@@ -74,27 +74,14 @@
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
+#include "jobwarden/recovery_report.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden::detail {
 
-/// What `recover_abandoned_job` found and did.
-struct RecoveryReport {
-  /// Workers whose leftover processes were stopped (sorted by id).
-  std::vector<std::string> stopped;
-  /// Workers whose records now say `lost` (sorted by id).
-  std::vector<std::string> marked_lost;
-  /// `{path relative to the job directory, or a worker id; what went wrong}`:
-  /// files that could not be read or written, processes that outlived SIGKILL.
-  std::vector<std::pair<std::string, std::string>> problems;
-  /// The supervisor was dead and `job.json` did not say the job had finished.
-  bool job_was_abandoned = false;
-  /// The dead supervisor's cgroup tree (as `job.json` records it) that
-  /// recovery killed — escapees included — and removed; empty when there was
-  /// none left.
-  std::string reclaimed_cgroup;
-};
+/// What `recover_abandoned_job` found and did (the public type).
+using RecoveryReport = jobwarden::RecoveryReport;
 
 /// `error` of a worker whose leftover processes recovery stopped.
 inline constexpr const char* recovery_stopped_error = "its supervisor died; stopped by recovery";

@@ -18,6 +18,8 @@
 #include "jobwarden/signals.hpp"
 #include "jobwarden/slurm_launcher.hpp"
 #include "jobwarden/status_aggregator.hpp"
+#include "jobwarden/status_aggregator_options.hpp"
+#include "jobwarden/supervisor_options.hpp"
 #include "jobwarden/version.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"

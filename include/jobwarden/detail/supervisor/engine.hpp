@@ -84,7 +84,7 @@ class SupervisorEngine {
 
   /// Starts supervising. With `ec == nullptr` a failure throws; otherwise it
   /// sets `*ec` and leaves the engine unusable (`valid()` is false).
-  SupervisorEngine(EngineOptions options, std::error_code* ec) {
+  SupervisorEngine(SupervisorOptions options, std::error_code* ec) {
     std::error_code ignored;
     init(std::move(options), ec != nullptr ? ec : &ignored, ec == nullptr);
   }
@@ -107,7 +107,7 @@ class SupervisorEngine {
   // Described on `JobSupervisor`, which forwards to them.
 
   bool valid() const { return state_ != nullptr; }
-  const EngineOptions& options() const { return state().options; }
+  const SupervisorOptions& options() const { return state().options; }
   const std::string& job_id() const { return state().options.job_id; }
   std::size_t max_concurrency() const { return state().options.max_concurrency; }
 
@@ -302,7 +302,7 @@ class SupervisorEngine {
 
   // ---- setup and teardown (no lock: nobody else holds the engine yet, or any more)
 
-  void init(EngineOptions options, std::error_code* ec, bool throwing) {
+  void init(SupervisorOptions options, std::error_code* ec, bool throwing) {
     if (!is_valid_id(options.job_id)) {
       if (throwing) validate_id(options.job_id, "job id");
       *ec = make_error_code(errc::invalid_id);

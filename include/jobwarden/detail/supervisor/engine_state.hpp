@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// What the supervisor engine knows: its options (`EngineOptions`: the
-/// public `SupervisorOptions` without the reader's) and its state
+/// What the supervisor engine knows: its options (`SupervisorOptions`, of
+/// which it ignores `status_options`: reading is the facade's) and its state
 /// (`EngineState`): the worker records, the queue, the counters, the event
 /// loop, the cgroup tree, the orphan guard and the job directory's recorder.
 ///
@@ -35,26 +35,11 @@
 #include "jobwarden/detail/supervisor/worker_record.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/supervisor_options.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden::detail {
-
-/// How the engine runs its job: `SupervisorOptions` (job_supervisor.hpp,
-/// where each field is described) less what only the reader uses.
-struct EngineOptions {
-  std::string job_id = "job";
-  std::string root;
-  bool durable = false;
-  bool replace_finished_job = false;
-  std::chrono::milliseconds job_refresh_interval{5000};
-  std::chrono::milliseconds job_summary_interval{250};
-  std::chrono::milliseconds recovery_grace{10'000};
-  std::size_t max_concurrency = 0;
-  bool orphan_guard = true;
-  bool use_cgroups = true;
-  std::shared_ptr<Launcher> launcher;
-};
 
 /// The engine's whole state, behind one pointer so the engine can move.
 template <class Clock>
@@ -63,7 +48,7 @@ struct EngineState {
   using Record = WorkerRecord<time_point>;
   using event_handler = std::function<void(const WorkerEvent&)>;
 
-  EngineOptions options;
+  SupervisorOptions options;
   std::function<time_point()> now = [] { return Clock::now(); };
   mutable std::mutex mutex;  // records, queue, counters, events
   std::recursive_mutex poll_mutex;  // one poll at a time (handlers may re-enter); guards handlers

@@ -1,0 +1,60 @@
+#pragma once
+/// \file
+/// `SupervisorOptions`: how a `JobSupervisor` runs its job. The engine
+/// (detail/supervisor/) reads every field but `status_options`, which only
+/// `JobSupervisor::status()` uses.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "jobwarden/launcher.hpp"
+#include "jobwarden/status_aggregator_options.hpp"
+
+namespace jobwarden {
+
+/// How a `JobSupervisor` runs its job.
+struct SupervisorOptions {
+  /// The job's id (docs/contract.md's id rules); names the job directory under `root`.
+  std::string job_id = "job";
+  /// Directory holding job directories; empty means no status files at all.
+  /// With a root, the supervisor keeps `<root>/<job_id>/` (see
+  /// docs/job-directory.md): its records, each worker's status file and logs.
+  std::string root;
+  /// `fsync` every record and its directory (crash durability; slower).
+  bool durable = false;
+  /// Reuse the id of a finished job under `root`, replacing its records
+  /// (otherwise `errc::job_exists`). A job with a live supervisor is never touched.
+  bool replace_finished_job = false;
+  /// How often job.json is rewritten even without changes, as a heartbeat
+  /// that readers on other machines can see (zero: only on changes). While
+  /// the job is young the heartbeat comes sooner — after half the job's age,
+  /// but not before `job_summary_interval` — so a job whose supervisor dies
+  /// early still shows how long it ran to within half its age.
+  std::chrono::milliseconds job_refresh_interval{5000};
+  /// job.json's counts are rewritten at most this often; a change of the
+  /// job's state (pending, running, its end) is written at once. The counts
+  /// readers show come from the workers' own records, so this only bounds how
+  /// stale job.json's copy may be (zero: rewrite on every change).
+  std::chrono::milliseconds job_summary_interval{250};
+  /// Before taking over an existing job whose supervisor died, its leftover
+  /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
+  /// processes proven to be the recorded ones — and marked `lost`.
+  std::chrono::milliseconds recovery_grace{10'000};
+  /// How `status()` reads the job (e.g. `stale_after`).
+  StatusAggregatorOptions status_options{};
+  /// Most workers running at once; 0 means the number of CPUs.
+  std::size_t max_concurrency = 0;
+  /// Run the orphan guard: a small process that kills every running
+  /// worker's tree if this supervisor dies, even by SIGKILL.
+  bool orphan_guard = true;
+  /// Give each worker its own cgroup v2 where one can be made (root or a
+  /// delegated subtree, Linux 5.14+), so stopping reaches escapees too.
+  bool use_cgroups = true;
+  /// How workers are started and signalled; null means on this machine
+  /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
+  std::shared_ptr<Launcher> launcher;
+};
+
+}  // namespace jobwarden

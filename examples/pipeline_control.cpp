@@ -1,4 +1,4 @@
-// pipeline_control: a pipeline backend (seed 004) on jobwarden. It starts
+// pipeline_control: a pipeline backend on jobwarden. It starts
 // long-running pipeline "driver" processes, stops them on request without
 // leaving anything behind, and notices the moment a driver exits by itself,
 // recording each run as completed, failed or stopped. Event-driven: one
@@ -85,7 +85,7 @@ int run_driver(int steps, int fail_at, bool ignore_sigterm) {
 
 // ---- the backend --------------------------------------------------------------
 
-/// The run status a pipeline backend stores (seed 004's pipeline_runs table).
+/// The run status a pipeline backend stores (a pipeline_runs table).
 std::string run_status(WorkerState state) {
   if (state == WorkerState::succeeded) return "completed";
   if (state == WorkerState::cancelled) return "stopped";

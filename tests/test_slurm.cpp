@@ -313,7 +313,7 @@ TEST_CASE("the Slurm guard cancels its launcher's jobs when the host is SIGKILLe
     REQUIRE(prepare_one(launcher));
     const int guard = launcher.guard_pid();
     REQUIRE(guard > 0);
-    // Started like the sentinel: its own group, in "/", deaf to what a
+    // Started like the orphan guard: its own group, in "/", deaf to what a
     // Ctrl-C or a kill aimed at the host's group or session sends.
     CHECK(::getpgid(guard) == guard);
     std::error_code ec;
@@ -675,7 +675,7 @@ TEST_CASE("without the launcher's guard a killed supervisor's jobs run on until 
   REQUIRE(::kill(host, SIGKILL) == 0);
   int status = 0;
   REQUIRE(::waitpid(host, &status, 0) == host);
-  // The sentinel killed srun's whole process group, srun's cancel helper with
+  // The orphan guard killed srun's whole process group, srun's cancel helper with
   // it: the job survives. Bounded wait, to show it is not merely slow.
   bool ended_alone = jwtest::wait_gone(task, 3s);
   if (ended_alone) {

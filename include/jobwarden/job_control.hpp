@@ -37,7 +37,6 @@
 
 namespace jobwarden {
 
-
 /// Asks the live supervisor of job `job_id` under `root` to stop everything:
 /// writes `<root>/<job_id>/stop.request` atomically (a reader never sees half
 /// of it; its text is `detail::stop_request_text`), naming `grace` when given — the grace period that then replaces

@@ -60,9 +60,9 @@ constexpr bool is_terminal(WorkerState s) noexcept {
   return s != WorkerState::pending && s != WorkerState::running;
 }
 
-/// The single rule for state changes (seed 000's bug was a job set back to
-/// RUNNING after COMPLETED): terminal states are final; `running` may go back
-/// to `pending` only when a restart is scheduled.
+/// The single rule for state changes: terminal states are final (a job set
+/// back to `running` after it completed is the bug this prevents); `running`
+/// may go back to `pending` only when a restart is scheduled.
 constexpr bool is_allowed_transition(WorkerState from, WorkerState to) noexcept {
   if (is_terminal(from)) return false;
   if (from == to) return true;

@@ -374,7 +374,11 @@ class WorkerStatusWriterBase {
     virtual std::error_code render_pending() { return {}; }
 
     /// Takes state, progress, message, result, error and seq from an existing
-    /// status file's `content` when it is valid and of the same attempt.
+    /// status file's `content` when it is valid and of the same attempt. The
+    /// rules are `status_record_from_json`'s (detail/job_format.hpp, used by
+    /// the typed writer and the reader) read without nlohmann: change both
+    /// together. One difference: a file starting with a UTF-8 byte-order mark
+    /// is not continued from here (no jobwarden writer writes one).
     virtual void continue_from(const std::string& content) {
       if (!detail::is_valid_json_text(content)) return;
       detail::StatusRecordText existing;

@@ -313,6 +313,8 @@ inline nlohmann::json status_record_to_json(const StatusRecord& record) {
 /// Parses `status.json`; on a wrongly shaped document returns false and says
 /// why. Only `schema_version` is required: a shell script that writes
 /// `{"schema_version": 1, "progress": {"done": 3, "total": 9}}` is a valid worker.
+/// `WorkerStatusWriterBase`'s `continue_from` applies the same rules without
+/// nlohmann: change both together.
 inline bool status_record_from_json(const nlohmann::json& document, StatusRecord& record, std::string& problem) {
   FieldReader fields(document);
   fields.require_schema_version(schema_version);

@@ -3,8 +3,11 @@
 /// JSON text written and checked by hand, without a JSON library: string
 /// escaping, integers, seconds, and a well-formedness check. The records
 /// written often (`process.json`, a worker's `status.json`) are built with
-/// these, byte for byte as nlohmann's compact `dump()` (see `dump_json` in
-/// `json_fields.hpp`) would write the same values; the tests compare both.
+/// these, as nlohmann's compact `dump()` (see `dump_json` in `json_fields.hpp`)
+/// would write the same values: strings and integers byte for byte, seconds
+/// as the shortest text that reads back as the same double (where nlohmann's
+/// Grisu2 is not always shortest: 649 µs is "0.000649" here and
+/// "0.0006489999999999999" there). The tests compare both.
 /// Cheap to include: only the standard library.
 
 #include <charconv>
@@ -119,9 +122,9 @@ void append_integer(std::string& out, Integer value) {
   out.append(digits, static_cast<std::size_t>(result.ptr - digits));
 }
 
-/// Appends a duration in seconds exactly as nlohmann's `dump` writes the
-/// double `duration<double>(value).count()`: the shortest digits that read
-/// back as that double, so to the microsecond — "0.000682", "12.5", "3.0"
+/// Appends a duration in seconds as the double `duration<double>(value).count()`:
+/// the shortest digits that read back as that double (the same double
+/// nlohmann's `dump` writes, not always the same digits, see above), so to the microsecond — "0.000682", "12.5", "3.0"
 /// — and, below 100 µs, in exponent form ("6.8e-05", "1e-06").
 inline void append_seconds(std::string& out, std::chrono::microseconds value) {
   long long micros = value.count();

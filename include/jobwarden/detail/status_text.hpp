@@ -2,10 +2,12 @@
 /// \file
 /// A worker's `status.json` written by hand, for the worker-side writer
 /// (`worker_status_writer_base.hpp`), which must not need a JSON library. The
-/// text is byte for byte what `dump_json(status_record_to_json(...))` writes
-/// for the same record (`job_format.hpp`, which also parses the file): one
-/// compact object, keys in nlohmann's order (sorted), numbers and strings as
-/// nlohmann writes them. Progress and result are JSON text already.
+/// text is what `dump_json(status_record_to_json(...))` writes for the same
+/// record (`job_format.hpp`, which also parses the file): one compact object,
+/// keys in nlohmann's order (sorted), numbers and strings as nlohmann writes
+/// them. Progress and result are JSON text already and are written as given
+/// (`progress_json`, `result_json`: spacing and number spelling kept), so the
+/// file matches nlohmann's byte for byte only when that text came from it.
 
 #include <chrono>
 #include <cstdint>

@@ -19,7 +19,8 @@
 namespace jobwarden::detail {
 
 /// Writes the worker's process record; a failed write (ENOSPC, EIO) is
-/// counted and kept for `status_errors()`, never fatal: the next write of
+/// counted and kept (`status_write_failures()`, `last_status_error()`),
+/// never fatal: the next write of
 /// the same file repairs it.
 template <class Clock>
 void record_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record) {

@@ -129,8 +129,6 @@ void arm_timer(EngineState<Clock>& s) {
   s.armed_deadline = deadline;
 }
 
-/// Collects the zombies `check_exit` left, closes their pidfds, checks
-
 template <class Clock>
 void begin_shutdown_locked(EngineState<Clock>& s, std::optional<std::chrono::milliseconds> grace) {
   s.accepting = false;

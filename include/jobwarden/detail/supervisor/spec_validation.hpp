@@ -20,37 +20,37 @@ namespace jobwarden::detail {
 inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code* ec) {
   if (spec.argv.empty() || spec.argv[0].empty()) {
     report(ec, make_error_code(errc::empty_argv),
-                   "invalid worker spec: argv is empty (nothing to run)");
+           "invalid worker spec: argv is empty (nothing to run)");
     return false;
   }
   if (spec.timeout.count() < 0 || spec.grace_period.count() < 0) {
     report(ec, make_error_code(errc::invalid_duration),
-                   "invalid worker spec: timeout and grace_period must not be negative");
+           "invalid worker spec: timeout and grace_period must not be negative");
     return false;
   }
   if (spec.stop_signal <= 0 || spec.stop_signal >= NSIG) {
     report(ec, make_error_code(errc::invalid_signal),
-                   "invalid worker spec: stop_signal " + std::to_string(spec.stop_signal) +
-                       " is not a signal");
+           "invalid worker spec: stop_signal " + std::to_string(spec.stop_signal) +
+               " is not a signal");
     return false;
   }
   if (spec.stall_timeout.count() < 0) {
     report(ec, make_error_code(errc::invalid_duration),
-                   "invalid worker spec: stall_timeout must not be negative");
+           "invalid worker spec: stall_timeout must not be negative");
     return false;
   }
   if (spec.stall_timeout.count() > 0 && !has_root) {
     report(ec, make_error_code(errc::invalid_argument),
-                   "invalid worker spec: stall detection needs a job directory "
-                   "(SupervisorOptions::root), where the worker's heartbeat is kept");
+           "invalid worker spec: stall detection needs a job directory "
+           "(SupervisorOptions::root), where the worker's heartbeat is kept");
     return false;
   }
   for (const auto& [key, value] : spec.env) {
     if (key.empty() || key.find('=') != std::string::npos ||
         key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
       report(ec, make_error_code(errc::invalid_argument),
-                     "invalid worker spec: environment variable name " +
-                         quote_id(key) + " is empty or contains '=' or NUL");
+             "invalid worker spec: environment variable name " +
+                 quote_id(key) + " is empty or contains '=' or NUL");
       return false;
     }
   }

@@ -683,6 +683,12 @@ TEST_CASE("the worker-side writer continues an existing file like the typed one"
     REQUIRE_FALSE(light.flush());
     REQUIRE_FALSE(light.set_state(WorkerState::running));
     CHECK(light.seq() == 1);
+    // The typed writer (nlohmann's parser, status_record_from_json) refuses
+    // the same files: the two parsers keep one rule.
+    jwstatus::write_text(dir / "status.json", content);
+    Writer typed(dir / "status.json", options);
+    REQUIRE_FALSE(typed.set_state(WorkerState::running));
+    CHECK(typed.seq() == 1);
   }
   jwstatus::write_text(dir / "status.json", "{\"schema_version\":1,\"attempt\":1,\"seq\":40,\"progress\":null}");
   jobwarden::WorkerStatusWriterBase<> light(dir / "status.json", options);

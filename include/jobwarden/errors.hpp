@@ -30,6 +30,7 @@ enum class errc {
   not_regular_file,     ///< a path names a directory, device, FIFO or socket, not a regular file
   invalid_state_transition,  ///< a state change the state rules forbid (e.g. out of a terminal state)
   no_status_file,       ///< `JOBWARDEN_STATUS_FILE` is not set: the process is not a jobwarden worker
+  input_closed,         ///< the worker's stdin is not open for the host (not kept open, closed, or the worker ended)
 };
 
 namespace detail {
@@ -54,6 +55,7 @@ class error_category_impl final : public std::error_category {
       case errc::not_regular_file: return "not a regular file";
       case errc::invalid_state_transition: return "state transition not allowed";
       case errc::no_status_file: return "JOBWARDEN_STATUS_FILE is not set";
+      case errc::input_closed: return "the worker's stdin is not open for writing";
     }
     return "unknown jobwarden error";
   }

@@ -23,6 +23,7 @@
 #include "jobwarden/version.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
 #include "jobwarden/worker_status_writer.hpp"

@@ -52,6 +52,10 @@ struct SupervisorOptions {
   /// Give each worker its own cgroup v2 where one can be made (root or a
   /// delegated subtree, Linux 5.14+), so stopping reaches escapees too.
   bool use_cgroups = true;
+  /// Longest line an `on_output_line` handler receives whole; a longer one
+  /// arrives in pieces of this size, each marked `partial`. Bounds what the
+  /// supervisor buffers per stream.
+  std::size_t max_line_bytes = 64 * 1024;
   /// How workers are started and signalled; null means on this machine
   /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
   std::shared_ptr<Launcher> launcher;

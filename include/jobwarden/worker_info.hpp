@@ -37,6 +37,23 @@ struct WorkerInfo {
   ResourceUsage usage;               ///< filled in when it ended
   std::uint64_t stdout_dropped_bytes = 0;  ///< output past a capped log's limit
   std::uint64_t stderr_dropped_bytes = 0;
+  /// The last bytes of each stream the supervisor read (`OutputSpec::tail_bytes`),
+  /// as of this snapshot; empty for a stream that went direct.
+  std::string stdout_tail;
+  std::string stderr_tail;
+  /// The log files of this attempt; empty when there is none (yet: a
+  /// supervised log is created on the first byte).
+  std::string stdout_log;
+  std::string stderr_log;
+  /// Why output was lost: a log that could not be created or written (the
+  /// bytes are counted as dropped). Never ends the worker.
+  std::string output_error;
+  /// stdin fed by the supervisor (`InputSpec::Kind::host`): bytes written,
+  /// bytes still queued, and why feeding stopped early (the worker closed its
+  /// stdin or ended: EPIPE; reported here, never fatal).
+  std::uint64_t stdin_written_bytes = 0;
+  std::uint64_t stdin_pending_bytes = 0;
+  std::string input_error;
   std::vector<std::string> argv;     ///< as given in the spec
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.

@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden {
@@ -28,9 +30,38 @@ struct OutputSpec {
   std::string path;     ///< for `Kind::file`
   bool append = false;  ///< for `Kind::file`: append instead of truncating
   /// Cap on the log file's size. Output beyond it is counted (in `WorkerInfo`)
-  /// and dropped, and a note ends the file. Capped output passes through the
-  /// supervisor; uncapped output goes straight to the file.
+  /// and dropped, and a note says so in the file. `keep` says which part stays.
   std::optional<std::uint64_t> max_bytes;
+
+  /// What a capped log keeps.
+  enum class Keep {
+    head,           ///< the first `max_bytes` bytes
+    head_and_tail,  ///< the first and the last `max_bytes / 2` bytes, the gap noted between them
+  };
+  Keep keep = Keep::head;
+
+  /// How the bytes travel.
+  enum class Route {
+    /// `supervisor` when something needs to see the bytes (a cap, a tail, a
+    /// line or chunk handler registered before the spawn), else `direct`.
+    automatic,
+    /// The worker writes its file (or /dev/null, or the supervisor's stream)
+    /// itself: zero supervisor CPU per byte. A log file is created before the
+    /// spawn, even if the worker never writes.
+    direct,
+    /// Through a pipe the supervisor reads in `poll()`: line and chunk
+    /// handlers, the tail in `WorkerInfo`, caps; a log file is created on the
+    /// first byte. When the host does not call `poll()`, the pipe fills and
+    /// the worker blocks on its next write, as in a shell pipeline; nothing is
+    /// dropped unless a cap says so.
+    supervisor,
+  };
+  Route route = Route::automatic;
+
+  /// How many of the stream's last bytes the supervisor keeps in memory and
+  /// shows in `WorkerInfo::stdout_tail` / `stderr_tail` (0: none). Unset: the
+  /// default of the stream (see the README's "Worker output").
+  std::optional<std::size_t> tail_bytes;
 
   static OutputSpec inherit() { return make(Kind::inherit); }
   static OutputSpec discard() { return make(Kind::discard); }
@@ -41,9 +72,18 @@ struct OutputSpec {
     return spec;
   }
   /// A file capped at `limit` bytes.
-  static OutputSpec to_capped_file(std::string p, std::uint64_t limit) {
+  static OutputSpec to_capped_file(std::string p, std::uint64_t limit,
+                                   Keep keep = Keep::head) {
     OutputSpec spec = to_file(std::move(p));
     spec.max_bytes = limit;
+    spec.keep = keep;
+    return spec;
+  }
+  /// Read by the supervisor: handlers and the tail see every byte, and the
+  /// log file (the job directory's, for `automatic`) is created on the first byte.
+  static OutputSpec supervised(Kind kind = Kind::automatic) {
+    OutputSpec spec = make(kind);
+    spec.route = Route::supervisor;
     return spec;
   }
 
@@ -115,13 +155,19 @@ struct WorkerSpec {
   bool inherit_env = true;
   /// Working directory; empty means the supervisor's.
   std::string cwd;
-  /// Where stdout and stderr go. stdin is always /dev/null. Both sent to the
+  /// Where stdin comes from (default /dev/null).
+  InputSpec stdin_spec{};
+  /// Where stdout and stderr go. Both sent to the
   /// same file (`cmd >f 2>&1`) share one open of it, so neither overwrites
   /// the other and lines keep the order they were written in; `stdout_spec`
   /// decides append or truncate, and a cap on either caps the file (the
   /// smaller one), its dropped bytes counted as stdout's.
   OutputSpec stdout_spec{};
   OutputSpec stderr_spec{};
+  /// `2>&1`: stderr joins stdout's stream (one pipe or file, bytes in the
+  /// order written; handlers see them as `OutputStream::out`), and
+  /// `stderr_spec` is ignored.
+  bool stderr_to_stdout = false;
   /// Wall-clock limit from start; zero means none. On expiry: stop sequence, `timed_out`.
   std::chrono::milliseconds timeout{0};
   /// Signal that begins the stop sequence.

@@ -3,12 +3,14 @@
 // intact at any size, never blocking the host, never fatal when the worker
 // stops reading, and no pipe leaking into other workers.
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <set>
 #include <sstream>
@@ -363,4 +365,60 @@ TEST_CASE("no stdin pipe or capped-log pipe leaks into another worker") {
     CHECK(fds_listed_by(dir / ("fds" + std::to_string(i) + ".txt")) == std::set<int>{0, 1, 2});
   }
   for (const auto& id : holders) CHECK(supervisor.info(id).state == WorkerState::succeeded);
+}
+
+namespace {
+std::atomic<int> sigpipes_seen{0};
+void count_sigpipe(int) { sigpipes_seen.fetch_add(1); }
+}  // namespace
+
+TEST_CASE("a host's own SIGPIPE handler never hears of a worker's closed stdin") {
+  struct sigaction counting;
+  std::memset(&counting, 0, sizeof counting);
+  counting.sa_handler = &count_sigpipe;
+  sigemptyset(&counting.sa_mask);
+  struct sigaction saved;
+  ::sigaction(SIGPIPE, &counting, &saved);
+  sigpipes_seen = 0;
+  {
+    JobSupervisor<> supervisor;
+    auto id = supervisor.submit(reading({"true"}, InputSpec::from_bytes(random_bytes(1 << 20, 1)), ""));
+    REQUIRE(supervisor.wait(id, 60s));
+    CHECK(supervisor.info(id).input_error.find("unwritten") != std::string::npos);
+  }
+  ::sigaction(SIGPIPE, &saved, nullptr);
+  CHECK(sigpipes_seen == 0);
+  CHECK_FALSE(sigpipe_blocked_here());
+}
+
+TEST_CASE("the event loop reports a full pipe's write end once it has room, once") {
+  jobwarden::detail::EventLoop loop;
+  if (!loop.multiplexes_writers()) {
+    WARN("SKIPPED: no writer readiness on this path (the engine retries writes instead)");
+    return;
+  }
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  for (int fd : fds) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  std::string block(4096, 'x');
+  while (::write(fds[1], block.data(), block.size()) > 0) {
+  }
+  std::uint64_t token_storage = 0;  // tokens are 8-aligned pointers
+  void* token = &token_storage;
+  REQUIRE(loop.arm_writer(fds[1], token, true));
+  CHECK(loop.collect().writable.empty());
+  char sink[65536];
+  while (::read(fds[0], sink, sizeof sink) > 0) {
+  }
+  pollfd pfd{loop.fd(), POLLIN, 0};
+  CHECK(::poll(&pfd, 1, 10000) == 1);  // the loop's descriptor wakes the host
+  auto ready = loop.collect();
+  REQUIRE(ready.writable.size() == 1);
+  CHECK(ready.writable[0] == token);
+  CHECK(loop.collect().writable.empty());  // one shot: not again until re-armed
+  REQUIRE(loop.arm_writer(fds[1], token, false));
+  CHECK(loop.collect().writable.size() == 1);  // room already: reported at once
+  loop.remove_writer(fds[1]);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }

@@ -298,7 +298,7 @@ class EventLoop {
   /// room for a write, or when writing would fail (the reader is gone). One
   /// shot: after it was reported, call again to wait for room again. The
   /// first call adds `fd`, later ones re-arm it; `remove_writer` before
-  /// closing it. Portable mode: nothing (the caller tries its writes at every
+  /// closing it. `token` must be 8-aligned (its low bits are the loop's). Portable mode: nothing (the caller tries its writes at every
   /// poll). Returns false (errno set) when the kernel refuses.
   bool arm_writer(int fd, void* token, bool first_time) {
 #if JOBWARDEN_LINUX_FAST_PATH

@@ -119,11 +119,12 @@ class InputFeeder {
     failed,   ///< writing failed (EPIPE...): feeding stopped, see `error()`
   };
 
-  /// Begins an attempt on `write_end` (owned from now on): `first` goes
+  /// Begins an attempt on `write_end` (owned from now on): `first` (not
+  /// copied: it must outlive the attempt, as the spec's `data` does) goes
   /// ahead of what the host queued while the worker waited; the pipe is
   /// closed once the queue is empty if `keep_open` is false or the host
   /// already asked for it (`request_close`).
-  void start_attempt(int write_end, const std::string& first, bool keep_open) {
+  void start_attempt(int write_end, std::string_view first, bool keep_open) {
     close_fd();
     fd_ = write_end;
     written_ = 0;
@@ -133,10 +134,8 @@ class InputFeeder {
     waiting_ = false;
     watched_ = false;
     if (!keep_open) close_requested_ = true;
-    if (!first.empty()) {
-      queue_.push_front(first);
-      pending_ += first.size();
-    }
+    first_ = first;
+    pending_ += first.size();
   }
 
   /// Adds bytes to the queue (written after everything queued before).
@@ -176,17 +175,17 @@ class InputFeeder {
   Result feed(std::size_t budget = 1 << 20) {
     if (fd_ < 0 || done_) return Result::idle;
     std::size_t moved = 0;
-    if (!queue_.empty()) {
+    if (!first_.empty() || !queue_.empty()) {
       SigpipeShield shield;
       if (!shield.active()) {
         stop("cannot write the worker's stdin without risking SIGPIPE (pthread_sigmask failed)");
         return Result::failed;
       }
-      while (!queue_.empty()) {
+      while (!first_.empty() || !queue_.empty()) {
         if (moved >= budget) return Result::budget_used;
-        const std::string& chunk = queue_.front();
-        std::size_t size = std::min<std::size_t>(chunk.size() - offset_, 64 * 1024);
-        ssize_t n = ::write(fd_, chunk.data() + offset_, size);
+        std::string_view segment = first_;
+        if (segment.empty()) segment = std::string_view(queue_.front()).substr(offset_);
+        ssize_t n = ::write(fd_, segment.data(), std::min<std::size_t>(segment.size(), 64 * 1024));
         if (n < 0) {
           if (errno == EINTR) continue;
           if (errno == EAGAIN || errno == EWOULDBLOCK) return Result::blocked;
@@ -203,8 +202,9 @@ class InputFeeder {
         moved += wrote;
         written_ += wrote;
         pending_ -= wrote;
-        offset_ += wrote;
-        if (offset_ == chunk.size()) {
+        if (!first_.empty()) {
+          first_.remove_prefix(wrote);
+        } else if ((offset_ += wrote) == queue_.front().size()) {
           queue_.pop_front();
           offset_ = 0;
         }
@@ -236,6 +236,7 @@ class InputFeeder {
       error_ = "the worker ended with " + std::to_string(pending_) + " bytes of stdin unwritten";
     }
     done_ = true;
+    first_ = {};
     queue_.clear();
     offset_ = 0;
     pending_ = 0;
@@ -254,13 +255,15 @@ class InputFeeder {
     error_ = std::move(why);
     failed_ = true;
     done_ = true;
+    first_ = {};
     queue_.clear();
     offset_ = 0;
     pending_ = 0;
   }
 
   int fd_ = -1;
-  std::deque<std::string> queue_;
+  std::string_view first_;  // the spec's data, not yet written (not owned)
+  std::deque<std::string> queue_;  // the host's bytes
   std::size_t offset_ = 0;  // into queue_.front()
   std::uint64_t pending_ = 0;
   std::uint64_t written_ = 0;

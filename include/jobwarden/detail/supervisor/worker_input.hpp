@@ -139,16 +139,16 @@ void feed_inputs(EngineState<Clock>& s, const std::vector<void*>& writable) {
   }
 }
 
-/// Whether a pipe waits for a retry that no descriptor announces (the
-/// portable path, or a pipe the event loop could not watch): `next_timeout`
-/// then asks the host to come back soon.
+/// Whether a pipe has bytes to write and nothing will announce room for
+/// them (the portable path; or a pipe the event loop could not watch):
+/// `next_timeout` then asks the host to come back soon.
 template <class Clock>
 bool input_needs_retry(const EngineState<Clock>& s) {
   if (s.active_feeders == 0) return false;
   bool portable = !s.watcher.multiplexes_writers();
   for (const auto* record : s.live) {
     const auto& feeder = record->input;
-    if (feeder && feeder->wants_feed() && (portable || !feeder->watched())) return true;
+    if (feeder && feeder->wants_feed() && (portable || !feeder->waiting_for_room())) return true;
   }
   return false;
 }

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -202,6 +203,46 @@ class JobSupervisor {
   /// How long the host may sleep before `poll()` has deadline work to do;
   /// `std::nullopt` when no deadline is pending (zero: call `poll()` now).
   std::optional<std::chrono::milliseconds> next_timeout() const { return engine_.next_timeout(); }
+
+  /// Queues `bytes` for worker `id`'s stdin and returns at once; `poll()`
+  /// writes them as the worker's pipe takes them, after everything queued
+  /// before (the spec's `data` first). For a worker whose stdin is kept open
+  /// (`InputSpec::kept_open`) that is running, or pending (waiting to start,
+  /// or to restart: the bytes go to the next attempt). Any thread.
+  ///
+  /// The queue is the host's to bound: `WorkerInfo::stdin_pending_bytes`
+  /// says how much is still unwritten, so a host that produces faster than
+  /// the worker reads can wait before writing more. Bytes an attempt did not
+  /// take when it ended are dropped, never written to a restarted attempt
+  /// (which gets the spec's `data` again, then what the host writes from
+  /// then on).
+  ///
+  /// Throws `std::system_error`: `errc::unknown_worker` for an unknown id;
+  /// `errc::input_closed` when the worker's stdin is not kept open for the
+  /// host, was closed (`close_input`, or the worker closed it: see
+  /// `WorkerInfo::input_error`), or the worker has ended. The message names
+  /// the worker.
+  void write_input(const std::string& id, std::string_view bytes) {
+    engine_.write_input(id, bytes, nullptr);
+  }
+
+  /// Non-throwing form: sets `ec` instead (the same error codes).
+  void write_input(const std::string& id, std::string_view bytes, std::error_code& ec) {
+    ec.clear();
+    engine_.write_input(id, bytes, &ec);
+  }
+
+  /// Closes worker `id`'s stdin once what is queued is written: the worker
+  /// reads EOF. Returns at once; later `write_input` calls fail with
+  /// `errc::input_closed`, and a restarted attempt gets the spec's `data`,
+  /// then EOF. Throws as `write_input` does.
+  void close_input(const std::string& id) { engine_.close_input(id, nullptr); }
+
+  /// Non-throwing form: sets `ec` instead.
+  void close_input(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    engine_.close_input(id, &ec);
+  }
 
   /// Registers a handler for worker events; handlers run inside `poll()`.
   void on_event(event_handler handler) { engine_.on_event(std::move(handler)); }

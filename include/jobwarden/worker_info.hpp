@@ -48,11 +48,19 @@ struct WorkerInfo {
   /// Why output was lost: a log that could not be created or written (the
   /// bytes are counted as dropped). Never ends the worker.
   std::string output_error;
-  /// stdin fed by the supervisor (`InputSpec::Kind::host`): bytes written,
-  /// bytes still queued, and why feeding stopped early (the worker closed its
-  /// stdin or ended: EPIPE; reported here, never fatal).
+  /// stdin fed by the supervisor (`InputSpec::Kind::host`), for the current
+  /// (or last) attempt: bytes written to the worker's pipe so far.
   std::uint64_t stdin_written_bytes = 0;
+  /// Bytes queued and not yet written (`data` and `write_input`'s; before
+  /// the worker starts, only `write_input`'s): what the supervisor holds for
+  /// this worker. Bounding it is the host's business: wait while it is high
+  /// before writing more. 0 once feeding stopped (the bytes left are
+  /// dropped; `input_error` counts them).
   std::uint64_t stdin_pending_bytes = 0;
+  /// Why feeding stopped before everything was written, e.g. "stdin closed by
+  /// the worker with 10485760 bytes unwritten" (EPIPE: the worker closed its
+  /// stdin or ended). Reported, never fatal: the worker's outcome is its own.
+  /// Empty while all is well; cleared when an attempt starts.
   std::string input_error;
   std::vector<std::string> argv;     ///< as given in the spec
 

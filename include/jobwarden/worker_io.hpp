@@ -18,17 +18,31 @@ namespace jobwarden {
 /// spec.stdin_spec = jobwarden::InputSpec::from_bytes(request_body);
 /// spec.stdin_spec = jobwarden::InputSpec::kept_open();  // then write_input / close_input
 /// ```
+///
+/// With `Kind::host` the supervisor holds the write end of a pipe and writes
+/// in `poll()`, as much as the pipe takes each time, never blocking the host
+/// (the portable path retries about every 20 ms: see `next_timeout()`). A
+/// worker that closes its stdin or ends before reading everything is not an
+/// error of the supervisor's: feeding stops, the bytes left are dropped, and
+/// `WorkerInfo::input_error` says how many; the worker's outcome is its own.
+/// SIGPIPE never reaches the host for it, whatever the host's disposition.
+/// A restarted worker gets `data` again; what the host wrote to an earlier
+/// attempt is not replayed.
 struct InputSpec {
   enum class Kind {
     null,     ///< /dev/null (the default)
-    file,     ///< `path`, opened for reading before the spawn (a missing file: spawn_failed)
+    /// `path`, opened for reading before the spawn (relative to the
+    /// supervisor's working directory, not the worker's `cwd`); one that
+    /// cannot be opened ends the worker `spawn_failed`, the error naming it.
+    file,
     host,     ///< a pipe the supervisor writes: `data` first, then what the host adds
-    inherit,  ///< the supervisor's own stdin
+    inherit,  ///< the supervisor's own stdin (fd 0), shared with the host
   };
   Kind kind = Kind::null;
-  std::string path;  ///< for `Kind::file`
+  std::string path;  ///< for `Kind::file` (required there, and only there)
   /// For `Kind::host`: bytes written to the worker's stdin by the supervisor's
-  /// event loop (inside `poll()`, never blocking the host).
+  /// event loop (inside `poll()`, never blocking the host). Kept in the spec:
+  /// every attempt gets them.
   std::string data;
   /// For `Kind::host`: keep stdin open after `data`, for
   /// `JobSupervisor::write_input`, until `JobSupervisor::close_input`.

@@ -4,18 +4,19 @@
 /// event loop, and behind it everything that can give `poll()` work. It is
 /// the one owner of "which children may have exited" (learnt without polling
 /// and without waitpid(-1)), of the deadline timer, of wake-ups from other
-/// threads, of capped-log pipes with data (`add_reader`) and of the job
-/// directory watch that sees `stop.request` appear (`watch_directory`).
+/// threads, of capped-log pipes with data (`add_reader`), of stdin pipes
+/// with room again (`arm_writer`) and of the job directory watch that sees `stop.request` appear (`watch_directory`).
 ///
 /// - Linux with pidfds: an epoll set holding each worker's pidfd (readable
 ///   once that process exits), a timerfd for the next deadline, an eventfd
-///   for wake-ups from other threads, the capped-log pipes and an inotify
-///   descriptor. One descriptor tells the host everything.
+///   for wake-ups from other threads, the capped-log pipes, the stdin pipes
+///   waiting for room and an inotify descriptor. One descriptor tells the host everything.
 /// - Otherwise (macOS, old kernels, `JOBWARDEN_PORTABLE`): a SIGCHLD handler,
 ///   chained to the host's own handler, writes to a self-pipe of
 ///   every live supervisor; each then checks its own pids with
 ///   `waitid(P_PID, ..., WNOWAIT)`, never touching children it did not start.
-///   There is no timer descriptor: the host uses `next_timeout()`.
+///   There is no timer descriptor and no pipe readiness: the host uses
+///   `next_timeout()`, and the caller tries its pipes at every poll.
 ///
 /// Either way an exited worker must stay a zombie until jobwarden reads its
 /// status: `EventLoop::keep_children_waitable` undoes a host's SIGCHLD
@@ -193,6 +194,7 @@ class EventLoop {
   struct Ready {
     std::vector<void*> exited;    ///< tokens whose pidfd became readable
     std::vector<void*> readable;  ///< tokens of `add_reader` descriptors with data
+    std::vector<void*> writable;  ///< tokens of `arm_writer` descriptors with room (or an error)
     bool directory_changed = false;  ///< something was created in the watched directory
     bool check_all = false;     ///< SIGCHLD mode: any child may have exited
   };
@@ -292,6 +294,36 @@ class EventLoop {
 #endif
   }
 
+  /// Reports `fd` (a pipe's write end) once in `Ready::writable` when it has
+  /// room for a write, or when writing would fail (the reader is gone). One
+  /// shot: after it was reported, call again to wait for room again. The
+  /// first call adds `fd`, later ones re-arm it; `remove_writer` before
+  /// closing it. `token` must be 8-aligned (its low bits are the loop's). Portable mode: nothing (the caller tries its writes at every
+  /// poll). Returns false (errno set) when the kernel refuses.
+  bool arm_writer(int fd, void* token, bool first_time) {
+#if JOBWARDEN_LINUX_FAST_PATH
+    epoll_event event;
+    std::memset(&event, 0, sizeof event);
+    // One shot: a pipe with room is writable all the time, and a level-
+    // triggered registration would wake the host for nothing while there is
+    // nothing to write.
+    event.events = EPOLLOUT | EPOLLONESHOT;
+    event.data.u64 = reinterpret_cast<std::uintptr_t>(token) | writer_tag;
+    return ::epoll_ctl(epoll_fd_, first_time ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event) == 0;
+#else
+    (void)fd;
+    (void)token;
+    (void)first_time;
+    return true;
+#endif
+  }
+
+  /// Stops watching a writer added by `arm_writer` (call before closing it).
+  void remove_writer(int fd) { remove(fd); }
+
+  /// Whether writers wake `fd()` by themselves (false: try them at every poll).
+  bool multiplexes_writers() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
+
   /// Wakes `fd()` when a file called `name` is created or renamed into
   /// `path` (inotify; other names are ignored, so our own writes there do not
   /// wake the host); false where that is not available (the caller then looks
@@ -380,9 +412,12 @@ class EventLoop {
         drain(timer_fd_);
       } else if (token == directory_token()) {
         ready.directory_changed = watched_name_appeared();
-      } else if ((events[i].data.u64 & reader_tag) != 0) {
+      } else if ((events[i].data.u64 & tag_mask) == reader_tag) {
         ready.readable.push_back(
-            reinterpret_cast<void*>(static_cast<std::uintptr_t>(events[i].data.u64 & ~reader_tag)));
+            reinterpret_cast<void*>(static_cast<std::uintptr_t>(events[i].data.u64 & ~tag_mask)));
+      } else if ((events[i].data.u64 & tag_mask) == writer_tag) {
+        ready.writable.push_back(
+            reinterpret_cast<void*>(static_cast<std::uintptr_t>(events[i].data.u64 & ~tag_mask)));
       } else {
         ready.exited.push_back(token);
       }
@@ -396,7 +431,11 @@ class EventLoop {
   }
 
  private:
-  static constexpr std::uint64_t reader_tag = 4;  // tokens are 8-aligned pointers
+  // Tokens are 8-aligned pointers: their low bits say what kind of descriptor
+  // an event is for (1, 2 and 3 alone are the loop's own descriptors).
+  static constexpr std::uint64_t tag_mask = 7;
+  static constexpr std::uint64_t reader_tag = 4;
+  static constexpr std::uint64_t writer_tag = 5;
   static void* wake_token() { return reinterpret_cast<void*>(std::uintptr_t{1}); }
   static void* timer_token() { return reinterpret_cast<void*>(std::uintptr_t{2}); }
   static void* directory_token() { return reinterpret_cast<void*>(std::uintptr_t{3}); }

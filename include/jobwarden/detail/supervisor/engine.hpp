@@ -22,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -39,6 +40,7 @@
 #include "jobwarden/detail/supervisor/job_directory_sync.hpp"
 #include "jobwarden/detail/supervisor/spec_validation.hpp"
 #include "jobwarden/detail/supervisor/stop_sequence.hpp"
+#include "jobwarden/detail/supervisor/worker_input.hpp"
 #include "jobwarden/detail/supervisor/worker_launch.hpp"
 #include "jobwarden/detail/supervisor/worker_output.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
@@ -184,6 +186,7 @@ class SupervisorEngine {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
       pump_outputs(s, ready.readable);
+      feed_inputs(s, ready.writable);
       if (ready.directory_changed || s.stop_request_unchecked ||
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
         check_stop_request(s);
@@ -236,7 +239,22 @@ class SupervisorEngine {
       constexpr std::chrono::milliseconds pump_interval{20};
       wait = wait ? std::min(*wait, pump_interval) : pump_interval;
     }
+    if (input_needs_retry(s)) {
+      // No wake-up for stdin pipes with room on the portable path: retry often.
+      constexpr std::chrono::milliseconds feed_interval{20};
+      wait = wait ? std::min(*wait, feed_interval) : feed_interval;
+    }
     return wait;
+  }
+
+  /// Queues `bytes` for worker `id`'s stdin; `ec == nullptr` throws.
+  void write_input(const std::string& id, std::string_view bytes, std::error_code* ec) {
+    if (queue_host_input(state(), id, bytes, ec)) state().watcher.wake();  // poll() writes it
+  }
+
+  /// Closes worker `id`'s stdin once what is queued is written.
+  void close_input(const std::string& id, std::error_code* ec) {
+    if (close_host_input(state(), id, ec)) state().watcher.wake();
   }
 
   void on_event(event_handler handler) {
@@ -574,6 +592,7 @@ class SupervisorEngine {
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
     finish_outputs(s, record);  // a capped log holds everything before a launcher reads it
+    finish_input(s, record);
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
     record.info.signal = status.signal;
@@ -672,15 +691,16 @@ class SupervisorEngine {
     std::string error;
     SpawnPlan plan = make_plan(s, record, error);
     SpawnOutcome outcome;
+    InputTarget input;
     OutputTarget outputs[2];
     int outcome_errno = 0;
-    if (error.empty() &&
+    if (error.empty() && open_input(s.null_in, record.spec.stdin_spec, input, error, outcome_errno) &&
         open_output(s.null_out, record.context.stdout_spec, outputs[0], error, outcome_errno) &&
         !share_output(record.context.stderr_spec, outputs, error, outcome_errno)) {
       open_output(s.null_out, record.context.stderr_spec, outputs[1], error, outcome_errno);
     }
     if (error.empty()) {
-      plan.stdio[0] = s.null_in;
+      plan.stdio[0] = input.child_fd;
       plan.stdio[1] = outputs[0].child_fd;
       plan.stdio[2] = outputs[1].child_fd;
       // The host may have set SIGCHLD to SIG_IGN since the last spawn.
@@ -701,6 +721,11 @@ class SupervisorEngine {
         target.close_all();
       }
     }
+    if (error.empty()) {
+      input.release_child_side();  // the worker's copy alone keeps the pipe's read end open
+    } else {
+      input.close_all();
+    }
     auto started_wall = std::chrono::system_clock::now();
     ProcessIdentity process;
     if (outcome.pid > 0) process = identify_process(outcome.pid);
@@ -714,6 +739,7 @@ class SupervisorEngine {
       abandon(outcome.pid, outcome_errno);
     }
     if (!error.empty()) {
+      input.close_all();
       --s.running;
       record.info.started_at.reset();
       s.cgroups.retire(record.cgroup_serial);
@@ -741,6 +767,7 @@ class SupervisorEngine {
       ++s.active_pumps;
       s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
     }
+    start_input(s, record, input);
     record.guard_slot = s.guard.add(record.info.identity(), record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;
     if (record.spec.stall_timeout.count() > 0) {

@@ -68,6 +68,7 @@ struct EngineState {
   std::vector<Record*> restarting;  // pending workers waiting out a backoff
   std::vector<Record*> live;        // running workers whose process is not yet reaped
   std::size_t active_pumps = 0;     // capped logs being moved
+  std::size_t active_feeders = 0;   // stdin pipes the supervisor holds open
   std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
   std::optional<JobRecorder> recorder;  // the job directory, when there is a root
   RecoveryReport recovery;  // what was found of an earlier, dead supervisor

@@ -2,7 +2,8 @@
 /// \file
 /// Checking a `WorkerSpec` before it is accepted: what `JobSupervisor::submit`
 /// rejects (empty argv, negative durations, a bad stop signal, stall
-/// detection without a job directory, bad environment names). Worker ids are
+/// detection without a job directory, an inconsistent stdin spec, bad
+/// environment names). Worker ids are
 /// checked by `submit` itself, against the job's other workers.
 
 #include <csignal>
@@ -11,9 +12,32 @@
 
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_spec.hpp"
 
 namespace jobwarden::detail {
+
+/// Whether a stdin spec is consistent: a file needs a path, and each field
+/// belongs to its kind (a `path` or `data` the kind would ignore is a
+/// mistake, not something to drop silently).
+inline bool validate_input(const InputSpec& input, std::error_code* ec) {
+  auto reject = [&](const std::string& why) {
+    report(ec, make_error_code(errc::invalid_argument), "invalid worker spec: stdin_spec" + why);
+    return false;
+  };
+  if (input.kind != InputSpec::Kind::null && input.kind != InputSpec::Kind::file &&
+      input.kind != InputSpec::Kind::host && input.kind != InputSpec::Kind::inherit) {
+    return reject(".kind is not a known kind");
+  }
+  bool is_file = input.kind == InputSpec::Kind::file;
+  bool is_host = input.kind == InputSpec::Kind::host;
+  if (is_file && input.path.empty()) return reject(".path is empty (Kind::file needs a file to read)");
+  if (is_file && input.path.find('\0') != std::string::npos) return reject(".path contains NUL");
+  if (!is_file && !input.path.empty()) return reject(".path is set but kind is not Kind::file");
+  if (!is_host && !input.data.empty()) return reject(".data is set but kind is not Kind::host");
+  if (!is_host && input.keep_open) return reject(".keep_open is set but kind is not Kind::host");
+  return true;
+}
 
 /// Whether `spec` may be submitted to a supervisor with (`has_root`) or
 /// without a job directory. When not: sets `*ec`, or throws when `ec` is null.
@@ -45,6 +69,7 @@ inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code
            "(SupervisorOptions::root), where the worker's heartbeat is kept");
     return false;
   }
+  if (!validate_input(spec.stdin_spec, ec)) return false;
   for (const auto& [key, value] : spec.env) {
     if (key.empty() || key.find('=') != std::string::npos ||
         key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "jobwarden/detail/input_feeder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/launcher.hpp"
@@ -32,6 +33,7 @@ struct WorkerRecord {
   long guard_slot = -1;  // the worker's guard slot in the orphan guard's table
   int pidfd = -1;
   std::unique_ptr<OutputPump> pumps[2];  // capped stdout, stderr
+  std::unique_ptr<InputFeeder> input;    // stdin fed by the supervisor (made on first use, kept)
   bool unsaved = false;  // its last process.json write failed
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
   bool kill_sent = false;  // the grace period ended and SIGKILL went out

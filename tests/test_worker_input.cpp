@@ -170,6 +170,26 @@ TEST_CASE("bytes written to a worker that waits for a slot go to it when it star
   CHECK(jwtest::read_file(dir / "out.txt") == "data\nhost\n");
 }
 
+TEST_CASE("bytes written to a worker cancelled before it started are dropped and said so") {
+  jobwarden::SupervisorOptions options;
+  options.max_concurrency = 1;
+  JobSupervisor<> supervisor(options);
+  auto blocker = supervisor.submit(reading({"cat"}, InputSpec::kept_open(), ""));
+  auto waiting = supervisor.submit(reading({"cat"}, InputSpec::kept_open(), ""));
+  supervisor.write_input(waiting, "never read\n");
+  CHECK(supervisor.info(waiting).stdin_pending_bytes == 11);
+  supervisor.cancel(waiting);
+  auto info = supervisor.info(waiting);
+  CHECK(info.state == WorkerState::cancelled);
+  CHECK(info.stdin_pending_bytes == 0);
+  CHECK(info.input_error == "the worker never ran: 11 bytes of stdin dropped");
+  std::error_code ec;
+  supervisor.write_input(waiting, "more", ec);
+  CHECK(ec == jobwarden::errc::input_closed);
+  supervisor.close_input(blocker);
+  REQUIRE(supervisor.wait_all(60s));
+}
+
 TEST_CASE("a worker that closes stdin early: reported, not fatal, the worker's outcome its own") {
   jwtest::TempDir dir;
   DefaultSigpipe default_sigpipe;  // a SIGPIPE reaching the host would kill the test

@@ -47,6 +47,13 @@ template <class Clock>
 void finish_unstarted(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record, WorkerState final_state, std::string error) {
   record.info.error = std::move(error);
   record.info.ended_at = std::chrono::system_clock::now();
+  if (record.input && record.input->pending() > 0) {
+    // Bytes the host wrote for an attempt that never came.
+    record.info.input_error = "the worker never ran: " + std::to_string(record.input->pending()) +
+                              " bytes of stdin dropped";
+    record.input->end_attempt();
+    record.info.stdin_pending_bytes = 0;
+  }
   set_state(s, record, final_state);
   emit(s, EventKind::exited, record);
 }

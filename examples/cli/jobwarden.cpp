@@ -5,6 +5,7 @@
 //   jobwarden run    --root DIR --job ID [options] --commands FILE
 //   jobwarden status --root DIR --job ID [--json] [--watch]
 //   jobwarden list   --root DIR [--json]
+//   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
 //   jobwarden stop   --root DIR --job ID [--grace DUR]
 //   jobwarden clean  --root DIR --older-than DUR [--dry-run]
 //   jobwarden report [--state S] [--done N --total M] [--progress JSON]
@@ -31,6 +32,7 @@
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
+#include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
 
@@ -50,6 +52,7 @@ usage:
   jobwarden run    --root DIR --job ID [options] --commands FILE
   jobwarden status --root DIR --job ID [--json] [--watch]
   jobwarden list   --root DIR [--json]
+  jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
   jobwarden stop   --root DIR --job ID [--grace DUR] [--wait DUR]
   jobwarden clean  --root DIR --older-than DUR [--dry-run] [--json] [--verbose]
   jobwarden report [--state S] [--done N --total M] [--progress JSON]
@@ -86,6 +89,8 @@ options:
   --max-restarts N      most restarts per worker (default 3)
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
+  --input FILE          every worker's stdin is FILE (default: /dev/null);
+                        '-' is this tool's own stdin (one worker only)
   --replace             reuse the id of a finished job, replacing its records
   --json                print the job's final status as JSON on stdout
   --progress            show live progress even when not on a terminal
@@ -416,6 +421,32 @@ RunPlan plan_run(const Arguments& args) {
     plan.workers.push_back(std::move(spec));
   } else {
     throw UsageError("nothing to run: give -- CMD [ARG...] or --commands FILE");
+  }
+  if (auto input = args.value("input")) {
+    jobwarden::InputSpec stdin_spec;
+    if (*input == "-") {
+      if (plan.workers.size() != 1) {
+        throw UsageError(fmt::format("--input -: this tool's stdin can feed one worker only, not {}",
+                                     plan.workers.size()));
+      }
+      stdin_spec = jobwarden::InputSpec::inherit();
+    } else {
+      if (input->empty()) throw UsageError("--input: empty path");
+      const int fd = ::open(input->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+      if (fd < 0) throw UsageError(fmt::format("--input: cannot read {}: {}", *input, std::strerror(errno)));
+      struct stat input_info {};
+      const bool directory = ::fstat(fd, &input_info) == 0 && S_ISDIR(input_info.st_mode);
+      ::close(fd);
+      if (directory) throw UsageError("--input: " + *input + " is a directory");
+      // Opened by the supervisor, whose working directory a worker's --cwd does not change.
+      std::string path = *input;
+      if (path.front() != '/') {
+        char cwd[4096];
+        if (::getcwd(cwd, sizeof cwd) != nullptr) path = std::string(cwd) + "/" + path;
+      }
+      stdin_spec = jobwarden::InputSpec::from_file(path);
+    }
+    for (auto& spec : plan.workers) spec.stdin_spec = stdin_spec;
   }
   return plan;
 }
@@ -854,11 +885,16 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},
       {"list", list_help, {root_option, {"json"}}, false, command_list},
+      {"logs",
+       logs_help,
+       {root_option, job_option, {"worker", true}, {"stderr"}, {"follow"}},
+       false,
+       [](const Arguments& args) { return command_logs(args, root_of(args), job_of(args)); }},
       {"stop", stop_help, {root_option, job_option, {"grace", true}, {"wait", true}}, false, command_stop},
       {"clean",
        clean_help,
@@ -878,7 +914,7 @@ const std::vector<Command>& commands() {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
   if (words.empty()) {
-    write_text(stderr, "jobwarden: missing command (run, status, list, stop, clean, report; see jobwarden --help)\n");
+    write_text(stderr, "jobwarden: missing command (run, status, list, logs, stop, clean, report; see jobwarden --help)\n");
     return 2;
   }
   const std::string name = words.front();
@@ -895,7 +931,7 @@ int main_impl(int argc, char** argv) {
     if (name == candidate.name) command = &candidate;
   }
   if (command == nullptr) {
-    print(stderr, "jobwarden: unknown command {} (run, status, list, stop, clean, report; see jobwarden --help)\n",
+    print(stderr, "jobwarden: unknown command {} (run, status, list, logs, stop, clean, report; see jobwarden --help)\n",
           printable("\"" + name + "\""));
     return 2;
   }

@@ -840,6 +840,24 @@ class Logs(CliTestCase):
         self.assertEqual(fine["stdout_log"], self.log_path("tails", "2", "stdout.log"))
         self.assertEqual(failing["stderr_log"], self.log_path("tails", "1", "stderr.log"))
 
+    def test_python_reader_agrees_on_log_paths_and_stderr_tail(self):
+        long_line = "x" * 3000
+        commands = (f"echo start >&2; echo {long_line} >&2; printf 'bad \\377 byte\\nlast' >&2; exit 4\n"
+                    "echo fine\n"
+                    "true\n")
+        self.run_job("py", commands=commands, expect=1)
+        status = self.status("py")
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        result = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "py", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        python = json.loads(result.stdout)
+        keys = ("id", "state", "stdout_log", "stderr_log", "stderr_tail")
+        self.assertEqual([{k: w[k] for k in keys} for w in python["workers"]],
+                         [{k: w[k] for k in keys} for w in status["workers"]])
+        self.assertEqual(self.worker(status, "1")["stderr_tail"], "bad \ufffd byte\nlast")
+
 
 class UsageErrors(CliTestCase):
     """Every usage error: exit 2, one line on stderr naming the problem, nothing on disk."""

@@ -504,8 +504,23 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
       break;
     }
     print(out, "  {}  {}  {}\n", worker.id, jobwarden::to_string(worker.state), outcome_text(worker));
+    // Where the error usually is: the last line the worker wrote to stderr.
+    if (worker.stderr_tail) {
+      std::string text = *worker.stderr_tail;
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      const std::size_t newline = text.rfind('\n');
+      if (newline != std::string::npos) text.erase(0, newline + 1);
+      if (text.size() > 200) {
+        std::size_t cut = 200;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not in a character
+        text = text.substr(0, cut) + "...";
+      }
+      if (!text.empty()) print(out, "      stderr: {}\n", printable(text));
+    }
   }
-  if (shown > 0) print(out, "logs: {}/workers/<id>/stdout.log, stderr.log\n", job_dir);
+  if (shown > 0) {
+    print(out, "logs: {}/workers/<id>/stdout.log, stderr.log (jobwarden logs --worker ID [--stderr])\n", job_dir);
+  }
   std::fflush(out);
 }
 

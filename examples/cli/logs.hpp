@@ -47,9 +47,9 @@ inline const char* const logs_help = R"(usage: jobwarden logs --root DIR --job I
 
 Prints a job's output from its log files (DIR/ID/workers/<id>/stdout.log, or
 stderr.log with --stderr). With --worker, that worker's output as it is. Without,
-every worker's output, one worker after the other in id order, each line
-prefixed with the worker's id and a TAB; only whole lines are shown, and a last
-line without a newline once its worker has ended. A worker that printed nothing
+every worker's output (one worker after the other in id order; with --follow, as
+it comes), each line prefixed with the worker's id and a TAB; only whole lines
+are shown, and a last line without a newline once its worker has ended. A worker that printed nothing
 may have no log file: that is no output, not an error.
 
 options:

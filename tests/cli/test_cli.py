@@ -840,6 +840,12 @@ class Logs(CliTestCase):
         self.assertEqual(fine["stdout_log"], self.log_path("tails", "2", "stdout.log"))
         self.assertEqual(failing["stderr_log"], self.log_path("tails", "1", "stderr.log"))
 
+    def test_run_verdict_quotes_the_last_stderr_line_of_a_failed_worker(self):
+        result = self.jw("run", "--root", self.root, "--job", "verdict", "--progress", "--",
+                         "/bin/sh", "-c", "echo first >&2; echo 'boom: disk on fire' >&2; exit 3")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(result.stderr, r"(?m)^  1  failed .*\n      stderr: boom: disk on fire$")
+
     def test_python_reader_agrees_on_log_paths_and_stderr_tail(self):
         long_line = "x" * 3000
         commands = (f"echo start >&2; echo {long_line} >&2; printf 'bad \\377 byte\\nlast' >&2; exit 4\n"

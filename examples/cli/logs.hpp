@@ -8,8 +8,9 @@
 //
 // A log that does not exist is no output: the supervisor may create a log
 // only on its first byte. With --follow, each log is followed by its offset:
-// the file is re-opened from 0 when it shrinks or another file takes its name
-// (a restart truncates or recreates it). New bytes are noticed through inotify
+// the file is re-opened from 0 when it shrinks, when another file takes its
+// name, or when its first bytes change (a restart truncates or recreates it,
+// and may have written past the old offset by the next look). New bytes are noticed through inotify
 // on Linux, by a size check every 100 ms elsewhere. Whether a worker has ended
 // is the aggregator's verdict (a terminal state, `lost` included when the
 // supervisor died); then its log is drained once more and the follow of that
@@ -115,6 +116,10 @@ struct FollowedLog {
   dev_t device = 0;
   ino_t inode = 0;
   off_t offset = 0;
+  /// The first bytes read of the file: when they change, the file was
+  /// rewritten in place (truncated and written past the offset between
+  /// two looks), and is read again from its start.
+  std::string head;
   std::string partial;
   bool done = false;
 #if defined(__linux__)
@@ -160,7 +165,8 @@ class LogPrinter {
         exists = false;
       }
     }
-    if (exists && (!log.file || info.st_ino != log.inode || info.st_dev != log.device || info.st_size < log.offset)) {
+    if (exists && (!log.file || info.st_ino != log.inode || info.st_dev != log.device || info.st_size < log.offset ||
+                   !same_head(log))) {
       // A new log, or a restart truncated or replaced it: from its start.
       end_line(log);
       log.file = Fd(::openat(worker.get(), name_, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
@@ -174,6 +180,7 @@ class LogPrinter {
         log.device = opened.st_dev;
         log.inode = opened.st_ino;
         log.offset = 0;
+        log.head.clear();
       }
     }
     if (log.file) {
@@ -186,6 +193,9 @@ class LogPrinter {
           break;
         }
         if (got == 0) break;
+        if (log.head.size() < head_bytes && log.offset == static_cast<off_t>(log.head.size())) {
+          log.head.append(buffer, std::min(static_cast<std::size_t>(got), head_bytes - log.head.size()));
+        }
         log.offset += got;
         emit(log, buffer, static_cast<std::size_t>(got));
       }
@@ -196,6 +206,19 @@ class LogPrinter {
   }
 
  private:
+  static constexpr std::size_t head_bytes = 256;
+
+  /// Whether the file still begins with the bytes it began with.
+  static bool same_head(const FollowedLog& log) {
+    if (!log.file || log.head.empty()) return true;
+    char buffer[head_bytes];
+    ssize_t got;
+    do {
+      got = ::pread(log.file.get(), buffer, log.head.size(), 0);
+    } while (got < 0 && errno == EINTR);
+    return got == static_cast<ssize_t>(log.head.size()) && log.head.compare(0, log.head.size(), buffer, log.head.size()) == 0;
+  }
+
   /// Writes `size` bytes of `log`: as they are, or as whole tagged lines.
   void emit(FollowedLog& log, const char* data, std::size_t size) {
     if (!tagged_) {

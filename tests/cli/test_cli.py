@@ -788,6 +788,17 @@ class Logs(CliTestCase):
         self.assertEqual(self.status("dead")["state"], "lost")
         self.assert_no_processes_left()
 
+    def test_logs_follow_reads_a_restarted_workers_log_from_its_start(self):
+        script = "echo attempt $JOBWARDEN_ATTEMPT; echo x > $OUT/a$JOBWARDEN_ATTEMPT; sleep 0.5; exit 1"
+        run = self.start("run", "--root", self.root, "--job", "again", "--restart", "on-failure",
+                         "--max-restarts", "2", "--", "/bin/sh", "-c", script)
+        self.wait_for_files("a1")
+        follow = self.start("logs", "--root", self.root, "--job", "again", "--worker", "1", "--follow")
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual((code, stdout), (0, "attempt 1\nattempt 2\nattempt 3\n"), stderr)
+        self.assertEqual(self.finish(run)[0], 1)
+        self.assert_no_processes_left()
+
     def test_run_input_file_feeds_every_byte(self):
         data = os.urandom(1 << 20)
         path = os.path.join(self.tmp, "input.bin")

@@ -1,5 +1,6 @@
 // jobwarden: the command-line tool of docs/contract.md, built only on jobwarden's
-// public headers. One function per command:
+// public headers. One function per command (`logs` is in logs.hpp, run's
+// `--input` in input.hpp):
 //
 //   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
 //   jobwarden run    --root DIR --job ID [options] --commands FILE
@@ -32,6 +33,7 @@
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
+#include "input.hpp"
 #include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
@@ -423,29 +425,7 @@ RunPlan plan_run(const Arguments& args) {
     throw UsageError("nothing to run: give -- CMD [ARG...] or --commands FILE");
   }
   if (auto input = args.value("input")) {
-    jobwarden::InputSpec stdin_spec;
-    if (*input == "-") {
-      if (plan.workers.size() != 1) {
-        throw UsageError(fmt::format("--input -: this tool's stdin can feed one worker only, not {}",
-                                     plan.workers.size()));
-      }
-      stdin_spec = jobwarden::InputSpec::inherit();
-    } else {
-      if (input->empty()) throw UsageError("--input: empty path");
-      const int fd = ::open(input->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-      if (fd < 0) throw UsageError(fmt::format("--input: cannot read {}: {}", *input, std::strerror(errno)));
-      struct stat input_info {};
-      const bool directory = ::fstat(fd, &input_info) == 0 && S_ISDIR(input_info.st_mode);
-      ::close(fd);
-      if (directory) throw UsageError("--input: " + *input + " is a directory");
-      // Opened by the supervisor, whose working directory a worker's --cwd does not change.
-      std::string path = *input;
-      if (path.front() != '/') {
-        char cwd[4096];
-        if (::getcwd(cwd, sizeof cwd) != nullptr) path = std::string(cwd) + "/" + path;
-      }
-      stdin_spec = jobwarden::InputSpec::from_file(path);
-    }
+    const jobwarden::InputSpec stdin_spec = input_option(*input, plan.workers.size());
     for (auto& spec : plan.workers) spec.stdin_spec = stdin_spec;
   }
   return plan;

@@ -122,6 +122,7 @@ struct FollowedLog {
   std::string head;
   std::string partial;
   bool done = false;
+  bool woken = true;  ///< its directory changed since it was last read (or it is not watched)
 #if defined(__linux__)
   int wd = -1;
 #endif
@@ -292,25 +293,39 @@ class LogWaiter {
   }
 
   /// Waits until a watched directory changes or `longest` has passed (the
-  /// job's state and a dead supervisor show no event); without inotify, or
-  /// for a directory not watched, 100 ms.
-  void wait(std::chrono::milliseconds longest, bool all_watched) {
+  /// job's state and a dead supervisor show no event), and marks the logs
+  /// whose directories changed `woken`. Without inotify, or with a directory
+  /// not watched, waits 100 ms and marks every log.
+  void wait(std::chrono::milliseconds longest, std::vector<FollowedLog>& logs) {
 #if defined(__linux__)
-    if (fd_ && all_watched) {
+    bool all_watched = static_cast<bool>(fd_);
+    for (const auto& log : logs) all_watched = all_watched && (log.done || log.wd >= 0);
+    if (all_watched) {
       pollfd pfd{fd_.get(), POLLIN, 0};
       if (::poll(&pfd, 1, static_cast<int>(longest.count())) > 0) {
-        char buffer[8192];
-        while (::read(fd_.get(), buffer, sizeof buffer) > 0) {
-        }
-        // Let a burst of writes land together.
+        // Let a burst of writes land together, then see whose they were.
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        alignas(inotify_event) char buffer[16384];
+        ssize_t got;
+        while ((got = ::read(fd_.get(), buffer, sizeof buffer)) > 0) {
+          for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= got;) {
+            inotify_event event;
+            std::memcpy(&event, buffer + at, sizeof event);
+            if (event.mask & IN_Q_OVERFLOW) {
+              for (auto& log : logs) log.woken = true;
+            }
+            for (auto& log : logs) {
+              if (log.wd == event.wd) log.woken = true;
+            }
+            at += static_cast<ssize_t>(sizeof(inotify_event) + event.len);
+          }
+        }
       }
       return;
     }
-#else
-    (void)all_watched;
 #endif
     std::this_thread::sleep_for(std::min(longest, std::chrono::milliseconds(100)));
+    for (auto& log : logs) log.woken = true;
   }
 
  private:
@@ -376,22 +391,25 @@ inline int command_logs(const Arguments& args, const std::string& root, const st
 
   // Follow: every worker's log as it grows, each drained once more after the
   // status read that showed it ended.
+  // Only the logs whose directories changed are read, and every log once a
+  // second in any case.
   LogWaiter waiter(root + "/" + job + "/workers");
+  auto next_sweep = std::chrono::steady_clock::now();
   for (;;) {
-    bool all_done = true, all_watched = true;
+    bool all_done = true;
+    const bool sweep = std::chrono::steady_clock::now() >= next_sweep;
+    if (sweep) next_sweep = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     for (auto& log : logs) {
       if (log.done) continue;
       waiter.watch(log);
-#if defined(__linux__)
-      all_watched = all_watched && log.wd >= 0;
-#endif
       const bool worker_ended = ended(status, log.id);
-      ok = printer.pump(log, worker_ended) && ok;
+      if (log.woken || worker_ended || sweep) ok = printer.pump(log, worker_ended) && ok;
+      log.woken = false;
       log.done = worker_ended;
       all_done = all_done && log.done;
     }
     if (all_done && (only || jobwarden::is_terminal(status.state))) return ok ? 0 : 1;
-    waiter.wait(std::chrono::milliseconds(500), all_watched);
+    waiter.wait(std::chrono::milliseconds(500), logs);
     status = read();
     take_in(status);
   }

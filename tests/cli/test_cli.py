@@ -762,6 +762,27 @@ class Logs(CliTestCase):
         self.assertEqual(self.finish(run)[0], 0)
         self.assert_no_processes_left()
 
+    def test_logs_follow_tags_every_workers_lines_whole_and_in_order(self):
+        line = "i=0; while [ $i -lt 8 ]; do echo w$JOBWARDEN_WORKER_ID-$i; i=$((i+1)); sleep 0.05; done"
+        path = os.path.join(self.tmp, "many")
+        with open(path, "w") as f:
+            f.write(f"echo x > $OUT/started; {line}; printf no-newline\n" + f"sleep 0.3; {line}\n" * 3)
+        run = self.start("run", "--root", self.root, "--job", "many", "--jobs", "4", "--commands", path)
+        self.wait_for_files("started")
+        follow = self.start("logs", "--root", self.root, "--job", "many", "--follow")
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual(code, 0, stderr)
+        by_worker = {}
+        for text in stdout.splitlines():
+            worker, _, rest = text.partition("\t")
+            by_worker.setdefault(worker, []).append(rest)
+        expected = {w: [f"w{w}-{i}" for i in range(8)] for w in ("1", "2", "3", "4")}
+        expected["1"].append("no-newline")
+        self.assertEqual(by_worker, expected)
+        self.assertTrue(stdout.endswith("\n"))
+        self.assertEqual(self.finish(run)[0], 0)
+        self.assert_no_processes_left()
+
     def test_logs_follow_of_a_silent_worker_returns_when_it_ends(self):
         run = self.start("run", "--root", self.root, "--job", "quiet", "--",
                          "/bin/sh", "-c", "touch $OUT/started; sleep 1")

@@ -1,10 +1,12 @@
 // jobwarden: the command-line tool of docs/contract.md, built only on jobwarden's
-// public headers. One function per command:
+// public headers. One function per command (`logs` is in logs.hpp, run's
+// `--input` in input.hpp):
 //
 //   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
 //   jobwarden run    --root DIR --job ID [options] --commands FILE
 //   jobwarden status --root DIR --job ID [--json] [--watch]
 //   jobwarden list   --root DIR [--json]
+//   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
 //   jobwarden stop   --root DIR --job ID [--grace DUR]
 //   jobwarden clean  --root DIR --older-than DUR [--dry-run]
 //   jobwarden report [--state S] [--done N --total M] [--progress JSON]
@@ -31,6 +33,8 @@
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
+#include "input.hpp"
+#include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
 
@@ -50,6 +54,7 @@ usage:
   jobwarden run    --root DIR --job ID [options] --commands FILE
   jobwarden status --root DIR --job ID [--json] [--watch]
   jobwarden list   --root DIR [--json]
+  jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
   jobwarden stop   --root DIR --job ID [--grace DUR] [--wait DUR]
   jobwarden clean  --root DIR --older-than DUR [--dry-run] [--json] [--verbose]
   jobwarden report [--state S] [--done N --total M] [--progress JSON]
@@ -86,6 +91,8 @@ options:
   --max-restarts N      most restarts per worker (default 3)
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
+  --input FILE          every worker's stdin is FILE (default: /dev/null);
+                        '-' is this tool's own stdin (one worker only)
   --replace             reuse the id of a finished job, replacing its records
   --json                print the job's final status as JSON on stdout
   --progress            show live progress even when not on a terminal
@@ -417,6 +424,10 @@ RunPlan plan_run(const Arguments& args) {
   } else {
     throw UsageError("nothing to run: give -- CMD [ARG...] or --commands FILE");
   }
+  if (auto input = args.value("input")) {
+    const jobwarden::InputSpec stdin_spec = input_option(*input, plan.workers.size());
+    for (auto& spec : plan.workers) spec.stdin_spec = stdin_spec;
+  }
   return plan;
 }
 
@@ -473,8 +484,23 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
       break;
     }
     print(out, "  {}  {}  {}\n", worker.id, jobwarden::to_string(worker.state), outcome_text(worker));
+    // Where the error usually is: the last line the worker wrote to stderr.
+    if (worker.stderr_tail) {
+      std::string text = *worker.stderr_tail;
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      const std::size_t newline = text.rfind('\n');
+      if (newline != std::string::npos) text.erase(0, newline + 1);
+      if (text.size() > 200) {
+        std::size_t cut = 200;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not in a character
+        text = text.substr(0, cut) + "...";
+      }
+      if (!text.empty()) print(out, "      stderr: {}\n", printable(text));
+    }
   }
-  if (shown > 0) print(out, "logs: {}/workers/<id>/stdout.log, stderr.log\n", job_dir);
+  if (shown > 0) {
+    print(out, "logs: {}/workers/<id>/stdout.log, stderr.log (jobwarden logs --worker ID [--stderr])\n", job_dir);
+  }
   std::fflush(out);
 }
 
@@ -854,11 +880,16 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},
       {"list", list_help, {root_option, {"json"}}, false, command_list},
+      {"logs",
+       logs_help,
+       {root_option, job_option, {"worker", true}, {"stderr"}, {"follow"}},
+       false,
+       [](const Arguments& args) { return command_logs(args, root_of(args), job_of(args)); }},
       {"stop", stop_help, {root_option, job_option, {"grace", true}, {"wait", true}}, false, command_stop},
       {"clean",
        clean_help,
@@ -878,7 +909,7 @@ const std::vector<Command>& commands() {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
   if (words.empty()) {
-    write_text(stderr, "jobwarden: missing command (run, status, list, stop, clean, report; see jobwarden --help)\n");
+    write_text(stderr, "jobwarden: missing command (run, status, list, logs, stop, clean, report; see jobwarden --help)\n");
     return 2;
   }
   const std::string name = words.front();
@@ -895,7 +926,7 @@ int main_impl(int argc, char** argv) {
     if (name == candidate.name) command = &candidate;
   }
   if (command == nullptr) {
-    print(stderr, "jobwarden: unknown command {} (run, status, list, stop, clean, report; see jobwarden --help)\n",
+    print(stderr, "jobwarden: unknown command {} (run, status, list, logs, stop, clean, report; see jobwarden --help)\n",
           printable("\"" + name + "\""));
     return 2;
   }

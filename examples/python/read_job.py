@@ -13,7 +13,8 @@ why. `--json` prints the aggregated status (docs/contract.md) instead
 
 Like the C++ reader it never follows a symlink inside the job directory,
 never reads a file larger than 1 MiB, never creates anything (the lock file is
-probed, not created), and reports a bad file instead of failing.
+probed, not created), and reports a bad file instead of failing. Of a log
+file it reads only the last 2 KiB, for `stderr_tail`.
 """
 
 import argparse
@@ -37,6 +38,9 @@ JOB_TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 # The names on disk (include/jobwarden/detail/job_files.hpp).
 JOB_FILE, LOCK_FILE, WORKERS_DIR = "job.json", "supervisor.lock", "workers"
 PROCESS_FILE, STATUS_FILE = "process.json", "status.json"
+STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
+# Most bytes of a stderr log quoted as `stderr_tail`.
+STDERR_TAIL_BYTES = 2048
 
 
 class BadFile(Exception):
@@ -193,7 +197,8 @@ def aggregate(job_dir, stale_after=30.0, now=None):
                     if not ID_PATTERN.match(name):
                         errors.append({"path": f"{WORKERS_DIR}/{name}", "error": "not a valid worker id", "detail": ""})
                         continue
-                    worker, unfinished = read_worker(workers_fd, name, alive, stale_after, now, errors)
+                    worker, unfinished = read_worker(workers_fd, name, alive, stale_after, now, errors,
+                                                     os.path.join(job_dir, WORKERS_DIR, name))
                     if worker is not None:
                         workers.append(worker)
                         any_unfinished = any_unfinished or unfinished
@@ -249,8 +254,58 @@ def aggregate(job_dir, stale_after=30.0, now=None):
     }
 
 
-def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors):
-    """One worker merged from its process.json and status.json (see docs/job-directory.md)."""
+def log_file(worker_fd, name, want_tail):
+    """(exists, tail) of log `name`: BadFile for a symlink or a special file.
+    The tail is the last STDERR_TAIL_BYTES bytes, from a line start when they
+    hold one, as text with invalid UTF-8 replaced (docs/contract.md)."""
+    try:
+        info = os.stat(name, dir_fd=worker_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False, None
+    if stat.S_ISLNK(info.st_mode):
+        raise BadFile("symbolic link not followed")
+    if not stat.S_ISREG(info.st_mode):
+        raise BadFile("not a regular file")
+    if not want_tail:
+        return True, None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=worker_fd)
+    except FileNotFoundError:
+        return False, None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise BadFile("symbolic link not followed") from e
+        raise BadFile("unreadable", e.strerror) from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadFile("not a regular file")
+        cut = info.st_size > STDERR_TAIL_BYTES
+        start = info.st_size - STDERR_TAIL_BYTES - 1 if cut else 0
+        end = os.pread(fd, info.st_size - start, start)
+    finally:
+        os.close(fd)
+    whole = not cut
+    if cut and end:
+        whole, end = end[:1] == b"\n", end[1:]
+    if not whole:
+        newline = end.find(b"\n")
+        if 0 <= newline < len(end) - 1:
+            end = end[newline + 1:]
+        else:
+            for _ in range(3):  # at least not half a character
+                if end and end[0] & 0xC0 == 0x80:
+                    end = end[1:]
+    text = end.decode("utf-8", errors="replace")
+    while len(text.encode("utf-8")) > STDERR_TAIL_BYTES:
+        text = text[1:]
+    return True, text
+
+
+def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors, worker_dir=None):
+    """One worker merged from its process.json and status.json (see docs/job-directory.md),
+    with its log paths (`worker_dir` joined with the log's name) and, when it
+    ended without succeeding, the end of its stderr log."""
     try:
         worker_fd = open_dir(name, workers_fd)
     except FileNotFoundError:
@@ -266,8 +321,9 @@ def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors):
             except BadFile as bad:
                 documents[file_name] = None
                 errors.append({"path": f"{WORKERS_DIR}/{name}/{file_name}", "error": bad.error, "detail": bad.detail})
-    finally:
+    except BaseException:
         os.close(worker_fd)
+        raise
     process, status = documents[PROCESS_FILE], documents[STATUS_FILE]
     if process is not None and process.get("state") not in WORKER_STATES:
         errors.append({"path": f"{WORKERS_DIR}/{name}/{PROCESS_FILE}", "error": "wrong shape", "detail": "state"})
@@ -281,7 +337,7 @@ def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors):
     worker = {"id": name, "state": "pending", "pid": None, "attempt": 0, "exit_code": None, "signal": None,
               "core_dumped": False, "progress": None, "message": None, "result": None, "error": None,
               "started_at": None, "ended_at": None, "last_update": None, "stale": False,
-              "reported_state": None, "seq": 0}
+              "reported_state": None, "seq": 0, "stdout_log": None, "stderr_log": None, "stderr_tail": None}
     times, sign_of_life = [], []
     if process:
         # The supervisor's record is authoritative for state, pid and exit.
@@ -307,6 +363,20 @@ def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors):
         runs = (process and same_process(process.get("pid"), process.get("process_start_time"))) or \
                (status and same_process(status.get("pid"), status.get("process_start_time")))
         worker["state"] = "running" if runs else "lost"
+    try:
+        for log_name, key in ((STDOUT_LOG, "stdout_log"), (STDERR_LOG, "stderr_log")):
+            want_tail = log_name == STDERR_LOG and worker["state"] in TERMINAL - {"succeeded"}
+            try:
+                exists, tail = log_file(worker_fd, log_name, want_tail)
+            except BadFile as bad:
+                errors.append({"path": f"{WORKERS_DIR}/{name}/{log_name}", "error": bad.error, "detail": bad.detail})
+                continue
+            if exists:
+                worker[key] = os.path.join(worker_dir, log_name) if worker_dir else log_name
+                if want_tail:
+                    worker["stderr_tail"] = tail
+    finally:
+        os.close(worker_fd)
     moments = [t for t in times if t]
     worker["last_update"] = format_time(max(moments)) if moments else None
     alive_at = [t for t in sign_of_life if t]

@@ -72,9 +72,20 @@ struct WorkerStatus {
   bool stale = false;
   std::uint64_t seq = 0;                      ///< the worker's last `seq` (0: no report)
   std::optional<ResourceUsage> usage;         ///< when it ended
+  /// The paths of its log files (`<root>/<job>/workers/<id>/stdout.log`),
+  /// unset when there is none: a log the supervisor writes is created on the
+  /// first byte, so a worker that printed nothing has none.
+  std::optional<std::string> stdout_log;
+  std::optional<std::string> stderr_log;
+  /// For a worker that ended without succeeding (failed, crashed, timed_out,
+  /// stalled, cancelled, spawn_failed, lost): the end of its stderr log, at
+  /// most 2 KiB, starting at a line start when it can, as valid UTF-8
+  /// (invalid bytes replaced by U+FFFD). Unset otherwise, and when it has no
+  /// stderr log.
+  std::optional<std::string> stderr_tail;
 
   /// The worker object of the aggregated JSON (docs/contract.md) (plus `reported_state`,
-  /// `seq` and `usage`).
+  /// `seq`, `usage`, `stdout_log`, `stderr_log` and `stderr_tail`).
   nlohmann::json to_json() const {
     nlohmann::json usage_json = nullptr;
     if (usage) {
@@ -100,7 +111,10 @@ struct WorkerStatus {
             {"reported_state",
              reported_state ? nlohmann::json(std::string(to_string(*reported_state))) : nlohmann::json(nullptr)},
             {"seq", seq},
-            {"usage", std::move(usage_json)}};
+            {"usage", std::move(usage_json)},
+            {"stdout_log", detail::json_or_null(stdout_log)},
+            {"stderr_log", detail::json_or_null(stderr_log)},
+            {"stderr_tail", detail::json_or_null(stderr_tail)}};
   }
 };
 

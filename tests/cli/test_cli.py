@@ -14,6 +14,7 @@ proving that no process with its marker is left, killing any it finds, and
 failing if there were some. Standard library only.
 """
 
+import hashlib
 import json
 import os
 import pty
@@ -675,7 +676,7 @@ class Inspecting(CliTestCase):
         self.assertEqual(result.returncode, 0)
         self.assertRegex(result.stdout, r"^jobwarden \d+\.\d+\.\d+\n$")
         self.assertEqual(self.jw("--help").returncode, 0)
-        for command in ("run", "status", "list", "stop", "clean", "report"):
+        for command in ("run", "status", "list", "logs", "stop", "clean", "report"):
             with self.subTest(command=command):
                 result = self.jw(command, "--help")
                 self.assertEqual(result.returncode, 0)
@@ -685,7 +686,7 @@ class Inspecting(CliTestCase):
         top = self.jw("--help").stdout
         lines = {line.split()[1]: line for line in top.splitlines()
                  if line.strip().startswith("jobwarden ") and len(line.split()) > 1}
-        for command in ("run", "status", "list", "stop", "clean", "report"):
+        for command in ("run", "status", "list", "logs", "stop", "clean", "report"):
             usage = self.jw(command, "--help").stdout
             # The options named in the command's own usage lines (up to the first blank line).
             head = usage.split("\n\n", 1)[0]
@@ -696,6 +697,204 @@ class Inspecting(CliTestCase):
                                       if l.strip().startswith(f"jobwarden {command}") or
                                       (l.startswith("                   ") and command == "report"))
                     self.assertIn(option, block, f"jobwarden --help does not list {command} {option}")
+
+
+class Logs(CliTestCase):
+    """`jobwarden logs` (and --follow from a second process), `run --input`,
+    and what the status JSON says of workers' logs."""
+
+    def log_path(self, job, worker, name):
+        return os.path.join(self.root, job, "workers", worker, name)
+
+    def test_logs_of_a_finished_job(self):
+        commands = ("echo a; echo b; printf c\n"
+                    "echo x; echo err2 >&2\n"
+                    "true\n")
+        self.run_job("done", commands=commands, expect=0)
+        logs = lambda *options: self.jw("logs", "--root", self.root, "--job", "done", *options)
+        one = logs("--worker", "1")
+        self.assertEqual((one.returncode, one.stdout, one.stderr), (0, "a\nb\nc", ""))
+        tagged = logs()
+        self.assertEqual((tagged.returncode, tagged.stdout), (0, "1\ta\n1\tb\n1\tc\n2\tx\n"), tagged.stderr)
+        errors = logs("--stderr")
+        self.assertEqual((errors.returncode, errors.stdout), (0, "2\terr2\n"), errors.stderr)
+        self.assertEqual(logs("--worker", "2", "--stderr").stdout, "err2\n")
+        silent = logs("--worker", "3")
+        self.assertEqual((silent.returncode, silent.stdout, silent.stderr), (0, "", ""))
+        unknown = logs("--worker", "4")
+        self.assertEqual(unknown.returncode, 2)
+        self.assertEqual(len(unknown.stderr.splitlines()), 1, unknown.stderr)
+        self.assertIn('no worker "4"', unknown.stderr)
+        # A log that is missing altogether is no output, not an error.
+        for name in ("stdout.log", "stderr.log"):
+            path = self.log_path("done", "3", name)
+            if os.path.exists(path):
+                os.unlink(path)
+        self.assertEqual((logs("--worker", "3").returncode, logs("--worker", "3").stdout), (0, ""))
+        # A symlinked log is refused, never followed.
+        secret = os.path.join(self.tmp, "secret")
+        with open(secret, "w") as f:
+            f.write("the secret\n")
+        os.symlink(secret, self.log_path("done", "3", "stdout.log"))
+        linked = logs("--worker", "3")
+        self.assertEqual(linked.returncode, 1)
+        self.assertNotIn("the secret", linked.stdout)
+        self.assertIn("symbolic link", linked.stderr)
+
+    def test_logs_follow_sees_lines_while_the_worker_runs_and_returns_after(self):
+        script = "touch $OUT/started; i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); sleep 0.1; done"
+        run = self.start("run", "--root", self.root, "--job", "live", "--", "/bin/sh", "-c", script)
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "started")), "the worker to start")
+        follow = self.start("logs", "--root", self.root, "--job", "live", "--follow")
+        out = follow.output_files[0]
+
+        def lines_so_far():
+            out.seek(0)
+            return out.read().splitlines()
+
+        self.wait_for(lambda: len(lines_so_far()) >= 1, "a first line from logs --follow")
+        seen_while_running = self.status("live")["state"] == "running"
+        self.assertTrue(seen_while_running, "no line arrived while the job was running")
+        code, stdout, stderr = self.finish(follow)  # bounded: PATIENCE, then the clean-up kills it
+        self.assertEqual(code, 0, stderr)
+        self.assertEqual(stdout, "".join(f"1\tline {i}\n" for i in range(30)))
+        self.assertTrue(self.status("live")["state"] in ("succeeded",), "returned before the job ended")
+        self.assertEqual(self.finish(run)[0], 0)
+        self.assert_no_processes_left()
+
+    def test_logs_follow_tags_every_workers_lines_whole_and_in_order(self):
+        line = "i=0; while [ $i -lt 8 ]; do echo w$JOBWARDEN_WORKER_ID-$i; i=$((i+1)); sleep 0.05; done"
+        path = os.path.join(self.tmp, "many")
+        with open(path, "w") as f:
+            f.write(f"echo x > $OUT/started; {line}; printf no-newline\n" + f"sleep 0.3; {line}\n" * 3)
+        run = self.start("run", "--root", self.root, "--job", "many", "--jobs", "4", "--commands", path)
+        self.wait_for_files("started")
+        follow = self.start("logs", "--root", self.root, "--job", "many", "--follow")
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual(code, 0, stderr)
+        by_worker = {}
+        for text in stdout.splitlines():
+            worker, _, rest = text.partition("\t")
+            by_worker.setdefault(worker, []).append(rest)
+        expected = {w: [f"w{w}-{i}" for i in range(8)] for w in ("1", "2", "3", "4")}
+        expected["1"].append("no-newline")
+        self.assertEqual(by_worker, expected)
+        self.assertTrue(stdout.endswith("\n"))
+        self.assertEqual(self.finish(run)[0], 0)
+        self.assert_no_processes_left()
+
+    def test_logs_follow_of_a_silent_worker_returns_when_it_ends(self):
+        run = self.start("run", "--root", self.root, "--job", "quiet", "--",
+                         "/bin/sh", "-c", "touch $OUT/started; sleep 1")
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "started")), "the worker to start")
+        follow = self.start("logs", "--root", self.root, "--job", "quiet", "--worker", "1", "--follow")
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual((code, stdout, stderr), (0, "", ""))
+        self.assertEqual(self.worker(self.status("quiet"), "1")["state"], "succeeded")
+        self.assertEqual(self.finish(run)[0], 0)
+        self.assert_no_processes_left()
+
+    def test_logs_follow_returns_when_the_supervisor_died(self):
+        run = self.start("run", "--root", self.root, "--job", "dead", "--no-orphan-guard", "--",
+                         "/bin/sh", "-c", "echo hello; echo $$ > $OUT/w; exec sleep 300")
+        self.wait_for_files("w")
+        follow = self.start("logs", "--root", self.root, "--job", "dead", "--follow")
+        self.wait_for(lambda: follow.output_files[0].seek(0) == 0 and follow.output_files[0].read(),
+                      "the worker's line")
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=PATIENCE)
+        os.kill(int(self.read_out("w")), signal.SIGKILL)
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual((code, stdout), (0, "1\thello\n"), stderr)
+        self.assertEqual(self.status("dead")["state"], "lost")
+        self.assert_no_processes_left()
+
+    def test_logs_follow_reads_a_restarted_workers_log_from_its_start(self):
+        script = "echo attempt $JOBWARDEN_ATTEMPT; echo x > $OUT/a$JOBWARDEN_ATTEMPT; sleep 0.5; exit 1"
+        run = self.start("run", "--root", self.root, "--job", "again", "--restart", "on-failure",
+                         "--max-restarts", "2", "--", "/bin/sh", "-c", script)
+        self.wait_for_files("a1")
+        follow = self.start("logs", "--root", self.root, "--job", "again", "--worker", "1", "--follow")
+        code, stdout, stderr = self.finish(follow)
+        self.assertEqual((code, stdout), (0, "attempt 1\nattempt 2\nattempt 3\n"), stderr)
+        self.assertEqual(self.finish(run)[0], 1)
+        self.assert_no_processes_left()
+
+    def test_run_input_file_feeds_every_byte(self):
+        data = os.urandom(1 << 20)
+        path = os.path.join(self.tmp, "input.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        self.run_job("fed", "--input", path, command=["sha256sum"], expect=0)
+        with open(self.log_path("fed", "1", "stdout.log")) as f:
+            self.assertEqual(f.read().split()[0], hashlib.sha256(data).hexdigest())
+
+    def test_run_input_dash_feeds_the_tools_own_stdin(self):
+        data = os.urandom(300_000)
+        result = subprocess.run([CLI, "run", "--root", self.root, "--job", "piped", "--input", "-", "--", "cat"],
+                                env=self.env, input=data, capture_output=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(self.log_path("piped", "1", "stdout.log"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        # Without --input, stdin stays /dev/null: the worker reads nothing.
+        result = subprocess.run([CLI, "run", "--root", self.root, "--job", "closed", "--", "cat"],
+                                env=self.env, input=b"not for the worker", capture_output=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        path = self.log_path("closed", "1", "stdout.log")
+        self.assertEqual(os.path.getsize(path) if os.path.exists(path) else 0, 0)
+
+    def test_input_dash_with_several_workers_is_an_error(self):
+        path = os.path.join(self.tmp, "two")
+        with open(path, "w") as f:
+            f.write("cat\ncat\n")
+        result = self.jw("run", "--root", self.root, "--job", "two", "--input", "-", "--commands", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("--input", result.stderr)
+        self.assertFalse(os.path.exists(self.root))
+
+    def test_status_json_has_the_stderr_tail_of_a_failing_worker_and_log_paths(self):
+        self.run_job("tails", commands="echo boom >&2; exit 3\necho fine; echo chatter >&2\n", expect=1)
+        status = self.status("tails")
+        failing, fine = self.worker(status, "1"), self.worker(status, "2")
+        self.assertEqual(failing["state"], "failed")
+        self.assertEqual(failing["stderr_tail"], "boom\n")
+        self.assertIsNone(fine["stderr_tail"])
+        self.assertIn("stderr_tail", fine)
+        for worker in (failing, fine):
+            for name in ("stdout", "stderr"):
+                path = self.log_path("tails", worker["id"], f"{name}.log")
+                if os.path.exists(path) and os.path.getsize(path) > 0:
+                    self.assertEqual(worker[f"{name}_log"], path)
+                elif worker[f"{name}_log"] is not None:
+                    self.assertEqual(worker[f"{name}_log"], path)
+                    self.assertTrue(os.path.isfile(path))
+        self.assertEqual(fine["stdout_log"], self.log_path("tails", "2", "stdout.log"))
+        self.assertEqual(failing["stderr_log"], self.log_path("tails", "1", "stderr.log"))
+
+    def test_run_verdict_quotes_the_last_stderr_line_of_a_failed_worker(self):
+        result = self.jw("run", "--root", self.root, "--job", "verdict", "--progress", "--",
+                         "/bin/sh", "-c", "echo first >&2; echo 'boom: disk on fire' >&2; exit 3")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(result.stderr, r"(?m)^  1  failed .*\n      stderr: boom: disk on fire$")
+
+    def test_python_reader_agrees_on_log_paths_and_stderr_tail(self):
+        long_line = "x" * 3000
+        commands = (f"echo start >&2; echo {long_line} >&2; printf 'bad \\377 byte\\nlast' >&2; exit 4\n"
+                    "echo fine\n"
+                    "true\n")
+        self.run_job("py", commands=commands, expect=1)
+        status = self.status("py")
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        result = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "py", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        python = json.loads(result.stdout)
+        keys = ("id", "state", "stdout_log", "stderr_log", "stderr_tail")
+        self.assertEqual([{k: w[k] for k in keys} for w in python["workers"]],
+                         [{k: w[k] for k in keys} for w in status["workers"]])
+        self.assertEqual(self.worker(status, "1")["stderr_tail"], "bad \ufffd byte\nlast")
 
 
 class UsageErrors(CliTestCase):
@@ -709,6 +908,9 @@ class UsageErrors(CliTestCase):
         a_file = os.path.join(self.tmp, "a-file")
         with open(a_file, "w") as f:
             f.write("x")
+        two = os.path.join(self.tmp, "two.commands")
+        with open(two, "w") as f:
+            f.write("cat\ncat\n")
         root = self.root
         cases = [
             (["run", "--root", root, "--job", "j", "--bogus", "--", "true"], "--bogus"),
@@ -735,6 +937,12 @@ class UsageErrors(CliTestCase):
             (["run", "--root", root, "--job", "j", "--timeout", "--", "true"], "--timeout"),
             (["run", "--root", root, "--job", "j", "--json=yes", "--", "true"], "--json"),
             (["run", "--root", a_file, "--job", "j", "--", "true"], "not a directory"),
+            (["run", "--root", root, "--job", "j", "--input", unreadable, "--", "cat"], "--input"),
+            (["run", "--root", root, "--job", "j", "--input", self.tmp, "--", "cat"], "--input"),
+            (["run", "--root", root, "--job", "j", "--input", "-", "--commands", two], "--input"),
+            (["logs", "--root", root, "--job", "nope"], "no job"),
+            (["logs", "--root", root, "--job", "j", "--worker", "../x"], "--worker"),
+            (["logs", "--root", root], "--job"),
             (["status", "--root", root, "--job", "nope"], "no job"),
             (["status", "--root", root, "--job", "a/b"], "job id"),
             (["status", "--root", root], "--job"),

@@ -56,6 +56,7 @@
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
+#include "jobwarden/detail/log_tail.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/status_watch.hpp"
 #include "jobwarden/errors.hpp"
@@ -103,6 +104,10 @@ struct ParsedProcess {
 struct WorkerCache {
   CachedFile<ParsedProcess> process;
   CachedFile<StatusRecord> status;
+  /// Its log files: whether they exist, and the stderr log's tail once the
+  /// worker ended without succeeding (`wants_stderr_tail`).
+  CachedLog stdout_log;
+  CachedLog stderr_log;
   /// The worker directory as it was when its files were last checked:
   /// every atomic write renames into it, which changes its stamp.
   FileStamp dir_stamp;
@@ -117,6 +122,22 @@ struct WorkerCache {
   std::pair<int, unsigned long long> gone_reporter{0, 0};
 };
 
+/// Whether the aggregated JSON quotes the worker's stderr: it ended and did not succeed.
+inline bool wants_stderr_tail(WorkerState state) noexcept {
+  return is_terminal(state) && state != WorkerState::succeeded;
+}
+
+/// Brings a worker's cached logs (in `worker_fd`) up to date; the stderr
+/// tail is read when its `process.json` shows an end other than success.
+inline void refresh_logs(int worker_fd, WorkerCache& cache, std::chrono::milliseconds recent_change_window,
+                         bool want_tail = false) {
+  if (const ParsedProcess* process = cache.process.usable()) {
+    want_tail = want_tail || wants_stderr_tail(process->info.state);
+  }
+  refresh_log(worker_fd, stdout_file_name, cache.stdout_log, false, recent_change_window);
+  refresh_log(worker_fd, stderr_file_name, cache.stderr_log, want_tail, recent_change_window);
+}
+
 /// One entry of a job's `workers/` directory.
 struct WorkerEntry {
   std::string id;
@@ -130,6 +151,7 @@ struct WorkerEntry {
   bool dirty = true;
   bool process_dirty = false;
   bool status_dirty = false;
+  bool log_dirty = false;  ///< a log was written (watched jobs)
   int wd = -1;        ///< the watch on its directory (-1: none)
   int stale_wd = -1;  ///< a watch it had before, to drop
   dev_t watched_device = 0;
@@ -456,6 +478,7 @@ inline void StatusCache::visit_worker(const VisitContext& context, WorkerEntry& 
   } else {
     counters.reused += cache.status.present();
   }
+  refresh_logs(worker_fd.get(), cache, settings_.recent_change_window);
   // The stamp is the one taken *before* the files were read: a write
   // racing with this read changes the directory again and is seen next time.
   const bool first_check = !cache.dir_trusted && cache.next_file_check == std::chrono::steady_clock::time_point{};
@@ -587,6 +610,7 @@ inline bool StatusCache::drain_events(JobCache& cache) {
       if (name.empty()) entry->dirty = true;
       else if (name == process_file_name) entry->process_dirty = true;
       else if (name == status_file_name) entry->status_dirty = true;
+      else if (name == stdout_file_name || name == stderr_file_name) entry->log_dirty = true;
     }
     void worker_unwatched(std::string_view id, int wd) {
       WorkerEntry* entry = cache.find_worker(id);
@@ -649,7 +673,9 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
   } else {
     for (std::size_t index = 0; index < cache.workers.size(); ++index) {
       const WorkerEntry& entry = cache.workers[index];
-      if (entry.dirty || entry.process_dirty || entry.status_dirty || entry.wd < 0) order.push_back(index);
+      if (entry.dirty || entry.process_dirty || entry.status_dirty || entry.log_dirty || entry.wd < 0) {
+        order.push_back(index);
+      }
     }
     context.forced = true;
   }
@@ -673,7 +699,7 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
       const bool settled = files.dir_trusted && (!files.process.cached || files.process.trusted) &&
                            (!files.status.cached || files.status.trusted);
       entry.dirty = !settled && entry.presence == Presence::present;
-      entry.process_dirty = entry.status_dirty = false;
+      entry.process_dirty = entry.status_dirty = entry.log_dirty = false;
       if (entry.stale_wd >= 0) {
         cache.watch->remove_worker(entry.stale_wd, entry.id);
         entry.stale_wd = -1;

@@ -140,10 +140,14 @@ class StatusReader {
         continue;
       }
       WorkerCache& files = entry.cache;
-      if (files.process.failed() || files.status.failed()) {
+      const bool log_failed =
+          files.stdout_log.outcome == CachedLog::Outcome::error || files.stderr_log.outcome == CachedLog::Outcome::error;
+      if (files.process.failed() || files.status.failed() || log_failed) {
         const std::string worker_path = std::string(workers_dir_name) + "/" + entry.id;
         files.process.report(worker_path + "/" + process_file_name, status.errors);
         files.status.report(worker_path + "/" + status_file_name, status.errors);
+        report_log(files.stdout_log, worker_path + "/" + stdout_file_name, status.errors);
+        report_log(files.stderr_log, worker_path + "/" + stderr_file_name, status.errors);
       }
       if (typed_progress) reading.progress_error_slots.push_back(status.errors.size());
 
@@ -161,6 +165,7 @@ class StatusReader {
       const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
       facts.still_runs = still_runs(ask.recorded, files.gone_recorded) || still_runs(ask.reporter, files.gone_reporter);
       status.workers.push_back(merge_worker(entry.id, records, facts));
+      add_logs(job_id, job_fd, files, status.workers.back());
     }
 
     JobFacts job_facts;
@@ -220,6 +225,31 @@ class StatusReader {
   }
 
  private:
+  /// A log that exists but cannot be used, as an entry of `errors`.
+  static void report_log(const CachedLog& log, const std::string& path, std::vector<StatusFileError>& errors) {
+    if (log.outcome == CachedLog::Outcome::error) errors.push_back({path, log.error, log.detail});
+  }
+
+  /// Fills in `worker`'s log paths and, when it ended without succeeding,
+  /// its stderr tail. The cache read the tail already when `process.json`
+  /// said so; a worker found `lost` only now has its log read here, once.
+  void add_logs(const std::string& job_id, int job_fd, WorkerCache& files, WorkerStatus<>& worker) {
+    if (wants_stderr_tail(worker.state) && !files.stderr_log.tail_read &&
+        files.stderr_log.outcome != CachedLog::Outcome::error) {
+      std::error_code ec;
+      OwnedFd workers_fd = open_directory_at(job_fd, workers_dir_name, ec);
+      OwnedFd worker_fd;
+      if (!ec) worker_fd = open_directory_at(workers_fd.get(), worker.id.c_str(), ec);
+      if (!ec) refresh_logs(worker_fd.get(), files, settings_.cache.recent_change_window, /*want_tail=*/true);
+    }
+    const std::string worker_dir = root_ + "/" + job_id + "/" + workers_dir_name + "/" + worker.id + "/";
+    if (files.stdout_log.outcome == CachedLog::Outcome::ok) worker.stdout_log = worker_dir + stdout_file_name;
+    if (files.stderr_log.outcome == CachedLog::Outcome::ok) {
+      worker.stderr_log = worker_dir + stderr_file_name;
+      if (wants_stderr_tail(worker.state) && files.stderr_log.tail_read) worker.stderr_tail = files.stderr_log.tail;
+    }
+  }
+
   bool is_local(const std::string& recorded_hostname) const {
     return recorded_hostname.empty() || recorded_hostname == hostname_;
   }
@@ -295,6 +325,9 @@ JobStatus<Progress> typed_status(JobReading&& reading) {
       out.stale = worker.stale;
       out.seq = worker.seq;
       out.usage = worker.usage;
+      out.stdout_log = std::move(worker.stdout_log);
+      out.stderr_log = std::move(worker.stderr_log);
+      out.stderr_tail = std::move(worker.stderr_tail);
       typed.workers.push_back(std::move(out));
     }
     if (problems.empty()) {

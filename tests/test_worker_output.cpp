@@ -3,12 +3,14 @@
 // stops polling, logs that cannot be written, restarts, descriptors.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <jobwarden/detail/job_files.hpp>
 #include <jobwarden/job_supervisor.hpp>
+#include <jobwarden/slurm_launcher.hpp>
 
 #include "support.hpp"
 
@@ -413,4 +416,54 @@ TEST_CASE("a capped log that goes direct is refused at submit") {
   CHECK(supervisor.submit(spec, ec).empty());
   CHECK(ec == jobwarden::errc::invalid_argument);
   CHECK_THROWS_WITH(supervisor.submit(spec), Catch::Contains("stdout_spec") && Catch::Contains("direct"));
+}
+
+TEST_CASE("srun's verdict is read from the tail when stderr is supervised into no complete file") {
+  // No cluster: a stand-in srun runs nothing and says on stderr what the
+  // worker's environment tells it to; the verdict turns exit 2 into
+  // spawn_failed only if the launcher found it.
+  jwtest::TempDir dir;
+  std::ofstream(dir / "srun") << "#!/bin/sh\nprintf '%b' \"$VERDICT\" >&2\nexit 2\n";
+  ::chmod((dir / "srun").c_str(), 0755);
+  std::ofstream(dir / "scancel") << "#!/bin/sh\nexit 0\n";
+  ::chmod((dir / "scancel").c_str(), 0755);
+  jobwarden::SlurmOptions slurm;
+  slurm.srun_program = dir / "srun";
+  slurm.scancel_program = dir / "scancel";
+  slurm.squeue_program = dir / "scancel";
+  slurm.scratch_dir = dir / "scratch";
+  slurm.orphan_guard = false;
+  SupervisorOptions options;
+  options.launcher = std::make_shared<jobwarden::SlurmLauncher>(slurm);
+  JobSupervisor<> supervisor(options);
+  const std::string verdict =
+      "srun: job 7 queued\\nslurmstepd-n1: error: execve(): /opt/tool: No such file or directory\\n"
+      "srun: error: n1: task 0: Exited with exit code 2\\n";
+  const int variant = GENERATE(0, 1, 2, 3, 4);
+  CAPTURE(variant);
+  WorkerSpec spec;
+  spec.argv = {"/opt/tool"};
+  spec.env["VERDICT"] = verdict;
+  spec.stdout_spec = OutputSpec::discard();
+  switch (variant) {
+    case 0: spec.stderr_spec = OutputSpec::discard(); break;       // supervised for its tail
+    case 1:  // direct (no tail): srun's stderr captured in a scratch file, as before
+      spec.stderr_spec = OutputSpec::discard();
+      spec.stderr_spec.tail_bytes = 0;
+      break;
+    case 2: spec.stderr_spec = OutputSpec::to_capped_file(dir / "err.log", 10); break;  // the log keeps only a head
+    case 3: spec.stderr_spec = OutputSpec::to_file(dir / "err.log"); break;  // supervised, complete
+    case 4:  // 2>&1: stdout's tail
+      spec.stderr_to_stdout = true;
+      spec.stdout_spec.tail_bytes = 1024;
+      break;
+  }
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(30s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::spawn_failed);
+  CHECK(info.error == "cannot run \"/opt/tool\" on n1: No such file or directory");
+  CHECK_FALSE(info.exit_code);
+  if (variant == 0 || variant == 2) CHECK(info.stderr_tail.find("task 0: Exited") != std::string::npos);
+  if (variant == 4) CHECK(info.stdout_tail.find("task 0: Exited") != std::string::npos);
 }

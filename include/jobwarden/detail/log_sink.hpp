@@ -260,7 +260,7 @@ class LogSink {
       }
     }
     if (failed_) {
-      lost_ += std::min(ring_total_, ring_size());  // a tail half that never reached the log
+      lost_ += ring_total_;  // past the head, none of it reached the log
       ring_total_ = 0;
     }
     close_all();

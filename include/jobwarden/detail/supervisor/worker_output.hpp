@@ -52,8 +52,10 @@ inline constexpr std::size_t default_stderr_tail_bytes = 4096;
 /// from one stream: what it reads for handlers is bounded by this too.
 inline constexpr std::size_t output_poll_budget = std::size_t{4} << 20;
 
-/// How often the portable path (no wake-up per pipe) pumps supervised streams.
+/// How often the portable path (no wake-up per pipe) pumps supervised
+/// streams; at once again after a pump found this much waiting.
 inline constexpr std::chrono::milliseconds output_pump_interval{20};
+inline constexpr std::uint64_t output_full_pipe = 16 * 1024;
 
 /// The route rule, in one place. Returns `spec` (its kind already resolved)
 /// with `route` made `direct` or `supervisor` and `tail_bytes` set (0 when
@@ -95,6 +97,7 @@ inline OutputSpec resolve_output(const JobRecorder* recorder, const WorkerInfo& 
 /// both exist, the same normalised path when neither does yet (a supervised
 /// log is created on its first byte).
 inline bool same_file(const std::string& a, const std::string& b) {
+  if (a == b) return true;
   struct stat first, second;
   bool a_exists = ::stat(a.c_str(), &first) == 0;
   bool b_exists = ::stat(b.c_str(), &second) == 0;
@@ -147,7 +150,10 @@ void plan_outputs(WorkerRecord<TimePoint>& record, const JobRecorder* recorder, 
   } else {
     context.stderr_spec =
         resolve_output(recorder, record.info, record.spec.stderr_spec, OutputStream::err, handlers);
-    record.merged_output = join_one_file(context);
+    // The job directory's two logs are never one file: no look at the disk for them.
+    bool named = record.spec.stdout_spec.kind == OutputSpec::Kind::file ||
+                 record.spec.stderr_spec.kind == OutputSpec::Kind::file;
+    record.merged_output = named && join_one_file(context);
   }
   WorkerInfo& info = record.info;
   info.stdout_dropped_bytes = info.stderr_dropped_bytes = 0;
@@ -355,7 +361,8 @@ void pump_stream(EngineState<Clock>& s, OutputPump& pump, OutputPump::Wants want
   }
   std::uint64_t before = pump.read_bytes();
   auto result = pump.pump(pieces, wants, std::min(OutputPump::default_budget, budget));
-  budget -= static_cast<std::size_t>(std::min<std::uint64_t>(budget, pump.read_bytes() - before));
+  std::uint64_t moved = pump.read_bytes() - before;
+  budget -= static_cast<std::size_t>(std::min<std::uint64_t>(budget, moved));
   queue_output(s, record, pieces);
   if (result == OutputPump::Result::end_of_file && pump.read_fd() >= 0) {
     // The worker closed the stream (or handed it on and exited): a pipe at
@@ -363,7 +370,11 @@ void pump_stream(EngineState<Clock>& s, OutputPump& pump, OutputPump::Wants want
     if (pump.watched) s.watcher.remove(pump.read_fd());
     pump.close_reader();
   }
-  if (result == OutputPump::Result::budget_used) s.output_backlog = true;
+  // More is likely waiting: the budget ran out, or a pipe was found (nearly)
+  // full, its writer waiting. Without a wake-up per pipe, look again at once.
+  if (result == OutputPump::Result::budget_used || moved >= output_full_pipe) {
+    s.output_backlog = true;
+  }
   refresh_output_info(record);
 }
 

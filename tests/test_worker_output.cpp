@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -49,7 +50,7 @@ struct SeenLine {
 };
 
 /// Registers a line handler that keeps every line, and an event handler
-/// that notes each event in the same timeline.
+/// that records each event in the same timeline.
 struct Recorder {
   std::vector<SeenLine> lines;
   std::vector<std::string> timeline;
@@ -295,7 +296,7 @@ TEST_CASE("a host that stops calling poll() for 2 s loses nothing: the worker wa
   CHECK(in_order);
 }
 
-TEST_CASE("a head-and-tail cap keeps the first and the last half, and notes the gap") {
+TEST_CASE("a head-and-tail cap keeps the first and the last half, and says what it dropped between") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
   const std::string whole = seq_text(100000);
@@ -469,4 +470,29 @@ TEST_CASE("srun's verdict is read from the tail when stderr is supervised into n
   CHECK_FALSE(info.exit_code);
   if (variant == 0 || variant == 2) CHECK(info.stderr_tail.find("task 0: Exited") != std::string::npos);
   if (variant == 4) CHECK(info.stdout_tail.find("task 0: Exited") != std::string::npos);
+}
+
+TEST_CASE("workers submitted from one thread while another polls deliver every line") {
+  JobSupervisor<> supervisor;
+  std::size_t lines = 0;
+  supervisor.on_output_line([&](const jobwarden::OutputLine&) { ++lines; });  // poll thread only
+  std::atomic<bool> done{false};
+  std::thread poller([&] {
+    while (!done) {
+      supervisor.poll();
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  for (int i = 0; i < 20; ++i) supervisor.submit(jwtest::quiet({"seq", "1", "500"}));
+  bool finished = false;
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (!finished && std::chrono::steady_clock::now() < until) {
+    finished = supervisor.active_count() == 0;
+    std::this_thread::sleep_for(5ms);
+  }
+  done = true;
+  poller.join();
+  REQUIRE(finished);
+  supervisor.poll();
+  CHECK(lines == 20u * 500u);
 }

@@ -14,6 +14,7 @@
 /// pipe, and a worker whose pipe is full waits on its next write. Streams
 /// that go direct (the worker writes its file itself) never pass through here.
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -217,7 +218,10 @@ class OutputPump {
             read_ += spliced.bytes;
             continue;
           }
-          if (spliced.status == Status::empty) return Result::drained;
+          if (spliced.status == Status::empty) {
+            if (moved >= busy_pipe_bytes) widen_pipe();
+            return Result::drained;
+          }
           if (spliced.status == Status::end) {
             end_lines(out, wants);
             return Result::end_of_file;
@@ -226,7 +230,10 @@ class OutputPump {
       }
       ssize_t n = ::read(read_fd_, buffer, sizeof buffer);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Result::drained;  // EAGAIN: nothing more now
+      if (n < 0) {  // EAGAIN: nothing more now
+        if (moved >= busy_pipe_bytes) widen_pipe();
+        return Result::drained;
+      }
       if (n == 0) {
         end_lines(out, wants);
         return Result::end_of_file;
@@ -234,6 +241,7 @@ class OutputPump {
       take(buffer, static_cast<std::size_t>(n), out, wants);
       moved += static_cast<std::size_t>(n);
     }
+    widen_pipe();
     return Result::budget_used;
   }
 
@@ -256,6 +264,19 @@ class OutputPump {
   }
 
  private:
+  /// A pipe found full is a stream that writes fast: a wider pipe (Linux)
+  /// moves it in fewer, larger rounds of the supervisor's loop. Only such
+  /// streams get one — the kernel counts pipe capacity against a per-user
+  /// limit — and a refusal changes nothing.
+  static constexpr std::size_t busy_pipe_bytes = 48 * 1024;
+  void widen_pipe() {
+#if JOBWARDEN_LINUX_FAST_PATH && defined(F_SETPIPE_SZ)
+    if (widened_ || read_fd_ < 0) return;
+    widened_ = true;
+    ::fcntl(read_fd_, F_SETPIPE_SZ, 1 << 20);
+#endif
+  }
+
   void take(const char* data, std::size_t size, std::vector<OutputPiece>& out, Wants wants) {
     read_ += size;
     if (wants.chunks) out.push_back(OutputPiece{false, false, stream_, std::string(data, size)});
@@ -283,6 +304,7 @@ class OutputPump {
   TailRing tail_;
   LineSplitter lines_;
   bool tail_changed_ = false;
+  bool widened_ = false;
   std::uint64_t read_ = 0;
 };
 

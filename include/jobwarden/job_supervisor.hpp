@@ -36,6 +36,7 @@
 #include "jobwarden/supervisor_options.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
 
@@ -49,8 +50,9 @@ namespace jobwarden {
 /// - `Clock`: the clock deadlines are measured on (a fake clock in tests).
 ///
 /// Thread-safe: `submit`, `cancel`, the queries and `poll` may be called from
-/// any thread. Event handlers run only inside `poll()` (and the blocking
-/// `wait` calls built on it), on the calling thread, never inside `submit`.
+/// any thread. Event and output handlers run only inside `poll()` (and the
+/// blocking `wait` calls built on it), on the calling thread, never inside
+/// `submit`.
 /// Move-only; destroying it stops and reaps every worker it started.
 ///
 /// SIGCHLD: a host that ignores SIGCHLD (`signal(SIGCHLD, SIG_IGN)`) or set
@@ -246,6 +248,33 @@ class JobSupervisor {
 
   /// Registers a handler for worker events; handlers run inside `poll()`.
   void on_event(event_handler handler) { engine_.on_event(std::move(handler)); }
+
+  /// Registers a handler for workers' output, line by line: each line of a
+  /// stream, in order, without its '\n' (`OutputLine`). A line longer than
+  /// `SupervisorOptions::max_line_bytes` arrives in pieces marked `partial`;
+  /// so do the last bytes of a stream that ends without a newline, at the
+  /// worker's exit and before its `exited` or `restarting` event. With
+  /// `WorkerSpec::stderr_to_stdout` both streams arrive as `OutputStream::out`,
+  /// in the order written.
+  ///
+  /// Only streams the supervisor reads reach handlers: one registered before
+  /// a worker starts makes its `automatic` streams supervised
+  /// (`OutputSpec::Route`); a stream that goes `direct` is never seen.
+  ///
+  /// Like event handlers, output handlers run inside `poll()` (and the
+  /// blocking `wait` calls built on it) on the polling thread, outside the
+  /// supervisor's lock (they may call back in), and `text` is valid only
+  /// during the call. What a poll reads is bounded (a few MiB); the rest
+  /// waits in the pipe. A host that stops calling `poll()` makes its workers
+  /// block on their next write once their pipe is full, as in a shell
+  /// pipeline: nothing is lost, and output resumes when polling does.
+  void on_output_line(output_line_handler handler) { engine_.on_output_line(std::move(handler)); }
+
+  /// Registers a handler for workers' raw output, in chunks as read from the
+  /// pipe (`OutputChunk`): every byte of every supervised stream, in order,
+  /// with no regard for lines. Runs like `on_output_line` handlers; when
+  /// both are registered a chunk comes before the lines it ends.
+  void on_output_chunk(output_chunk_handler handler) { engine_.on_output_chunk(std::move(handler)); }
 
   /// Blocks until worker `id` is terminal or `timeout` passes (none: no
   /// limit). Returns whether it is terminal. Throws for an unknown id.

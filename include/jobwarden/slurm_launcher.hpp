@@ -16,8 +16,9 @@
 /// --ntasks=1 --nodes=1 --input=none --export=ALL [site options]
 /// -- argv...`. srun's environment is the worker's (JOBWARDEN_* included) and
 /// `--export=ALL` hands it to the task. srun relays the task's stdout and
-/// stderr to its own, which the supervisor points at the worker's logs: logs
-/// land on the submitting machine and need no shared filesystem. No
+/// stderr to its own, which the supervisor points at the worker's logs (or
+/// reads, for supervised streams): logs land on the submitting machine and
+/// need no shared filesystem. No
 /// `--kill-on-bad-exit`: with one task it has nothing to do, and measured on
 /// slurm 22.05 it keeps a failed job's step completing ~2.3 s longer, during
 /// which Slurm gives that node to no new job.
@@ -35,7 +36,8 @@
 ///   `SlurmOptions::kill_patience`, srun itself is killed, so a stop ends
 ///   even when the controller does not answer.
 /// - srun returns the task's exit code, or 128+N for a task killed by signal
-///   N. srun's own "task 0: ..." line tells the two apart, and its error lines
+///   N. srun's own "task 0: ..." line at the end of its stderr (the log, or
+///   the worker's tail) tells the two apart, and its error lines
 ///   tell a job that never ran (unknown partition, program missing on the
 ///   node, controller unreachable) — those end `spawn_failed`, never as an
 ///   exit code.
@@ -210,7 +212,14 @@ class SlurmLauncher : public Launcher {
 
     // srun's stderr carries its own error lines: keep it somewhere we can read.
     const OutputSpec& err = context.stderr_spec;  // resolved: `automatic` is the log or inherit
-    switch (err.kind) {
+    // A stream the supervisor reads keeps its end in the worker's info (with
+    // 2>&1, stdout's): the verdict's place when the log is no complete file.
+    launch.tailed = err.route == OutputSpec::Route::supervisor && err.tail_bytes.value_or(0) > 0;
+    launch.tail_of_stdout = spec.stderr_to_stdout || (err.kind == OutputSpec::Kind::file &&
+                                                      context.stdout_spec.path == err.path);
+    bool complete_file = err.kind == OutputSpec::Kind::file &&
+                         (!err.max_bytes || err.keep == OutputSpec::Keep::head_and_tail);
+    if (!launch.tailed || complete_file) switch (err.kind) {
       case OutputSpec::Kind::file: {
         struct stat st;
         bool exists = ::stat(err.path.c_str(), &st) == 0;
@@ -311,6 +320,9 @@ class SlurmLauncher : public Launcher {
     int code = *status.exit_code;
     std::string text =
         launch.read_path.empty() ? std::string() : read_tail(launch.read_path, launch.read_from);
+    if (text.empty() && launch.tailed) {  // no file, or one that could not be written
+      text = launch.tail_of_stdout ? worker.stdout_tail : worker.stderr_tail;
+    }
     SrunReport report = parse_srun_output(text);
     launch.job_finished = code == 0 || report.task_ended;
     if (!report.execve_error.empty() && report.task_ended) {
@@ -489,6 +501,8 @@ class SlurmLauncher : public Launcher {
     off_t read_from = 0;        // what was there before this attempt
     bool capture = false;       // read_path is our scratch file
     bool forward = false;       // ...whose text belongs on the host's stderr
+    bool tailed = false;        // the worker's info keeps the end of srun's stderr...
+    bool tail_of_stdout = false;  // ...in stdout's tail (2>&1)
     bool job_finished = false;  // srun saw the job through: nothing left to cancel
   };
 

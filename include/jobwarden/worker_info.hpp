@@ -35,18 +35,26 @@ struct WorkerInfo {
   std::optional<std::chrono::system_clock::time_point> started_at;
   std::optional<std::chrono::system_clock::time_point> ended_at;
   ResourceUsage usage;               ///< filled in when it ended
-  std::uint64_t stdout_dropped_bytes = 0;  ///< output past a capped log's limit
+  /// Output of this attempt that was lost: past a capped log's limit (the
+  /// gap of a head-and-tail log), or refused by a log that could not be
+  /// written (`output_error`). Counted as the stream goes. With
+  /// `stderr_to_stdout` (or one file named for both) everything is stdout's.
+  std::uint64_t stdout_dropped_bytes = 0;
   std::uint64_t stderr_dropped_bytes = 0;
-  /// The last bytes of each stream the supervisor read (`OutputSpec::tail_bytes`),
-  /// as of this snapshot; empty for a stream that went direct.
+  /// The last bytes of each stream the supervisor read
+  /// (`OutputSpec::tail_bytes`), as of this snapshot (brought up to date at
+  /// each `poll()`, complete at the exit event); empty for a stream that went
+  /// direct. With `stderr_to_stdout`, stdout's holds both.
   std::string stdout_tail;
   std::string stderr_tail;
-  /// The log files of this attempt; empty when there is none (yet: a
-  /// supervised log is created on the first byte).
+  /// The log files of this attempt: a direct one from the spawn, a
+  /// supervised one once its first byte created it; empty when there is none.
+  /// With `stderr_to_stdout` (or one file named for both) both name it.
   std::string stdout_log;
   std::string stderr_log;
-  /// Why output was lost: a log that could not be created or written (the
-  /// bytes are counted as dropped). Never ends the worker.
+  /// Why output was lost: a log that could not be created or written
+  /// (EACCES, ENOSPC, EMFILE...) or a supervisor's stream that refused it;
+  /// the bytes are counted as dropped. Never ends the worker.
   std::string output_error;
   /// stdin fed by the supervisor (`InputSpec::Kind::host`), for the current
   /// (or last) attempt: bytes written to the worker's pipe so far.

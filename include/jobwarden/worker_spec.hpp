@@ -18,49 +18,67 @@
 
 namespace jobwarden {
 
-/// Where a worker's stdout or stderr goes.
+/// Where a worker's stdout or stderr goes (`kind`), and how the bytes get
+/// there (`route`): written by the worker itself, or read by the supervisor,
+/// which can then cap the log, keep its tail and hand lines to handlers.
 struct OutputSpec {
   enum class Kind {
-    automatic,  ///< the worker's log file in the job directory if there is one, else inherit
+    automatic,  ///< the worker's log file in the job directory if there is one (appended to by restarts), else inherit
     inherit,    ///< the supervisor's own stream
-    discard,    ///< /dev/null
+    discard,    ///< /dev/null (read by the supervisor: nowhere, but the tail and handlers see it)
     file,       ///< `path`, created or truncated (or appended to with `append`)
   };
   Kind kind = Kind::automatic;
   std::string path;     ///< for `Kind::file`
   bool append = false;  ///< for `Kind::file`: append instead of truncating
-  /// Cap on the log file's size. Output beyond it is counted (in `WorkerInfo`)
-  /// and dropped, and a note says so in the file. `keep` says which part stays.
+  /// Cap on the log file's size (a `file`, or the job directory's log).
+  /// Output beyond it is counted (`WorkerInfo::stdout_dropped_bytes`) and
+  /// dropped, and a note says so in the file; `keep` says which part stays.
+  /// Only the supervisor can keep a cap: a capped log goes through it
+  /// (`Route::direct` with a cap is refused at submit). Ignored for
+  /// `inherit` and `discard`.
   std::optional<std::uint64_t> max_bytes;
 
   /// What a capped log keeps.
   enum class Keep {
     head,           ///< the first `max_bytes` bytes
-    head_and_tail,  ///< the first and the last `max_bytes / 2` bytes, the gap noted between them
+    /// The first and the last `max_bytes / 2` bytes, the gap noted between
+    /// them. The tail half waits in a scratch file next to the log (never in
+    /// memory, whatever the cap) and is appended when the stream ends: until
+    /// then the log holds the head, and it only ever grows.
+    head_and_tail,
   };
   Keep keep = Keep::head;
 
   /// How the bytes travel.
   enum class Route {
-    /// `supervisor` when something needs to see the bytes (a cap, a tail, a
-    /// line or chunk handler registered before the spawn), else `direct`.
+    /// `supervisor` when something needs to see the bytes — a cap on a log
+    /// file, a tail (`tail_bytes` after its default: stderr keeps one), a
+    /// line or chunk handler registered before the spawn — else `direct`.
     automatic,
     /// The worker writes its file (or /dev/null, or the supervisor's stream)
     /// itself: zero supervisor CPU per byte. A log file is created before the
-    /// spawn, even if the worker never writes.
+    /// spawn, even if the worker never writes; one that cannot be opened
+    /// makes the worker `spawn_failed`. No cap, tail or handler sees the bytes.
     direct,
     /// Through a pipe the supervisor reads in `poll()`: line and chunk
     /// handlers, the tail in `WorkerInfo`, caps; a log file is created on the
-    /// first byte. When the host does not call `poll()`, the pipe fills and
-    /// the worker blocks on its next write, as in a shell pipeline; nothing is
-    /// dropped unless a cap says so.
+    /// first byte (one that exists is emptied at the spawn, unless appended
+    /// to), and one that cannot be created or written loses its bytes
+    /// (counted, `WorkerInfo::output_error`), never the worker. Bytes only the
+    /// log needs go from the pipe to the file in the kernel (splice(2), Linux).
+    /// When the host does not call `poll()`, the pipe fills and the worker
+    /// blocks on its next write, as in a shell pipeline; nothing is dropped
+    /// unless a cap says so. Likewise a file that blocks (a FIFO nobody
+    /// reads) or an inherited stream that does holds up `poll()`.
     supervisor,
   };
   Route route = Route::automatic;
 
   /// How many of the stream's last bytes the supervisor keeps in memory and
   /// shows in `WorkerInfo::stdout_tail` / `stderr_tail` (0: none). Unset: the
-  /// default of the stream (see the README's "Worker output").
+  /// default of the stream — 4096 bytes of stderr, none of stdout (see the
+  /// README's "Worker output"). A tail makes an `automatic` route supervised.
   std::optional<std::size_t> tail_bytes;
 
   static OutputSpec inherit() { return make(Kind::inherit); }
@@ -80,7 +98,8 @@ struct OutputSpec {
     return spec;
   }
   /// Read by the supervisor: handlers and the tail see every byte, and the
-  /// log file (the job directory's, for `automatic`) is created on the first byte.
+  /// log file (the job directory's, for `automatic`; set `path` for `file`)
+  /// is created on the first byte.
   static OutputSpec supervised(Kind kind = Kind::automatic) {
     OutputSpec spec = make(kind);
     spec.route = Route::supervisor;
@@ -157,16 +176,17 @@ struct WorkerSpec {
   std::string cwd;
   /// Where stdin comes from (default /dev/null).
   InputSpec stdin_spec{};
-  /// Where stdout and stderr go. Both sent to the
-  /// same file (`cmd >f 2>&1`) share one open of it, so neither overwrites
-  /// the other and lines keep the order they were written in; `stdout_spec`
-  /// decides append or truncate, and a cap on either caps the file (the
-  /// smaller one), its dropped bytes counted as stdout's.
+  /// Where stdout and stderr go. Both sent to the same file (`cmd >f 2>&1`)
+  /// share one target — one open of it, or one pipe when either is
+  /// supervised — so neither overwrites the other and lines keep the order
+  /// they were written in, as with `stderr_to_stdout`; `stdout_spec` decides
+  /// append or truncate, and a cap on either caps the file (the smaller
+  /// one), its dropped bytes counted as stdout's.
   OutputSpec stdout_spec{};
   OutputSpec stderr_spec{};
-  /// `2>&1`: stderr joins stdout's stream (one pipe or file, bytes in the
-  /// order written; handlers see them as `OutputStream::out`), and
-  /// `stderr_spec` is ignored.
+  /// `2>&1`: stderr joins stdout's stream (one pipe or file, or the
+  /// supervisor's stdout for `inherit`; bytes in the order written; handlers
+  /// see them as `OutputStream::out`), and `stderr_spec` is ignored.
   bool stderr_to_stdout = false;
   /// Wall-clock limit from start; zero means none. On expiry: stop sequence, `timed_out`.
   std::chrono::milliseconds timeout{0};

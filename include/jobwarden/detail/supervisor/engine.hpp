@@ -53,6 +53,7 @@
 #include "jobwarden/restart_policy.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_spec.hpp"
 #include "jobwarden/worker_state.hpp"
 
@@ -66,8 +67,9 @@ namespace jobwarden::detail {
 /// `EngineState`: worker_transitions.hpp (state changes and events),
 /// job_directory_sync.hpp (process records and job.json), stop_sequence.hpp
 /// (deadlines, stall checks, the stop sequence, shutdown, stop.request),
-/// worker_output.hpp (log files and capped pipes), worker_launch.hpp (what an
-/// attempt executes), spec_validation.hpp (what submit rejects). This class
+/// worker_output.hpp (where output goes, supervised streams, delivery to
+/// handlers), worker_launch.hpp (what an attempt executes),
+/// spec_validation.hpp (what submit rejects). This class
 /// keeps the host's calls, submit and the queue, launching, exits and
 /// restarts (restart_policy.hpp decides those).
 ///
@@ -176,16 +178,17 @@ class SupervisorEngine {
     State& s = state();
     std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
     std::vector<WorkerEvent> events;
+    std::vector<QueuedOutput> output;  // read for line and chunk handlers
     std::vector<Record*> to_launch;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto ready = s.watcher.collect();
+      pump_outputs(s, ready.readable);  // before exits: an exit finishes its streams
       if (ready.check_all || !s.watcher.uses_pidfd()) {
         for (Record* record : running_records(s)) check_exit(s, *record);
       } else {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
-      pump_outputs(s, ready.readable);
       feed_inputs(s, ready.writable);
       if (ready.directory_changed || s.stop_request_unchecked ||
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
@@ -193,11 +196,12 @@ class SupervisorEngine {
       }
       enforce_deadlines(s);
       events.swap(s.events);
+      output.swap(s.output);
     }
     // Exits first: the host learns of them before any cleanup or new start.
     std::size_t delivered;
     try {
-      delivered = deliver(s, events);
+      delivered = deliver_events_and_output(s, events, output);
     } catch (...) {
       // The rest of this poll (starts, records, the timer) is left to the
       // next one: make sure the host comes back for it.
@@ -219,8 +223,10 @@ class SupervisorEngine {
       arm_timer(s);
       events.clear();
       events.swap(s.events);
+      output.clear();
+      output.swap(s.output);
     }
-    return delivered + deliver(s, events);
+    return delivered + deliver_events_and_output(s, events, output);
   }
 
   int event_fd() const { return state().watcher.fd(); }
@@ -234,10 +240,8 @@ class SupervisorEngine {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - s.now());
       wait = std::max(left, std::chrono::milliseconds(0));
     }
-    if (s.active_pumps > 0 && !s.watcher.multiplexes_readers()) {
-      // No wake-up for capped logs on the portable path: pump them often.
-      constexpr std::chrono::milliseconds pump_interval{20};
-      wait = wait ? std::min(*wait, pump_interval) : pump_interval;
+    if (auto pump_wait = output_wait(s)) {  // supervised output without a wake-up per pipe
+      wait = wait ? std::min(*wait, *pump_wait) : *pump_wait;
     }
     if (input_needs_retry(s)) {
       // No wake-up for stdin pipes with room on the portable path: retry often.
@@ -261,6 +265,22 @@ class SupervisorEngine {
     State& s = state();
     std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
     s.handlers.push_back(std::move(handler));
+  }
+
+  void on_output_line(output_line_handler handler) {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    if (!handler) return;
+    s.line_handlers.push_back(std::move(handler));
+    s.wants_lines = true;
+  }
+
+  void on_output_chunk(output_chunk_handler handler) {
+    State& s = state();
+    std::lock_guard<std::recursive_mutex> poll_lock(s.poll_mutex);
+    if (!handler) return;
+    s.chunk_handlers.push_back(std::move(handler));
+    s.wants_chunks = true;
   }
 
   bool wait(const std::string& id, std::optional<std::chrono::milliseconds> timeout) {
@@ -507,7 +527,7 @@ class SupervisorEngine {
     return it->second->info;
   }
 
-  // ---- the queue (under `mutex`) and event delivery (under `poll_mutex` only)
+  // ---- the queue (under `mutex`) -------------------------------------------
 
   /// Pops queued workers while slots are free and reserves a slot for each.
   std::vector<Record*> take_launchable(State& s) {
@@ -536,16 +556,9 @@ class SupervisorEngine {
     return out;
   }
 
-  /// Runs the handlers for `events`, under the poll lock but not `s.mutex`
-  /// (a handler may call in).
-  std::size_t deliver(State& s, const std::vector<WorkerEvent>& events) {
-    if (events.empty()) return 0;
-    auto handlers = s.handlers;  // a handler may register another
-    for (const auto& event : events) {
-      for (const auto& handler : handlers) handler(event);
-    }
-    return events.size();
-  }
+  // Delivery (under the poll lock but not `s.mutex`: a handler may call in)
+  // is `deliver_events_and_output` (worker_output.hpp): each event, and
+  // before it the output read before it was raised.
 
   // ---- exits and how they are classified (under `mutex`) --------------------
 
@@ -591,7 +604,7 @@ class SupervisorEngine {
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
-    finish_outputs(s, record);  // a capped log holds everything before a launcher reads it
+    finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
@@ -684,8 +697,7 @@ class SupervisorEngine {
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
-      record.context.stdout_spec = resolve_output(s.recorder ? &*s.recorder : nullptr, record.info, record.spec.stdout_spec, true);
-      record.context.stderr_spec = resolve_output(s.recorder ? &*s.recorder : nullptr, record.info, record.spec.stderr_spec, false);
+      plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
       record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
     }
     std::string error;
@@ -694,10 +706,8 @@ class SupervisorEngine {
     InputTarget input;
     OutputTarget outputs[2];
     int outcome_errno = 0;
-    if (error.empty() && open_input(s.null_in, record.spec.stdin_spec, input, error, outcome_errno) &&
-        open_output(s.null_out, record.context.stdout_spec, outputs[0], error, outcome_errno) &&
-        !share_output(record.context.stderr_spec, outputs, error, outcome_errno)) {
-      open_output(s.null_out, record.context.stderr_spec, outputs[1], error, outcome_errno);
+    if (error.empty() && open_input(s.null_in, record.spec.stdin_spec, input, error, outcome_errno)) {
+      open_outputs(s.null_out, record, outputs, error, outcome_errno);
     }
     if (error.empty()) {
       plan.stdio[0] = input.child_fd;
@@ -739,6 +749,7 @@ class SupervisorEngine {
       abandon(outcome.pid, outcome_errno);
     }
     if (!error.empty()) {
+      for (auto& target : outputs) target.close_all();
       input.close_all();
       --s.running;
       record.info.started_at.reset();
@@ -760,13 +771,7 @@ class SupervisorEngine {
     record.info.process_start_time = process.start_time;
     record.info.started_at = started_wall;
     record.pidfd = outcome.pidfd;
-    for (int i = 0; i < 2; ++i) {
-      if (outputs[i].pipe_read < 0) continue;
-      record.pumps[i] = std::make_unique<OutputPump>(outputs[i].pipe_read,
-                                                              outputs[i].file_fd, outputs[i].limit);
-      ++s.active_pumps;
-      s.watcher.add_reader(outputs[i].pipe_read, record.pumps[i].get());
-    }
+    start_outputs(s, record, outputs);
     start_input(s, record, input);
     record.guard_slot = s.guard.add(record.info.identity(), record.cgroup_serial);
     if (record.spec.timeout.count() > 0) record.deadline = s.now() + record.spec.timeout;

@@ -5,14 +5,15 @@
 /// (`EngineState`): the worker records, the queue, the counters, the event
 /// loop, the cgroup tree, the orphan guard and the job directory's recorder.
 ///
-/// Two locks: `mutex` guards the records, the queue, the counters and the
-/// events; `poll_mutex` lets one `poll()` run at a time (a handler may call
-/// back in) and guards the handlers.
+/// Two locks: `mutex` guards the records, the queue, the counters, the
+/// events and the output read for handlers; `poll_mutex` lets one `poll()`
+/// run at a time (a handler may call back in) and guards the handlers.
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -37,9 +38,21 @@
 #include "jobwarden/launcher.hpp"
 #include "jobwarden/supervisor_options.hpp"
 #include "jobwarden/worker_event.hpp"
+#include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_state.hpp"
 
 namespace jobwarden::detail {
+
+/// Output a pump read for the host's line or chunk handlers, waiting for
+/// `poll()` to deliver it outside the mutex. `before_event` keeps it in
+/// order with the events: it goes out before the event that was that many
+/// in the queue when it was read (a worker's last line before its exit).
+struct QueuedOutput {
+  std::size_t before_event = 0;
+  std::string worker_id;
+  int attempt = 1;
+  OutputPiece piece;
+};
 
 /// The engine's whole state, behind one pointer so the engine can move.
 template <class Clock>
@@ -58,6 +71,13 @@ struct EngineState {
   std::vector<WorkerEvent> events;
   std::vector<ExitedWorker> exited;  // see settle_exits
   std::vector<event_handler> handlers;
+  std::vector<output_line_handler> line_handlers;    // guarded by poll_mutex
+  std::vector<output_chunk_handler> chunk_handlers;  // guarded by poll_mutex
+  // Whether any line or chunk handler is registered: read by launch (the
+  // route of `automatic` output) and the pumps without poll_mutex.
+  std::atomic<bool> wants_lines{false};
+  std::atomic<bool> wants_chunks{false};
+  std::vector<QueuedOutput> output;  // read for the handlers, delivered by poll()
   EventLoop watcher;
   CgroupTree cgroups;
   std::string cgroups_unavailable;  // why workers run without cgroups
@@ -67,7 +87,9 @@ struct EngineState {
   std::size_t next_auto_id = 1;
   std::vector<Record*> restarting;  // pending workers waiting out a backoff
   std::vector<Record*> live;        // running workers whose process is not yet reaped
-  std::size_t active_pumps = 0;     // capped logs being moved
+  std::size_t active_pumps = 0;     // supervised streams being read
+  std::size_t unwatched_pumps = 0;  // ...of which the event loop could not watch (pumped every poll)
+  bool output_backlog = false;      // a pump left bytes behind at its budget
   std::size_t active_feeders = 0;   // stdin pipes the supervisor holds open
   std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
   std::optional<JobRecorder> recorder;  // the job directory, when there is a root

@@ -2,9 +2,9 @@
 /// \file
 /// Checking a `WorkerSpec` before it is accepted: what `JobSupervisor::submit`
 /// rejects (empty argv, negative durations, a bad stop signal, stall
-/// detection without a job directory, an inconsistent stdin spec, bad
-/// environment names). Worker ids are
-/// checked by `submit` itself, against the job's other workers.
+/// detection without a job directory, an inconsistent stdin spec, a capped
+/// log that goes direct, bad environment names). Worker ids are checked by
+/// `submit` itself, against the job's other workers.
 
 #include <csignal>
 #include <string>
@@ -70,6 +70,18 @@ inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code
     return false;
   }
   if (!validate_input(spec.stdin_spec, ec)) return false;
+  for (const auto* output : {&spec.stdout_spec, &spec.stderr_spec}) {
+    if (output == &spec.stderr_spec && spec.stderr_to_stdout) continue;  // ignored
+    if (output->route == OutputSpec::Route::direct && output->max_bytes &&
+        output->kind != OutputSpec::Kind::inherit && output->kind != OutputSpec::Kind::discard) {
+      report(ec, make_error_code(errc::invalid_argument),
+             std::string("invalid worker spec: ") +
+                 (output == &spec.stdout_spec ? "stdout_spec" : "stderr_spec") +
+                 " caps its log (max_bytes) but goes direct: only the supervisor can keep a "
+                 "cap (Route::supervisor or automatic)");
+      return false;
+    }
+  }
   for (const auto& [key, value] : spec.env) {
     if (key.empty() || key.find('=') != std::string::npos ||
         key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {

@@ -2,7 +2,7 @@
 /// \file
 /// The supervisor's record of one worker: its spec, the `WorkerInfo` it hands
 /// out, and the bookkeeping of the current attempt (process, guard slot,
-/// cgroup, capped-log pumps, deadlines, restarts). Owned by the engine's
+/// cgroup, the pumps of supervised output, deadlines, restarts). Owned by the engine's
 /// state and touched only under its mutex, except by `launch` for a worker
 /// marked `launching`.
 
@@ -32,7 +32,8 @@ struct WorkerRecord {
   long cgroup_serial = -1;
   long guard_slot = -1;  // the worker's guard slot in the orphan guard's table
   int pidfd = -1;
-  std::unique_ptr<OutputPump> pumps[2];  // capped stdout, stderr
+  std::unique_ptr<OutputPump> pumps[2];  // supervised stdout, stderr (null: direct, or stderr merged)
+  bool merged_output = false;  // this attempt's stderr goes with its stdout (2>&1, or one file named twice)
   std::unique_ptr<InputFeeder> input;    // stdin fed by the supervisor (made on first use, kept)
   bool unsaved = false;  // its last process.json write failed
   bool launching = false;  // reserved a slot; spawn in progress outside the lock

@@ -125,6 +125,9 @@ int main() {
     std::fflush(stdout);
   });
 
+  asio::io_context io;
+  AsioHost host(io, supervisor);  // SIGINT and SIGTERM are ours from here on
+
   supervisor.submit(shell("fetch", "for i in 1 2 3 4; do echo \"fetched part $i of 4\"; sleep 0.3; done"));
   supervisor.submit(shell("build", "for i in 1 2 3; do echo \"compiled unit $i of 3\"; sleep 0.4; done; "
                                    "printf 'build finished'"));  // a last line without newline
@@ -133,8 +136,6 @@ int main() {
   supervisor.submit(shell("report", "sleep 0.2; echo 'report started'; sleep 0.6; echo 'report written'"));
   supervisor.finish();  // no more workers: the job ends when these four do
 
-  asio::io_context io;
-  AsioHost host(io, supervisor);
   io.run();  // returns when the host cancelled its waits: every worker has ended
 
   std::size_t succeeded = 0, total = 0;

@@ -32,9 +32,9 @@ class AsioHost {
         events_(io, ::dup(supervisor.event_fd())),
         timer_(io),
         signals_(io, SIGINT, SIGTERM) {
-    signals_.async_wait([this](const std::error_code& ec, int signal) {
+    signals_.async_wait([this](const std::error_code& ec, int number) {
       if (ec) return;
-      std::printf("asio_host: %s, stopping every worker\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+      std::printf("asio_host: %s, stopping every worker\n", number == SIGINT ? "SIGINT" : "SIGTERM");
       supervisor_.begin_shutdown();  // the stop sequence; exits arrive through poll()
       pump();
     });

@@ -86,8 +86,9 @@ jobwarden::WorkerSpec shell(std::string id, std::string script) {
   spec.argv = {"sh", "-c", std::move(script)};
   spec.timeout = 30s;
   spec.grace_period = 2s;
-  spec.stdout_spec = jobwarden::OutputSpec::supervised();  // lines to the handler below
-  spec.stderr_spec = jobwarden::OutputSpec::supervised();
+  // Read by the supervisor, for the line handler below, and not kept in a file.
+  spec.stdout_spec = jobwarden::OutputSpec::supervised(jobwarden::OutputSpec::Kind::discard);
+  spec.stderr_spec = jobwarden::OutputSpec::supervised(jobwarden::OutputSpec::Kind::discard);
   spec.stderr_spec.tail_bytes = 1024;  // the last KiB stays in WorkerInfo::stderr_tail
   return spec;
 }

@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                 the full suite (about 12 minutes on a 2-core VM)
 #   scripts/bench.sh --smoke         small N, one round (what CI's `bench` ctests run)
-#   scripts/bench.sh --only spawn    one benchmark: spawn big_host latency status idle scale output
+#   scripts/bench.sh --only spawn    one benchmark: spawn big_host latency status idle scale output output_tmpfs
 #
 # Environment: BUILD_DIR (default build-bench), JOBS (default nproc).
 # Each benchmark runs jobwarden and its baselines alternating in one process
@@ -45,10 +45,13 @@ declare -A commands=(
   [idle]="$bench/bench_idle $smoke"
   [scale]="$bench/bench_scale $smoke"
   # Worker output (1 GB per route, host CPU per MB, small-worker spawn cost per
-  # route), on the disk bench_spawn's "root on disk" figures use.
+  # route) on the disk bench_spawn's "root on disk" figures use, and the 1 GB
+  # runs again on its tmpfs, where no writeback adds noise.
   [output]="$bench/bench_output $smoke --dir ${TMPDIR:-/tmp}"
+  [output_tmpfs]="$bench/bench_output $smoke --skip-spawn --dir /dev/shm"
 )
-order=(spawn big_host latency status idle scale output)
+order=(spawn big_host latency status idle scale output output_tmpfs)
+[ -w /dev/shm ] || order=(spawn big_host latency status idle scale output)  # no tmpfs there
 [ ${#only[@]} -gt 0 ] && order=("${only[@]}")
 
 log="$(mktemp "${TMPDIR:-/tmp}/jobwarden-bench.XXXXXX")"

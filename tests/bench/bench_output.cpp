@@ -10,7 +10,8 @@
 //      tail        the same with a 16 KiB tail kept in memory
 //      lines       the same with an on_output_line handler (every line counted)
 //      head_tail   the same capped at 10 MiB, keeping the head and the tail
-//    All files are on --dir. Reports each mode's throughput as a ratio to
+//    All files are on --dir; one plain run first is not counted (the first
+//    big write of a process is slow). Reports each mode's throughput as a ratio to
 //    plain's in the same round (median over rounds), and the supervisor
 //    process's own CPU per MB moved (getrusage RUSAGE_SELF, children excluded).
 // 2. Small-worker spawn cost: --n /bin/true workers at concurrency 2 with a job
@@ -20,8 +21,11 @@
 //    50, one supervisor per variant and round. Reports workers/s and the
 //    ratio to the direct variant with a job directory.
 //
-//   bench_output [--dir /tmp] [--bytes 1000000000] [--rounds 2] [--n 500]
-//                [--spawn-rounds 3] [--skip-throughput] [--skip-spawn] [--smoke]
+//   bench_output [--dir /tmp] [--bytes 1000000000] [--rounds 3] [--n 500]
+//                [--spawn-rounds 2] [--modes direct,splice,tail,lines,head_tail]
+//                [--skip-throughput] [--skip-spawn] [--smoke]
+//
+// --modes picks the throughput modes (plain, the baseline, always runs).
 //
 // Every run is checked (exit status, log sizes, line counts, no log files
 // where nothing was written); timing is reported, never asserted.
@@ -51,6 +55,9 @@ std::uint64_t file_size(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
 }
+
+/// "tmpfs" or "disk": the figures' names say where the files were.
+std::string place(const std::string& dir) { return jwbench::filesystem_name(dir) == "tmpfs" ? "tmpfs" : "disk"; }
 
 /// What one run moved and what it cost.
 struct Run {
@@ -172,30 +179,44 @@ Run supervised_run(Mode mode, const std::string& dir, std::uint64_t bytes, int r
   return run;
 }
 
-int throughput_suite(const std::string& dir, std::uint64_t bytes, int rounds) {
+int throughput_suite(const std::string& dir, std::uint64_t bytes, int rounds, const std::string& modes) {
   const double mb = static_cast<double>(bytes) / 1e6;
+  bool enabled[mode_count];
+  for (int m = 0; m < mode_count; ++m) {
+    enabled[m] = m == plain || ("," + modes + ",").find(std::string(",") + mode_keys[m] + ",") != std::string::npos;
+  }
   note("output throughput: one worker writes %.0f MB of 100-byte lines in 64 KiB writes, %d round(s); "
        "files on %s (%s)\n",
        mb, rounds, dir.c_str(), jwbench::filesystem_name(dir).c_str());
   std::vector<double> times[mode_count], cpu[mode_count], ratio[mode_count];
+  plain_run(dir, bytes);  // not counted: the first big write of a run is slow (allocation, cache)
   for (int round = 0; round < rounds; ++round) {
     double t[mode_count] = {};
     for (int m : jwbench::round_order(mode_count, round)) {
+      if (!enabled[m]) continue;
       Run run = m == plain ? plain_run(dir, bytes) : supervised_run(static_cast<Mode>(m), dir, bytes, round);
       t[m] = run.seconds;
       times[m].push_back(run.seconds);
       cpu[m].push_back(run.host_cpu);
     }
-    for (int m = 0; m < mode_count; ++m) ratio[m].push_back(t[plain] / t[m]);
+    note("  round %d:", round + 1);
+    for (int m = 0; m < mode_count; ++m) {
+      if (!enabled[m]) continue;
+      ratio[m].push_back(t[plain] / t[m]);
+      note(" %s %.2fs", mode_keys[m], t[m]);
+    }
+    note("\n");
   }
   note("\nmedian over %d round(s); throughput ratio = plain's time / the mode's (1: as fast as plain)\n", rounds);
   note("  %-44s %9s %8s %16s\n", "mode", "MB/s", "ratio", "host CPU us/MB");
   for (int m = 0; m < mode_count; ++m) {
+    if (!enabled[m]) continue;
     note("  %-44s %9.0f %8.3f %16.2f\n", mode_names[m], mb / median(times[m]), median(ratio[m]),
          median(cpu[m]) / mb * 1e6);
   }
   for (int m = 0; m < mode_count; ++m) {
-    std::string key = std::string("output.") + mode_keys[m];
+    if (!enabled[m]) continue;
+    std::string key = "output." + place(dir) + "." + mode_keys[m];
     if (m != plain) figure(key + "_vs_plain", median(ratio[m]), "x");
     figure(key + "_host_cpu_per_mb", median(cpu[m]) / mb * 1e6, "us");
     figure(key + "_mb_per_s", mb / median(times[m]), "MB/s");
@@ -319,7 +340,7 @@ int spawn_suite(const std::string& dir, int n, int rounds) {
          median(cpu[v]) / n * 1e6);
   }
   for (int v = 0; v < variant_count; ++v) {
-    std::string key = std::string("output.spawn_c2.") + variant_keys[v];
+    std::string key = "output." + place(dir) + ".spawn_c2." + variant_keys[v];
     if (v != sp_direct) figure(key + "_vs_direct", median(ratio[v]), "x");
     figure(key + "_workers_per_s", n / median(times[v]), "/s");
     figure(key + "_host_cpu_us_per_worker", median(cpu[v]) / n * 1e6, "us");
@@ -338,12 +359,13 @@ int main(int argc, char** argv) {
     if (bytes % line_bytes != 0 || bytes < 2 * cap_bytes) {
       throw std::runtime_error("--bytes must be a multiple of 100 and at least 20 MiB, not " + std::to_string(bytes));
     }
-    const int rounds = static_cast<int>(args.num("rounds", smoke ? 1 : 2));
+    const int rounds = static_cast<int>(args.num("rounds", smoke ? 1 : 3));
     const int n = static_cast<int>(args.num("n", smoke ? 20 : 500));
-    const int spawn_rounds = static_cast<int>(args.num("spawn-rounds", smoke ? 1 : 3));
+    const int spawn_rounds = static_cast<int>(args.num("spawn-rounds", smoke ? 1 : 2));
     if (rounds < 1 || n < 1 || spawn_rounds < 1) throw std::runtime_error("--rounds, --n and --spawn-rounds must be positive");
     note("machine: %ld CPUs\n", ::sysconf(_SC_NPROCESSORS_ONLN));
-    if (!args.has("skip-throughput")) throughput_suite(dir, bytes, rounds);
+    const std::string modes = args.str("modes", "direct,splice,tail,lines,head_tail");
+    if (!args.has("skip-throughput")) throughput_suite(dir, bytes, rounds, modes);
     if (!args.has("skip-spawn")) spawn_suite(dir, n, spawn_rounds);
     if (!jwbench::check_nothing_left()) return 1;
     note("nothing left behind: ok\n");

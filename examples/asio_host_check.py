@@ -74,9 +74,11 @@ def check_run(binary):
     switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
     if switches <= len(seen) - 1:
         failures.append(f"lines of different workers did not interleave: {order}")
-    # fetch sleeps 0.3 s after each of its 4 lines: its first and last are at least 0.9 s apart.
+    # fetch sleeps 0.3 s after each of its 4 lines: its first and last are
+    # written at least 0.9 s apart, and a streaming host passes on most of that
+    # even when it is slow to get going; lines held until fetch ended arrive together.
     fetch = seen.get("fetch", [])
-    if len(fetch) == 4 and fetch[-1][0] - fetch[0][0] < 0.6:
+    if len(fetch) == 4 and fetch[-1][0] - fetch[0][0] < 0.3:
         failures.append(f"fetch's lines arrived together ({fetch[-1][0] - fetch[0][0]:.2f} s apart): not streamed")
     if "test failed (exit 1)" not in text:
         failures.append("no line saying the test worker failed with exit 1")

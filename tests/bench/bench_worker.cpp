@@ -8,6 +8,9 @@
 //   term-stamp FILE       on SIGTERM write CLOCK_MONOTONIC ns to FILE and exit 0;
 //                         until then sleep
 //   ignore-term           ignore SIGTERM and sleep until SIGKILL
+//   lines BYTES           write BYTES bytes of 100-byte lines (99 letters and
+//                         '\n') to stdout in 64 KiB writes (lines straddle
+//                         writes), exit 0; exit 1 on a failed write
 //
 // In the sleeping modes, once ready (dispositions set), a worker writes one
 // byte into the FIFO named by JOBWARDEN_BENCH_READY, if set: a benchmark
@@ -17,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -53,6 +57,26 @@ void write_stamp_and_exit(const char* path) {
 }
 
 void on_term(int) { write_stamp_and_exit(stamp_path); }
+
+// Every line is 99 'x' and '\n', so a reader can check it got whole lines; a
+// write starts at its offset's place in a buffer that repeats the 100-byte line.
+int write_lines(long long total) {
+  constexpr int line = 100;
+  constexpr int chunk = 64 * 1024;
+  static char buffer[chunk + line];
+  for (int i = 0; i < chunk + line; ++i) buffer[i] = i % line == line - 1 ? '\n' : 'x';
+  long long written = 0;
+  while (written < total) {
+    long long want = total - written < chunk ? total - written : chunk;
+    ssize_t n = write(1, buffer + written % line, static_cast<size_t>(want));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    written += n;
+  }
+  return 0;
+}
 
 void say_ready() {
   const char* fifo = std::getenv("JOBWARDEN_BENCH_READY");
@@ -93,6 +117,7 @@ int main(int argc, char** argv) {
     say_ready();
     for (;;) pause();
   }
+  if (std::strcmp(mode, "lines") == 0 && argc > 2) return write_lines(std::atoll(argv[2]));
   std::fprintf(stderr, "jobwarden_bench_worker: unknown mode %s\n", mode);
   return 2;
 }

@@ -261,6 +261,18 @@ TEST_CASE("the tail of a failed worker's stderr is in its info and its exit even
   CHECK(tail_in_event == info.stderr_tail);
 }
 
+TEST_CASE("an inherited stderr stays the worker's own unless a tail is asked for") {
+  JobSupervisor<> supervisor;
+  auto spec = jwtest::quiet({"/bin/sh", "-c", "echo 'inherited line (expected in the test log)' >&2"});
+  spec.stderr_spec = OutputSpec::inherit();
+  auto direct = supervisor.submit(spec);
+  spec.stderr_spec.tail_bytes = 64;
+  auto tailed = supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(60s));
+  CHECK(supervisor.info(direct).stderr_tail.empty());  // not relayed: poll() never writes it
+  CHECK(supervisor.info(tailed).stderr_tail == "inherited line (expected in the test log)\n");
+}
+
 TEST_CASE("the tail is up to date while the worker runs, and tail_bytes sets its size") {
   JobSupervisor<> supervisor;
   auto spec = jwtest::quiet({"/bin/sh", "-c", "echo starting; echo ready; exec sleep 60"});

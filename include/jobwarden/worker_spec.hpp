@@ -77,8 +77,9 @@ struct OutputSpec {
 
   /// How many of the stream's last bytes the supervisor keeps in memory and
   /// shows in `WorkerInfo::stdout_tail` / `stderr_tail` (0: none). Unset: the
-  /// default of the stream — 4096 bytes of stderr, none of stdout (see the
-  /// README's "Worker output"). A tail makes an `automatic` route supervised.
+  /// default of the stream — 4096 bytes of stderr, none of stdout, none of
+  /// an `inherit`ed stream (see the README's "Worker output"). A tail makes an
+  /// `automatic` route supervised.
   std::optional<std::size_t> tail_bytes;
 
   static OutputSpec inherit() { return make(Kind::inherit); }

@@ -527,35 +527,6 @@ class SupervisorEngine {
     return it->second->info;
   }
 
-  // ---- the queue (under `mutex`) -------------------------------------------
-
-  /// Pops queued workers while slots are free and reserves a slot for each.
-  std::vector<Record*> take_launchable(State& s) {
-    std::vector<Record*> out;
-    if (!s.restarting.empty()) {
-      auto now = s.now();
-      // Restarted workers go ahead of never-started ones: they were submitted first.
-      for (auto it = s.restarting.rbegin(); it != s.restarting.rend(); ++it) {
-        if (*(*it)->restart_at <= now) s.queue.push_front(*it);
-      }
-      s.restarting.erase(std::remove_if(s.restarting.begin(), s.restarting.end(),
-                                        [&](Record* r) {
-                                          if (*r->restart_at > now) return false;
-                                          r->restart_at.reset();
-                                          return true;
-                                        }),
-                         s.restarting.end());
-    }
-    while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down) {
-      Record* record = s.queue.front();
-      s.queue.pop_front();
-      record->launching = true;
-      ++s.running;
-      out.push_back(record);
-    }
-    return out;
-  }
-
   // Delivery (under the poll lock but not `s.mutex`: a handler may call in)
   // is `deliver_events_and_output` (worker_output.hpp): each event, and
   // before it the output read before it was raised.

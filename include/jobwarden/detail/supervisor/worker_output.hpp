@@ -62,9 +62,15 @@ inline constexpr std::uint64_t output_full_pipe = 16 * 1024;
 /// direct): `automatic` is `supervisor` when something must see the bytes —
 /// a cap on a log file, a tail (after the stream's default above), or a line
 /// or chunk handler registered before the spawn — and `direct` otherwise.
+/// The default tail is not kept of a stream the worker shares with the
+/// supervisor (`inherit`): relaying it would move the worker's blocking on a
+/// full terminal or pipe into `poll()`. Asked for explicitly, it is.
 inline OutputSpec resolve_route(OutputSpec spec, OutputStream stream, bool handlers) {
-  std::size_t tail = spec.tail_bytes.value_or(
-      stream == OutputStream::out ? default_stdout_tail_bytes : default_stderr_tail_bytes);
+  std::size_t default_tail =
+      spec.kind == OutputSpec::Kind::inherit
+          ? 0
+          : stream == OutputStream::out ? default_stdout_tail_bytes : default_stderr_tail_bytes;
+  std::size_t tail = spec.tail_bytes.value_or(default_tail);
   bool capped = spec.kind == OutputSpec::Kind::file && spec.max_bytes.has_value();
   if (spec.route == OutputSpec::Route::automatic) {
     spec.route = capped || tail > 0 || handlers ? OutputSpec::Route::supervisor

@@ -3,9 +3,10 @@
 /// A worker's state changes and the events they raise: the one place a
 /// worker's state changes (`set_state`, transitions checked by
 /// `is_allowed_transition`, every change written to the job directory), the
-/// event queue that `poll()` delivers, and the walk over running workers.
-/// Everything here runs under the engine's `mutex`.
+/// event queue that `poll()` delivers, the walk over running workers, and
+/// taking queued workers off the queue into free slots. Everything here runs under the engine's `mutex`.
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -56,6 +57,36 @@ void finish_unstarted(EngineState<Clock>& s, WorkerRecord<typename Clock::time_p
   }
   set_state(s, record, final_state);
   emit(s, EventKind::exited, record);
+}
+
+/// The queue (under `mutex`): pops queued workers while slots are free and
+/// reserves a slot for each; restarts whose backoff is over go first.
+template <class Clock>
+std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineState<Clock>& s) {
+  using Record = WorkerRecord<typename Clock::time_point>;
+  std::vector<Record*> out;
+  if (!s.restarting.empty()) {
+    auto now = s.now();
+    // Restarted workers go ahead of never-started ones: they were submitted first.
+    for (auto it = s.restarting.rbegin(); it != s.restarting.rend(); ++it) {
+      if (*(*it)->restart_at <= now) s.queue.push_front(*it);
+    }
+    s.restarting.erase(std::remove_if(s.restarting.begin(), s.restarting.end(),
+                                      [&](Record* r) {
+                                        if (*r->restart_at > now) return false;
+                                        r->restart_at.reset();
+                                        return true;
+                                      }),
+                       s.restarting.end());
+  }
+  while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down) {
+    Record* record = s.queue.front();
+    s.queue.pop_front();
+    record->launching = true;
+    ++s.running;
+    out.push_back(record);
+  }
+  return out;
 }
 
 }  // namespace jobwarden::detail

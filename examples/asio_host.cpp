@@ -11,11 +11,15 @@
 // It runs four shell commands that print lines over a second or so; one
 // fails on purpose. It exits 0 when every worker succeeded, 1 otherwise
 // (so 1 here), after a line saying how many succeeded.
+#include <fcntl.h>
+
 #include <asio.hpp>
+#include <cerrno>
 
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <system_error>
 
 #include <jobwarden/jobwarden.hpp>
 
@@ -29,7 +33,7 @@ class AsioHost {
   AsioHost(asio::io_context& io, jobwarden::JobSupervisor<>& supervisor)
       : supervisor_(supervisor),
         // asio owns (and closes) what it wraps, so it gets its own copy of the descriptor.
-        events_(io, ::dup(supervisor.event_fd())),
+        events_(io, own_copy(supervisor.event_fd())),
         timer_(io),
         signals_(io, SIGINT, SIGTERM) {
     signals_.async_wait([this](const std::error_code& ec, int number) {
@@ -43,6 +47,12 @@ class AsioHost {
   }
 
  private:
+  static int own_copy(int fd) {
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);  // close-on-exec, like the supervisor's own
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), "cannot copy event_fd()");
+    return copy;
+  }
+
   void wait_for_events() {
     events_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const std::error_code& ec) {
       if (ec) return;  // cancelled: the host is done

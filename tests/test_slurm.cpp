@@ -454,6 +454,31 @@ TEST_CASE("a worker run through Slurm succeeds and its stdout reaches the worker
   CHECK(wait_no_jobs(job));  // a finished job may stay COMPLETING for a moment
 }
 
+TEST_CASE("through srun, stdin bytes reach the task and its lines reach a handler as they come") {
+  REQUIRE_SLURM_OR_SKIP();
+  JobSupervisor<> supervisor(slurm_supervisor(unique_job_id("io")));
+  std::vector<std::string> lines;
+  supervisor.on_output_line([&](const jobwarden::OutputLine& line) {
+    lines.emplace_back(line.text);
+  });
+  std::string input;
+  for (int i = 0; i < 2000; ++i) input += "record " + std::to_string(i) + "\n";
+  auto spec = quiet({"/bin/sh", "-c", "wc -l; echo 'on stderr' >&2; exit 4"});
+  spec.stdout_spec = OutputSpec::supervised(OutputSpec::Kind::discard);
+  spec.stdin_spec = jobwarden::InputSpec::from_bytes(input);
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait(id, 60s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::failed);
+  REQUIRE(info.exit_code);
+  CHECK(*info.exit_code == 4);
+  CHECK(info.stdin_written_bytes == input.size());
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("2000") != std::string::npos);
+  // stderr is discarded but its tail is kept: the task's line and srun's verdict.
+  CHECK(info.stderr_tail.find("on stderr") != std::string::npos);
+}
+
 TEST_CASE("a Slurm worker's non-zero exit is its exit code") {
   REQUIRE_SLURM_OR_SKIP();
   jwtest::TempDir dir;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -311,6 +312,22 @@ TEST_CASE("stdin from a file; a missing file is spawn_failed naming it") {
   CHECK(info.state == WorkerState::spawn_failed);
   CHECK(info.error.find("cannot open stdin file \"" + (dir / "missing.bin") + "\"") !=
         std::string::npos);
+}
+
+TEST_CASE("a stdin file that is a FIFO without a writer never holds up submit or poll") {
+  jwtest::TempDir dir;
+  const std::string fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  JobSupervisor<> supervisor;
+  // A blocking open would wait here, inside submit(), for a writer that never comes.
+  auto id = supervisor.submit(reading({"cat"}, InputSpec::from_file(fifo), dir / "out.txt"));
+  REQUIRE(supervisor.wait_all(60s));
+  CHECK(supervisor.info(id).state == WorkerState::succeeded);  // no writer: EOF at once
+  auto directory = supervisor.submit(reading({"cat"}, InputSpec::from_file(dir), ""));
+  REQUIRE(supervisor.wait_all(60s));
+  auto info = supervisor.info(directory);
+  CHECK(info.state == WorkerState::spawn_failed);
+  CHECK(info.error.find("Is a directory") != std::string::npos);
 }
 
 TEST_CASE("an inherited stdin is the supervisor's own") {

@@ -407,6 +407,57 @@ TEST_CASE("restarts append to the supervised log of the job directory") {
   CHECK(info.stdout_log == layout_of(dir).stdout_file(id));
 }
 
+TEST_CASE("supervised logs appended to by several workers lose no one's bytes") {
+  jwtest::TempDir dir;
+  const std::string shared = dir / "shared.log";
+  JobSupervisor<> supervisor;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    WorkerSpec spec;
+    spec.argv = {"/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo \"w" + std::to_string(i) +
+                                      " line $i\"; i=$((i+1)); done"};
+    spec.stdout_spec = OutputSpec::to_file(shared, true);
+    spec.stdout_spec.route = OutputSpec::Route::supervisor;
+    spec.stdout_spec.tail_bytes = 64;  // the bytes pass through user space, written with O_APPEND
+    spec.stderr_spec = OutputSpec::discard();
+    ids.push_back(supervisor.submit(spec));
+  }
+  REQUIRE(supervisor.wait_all(60s));
+  std::string text = jwtest::read_file(shared);
+  std::size_t lines = 0;
+  for (char c : text) lines += c == '\n';
+  CHECK(lines == 8000);  // with one offset per writer, they overwrote each other
+  for (int i = 0; i < 4; ++i) {
+    CHECK(text.find("w" + std::to_string(i) + " line 1999\n") != std::string::npos);
+  }
+}
+
+TEST_CASE("with 2>&1 into the job directory's log, a failed worker's stdout tail holds its stderr") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_root(dir));
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c", "echo progress; echo 'error: no such repository' >&2; exit 2"};
+  spec.stderr_to_stdout = true;
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(60s));
+  auto info = supervisor.info(id);
+  CHECK(info.state == WorkerState::failed);
+  CHECK(info.stdout_tail == "progress\nerror: no such repository\n");
+  CHECK(jwtest::read_file(layout_of(dir).stdout_file(id)) == info.stdout_tail);
+}
+
+TEST_CASE("without a job directory a line handler alone gets the workers' lines") {
+  JobSupervisor<> supervisor;
+  std::vector<std::string> lines;
+  supervisor.on_output_line([&](const jobwarden::OutputLine& line) { lines.emplace_back(line.text); });
+  WorkerSpec spec;
+  spec.argv = {"/bin/sh", "-c", "echo one; echo two"};
+  auto id = supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(60s));
+  CHECK(lines == std::vector<std::string>{"one", "two"});
+  CHECK(supervisor.info(id).stdout_log.empty());
+}
+
 TEST_CASE("a worker with supervised streams has no descriptor but 0, 1 and 2") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor(with_root(dir));

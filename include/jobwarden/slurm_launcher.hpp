@@ -329,7 +329,7 @@ class SlurmLauncher : public Launcher {
       note_error(worker, "cannot run \"" + (worker.argv.empty() ? std::string() : worker.argv[0]) +
                              "\"" + (report.node.empty() ? "" : " on " + report.node) + ": " +
                              report.execve_error);
-      status.exit_code.reset();  // it never ran: no exit code (SPEC: never "exit 2")
+      status.exit_code.reset();  // it never ran: no exit code (docs/contract.md: spawn_failed is never an exit code)
       return WorkerState::spawn_failed;
     }
     if (report.task_ended) {

@@ -23,7 +23,10 @@ namespace jobwarden {
 /// which can then cap the log, keep its tail and hand lines to handlers.
 struct OutputSpec {
   enum class Kind {
-    automatic,  ///< the worker's log file in the job directory if there is one (appended to by restarts), else inherit
+    /// The worker's log file in the job directory if there is one (appended
+    /// to by restarts); else the supervisor's own stream, or — once a line or
+    /// chunk handler is registered — the handlers alone.
+    automatic,
     inherit,    ///< the supervisor's own stream
     discard,    ///< /dev/null (read by the supervisor: nowhere, but the tail and handlers see it)
     file,       ///< `path`, created or truncated (or appended to with `append`)
@@ -36,7 +39,8 @@ struct OutputSpec {
   /// dropped, and a note says so in the file; `keep` says which part stays.
   /// Only the supervisor can keep a cap: a capped log goes through it
   /// (`Route::direct` with a cap is refused at submit). Ignored for
-  /// `inherit` and `discard`.
+  /// `inherit` and `discard`. The cap is per attempt: a restart that appends
+  /// to the log may write as much again.
   std::optional<std::uint64_t> max_bytes;
 
   /// What a capped log keeps.
@@ -55,6 +59,8 @@ struct OutputSpec {
     /// `supervisor` when something needs to see the bytes — a cap on a log
     /// file, a tail (`tail_bytes` after its default: stderr keeps one), a
     /// line or chunk handler registered before the spawn — else `direct`.
+    /// An `inherit`ed stream stays `direct` unless a tail is asked for: the
+    /// worker, not `poll()`, then waits when the terminal or pipe is full.
     automatic,
     /// The worker writes its file (or /dev/null, or the supervisor's stream)
     /// itself: zero supervisor CPU per byte. A log file is created before the
@@ -77,8 +83,9 @@ struct OutputSpec {
 
   /// How many of the stream's last bytes the supervisor keeps in memory and
   /// shows in `WorkerInfo::stdout_tail` / `stderr_tail` (0: none). Unset: the
-  /// default of the stream — 4096 bytes of stderr, none of stdout, none of
-  /// an `inherit`ed stream (see the README's "Worker output"). A tail makes an
+  /// default of the stream — 4096 bytes of stderr (also of stdout when it
+  /// carries stderr, `stderr_to_stdout`), none of stdout, none of an
+  /// `inherit`ed stream (see the README's "Worker output"). A tail makes an
   /// `automatic` route supervised.
   std::optional<std::size_t> tail_bytes;
 

@@ -28,6 +28,7 @@
 #include <string>
 
 #include "jobwarden/detail/platform.hpp"
+#include "jobwarden/detail/sigpipe_shield.hpp"
 
 #if JOBWARDEN_LINUX_FAST_PATH
 #include <sys/ioctl.h>
@@ -35,43 +36,15 @@
 
 namespace jobwarden::detail {
 
-/// Blocks SIGPIPE in the calling thread for its lifetime, so that writing to
-/// a pipe nobody reads fails with EPIPE instead of killing the host; a
-/// SIGPIPE raised meanwhile is taken off the thread before it is unblocked.
-class SigpipeBlock {
- public:
-  SigpipeBlock() {
-    sigemptyset(&pipe_set_);
-    sigaddset(&pipe_set_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    ::pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_);
-  }
-  ~SigpipeBlock() {
-    sigset_t pending;
-    sigemptyset(&pending);
-    if (!was_pending_ && ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-      int sig = 0;
-      ::sigwait(&pipe_set_, &sig);
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeBlock(const SigpipeBlock&) = delete;
-  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
-
- private:
-  sigset_t pipe_set_;
-  sigset_t old_;
-  bool was_pending_ = false;
-};
-
 /// Writes all of `data` to `fd` (short writes and EINTR retried; a
 /// non-blocking `fd` that is full is waited for). With `guard_sigpipe` a
 /// reader that went away is EPIPE, not SIGPIPE. Returns 0 or the errno.
 inline int write_fully(int fd, const char* data, std::size_t size, bool guard_sigpipe) {
-  std::optional<SigpipeBlock> block;
-  if (guard_sigpipe) block.emplace();
+  std::optional<SigpipeShield> shield;
+  if (guard_sigpipe) {
+    shield.emplace();
+    if (!shield->active()) return EPIPE;  // unprotected, a write could kill the host: none
+  }
   while (size > 0) {
     ssize_t n = ::write(fd, data, size);
     if (n < 0 && errno == EINTR) continue;
@@ -80,6 +53,7 @@ inline int write_fully(int fd, const char* data, std::size_t size, bool guard_si
       ::poll(&pfd, 1, -1);
       continue;
     }
+    if (n < 0 && errno == EPIPE && shield) shield->note_epipe();
     if (n < 0) return errno;
     if (n == 0) return EIO;
     data += n;
@@ -89,15 +63,17 @@ inline int write_fully(int fd, const char* data, std::size_t size, bool guard_si
 }
 
 /// Opens a log for writing, close-on-exec, never blocking on a FIFO without
-/// a reader (ENXIO instead). `append` continues the file (positioned at its
-/// end: no O_APPEND, which splice(2) and copy_file_range(2) refuse); else it
-/// is truncated. Without `create` a missing file is ENOENT. -1 with errno set.
+/// a reader (ENXIO instead). `append` continues the file with O_APPEND, so
+/// other writers of the same file (another worker's log appended to, an
+/// escapee of an earlier attempt) never overwrite each other's bytes; splice(2)
+/// and copy_file_range(2) refuse such a file and the sink then reads and
+/// writes. Else the file is truncated. Without `create` a missing file is
+/// ENOENT. -1 with errno set.
 inline int open_log(const std::string& path, bool append, bool create) {
-  int flags = O_WRONLY | O_CLOEXEC | O_NONBLOCK | (create ? O_CREAT : 0) | (append ? 0 : O_TRUNC);
+  int flags = O_WRONLY | O_CLOEXEC | O_NONBLOCK | (create ? O_CREAT : 0) | (append ? O_APPEND : O_TRUNC);
   int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) return -1;
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  if (append) ::lseek(fd, 0, SEEK_END);
   return fd;
 }
 

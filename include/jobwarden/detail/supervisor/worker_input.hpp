@@ -7,6 +7,7 @@
 /// under it.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,15 +55,27 @@ inline bool open_input(int null_in, const InputSpec& spec, InputTarget& target,
   switch (spec.kind) {
     case InputSpec::Kind::null: target.child_fd = null_in; return true;
     case InputSpec::Kind::inherit: target.child_fd = -1; return true;
-    case InputSpec::Kind::file:
-      target.opened = ::open(spec.path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (target.opened < 0) {
-        error_number = errno;
+    case InputSpec::Kind::file: {
+      auto fail = [&](int number) {
+        error_number = number;
         error = "cannot open stdin file \"" + spec.path + "\": " + std::strerror(error_number);
+        if (target.opened >= 0) ::close(target.opened);
+        target.opened = -1;
         return false;
-      }
+      };
+      // Non-blocking: opening a FIFO without a writer would otherwise wait,
+      // inside poll() or submit(), for as long as no writer comes.
+      target.opened = ::open(spec.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+      if (target.opened < 0) return fail(errno);
+      struct stat st;
+      if (::fstat(target.opened, &st) != 0) return fail(errno);
+      if (S_ISDIR(st.st_mode)) return fail(EISDIR);
+      // The worker gets a blocking descriptor, as from a shell's `<`.
+      int flags = ::fcntl(target.opened, F_GETFL);
+      if (flags < 0 || ::fcntl(target.opened, F_SETFL, flags & ~O_NONBLOCK) != 0) return fail(errno);
       target.child_fd = target.opened;
       return true;
+    }
     case InputSpec::Kind::host:
       if (!make_input_pipe(target.opened, target.write_end)) {
         error_number = errno;

@@ -60,34 +60,42 @@ inline constexpr std::uint64_t output_full_pipe = 16 * 1024;
 /// The route rule, in one place. Returns `spec` (its kind already resolved)
 /// with `route` made `direct` or `supervisor` and `tail_bytes` set (0 when
 /// direct): `automatic` is `supervisor` when something must see the bytes —
-/// a cap on a log file, a tail (after the stream's default above), or a line
-/// or chunk handler registered before the spawn — and `direct` otherwise.
-/// The default tail is not kept of a stream the worker shares with the
-/// supervisor (`inherit`): relaying it would move the worker's blocking on a
-/// full terminal or pipe into `poll()`. Asked for explicitly, it is.
-inline OutputSpec resolve_route(OutputSpec spec, OutputStream stream, bool handlers) {
-  std::size_t default_tail =
-      spec.kind == OutputSpec::Kind::inherit
-          ? 0
-          : stream == OutputStream::out ? default_stdout_tail_bytes : default_stderr_tail_bytes;
-  std::size_t tail = spec.tail_bytes.value_or(default_tail);
+/// a cap on a log file, a tail (after the stream's default above; a stream
+/// carrying stderr too, 2>&1, takes stderr's), or a line or chunk handler
+/// registered before the spawn — and `direct` otherwise.
+///
+/// A stream the worker shares with the supervisor (`inherit`) gets no default
+/// tail and is not routed through the supervisor for handlers: relaying it
+/// would move the worker's blocking on a full terminal or pipe into `poll()`.
+/// Asked for explicitly (a tail, `Route::supervisor`), it is.
+inline OutputSpec resolve_route(OutputSpec spec, OutputStream stream, bool handlers,
+                                bool carries_stderr = false) {
+  bool shared = spec.kind == OutputSpec::Kind::inherit;
+  std::size_t default_tail = stream == OutputStream::out ? default_stdout_tail_bytes
+                                                         : default_stderr_tail_bytes;
+  if (carries_stderr) default_tail = std::max(default_tail, default_stderr_tail_bytes);
+  std::size_t tail = spec.tail_bytes.value_or(shared ? 0 : default_tail);
   bool capped = spec.kind == OutputSpec::Kind::file && spec.max_bytes.has_value();
   if (spec.route == OutputSpec::Route::automatic) {
-    spec.route = capped || tail > 0 || handlers ? OutputSpec::Route::supervisor
-                                                : OutputSpec::Route::direct;
+    spec.route = capped || tail > 0 || (handlers && !shared) ? OutputSpec::Route::supervisor
+                                                             : OutputSpec::Route::direct;
   }
   spec.tail_bytes = spec.route == OutputSpec::Route::supervisor ? tail : 0;
   return spec;
 }
 
 /// `automatic` means the worker's log file in the job directory (appended
-/// to by restarts), or the supervisor's own stream without one; then the route.
+/// to by restarts); without a job directory, the supervisor's own stream —
+/// or, once a line or chunk handler is registered, the handlers alone (the
+/// host asked for the lines: printing them too would show each twice).
+/// Then the route.
 inline OutputSpec resolve_output(const JobRecorder* recorder, const WorkerInfo& worker,
-                                 const OutputSpec& spec, OutputStream stream, bool handlers) {
+                                 const OutputSpec& spec, OutputStream stream, bool handlers,
+                                 bool carries_stderr = false) {
   OutputSpec resolved = spec;
   if (spec.kind == OutputSpec::Kind::automatic) {
     if (recorder == nullptr) {
-      resolved.kind = OutputSpec::Kind::inherit;
+      resolved.kind = handlers ? OutputSpec::Kind::discard : OutputSpec::Kind::inherit;
     } else {
       const auto& layout = recorder->layout();
       resolved.kind = OutputSpec::Kind::file;
@@ -96,7 +104,7 @@ inline OutputSpec resolve_output(const JobRecorder* recorder, const WorkerInfo& 
       resolved.append = worker.attempt > 1;
     }
   }
-  return resolve_route(std::move(resolved), stream, handlers);
+  return resolve_route(std::move(resolved), stream, handlers, carries_stderr);
 }
 
 /// Whether two paths name one file, however spelled: the same inode when
@@ -148,9 +156,9 @@ inline bool join_one_file(LaunchContext& context) {
 template <class TimePoint>
 void plan_outputs(WorkerRecord<TimePoint>& record, const JobRecorder* recorder, bool handlers) {
   LaunchContext& context = record.context;
-  context.stdout_spec =
-      resolve_output(recorder, record.info, record.spec.stdout_spec, OutputStream::out, handlers);
   record.merged_output = record.spec.stderr_to_stdout;
+  context.stdout_spec = resolve_output(recorder, record.info, record.spec.stdout_spec,
+                                       OutputStream::out, handlers, record.merged_output);
   if (record.merged_output) {
     context.stderr_spec = context.stdout_spec;
   } else {

@@ -323,7 +323,7 @@ TEST_CASE("a stdin file that is a FIFO without a writer never holds up submit or
   auto id = supervisor.submit(reading({"cat"}, InputSpec::from_file(fifo), dir / "out.txt"));
   REQUIRE(supervisor.wait_all(60s));
   CHECK(supervisor.info(id).state == WorkerState::succeeded);  // no writer: EOF at once
-  auto directory = supervisor.submit(reading({"cat"}, InputSpec::from_file(dir), ""));
+  auto directory = supervisor.submit(reading({"cat"}, InputSpec::from_file(dir.path()), ""));
   REQUIRE(supervisor.wait_all(60s));
   auto info = supervisor.info(directory);
   CHECK(info.state == WorkerState::spawn_failed);

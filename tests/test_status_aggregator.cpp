@@ -9,6 +9,7 @@
 
 #include "catch.hpp"
 #include "status_support.hpp"
+#include "live_job.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -20,37 +21,8 @@ using jobwarden::detail::JobLayout;
 using jobwarden::detail::JobRecorder;
 using jwstatus::errors_of;
 using jwstatus::json;
-
-namespace {
-
-WorkerInfo worker_info(const std::string& id, WorkerState state) {
-  WorkerInfo info;
-  info.id = id;
-  info.state = state;
-  info.argv = {"scan", id};
-  if (state != WorkerState::pending) {
-    info.attempt = 1;
-    info.pid = 999999;
-    info.process_start_time = 1;  // no process started one tick after boot: never alive
-    info.started_at = std::chrono::system_clock::now() - 2s;
-  }
-  if (jobwarden::is_terminal(state)) info.ended_at = std::chrono::system_clock::now() - 1s;
-  return info;
-}
-
-/// A live job written by a `JobRecorder` in this process (its lock held).
-struct LiveJob {
-  jwtest::TempDir dir;
-  JobRecorder recorder{JobLayout{dir.path(), "scan-42"}};
-
-  LiveJob() { recorder.open(); }
-  void add(const WorkerInfo& info) {
-    recorder.prepare_worker(info.id);
-    recorder.write_process(info);
-  }
-};
-
-}  // namespace
+using jwstatus::LiveJob;
+using jwstatus::worker_info;
 
 TEST_CASE("the aggregated JSON of a live job has the contract's keys, counts and lists") {
   LiveJob job;

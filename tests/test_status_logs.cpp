@@ -11,6 +11,7 @@
 
 #include "catch.hpp"
 #include "status_support.hpp"
+#include "live_job.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -22,42 +23,16 @@ using jobwarden::detail::JobLayout;
 using jobwarden::detail::JobRecorder;
 using jwstatus::errors_of;
 using jwstatus::json;
+using jwstatus::LiveJob;
 
 namespace {
 
 WorkerInfo ended_worker(const std::string& id, WorkerState state) {
-  WorkerInfo info;
-  info.id = id;
-  info.state = state;
-  info.argv = {"scan", id};
-  info.attempt = 1;
-  info.pid = 999999;
-  info.process_start_time = 1;  // never alive
-  info.started_at = std::chrono::system_clock::now() - 2s;
-  if (jobwarden::is_terminal(state)) info.ended_at = std::chrono::system_clock::now() - 1s;
+  WorkerInfo info = jwstatus::worker_info(id, state);
   if (state == WorkerState::failed) info.exit_code = 3;
   if (state == WorkerState::succeeded) info.exit_code = 0;
   return info;
 }
-
-/// A live job written by a `JobRecorder` in this process (its lock held).
-struct LiveJob {
-  jwtest::TempDir dir;
-  JobLayout layout{dir.path(), "logs-1"};
-  JobRecorder recorder{layout};
-
-  LiveJob() { recorder.open(); }
-  void add(const WorkerInfo& info) {
-    recorder.prepare_worker(info.id);
-    recorder.write_process(info);
-  }
-  void write_stderr(const std::string& id, const std::string& text) const {
-    jwstatus::write_text(layout.stderr_file(id), text);
-  }
-  void write_stdout(const std::string& id, const std::string& text) const {
-    jwstatus::write_text(layout.stdout_file(id), text);
-  }
-};
 
 bool is_valid_utf8(const std::string& text) {
   return jobwarden::detail::valid_utf8(text) == text;
@@ -76,7 +51,7 @@ TEST_CASE("a failed worker's stderr tail and every worker's log paths are in the
   // Worker 3 printed nothing: no log files at all.
 
   StatusAggregator<> aggregator(job.dir.path());
-  const auto status = aggregator.read("logs-1");
+  const auto status = aggregator.read("scan-42");
   CHECK(status.errors.empty());
   const auto* ok = status.find_worker("1");
   const auto* failed = status.find_worker("2");
@@ -109,7 +84,7 @@ TEST_CASE("a failed worker's stderr tail and every worker's log paths are in the
 
   // Typed readers get the same fields.
   StatusAggregator<json> typed(job.dir.path());
-  const auto again = typed.read("logs-1");
+  const auto again = typed.read("scan-42");
   REQUIRE(again.find_worker("2") != nullptr);
   CHECK(again.find_worker("2")->stderr_tail == failed->stderr_tail);
 }
@@ -128,7 +103,7 @@ TEST_CASE("the stderr tail is at most 2 KiB of the log's end and starts at a lin
   job.write_stderr("2", long_line);
 
   StatusAggregator<> aggregator(job.dir.path());
-  const auto status = aggregator.read("logs-1");
+  const auto status = aggregator.read("scan-42");
   const auto tail = status.find_worker("1")->stderr_tail.value_or("");
   CHECK(tail.size() <= jobwarden::detail::stderr_tail_bytes);
   CHECK(tail.size() > jobwarden::detail::stderr_tail_bytes - 100);  // not much less either
@@ -150,7 +125,7 @@ TEST_CASE("invalid UTF-8 in a stderr log is replaced, and the JSON can be writte
   job.write_stderr("1", std::string("bad \xFF\xFE bytes\nan overlong \xC0\xAF slash\nsurrogate \xED\xA0\x80 end\n") +
                             "cut \xE2\x82");
   StatusAggregator<> aggregator(job.dir.path());
-  const auto status = aggregator.read("logs-1");
+  const auto status = aggregator.read("scan-42");
   const std::string tail = status.find_worker("1")->stderr_tail.value_or("");
   CHECK(is_valid_utf8(tail));
   CHECK(tail.find("bad \xEF\xBF\xBD\xEF\xBF\xBD bytes\n") == 0);
@@ -179,7 +154,7 @@ TEST_CASE("a symlinked or special stderr log is refused, never followed") {
   REQUIRE(::mkfifo(job.layout.stderr_file("2").c_str(), 0600) == 0);
 
   StatusAggregator<> aggregator(job.dir.path());
-  const auto status = aggregator.read("logs-1");  // a FIFO would hang a careless reader
+  const auto status = aggregator.read("scan-42");  // a FIFO would hang a careless reader
   const auto* linked = status.find_worker("1");
   REQUIRE(linked != nullptr);
   CHECK_FALSE(linked->stderr_tail.has_value());
@@ -202,13 +177,13 @@ TEST_CASE("a stderr log that changes after the worker ended is read again") {
   options.in_place_write_check_interval = 0ms;  // unwatched: files are checked on every read
   options.recent_change_window = 0ms;           // trusted at once: only a change shows
   StatusAggregator<> aggregator(job.dir.path(), options);
-  CHECK(aggregator.read("logs-1").find_worker("1")->stderr_tail == std::string("first\n"));
-  CHECK(aggregator.read("logs-1").find_worker("1")->stderr_tail == std::string("first\n"));  // from the cache
+  CHECK(aggregator.read("scan-42").find_worker("1")->stderr_tail == std::string("first\n"));
+  CHECK(aggregator.read("scan-42").find_worker("1")->stderr_tail == std::string("first\n"));  // from the cache
   {
     std::ofstream out(job.layout.stderr_file("1"), std::ios::app);
     out << "second\n";
   }
-  CHECK(aggregator.read("logs-1").find_worker("1")->stderr_tail == std::string("first\nsecond\n"));
+  CHECK(aggregator.read("scan-42").find_worker("1")->stderr_tail == std::string("first\nsecond\n"));
 }
 
 TEST_CASE("a worker found lost when its supervisor died gets its stderr tail") {

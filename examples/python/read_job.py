@@ -83,8 +83,10 @@ def open_dir(name, dir_fd=None):
         raise
 
 
-def read_json(dir_fd, name):
-    """The parsed JSON object in `name`, None if it is missing; BadFile otherwise."""
+def open_regular(dir_fd, name):
+    """A descriptor of the regular file `name` in `dir_fd` (never through a
+    symbolic link, never blocking on a FIFO), None if it is missing; BadFile
+    otherwise. The caller closes it."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -93,10 +95,19 @@ def read_json(dir_fd, name):
         if e.errno in (errno.ELOOP, errno.EMLINK):
             raise BadFile("symbolic link not followed") from e
         raise BadFile("unreadable", e.strerror) from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadFile("not a regular file")
+    return fd
+
+
+def read_json(dir_fd, name):
+    """The parsed JSON object in `name`, None if it is missing; BadFile otherwise."""
+    fd = open_regular(dir_fd, name)
+    if fd is None:
+        return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadFile("not a regular file")
         if info.st_size > MAX_FILE_SIZE:
             raise BadFile("oversized", f"{info.st_size} bytes, more than the limit of {MAX_FILE_SIZE}")
         chunks, size = [], 0
@@ -268,18 +279,11 @@ def log_file(worker_fd, name, want_tail):
         raise BadFile("not a regular file")
     if not want_tail:
         return True, None
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=worker_fd)
-    except FileNotFoundError:
+    fd = open_regular(worker_fd, name)
+    if fd is None:
         return False, None
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise BadFile("symbolic link not followed") from e
-        raise BadFile("unreadable", e.strerror) from e
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadFile("not a regular file")
         cut = info.st_size > STDERR_TAIL_BYTES
         start = info.st_size - STDERR_TAIL_BYTES - 1 if cut else 0
         end = os.pread(fd, info.st_size - start, start)

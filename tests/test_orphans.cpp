@@ -115,6 +115,8 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
         supervisor.submit(spec);
       }
       supervisor.wait_all();  // until killed
+    } catch (const std::exception& e) {
+      std::ofstream(dir / "host.error") << e.what() << "\n";
     } catch (...) {
     }
     ::_exit(3);
@@ -124,7 +126,15 @@ TEST_CASE("SIGKILL to the supervisor kills every worker and grandchild within ab
   int slot = 0;
   for (std::string name : {"a", "b"}) {
     for (std::string kind : {".gc", ".leader"}) {
-      int pid = jwtest::read_pid_file(dir / (name + kind));
+      // Generous: a loaded machine under a sanitizer once took over 10 s here.
+      int pid = jwtest::read_pid_file(dir / (name + kind), std::chrono::seconds(30));
+      if (pid <= 0) {  // say whether the host is still there, and what it met
+        int status = 0;
+        bool host_ended = ::waitpid(host, &status, WNOHANG) == host;
+        INFO("host " << (host_ended ? "ended, wait status " + std::to_string(status) : "still running")
+                     << "; its error: " << jwtest::read_file(dir / "host.error"));
+        CHECK(pid > 0);
+      }
       REQUIRE(pid > 0);
       guards[slot++].watch(pid);
       pids.push_back(pid);

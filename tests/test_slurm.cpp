@@ -458,8 +458,13 @@ TEST_CASE("through srun, stdin bytes reach the task and its lines reach a handle
   REQUIRE_SLURM_OR_SKIP();
   JobSupervisor<> supervisor(slurm_supervisor(unique_job_id("io")));
   std::vector<std::string> lines;
+  std::string stderr_text;
   supervisor.on_output_line([&](const jobwarden::OutputLine& line) {
-    lines.emplace_back(line.text);
+    if (line.stream == jobwarden::OutputStream::out) {
+      lines.emplace_back(line.text);
+    } else {
+      stderr_text += std::string(line.text) + "\n";
+    }
   });
   std::string input;
   for (int i = 0; i < 2000; ++i) input += "record " + std::to_string(i) + "\n";
@@ -475,8 +480,10 @@ TEST_CASE("through srun, stdin bytes reach the task and its lines reach a handle
   CHECK(info.stdin_written_bytes == input.size());
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].find("2000") != std::string::npos);
-  // stderr is discarded but its tail is kept: the task's line and srun's verdict.
+  // stderr is discarded but its tail is kept and its lines are handed over:
+  // the task's line and srun's verdict.
   CHECK(info.stderr_tail.find("on stderr") != std::string::npos);
+  CHECK(stderr_text.find("on stderr\n") != std::string::npos);
 }
 
 TEST_CASE("a Slurm worker's non-zero exit is its exit code") {

@@ -479,6 +479,7 @@ TEST_CASE("through srun, stdin bytes reach the task and its lines reach a handle
   CHECK(*info.exit_code == 4);
   CHECK(info.stdin_written_bytes == input.size());
   REQUIRE(lines.size() == 1);
+  INFO("wc -l said: " << lines[0] << "; stderr: " << stderr_text);
   CHECK(lines[0].find("2000") != std::string::npos);
   // stderr is discarded but its tail is kept and its lines are handed over:
   // the task's line and srun's verdict.

@@ -14,7 +14,8 @@
 ///
 /// What a worker becomes: `srun --job-name=<prefix>:<job>:<worker>:<attempt>:<token>
 /// --ntasks=1 --nodes=1 --input=none --export=ALL [site options]
-/// -- argv...`. srun's environment is the worker's (JOBWARDEN_* included) and
+/// -- argv...` (`--input=0` instead when the worker has a stdin: srun relays
+/// its own to the task). srun's environment is the worker's (JOBWARDEN_* included) and
 /// `--export=ALL` hands it to the task. srun relays the task's stdout and
 /// stderr to its own, which the supervisor points at the worker's logs (or
 /// reads, for supervised streams): logs land on the submitting machine and
@@ -191,9 +192,11 @@ class SlurmLauncher : public Launcher {
 
     Launch launch;
     launch.job_name = job_name(context);
-    std::vector<std::string> args{srun,           "--job-name=" + launch.job_name,
-                                  "--ntasks=1",   "--nodes=1",
-                                  "--input=none", "--export=ALL"};
+    // stdin: srun relays its own to the one task, unless the worker has none.
+    bool no_input = spec.stdin_spec.kind == InputSpec::Kind::null;
+    std::vector<std::string> args{srun,         "--job-name=" + launch.job_name,
+                                  "--ntasks=1", "--nodes=1",
+                                  no_input ? "--input=none" : "--input=0", "--export=ALL"};
     if (!spec.cwd.empty()) {
       std::error_code ec;
       auto absolute = std::filesystem::absolute(spec.cwd, ec);

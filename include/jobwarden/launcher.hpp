@@ -47,7 +47,10 @@ struct LaunchContext {
   std::string worker_id;
   int attempt = 1;
   std::string job_dir;     ///< empty when the supervisor keeps no job directory
-  std::string worker_dir;  ///< the worker's directory in the job directory, or empty
+  /// The directory that holds the worker's files (`<job_dir>/workers`,
+  /// shared by every worker of the job: `<id>.status.json`, `<id>.stdout.log`,
+  /// `<id>.stderr.log`), or empty.
+  std::string worker_dir;
   std::string cgroup_dir;  ///< the worker's own cgroup v2 directory, or empty
   /// Where this attempt's stdout and stderr go, resolved before `prepare`:
   /// `automatic` is already the worker's log file (or `inherit` without a job

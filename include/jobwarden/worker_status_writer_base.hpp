@@ -402,7 +402,7 @@ class WorkerStatusWriterBase {
         long long number = 0;
         if (key == "schema_version") {
           integer(raw, LLONG_MIN, LLONG_MAX, number);
-          if (ok && number != detail::schema_version) ok = false;
+          if (ok && number != detail::status_schema_version) ok = false;
           has_schema_version = true;
         } else if (key == "job_id") {
           string(raw, existing.job_id);

@@ -1,18 +1,19 @@
 #pragma once
 /// \file
-/// What every file of the job directory holds, and the one place its text is
-/// written and parsed: `job.json` (`JobRecord`, and its `summary`),
-/// `workers/<id>/process.json` (a `WorkerInfo`), `workers/<id>/status.json`
+/// What every record of the job directory holds, and the one place its text
+/// is written and parsed: the journal's job lines (`JobRecord`, and its
+/// `summary`) and worker lines (a `WorkerInfo`), a worker's status file
 /// (`StatusRecord`; the worker-side writer's hand-written text is
 /// `status_text.hpp`), and `stop.request` (`StopRequest`). One function per
-/// direction per file:
+/// direction per record (how journal lines are appended, followed and folded
+/// is `journal.hpp`):
 ///
-/// | file | written with | read with |
+/// | record | written with | read with |
 /// | --- | --- | --- |
-/// | `job.json` | `job_record_text` (`job_record_to_json`) | `job_record_from_json` |
+/// | job line | `job_line_text` (`job_record_to_json`) | `job_record_from_json` |
 /// | its `summary` | `job_summary_to_json` | `job_summary_from_json` |
-/// | `process.json` | `process_record_text` | `process_record_from_json` |
-/// | `status.json` | `status_record_to_json` / `append_status_text` | `status_record_from_json` |
+/// | worker line | `worker_line_text` | `worker_line_from_json` |
+/// | `<id>.status.json` | `status_record_to_json` / `append_status_text` | `status_record_from_json` |
 /// | `stop.request` | `stop_request_text` | `parse_stop_request` |
 ///
 /// Used by the supervisor's writer (`job_recorder.hpp`), recovery, job
@@ -41,9 +42,9 @@
 namespace jobwarden::detail {
 
 // ---------------------------------------------------------------------------
-// The summary (job.json's `summary`)
+// The summary (a job line's `summary`)
 
-/// `job.json`'s `summary` object for `summary`: every count, `cancelled` and
+/// A job line's `summary` object for `summary`: every count, `cancelled` and
 /// `lost` included.
 inline nlohmann::json job_summary_to_json(const JobSummary& s) {
   return {{"total", s.total},         {"pending", s.pending}, {"running", s.running},
@@ -69,9 +70,9 @@ inline bool job_summary_from_json(const nlohmann::json& object, JobSummary& summ
 }
 
 // ---------------------------------------------------------------------------
-// job.json
+// Job lines
 
-/// What `job.json` says about a job.
+/// What a job line of the journal says about a job.
 struct JobRecord {
   std::string job_id;
   JobState state = JobState::running;
@@ -88,7 +89,7 @@ struct JobRecord {
   std::optional<JobSummary> summary;              ///< the supervisor's last counts
 };
 
-/// `job.json`'s content for `record`.
+/// A job line's content for `record` (`{"type":"job",...}`).
 inline nlohmann::json job_record_to_json(const JobRecord& record) {
   nlohmann::json supervisor = {
       {"pid", record.supervisor_pid > 0 ? nlohmann::json(record.supervisor_pid) : nlohmann::json(nullptr)},
@@ -97,7 +98,7 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
       {"hostname", record.supervisor_hostname},
       {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
   nlohmann::json summary = record.summary ? job_summary_to_json(*record.summary) : nlohmann::json(nullptr);
-  return {{"schema_version", schema_version},
+  return {{"type", "job"},
           {"job_id", record.job_id},
           {"state", std::string(to_string(record.state))},
           {"created_at", time_or_null(record.created_at)},
@@ -107,13 +108,12 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
           {"summary", std::move(summary)}};
 }
 
-/// `job.json`'s text for `record`: `job_record_to_json`, compact.
-inline std::string job_record_text(const JobRecord& record) { return dump_json(job_record_to_json(record)); }
+/// A job line of the journal for `record`: `job_record_to_json`, compact, and a newline.
+inline std::string job_line_text(const JobRecord& record) { return dump_json(job_record_to_json(record)) + "\n"; }
 
-/// Parses `job.json`; on a wrongly shaped document returns false and says why.
+/// Parses a job line; on a wrongly shaped one returns false and says why.
 inline bool job_record_from_json(const nlohmann::json& document, JobRecord& record, std::string& problem) {
   FieldReader fields(document);
-  fields.require_schema_version(schema_version);
   record.job_id = fields.string("job_id").value_or("");
   if (auto state = fields.string("state")) {
     auto parsed = job_state_from_string(*state);
@@ -144,15 +144,17 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
 }
 
 // ---------------------------------------------------------------------------
-// workers/<id>/process.json
+// Worker lines
 
-/// `process.json`'s text for `info`, stamped `updated_at`: one compact JSON
-/// object, keys in order. Written by hand rather than through an
-/// `nlohmann::json` (three records per worker: building and dumping the
-/// object cost about 60,000 instructions per record, this about 7,000); the
-/// tests check it against the object model, awkward strings included.
-inline std::string process_record_text(const WorkerInfo& info,
-                                       std::chrono::system_clock::time_point updated_at) {
+/// A journal line recording `info`, stamped `updated_at`:
+/// `{"type":"worker","id":...,"attempt":...,...}` and a newline, every field
+/// of the worker's record in a fixed order, so the last line of a worker is
+/// all a reader needs. Written by hand rather than through an
+/// `nlohmann::json` (three lines per worker: building and dumping the object
+/// cost about 60,000 instructions per record, this about 7,000); the tests
+/// check it against the object model, awkward strings included. `type` and
+/// `id` come first so a reader can tell whose line it is without parsing it.
+inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_clock::time_point updated_at) {
   std::string out;
   std::size_t argv_bytes = 0;
   for (const auto& arg : info.argv) argv_bytes += arg.size() + 3;
@@ -161,40 +163,33 @@ inline std::string process_record_text(const WorkerInfo& info,
     if (time) append_json_string(out, format_rfc3339(*time));
     else out += "null";
   };
-  out += "{\"argv\":[";
-  for (std::size_t i = 0; i < info.argv.size(); ++i) {
-    if (i > 0) out += ',';
-    append_json_string(out, info.argv[i]);
-  }
-  out += "],\"attempt\":";
-  append_integer(out, info.attempt);
-  out += ",\"core_dumped\":";
-  out += info.core_dumped ? "true" : "false";
-  out += ",\"ended_at\":";
-  append_time(info.ended_at);
-  out += ",\"error\":";
-  if (info.error.empty()) out += "null";
-  else append_json_string(out, info.error);
-  out += ",\"exit_code\":";
-  if (info.exit_code) append_integer(out, *info.exit_code);
-  else out += "null";
-  out += ",\"id\":";
+  out += "{\"type\":\"worker\",\"id\":";
   append_json_string(out, info.id);
+  out += ",\"attempt\":";
+  append_integer(out, info.attempt);
+  out += ",\"state\":";
+  append_json_string(out, to_string(info.state));
   out += ",\"pid\":";
   if (info.pid > 0) append_integer(out, info.pid);
   else out += "null";
   out += ",\"process_start_time\":";
   if (info.process_start_time > 0) append_integer(out, info.process_start_time);
   else out += "null";
-  out += ",\"schema_version\":";
-  append_integer(out, schema_version);
+  out += ",\"exit_code\":";
+  if (info.exit_code) append_integer(out, *info.exit_code);
+  else out += "null";
   out += ",\"signal\":";
   if (info.signal) append_json_string(out, signal_name(*info.signal));
   else out += "null";
+  out += ",\"core_dumped\":";
+  out += info.core_dumped ? "true" : "false";
+  out += ",\"error\":";
+  if (info.error.empty()) out += "null";
+  else append_json_string(out, info.error);
   out += ",\"started_at\":";
   append_time(info.started_at);
-  out += ",\"state\":";
-  append_json_string(out, to_string(info.state));
+  out += ",\"ended_at\":";
+  append_time(info.ended_at);
   out += ",\"updated_at\":";
   append_json_string(out, format_rfc3339(updated_at));
   out += ",\"usage\":";
@@ -209,17 +204,21 @@ inline std::string process_record_text(const WorkerInfo& info,
   } else {
     out += "null";
   }
-  out += '}';
+  out += ",\"argv\":[";
+  for (std::size_t i = 0; i < info.argv.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, info.argv[i]);
+  }
+  out += "]}\n";
   return out;
 }
 
-/// Parses `process.json` into `info` (`updated_at` gets its timestamp); on a
-/// wrongly shaped document returns false and says why.
-inline bool process_record_from_json(const nlohmann::json& document, WorkerInfo& info,
-                                     std::optional<std::chrono::system_clock::time_point>& updated_at,
-                                     std::string& problem) {
+/// Parses a worker line of the journal into `info` (`updated_at` gets its
+/// timestamp); on a wrongly shaped one returns false and says why.
+inline bool worker_line_from_json(const nlohmann::json& document, WorkerInfo& info,
+                                  std::optional<std::chrono::system_clock::time_point>& updated_at,
+                                  std::string& problem) {
   FieldReader fields(document);
-  fields.require_schema_version(schema_version);
   info.id = fields.string("id").value_or("");
   if (auto state = fields.string("state")) {
     auto parsed = worker_state_from_string(*state);
@@ -273,7 +272,7 @@ inline bool process_record_from_json(const nlohmann::json& document, WorkerInfo&
 }
 
 // ---------------------------------------------------------------------------
-// workers/<id>/status.json (its text, written by hand for the worker-side
+// workers/<id>.status.json (its text, written by hand for the worker-side
 // writer, is in status_text.hpp)
 
 /// What a worker reports about itself.
@@ -294,7 +293,7 @@ struct StatusRecord {
 
 /// `status.json`'s content for `record`.
 inline nlohmann::json status_record_to_json(const StatusRecord& record) {
-  return {{"schema_version", schema_version},
+  return {{"type", "job"},
           {"job_id", record.job_id},
           {"worker_id", record.worker_id},
           {"attempt", record.attempt},
@@ -317,7 +316,7 @@ inline nlohmann::json status_record_to_json(const StatusRecord& record) {
 /// nlohmann: change both together.
 inline bool status_record_from_json(const nlohmann::json& document, StatusRecord& record, std::string& problem) {
   FieldReader fields(document);
-  fields.require_schema_version(schema_version);
+  fields.require_schema_version(status_schema_version);
   record.job_id = fields.string("job_id").value_or("");
   record.worker_id = fields.string("worker_id").value_or("");
   record.attempt = static_cast<int>(fields.integer("attempt", 0, 1'000'000'000).value_or(0));

@@ -1,41 +1,44 @@
 #pragma once
 /// \file
-/// The supervisor's side of the job directory: `JobRecorder` writes `job.json`
-/// and each worker's `process.json`, and holds `supervisor.lock`. What those
-/// files hold and how their text is made is `job_format.hpp`.
-/// One writer per file: the supervisor writes `job.json` and `process.json`
-/// only, the worker writes its `status.json` only (`WorkerStatusWriter`).
+/// The supervisor's side of the job directory: `JobRecorder` appends the
+/// job's and each worker's records to the job's journal (`journal.hpp`),
+/// compacts it when it grows, and holds `supervisor.lock`. What the records
+/// hold and how their text is made is `job_format.hpp`. One writer per file:
+/// the supervisor writes the journal only, the worker writes its
+/// `workers/<id>.status.json` only (`WorkerStatusWriter`).
 ///
 /// How `JobSupervisor` drives it:
 /// ```
 /// detail::JobRecorder recorder({root, job_id}, {.durable = false});
-/// recorder.open(ec);               // creates <root>/<job>/, takes the lock, writes job.json
+/// recorder.open(ec);               // creates <root>/<job>/ and workers/, takes the lock,
+///                                  // starts journal.jsonl with a job line (running)
 ///                                  // (errc::invalid_id, errc::job_locked, errc::job_exists)
-/// // per worker, on submit (before it can be seen as anything but pending):
-/// recorder.prepare_worker(info.id, ec);         // creates workers/<id>/ (logs go there)
-/// recorder.write_process(info, ec);             // state pending
 /// env[status_file_env] = recorder.status_file(info.id);
-/// // on every state change of a worker (spawned, exited, restarted, stopped):
-/// recorder.write_process(info, ec);
-/// recorder.write_job(JobState::running, summary, ec);   // refresh counts (cheap; may be batched)
+/// // on submit, and on every state change of a worker (spawned, exited, restarted, stopped):
+/// recorder.write_worker(info, ec);                      // one line, one write
+/// recorder.write_job(JobState::running, summary, ec);   // refresh counts (throttled by the caller)
+/// recorder.sync(ec);                                    // once per batch: fdatasync when durable
+/// recorder.compact_if_due(ec);                          // a snapshot once the journal is large
 /// // when the supervisor will accept no more work and every worker is terminal:
 /// recorder.write_job(job_state_from_workers(summary) /* or cancelled */, summary, ec);
 /// // destruction (or close()) releases the lock; readers then see a finished job,
 /// // or — had the supervisor died before the final write_job — a lost one.
 /// ```
-/// A failed write returns its error and leaves the previous file as it was;
-/// the supervisor carries on (the next write of the same file repairs it).
+/// A failed write returns its error and leaves the journal as it was; the
+/// supervisor carries on (and writes the record again later).
 
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/directory.hpp"
@@ -43,6 +46,7 @@
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/journal.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/errors.hpp"
@@ -55,7 +59,8 @@ namespace jobwarden::detail {
 
 /// How a `JobRecorder` writes.
 struct JobRecorderOptions {
-  /// `fsync` every record and its directory (see `AtomicWriteOptions::durable`).
+  /// `sync()` makes the records appended so far durable (one `fdatasync` for
+  /// the batch), and compaction `fsync`s the new journal and its directory.
   bool durable = false;
   /// What `open()` does when a finished job with the same id is on disk:
   /// `false` fails with `errc::job_exists` and changes nothing; `true`
@@ -64,9 +69,13 @@ struct JobRecorderOptions {
   /// How long `open()` retries a busy lock before it counts as a live
   /// supervisor's (readers hold it for microseconds when they probe it).
   std::chrono::milliseconds lock_patience{200};
-  /// The supervisor's own cgroup tree, recorded in `job.json` for recovery
+  /// The supervisor's own cgroup tree, recorded in the job line for recovery
   /// (`CgroupTree::parent()`; empty: none).
   std::string supervisor_cgroup;
+  /// `compact_if_due()` rewrites the journal as its fold once it is larger
+  /// than this and more than twice the fold's size (a pool that restarts its
+  /// workers for months keeps a bounded journal). 0: never.
+  std::uint64_t compact_bytes = std::uint64_t{8} << 20;
 };
 
 /// The supervisor's writer of the job directory (see the file comment for how
@@ -86,15 +95,16 @@ class JobRecorder {
   JobRecorder(JobRecorder&&) noexcept = default;
   /// Releases this recorder's lock, then takes `other`'s job.
   JobRecorder& operator=(JobRecorder&&) noexcept = default;
-  /// Releases the lock. Writes nothing: the supervisor writes the final
-  /// `job.json` with `write_job` first, or readers see the job as lost.
+  /// Releases the lock. Writes nothing: the supervisor writes the final job
+  /// line with `write_job` first, or readers see the job as lost.
   ~JobRecorder() = default;
 
   /// Creates `<root>` (like `mkdir -p`), `<root>/<job_id>/` and `workers/`,
-  /// takes the job's lock and writes `job.json` (state `running`). Errors:
-  /// `errc::invalid_id` / `errc::invalid_argument` before anything touches
-  /// the disk; `errc::job_locked` when another supervisor holds the job;
-  /// `errc::job_exists` when a finished job of that id is there (see
+  /// takes the job's lock and starts the journal with a job line (state
+  /// `running`). Errors: `errc::invalid_id` / `errc::invalid_argument` before
+  /// anything touches the disk; `errc::job_locked` when another supervisor
+  /// holds the job; `errc::job_exists` when a finished job of that id is
+  /// there, of this layout or the old one (see
   /// `JobRecorderOptions::replace_finished`); `ELOOP` when the job directory
   /// is a symlink; or the system error. A job directory this call created is
   /// removed again when it fails. Calling it on an open recorder does nothing.
@@ -118,6 +128,7 @@ class JobRecorder {
       return;
     }
     auto undo = [&] {
+      journal_.close();
       lock_.reset();
       workers_dir_.reset();
       job_dir_.reset();
@@ -132,15 +143,21 @@ class JobRecorder {
     if (ec) return undo();
 
     FileStamp existing;
-    if (!created_job_dir && !stat_file_at(job_dir_.get(), job_file_name, existing)) {
+    const bool has_journal = !stat_file_at(job_dir_.get(), journal_file_name, existing);
+    const bool has_legacy = !stat_file_at(job_dir_.get(), legacy_job_file_name, existing);
+    if (!created_job_dir && (has_journal || has_legacy)) {
       if (!options_.replace_finished) {
         ec = make_error_code(errc::job_exists);
         return undo();
       }
       if ((ec = remove_tree_at(job_dir_.get(), workers_dir_name))) return undo();
+      if (has_legacy && ::unlinkat(job_dir_.get(), legacy_job_file_name, 0) != 0 && errno != ENOENT) {
+        ec = errno_code();
+        return undo();
+      }
       // A request that reached the finished job is not for the new one. Only
-      // here, before job.json says `running`: a request written after that is
-      // this job's, and must never be removed unread.
+      // here, before the journal says `running`: a request written after that
+      // is this job's, and must never be removed unread.
       if (::unlinkat(job_dir_.get(), stop_request_file_name, 0) != 0 && errno != ENOENT) {
         ec = errno_code();
         return undo();
@@ -157,13 +174,24 @@ class JobRecorder {
     record_.job_id = layout_.job_id;
     record_.state = JobState::running;
     record_.created_at = std::chrono::system_clock::now();
+    record_.updated_at = record_.created_at;
     record_.supervisor_pid = static_cast<int>(::getpid());
     record_.supervisor_start_time = process_start_time(record_.supervisor_pid).value_or(0);
     record_.supervisor_hostname = local_hostname();
     record_.supervisor_cgroup = options_.supervisor_cgroup;
     record_.summary = JobSummary{};
-    if ((ec = store_job_record())) return undo();
-    recorded_workers_.clear();
+    workers_.clear();
+    worker_index_.clear();
+    live_bytes_ = 0;
+    journal_.options().durable = options_.durable;
+    try {
+      // The new journal replaces any old one in one rename: a reader of the
+      // old job sees a new file and folds it from the start.
+      journal_.create(job_dir_.get(), layout_.job_id, 1, job_line_text(record_), ec);
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+    }
+    if (ec) return undo();
   }
 
   /// Throwing form of `open`: `std::system_error` naming the job and root.
@@ -176,6 +204,8 @@ class JobRecorder {
   /// The open job directory (-1 before `open()`): files in it are read and
   /// removed relative to it, never by path.
   int job_dir_fd() const noexcept { return job_dir_.get(); }
+  /// The open `workers/` directory (-1 before `open()`).
+  int workers_dir_fd() const noexcept { return workers_dir_.get(); }
 
   /// Whether `open()` succeeded and the lock is held.
   bool is_open() const noexcept { return static_cast<bool>(lock_); }
@@ -189,55 +219,64 @@ class JobRecorder {
   /// When `open()` created this job record.
   std::optional<std::chrono::system_clock::time_point> created_at() const { return record_.created_at; }
 
-  /// Creates `workers/<worker_id>/` (fine if it exists; refused if it is a
-  /// symlink). `errc::invalid_id` for a bad id, before touching the disk.
-  void prepare_worker(const std::string& worker_id, std::error_code& ec) {
-    (void)open_worker_dir(worker_id, ec);
-  }
+  /// The journal's size in bytes, as this recorder left it.
+  std::uint64_t journal_size() const noexcept { return journal_.size(); }
+  /// The journal's generation: 1, and one more for every compaction.
+  std::uint64_t journal_generation() const noexcept { return journal_.generation(); }
 
-  /// Throwing form of `prepare_worker`.
-  void prepare_worker(const std::string& worker_id) {
-    std::error_code ec;
-    prepare_worker(worker_id, ec);
-    if (ec) throw_error(ec, "cannot create the directory of worker " + quote_id(worker_id));
-  }
-
-  /// Writes `workers/<info.id>/process.json` atomically (creating the worker's
-  /// directory if needed). A terminal state is final for its attempt:
-  /// recording a different state for the same or an earlier attempt is
-  /// refused with `errc::invalid_state_transition` (a restart records a
-  /// higher `attempt`). On error the previous file stays as it was.
-  void write_process(const WorkerInfo& info, std::error_code& ec) {
+  /// Appends a line recording `info` to the journal. A terminal state is
+  /// final for its attempt: recording a different state for the same or an
+  /// earlier attempt is refused with `errc::invalid_state_transition` (a
+  /// restart records a higher `attempt`). On error the journal stays as it
+  /// was (`errc::invalid_id` for a bad id, before touching the disk).
+  void write_worker(const WorkerInfo& info, std::error_code& ec) {
     ec.clear();
-    auto recorded = recorded_workers_.find(info.id);
-    if (recorded != recorded_workers_.end() && is_terminal(recorded->second.state) &&
-        info.state != recorded->second.state && info.attempt <= recorded->second.attempt) {
-      ec = make_error_code(errc::invalid_state_transition);
+    if (!is_valid_id(info.id)) {
+      ec = make_error_code(errc::invalid_id);
       return;
     }
-    OwnedFd dir = open_worker_dir(info.id, ec);
-    if (ec) return;
+    if (!is_open()) {
+      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      return;
+    }
+    auto found = worker_index_.find(info.id);
+    if (found != worker_index_.end()) {
+      const RecordedWorker& recorded = workers_[found->second];
+      if (is_terminal(recorded.state) && info.state != recorded.state && info.attempt <= recorded.attempt) {
+        ec = make_error_code(errc::invalid_state_transition);
+        return;
+      }
+    }
     try {
-      const std::string content = process_record_text(info, std::chrono::system_clock::now());
-      ec = write_file_atomically_at(dir.get(), process_file_name, content, write_options());
-      if (!ec) recorded_workers_[info.id] = {info.state, info.attempt};
+      std::string line = worker_line_text(info, std::chrono::system_clock::now());
+      if ((ec = journal_.append(line))) return;
+      if (found == worker_index_.end()) {
+        found = worker_index_.emplace(info.id, workers_.size()).first;
+        workers_.push_back({});
+      }
+      RecordedWorker& recorded = workers_[found->second];
+      recorded.state = info.state;
+      recorded.attempt = info.attempt;
+      live_bytes_ += line.size();
+      live_bytes_ -= recorded.line.size();
+      recorded.line = std::move(line);
     } catch (...) {
       ec = std::make_error_code(std::errc::not_enough_memory);
     }
   }
 
-  /// Throwing form of `write_process`.
-  void write_process(const WorkerInfo& info) {
+  /// Throwing form of `write_worker`.
+  void write_worker(const WorkerInfo& info) {
     std::error_code ec;
-    write_process(info, ec);
-    if (ec) throw_error(ec, "cannot write " + layout_.process_file(info.id));
+    write_worker(info, ec);
+    if (ec) throw_error(ec, "cannot record worker " + quote_id(info.id) + " in " + layout_.journal_file());
   }
 
-  /// Rewrites `job.json` with `state` and `summary`. The first terminal state
+  /// Appends a job line with `state` and `summary`. The first terminal state
   /// also sets `ended_at`; after it, any other state is refused with
   /// `errc::invalid_state_transition` (a finished job never runs again:
   /// a client waiting for it would hang), so write a terminal state only once
-  /// the supervisor accepts no more work. On error the previous file stays.
+  /// the supervisor accepts no more work. On error the journal stays as it was.
   void write_job(JobState state, const JobSummary& summary, std::error_code& ec) {
     ec.clear();
     if (!is_open()) {
@@ -251,21 +290,57 @@ class JobRecorder {
     JobRecord next = record_;
     next.state = state;
     next.summary = summary;
-    if (is_terminal(state) && !next.ended_at) next.ended_at = std::chrono::system_clock::now();
-    std::swap(next, record_);
-    if ((ec = store_job_record())) std::swap(next, record_);  // the file did not change: neither does the record
+    next.updated_at = std::chrono::system_clock::now();
+    if (is_terminal(state) && !next.ended_at) next.ended_at = next.updated_at;
+    try {
+      if ((ec = journal_.append(job_line_text(next)))) return;  // the journal did not change: neither does the record
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return;
+    }
+    record_ = std::move(next);
   }
 
   /// Throwing form of `write_job`.
   void write_job(JobState state, const JobSummary& summary) {
     std::error_code ec;
     write_job(state, summary, ec);
-    if (ec) throw_error(ec, "cannot write " + layout_.job_file());
+    if (ec) throw_error(ec, "cannot record job " + quote_id(layout_.job_id) + " in " + layout_.journal_file());
+  }
+
+  /// With `durable`, makes every record appended so far durable with one
+  /// `fdatasync`; without, does nothing.
+  void sync(std::error_code& ec) noexcept { ec = journal_.sync(); }
+
+  /// Whether the journal is due for compaction (see
+  /// `JobRecorderOptions::compact_bytes`).
+  bool compaction_due() const noexcept {
+    if (!is_open() || options_.compact_bytes == 0) return false;
+    const std::uint64_t size = journal_.size();
+    return size > options_.compact_bytes && size > 2 * (live_bytes_ + 4096);
+  }
+
+  /// When `compaction_due()`, rewrites the journal as its fold: a first line
+  /// with the next generation, the job's line, each worker's latest line (in
+  /// the order they were first recorded), renamed over the journal in one
+  /// step. On error the old journal stays, still appended to.
+  void compact_if_due(std::error_code& ec) {
+    ec.clear();
+    if (!compaction_due()) return;
+    try {
+      std::string lines = job_line_text(record_);
+      lines.reserve(lines.size() + live_bytes_);
+      for (const RecordedWorker& worker : workers_) lines += worker.line;
+      ec = journal_.compact(lines);
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+    }
   }
 
   /// Releases the lock and the directory handles; the files stay as last
-  /// written. The recorder can be `open()`ed again (which rewrites job.json).
+  /// written. The recorder can be `open()`ed again (which starts a new journal).
   void close() noexcept {
+    journal_.close();
     lock_.reset();
     workers_dir_.reset();
     job_dir_.reset();
@@ -273,53 +348,21 @@ class JobRecorder {
 
  private:
   struct RecordedWorker {
-    WorkerState state;
-    int attempt;
+    WorkerState state = WorkerState::pending;
+    int attempt = 0;
+    std::string line;  ///< its latest line: what a compaction keeps
   };
-
-  AtomicWriteOptions write_options() const { return AtomicWriteOptions{options_.durable, 0644}; }
-
-  std::error_code store_job_record() {
-    try {
-      record_.updated_at = std::chrono::system_clock::now();
-      return write_file_atomically_at(job_dir_.get(), job_file_name, job_record_text(record_),
-                                      write_options());
-    } catch (...) {
-      return std::make_error_code(std::errc::not_enough_memory);
-    }
-  }
-
-  OwnedFd open_worker_dir(const std::string& worker_id, std::error_code& ec) {
-    ec.clear();
-    if (!is_valid_id(worker_id)) {
-      ec = make_error_code(errc::invalid_id);
-      return {};
-    }
-    if (!is_open()) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
-      return {};
-    }
-    // A worker written before has its directory: open it straight away (and
-    // create it again only if someone removed it since).
-    if (recorded_workers_.count(worker_id) != 0) {
-      OwnedFd dir = open_directory_at(workers_dir_.get(), worker_id.c_str(), ec);
-      if (ec != std::errc::no_such_file_or_directory) return dir;
-      ec.clear();
-    }
-    if (::mkdirat(workers_dir_.get(), worker_id.c_str(), 0777) != 0 && errno != EEXIST) {
-      ec = errno_code();
-      return {};
-    }
-    return open_directory_at(workers_dir_.get(), worker_id.c_str(), ec);
-  }
 
   JobLayout layout_;
   JobRecorderOptions options_;
   OwnedFd job_dir_;
   OwnedFd workers_dir_;
   OwnedFd lock_;
+  JournalWriter journal_;
   JobRecord record_;
-  std::unordered_map<std::string, RecordedWorker> recorded_workers_;
+  std::vector<RecordedWorker> workers_;
+  std::unordered_map<std::string, std::size_t> worker_index_;
+  std::uint64_t live_bytes_ = 0;  ///< bytes of the workers' latest lines
 };
 
 }  // namespace jobwarden::detail

@@ -64,7 +64,7 @@ inline void append_status_text(std::string& out, const StatusRecordText& record)
   out += ",\"result\":";
   out += record.result;
   out += ",\"schema_version\":";
-  append_integer(out, schema_version);
+  append_integer(out, status_schema_version);
   out += ",\"seq\":";
   append_integer(out, record.seq);
   out += ",\"state\":";

@@ -464,17 +464,10 @@ class SupervisorEngine {
       s.order.push_back(record);
       ++s.active;
       ++s.counts[static_cast<std::size_t>(WorkerState::pending)];
-      if (s.recorder) {
-        std::error_code dir_error;
-        s.recorder->prepare_worker(record->info.id, dir_error);
-        if (dir_error) {
-          note_status_error(s, dir_error, s.recorder->layout().worker_dir(record->info.id));
-        }
-      }
       s.queue.push_back(record);
       launchable = take_launchable(s);
       // A worker that starts right now is recorded as running in a moment;
-      // a "pending" record first would cost a file creation for nothing.
+      // a "pending" line first would cost a write for nothing.
       if (std::find(launchable.begin(), launchable.end(), record) == launchable.end()) {
         record_worker(s, *record);
       } else {

@@ -1,10 +1,10 @@
 #pragma once
 /// \file
-/// The engine's side of the job directory: each worker's process record
-/// (written on every state change, retried after a failed write) and
-/// job.json (its state and counts, throttled, with a heartbeat that readers
-/// on other machines can see). Every function here runs under the engine's
-/// `mutex`.
+/// The engine's side of the job directory: each worker's journal line
+/// (appended on every state change, retried after a failed write), the job's
+/// lines (its state and counts, throttled, with a heartbeat that readers on
+/// other machines can see), one `fdatasync` per batch when durable, and
+/// compaction. Every function here runs under the engine's `mutex`.
 
 #include <algorithm>
 #include <chrono>
@@ -18,24 +18,23 @@
 
 namespace jobwarden::detail {
 
-/// Writes the worker's process record; a failed write (ENOSPC, EIO) is
-/// counted and kept (`status_write_failures()`, `last_status_error()`),
-/// never fatal: the next write of
-/// the same file repairs it.
+/// Appends the worker's record to the journal; a failed write (ENOSPC, EIO)
+/// is counted and kept (`status_write_failures()`, `last_status_error()`),
+/// never fatal: the record is written again at every poll until it lands.
 template <class Clock>
 void record_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record) {
   if (!s.recorder) return;
   std::error_code ec;
-  s.recorder->write_process(record.info, ec);
+  s.recorder->write_worker(record.info, ec);
   if (ec) {
-    note_status_error(s, ec, s.recorder->layout().process_file(record.info.id));
+    note_status_error(s, ec, s.recorder->layout().journal_file());
     if (!record.unsaved) s.unsaved.push_back(&record);  // retried at every poll
     record.unsaved = true;
   }
   s.job_dirty = true;
 }
 
-/// Retries the process records whose last write failed (a full disk that
+/// Retries the worker records whose last write failed (a full disk that
 /// has room again): no worker's record stays behind for good.
 template <class Clock>
 void retry_unsaved(EngineState<Clock>& s) {
@@ -45,7 +44,7 @@ void retry_unsaved(EngineState<Clock>& s) {
   for (auto* record : failed) {
     record->unsaved = false;
     std::error_code ec;
-    s.recorder->write_process(record->info, ec);
+    s.recorder->write_worker(record->info, ec);
     if (ec) {
       record->unsaved = true;
       s.unsaved.push_back(record);
@@ -67,7 +66,7 @@ JobSummary summary_of(const EngineState<Clock>& s) {
   return summary;
 }
 
-/// Time to the next job.json heartbeat: half the job's age, at least
+/// Time to the next job line written as a heartbeat: half the job's age, at least
 /// `job_summary_interval` (250 ms if that is zero), at most `job_refresh_interval`.
 template <class Clock>
 std::chrono::milliseconds heartbeat_interval(const EngineState<Clock>& s, typename Clock::time_point now) {
@@ -79,13 +78,9 @@ std::chrono::milliseconds heartbeat_interval(const EngineState<Clock>& s, typena
   return std::clamp(half_age, shortest, longest);
 }
 
-/// Brings job.json up to date: `pending` until a worker starts, `running`
-/// while the supervisor may still get work, and once it accepts no more and
-/// every worker is terminal, the final state (written once).
+/// The job-line part of `flush_job`.
 template <class Clock>
-void flush_job(EngineState<Clock>& s) {
-  if (!s.recorder) return;
-  retry_unsaved(s);
+void write_job_line(EngineState<Clock>& s) {
   if (s.job_closed) return;
   auto now = s.now();
   if (s.next_job_refresh && *s.next_job_refresh <= now) s.job_dirty = true;
@@ -111,7 +106,7 @@ void flush_job(EngineState<Clock>& s) {
   std::error_code ec;
   s.recorder->write_job(state, summary, ec);
   if (ec) {
-    note_status_error(s, ec, s.recorder->layout().job_file());
+    note_status_error(s, ec, s.recorder->layout().journal_file());
     return;  // still dirty: retried at the next poll
   }
   s.last_job_write = now;
@@ -123,6 +118,23 @@ void flush_job(EngineState<Clock>& s) {
   } else {
     s.next_job_refresh.reset();
   }
+}
+
+/// Brings the journal up to date: the job line (`pending` until a worker
+/// starts, `running` while the supervisor may still get work, and once it
+/// accepts no more and every worker is terminal, the final state, written
+/// once), then one `fdatasync` for everything appended since the last (when
+/// durable), then a compaction when the journal has grown large.
+template <class Clock>
+void flush_job(EngineState<Clock>& s) {
+  if (!s.recorder) return;
+  retry_unsaved(s);
+  write_job_line(s);
+  std::error_code ec;
+  s.recorder->sync(ec);
+  if (ec) note_status_error(s, ec, s.recorder->layout().journal_file());
+  s.recorder->compact_if_due(ec);
+  if (ec) note_status_error(s, ec, s.recorder->layout().journal_file());
 }
 
 }  // namespace jobwarden::detail

@@ -85,7 +85,8 @@ inline OutputSpec resolve_route(OutputSpec spec, OutputStream stream, bool handl
 }
 
 /// `automatic` means the worker's log file in the job directory (appended
-/// to by restarts); without a job directory, the supervisor's own stream —
+/// to by restarts, written through the supervisor unless `direct` is asked
+/// for); without a job directory, the supervisor's own stream —
 /// or, once a line or chunk handler is registered, the handlers alone (the
 /// host asked for the lines: printing them too would show each twice).
 /// Then the route.
@@ -102,6 +103,10 @@ inline OutputSpec resolve_output(const JobRecorder* recorder, const WorkerInfo& 
       resolved.path = stream == OutputStream::out ? layout.stdout_file(worker.id)
                                                   : layout.stderr_file(worker.id);
       resolved.append = worker.attempt > 1;
+      // The job's own logs go through the supervisor unless the spec asks
+      // for `direct`: then a log exists only once there is output, and a
+      // worker that prints nothing adds no file to the job directory.
+      if (resolved.route == OutputSpec::Route::automatic) resolved.route = OutputSpec::Route::supervisor;
     }
   }
   return resolve_route(std::move(resolved), stream, handlers, carries_stderr);
@@ -156,6 +161,10 @@ inline bool join_one_file(LaunchContext& context) {
 template <class TimePoint>
 void plan_outputs(WorkerRecord<TimePoint>& record, const JobRecorder* recorder, bool handlers) {
   LaunchContext& context = record.context;
+  if (recorder != nullptr) {
+    context.job_dir = recorder->layout().job_dir();
+    context.worker_dir = recorder->layout().workers_dir();
+  }
   record.merged_output = record.spec.stderr_to_stdout;
   context.stdout_spec = resolve_output(recorder, record.info, record.spec.stdout_spec,
                                        OutputStream::out, handlers, record.merged_output);

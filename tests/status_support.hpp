@@ -47,39 +47,64 @@ inline std::string ago(std::chrono::milliseconds age) {
   return jobwarden::detail::format_rfc3339(std::chrono::system_clock::now() - age);
 }
 
-/// A job directory written by hand, file by file, through `JobLayout`'s names.
+/// Appends `text` to `path` as it is (no newline added): for crafting journals.
+inline void append_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  out << text;
+}
+
+/// A journal line for `document` of `type`: `"type"` first (and, for a
+/// worker, `"id"` second, as the supervisor writes it), `schema_version`
+/// dropped, a newline at the end.
+inline std::string journal_line(const std::string& type, json document) {
+  document.erase("schema_version");
+  document.erase("type");
+  std::string line = "{\"type\":" + json(type).dump();
+  if (type == "worker" && document.contains("id")) {
+    line += ",\"id\":" + document["id"].dump();
+    document.erase("id");
+  }
+  const std::string rest = document.dump();
+  if (rest.size() > 2) line += "," + rest.substr(1, rest.size() - 2);
+  return line + "}\n";
+}
+
+/// A job directory written by hand, record by record, through `JobLayout`'s
+/// names: the journal gets its first line at once.
 struct CraftedJob {
   jobwarden::detail::JobLayout layout;
 
   CraftedJob(std::string root, std::string job_id) : layout{std::move(root), std::move(job_id)} {
     make_dir(layout.job_dir());
     make_dir(layout.workers_dir());
+    write_text(layout.journal_file(), "{\"type\":\"journal\",\"schema_version\":2,\"job_id\":" +
+                                          json(layout.job_id).dump() + ",\"generation\":1}\n");
   }
 
-  void write_job(const json& document) const { write_text(layout.job_file(), document.dump()); }
-  void add_worker(const std::string& id) const { make_dir(layout.worker_dir(id)); }
-  void write_process(const std::string& id, const json& document) const {
-    add_worker(id);
-    write_text(layout.process_file(id), document.dump());
+  /// Appends a job line.
+  void write_job(const json& document) const { append_text(layout.journal_file(), journal_line("job", document)); }
+  /// Appends a worker line (its latest record).
+  void write_process(const std::string& id, json document) const {
+    document["id"] = id;
+    append_text(layout.journal_file(), journal_line("worker", std::move(document)));
   }
+  /// Appends raw text to the journal (torn or hostile lines).
+  void write_journal_text(const std::string& text) const { append_text(layout.journal_file(), text); }
   void write_status(const std::string& id, const json& document) const {
-    add_worker(id);
     write_text(layout.status_file(id), document.dump());
   }
   void write_status_text(const std::string& id, const std::string& text) const {
-    add_worker(id);
     write_text(layout.status_file(id), text);
   }
 };
 
-/// A `job.json` whose supervisor is `pid` with start time `start_time`.
+/// A job line whose supervisor is `pid` with start time `start_time`.
 inline json job_document(const std::string& job_id, const std::string& state, int pid,
                          unsigned long long start_time, const std::string& created_at = ago(std::chrono::seconds(60)),
                          const json& ended_at = nullptr) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  return {{"schema_version", 1},
-          {"job_id", job_id},
+  return {{"job_id", job_id},
           {"state", state},
           {"created_at", created_at},
           {"updated_at", created_at},
@@ -88,11 +113,10 @@ inline json job_document(const std::string& job_id, const std::string& state, in
           {"summary", nullptr}};
 }
 
-/// A `process.json` for worker `id`.
+/// A worker line's record for worker `id`.
 inline json process_document(const std::string& id, const std::string& state, json pid = nullptr,
                              json start_time = nullptr, json exit_code = nullptr) {
-  return {{"schema_version", 1},
-          {"id", id},
+  return {{"id", id},
           {"state", state},
           {"attempt", 1},
           {"pid", pid},
@@ -108,7 +132,7 @@ inline json process_document(const std::string& id, const std::string& state, js
           {"argv", {"scan"}}};
 }
 
-/// A `status.json` as a worker writes it.
+/// A status file as a worker writes it.
 inline json status_document(const std::string& state, json progress = nullptr,
                             const std::string& updated_at = ago(std::chrono::milliseconds(0))) {
   return {{"schema_version", 1}, {"state", state},           {"progress", std::move(progress)},

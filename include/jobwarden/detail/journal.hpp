@@ -363,9 +363,14 @@ class JournalFollower {
       std::string buffer;
       std::uint64_t position = offset_;  // file offset of buffer[0]
       std::uint64_t read_to = offset_;
-      const std::size_t block = 1 << 20;
+      const std::size_t most = 1 << 20;
       bool skipping = false;  // inside an oversized line: drop until its newline
       for (;;) {
+        // What fstat reported is read in one go (a few appended lines cost
+        // one small read); past it, in blocks until the end.
+        const std::uint64_t expected = size > read_to ? size - read_to : 0;
+        const std::size_t block =
+            static_cast<std::size_t>(std::min<std::uint64_t>(most, std::max<std::uint64_t>(expected + 1, 4096)));
         const std::size_t old = buffer.size();
         buffer.resize(old + block);
         ssize_t got;

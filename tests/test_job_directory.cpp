@@ -253,6 +253,33 @@ TEST_CASE("a job left by a dead supervisor is not silently reused without replac
   CHECK(reader.read("abandoned").state == JobState::lost);
 }
 
+TEST_CASE("a schema 1 job directory is not reused without replace, and is replaced with it") {
+  jwtest::TempDir dir;
+  const std::string job_dir = dir / "old";
+  std::filesystem::create_directories(job_dir + "/workers/1");
+  std::ofstream(job_dir + "/job.json") << R"({"schema_version":1,"job_id":"old","state":"succeeded"})";
+  std::ofstream(job_dir + "/workers/1/process.json") << R"({"schema_version":1,"id":"1","state":"succeeded"})";
+  std::error_code ec;
+  JobSupervisor<> refused(in(dir, "old"), ec);
+  CHECK(ec == jobwarden::errc::job_exists);
+  CHECK_THROWS_WITH(JobSupervisor<>(in(dir, "old")), Catch::Contains("schema 1"));
+  CHECK(std::filesystem::exists(job_dir + "/job.json"));
+
+  auto options = in(dir, "old");
+  options.replace_finished_job = true;
+  JobSupervisor<> supervisor(options);
+  CHECK(supervisor.recovery_report().problems.size() == 1);  // the old layout, named
+  CHECK_FALSE(std::filesystem::exists(job_dir + "/job.json"));
+  CHECK_FALSE(std::filesystem::exists(job_dir + "/workers/1"));
+  WorkerSpec spec;
+  spec.argv = {"/bin/true"};
+  supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(30s));
+  supervisor.finish();
+  supervisor.poll();
+  CHECK(jwjournal::job_record(layout_of(dir, "old")).state == JobState::succeeded);
+}
+
 TEST_CASE("finish lets queued workers and restarts run and then writes the final state") {
   jwtest::TempDir dir;
   auto options = in(dir);

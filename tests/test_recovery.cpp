@@ -544,6 +544,40 @@ TEST_CASE("a journal without a usable job line is bad_status_file and nothing is
   }
 }
 
+TEST_CASE("a worker's reporting process still running is named, from workers/<id>.status.json, and not signalled") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir / "jobs", "reporter"};
+  Child reporter(start_process({"/bin/sleep", "100"}));
+  REQUIRE(reporter.pid() > 0);
+  const unsigned long long reporter_start = jd::process_start_time(reporter.pid()).value_or(0);
+  REQUIRE(reporter_start > 0);
+  {
+    jd::JobRecorder recorder(layout);
+    recorder.open();
+    // The recorded leader is gone: a process that ran and was reaped.
+    Child leader(start_process({"/bin/sleep", "100"}));
+    REQUIRE(leader.pid() > 0);
+    const unsigned long long leader_start = jd::process_start_time(leader.pid()).value_or(0);
+    const int leader_pid = leader.pid();
+    leader.kill_and_reap();
+    record_running(recorder, "w", leader_pid, leader_start);
+  }
+  nlohmann::json status = jwstatus::status_document("running");
+  status["pid"] = reporter.pid();
+  status["process_start_time"] = reporter_start;
+  jwstatus::write_text(layout.status_file("w"), status.dump());
+
+  std::error_code ec;
+  const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(report.stopped.empty());
+  CHECK(report.marked_lost == std::vector<std::string>{"w"});
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].first == "workers/w.status.json");
+  CHECK_THAT(report.problems[0].second, Catch::Contains("still runs; not stopped"));
+  CHECK(reporter.running());
+}
+
 TEST_CASE("a symlinked job directory is not followed") {
   jwtest::TempDir dir;
   {

@@ -386,7 +386,11 @@ class SupervisorEngine {
         std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
                            state_->options.root;
         if (open_error == errc::job_locked) what += ": it already has a live supervisor";
-        if (open_error == errc::job_exists) what += ": a finished job with that id exists";
+        if (open_error == errc::job_exists) {
+          what += recovery_error == errc::unsupported_layout
+                      ? ": a job of an older jobwarden (schema 1) has that id"
+                      : ": a finished job with that id exists";
+        }
         state_.reset();
         if (throwing) throw_error(open_error, what);
         *ec = open_error;

@@ -8,6 +8,7 @@
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
+#include "helpers/journal_reading.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -106,9 +107,15 @@ TEST_CASE("a full disk under the job directory fails writes, not the supervisor,
   auto [error, path] = supervisor.last_status_error();
   CHECK(error == std::errc::no_space_on_device);
   CHECK_FALSE(path.empty());
-  // The record written before the disk filled is intact.
-  auto earlier = nlohmann::json::parse(jwtest::read_file(dir / ("full/workers/" + before + "/process.json")));
-  CHECK(earlier["state"] == "succeeded");
+  // The records written before the disk filled are intact, and a short
+  // append was cut back: the journal still ends in a whole line.
+  const jobwarden::detail::JobLayout layout{dir.path(), "full"};
+  CHECK(jwtest::read_file(layout.journal_file()).back() == '\n');
+  {
+    auto fold = jwjournal::fold_of(layout);
+    CHECK(fold.problems().empty());
+    CHECK(jwjournal::worker_record(layout, before).state == WorkerState::succeeded);
+  }
   // Space again: the next writes repair the records.
   std::filesystem::remove(dir / "filler");
   auto after = supervisor.submit(spec);

@@ -1,10 +1,12 @@
-// The supervisor's side of the job directory: records, the environment a
-// worker reports through, logs, the final job state, stall detection.
+// The supervisor's side of the job directory: its journal's records, the
+// environment a worker reports through, logs, the final job state, stall
+// detection.
 #include <sys/wait.h>
 
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
+#include "helpers/journal_reading.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -14,6 +16,10 @@ using jobwarden::WorkerSpec;
 using jobwarden::WorkerState;
 
 namespace {
+jobwarden::detail::JobLayout layout_of(const jwtest::TempDir& dir, const std::string& job = "job-1") {
+  return {dir.path(), job};
+}
+
 jobwarden::SupervisorOptions in(const jwtest::TempDir& dir, const std::string& job = "job-1") {
   jobwarden::SupervisorOptions options;
   options.root = dir.path();
@@ -46,27 +52,34 @@ TEST_CASE("a worker's reports and result reach the job status through the direct
   CHECK(json["completed"] == nlohmann::json::array({"scan"}));
 }
 
-TEST_CASE("the job directory holds the supervisor's records and the worker's logs") {
+TEST_CASE("the job directory holds the supervisor's journal and the worker's logs") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor(in(dir));
   WorkerSpec spec;
   spec.id = "w";
   spec.argv = {"/bin/sh", "-c", "echo to-out; echo to-err >&2; echo $JOBWARDEN_STATUS_FILE"};
   REQUIRE(supervisor.wait(supervisor.submit(spec), 30s));
-  std::string worker_dir = dir / "job-1/workers/w";
-  CHECK(jwtest::read_file(worker_dir + "/stdout.log") == "to-out\n" + worker_dir + "/status.json\n");
-  CHECK(jwtest::read_file(worker_dir + "/stderr.log") == "to-err\n");
-  auto process = nlohmann::json::parse(jwtest::read_file(worker_dir + "/process.json"));
-  CHECK(process["state"] == "succeeded");
-  CHECK(process["schema_version"] == 1);
-  CHECK(process["pid"] == supervisor.info("w").pid);
-  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
-  CHECK(job["supervisor"]["pid"] == ::getpid());
-  CHECK(job["state"] == "running");  // the host may still submit work
+  const auto layout = layout_of(dir);
+  CHECK(jwtest::read_file(layout.stdout_file("w")) == "to-out\n" + layout.status_file("w") + "\n");
+  CHECK(jwtest::read_file(layout.stderr_file("w")) == "to-err\n");
+  CHECK(layout.status_file("w") == dir / "job-1/workers/w.status.json");
+  auto fold = jwjournal::fold_of(layout);
+  CHECK(fold.header_seen());
+  CHECK(fold.schema_version() == 2);
+  CHECK(fold.job_id() == "job-1");
+  CHECK(fold.problems().empty());
+  const auto process = jwjournal::worker_record(layout, "w");
+  CHECK(process.state == WorkerState::succeeded);
+  CHECK(process.pid == supervisor.info("w").pid);
+  CHECK(process.exit_code == 0);
+  auto job = jwjournal::job_record(layout);
+  CHECK(job.supervisor_pid == ::getpid());
+  CHECK(job.state == JobState::running);  // the host may still submit work
   supervisor.finish();
   supervisor.poll();
-  job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
-  CHECK(job["state"] == "succeeded");
+  job = jwjournal::job_record(layout);
+  CHECK(job.state == JobState::succeeded);
+  CHECK(job.ended_at.has_value());
 }
 
 TEST_CASE("a second supervisor on a job with a live supervisor is refused and changes nothing") {
@@ -76,12 +89,12 @@ TEST_CASE("a second supervisor on a job with a live supervisor is refused and ch
   spec.argv = {"/bin/true"};
   first.submit(spec);
   REQUIRE(first.wait_all(30s));
-  std::string before = jwtest::read_file(dir / "job-1/job.json");
+  std::string before = jwtest::read_file(layout_of(dir).journal_file());
   std::error_code ec;
   JobSupervisor<> second(in(dir), ec);
   CHECK(ec == jobwarden::errc::job_locked);
   CHECK_THROWS_WITH(JobSupervisor<>(in(dir)), Catch::Contains("live supervisor"));
-  CHECK(jwtest::read_file(dir / "job-1/job.json") == before);
+  CHECK(jwtest::read_file(layout_of(dir).journal_file()) == before);
 }
 
 TEST_CASE("a job whose worker failed ends failed and a shut down job ends cancelled") {
@@ -102,10 +115,8 @@ TEST_CASE("a job whose worker failed ends failed and a shut down job ends cancel
     supervisor.submit(spec);
     supervisor.shutdown();
   }
-  auto failed = nlohmann::json::parse(jwtest::read_file(dir / "fails/job.json"));
-  auto cancelled = nlohmann::json::parse(jwtest::read_file(dir / "stopped/job.json"));
-  CHECK(failed["state"] == "failed");
-  CHECK(cancelled["state"] == "cancelled");
+  CHECK(jwjournal::job_record(layout_of(dir, "fails")).state == JobState::failed);
+  CHECK(jwjournal::job_record(layout_of(dir, "stopped")).state == JobState::cancelled);
   jobwarden::StatusAggregator<> reader(dir.path());
   CHECK(reader.read("stopped").workers.at(0).state == WorkerState::cancelled);
 }
@@ -169,8 +180,7 @@ TEST_CASE("a stop request in the job directory makes the live supervisor stop ev
   supervisor.submit(spec, ec);
   CHECK(ec == jobwarden::errc::supervisor_shut_down);
   supervisor.poll();
-  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
-  CHECK(job["state"] == "cancelled");
+  CHECK(jwjournal::job_record(layout_of(dir)).state == JobState::cancelled);
 }
 
 TEST_CASE("a new supervisor stops the workers a dead supervisor left and marks them lost") {
@@ -196,7 +206,7 @@ TEST_CASE("a new supervisor stops the workers a dead supervisor left and marks t
     }
     ::_exit(3);
   }
-  REQUIRE(jwtest::wait_for_line(dir / "recorded"));  // its process record names the pid
+  REQUIRE(jwtest::wait_for_line(dir / "recorded"));  // its worker line names the pid
   int left = jwtest::read_pid_file(dir / "left.pid");
   jwtest::KillOnExit guard;
   guard.watch(left);
@@ -243,6 +253,33 @@ TEST_CASE("a job left by a dead supervisor is not silently reused without replac
   CHECK(reader.read("abandoned").state == JobState::lost);
 }
 
+TEST_CASE("a schema 1 job directory is not reused without replace, and is replaced with it") {
+  jwtest::TempDir dir;
+  const std::string job_dir = dir / "old";
+  std::filesystem::create_directories(job_dir + "/workers/1");
+  std::ofstream(job_dir + "/job.json") << R"({"schema_version":1,"job_id":"old","state":"succeeded"})";
+  std::ofstream(job_dir + "/workers/1/process.json") << R"({"schema_version":1,"id":"1","state":"succeeded"})";
+  std::error_code ec;
+  JobSupervisor<> refused(in(dir, "old"), ec);
+  CHECK(ec == jobwarden::errc::job_exists);
+  CHECK_THROWS_WITH(JobSupervisor<>(in(dir, "old")), Catch::Contains("schema 1"));
+  CHECK(std::filesystem::exists(job_dir + "/job.json"));
+
+  auto options = in(dir, "old");
+  options.replace_finished_job = true;
+  JobSupervisor<> supervisor(options);
+  CHECK(supervisor.recovery_report().problems.size() == 1);  // the old layout, named
+  CHECK_FALSE(std::filesystem::exists(job_dir + "/job.json"));
+  CHECK_FALSE(std::filesystem::exists(job_dir + "/workers/1"));
+  WorkerSpec spec;
+  spec.argv = {"/bin/true"};
+  supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(30s));
+  supervisor.finish();
+  supervisor.poll();
+  CHECK(jwjournal::job_record(layout_of(dir, "old")).state == JobState::succeeded);
+}
+
 TEST_CASE("finish lets queued workers and restarts run and then writes the final state") {
   jwtest::TempDir dir;
   auto options = in(dir);
@@ -261,9 +298,12 @@ TEST_CASE("finish lets queued workers and restarts run and then writes the final
   REQUIRE(supervisor.wait_all(60s));
   for (const auto& w : supervisor.workers()) CHECK(w.state == WorkerState::succeeded);
   CHECK(supervisor.info("flaky").attempt == 2);
-  auto job = nlohmann::json::parse(jwtest::read_file(dir / "job-1/job.json"));
-  CHECK(job["state"] == "succeeded");
-  CHECK(job["summary"]["succeeded"] == 5);
+  const auto job = jwjournal::job_record(layout_of(dir));
+  CHECK(job.state == JobState::succeeded);
+  REQUIRE(job.summary.has_value());
+  CHECK(job.summary->succeeded == 5);
+  // Every record of flaky's two attempts is a line of its own.
+  CHECK(jwjournal::worker_line_count(layout_of(dir), "flaky") >= 4);
 }
 
 namespace {
@@ -273,7 +313,7 @@ nlohmann::json as_dumped(const std::string& text) {
 }
 }  // namespace
 
-TEST_CASE("process.json's hand-written text is the record's JSON, awkward strings included") {
+TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strings included") {
   using jobwarden::WorkerInfo;
   const auto updated = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'795'000'000'123));
   const std::string updated_text = "2026-11-18T11:06:40.123Z", started_text = "2026-11-18T11:06:38.123Z";
@@ -289,7 +329,7 @@ TEST_CASE("process.json's hand-written text is the record's JSON, awkward string
       info.state = shape == 0 ? WorkerState::pending : shape == 1 ? WorkerState::running : WorkerState::crashed;
       info.attempt = shape + 1;
       info.argv = {"/bin/prog", text, ""};
-      nlohmann::json expected = {{"schema_version", 1},
+      nlohmann::json expected = {{"type", "worker"},
                                  {"id", "w-1.x"},
                                  {"state", std::string(jobwarden::to_string(info.state))},
                                  {"attempt", shape + 1},
@@ -337,17 +377,21 @@ TEST_CASE("process.json's hand-written text is the record's JSON, awkward string
         info.usage.system_cpu = std::chrono::microseconds(micros[next++ % (sizeof micros / sizeof micros[0])]);
         expected["usage"]["system_cpu_seconds"] = std::chrono::duration<double>(info.usage.system_cpu).count();
       }
-      const std::string written = jobwarden::detail::process_record_text(info, updated);
+      const std::string written = jobwarden::detail::worker_line_text(info, updated);
       CAPTURE(written);
+      // One line: its newline at the end and nowhere else; type and id first.
+      REQUIRE(written.back() == '\n');
+      CHECK(written.find('\n') == written.size() - 1);
+      CHECK(written.rfind("{\"type\":\"worker\",\"id\":\"w-1.x\",", 0) == 0);
       auto parsed = nlohmann::json::parse(written, nullptr, false);
       REQUIRE_FALSE(parsed.is_discarded());
       CHECK(parsed == expected);
       // Compact, like every record jobwarden writes, and read back unchanged.
-      CHECK(written == jobwarden::detail::dump_json(parsed));
+      CHECK(written.size() == jobwarden::detail::dump_json(parsed).size() + 1);
       WorkerInfo back;
       std::optional<std::chrono::system_clock::time_point> back_updated;
       std::string problem;
-      REQUIRE(jobwarden::detail::process_record_from_json(parsed, back, back_updated, problem));
+      REQUIRE(jobwarden::detail::worker_line_from_json(parsed, back, back_updated, problem));
       CHECK(back.state == info.state);
       CHECK(back.pid == info.pid);
       CHECK(back.usage.user_cpu == info.usage.user_cpu);
@@ -378,7 +422,7 @@ TEST_CASE("stop.request's text is the JSON job control always wrote, and its gra
   }
 }
 
-TEST_CASE("job.json's summary is every count, and reads back") {
+TEST_CASE("a job line's summary is every count, and reads back") {
   namespace jd = jobwarden::detail;
   jobwarden::JobSummary summary;
   for (WorkerState state : jobwarden::all_worker_states) summary.add(state, 2);

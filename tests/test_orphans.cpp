@@ -18,6 +18,8 @@
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
+#include "helpers/journal_reading.hpp"
+#include "status_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -716,8 +718,8 @@ TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee
   REQUIRE(worker > 0);
   REQUIRE(escapee > 0);
   REQUIRE(jwtest::wait_for_line(dir / "recorded"));
-  // job.json names the supervisor's tree, which holds the escapee.
-  const std::string tree = nlohmann::json::parse(jwtest::read_file(root + "/escape/job.json"))["supervisor"]["cgroup"];
+  // The job line names the supervisor's tree, which holds the escapee.
+  const std::string tree = jwjournal::job_record({root, "escape"}).supervisor_cgroup;
   CAPTURE(tree);
   REQUIRE(tree.find("/jobwarden-" + std::to_string(host) + "-") != std::string::npos);
   REQUIRE(worker_cgroup(escapee).rfind(tree + "/", 0) == 0);
@@ -784,7 +786,7 @@ TEST_CASE("recovery leaves alone a recorded cgroup tree it cannot prove is its d
   CHECK(report.reclaimed_cgroup.empty());
   CHECK(report.problems.empty());
 
-  // Named for another supervisor than the one job.json records: never touched.
+  // Named for another supervisor than the one the job line records: never touched.
   {
     jobwarden::detail::JobRecorderOptions options;
     options.supervisor_cgroup = tree;
@@ -792,9 +794,9 @@ TEST_CASE("recovery leaves alone a recorded cgroup tree it cannot prove is its d
     jobwarden::detail::JobRecorder recorder(layout, options);
     recorder.open();
   }
-  auto document = nlohmann::json::parse(jwtest::read_file(layout.job_file()));
-  document["supervisor"]["pid"] = 999999999;
-  std::ofstream(layout.job_file()) << document.dump();
+  jobwarden::detail::JobRecord record = jwjournal::job_record(layout);
+  record.supervisor_pid = 999999999;
+  jwstatus::append_text(layout.journal_file(), jobwarden::detail::job_line_text(record));  // the latest job line wins
   report = recover();
   CHECK(report.reclaimed_cgroup.empty());
   REQUIRE(report.problems.size() == 1);

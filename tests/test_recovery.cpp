@@ -1,5 +1,6 @@
 // Recovery of a job whose supervisor died: what is proven to be left of its
-// workers is stopped, nothing else is touched, and the records say lost.
+// workers is stopped, nothing else is touched, and the lines recovery appends
+// to the job's journal say lost.
 // These are raw JobRecorder tests: the "supervisor" is a forked child that
 // records workers it spawned itself, with no orphan guard, then is SIGKILLed.
 #include <fcntl.h>
@@ -14,6 +15,8 @@
 #include <jobwarden/detail/recovery.hpp>
 
 #include "catch.hpp"
+#include "helpers/journal_reading.hpp"
+#include "status_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -133,7 +136,7 @@ pid_t start_recording_supervisor(const jd::JobLayout& layout, const WorkerComman
       WorkerInfo info;
       info.id = id;
       info.argv = argv;
-      recorder.write_process(info);  // pending, before it can run
+      recorder.write_worker(info);  // pending, before it can run
       const pid_t worker = start_process(argv);
       if (worker < 0) ::_exit(4);
       info.state = WorkerState::running;
@@ -141,7 +144,7 @@ pid_t start_recording_supervisor(const jd::JobLayout& layout, const WorkerComman
       info.pid = worker;
       info.process_start_time = jd::process_start_time(worker).value_or(0);
       info.started_at = std::chrono::system_clock::now();
-      recorder.write_process(info);
+      recorder.write_worker(info);
       summary.add(WorkerState::running);
     }
     recorder.write_job(JobState::running, summary);
@@ -153,21 +156,10 @@ pid_t start_recording_supervisor(const jd::JobLayout& layout, const WorkerComman
 }
 
 WorkerInfo read_process_record(const jd::JobLayout& layout, const std::string& id) {
-  WorkerInfo info;
-  std::optional<std::chrono::system_clock::time_point> updated_at;
-  std::string problem;
-  const auto document = nlohmann::json::parse(jwtest::read_file(layout.process_file(id)));
-  if (!jd::process_record_from_json(document, info, updated_at, problem)) FAIL(problem);
-  return info;
+  return jwjournal::worker_record(layout, id);
 }
 
-jd::JobRecord read_job_record(const jd::JobLayout& layout) {
-  jd::JobRecord record;
-  std::string problem;
-  const auto document = nlohmann::json::parse(jwtest::read_file(layout.job_file()));
-  if (!jd::job_record_from_json(document, record, problem)) FAIL(problem);
-  return record;
-}
+jd::JobRecord read_job_record(const jd::JobLayout& layout) { return jwjournal::job_record(layout); }
 
 /// Writes a running record for `id` naming `pid` with `start_time`.
 void record_running(jd::JobRecorder& recorder, const std::string& id, int pid, unsigned long long start_time) {
@@ -178,14 +170,14 @@ void record_running(jd::JobRecorder& recorder, const std::string& id, int pid, u
   info.pid = pid;
   info.process_start_time = start_time;
   info.started_at = std::chrono::system_clock::now();
-  recorder.write_process(info);
+  recorder.write_worker(info);
 }
 
 /// Writes a pending record for `id` (a worker that never started).
 void record_pending(jd::JobRecorder& recorder, const std::string& id) {
   WorkerInfo info;
   info.id = id;
-  recorder.write_process(info);
+  recorder.write_worker(info);
 }
 
 }  // namespace
@@ -327,8 +319,7 @@ TEST_CASE("a job with a live supervisor is refused with job_locked and nothing c
   jd::JobRecorder recorder(layout);
   recorder.open();  // this process is the live supervisor: it holds the lock
   record_running(recorder, "w", worker.pid(), jd::process_start_time(worker.pid()).value_or(0));
-  const std::string job_before = jwtest::read_file(layout.job_file());
-  const std::string process_before = jwtest::read_file(layout.process_file("w"));
+  const std::string journal_before = jwtest::read_file(layout.journal_file());
 
   std::error_code ec;
   const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
@@ -337,8 +328,7 @@ TEST_CASE("a job with a live supervisor is refused with job_locked and nothing c
   CHECK(report.marked_lost.empty());
   CHECK_FALSE(report.job_was_abandoned);
   CHECK(worker.running());
-  CHECK(jwtest::read_file(layout.job_file()) == job_before);
-  CHECK(jwtest::read_file(layout.process_file("w")) == process_before);
+  CHECK(jwtest::read_file(layout.journal_file()) == journal_before);
   CHECK_THROWS_AS(jd::recover_abandoned_job(layout, 10s), std::system_error);
 }
 
@@ -350,18 +340,17 @@ TEST_CASE("a finished job is left as it is") {
     recorder.open();
     WorkerInfo info;
     info.id = "w";
-    recorder.write_process(info);
+    recorder.write_worker(info);
     info.state = WorkerState::succeeded;
     info.attempt = 1;
     info.exit_code = 0;
     info.ended_at = std::chrono::system_clock::now();
-    recorder.write_process(info);
+    recorder.write_worker(info);
     jobwarden::JobSummary summary;
     summary.add(WorkerState::succeeded);
     recorder.write_job(JobState::succeeded, summary);
   }
-  const std::string job_before = jwtest::read_file(layout.job_file());
-  const std::string process_before = jwtest::read_file(layout.process_file("w"));
+  const std::string journal_before = jwtest::read_file(layout.journal_file());
 
   std::error_code ec;
   const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
@@ -370,8 +359,7 @@ TEST_CASE("a finished job is left as it is") {
   CHECK(report.marked_lost.empty());
   CHECK(report.problems.empty());
   CHECK_FALSE(report.job_was_abandoned);
-  CHECK(jwtest::read_file(layout.job_file()) == job_before);
-  CHECK(jwtest::read_file(layout.process_file("w")) == process_before);
+  CHECK(jwtest::read_file(layout.journal_file()) == journal_before);
 }
 
 TEST_CASE("recovering a job twice changes nothing the second time") {
@@ -387,16 +375,16 @@ TEST_CASE("recovering a job twice changes nothing the second time") {
   REQUIRE_FALSE(ec);
   CHECK(first.marked_lost == std::vector<std::string>{"w"});
   CHECK(first.job_was_abandoned);
-  const std::string job_after_first = jwtest::read_file(layout.job_file());
+  const std::string journal_after_first = jwtest::read_file(layout.journal_file());
 
   const jd::RecoveryReport second = jd::recover_abandoned_job(layout, 10s, ec);
   CHECK_FALSE(ec);
   CHECK(second.marked_lost.empty());
   CHECK_FALSE(second.job_was_abandoned);
-  CHECK(jwtest::read_file(layout.job_file()) == job_after_first);
+  CHECK(jwtest::read_file(layout.journal_file()) == journal_after_first);
 }
 
-TEST_CASE("a corrupt process.json is reported in problems and the other workers are still recovered") {
+TEST_CASE("a corrupt worker line is reported in problems and the other workers are still recovered") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir / "jobs", "corrupt"};
   {
@@ -406,55 +394,188 @@ TEST_CASE("a corrupt process.json is reported in problems and the other workers 
     record_pending(recorder, "good");
     record_pending(recorder, "shape");
   }
-  std::ofstream(layout.process_file("bad")) << "{\"schema_version\": 1, \"state\": ";
-  std::ofstream(layout.process_file("shape")) << R"({"schema_version": 1, "id": "shape", "state": "flying"})";
-  const std::string bad_before = jwtest::read_file(layout.process_file("bad"));
+  // The latest line of "bad" is not JSON, that of "shape" has an unknown state.
+  const std::uint64_t bad_offset = jwtest::read_file(layout.journal_file()).size();
+  jwstatus::append_text(layout.journal_file(), "{\"type\":\"worker\",\"id\":\"bad\",\"state\": \n");
+  jwstatus::append_text(layout.journal_file(), R"({"type":"worker","id":"shape","state":"flying"})" "\n");
+  const std::string journal_before = jwtest::read_file(layout.journal_file());
 
   std::error_code ec;
   const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
   REQUIRE_FALSE(ec);
   CHECK(report.marked_lost == std::vector<std::string>{"good"});
   REQUIRE(report.problems.size() == 2);
-  CHECK(report.problems[0].first == "workers/bad/process.json");
-  CHECK(report.problems[0].second == "not valid JSON");
-  CHECK(report.problems[1].first == "workers/shape/process.json");
+  CHECK(report.problems[0].first == "journal.jsonl");
+  CHECK_THAT(report.problems[0].second, Catch::StartsWith("worker \"bad\": not valid JSON"));
+  CHECK_THAT(report.problems[0].second, Catch::Contains("byte " + std::to_string(bad_offset)));
+  CHECK(report.problems[1].first == "journal.jsonl");
   CHECK_THAT(report.problems[1].second, Catch::Contains("flying"));
-  CHECK(jwtest::read_file(layout.process_file("bad")) == bad_before);  // evidence is kept
+  // Evidence is kept: the verdict is appended after what was there.
+  const std::string journal_after = jwtest::read_file(layout.journal_file());
+  CHECK(journal_after.compare(0, journal_before.size(), journal_before) == 0);
   CHECK(read_process_record(layout, "good").state == WorkerState::lost);
   const jd::JobRecord job = read_job_record(layout);
   CHECK(job.state == JobState::lost);
   REQUIRE(job.summary.has_value());
   CHECK(job.summary->total == 3);
+  CHECK(job.summary->lost == 3);
 }
 
-TEST_CASE("a symlinked process.json is not followed and the process it names is not touched") {
+TEST_CASE("a symlinked journal is not followed and the process it names is not touched") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir / "jobs", "linked"};
   Child bystander(start_process({"/bin/sleep", "100"}));
   REQUIRE(bystander.pid() > 0);
+  const jd::JobLayout decoy{dir / "elsewhere", "decoy"};
   {
-    // A genuine-looking record of the bystander, outside the job directory...
-    jd::JobRecorder other({dir / "elsewhere", "decoy"});
+    // A genuine-looking journal of the bystander, outside the job directory...
+    jd::JobRecorder other(decoy);
     other.open();
     record_running(other, "w", bystander.pid(), jd::process_start_time(bystander.pid()).value_or(0));
   }
   {
     jd::JobRecorder recorder(layout);
     recorder.open();
-    recorder.prepare_worker("w");
   }
   // ...planted into the job as a link.
-  REQUIRE(::symlink((dir / "elsewhere/decoy/workers/w/process.json").c_str(), layout.process_file("w").c_str()) == 0);
+  REQUIRE(::unlink(layout.journal_file().c_str()) == 0);
+  REQUIRE(::symlink(decoy.journal_file().c_str(), layout.journal_file().c_str()) == 0);
+  const std::string decoy_before = jwtest::read_file(decoy.journal_file());
+
+  std::error_code ec;
+  const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
+  CHECK(ec == std::errc::too_many_symbolic_link_levels);
+  CHECK(report.stopped.empty());
+  CHECK(report.marked_lost.empty());
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].first == "journal.jsonl");
+  CHECK(report.problems[0].second == "symbolic link not followed");
+  CHECK(bystander.running());
+  CHECK(jwtest::read_file(decoy.journal_file()) == decoy_before);
+}
+
+TEST_CASE("recovery cuts a torn last line before it appends its verdict") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir / "jobs", "torn"};
+  {
+    jd::JobRecorder recorder(layout);
+    recorder.open();
+    record_pending(recorder, "w");
+  }
+  const std::string whole = jwtest::read_file(layout.journal_file());
+  // The dead supervisor was half-way through a line (a crash, a full disk).
+  jwstatus::append_text(layout.journal_file(), "{\"type\":\"worker\",\"id\":\"w\",\"attempt\":1,\"error\":\"torn-tail");
+
+  std::error_code ec;
+  const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(report.marked_lost == std::vector<std::string>{"w"});
+  CHECK(report.problems.empty());
+  const std::string after = jwtest::read_file(layout.journal_file());
+  CHECK(after.compare(0, whole.size(), whole) == 0);
+  CHECK(after.find("torn-tail") == std::string::npos);
+  CHECK(after.back() == '\n');
+  jd::JournalFold fold = jwjournal::fold_of(layout);
+  CHECK(fold.problems().empty());
+  CHECK(read_process_record(layout, "w").state == WorkerState::lost);
+  CHECK(read_job_record(layout).state == JobState::lost);
+  // The verdict is the last line: the job's.
+  const std::string last_line = after.substr(after.rfind('\n', after.size() - 2) + 1);
+  CHECK_THAT(last_line, Catch::Contains("\"type\":\"job\""));
+}
+
+TEST_CASE("a schema 1 job directory is refused as unsupported_layout and nothing is touched") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir / "jobs", "old"};
+  Child bystander(start_process({"/bin/sleep", "100"}));
+  REQUIRE(bystander.pid() > 0);
+  std::filesystem::create_directories(layout.job_dir() + "/workers/w");
+  const std::string job_text = jwstatus::job_document("old", "running", 1, 1).dump();
+  jwstatus::write_text(layout.job_dir() + "/job.json", job_text);
+  nlohmann::json process = jwstatus::process_document("w", "running", bystander.pid(),
+                                                      jd::process_start_time(bystander.pid()).value_or(0));
+  process["schema_version"] = 1;
+  jwstatus::write_text(layout.job_dir() + "/workers/w/process.json", process.dump());
+  jwstatus::write_text(layout.lock_file(), "");
+
+  std::error_code ec;
+  const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  CHECK(report.stopped.empty());
+  CHECK(report.marked_lost.empty());
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].first == "job.json");
+  CHECK_THAT(report.problems[0].second, Catch::Contains("schema 1"));
+  CHECK(bystander.running());
+  CHECK(jwtest::read_file(layout.job_dir() + "/job.json") == job_text);
+  CHECK_FALSE(std::filesystem::exists(layout.journal_file()));
+  try {
+    jd::recover_abandoned_job(layout, 10s);
+    FAIL("no exception");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == jobwarden::errc::unsupported_layout);
+    CHECK_THAT(e.what(), Catch::Contains("job.json"));
+  }
+}
+
+TEST_CASE("a journal without a usable job line is bad_status_file and nothing is stopped") {
+  jwtest::TempDir dir;
+  Child bystander(start_process({"/bin/sleep", "100"}));
+  REQUIRE(bystander.pid() > 0);
+  const auto start = jd::process_start_time(bystander.pid()).value_or(0);
+  for (const bool with_bad_job_line : {false, true}) {
+    const std::string id = with_bad_job_line ? "bad-job" : "no-job";
+    jwstatus::make_dir(dir / "jobs");
+    jwstatus::CraftedJob job(dir / "jobs", id);
+    jwstatus::write_text(job.layout.lock_file(), "");
+    job.write_process("w", jwstatus::process_document("w", "running", bystander.pid(), start));
+    if (with_bad_job_line) job.write_journal_text("{\"type\":\"job\",\"state\":\"flying\"}\n");
+    const std::string before = jwtest::read_file(job.layout.journal_file());
+
+    std::error_code ec;
+    const jd::RecoveryReport report = jd::recover_abandoned_job(job.layout, 10s, ec);
+    CHECK(ec == jobwarden::errc::bad_status_file);
+    CHECK(report.stopped.empty());
+    REQUIRE_FALSE(report.problems.empty());
+    CHECK(report.problems[0].first == "journal.jsonl");
+    if (!with_bad_job_line) CHECK(report.problems[0].second == "no job line");
+    CHECK(bystander.running());
+    CHECK(jwtest::read_file(job.layout.journal_file()) == before);
+  }
+}
+
+TEST_CASE("a worker's reporting process still running is named, from workers/<id>.status.json, and not signalled") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir / "jobs", "reporter"};
+  Child reporter(start_process({"/bin/sleep", "100"}));
+  REQUIRE(reporter.pid() > 0);
+  const unsigned long long reporter_start = jd::process_start_time(reporter.pid()).value_or(0);
+  REQUIRE(reporter_start > 0);
+  {
+    jd::JobRecorder recorder(layout);
+    recorder.open();
+    // The recorded leader is gone: a process that ran and was reaped.
+    Child leader(start_process({"/bin/sleep", "100"}));
+    REQUIRE(leader.pid() > 0);
+    const unsigned long long leader_start = jd::process_start_time(leader.pid()).value_or(0);
+    const int leader_pid = leader.pid();
+    leader.kill_and_reap();
+    record_running(recorder, "w", leader_pid, leader_start);
+  }
+  nlohmann::json status = jwstatus::status_document("running");
+  status["pid"] = reporter.pid();
+  status["process_start_time"] = reporter_start;
+  jwstatus::write_text(layout.status_file("w"), status.dump());
 
   std::error_code ec;
   const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
   REQUIRE_FALSE(ec);
   CHECK(report.stopped.empty());
+  CHECK(report.marked_lost == std::vector<std::string>{"w"});
   REQUIRE(report.problems.size() == 1);
-  CHECK(report.problems[0].first == "workers/w/process.json");
-  CHECK(report.problems[0].second == "symbolic link not followed");
-  CHECK(bystander.running());
-  CHECK(read_job_record(layout).state == JobState::lost);
+  CHECK(report.problems[0].first == "workers/w.status.json");
+  CHECK_THAT(report.problems[0].second, Catch::Contains("still runs; not stopped"));
+  CHECK(reporter.running());
 }
 
 TEST_CASE("a symlinked job directory is not followed") {
@@ -466,12 +587,12 @@ TEST_CASE("a symlinked job directory is not followed") {
   }
   std::filesystem::create_directories(dir / "linked");
   REQUIRE(::symlink((dir / "real/j").c_str(), (dir / "linked/j").c_str()) == 0);
-  const std::string job_before = jwtest::read_file(dir / "real/j/job.json");
+  const std::string journal_before = jwtest::read_file(dir / "real/j/journal.jsonl");
 
   std::error_code ec;
   jd::recover_abandoned_job({dir / "linked", "j"}, 10s, ec);
   CHECK(ec == std::errc::too_many_symbolic_link_levels);
-  CHECK(jwtest::read_file(dir / "real/j/job.json") == job_before);
+  CHECK(jwtest::read_file(dir / "real/j/journal.jsonl") == journal_before);
 }
 
 TEST_CASE("an unknown job is reported as unknown_job") {

@@ -908,9 +908,9 @@ TEST_CASE("with a job directory a Slurm worker's output and srun's verdict land 
   CHECK(failed.state == WorkerState::failed);
   REQUIRE(failed.exit_code);
   CHECK(*failed.exit_code == 3);
-  std::string worker_dir = dir / (job + "/workers/failing");
-  CHECK(jwtest::read_file(worker_dir + "/stdout.log") == "to-out\n");
-  std::string err = jwtest::read_file(worker_dir + "/stderr.log");
+  const jobwarden::detail::JobLayout layout{dir.path(), job};
+  CHECK(jwtest::read_file(layout.stdout_file("failing")) == "to-out\n");
+  std::string err = jwtest::read_file(layout.stderr_file("failing"));
   CHECK(err.find("to-err\n") != std::string::npos);  // srun may say "queued" first
   CHECK(err.find("task 0: Exited with exit code 3") != std::string::npos);
   auto crashed = supervisor.info("crashing");

@@ -1,12 +1,21 @@
 // The stop sequence: stop signal to the whole tree, grace period, SIGKILL,
-// reaping — on timeout, cancel, shutdown and destruction.
+// reaping — on timeout, cancel, shutdown and destruction; and `stop_job`
+// from outside, judging the job by its journal.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <jobwarden/detail/job_recorder.hpp>
+#include <jobwarden/job_control.hpp>
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
+#include "helpers/journal_reading.hpp"
+#include "status_support.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -208,4 +217,131 @@ TEST_CASE("a terminal state is final: cancelling a finished worker changes nothi
   }
   CHECK(jobwarden::is_allowed_transition(WorkerState::running, WorkerState::pending));  // a restart
   CHECK(jobwarden::is_allowed_transition(WorkerState::pending, WorkerState::running));
+}
+
+namespace {
+/// A `sleep 100` child in its own process group, SIGKILLed and reaped at
+/// scope exit; `reap()` says how it ended.
+class SleepingChild {
+ public:
+  SleepingChild() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      ::execl("/bin/sleep", "sleep", "100", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    if (pid_ > 0) ::setpgid(pid_, pid_);
+  }
+  SleepingChild(const SleepingChild&) = delete;
+  SleepingChild& operator=(const SleepingChild&) = delete;
+  ~SleepingChild() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    reap();
+  }
+  int pid() const { return pid_; }
+  /// Waits for it (bounded by whoever kills it) and returns the signal that ended it, or 0.
+  int reap() {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  }
+  /// Whether it has exited (without reaping it).
+  bool exited() const {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+  }
+
+ private:
+  int pid_ = -1;
+};
+}  // namespace
+
+TEST_CASE("stop_job recovers a job whose supervisor is gone: its worker is stopped, the journal says lost") {
+  jwtest::TempDir dir;
+  const jobwarden::detail::JobLayout layout{dir.path(), "abandoned"};
+  SleepingChild worker;  // started before the lock exists, so it holds no descriptor of it
+  REQUIRE(worker.pid() > 0);
+  {
+    jobwarden::detail::JobRecorder recorder(layout);
+    recorder.open();
+    jobwarden::WorkerInfo info;
+    info.id = "w";
+    info.state = WorkerState::running;
+    info.attempt = 1;
+    info.pid = worker.pid();
+    info.process_start_time = jobwarden::detail::process_start_time(worker.pid()).value_or(0);
+    REQUIRE(info.process_start_time > 0);
+    recorder.write_worker(info);
+  }  // the lock is released with no final job line: a dead supervisor
+  const std::string before = jwtest::read_file(layout.journal_file());
+
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(dir.path(), "abandoned", 500ms, 0ms, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(outcome.action == jobwarden::StopAction::recovered);
+  CHECK(outcome.finished);
+  CHECK(outcome.state == jobwarden::JobState::lost);
+  CHECK(outcome.recovery.stopped == std::vector<std::string>{"w"});
+  CHECK(outcome.recovery.marked_lost == std::vector<std::string>{"w"});
+  CHECK(worker.reap() == SIGTERM);
+  const std::string after = jwtest::read_file(layout.journal_file());
+  CHECK(after.compare(0, before.size(), before) == 0);  // appended, not rewritten
+  CHECK(jwjournal::worker_record(layout, "w").state == WorkerState::lost);
+  CHECK(jwjournal::job_record(layout).state == jobwarden::JobState::lost);
+
+  // Again: finished, nothing to do, nothing written.
+  const jobwarden::StopOutcome again = jobwarden::stop_job(dir.path(), "abandoned", 500ms, 0ms, ec);
+  CHECK_FALSE(ec);
+  CHECK(again.action == jobwarden::StopAction::already_finished);
+  CHECK(again.finished);
+  CHECK(jwtest::read_file(layout.journal_file()) == after);
+}
+
+TEST_CASE("stop_job of a job directory without a journal signals nothing and says why") {
+  jwtest::TempDir dir;
+  jwstatus::make_dir(dir / "unrecorded");
+  jwstatus::make_dir(dir / "unrecorded/workers");
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(dir.path(), "unrecorded", 100ms, 0ms, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(outcome.action == jobwarden::StopAction::already_finished);
+  CHECK_FALSE(outcome.stop_requested);
+  REQUIRE(outcome.recovery.problems.size() == 1);
+  CHECK(outcome.recovery.problems[0].first == "journal.jsonl");
+  CHECK_THAT(outcome.recovery.problems[0].second, Catch::StartsWith("missing"));
+  CHECK_FALSE(std::filesystem::exists(dir / "unrecorded/journal.jsonl"));
+}
+
+TEST_CASE("stop_job of a schema 1 job directory is unsupported_layout and touches nothing") {
+  jwtest::TempDir dir;
+  SleepingChild worker;
+  REQUIRE(worker.pid() > 0);
+  jwstatus::make_dir(dir / "old");
+  jwstatus::make_dir(dir / "old/workers");
+  jwstatus::make_dir(dir / "old/workers/w");
+  nlohmann::json process = jwstatus::process_document(
+      "w", "running", worker.pid(), jobwarden::detail::process_start_time(worker.pid()).value_or(0));
+  process["schema_version"] = 1;
+  jwstatus::write_text(dir / "old/workers/w/process.json", process.dump());
+  nlohmann::json job = jwstatus::job_document("old", "running", 999999, 1);
+  job["schema_version"] = 1;
+  jwstatus::write_text(dir / "old/job.json", job.dump());
+  jwstatus::write_text(dir / "old/supervisor.lock", "");
+
+  std::error_code ec;
+  const jobwarden::StopOutcome outcome = jobwarden::stop_job(dir.path(), "old", 100ms, 0ms, ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  CHECK_FALSE(outcome.stop_requested);
+  CHECK(outcome.action == jobwarden::StopAction::already_finished);
+  REQUIRE_FALSE(outcome.recovery.problems.empty());
+  CHECK(outcome.recovery.problems[0].first == "job.json");
+  CHECK_FALSE(worker.exited());
+  CHECK_FALSE(std::filesystem::exists(dir / "old/journal.jsonl"));
+  CHECK_FALSE(std::filesystem::exists(dir / "old/stop.request"));
+  CHECK(jwtest::read_file(dir / "old/job.json") == job.dump());
+  CHECK_THROWS_WITH(jobwarden::stop_job(dir.path(), "old", 100ms, 0ms), Catch::Contains("job.json"));
 }

@@ -209,7 +209,12 @@ TEST_CASE("a supervised log is created on the first byte: a worker that prints n
   supervisor.submit(talker);
   REQUIRE(supervisor.wait_all(30s));
   auto layout = layout_of(dir);
-  CHECK(std::filesystem::is_directory(layout.worker_dir("silent")));
+  // No directory per worker: workers/ holds the talker's log and nothing else.
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(layout.workers_dir())) {
+    names.push_back(entry.path().filename());
+  }
+  CHECK(names == std::vector<std::string>{"talker.stdout.log"});
   CHECK_FALSE(exists(layout.stdout_file("silent")));
   CHECK_FALSE(exists(layout.stderr_file("silent")));
   CHECK(supervisor.info("silent").stdout_log.empty());
@@ -218,6 +223,21 @@ TEST_CASE("a supervised log is created on the first byte: a worker that prints n
   CHECK_FALSE(exists(layout.stderr_file("talker")));
   CHECK(supervisor.info("talker").stdout_log == layout.stdout_file("talker"));
   CHECK(supervisor.info("talker").stderr_log.empty());
+}
+
+TEST_CASE("a direct log of the job directory is the worker's own file, made at its start") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_root(dir));
+  WorkerSpec spec;
+  spec.id = "direct";
+  spec.argv = {"/bin/true"};
+  spec.stdout_spec.route = OutputSpec::Route::direct;  // opts out of the supervisor's pipe
+  supervisor.submit(spec);
+  REQUIRE(supervisor.wait_all(30s));
+  const auto layout = layout_of(dir);
+  CHECK(exists(layout.stdout_file("direct")));
+  CHECK(jwtest::read_file(layout.stdout_file("direct")).empty());
+  CHECK(supervisor.info("direct").stdout_log == layout.stdout_file("direct"));
 }
 
 TEST_CASE("a log the supervisor moves alone gets every byte (splice where it can)") {

@@ -13,6 +13,15 @@
 /// `.<id>.removing.*` name (readers never see half a job), then deletes the
 /// tree without following any link. Hidden leftovers of an interrupted
 /// removal are deleted by the next one that is not a dry run.
+///
+/// A job directory of an older jobwarden (schema 1: `job.json` and a
+/// directory per worker, no `journal.jsonl`) is not read — readers answer
+/// `errc::unsupported_layout` for it — but users who upgrade need a way to
+/// clean it: it is removed when its lock is free (no supervisor of it is
+/// alive) and the directory itself was last changed more than `older_than`
+/// ago (its supervisor replaced `job.json` by a rename at every write, so
+/// the directory's mtime is its last sign of life). Kept otherwise, with the
+/// reason "older layout, too recent" or "supervisor alive".
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,6 +40,7 @@
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/journal.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/status_reader.hpp"
 #include "jobwarden/errors.hpp"
@@ -61,6 +71,41 @@ inline CleanReport clean_jobs_with(StatusReader& reader, std::chrono::millisecon
   std::vector<DirectoryEntry> entries = list_directory(root_fd.get(), ec);
   if (ec) return report;
   const WallTime now_wall = reader.now();
+  // Removes one job (or, in a dry run, says it would). `probe_lock`: a dry
+  // run asks the lock too (the status read did not, for an older layout).
+  auto remove_job = [&](const std::string& name, OwnedFd& job_fd, bool dry, bool probe_lock) {
+    // Hold the lock across the rename: a supervisor starting this job id
+    // now fails with job_locked instead of writing into a doomed directory.
+    OwnedFd lock;
+    if (!dry || probe_lock) {
+      std::error_code lock_ec;
+      lock = acquire_supervisor_lock(job_fd.get(), /*create=*/false, std::chrono::milliseconds(50), lock_ec);
+      if (lock_ec == errc::job_locked) {
+        report.kept.push_back({name, "supervisor alive"});
+        return;
+      }
+      if (lock_ec && lock_ec != std::errc::no_such_file_or_directory) {
+        report.errors.push_back({name + "/" + lock_file_name, "unreadable", lock_ec.message()});
+        return;
+      }
+    }
+    if (dry) {
+      report.removed.push_back(name);
+      return;
+    }
+    const std::string tombstone = "." + name + ".removing" + temporary_name_for("").substr(1);
+    if (::renameat(root_fd.get(), name.c_str(), root_fd.get(), tombstone.c_str()) != 0) {
+      report.errors.push_back({name, "not removed", errno_code().message()});
+      return;
+    }
+    lock.reset();
+    job_fd.reset();
+    reader.cache().forget(name);
+    report.removed.push_back(name);
+    if (auto remove_ec = remove_tree_at(root_fd.get(), tombstone)) {
+      report.errors.push_back({tombstone, "not removed", remove_ec.message()});
+    }
+  };
   for (const DirectoryEntry& entry : entries) {
     if (!dry_run && is_removal_tombstone(entry.name)) {
       // Left behind by a clean that was interrupted: nobody can reach it.
@@ -70,8 +115,23 @@ inline CleanReport clean_jobs_with(StatusReader& reader, std::chrono::millisecon
     if (!is_valid_id(entry.name)) continue;
     OwnedFd job_fd = open_directory_at(root_fd.get(), entry.name.c_str(), open_ec);
     if (open_ec) continue;  // symlinks and files are not jobs: never touched
-    const JobStatus<> status = reader.read_open_job(entry.name, job_fd.get()).status;
     auto keep = [&](std::string why) { report.kept.push_back({entry.name, std::move(why)}); };
+    if (is_legacy_job_dir(job_fd.get())) {
+      struct stat info {};
+      if (::fstat(job_fd.get(), &info) != 0) {
+        report.errors.push_back({entry.name, "unreadable", errno_code().message()});
+        continue;
+      }
+      const WallTime changed_at(
+          std::chrono::duration_cast<WallTime::duration>(std::chrono::nanoseconds(stamp_of(info).modified_ns)));
+      if (now_wall - changed_at < older_than) {
+        keep("older layout, too recent");
+        continue;
+      }
+      remove_job(entry.name, job_fd, dry_run, /*probe_lock=*/true);
+      continue;
+    }
+    const JobStatus<> status = reader.read_open_job(entry.name, job_fd.get()).status;
     if (status.supervisor.alive) {
       keep("supervisor alive");
       continue;
@@ -96,35 +156,7 @@ inline CleanReport clean_jobs_with(StatusReader& reader, std::chrono::millisecon
       keep("too recent");
       continue;
     }
-    if (dry_run) {
-      report.removed.push_back(entry.name);
-      continue;
-    }
-    // Hold the lock across the rename: a supervisor starting this job id
-    // now fails with job_locked instead of writing into a doomed directory.
-    std::error_code lock_ec;
-    OwnedFd lock =
-        acquire_supervisor_lock(job_fd.get(), /*create=*/false, std::chrono::milliseconds(50), lock_ec);
-    if (lock_ec == errc::job_locked) {
-      keep("supervisor alive");
-      continue;
-    }
-    if (lock_ec && lock_ec != std::errc::no_such_file_or_directory) {
-      report.errors.push_back({entry.name + "/" + lock_file_name, "unreadable", lock_ec.message()});
-      continue;
-    }
-    const std::string tombstone = "." + entry.name + ".removing" + temporary_name_for("").substr(1);
-    if (::renameat(root_fd.get(), entry.name.c_str(), root_fd.get(), tombstone.c_str()) != 0) {
-      report.errors.push_back({entry.name, "not removed", errno_code().message()});
-      continue;
-    }
-    lock.reset();
-    job_fd.reset();
-    reader.cache().forget(entry.name);
-    report.removed.push_back(entry.name);
-    if (auto remove_ec = remove_tree_at(root_fd.get(), tombstone)) {
-      report.errors.push_back({tombstone, "not removed", remove_ec.message()});
-    }
+    remove_job(entry.name, job_fd, dry_run, /*probe_lock=*/false);
   }
   std::sort(report.removed.begin(), report.removed.end());
   return report;

@@ -12,9 +12,12 @@
 /// if (!ec && outcome.finished) std::printf("job ended %s\n", std::string(to_string(outcome.state)).c_str());
 /// ```
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <new>
@@ -28,6 +31,8 @@
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
+#include "jobwarden/detail/journal.hpp"
+#include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
@@ -36,12 +41,40 @@
 #include "jobwarden/status_aggregator.hpp"
 
 namespace jobwarden {
+namespace detail {
+
+/// What a job directory holds in the way of records.
+enum class JournalPresence {
+  present,  ///< `journal.jsonl` (or something by that name: its reader judges it)
+  missing,  ///< neither a journal nor a `job.json`: no supervisor recorded the job
+  legacy,   ///< `job.json` and no journal: a schema 1 job directory
+  unknown,  ///< the job directory could not be opened (`ec` says why)
+};
+
+/// Whether the job directory `<root>/<job_id>` has a journal, opened relative
+/// to the root's descriptor and never through a link.
+inline JournalPresence job_journal_presence(const std::string& root, const std::string& job_id,
+                                            std::error_code& ec) {
+  ec.clear();
+  OwnedFd root_fd = open_directory(root, ec);
+  if (ec) return JournalPresence::unknown;
+  OwnedFd job_fd = open_directory_at(root_fd.get(), job_id.c_str(), ec);
+  if (ec) return JournalPresence::unknown;
+  if (is_legacy_job_dir(job_fd.get())) return JournalPresence::legacy;
+  struct stat info {};
+  if (::fstatat(job_fd.get(), journal_file_name, &info, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+    return JournalPresence::missing;
+  }
+  return JournalPresence::present;
+}
+
+}  // namespace detail
 
 /// Asks the live supervisor of job `job_id` under `root` to stop everything:
 /// writes `<root>/<job_id>/stop.request` atomically (a reader never sees half
 /// of it; its text is `detail::stop_request_text`), naming `grace` when given — the grace period that then replaces
 /// every running worker's own. The supervisor notices the file within
-/// moments (inotify, or at its next `job.json` refresh) and shuts down as
+/// moments (inotify, or at its next poll at the latest) and shuts down as
 /// `begin_shutdown(grace)` would; its workers end `cancelled`.
 ///
 /// Returns at once, without waiting for anything (see `stop_job`). Without a
@@ -151,19 +184,22 @@ struct StopOutcome {
 ///   with the stop signal to each worker's process group, up to `grace`
 ///   (default 10 s), then SIGKILL — and marks them and the job `lost`;
 /// - the job had finished: does nothing (`StopAction::already_finished`);
-/// - the job directory has no `job.json` and no live supervisor (a start
-///   that was interrupted; it reads `lost`): nothing can be proven to be
-///   its process, so nothing is stopped (`StopAction::already_finished`, the
-///   missing record named in `recovery.problems`).
+/// - the job directory has no journal (`journal.jsonl`) and no live
+///   supervisor (a start that was interrupted; it reads `lost`): nothing can
+///   be proven to be its process, so nothing is stopped
+///   (`StopAction::already_finished`, the missing journal named in
+///   `recovery.problems`).
 ///
 /// Blocks for at most about `wait_limit` plus, for a recovery, the grace
 /// period and the few seconds SIGKILLed processes take to go. Errors, with
 /// nothing changed: `errc::invalid_id` (before touching the disk),
 /// `errc::invalid_duration` (a negative duration), `errc::unknown_job` (no
-/// such job), `ELOOP` (the job directory is a symlink); those of recovery
-/// (`ENOTSUP`: the supervisor ran on another host; `ENOENT`: no lock file,
-/// nothing proves the supervisor dead; `errc::bad_status_file`: `job.json`
-/// unusable — `recovery.problems` says more). Not being finished within
+/// such job), `ELOOP` (the job directory is a symlink),
+/// `errc::unsupported_layout` (a job directory of an older jobwarden, schema
+/// 1: it is not read, and nothing is stopped); those of recovery (`ENOTSUP`:
+/// the supervisor ran on another host; `ENOENT`: no lock file, nothing proves
+/// the supervisor dead; `errc::bad_status_file`: the journal has no usable
+/// job line — `recovery.problems` says more). Not being finished within
 /// `wait_limit` is no error: `finished` is false.
 inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
                             std::optional<std::chrono::milliseconds> grace,
@@ -185,6 +221,12 @@ inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
     ec = make_error_code(errc::invalid_duration);
     return outcome;
   }
+  if (detail::job_journal_presence(root, job_id, ec) == detail::JournalPresence::legacy) {
+    outcome.recovery.problems.emplace_back(detail::legacy_job_file_name, detail::legacy_layout_problem);
+    ec = make_error_code(errc::unsupported_layout);
+    return outcome;
+  }
+  ec.clear();  // a missing job is the aggregator's to report
   StatusAggregator<> aggregator(root);
   const auto give_up_at = clock::now() + wait_limit;
   auto over = [](const JobStatus<>& status) {
@@ -229,14 +271,18 @@ inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
       continue;
     }
 
-    const bool no_record = std::any_of(status.errors.begin(), status.errors.end(), [](const StatusFileError& error) {
-      return error.path == detail::job_file_name && error.error == "missing";
-    });
-    if (no_record) {
-      // No supervisor ever recorded this job (or its record was removed):
-      // without job.json no pid can be trusted, so nothing is signalled.
+    std::error_code presence_error;
+    const detail::JournalPresence presence = detail::job_journal_presence(root, job_id, presence_error);
+    if (presence == detail::JournalPresence::legacy) {
+      outcome.recovery.problems.emplace_back(detail::legacy_job_file_name, detail::legacy_layout_problem);
+      ec = make_error_code(errc::unsupported_layout);
+      return outcome;
+    }
+    if (presence == detail::JournalPresence::missing) {
+      // No supervisor ever recorded this job (or its journal was removed):
+      // without a journal no pid can be trusted, so nothing is signalled.
       outcome.finished = status.running.empty();
-      outcome.recovery.problems.emplace_back(detail::job_file_name,
+      outcome.recovery.problems.emplace_back(detail::journal_file_name,
                                              "missing: no supervisor recorded this job; nothing was stopped");
       return outcome;
     }

@@ -17,14 +17,14 @@ namespace jobwarden {
 struct RecoveryReport {
   /// Workers whose leftover processes were stopped (sorted by id).
   std::vector<std::string> stopped;
-  /// Workers whose records now say `lost` (sorted by id).
+  /// Workers whose latest journal lines now say `lost` (sorted by id).
   std::vector<std::string> marked_lost;
   /// `{path relative to the job directory, or a worker id; what went wrong}`:
   /// files that could not be read or written, processes that outlived SIGKILL.
   std::vector<std::pair<std::string, std::string>> problems;
-  /// The supervisor was dead and `job.json` did not say the job had finished.
+  /// The supervisor was dead and its journal's job line did not say the job had finished.
   bool job_was_abandoned = false;
-  /// The dead supervisor's cgroup tree (as `job.json` records it) that
+  /// The dead supervisor's cgroup tree (as its job line records it) that
   /// recovery killed — escapees included — and removed; empty when there was
   /// none left.
   std::string reclaimed_cgroup;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -22,22 +23,29 @@ struct SupervisorOptions {
   /// With a root, the supervisor keeps `<root>/<job_id>/` (see
   /// docs/job-directory.md): its records, each worker's status file and logs.
   std::string root;
-  /// `fsync` every record and its directory (crash durability; slower).
+  /// Make the journal durable: one `fdatasync` per batch of records the
+  /// supervisor appends (not one per record), and `fsync` of the journal and
+  /// its directory at a compaction (crash durability; slower).
   bool durable = false;
   /// Reuse the id of a finished job under `root`, replacing its records
   /// (otherwise `errc::job_exists`). A job with a live supervisor is never touched.
   bool replace_finished_job = false;
-  /// How often job.json is rewritten even without changes, as a heartbeat
+  /// How often a job line is appended even without changes, as a heartbeat
   /// that readers on other machines can see (zero: only on changes). While
   /// the job is young the heartbeat comes sooner — after half the job's age,
   /// but not before `job_summary_interval` — so a job whose supervisor dies
   /// early still shows how long it ran to within half its age.
   std::chrono::milliseconds job_refresh_interval{5000};
-  /// job.json's counts are rewritten at most this often; a change of the
+  /// The job line's counts are appended at most this often; a change of the
   /// job's state (pending, running, its end) is written at once. The counts
-  /// readers show come from the workers' own records, so this only bounds how
-  /// stale job.json's copy may be (zero: rewrite on every change).
+  /// readers show come from the workers' own lines, so this only bounds how
+  /// stale the job line's copy may be (zero: a line on every change).
   std::chrono::milliseconds job_summary_interval{250};
+  /// The journal (`journal.jsonl`) is compacted — rewritten as its fold, one
+  /// line per worker and the job's, and renamed over the old one — once it is
+  /// larger than this and more than twice its fold, so a long-lived pool
+  /// that restarts its workers keeps a bounded journal (0: never).
+  std::uint64_t journal_compact_bytes = std::uint64_t{8} << 20;
   /// Before taking over an existing job whose supervisor died, its leftover
   /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
   /// processes proven to be the recorded ones — and marked `lost`.

@@ -12,8 +12,8 @@
 /// What makes it safe:
 /// - It holds `supervisor.lock` for its whole run, so it never races a live
 ///   supervisor (which holds that lock for its whole life) nor a second
-///   recovery, and it becomes the job's single writer of `job.json` and every
-///   `process.json` while it holds it.
+///   recovery, and it becomes the single writer of the job's journal
+///   (`journal.jsonl`, `journal.hpp`) while it holds it.
 /// - It signals only processes proven to be the recorded ones: pid *and*
 ///   kernel start time, checked after a pidfd is opened where there are pidfds
 ///   (then the pidfd pins the process, so no later signal can reach a process
@@ -22,13 +22,19 @@
 ///   its pid as id. A record from another host is never acted upon.
 /// - It never follows a symlink inside the job directory (every file is opened
 ///   relative to its parent's descriptor with `O_NOFOLLOW`).
-/// - It writes worker records first and `job.json` last, so a recovery that is
-///   itself interrupted is simply run again. Their text is the supervisor's
-///   own (`process_record_text`, `job_record_text` of `job_format.hpp`).
+/// - It reads the journal's fold (`read_journal`: the job line gives the
+///   supervisor's host, pid and cgroup; each worker's latest line its pid
+///   and start time) and appends its verdict to the same journal: a worker
+///   line per worker it marks lost first, the job line last, then one
+///   `fdatasync`; so a recovery that is itself interrupted is simply run
+///   again. Their text is the supervisor's own (`worker_line_text`,
+///   `job_line_text` of `job_format.hpp`).
+/// - A schema 1 job directory (`job.json`, a directory per worker) is not
+///   read: `errc::unsupported_layout`, and nothing is stopped.
 ///
 /// Escapees: a process that left its worker's process group (`setsid`) is
 /// out of reach of every provable signal once recorded only by pid. Where the
-/// dead supervisor used cgroups, `job.json` records its cgroup tree; once that
+/// dead supervisor used cgroups, its job line records its cgroup tree; once that
 /// tree is proven to be the dead supervisor's (its name carries the
 /// supervisor's pid and start time, which no longer name a live process:
 /// `CgroupTree::is_abandoned_tree`), recovery writes its `cgroup.kill` —
@@ -68,6 +74,7 @@
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/job_lock.hpp"
+#include "jobwarden/detail/journal.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/platform.hpp"
 #include "jobwarden/detail/process_identity.hpp"
@@ -316,7 +323,7 @@ inline void stop_leftover_workers(std::vector<LeftoverWorker>& workers, std::chr
   }
 }
 
-/// Kills what is left in the cgroup tree `job.json` records as its dead
+/// Kills what is left in the cgroup tree the job line records as its dead
 /// supervisor's, and removes it — only once it is proven to be that
 /// supervisor's and abandoned (`CgroupTree::is_abandoned_tree`).
 inline void reclaim_recorded_cgroup(const JobRecord& job, RecoveryReport& report) {
@@ -325,14 +332,14 @@ inline void reclaim_recorded_cgroup(const JobRecord& job, RecoveryReport& report
   if (!CgroupTree::is_abandoned_tree(job.supervisor_cgroup, job.supervisor_pid, job.supervisor_start_time,
                                      why_not)) {
     if (!why_not.empty()) {
-      report.problems.emplace_back(job_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup + "\": " + why_not);
+      report.problems.emplace_back(journal_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup + "\": " + why_not);
     }
     return;
   }
   if (kill_cgroup_tree(job.supervisor_cgroup, recovery_kill_wait)) {
     report.reclaimed_cgroup = job.supervisor_cgroup;
   } else {
-    report.problems.emplace_back(job_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup +
+    report.problems.emplace_back(journal_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup +
                                                     "\": still holds processes after cgroup.kill; not removed");
   }
 }
@@ -364,6 +371,18 @@ inline std::optional<nlohmann::json> read_json_at(int dir_fd, const char* name, 
   return document;
 }
 
+/// Where a journal problem was found, for `RecoveryReport::problems`.
+inline std::string describe_journal_problem(const JournalProblem& problem) {
+  std::string text = problem.error;
+  if (!problem.detail.empty()) text += ": " + problem.detail;
+  return text + " (line at byte " + std::to_string(problem.offset) + ")";
+}
+
+/// The problem recovery reports for a schema 1 job directory.
+inline constexpr const char* legacy_layout_problem =
+    "a job directory of an older jobwarden (schema 1: job.json and workers/<id>/process.json); "
+    "not read, nothing was stopped";
+
 /// The body of `recover_abandoned_job`, for a caller that already holds the
 /// job's `supervisor.lock` (a supervisor re-opening a job directory) and has
 /// the job directory open as `job_dir_fd`. Same contract otherwise.
@@ -371,111 +390,73 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
                                std::error_code& ec) {
   ec.clear();
   const auto now = std::chrono::system_clock::now();
-  const AtomicWriteOptions durable{/*durable=*/true, 0644};  // a verdict written once: worth an fsync
 
-  // job.json: without a readable record there is no host to trust pids on.
-  JobRecord job;
-  {
-    std::string problem;
-    std::optional<nlohmann::json> document = read_json_at(job_dir_fd, job_file_name, problem, ec);
-    if (ec == std::errc::no_such_file_or_directory) {
-      ec = make_error_code(errc::unknown_job);
-      return;
-    }
-    if (document && !job_record_from_json(*document, job, problem)) {
-      problem = "wrong shape: " + problem;
-      document.reset();
-    }
-    if (!document) {
-      report.problems.emplace_back(job_file_name, problem);
-      if (!ec) ec = make_error_code(errc::bad_status_file);
-      return;
-    }
+  if (is_legacy_job_dir(job_dir_fd)) {
+    report.problems.emplace_back(legacy_job_file_name, legacy_layout_problem);
+    ec = make_error_code(errc::unsupported_layout);
+    return;
   }
+
+  // The journal: without a usable job line there is no host to trust pids on.
+  JournalFold fold;
+  if ((ec = read_journal(job_dir_fd, fold))) {
+    if (ec == std::errc::no_such_file_or_directory) ec = make_error_code(errc::unknown_job);
+    else report.problems.emplace_back(journal_file_name, describe_file_error(ec));
+    return;
+  }
+  if (fold.header_seen() && fold.schema_version() != journal_schema_version) {
+    report.problems.emplace_back(journal_file_name, "schema_version " + std::to_string(fold.schema_version()) +
+                                                        " is not " + std::to_string(journal_schema_version) +
+                                                        "; not read, nothing was stopped");
+    ec = make_error_code(errc::unsupported_layout);
+    return;
+  }
+  for (const JournalProblem& problem : fold.problems()) {
+    report.problems.emplace_back(journal_file_name, describe_journal_problem(problem));
+  }
+  if (!fold.job()) {
+    if (fold.job_problem().empty()) report.problems.emplace_back(journal_file_name, "no job line");
+    ec = make_error_code(errc::bad_status_file);
+    return;
+  }
+  JobRecord job = *fold.job();
   if (!job.supervisor_hostname.empty() && job.supervisor_hostname != local_hostname()) {
-    report.problems.emplace_back(job_file_name, "its supervisor ran on host \"" + job.supervisor_hostname +
-                                                    "\": only there can its processes be told from others");
+    report.problems.emplace_back(journal_file_name, "its supervisor ran on host \"" + job.supervisor_hostname +
+                                                        "\": only there can its processes be told from others");
     ec = std::make_error_code(std::errc::operation_not_supported);
     return;
   }
 
-  // The workers, in id order.
+  // The workers (each one's latest line), in id order.
   struct Worker {
     std::string id;
-    OwnedFd dir;
-    std::optional<WorkerInfo> record;  ///< empty when process.json is unusable
-    bool has_file = false;             ///< process.json exists
+    std::optional<WorkerInfo> record;  ///< empty when its latest line is unusable
   };
   std::vector<Worker> workers;
-  // The job ran until its supervisor's last write (job.json is rewritten at
+  // The job ran until its supervisor's last line (it appends a job line at
   // least every job_refresh_interval while it lives): its ended_at, rather
   // than the moment recovery noticed.
   std::optional<std::chrono::system_clock::time_point> last_sign_of_life = job.updated_at;
   if (!last_sign_of_life) last_sign_of_life = job.created_at;
-  OwnedFd workers_dir = open_directory_at(job_dir_fd, workers_dir_name, ec);
-  if (ec == std::errc::no_such_file_or_directory) {
-    ec.clear();  // a job that never got a worker
-  } else if (ec) {
-    report.problems.emplace_back(workers_dir_name, describe_file_error(ec));
-    return;  // its workers cannot be seen: nothing is decided about them
-  } else {
-    std::vector<DirectoryEntry> entries = list_directory(workers_dir.get(), ec);
-    if (ec) {
-      report.problems.emplace_back(workers_dir_name, describe_file_error(ec));
-      return;
+  for (std::size_t i = 0; i < fold.worker_count(); ++i) {
+    const JournalWorker& line = fold.worker(i);
+    Worker worker{line.id, {}};
+    if (line.ok) {
+      // What its supervisor wrote is a sign that it was still alive then.
+      auto newest = [&](const std::optional<std::chrono::system_clock::time_point>& time) {
+        if (time && (!last_sign_of_life || *time > *last_sign_of_life)) last_sign_of_life = time;
+      };
+      newest(line.updated_at);
+      newest(line.info.started_at);
+      newest(line.info.ended_at);
+      worker.record = line.info;
+    } else {
+      report.problems.emplace_back(journal_file_name, "worker \"" + line.id + "\": " + line.problem +
+                                                          " (line at byte " + std::to_string(line.offset) + ")");
     }
-    std::sort(entries.begin(), entries.end(),
-              [](const DirectoryEntry& a, const DirectoryEntry& b) { return a.name < b.name; });
-    for (const DirectoryEntry& entry : entries) {
-      if (entry.name[0] == '.') continue;  // temporaries and the like
-      const std::string where = std::string(workers_dir_name) + "/" + entry.name;
-      if (!is_valid_id(entry.name)) {
-        report.problems.emplace_back(where, "not a valid worker id; left alone");
-        continue;
-      }
-      Worker worker{entry.name, {}, {}, false};
-      std::error_code dir_error;
-      worker.dir = open_directory_at(workers_dir.get(), entry.name.c_str(), dir_error);
-      if (dir_error) {
-        report.problems.emplace_back(where, describe_file_error(dir_error));
-        continue;
-      }
-      std::string problem;
-      std::error_code read_error;
-      std::optional<nlohmann::json> document =
-          read_json_at(worker.dir.get(), process_file_name, problem, read_error);
-      if (read_error == std::errc::no_such_file_or_directory) {
-        // Never recorded as started: the supervisor writes process.json before it spawns.
-        WorkerInfo never_started;
-        never_started.id = worker.id;
-        worker.record = std::move(never_started);
-      } else {
-        worker.has_file = true;
-        WorkerInfo info;
-        std::optional<std::chrono::system_clock::time_point> updated_at;
-        if (document && !process_record_from_json(*document, info, updated_at, problem)) {
-          problem = "wrong shape: " + problem;
-          document.reset();
-        }
-        if (document) {
-          // What its supervisor wrote is a sign that it was still alive then.
-          auto newest = [&](const std::optional<std::chrono::system_clock::time_point>& time) {
-            if (time && (!last_sign_of_life || *time > *last_sign_of_life)) last_sign_of_life = time;
-          };
-          newest(updated_at);
-          newest(info.started_at);
-          newest(info.ended_at);
-        }
-        if (document && info.id != worker.id) {
-          problem = "records worker \"" + info.id.substr(0, 128) + "\", not \"" + worker.id + "\"";
-          document.reset();
-        }
-        if (document) worker.record = std::move(info);
-        else report.problems.emplace_back(where + "/" + process_file_name, problem);
-      }
-      workers.push_back(std::move(worker));
-    }
+    workers.push_back(std::move(worker));
   }
+  std::sort(workers.begin(), workers.end(), [](const Worker& a, const Worker& b) { return a.id < b.id; });
 
   bool any_unfinished = false;
   for (const Worker& worker : workers) {
@@ -510,7 +491,22 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
   // never recorded: everything in the dead supervisor's cgroup tree.
   reclaim_recorded_cgroup(job, report);
 
-  // Mark every worker that was not terminal lost.
+  // The verdict is appended to the dead supervisor's journal: we hold its
+  // lock, so we are its single writer now. Worth an fdatasync: it is written
+  // once and nobody will write it again.
+  JournalWriter journal;
+  journal.options().durable = true;
+  journal.open_existing(job_dir_fd, fold.job_id().empty() ? job.job_id : fold.job_id(), fold.generation(), ec);
+  if (ec) {
+    report.problems.emplace_back(journal_file_name, "cannot write: " + ec.message());
+    return;
+  }
+  // A worker's own report names the process that wrote it; read relative to
+  // `workers/`, never through a link.
+  std::error_code workers_error;
+  const OwnedFd workers_dir = open_directory_at(job_dir_fd, workers_dir_name, workers_error);
+
+  // Mark every worker that was not terminal lost: worker lines first.
   JobSummary summary;
   for (Worker& worker : workers) {
     if (!worker.record) {
@@ -529,12 +525,9 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     info.error = stopped ? recovery_stopped_error : recovery_not_running_error;
     if (!info.ended_at) info.ended_at = now;
     summary.add(WorkerState::lost);
-    const std::string where = std::string(workers_dir_name) + "/" + worker.id + "/" + process_file_name;
-    std::error_code write_error =
-        write_file_atomically_at(worker.dir.get(), process_file_name, process_record_text(info, now),
-                                 durable);
-    if (write_error) {
-      report.problems.emplace_back(where, "cannot write: " + write_error.message());
+    if (std::error_code write_error = journal.append(worker_line_text(info, now))) {
+      report.problems.emplace_back(journal_file_name,
+                                   "cannot write worker \"" + worker.id + "\": " + write_error.message());
       continue;
     }
     report.marked_lost.push_back(worker.id);
@@ -544,30 +537,36 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     // is signalled on its strength (a worker could name any process); but a
     // reporter still running after the worker was stopped — it left the
     // group, or the group had no leader left to prove it — is worth saying.
+    if (!workers_dir) continue;
+    const std::string status_name = status_file_name(worker.id);
     std::string ignored_problem;
     std::error_code ignored_error;
-    if (auto status = read_json_at(worker.dir.get(), status_file_name, ignored_problem, ignored_error)) {
+    if (auto status = read_json_at(workers_dir.get(), status_name.c_str(), ignored_problem, ignored_error)) {
       StatusRecord reported;
       if (status_record_from_json(*status, reported, ignored_problem) && reported.pid > 0 &&
           reported.pid != info.pid && (reported.attempt == 0 || reported.attempt >= info.attempt) &&
           is_same_process(reported.pid, reported.process_start_time)) {
-        report.problems.emplace_back(std::string(workers_dir_name) + "/" + worker.id + "/" + status_file_name,
+        report.problems.emplace_back(std::string(workers_dir_name) + "/" + status_name,
                                      "its reporting process " + std::to_string(reported.pid) +
                                          " still runs; not stopped (a worker's own report proves nothing)");
       }
     }
   }
 
-  // job.json last: a recovery interrupted before this line is run again.
-  if (is_terminal(job.state)) return;  // a verdict the supervisor wrote stays
-  job.state = any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
-  job.summary = summary;
-  if (!job.ended_at) job.ended_at = last_sign_of_life && *last_sign_of_life < now ? *last_sign_of_life : now;
-  job.updated_at = now;
-  if (std::error_code write_error =
-          write_file_atomically_at(job_dir_fd, job_file_name, job_record_text(job), durable)) {
-    report.problems.emplace_back(job_file_name, "cannot write: " + write_error.message());
-    ec = write_error;
+  // The job line last: a recovery interrupted before it is run again.
+  if (!is_terminal(job.state)) {  // a verdict the supervisor wrote stays
+    job.state = any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
+    job.summary = summary;
+    if (!job.ended_at) job.ended_at = last_sign_of_life && *last_sign_of_life < now ? *last_sign_of_life : now;
+    job.updated_at = now;
+    if (std::error_code write_error = journal.append(job_line_text(job))) {
+      report.problems.emplace_back(journal_file_name, "cannot write the job line: " + write_error.message());
+      ec = write_error;
+    }
+  }
+  if (std::error_code sync_error = journal.sync()) {
+    report.problems.emplace_back(journal_file_name, "cannot sync: " + sync_error.message());
+    if (!ec) ec = sync_error;
   }
 }
 
@@ -575,19 +574,23 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
 /// stops them — only processes proven to be the recorded ones (pid and start
 /// time), never a reused pid — with the stop sequence (SIGTERM to each
 /// worker's process group, up to `grace`, then SIGKILL), then marks every
-/// worker that was not terminal `lost` in its `process.json` and, unless
-/// `job.json` already holds a verdict, the job `lost` (or, when every worker
-/// had finished, what its workers imply) with `ended_at` set.
+/// worker that was not terminal `lost` and, unless the job line already
+/// holds a verdict, the job `lost` (or, when every worker had finished, what
+/// its workers imply) with `ended_at` set — lines appended to the job's
+/// journal, the job line last, made durable with one `fdatasync`.
 ///
 /// Holds the job's `supervisor.lock` throughout, so it never races a live
 /// supervisor. Errors, with nothing changed: `errc::invalid_id` (before
-/// touching the disk), `errc::unknown_job` (no such directory or no
-/// `job.json`), `errc::job_locked` (a supervisor is alive), `ELOOP` (the job
-/// directory is a symlink), `errc::bad_status_file` (`job.json` unusable),
+/// touching the disk), `errc::unknown_job` (no such directory, or neither a
+/// journal nor a `job.json`), `errc::unsupported_layout` (a schema 1 job
+/// directory: `job.json` and no journal), `errc::job_locked` (a supervisor is
+/// alive), `ELOOP` (the job directory or its journal is a symlink),
+/// `errc::bad_status_file` (the journal has no usable job line),
 /// `ENOTSUP` (the supervisor ran on another host), `ENOENT` (no lock file:
 /// nothing proves the supervisor dead). A finished job whose workers are all
-/// terminal is left as it is. A worker record that cannot be read or written
-/// is reported in `problems` and the rest is still recovered.
+/// terminal is left as it is. A journal line that cannot be read, or a
+/// worker line that cannot be written, is reported in `problems` and the
+/// rest is still recovered.
 inline RecoveryReport recover_abandoned_job(const JobLayout& layout, std::chrono::milliseconds grace,
                                             std::error_code& ec) {
   RecoveryReport report;
@@ -618,10 +621,15 @@ inline RecoveryReport recover_abandoned_job(const JobLayout& layout, std::chrono
       if (missing(ec)) ec = make_error_code(errc::unknown_job);
       return report;
     }
-    FileStamp job_file;
-    if ((ec = stat_file_at(job_dir.get(), job_file_name, job_file))) {
+    if (is_legacy_job_dir(job_dir.get())) {
+      report.problems.emplace_back(legacy_job_file_name, legacy_layout_problem);
+      ec = make_error_code(errc::unsupported_layout);
+      return report;
+    }
+    FileStamp journal_file;
+    if ((ec = stat_file_at(job_dir.get(), journal_file_name, journal_file))) {
       if (ec == std::errc::no_such_file_or_directory) ec = make_error_code(errc::unknown_job);
-      else report.problems.emplace_back(job_file_name, describe_file_error(ec));
+      else report.problems.emplace_back(journal_file_name, describe_file_error(ec));
       return report;
     }
     const OwnedFd lock = acquire_supervisor_lock(job_dir.get(), /*create=*/false, recovery_lock_patience, ec);

@@ -65,7 +65,7 @@ namespace jobwarden::detail {
 ///
 /// The engine's concepts each have their own file, as free functions over
 /// `EngineState`: worker_transitions.hpp (state changes and events),
-/// job_directory_sync.hpp (process records and job.json), stop_sequence.hpp
+/// job_directory_sync.hpp (the journal's worker and job lines), stop_sequence.hpp
 /// (deadlines, stall checks, the stop sequence, shutdown, stop.request),
 /// worker_output.hpp (where output goes, supervised streams, delivery to
 /// handlers), worker_launch.hpp (what an attempt executes),
@@ -371,12 +371,14 @@ class SupervisorEngine {
       recorder_options.durable = state_->options.durable;
       recorder_options.replace_finished = state_->options.replace_finished_job;
       recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
+      recorder_options.compact_bytes = state_->options.journal_compact_bytes;
       JobLayout layout{state_->options.root, state_->options.job_id};
       std::error_code recovery_error;
       state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace,
                                                        recovery_error);
       // unknown_job: a new job. job_locked: open() below says so. Anything
-      // else (a corrupt job.json...) is for open() to judge as well.
+      // else (a journal without a job line, a schema 1 directory...) is for
+      // open() to judge as well.
       state_->recorder.emplace(layout, recorder_options);
       std::error_code open_error;
       state_->recorder->open(open_error);
@@ -384,7 +386,11 @@ class SupervisorEngine {
         std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
                            state_->options.root;
         if (open_error == errc::job_locked) what += ": it already has a live supervisor";
-        if (open_error == errc::job_exists) what += ": a finished job with that id exists";
+        if (open_error == errc::job_exists) {
+          what += recovery_error == errc::unsupported_layout
+                      ? ": a job of an older jobwarden (schema 1) has that id"
+                      : ": a finished job with that id exists";
+        }
         state_.reset();
         if (throwing) throw_error(open_error, what);
         *ec = open_error;
@@ -395,7 +401,7 @@ class SupervisorEngine {
         state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
       }
       // A stop request is never removed here: once open() has taken the lock
-      // and written job.json, `jobwarden stop` takes this supervisor for the
+      // and started the journal, `jobwarden stop` takes this supervisor for the
       // job's, and what it writes is for us (stale requests are removed by
       // recovery and when a finished job id is reused). One written before
       // the watch below exists raises no event: the first poll() looks.

@@ -94,8 +94,8 @@ struct EngineState {
   std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
   std::optional<JobRecorder> recorder;  // the job directory, when there is a root
   RecoveryReport recovery;  // what was found of an earlier, dead supervisor
-  bool job_dirty = false;       // job.json is behind the workers' states
-  std::vector<Record*> unsaved;  // process records to write again
+  bool job_dirty = false;       // the journal's job line is behind the workers' states
+  std::vector<Record*> unsaved;  // worker lines to append again
   bool stop_requested = false;  // stop.request was seen
   bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
   bool stop_request_unchecked = false;  // look at the next poll (first poll, or a failed read)
@@ -103,7 +103,7 @@ struct EngineState {
   std::optional<time_point> next_job_refresh;
   time_point opened_at{};  // when the job directory was opened: the heartbeat follows its age
   std::optional<time_point> armed_deadline;  // what the timer was last armed for
-  std::optional<time_point> last_job_write;  // when job.json was last written by flush_job
+  std::optional<time_point> last_job_write;  // when flush_job last appended a job line
   JobState last_job_state = JobState::pending;
   std::uint64_t status_write_failures = 0;
   std::error_code last_status_error;

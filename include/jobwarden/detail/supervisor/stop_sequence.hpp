@@ -179,7 +179,7 @@ void check_stop_request(EngineState<Clock>& s) {
     return;
   } else if (ec) {
     // EMFILE, EIO...: the file may well be a request. Look again at the
-    // next poll, which the job.json refresh guarantees even when idle.
+    // next poll, which the job line's heartbeat guarantees even when idle.
     s.stop_request_unchecked = true;
     return;
   }

@@ -35,7 +35,7 @@ struct WorkerRecord {
   std::unique_ptr<OutputPump> pumps[2];  // supervised stdout, stderr (null: direct, or stderr merged)
   bool merged_output = false;  // this attempt's stderr goes with its stdout (2>&1, or one file named twice)
   std::unique_ptr<InputFeeder> input;    // stdin fed by the supervisor (made on first use, kept)
-  bool unsaved = false;  // its last process.json write failed
+  bool unsaved = false;  // its last journal line failed to append
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
   std::optional<WorkerState> stop_reason;  // why we began stopping it

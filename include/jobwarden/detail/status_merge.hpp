@@ -9,18 +9,19 @@
 /// `examples/python/read_job.py` follows the same rules.
 ///
 /// One writer per file, so no file is ever "wrong" for its writer:
-/// - `process.json` (the supervisor's) is authoritative for `state`, `pid`,
+/// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
+///   "process.json" below and in the code: it replaced that file) is authoritative for `state`, `pid`,
 ///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
-/// - `status.json` (the worker's) supplies `progress`, `message`, `result`,
+/// - `workers/<id>.status.json` (the worker's, `status.json` below) supplies `progress`, `message`, `result`,
 ///   `error` (when the supervisor recorded none) and the heartbeat. Its state
 ///   only refines a non-terminal record: `pending` + reported `running` reads
 ///   `running` (the worker started before the supervisor rewrote its record).
 ///   A status from an older attempt than the record's is ignored.
-/// - With no `process.json`, the worker's own report is all there is and is
-///   taken as it stands (a directory with neither file is `pending`).
+/// - With no journal line, the worker's own report is all there is and is
+///   taken as it stands.
 /// - Stale: a `running` worker whose last sign of life (the newer of its
 ///   status heartbeat and its start) is older than `stale_after`. A timestamp
 ///   in the future (clock skew between writer and reader) counts as now, never
@@ -31,7 +32,8 @@
 ///   under a parent that reaps late or never, it would otherwise read
 ///   `running` forever), and the job reads `lost`. How the reader decides
 ///   that the supervisor is alive is in detail/status_reader.hpp.
-/// - Job state: `job.json`'s state when it is terminal (the supervisor wrote
+/// - Job state: the journal's job line (`job.json` below: it replaced that
+///   file) gives the state when it is terminal (the supervisor wrote
 ///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
 ///   starts, then `running` (also while a starting supervisor holds the lock
 ///   but has not written `job.json` yet: `pending`). With a dead one: `lost`
@@ -130,6 +132,24 @@ inline ProcessesToAsk processes_to_ask(const WorkerRecords& records, bool superv
   return ask;
 }
 
+/// The worker's last sign of life, by which it is `stale`: the newer of its
+/// recorded start and its report's heartbeat (none: it is never stale).
+inline std::optional<WallTime> last_sign_of_life(const WorkerRecords& records) {
+  std::optional<WallTime> last;
+  if (records.process != nullptr) last = records.process->started_at;
+  if (const StatusRecord* reported = current_report(records)) {
+    if (reported->updated_at && (!last || *reported->updated_at > *last)) last = reported->updated_at;
+  }
+  return last;
+}
+
+/// Whether a worker in `state` whose last sign of life was `last` is stale
+/// at `now` (a time in the future, clock skew, counts as now).
+inline bool is_stale(WorkerState state, const std::optional<WallTime>& last, WallTime now,
+                     std::chrono::milliseconds stale_after) {
+  return state == WorkerState::running && last && now - *last > stale_after;
+}
+
 /// What the files cannot say about a worker.
 struct WorkerFacts {
   bool supervisor_alive = true;
@@ -186,10 +206,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     // Lost once nothing of it runs.
     worker.state = facts.still_runs ? WorkerState::running : WorkerState::lost;
   }
-  if (worker.state == WorkerState::running && last_sign_of_life) {
-    // A time in the future (clock skew) counts as now.
-    worker.stale = facts.now - *last_sign_of_life > facts.stale_after;
-  }
+  worker.stale = is_stale(worker.state, last_sign_of_life, facts.now, facts.stale_after);
   return worker;
 }
 

@@ -368,7 +368,7 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     worker.journal_index = static_cast<long>(index);
     worker.tail_wanted = line.ok && wants_stderr_tail(line.info.state);
     worker.merge_dirty = true;
-    worker.dirty = true;  // its logs are looked at again (a tail may be due)
+    if (worker.tail_wanted && !worker.stderr_log.tail_read) worker.dirty = true;  // its stderr tail is due
   }
   drop_unused(cache);
   if (added) sort_workers(cache);

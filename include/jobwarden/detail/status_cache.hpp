@@ -327,8 +327,16 @@ inline void StatusCache::drop_unused(JobCache& cache) {
 
 /// Puts the workers in natural order of their ids again (after some were added).
 inline void StatusCache::sort_workers(JobCache& cache) {
-  std::sort(cache.workers.begin(), cache.workers.end(),
-            [](const WorkerCache& a, const WorkerCache& b) { return natural_less(a.id, b.id); });
+  // Sorted by index, then moved once: an entry is large.
+  std::vector<std::size_t> order(cache.workers.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&cache](std::size_t a, std::size_t b) {
+    return natural_less(cache.workers[a].id, cache.workers[b].id);
+  });
+  std::vector<WorkerCache> sorted;
+  sorted.reserve(order.size());
+  for (std::size_t i : order) sorted.push_back(std::move(cache.workers[i]));
+  cache.workers = std::move(sorted);
   cache.positions.clear();
   cache.positions.reserve(cache.workers.size());
   for (std::size_t i = 0; i < cache.workers.size(); ++i) cache.positions.emplace(cache.workers[i].id, i);
@@ -361,6 +369,7 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     }
   }
   const std::vector<std::size_t> changed = fold.take_changed_workers();
+  if (cache.workers.capacity() < fold.worker_count()) cache.workers.reserve(fold.worker_count() + 64);
   bool added = false;
   for (std::size_t index : changed) {
     const JournalWorker& line = fold.worker(index);
@@ -536,10 +545,24 @@ inline bool StatusCache::drain_events(JobCache& cache) {
     JobCache& cache;
     std::string id;
     void lost_track() { cache.full_check = cache.relist = true; }
-    void file_changed(std::string_view name, bool listing) {
-      if (listing) cache.relist = true;
-      if (classify_worker_file(std::string(name), id) == WorkerFileKind::other) return;
-      if (WorkerCache* worker = cache.find_worker(id)) worker->dirty = true;
+    void file_changed(std::string_view name, int change) {
+      const WorkerFileKind kind = classify_worker_file(std::string(name), id);
+      WorkerCache* worker = kind == WorkerFileKind::other ? nullptr : cache.find_worker(id);
+      if (worker == nullptr) {
+        if (change != 0) cache.relist = true;  // a new worker, or a stray name came or went
+        return;
+      }
+      worker->dirty = true;
+      if (change > 0) {
+        // A file of a known worker came: noted here, no listing needed
+        // (the common case: a status file replaced by a rename).
+        bool& has = kind == WorkerFileKind::status ? worker->has_status
+                    : kind == WorkerFileKind::stdout_log ? worker->has_stdout
+                                                         : worker->has_stderr;
+        has = true;
+      } else if (change < 0) {
+        cache.relist = true;  // went: the listing says whether it is back and what is left
+      }
     }
   } sink{cache, {}};
   return cache.watch->drain(sink);

@@ -67,9 +67,10 @@ struct JobWatch {
   /// Takes in the queued events and tells `sink` what they mean:
   /// - `sink.lost_track()`: events may have been lost (the queue overflowed,
   ///   or the instance failed): nothing known from events can be trusted;
-  /// - `sink.file_changed(name, listing)`: the entry `name` of `workers/`
-  ///   changed (`listing`: it came, went or was replaced, so the listing
-  ///   changed too). Hidden names (temporary files) are skipped.
+  /// - `sink.file_changed(name, change)`: the entry `name` of `workers/`
+  ///   changed: `change` is 1 when it came (created, or renamed to that name:
+  ///   an atomic write), -1 when it went, 0 when it was written or its
+  ///   attributes changed. Hidden names (temporary files) are skipped.
   /// False: the queue overflowed, or the watch on `workers/` is gone (the
   /// watch must be started anew).
   template <class Sink>
@@ -98,7 +99,10 @@ struct JobWatch {
         if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
           workers_watched = false;
         } else if (!name.empty() && name[0] != '.') {
-          sink.file_changed(name, (event.mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) != 0);
+          const int change = (event.mask & (IN_CREATE | IN_MOVED_TO))       ? 1
+                             : (event.mask & (IN_DELETE | IN_MOVED_FROM)) ? -1
+                                                                          : 0;
+          sink.file_changed(name, change);
         } else if (name.empty()) {
           sink.lost_track();  // the directory itself changed (its mode): look at everything
         }

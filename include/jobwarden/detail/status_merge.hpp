@@ -10,12 +10,12 @@
 ///
 /// One writer per file, so no file is ever "wrong" for its writer:
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
-///   "process.json" below and in the code: it replaced that file) is authoritative for `state`, `pid`,
+///   `process` in the code) is authoritative for `state`, `pid`,
 ///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
-/// - `workers/<id>.status.json` (the worker's, `status.json` below) supplies `progress`, `message`, `result`,
+/// - `workers/<id>.status.json` (the worker's report) supplies `progress`, `message`, `result`,
 ///   `error` (when the supervisor recorded none) and the heartbeat. Its state
 ///   only refines a non-terminal record: `pending` + reported `running` reads
 ///   `running` (the worker started before the supervisor rewrote its record).
@@ -32,18 +32,17 @@
 ///   under a parent that reaps late or never, it would otherwise read
 ///   `running` forever), and the job reads `lost`. How the reader decides
 ///   that the supervisor is alive is in detail/status_reader.hpp.
-/// - Job state: the journal's job line (`job.json` below: it replaced that
-///   file) gives the state when it is terminal (the supervisor wrote
+/// - Job state: the journal's job line gives the state when it is terminal (the supervisor wrote
 ///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
 ///   starts, then `running` (also while a starting supervisor holds the lock
-///   but has not written `job.json` yet: `pending`). With a dead one: `lost`
-///   if any worker was not terminal, or if there is no `job.json` at all (a
+///   but has not written the job line yet: `pending`). With a dead one: `lost`
+///   if any worker was not terminal, or if there is no job line at all (a
 ///   start that was interrupted: `errors` says so, `jobwarden stop` has
 ///   nothing to stop and a clean-up removes it once old enough), else what the
 ///   workers imply (`job_state_from_workers`).
 /// - Elapsed: from `created_at` to `ended_at` for a finished job, to now for
 ///   a live one, and for a `lost` job to its last sign of life: the newest of
-///   `job.json`'s update (a live supervisor rewrites it at least every
+///   the job line's `updated_at` (a live supervisor appends one at least every
 ///   `job_refresh_interval`, sooner while the job is young) and its workers'
 ///   records and reports.
 
@@ -67,9 +66,9 @@ namespace jobwarden::detail {
 
 /// What a reader could use of one worker's two files.
 struct WorkerRecords {
-  const WorkerInfo* process = nullptr;         ///< `process.json`, parsed; null when missing or unusable
+  const WorkerInfo* process = nullptr;         ///< the worker's journal line, parsed; null when missing or unusable
   std::optional<WallTime> process_updated_at;  ///< its `updated_at`
-  const StatusRecord* status = nullptr;        ///< `status.json`, parsed; null when missing or unusable
+  const StatusRecord* status = nullptr;        ///< the status file, parsed; null when missing or unusable
 };
 
 /// The worker's report that counts: none when there is none, or when it is
@@ -113,8 +112,8 @@ struct RecordedProcess {
 /// `lost`: none while the supervisor is alive, for a terminal worker, away
 /// from the host that recorded them, or without a start time to prove them.
 struct ProcessesToAsk {
-  RecordedProcess recorded;  ///< the one `process.json` names
-  RecordedProcess reporter;  ///< the one that wrote `status.json` (a child of it, under `sh -c`)
+  RecordedProcess recorded;  ///< the one the worker's journal line names
+  RecordedProcess reporter;  ///< the one that wrote the status file (a child of it, under `sh -c`)
 };
 
 /// Which processes the reader must ask about (see `ProcessesToAsk`).
@@ -212,8 +211,8 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
 
 /// What the workers' records cannot say about a job.
 struct JobFacts {
-  const JobRecord* record = nullptr;   ///< `job.json`, parsed; null when missing or unusable
-  bool record_missing = false;         ///< there is no `job.json` at all (not merely an unusable one)
+  const JobRecord* record = nullptr;   ///< the job line, parsed; null when missing or unusable
+  bool record_missing = false;         ///< there is no the job line at all (not merely an unusable one)
   bool supervisor_alive = false;
   bool any_worker_unfinished = false;  ///< `worker_unfinished` for any worker
   WallTime now{};
@@ -253,7 +252,7 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     status.state = none_started ? JobState::pending : JobState::running;
   } else if (facts.any_worker_unfinished || status.summary.total == 0 || facts.record_missing) {
     // A supervisor that died with nothing terminal (or nothing at all, or
-    // before it wrote job.json) never finished.
+    // before it wrote the job line) never finished.
     status.state = JobState::lost;
   } else {
     status.state = job_state_from_workers(status.summary);
@@ -263,7 +262,7 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     WallTime until = facts.now;
     if (status.state == JobState::lost) {
       // How long it ran: to its last sign of life, not to when someone
-      // noticed (recovery's ended_at) or to when job.json was first written.
+      // noticed (recovery's ended_at) or to when the job line was first written.
       until = status.last_update.value_or(*status.created_at);
       if (!status.running.empty()) until = facts.now;  // a worker of it still runs
       if (status.ended_at && *status.ended_at < until) until = *status.ended_at;

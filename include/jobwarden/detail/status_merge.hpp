@@ -212,7 +212,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
 /// What the workers' records cannot say about a job.
 struct JobFacts {
   const JobRecord* record = nullptr;   ///< the job line, parsed; null when missing or unusable
-  bool record_missing = false;         ///< there is no the job line at all (not merely an unusable one)
+  bool record_missing = false;         ///< there is no job line at all (not merely an unusable one)
   bool supervisor_alive = false;
   bool any_worker_unfinished = false;  ///< `worker_unfinished` for any worker
   WallTime now{};

@@ -40,10 +40,8 @@ struct LiveJob {
   jobwarden::detail::JobRecorder recorder{layout};
 
   LiveJob() { recorder.open(); }
-  void add(const jobwarden::WorkerInfo& info) {
-    recorder.prepare_worker(info.id);
-    recorder.write_process(info);
-  }
+  /// Appends a journal line with `info`.
+  void add(const jobwarden::WorkerInfo& info) { recorder.write_worker(info); }
   void write_stderr(const std::string& id, const std::string& text) const {
     write_text(layout.stderr_file(id), text);
   }

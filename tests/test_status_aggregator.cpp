@@ -7,6 +7,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <sstream>
+
 #include "catch.hpp"
 #include "status_support.hpp"
 #include "live_job.hpp"
@@ -23,6 +26,19 @@ using jwstatus::errors_of;
 using jwstatus::json;
 using jwstatus::LiveJob;
 using jwstatus::worker_info;
+
+namespace {
+/// The last line of `type` in the journal at `path`, parsed.
+json last_line(const std::string& path, const std::string& type) {
+  std::istringstream lines(jwtest::read_file(path));
+  json last;
+  for (std::string line; std::getline(lines, line);) {
+    json document = json::parse(line);
+    if (document["type"] == type) last = std::move(document);
+  }
+  return last;
+}
+}  // namespace
 
 TEST_CASE("the aggregated JSON of a live job has the contract's keys, counts and lists") {
   LiveJob job;
@@ -154,41 +170,122 @@ TEST_CASE("corrupt, truncated, non-JSON, wrongly shaped and oversized files beco
   job.write_status("6", json::array({1, 2, 3}));                                      // not an object
   job.write_status("7", json{{"schema_version", 99}});                                 // unknown version
   job.write_status_text("8", std::string(2 * 1024 * 1024, ' '));                      // oversized
-  job.write_process("9", json{{"schema_version", 1}, {"id", "9"}, {"state", "exploded"}});
+  job.write_process("9", json{{"state", "exploded"}});
   job.write_status("10", jwstatus::status_document("running", json{{"done", 1}, {"total", 2}}));
-  jwstatus::write_text(job.layout.workers_dir() + "/not valid", "");                  // not a worker id
+  jwstatus::write_text(job.layout.workers_dir() + "/not valid.status.json", "");      // not a worker id
+  jwstatus::write_text(job.layout.workers_dir() + "/notes.txt", "");                  // not a worker file
 
   StatusAggregator<> aggregator(dir.path());
   std::error_code ec;
   const auto status = aggregator.read("hostile", ec);
   REQUIRE_FALSE(ec);
   const auto errors = errors_of(status);
-  CHECK(errors.at("workers/2/status.json") == "not valid JSON");
-  CHECK(errors.at("workers/3/status.json") == "not valid JSON");
-  CHECK(errors.at("workers/4/status.json") == "not valid JSON");
-  CHECK(errors.at("workers/5/status.json") == "wrong shape");
-  CHECK(errors.at("workers/6/status.json") == "wrong shape");
-  CHECK(errors.at("workers/7/status.json") == "wrong shape");
-  CHECK(errors.at("workers/8/status.json") == "oversized");
-  CHECK(errors.at("workers/9/process.json") == "wrong shape");
-  CHECK(errors.at("workers/not valid") == "not a valid worker id");
-  CHECK(errors.size() == 9);
+  CHECK(errors.at("workers/2.status.json") == "not valid JSON");
+  CHECK(errors.at("workers/3.status.json") == "not valid JSON");
+  CHECK(errors.at("workers/4.status.json") == "not valid JSON");
+  CHECK(errors.at("workers/5.status.json") == "wrong shape");
+  CHECK(errors.at("workers/6.status.json") == "wrong shape");
+  CHECK(errors.at("workers/7.status.json") == "wrong shape");
+  CHECK(errors.at("workers/8.status.json") == "oversized");
+  CHECK(errors.at("journal.jsonl") == "wrong shape");  // worker 9's line
+  CHECK(errors.at("workers/not valid.status.json") == "not a worker file");
+  CHECK(errors.at("workers/notes.txt") == "not a worker file");
+  CHECK(errors.size() == 10);
   CHECK(status.workers.size() == 10);
   CHECK(status.find_worker("1")->state == WorkerState::succeeded);
   CHECK(status.find_worker("10")->progress == json{{"done", 1}, {"total", 2}});
   CHECK(status.to_json()["errors"][0].contains("path"));
 }
 
-TEST_CASE("a corrupt job.json is an error and the workers still read") {
+TEST_CASE("a corrupt job line is an error and the workers still read") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "broken");
-  jwstatus::write_text(job.layout.job_file(), "{\"schema_version\": 1, \"sta");
+  job.write_journal_text("{\"type\":\"job\",\"sta\n");
   job.write_process("1", jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0));
   StatusAggregator<> aggregator(dir.path());
   const auto status = aggregator.read("broken");
-  CHECK(errors_of(status).at("job.json") == "not valid JSON");
+  REQUIRE(status.errors.size() == 1);
+  CHECK(status.errors[0].path == "journal.jsonl");
+  CHECK(status.errors[0].error == "not valid JSON");
+  CHECK(status.errors[0].detail.find("line at byte ") == 0);
   CHECK(status.workers.size() == 1);
   CHECK(status.state == JobState::succeeded);  // no live supervisor, every worker done
+}
+
+TEST_CASE("hostile journal lines become errors with their offset; the good lines still read") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob job(dir.path(), "journal");
+  job.write_job(jwstatus::job_document("journal", "running", 0, 0));
+  const auto size_before = [&] { return std::to_string(jwtest::read_file(job.layout.journal_file()).size()); };
+  const std::string not_json_at = size_before();
+  job.write_journal_text("this is not json\n");
+  const std::string shape_at = size_before();
+  job.write_journal_text("[1,2,3]\n");
+  job.write_journal_text("{\"no_type\":1}\n");
+  job.write_journal_text("{\"type\":\"worker\",\"id\":\"../x\",\"state\":\"running\"}\n");
+  job.write_journal_text("{\"type\":\"later-version-record\",\"x\":1}\n");  // skipped, no error
+  const std::string oversized_at = size_before();
+  job.write_journal_text("{\"type\":\"worker\",\"id\":\"7\",\"argv\":[\"" + std::string(2 << 20, 'a') + "\"]}\n");
+  job.write_process("1", jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0));
+  job.write_process("2", jwstatus::process_document("2", "running"));
+  job.write_journal_text("{\"type\":\"worker\",\"id\":\"2\",\"state\":\"succ");  // torn: being written
+  StatusAggregator<> aggregator(dir.path());
+  auto status = aggregator.read("journal");
+  std::vector<std::string> seen;
+  for (const auto& error : status.errors) {
+    CHECK(error.path == "journal.jsonl");
+    seen.push_back(error.error + " @" + error.detail.substr(0, error.detail.find(':')));
+  }
+  CHECK(std::count(seen.begin(), seen.end(), "not valid JSON @line at byte " + not_json_at) == 1);
+  CHECK(std::count(seen.begin(), seen.end(), "not valid JSON @line at byte " + shape_at) == 1);
+  CHECK(std::count(seen.begin(), seen.end(), "oversized line @line at byte " + oversized_at) == 1);
+  CHECK(status.errors.size() == 5);  // not JSON, not an object, no type, bad id, oversized
+  CHECK(status.workers.size() == 2);
+  CHECK(status.find_worker("7") == nullptr);
+  CHECK(status.find_worker("1")->state == WorkerState::succeeded);
+  CHECK(status.find_worker("2")->state == WorkerState::lost);  // the torn line is not read yet
+
+  // The torn line completed: read once it has its newline.
+  job.write_journal_text("eeded\",\"attempt\":1,\"exit_code\":0}\n");
+  status = aggregator.read("journal");
+  CHECK(status.find_worker("2")->state == WorkerState::succeeded);
+  CHECK(status.errors.size() == 5);
+}
+
+TEST_CASE("a symlinked journal is refused") {
+  jwtest::TempDir dir;
+  jwstatus::CraftedJob real(dir.path(), "real");
+  real.write_job(jwstatus::job_document("real", "running", 0, 0));
+  real.write_process("1", jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0));
+  jwstatus::CraftedJob job(dir.path(), "links");
+  REQUIRE(::unlink(job.layout.journal_file().c_str()) == 0);
+  REQUIRE(::symlink(real.layout.journal_file().c_str(), job.layout.journal_file().c_str()) == 0);
+  StatusAggregator<> aggregator(dir.path());
+  const auto status = aggregator.read("links");
+  CHECK(errors_of(status).at("journal.jsonl") == "symbolic link not followed");
+  CHECK(status.workers.empty());
+}
+
+TEST_CASE("a schema 1 job directory is refused with a clear error, and listing skips it") {
+  jwtest::TempDir dir;
+  jwstatus::make_dir(dir / "old");
+  jwstatus::make_dir(dir / "old/workers");
+  jwstatus::make_dir(dir / "old/workers/1");
+  jwstatus::write_text(dir / "old/job.json", "{\"schema_version\":1,\"job_id\":\"old\",\"state\":\"running\"}");
+  jwstatus::write_text(dir / "old/workers/1/process.json", "{\"schema_version\":1,\"id\":\"1\"}");
+  jwstatus::CraftedJob job(dir.path(), "new");
+  job.write_job(jwstatus::job_document("new", "running", 0, 0));
+  StatusAggregator<> aggregator(dir.path());
+  std::error_code ec;
+  (void)aggregator.read("old", ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  CHECK_THROWS_AS(aggregator.read("old"), std::system_error);
+  const auto list = aggregator.list_jobs();
+  REQUIRE(list.jobs.size() == 1);
+  CHECK(list.jobs[0].job_id == "new");
+  REQUIRE(list.errors.size() == 1);
+  CHECK(list.errors[0].path == "old/journal.jsonl");
+  CHECK(list.errors[0].error == "unsupported layout");
 }
 
 TEST_CASE("a symlinked status file is not followed") {
@@ -196,41 +293,37 @@ TEST_CASE("a symlinked status file is not followed") {
   jwstatus::CraftedJob job(dir.path(), "links");
   job.write_job(jwstatus::job_document("links", "running", 0, 0));
   jwstatus::write_text(dir / "secret.json", jwstatus::status_document("running", json{{"secret", 1}}).dump());
-  job.add_worker("1");
   REQUIRE(::symlink((dir / "secret.json").c_str(), job.layout.status_file("1").c_str()) == 0);
   job.write_status("2", jwstatus::status_document("running"));
   StatusAggregator<> aggregator(dir.path());
   const auto status = aggregator.read("links");
-  CHECK(errors_of(status).at("workers/1/status.json") == "symbolic link not followed");
+  CHECK(errors_of(status).at("workers/1.status.json") == "symbolic link not followed");
   CHECK_FALSE(status.find_worker("1")->progress);
   CHECK(status.find_worker("2") != nullptr);
 }
 
-TEST_CASE("a symlinked worker directory is not followed") {
+TEST_CASE("a directory under a status file's name is an error, not a worker's files") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "links");
   job.write_job(jwstatus::job_document("links", "running", 0, 0));
-  jwstatus::make_dir(dir / "elsewhere");
-  jwstatus::write_text(dir / "elsewhere/status.json", jwstatus::status_document("running").dump());
-  REQUIRE(::symlink((dir / "elsewhere").c_str(), job.layout.worker_dir("1").c_str()) == 0);
+  jwstatus::make_dir(job.layout.status_file("1"));
+  jwstatus::write_text(job.layout.status_file("1") + "/x", jwstatus::status_document("running").dump());
   job.write_status("2", jwstatus::status_document("running"));
   StatusAggregator<> aggregator(dir.path());
   const auto status = aggregator.read("links");
-  CHECK(errors_of(status).at("workers/1") == "symbolic link not followed");
-  CHECK(status.find_worker("1") == nullptr);
+  CHECK(errors_of(status).at("workers/1.status.json") == "not a regular file");
   CHECK(status.find_worker("2") != nullptr);
-  CHECK(status.summary.total == 1);
 }
 
 TEST_CASE("a symlinked workers directory is not followed") {
   jwtest::TempDir dir;
   jwstatus::make_dir(dir / "root");
-  jwstatus::make_dir(dir / "root/links");
-  jwstatus::write_text(dir / "root/links/job.json", jwstatus::job_document("links", "running", 0, 0).dump());
+  jwstatus::CraftedJob job(dir / "root", "links");
+  job.write_job(jwstatus::job_document("links", "running", 0, 0));
   jwstatus::make_dir(dir / "elsewhere");
-  jwstatus::make_dir(dir / "elsewhere/1");
-  jwstatus::write_text(dir / "elsewhere/1/status.json", jwstatus::status_document("running").dump());
-  REQUIRE(::symlink((dir / "elsewhere").c_str(), (dir / "root/links/workers").c_str()) == 0);
+  jwstatus::write_text(dir / "elsewhere/1.status.json", jwstatus::status_document("running").dump());
+  REQUIRE(::rmdir(job.layout.workers_dir().c_str()) == 0);
+  REQUIRE(::symlink((dir / "elsewhere").c_str(), job.layout.workers_dir().c_str()) == 0);
   StatusAggregator<> aggregator(dir / "root");
   const auto status = aggregator.read("links");
   CHECK(errors_of(status).at("workers") == "symbolic link not followed");
@@ -254,10 +347,15 @@ TEST_CASE("a FIFO in place of a status file is an error, not a hang") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "fifo");
   job.write_job(jwstatus::job_document("fifo", "running", 0, 0));
-  job.add_worker("1");
   REQUIRE(::mkfifo(job.layout.status_file("1").c_str(), 0644) == 0);
+  REQUIRE(::mkfifo(job.layout.journal_file().c_str(), 0644) != 0);  // the journal exists: see below
   StatusAggregator<> aggregator(dir.path());
-  CHECK(errors_of(aggregator.read("fifo")).at("workers/1/status.json") == "not a regular file");
+  CHECK(errors_of(aggregator.read("fifo")).at("workers/1.status.json") == "not a regular file");
+
+  jwstatus::CraftedJob piped(dir.path(), "piped");
+  REQUIRE(::unlink(piped.layout.journal_file().c_str()) == 0);
+  REQUIRE(::mkfifo(piped.layout.journal_file().c_str(), 0644) == 0);
+  CHECK(errors_of(aggregator.read("piped")).at("journal.jsonl") == "not a regular file");
 }
 
 TEST_CASE("progress that does not fit the Progress type is an error, not an exception") {
@@ -271,7 +369,7 @@ TEST_CASE("progress that does not fit the Progress type is an error, not an exce
   const auto status = aggregator.read("typed", ec);
   REQUIRE_FALSE(ec);
   REQUIRE(status.errors.size() == 1);
-  CHECK(status.errors[0].path == "workers/1/status.json");
+  CHECK(status.errors[0].path == "workers/1.status.json");
   CHECK(status.errors[0].error == "wrong shape");
   CHECK_FALSE(status.find_worker("1")->progress);
   CHECK(status.find_worker("2")->progress->at("done") == 40);
@@ -326,10 +424,10 @@ TEST_CASE("a job whose supervisor exited while workers were running reads lost")
     WorkerInfo info = worker_info("1", WorkerState::running);
     info.pid = ::getpid();
     info.process_start_time = jobwarden::detail::process_start_time(info.pid).value_or(0);
-    recorder.write_process(info, ec);
+    recorder.write_worker(info, ec);
     if (ec) return 11;
-    recorder.write_process(worker_info("2", WorkerState::pending), ec);
-    recorder.write_process(worker_info("3", WorkerState::succeeded), ec);
+    recorder.write_worker(worker_info("2", WorkerState::pending), ec);
+    recorder.write_worker(worker_info("3", WorkerState::succeeded), ec);
     if (ec) return 12;
     std::_Exit(0);  // no destructors: the kernel drops the lock, as in a crash
   });
@@ -423,11 +521,9 @@ TEST_CASE("invalid ids are rejected before anything touches the disk") {
 
   LiveJob job;
   std::error_code ec;
-  job.recorder.prepare_worker("../escape", ec);
-  CHECK(ec == jobwarden::errc::invalid_id);
   WorkerInfo info_with_bad_id;
   info_with_bad_id.id = "..";
-  job.recorder.write_process(info_with_bad_id, ec);
+  job.recorder.write_worker(info_with_bad_id, ec);
   CHECK(ec == jobwarden::errc::invalid_id);
   CHECK(::lstat((job.dir / "escape").c_str(), &info) != 0);
 }
@@ -457,7 +553,8 @@ TEST_CASE("a finished job is not reopened unless the recorder is told to replace
   {
     JobRecorder first(JobLayout{dir.path(), "again"});
     first.open();
-    first.prepare_worker("old");
+    first.write_worker(worker_info("old", WorkerState::succeeded));
+    jwstatus::write_text(first.status_file("old"), jwstatus::status_document("succeeded").dump());
     first.write_job(JobState::succeeded, {});
   }
   JobRecorder second(JobLayout{dir.path(), "again"});
@@ -479,18 +576,18 @@ TEST_CASE("a finished job stays finished and a terminal worker record stays term
   LiveJob job;
   job.add(worker_info("1", WorkerState::failed));
   std::error_code ec;
-  job.recorder.write_process(worker_info("1", WorkerState::running), ec);
+  job.recorder.write_worker(worker_info("1", WorkerState::running), ec);
   CHECK(ec == jobwarden::errc::invalid_state_transition);
   WorkerInfo restarted = worker_info("1", WorkerState::running);
   restarted.attempt = 2;
-  job.recorder.write_process(restarted, ec);
+  job.recorder.write_worker(restarted, ec);
   CHECK_FALSE(ec);
 
   job.recorder.write_job(JobState::failed, {}, ec);
   REQUIRE_FALSE(ec);
   job.recorder.write_job(JobState::running, {}, ec);
   CHECK(ec == jobwarden::errc::invalid_state_transition);
-  const json record = json::parse(jwtest::read_file(job.recorder.layout().job_file()));
+  const json record = last_line(job.recorder.layout().journal_file(), "job");
   CHECK(record["state"] == "failed");
   CHECK(record["ended_at"].is_string());
   CHECK(record["supervisor"]["pid"] == ::getpid());
@@ -506,8 +603,9 @@ TEST_CASE("the supervisor's records carry every field of a worker") {
   info.usage.user_cpu = 1500ms;
   info.usage.max_rss_kib = 2048;
   job.add(info);
-  const json record = json::parse(jwtest::read_file(job.recorder.layout().process_file("5")));
-  for (const char* key : {"schema_version", "id", "state", "attempt", "pid", "process_start_time", "exit_code",
+  const json record = last_line(job.recorder.layout().journal_file(), "worker");
+  CHECK(record["id"] == "5");
+  for (const char* key : {"type", "id", "state", "attempt", "pid", "process_start_time", "exit_code",
                           "signal", "core_dumped", "error", "started_at", "ended_at", "usage", "argv"}) {
     CHECK(record.contains(key));
   }

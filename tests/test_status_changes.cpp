@@ -2,6 +2,7 @@
 // without watching the job directory (inotify on Linux), and watching
 // releases what it holds.
 #include <jobwarden/detail/atomic_file.hpp>
+#include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/status_aggregator.hpp>
 
 #include <dirent.h>
@@ -31,7 +32,6 @@ json progress_of(const jobwarden::JobStatus<>& status, const std::string& id) {
 }
 
 void replace_status(const jwstatus::CraftedJob& job, const std::string& id, int done) {
-  job.add_worker(id);
   REQUIRE_FALSE(jobwarden::detail::write_file_atomically(
       job.layout.status_file(id), jwstatus::status_document("running", json{{"done", done}}).dump()));
 }
@@ -83,7 +83,7 @@ TEST_CASE("every change made after a read is seen by the next read") {
   CHECK(progress_of(status, "4") == json{{"done", 4}});
 
   // A removed worker.
-  std::filesystem::remove_all(job.layout.worker_dir("2"));
+  REQUIRE(::unlink(job.layout.status_file("2").c_str()) == 0);
   status = aggregator.read("changes");
   CHECK(status.summary.total == 3);
   CHECK(status.find_worker("2") == nullptr);
@@ -99,35 +99,50 @@ TEST_CASE("every change made after a read is seen by the next read") {
   // A corrupt file, then a good one again.
   jwstatus::write_text(job.layout.status_file("3"), "{\"state\": ");
   status = aggregator.read("changes");
-  CHECK(errors_of(status).at("workers/3/status.json") == "not valid JSON");
+  CHECK(errors_of(status).at("workers/3.status.json") == "not valid JSON");
   replace_status(job, "3", 3);
   status = aggregator.read("changes");
-  CHECK(errors_of(status).count("workers/3/status.json") == 0);
+  CHECK(errors_of(status).count("workers/3.status.json") == 0);
   CHECK(progress_of(status, "3") == json{{"done", 3}});
 
-  // A worker directory replaced by a symlink to a directory elsewhere.
-  jwstatus::make_dir(dir / "elsewhere");
-  jwstatus::write_text(dir / "elsewhere/status.json",
-                       jwstatus::status_document("running", json{{"secret", 1}}).dump());
-  std::filesystem::remove_all(job.layout.worker_dir("4"));
-  REQUIRE(::symlink((dir / "elsewhere").c_str(), job.layout.worker_dir("4").c_str()) == 0);
+  // A status file replaced by a symlink to a file elsewhere.
+  jwstatus::write_text(dir / "elsewhere.json", jwstatus::status_document("running", json{{"secret", 1}}).dump());
+  REQUIRE(::unlink(job.layout.status_file("4").c_str()) == 0);
+  REQUIRE(::symlink((dir / "elsewhere.json").c_str(), job.layout.status_file("4").c_str()) == 0);
   status = aggregator.read("changes");
-  CHECK(errors_of(status).at("workers/4") == "symbolic link not followed");
-  CHECK(status.find_worker("4") == nullptr);
+  CHECK(errors_of(status).at("workers/4.status.json") == "symbolic link not followed");
+  REQUIRE(status.find_worker("4") != nullptr);
+  CHECK_FALSE(status.find_worker("4")->progress);
 
-  // And back to a directory.
-  REQUIRE(::unlink(job.layout.worker_dir("4").c_str()) == 0);
+  // And back to a file.
+  REQUIRE(::unlink(job.layout.status_file("4").c_str()) == 0);
   replace_status(job, "4", 44);
   status = aggregator.read("changes");
-  CHECK(errors_of(status).count("workers/4") == 0);
+  CHECK(errors_of(status).count("workers/4.status.json") == 0);
   CHECK(progress_of(status, "4") == json{{"done", 44}});
+
+  // The journal: a new line, then a line written in two halves.
+  job.write_process("1", jwstatus::process_document("1", "running"));
+  status = aggregator.read("changes");
+  CHECK(status.find_worker("1")->attempt == 1);
+  json done = jwstatus::process_document("1", "succeeded", nullptr, nullptr, 0);
+  done["id"] = "1";
+  const std::string line = jwstatus::journal_line("worker", done);
+  job.write_journal_text(line.substr(0, 30));
+  status = aggregator.read("changes");
+  CHECK(status.find_worker("1")->state != jobwarden::WorkerState::succeeded);  // half a line is not read
+  job.write_journal_text(line.substr(30));
+  status = aggregator.read("changes");
+  CHECK(status.find_worker("1")->state == jobwarden::WorkerState::succeeded);
+  CHECK(status.errors.empty());
 
   // The whole workers/ directory replaced by another one.
   REQUIRE(::rename(job.layout.workers_dir().c_str(), (job.layout.job_dir() + "/old-workers").c_str()) == 0);
   jwstatus::make_dir(job.layout.workers_dir());
   replace_status(job, "7", 7);
   status = aggregator.read("changes");
-  CHECK(status.summary.total == 1);
+  CHECK(status.summary.total == 2);  // 1 (by its journal line) and 7
+  CHECK(progress_of(status, "1") == nullptr);
   CHECK(progress_of(status, "7") == json{{"done", 7}});
   CHECK(status.errors.empty());
 }
@@ -143,24 +158,29 @@ TEST_CASE("watched, a read re-reads only the workers that changed") {
     replace_status(job, std::to_string(i), 0);
   }
   StatusAggregatorOptions options;
-  options.recent_change_window = 0ms;  // job.json is not watched: trust its stamp
+  options.recent_change_window = 0ms;  // trust fresh stamps: this test writes and reads within one tick
   StatusAggregator<> aggregator(dir.path(), options);
   (void)aggregator.read("few");
   auto before = aggregator.cache_statistics();
-  CHECK(before.files_read == 41);
+  CHECK(before.files_read == 21);  // the journal and 20 status files
   CHECK(before.full_checks == 1);
-  CHECK(before.watched_directories == 21);
+  CHECK(before.watched_directories == 1);  // workers/ only
 
   (void)aggregator.read("few");
   auto after = aggregator.cache_statistics();
   CHECK(after.files_read == before.files_read);  // nothing changed: nothing read
-  CHECK(after.files_reused == before.files_reused + 41);
+  CHECK(after.files_reused == before.files_reused + 21);
 
   replace_status(job, "7", 70);
-  const auto status = aggregator.read("few");
+  auto status = aggregator.read("few");
   CHECK(progress_of(status, "7") == json{{"done", 70}});
-  CHECK(aggregator.cache_statistics().files_read == before.files_read + 1);  // its status.json only
+  CHECK(aggregator.cache_statistics().files_read == before.files_read + 1);  // its status file only
   CHECK(aggregator.cache_statistics().full_checks == 1);
+
+  job.write_process("8", jwstatus::process_document("8", "succeeded", nullptr, nullptr, 0));
+  status = aggregator.read("few");
+  CHECK(status.find_worker("8")->state == jobwarden::WorkerState::succeeded);
+  CHECK(aggregator.cache_statistics().files_read == before.files_read + 2);  // the journal's new line only
 }
 
 TEST_CASE("watched, a rewrite in place within one timestamp tick is seen at once") {
@@ -194,10 +214,10 @@ TEST_CASE("watches are released with the cache, on eviction and on destruction")
     options.max_cached_jobs = 1;
     StatusAggregator<> aggregator(dir.path(), options);
     (void)aggregator.read("a");
-    CHECK(aggregator.cache_statistics().watched_directories == 6);
+    CHECK(aggregator.cache_statistics().watched_directories == 1);
     CHECK(inotify_instances() == instances_before + 1);
     (void)aggregator.read("b");  // evicts a
-    CHECK(aggregator.cache_statistics().watched_directories == 6);
+    CHECK(aggregator.cache_statistics().watched_directories == 1);
     CHECK(inotify_instances() == instances_before + 1);
     aggregator.clear_cache();
     CHECK(aggregator.cache_statistics().watched_directories == 0);
@@ -247,6 +267,55 @@ TEST_CASE("an overflowing event queue makes the next read check every worker") {
 }
 
 #endif
+
+TEST_CASE("a live aggregator loses nothing across journal compactions") {
+  const bool watch = GENERATE(true, false);
+  CAPTURE(watch);
+  jwtest::TempDir dir;
+  jobwarden::detail::JobRecorderOptions recorder_options;
+  recorder_options.compact_bytes = 4096;  // compact often
+  jobwarden::detail::JobRecorder recorder({dir.path(), "compacting"}, recorder_options);
+  recorder.open();
+  StatusAggregatorOptions options;
+  options.watch_for_changes = watch;
+  StatusAggregator<> aggregator(dir.path(), options);
+  const std::uint64_t first_generation = recorder.journal_generation();
+  jobwarden::JobSummary summary;
+  for (int round = 0; round < 60; ++round) {
+    // Worker ids 1..5 restart every round; worker "r<round>" appears and finishes.
+    for (int k = 1; k <= 5; ++k) {
+      jobwarden::WorkerInfo info;
+      info.id = std::to_string(k);
+      info.attempt = round + 1;
+      info.state = jobwarden::WorkerState::running;
+      info.argv = {"scan", info.id};
+      recorder.write_worker(info);
+    }
+    jobwarden::WorkerInfo finished;
+    finished.id = "r" + std::to_string(round);
+    finished.attempt = 1;
+    finished.state = jobwarden::WorkerState::succeeded;
+    finished.exit_code = 0;
+    recorder.write_worker(finished);
+    summary.add(jobwarden::WorkerState::succeeded);
+    recorder.write_job(jobwarden::JobState::running, summary);
+    std::error_code ec;
+    recorder.compact_if_due(ec);
+    REQUIRE_FALSE(ec);
+    if (round % 3 != 2) continue;  // reads between some of the writes only
+    const auto status = aggregator.read("compacting");
+    CAPTURE(round);
+    CHECK(status.errors.empty());
+    CHECK(status.summary.total == static_cast<std::size_t>(5 + round + 1));
+    for (int k = 1; k <= 5; ++k) CHECK(status.find_worker(std::to_string(k))->attempt == round + 1);
+    for (int r = 0; r <= round; ++r) {
+      const auto* worker = status.find_worker("r" + std::to_string(r));
+      REQUIRE(worker != nullptr);
+      CHECK(worker->state == jobwarden::WorkerState::succeeded);
+    }
+  }
+  CHECK(recorder.journal_generation() > first_generation + 2);  // the journal was compacted several times
+}
 
 TEST_CASE("many workers are read on several threads with the same result as on one") {
   jwtest::TempDir dir;

@@ -161,8 +161,8 @@ TEST_CASE("a symlinked or special stderr log is refused, never followed") {
   CHECK_FALSE(linked->stderr_log.has_value());
   CHECK(status.to_json().dump().find("the secret") == std::string::npos);
   const auto errors = errors_of(status);
-  CHECK(errors.at("workers/1/stderr.log") == "symbolic link not followed");
-  CHECK(errors.at("workers/2/stderr.log") == "not a regular file");
+  CHECK(errors.at("workers/1.stderr.log") == "symbolic link not followed");
+  CHECK(errors.at("workers/2.stderr.log") == "not a regular file");
   CHECK(status.find_worker("2")->state == WorkerState::failed);  // the rest still reads
 }
 

@@ -152,7 +152,7 @@ TEST_CASE("a report from an older attempt than the record's is ignored") {
   CHECK(jobwarden::detail::current_report(WorkerRecords{&info, {}, &unnumbered}) == &unnumbered);
 }
 
-TEST_CASE("without process.json the report stands as it is; with neither file a worker is pending") {
+TEST_CASE("without a journal line the report stands as it is; with neither file a worker is pending") {
   const StatusRecord reported = report(std::nullopt, 1);
   const auto worker = jobwarden::detail::merge_worker("1", WorkerRecords{nullptr, {}, &reported}, live_at(t0 + 11s));
   CHECK(worker.state == WorkerState::running);  // it wrote, so it ran
@@ -231,8 +231,8 @@ TEST_CASE("with the supervisor dead, an unfinished worker reads lost once nothin
   CHECK_FALSE(jobwarden::detail::worker_unfinished(WorkerRecords{&ended, {}, nullptr}));
 }
 
-TEST_CASE("job state: job.json's verdict, then a live supervisor's progress, then a dead one's leftovers") {
-  // A terminal job.json decides, whatever the workers say.
+TEST_CASE("job state: the job line's verdict, then a live supervisor's progress, then a dead one's leftovers") {
+  // A terminal job line decides, whatever the workers say.
   const JobRecord cancelled = job_record(JobState::cancelled);
   JobStatus<> status = job_of({WorkerState::running});
   JobFacts facts;
@@ -254,7 +254,7 @@ TEST_CASE("job state: job.json's verdict, then a live supervisor's progress, the
   CHECK(status.summary.running == 1);
   CHECK(status.pending == std::vector<std::string>{"1"});
   CHECK(status.running == std::vector<std::string>{"2"});
-  // A live supervisor that has not written job.json yet.
+  // A live supervisor that has not written job line yet.
   facts.record = nullptr;
   facts.record_missing = true;
   status = job_of({});
@@ -262,7 +262,7 @@ TEST_CASE("job state: job.json's verdict, then a live supervisor's progress, the
   CHECK(status.state == JobState::pending);
 
   // Dead: lost if a worker was unfinished, if there were no workers, or if
-  // no job.json was ever written...
+  // no job line was ever written...
   facts.supervisor_alive = false;
   facts.record = &running;
   facts.record_missing = false;
@@ -295,7 +295,7 @@ TEST_CASE("job state: job.json's verdict, then a live supervisor's progress, the
   status = job_of({WorkerState::succeeded, WorkerState::cancelled});
   jobwarden::detail::merge_job(facts, status);
   CHECK(status.state == JobState::cancelled);
-  // An unusable job.json (not a missing one) lets the workers decide.
+  // An unusable job line (not a missing one) lets the workers decide.
   facts.record = nullptr;
   status = job_of({WorkerState::succeeded});
   jobwarden::detail::merge_job(facts, status);
@@ -324,7 +324,7 @@ TEST_CASE("elapsed: to the end for a finished job, to now for a live one, to the
   CHECK(status.elapsed_seconds == Approx(3600.0));
   CHECK(status.supervisor.alive);
 
-  // Lost: to the newest time any record mentions (job.json's update, 5 s,
+  // Lost: to the newest time any record mentions (the job line's update, 5 s,
   // or a worker's, 20 s), not to when the reader noticed.
   facts.supervisor_alive = false;
   facts.any_worker_unfinished = true;

@@ -1,5 +1,6 @@
 // A worker reporting into its status file (WorkerStatusWriter), and the
 // timestamps every status file carries.
+#include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/status_aggregator.hpp>
 #include <jobwarden/worker_status_writer.hpp>
 #include <jobwarden/worker_status_writer_base.hpp>
@@ -348,7 +349,6 @@ TEST_CASE("a user-defined progress type round-trips through the writer and the a
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "scan");
   job.write_job(jwstatus::job_document("scan", "running", 0, 0));
-  job.add_worker("1");
   {
     FakeClock clock;
     jobwarden::WorkerStatusWriter<ScanProgress, std::chrono::steady_clock>::Options options;
@@ -373,7 +373,6 @@ TEST_CASE("a forked worker rewriting its status thousands of times is always rea
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "busy");
   job.write_job(jwstatus::job_document("busy", "running", 0, 0));
-  job.add_worker("1");
   const std::string status_file = job.layout.status_file("1");
   {
     Writer first(status_file);
@@ -414,6 +413,68 @@ TEST_CASE("a forked worker rewriting its status thousands of times is always rea
   CHECK(errors == 0);
   CHECK(went_back == 0);
   CHECK(last_done == 20000);
+  CHECK(reads > 1);
+}
+
+TEST_CASE("a forked supervisor appending to and compacting its journal is always readable by the aggregator") {
+  jwtest::TempDir dir;
+  const jobwarden::detail::JobLayout layout{dir.path(), "appending"};
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    jobwarden::detail::JobRecorderOptions options;
+    options.compact_bytes = 64 * 1024;  // compacts every few hundred lines
+    jobwarden::detail::JobRecorder recorder(layout, options);
+    std::error_code ec;
+    recorder.open(ec);
+    const char byte = ec ? 'x' : 'k';
+    (void)!::write(ready[1], &byte, 1);
+    ::close(ready[1]);
+    if (ec) ::_exit(2);
+    int failures = 0;
+    for (int attempt = 1; attempt <= 3000; ++attempt) {
+      for (int k = 1; k <= 4; ++k) {
+        jobwarden::WorkerInfo info;
+        info.id = std::to_string(k);
+        info.attempt = attempt;
+        info.state = jobwarden::WorkerState::running;
+        info.argv = {"scan", std::string(static_cast<std::size_t>(attempt % 13) * 20, 'a')};
+        recorder.write_worker(info, ec);
+        if (ec) ++failures;
+      }
+      recorder.compact_if_due(ec);
+      if (ec) ++failures;
+    }
+    ::_exit(failures == 0 && recorder.journal_generation() > 3 ? 0 : 1);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  ::close(ready[0]);
+  jobwarden::StatusAggregator<> aggregator(dir.path());
+  long reads = 0, errors = 0, went_back = 0;
+  int last_attempt = 0;
+  int child_status = 0;
+  for (;;) {
+    const pid_t reaped = ::waitpid(child, &child_status, WNOHANG);
+    const auto status = aggregator.read("appending");
+    ++reads;
+    errors += static_cast<long>(status.errors.size());
+    if (const auto* worker = status.find_worker("4")) {
+      if (worker->attempt < last_attempt) ++went_back;
+      last_attempt = worker->attempt;
+    }
+    if (reaped == child) break;
+  }
+  CHECK(byte == 'k');
+  REQUIRE(WIFEXITED(child_status));
+  CHECK(WEXITSTATUS(child_status) == 0);
+  CHECK(errors == 0);
+  CHECK(went_back == 0);
+  CHECK(last_attempt == 3000);
   CHECK(reads > 1);
 }
 

@@ -27,12 +27,17 @@
 
 namespace jobwarden {
 
+/// `schema_version` of the aggregated JSON (`JobStatus::to_json`,
+/// `JobList::to_json`; schemas/aggregated-status.schema.json): its own
+/// format, unchanged when the job directory's layout changes.
+inline constexpr int aggregated_schema_version = 1;
+
 /// A wall-clock instant as used in status files.
 using WallTime = std::chrono::system_clock::time_point;
 
 /// `{"total", "pending", "running", "succeeded", "failed", "done"}`: the
 /// `summary` object of the aggregated JSON and of `JobList`'s jobs.
-/// (`job.json` records `cancelled` and `lost` too; that is its own format.)
+/// (The journal's job line records `cancelled` and `lost` too; that is its own format.)
 inline nlohmann::json summary_to_json(const JobSummary& summary) {
   return {{"total", summary.total},         {"pending", summary.pending}, {"running", summary.running},
           {"succeeded", summary.succeeded}, {"failed", summary.failed},   {"done", summary.done}};
@@ -40,10 +45,11 @@ inline nlohmann::json summary_to_json(const JobSummary& summary) {
 
 /// One file (or directory) of a job that could not be used, and why.
 struct StatusFileError {
-  std::string path;    ///< relative to the job directory: `"workers/5/status.json"`
+  std::string path;    ///< relative to the job directory: `"workers/5.status.json"`, `"journal.jsonl"`
   std::string error;   ///< a short fixed phrase: `"not valid JSON"`, `"wrong shape"`, `"oversized"`,
                        ///< `"symbolic link not followed"`, `"not a regular file"`, `"not a directory"`,
-                       ///< `"unreadable"`, `"missing"`, `"not a valid worker id"`
+                       ///< `"unreadable"`, `"missing"`, `"not a worker file"`, `"oversized line"`,
+                       ///< `"unsupported layout"`
   std::string detail;  ///< specifics for humans (the parser's message, the limit...)
 
   /// `{"path", "error", "detail"}`.
@@ -72,7 +78,7 @@ struct WorkerStatus {
   bool stale = false;
   std::uint64_t seq = 0;                      ///< the worker's last `seq` (0: no report)
   std::optional<ResourceUsage> usage;         ///< when it ended
-  /// The paths of its log files (`<root>/<job>/workers/<id>/stdout.log`),
+  /// The paths of its log files (`<root>/<job>/workers/<id>.stdout.log`),
   /// unset when there is none: a log the supervisor writes is created on the
   /// first byte, so a worker that printed nothing has none.
   std::optional<std::string> stdout_log;
@@ -158,7 +164,7 @@ struct JobStatus {
     for (const auto& worker : workers) workers_json.push_back(worker.to_json());
     nlohmann::json errors_json = nlohmann::json::array();
     for (const auto& error : errors) errors_json.push_back(error.to_json());
-    return {{"schema_version", detail::schema_version},
+    return {{"schema_version", aggregated_schema_version},
             {"job_id", job_id},
             {"state", std::string(to_string(state))},
             {"summary", summary_to_json(summary)},
@@ -210,7 +216,7 @@ struct JobList {
     for (const auto& job : jobs) jobs_json.push_back(job.to_json());
     nlohmann::json errors_json = nlohmann::json::array();
     for (const auto& error : errors) errors_json.push_back(error.to_json());
-    return {{"schema_version", detail::schema_version}, {"jobs", std::move(jobs_json)},
+    return {{"schema_version", aggregated_schema_version}, {"jobs", std::move(jobs_json)},
             {"errors", std::move(errors_json)}};
   }
 };

@@ -16,14 +16,24 @@
 ///
 /// Hostile files: anything unreadable, truncated, not JSON, wrongly shaped,
 /// oversized, not a regular file, or a symlink becomes an `errors` entry
-/// (`{"path": "workers/5/status.json", "error": "not valid JSON"}`, paths
-/// relative to the job directory) and the rest still reads. Nothing is read
-/// through a link: the job directory, `workers/`, each worker directory and
-/// each file are opened relative to their parent's descriptor with
-/// `O_NOFOLLOW`. File content never makes a call throw.
+/// (`{"path": "workers/5.status.json", "error": "not valid JSON"}`, paths
+/// relative to the job directory) and the rest still reads. A journal line
+/// that cannot be used is an entry with the path `journal.jsonl` and the
+/// line's byte offset in its `detail`; the line is skipped. Nothing is read
+/// through a link: the job directory, the journal, `workers/` and each file
+/// are opened relative to their parent's descriptor with `O_NOFOLLOW`. File
+/// content never makes a call throw.
 ///
-/// Cheap to call often: every file's parsed content is cached in the
-/// aggregator and reused while the file is unchanged; on Linux
+/// Schema 1 job directories (`job.json` and `workers/<id>/process.json`, no
+/// `journal.jsonl`) are not read: `read` of such a job throws (and the
+/// `error_code` form returns) `errc::unsupported_layout`; `list_jobs` leaves
+/// it out and adds an `errors` entry (`<job>/journal.jsonl`, "unsupported
+/// layout").
+///
+/// Cheap to call often: the journal is followed (only what was appended
+/// since the last call is read), every file's parsed content is cached in the
+/// aggregator and reused while the file is unchanged, and only workers whose
+/// records changed are merged again; on Linux
 /// (`watch_for_changes`) a watched job costs O(changed workers) per read.
 /// Keep one aggregator and call `read` as often as you like. The methods lock
 /// an internal mutex: one aggregator may serve several threads.

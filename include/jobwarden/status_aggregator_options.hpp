@@ -28,26 +28,25 @@ struct StatusAggregatorOptions {
   /// milliseconds locally, a second or more on some network file systems),
   /// so two changes within one tick could otherwise look like none.
   std::chrono::milliseconds recent_change_window{std::chrono::seconds(1)};
-  /// Every jobwarden writer replaces a file by renaming a new one over it,
-  /// which also changes the worker's directory, so an unchanged directory
-  /// means unchanged files and costs one `fstatat`. A foreign writer that
-  /// rewrites a status file in place changes only the file: it is noticed
-  /// within this interval (the files are checked one by one that often,
-  /// spread over calls).
+  /// Every jobwarden writer replaces a status file by renaming a new one
+  /// over it, which also changes the job's `workers/` directory, so an
+  /// unchanged `workers/` means unchanged files and costs one `fstat`. A
+  /// foreign writer that rewrites a status file in place changes only the
+  /// file: it is noticed within this interval (the files are checked one by
+  /// one that often, spread over calls). (The journal needs no such check:
+  /// it is only appended to, and each read looks at its size.)
   std::chrono::milliseconds in_place_write_check_interval{std::chrono::seconds(10)};
   /// Linux (not with `JOBWARDEN_PORTABLE`): watch each job read with inotify
-  /// (its `workers/` directory and every worker directory), from its first
-  /// read on, so that a later read re-reads only what changed — it costs
+  /// (one watch, on its flat `workers/` directory), from its first read on,
+  /// so that a later read re-reads only the files that changed — it costs
   /// O(changed workers), not a check per worker — and a change in place or
-  /// within one timestamp tick is seen at once. Setting the watches costs
-  /// about 2-3 us per worker on that first read and one inotify instance and
-  /// one watch per worker directory while the job is cached; dropping them
-  /// (`clear_cache`, a job evicted from the cache, the destructor) costs about
-  /// as much again. Turn it off for one-shot readers. Where watching is not
-  /// possible (no instance or watch left: `EMFILE`, `ENOSPC`...), the job is
-  /// read with the stamp checks described above and watching is tried again a
-  /// minute later; when the event queue overflows, the next read checks every
-  /// worker as without watching, then relies on the watches again.
+  /// within one timestamp tick is seen at once. It costs one inotify instance
+  /// and one watch per cached job. Turn it off for one-shot readers. Where
+  /// watching is not possible (no instance or watch left: `EMFILE`,
+  /// `ENOSPC`...), the job is read with the stamp checks described above and
+  /// watching is tried again a minute later; when the event queue overflows,
+  /// the next read checks every worker as without watching, then relies on
+  /// the watch again.
   bool watch_for_changes = true;
   /// Threads that read workers' files when many need checking at once (a
   /// first read, a full check): 0 picks the hardware's concurrency, at most 4;

@@ -1,8 +1,9 @@
-// Fuzzes the status-file reader: the input becomes a job directory's
-// job.json, one worker's process.json and its status.json (split at 0xFF
-// bytes), and StatusAggregator reads it as a web endpoint would. Whatever the
-// bytes, reading must not crash, throw, or lose the job: content problems
-// become `errors` entries.
+// Fuzzes the job directory's reader: the input becomes a job directory's
+// journal.jsonl and one worker's workers/w1.status.json (split at the first
+// 0xFF byte), and StatusAggregator reads it as a web endpoint would: once with
+// the first half of the journal, then again after the rest was appended (the
+// follower's incremental path). Whatever the bytes, reading must not crash,
+// throw, or lose the job: content problems become `errors` entries.
 //
 // Built with clang's libFuzzer (-DJOBWARDEN_BUILD_FUZZERS=ON, CXX=clang++);
 // with any compiler it also builds as a replay test over tests/fuzz/corpus.
@@ -24,7 +25,7 @@ struct FuzzRoot {
   FuzzRoot() {
     path = "/tmp/jobwarden-fuzz-XXXXXX";
     if (::mkdtemp(path.data()) == nullptr) std::abort();
-    std::filesystem::create_directories(path + "/job/workers/w1");
+    std::filesystem::create_directories(path + "/job/workers");
   }
   ~FuzzRoot() {
     std::error_code ignored;
@@ -37,35 +38,37 @@ const std::string& fuzz_root() {
   return root.path;
 }
 
-void write(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+void write(const std::string& path, const std::string& content, bool append = false) {
+  std::ofstream out(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
   out << content;
+}
+
+void check(const jobwarden::JobStatus<>& status, const std::error_code& ec) {
+  if (ec) std::abort();  // content, however bad, is never an error of the whole read
+  std::string json = status.to_json().dump();
+  if (json.empty() || status.job_id != "job") std::abort();
 }
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string input(reinterpret_cast<const char*>(data), size);
-  std::string parts[3];
-  std::size_t part = 0;
-  for (char c : input) {
-    if (static_cast<unsigned char>(c) == 0xFF && part < 2) {
-      ++part;
-    } else {
-      parts[part] += c;
-    }
-  }
+  std::string parts[2];
+  const std::size_t split = input.find('\xFF');
+  parts[0] = input.substr(0, split);
+  if (split != std::string::npos) parts[1] = input.substr(split + 1);
   const std::string& root = fuzz_root();
-  write(root + "/job/job.json", parts[0]);
-  write(root + "/job/workers/w1/process.json", parts[1]);
-  write(root + "/job/workers/w1/status.json", parts[2]);
+  const std::size_t half = parts[0].size() / 2;
+  write(root + "/job/journal.jsonl", parts[0].substr(0, half));
+  write(root + "/job/workers/w1.status.json", parts[1]);
   jobwarden::StatusAggregatorOptions options;
   options.max_file_size = 4096;
   jobwarden::StatusAggregator<> aggregator(root, options);  // fresh: no cache between inputs
   std::error_code ec;
   auto status = aggregator.read("job", ec);
-  if (ec) std::abort();  // content, however bad, is never an error of the whole read
-  std::string json = status.to_json().dump();
-  if (json.empty() || status.job_id != "job") std::abort();
+  check(status, ec);
+  write(root + "/job/journal.jsonl", parts[0].substr(half), /*append=*/true);
+  status = aggregator.read("job", ec);
+  check(status, ec);
   return 0;
 }
 

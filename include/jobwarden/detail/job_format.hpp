@@ -293,7 +293,7 @@ struct StatusRecord {
 
 /// `status.json`'s content for `record`.
 inline nlohmann::json status_record_to_json(const StatusRecord& record) {
-  return {{"type", "job"},
+  return {{"schema_version", status_schema_version},
           {"job_id", record.job_id},
           {"worker_id", record.worker_id},
           {"attempt", record.attempt},

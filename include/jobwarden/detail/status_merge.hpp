@@ -9,18 +9,19 @@
 /// `examples/python/read_job.py` follows the same rules.
 ///
 /// One writer per file, so no file is ever "wrong" for its writer:
-/// - `process.json` (the supervisor's) is authoritative for `state`, `pid`,
+/// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
+///   `process` in the code) is authoritative for `state`, `pid`,
 ///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
-/// - `status.json` (the worker's) supplies `progress`, `message`, `result`,
+/// - `workers/<id>.status.json` (the worker's report) supplies `progress`, `message`, `result`,
 ///   `error` (when the supervisor recorded none) and the heartbeat. Its state
 ///   only refines a non-terminal record: `pending` + reported `running` reads
 ///   `running` (the worker started before the supervisor rewrote its record).
 ///   A status from an older attempt than the record's is ignored.
-/// - With no `process.json`, the worker's own report is all there is and is
-///   taken as it stands (a directory with neither file is `pending`).
+/// - With no journal line, the worker's own report is all there is and is
+///   taken as it stands.
 /// - Stale: a `running` worker whose last sign of life (the newer of its
 ///   status heartbeat and its start) is older than `stale_after`. A timestamp
 ///   in the future (clock skew between writer and reader) counts as now, never
@@ -31,17 +32,17 @@
 ///   under a parent that reaps late or never, it would otherwise read
 ///   `running` forever), and the job reads `lost`. How the reader decides
 ///   that the supervisor is alive is in detail/status_reader.hpp.
-/// - Job state: `job.json`'s state when it is terminal (the supervisor wrote
+/// - Job state: the journal's job line gives the state when it is terminal (the supervisor wrote
 ///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
 ///   starts, then `running` (also while a starting supervisor holds the lock
-///   but has not written `job.json` yet: `pending`). With a dead one: `lost`
-///   if any worker was not terminal, or if there is no `job.json` at all (a
+///   but has not written the job line yet: `pending`). With a dead one: `lost`
+///   if any worker was not terminal, or if there is no job line at all (a
 ///   start that was interrupted: `errors` says so, `jobwarden stop` has
 ///   nothing to stop and a clean-up removes it once old enough), else what the
 ///   workers imply (`job_state_from_workers`).
 /// - Elapsed: from `created_at` to `ended_at` for a finished job, to now for
 ///   a live one, and for a `lost` job to its last sign of life: the newest of
-///   `job.json`'s update (a live supervisor rewrites it at least every
+///   the job line's `updated_at` (a live supervisor appends one at least every
 ///   `job_refresh_interval`, sooner while the job is young) and its workers'
 ///   records and reports.
 
@@ -65,9 +66,9 @@ namespace jobwarden::detail {
 
 /// What a reader could use of one worker's two files.
 struct WorkerRecords {
-  const WorkerInfo* process = nullptr;         ///< `process.json`, parsed; null when missing or unusable
+  const WorkerInfo* process = nullptr;         ///< the worker's journal line, parsed; null when missing or unusable
   std::optional<WallTime> process_updated_at;  ///< its `updated_at`
-  const StatusRecord* status = nullptr;        ///< `status.json`, parsed; null when missing or unusable
+  const StatusRecord* status = nullptr;        ///< the status file, parsed; null when missing or unusable
 };
 
 /// The worker's report that counts: none when there is none, or when it is
@@ -111,8 +112,8 @@ struct RecordedProcess {
 /// `lost`: none while the supervisor is alive, for a terminal worker, away
 /// from the host that recorded them, or without a start time to prove them.
 struct ProcessesToAsk {
-  RecordedProcess recorded;  ///< the one `process.json` names
-  RecordedProcess reporter;  ///< the one that wrote `status.json` (a child of it, under `sh -c`)
+  RecordedProcess recorded;  ///< the one the worker's journal line names
+  RecordedProcess reporter;  ///< the one that wrote the status file (a child of it, under `sh -c`)
 };
 
 /// Which processes the reader must ask about (see `ProcessesToAsk`).
@@ -128,6 +129,24 @@ inline ProcessesToAsk processes_to_ask(const WorkerRecords& records, bool superv
     ask.reporter = provable(report->pid, report->process_start_time);
   }
   return ask;
+}
+
+/// The worker's last sign of life, by which it is `stale`: the newer of its
+/// recorded start and its report's heartbeat (none: it is never stale).
+inline std::optional<WallTime> last_sign_of_life(const WorkerRecords& records) {
+  std::optional<WallTime> last;
+  if (records.process != nullptr) last = records.process->started_at;
+  if (const StatusRecord* reported = current_report(records)) {
+    if (reported->updated_at && (!last || *reported->updated_at > *last)) last = reported->updated_at;
+  }
+  return last;
+}
+
+/// Whether a worker in `state` whose last sign of life was `last` is stale
+/// at `now` (a time in the future, clock skew, counts as now).
+inline bool is_stale(WorkerState state, const std::optional<WallTime>& last, WallTime now,
+                     std::chrono::milliseconds stale_after) {
+  return state == WorkerState::running && last && now - *last > stale_after;
 }
 
 /// What the files cannot say about a worker.
@@ -186,17 +205,14 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     // Lost once nothing of it runs.
     worker.state = facts.still_runs ? WorkerState::running : WorkerState::lost;
   }
-  if (worker.state == WorkerState::running && last_sign_of_life) {
-    // A time in the future (clock skew) counts as now.
-    worker.stale = facts.now - *last_sign_of_life > facts.stale_after;
-  }
+  worker.stale = is_stale(worker.state, last_sign_of_life, facts.now, facts.stale_after);
   return worker;
 }
 
 /// What the workers' records cannot say about a job.
 struct JobFacts {
-  const JobRecord* record = nullptr;   ///< `job.json`, parsed; null when missing or unusable
-  bool record_missing = false;         ///< there is no `job.json` at all (not merely an unusable one)
+  const JobRecord* record = nullptr;   ///< the job line, parsed; null when missing or unusable
+  bool record_missing = false;         ///< there is no job line at all (not merely an unusable one)
   bool supervisor_alive = false;
   bool any_worker_unfinished = false;  ///< `worker_unfinished` for any worker
   WallTime now{};
@@ -236,7 +252,7 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     status.state = none_started ? JobState::pending : JobState::running;
   } else if (facts.any_worker_unfinished || status.summary.total == 0 || facts.record_missing) {
     // A supervisor that died with nothing terminal (or nothing at all, or
-    // before it wrote job.json) never finished.
+    // before it wrote the job line) never finished.
     status.state = JobState::lost;
   } else {
     status.state = job_state_from_workers(status.summary);
@@ -246,7 +262,7 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     WallTime until = facts.now;
     if (status.state == JobState::lost) {
       // How long it ran: to its last sign of life, not to when someone
-      // noticed (recovery's ended_at) or to when job.json was first written.
+      // noticed (recovery's ended_at) or to when the job line was first written.
       until = status.last_update.value_or(*status.created_at);
       if (!status.running.empty()) until = facts.now;  // a worker of it still runs
       if (status.ended_at && *status.ended_at < until) until = *status.ended_at;

@@ -11,7 +11,7 @@
 /// shared non-blocking `flock`, never created); when the lock cannot be
 /// probed (no lock file, unreadable), while its recorded pid is provably the
 /// same running process (`is_running_process`, only on the host that wrote
-/// `job.json`; elsewhere, while `job.json` is not terminal). A process a
+/// the journal's job line; elsewhere, while that line is not terminal). A process a
 /// worker's records name runs while its pid has the recorded start time and
 /// is no zombie; a pair found gone is remembered and never asked again.
 
@@ -34,6 +34,7 @@
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_lock.hpp"
 #include "jobwarden/detail/job_format.hpp"
+#include "jobwarden/detail/journal.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/process_identity.hpp"
 #include "jobwarden/detail/status_cache.hpp"
@@ -59,6 +60,8 @@ struct JobReading {
   /// `status.errors` where a complaint about its progress belongs (after its
   /// own files' errors, before the next worker's).
   std::vector<std::size_t> progress_error_slots;
+  /// The job directory is of schema 1 (`errc::unsupported_layout`): not read.
+  bool unsupported_layout = false;
 };
 
 /// Reads job directories under one root, with a cache. Not thread-safe by
@@ -79,7 +82,9 @@ class StatusReader {
   WallTime now() const { return settings_.now ? settings_.now() : std::chrono::system_clock::now(); }
 
   /// Reads job `job_id` (a valid id). Errors: `errc::unknown_job` when there
-  /// is no such job directory, or the system error opening it.
+  /// is no such job directory, `errc::unsupported_layout` for a schema 1 job
+  /// directory (`job.json` and no `journal.jsonl`), or the system error
+  /// opening it.
   JobReading read_job(const std::string& job_id, bool typed_progress, std::error_code& ec) {
     std::error_code open_ec;
     OwnedFd root_fd = open_directory(root_, open_ec);
@@ -94,23 +99,40 @@ class StatusReader {
                : open_ec;
       return {};
     }
-    return read_open_job(job_id, job_fd.get(), /*start_watching=*/true, typed_progress);
+    JobReading reading = read_open_job(job_id, job_fd.get(), /*start_watching=*/true, typed_progress);
+    if (reading.unsupported_layout) {
+      ec = make_error_code(errc::unsupported_layout);
+      return {};
+    }
+    return reading;
   }
 
   /// Reads the job open as `job_fd`. `start_watching`: false for readers of
   /// every job at once (`list_jobs`, clean-ups; a job already watched stays
-  /// watched).
+  /// watched). A schema 1 job directory is not read: the result has
+  /// `unsupported_layout` set and one `errors` entry saying so.
   JobReading read_open_job(const std::string& job_id, int job_fd, bool start_watching = false,
                            bool typed_progress = false) {
-    JobCache& cache = cache_.job(job_id);
     JobReading reading;
     JobStatus<>& status = reading.status;
     status.job_id = job_id;
-    const WallTime now_wall = now();
+    JobCache& cache = cache_.job(job_id);
 
-    // job.json and the supervisor's liveness.
-    cache_.refresh_job_record(job_fd, cache);
-    const JobRecord* record = cache.job.usable();
+    // The journal: what was appended since the last read.
+    cache_.update_journal(job_fd, cache);
+    const std::error_code journal_ec = cache.journal_error;
+    const bool no_journal = journal_ec == std::errc::no_such_file_or_directory;
+    if (no_journal && is_legacy_job_dir(job_fd)) {
+      cache_.forget(job_id);
+      reading.unsupported_layout = true;
+      status.errors.push_back({journal_file_name, "unsupported layout",
+                               "a schema 1 job directory (job.json, no journal.jsonl): this version reads "
+                               "schema " + std::to_string(journal_schema_version) + " only"});
+      return reading;
+    }
+    const WallTime now_wall = now();
+    JournalFold& fold = cache.fold;
+    const JobRecord* record = fold.job() ? &*fold.job() : nullptr;
     const LockProbe probe = probe_supervisor_lock(job_fd);
     bool alive = probe == LockProbe::held;
     if (probe == LockProbe::unknown && record != nullptr) {
@@ -119,54 +141,86 @@ class StatusReader {
                   ? is_running_process(record->supervisor_pid, record->supervisor_start_time)
                   : !is_terminal(record->state);
     }
-    cache.job.report(job_file_name, status.errors);
-    const bool record_missing = cache.job.outcome == CachedFile<JobRecord>::Outcome::missing;
+    if (journal_ec && !no_journal) {
+      std::string detail;
+      const std::string error = describe_file_error(journal_ec, detail, settings_.cache.max_file_size, 0);
+      status.errors.push_back({journal_file_name, error, detail});
+    }
+    for (const JournalProblem& problem : fold.problems()) {
+      status.errors.push_back({journal_file_name, problem.error, line_detail(problem.offset, problem.detail)});
+    }
+    // No job line at all: only when nothing else could have been it (a bad
+    // line, an unreadable journal, which `errors` already names).
+    const bool record_missing =
+        record == nullptr && fold.job_problem().empty() && fold.problems().empty() && (!journal_ec || no_journal);
     if (record_missing && !alive) {
-      status.errors.push_back({job_file_name, "missing",
-                               "no supervisor recorded this job: its start was interrupted, or "
-                               "the record was removed"});
+      status.errors.push_back({journal_file_name, "missing",
+                               no_journal ? "no supervisor recorded this job: its start was interrupted, or "
+                                            "its journal was removed"
+                                          : "no job line: no supervisor recorded this job, or its start was "
+                                            "interrupted"});
     }
 
-    // The workers.
+    // The workers' files.
     cache_.update_workers(job_id, job_fd, start_watching, cache, status.errors);
     const bool on_recording_host = record == nullptr || is_local(record->supervisor_hostname);
+    const bool facts_changed = cache.merged_alive != alive || cache.merged_on_host != on_recording_host;
     bool any_unfinished = false;
     status.workers.reserve(cache.workers.size());
     if (typed_progress) reading.progress_error_slots.reserve(cache.workers.size());
-    for (WorkerEntry& entry : cache.workers) {
-      if (entry.presence == WorkerEntry::Presence::gone) continue;
-      if (entry.presence == WorkerEntry::Presence::broken) {
-        status.errors.push_back(entry.dir_error);
-        continue;
+    for (WorkerCache& worker : cache.workers) {
+      const JournalWorker* line =
+          worker.journal_index >= 0 ? &fold.worker(static_cast<std::size_t>(worker.journal_index)) : nullptr;
+      if (line != nullptr && !line->ok) {
+        const std::size_t colon = line->problem.find(": ");
+        const std::string error = colon == std::string::npos ? line->problem : line->problem.substr(0, colon);
+        std::string why = "worker " + worker.id;
+        if (colon != std::string::npos) why += ": " + line->problem.substr(colon + 2);
+        status.errors.push_back({journal_file_name, error, line_detail(line->offset, why)});
       }
-      WorkerCache& files = entry.cache;
-      const bool log_failed =
-          files.stdout_log.outcome == CachedLog::Outcome::error || files.stderr_log.outcome == CachedLog::Outcome::error;
-      if (files.process.failed() || files.status.failed() || log_failed) {
-        const std::string worker_path = std::string(workers_dir_name) + "/" + entry.id;
-        files.process.report(worker_path + "/" + process_file_name, status.errors);
-        files.status.report(worker_path + "/" + status_file_name, status.errors);
-        report_log(files.stdout_log, worker_path + "/" + stdout_file_name, status.errors);
-        report_log(files.stderr_log, worker_path + "/" + stderr_file_name, status.errors);
+      const bool log_failed = worker.stdout_log.outcome == CachedLog::Outcome::error ||
+                              worker.stderr_log.outcome == CachedLog::Outcome::error;
+      if (worker.status.failed() || log_failed) {
+        const std::string prefix = std::string(workers_dir_name) + "/";
+        worker.status.report(prefix + status_file_name(worker.id), status.errors);
+        report_log(worker.stdout_log, prefix + stdout_file_name(worker.id), status.errors);
+        report_log(worker.stderr_log, prefix + stderr_file_name(worker.id), status.errors);
       }
       if (typed_progress) reading.progress_error_slots.push_back(status.errors.size());
 
-      WorkerRecords records;
-      if (const ParsedProcess* process = files.process.usable()) {
-        records.process = &process->info;
-        records.process_updated_at = process->updated_at;
+      // Merged again only when something it depends on changed; else only
+      // its staleness moves with the clock.
+      const bool remerge =
+          worker.merge_dirty || !worker.merged_valid || facts_changed || (!alive && worker.merged_unfinished);
+      if (remerge) {
+        WorkerRecords records;
+        if (line != nullptr && line->ok) {
+          records.process = &line->info;
+          records.process_updated_at = line->updated_at;
+        }
+        records.status = worker.status.usable();
+        worker.merged_unfinished = worker_unfinished(records);
+        worker.sign_of_life = last_sign_of_life(records);
+        WorkerFacts facts;
+        facts.supervisor_alive = alive;
+        facts.now = now_wall;
+        facts.stale_after = settings_.stale_after;
+        const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
+        facts.still_runs =
+            still_runs(ask.recorded, worker.gone_recorded) || still_runs(ask.reporter, worker.gone_reporter);
+        worker.merged = merge_worker(worker.id, records, facts);
+        add_logs(job_id, job_fd, worker);
+        worker.merged_valid = true;
+        worker.merge_dirty = false;
+      } else {
+        worker.merged.stale =
+            is_stale(worker.merged.state, worker.sign_of_life, now_wall, settings_.stale_after);
       }
-      records.status = files.status.usable();
-      any_unfinished = any_unfinished || worker_unfinished(records);
-      WorkerFacts facts;
-      facts.supervisor_alive = alive;
-      facts.now = now_wall;
-      facts.stale_after = settings_.stale_after;
-      const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
-      facts.still_runs = still_runs(ask.recorded, files.gone_recorded) || still_runs(ask.reporter, files.gone_reporter);
-      status.workers.push_back(merge_worker(entry.id, records, facts));
-      add_logs(job_id, job_fd, files, status.workers.back());
+      any_unfinished = any_unfinished || worker.merged_unfinished;
+      status.workers.push_back(worker.merged);
     }
+    cache.merged_alive = alive;
+    cache.merged_on_host = on_recording_host;
 
     JobFacts job_facts;
     job_facts.record = record;
@@ -199,12 +253,14 @@ class StatusReader {
             {entry.name, describe_file_error(open_ec, detail, settings_.cache.max_file_size, 0), detail});
         continue;
       }
-      const JobStatus<> status = read_open_job(entry.name, job_fd.get()).status;
+      JobReading reading = read_open_job(entry.name, job_fd.get());
+      const JobStatus<>& status = reading.status;
       for (const StatusFileError& error : status.errors) {
-        if (error.path == job_file_name) {
+        if (error.path == journal_file_name) {
           list.errors.push_back({entry.name + "/" + error.path, error.error, error.detail});
         }
       }
+      if (reading.unsupported_layout) continue;  // said in `errors`; not listed
       JobListing listing;
       listing.job_id = entry.name;
       listing.state = status.state;
@@ -230,22 +286,29 @@ class StatusReader {
     if (log.outcome == CachedLog::Outcome::error) errors.push_back({path, log.error, log.detail});
   }
 
-  /// Fills in `worker`'s log paths and, when it ended without succeeding,
-  /// its stderr tail. The cache read the tail already when `process.json`
-  /// said so; a worker found `lost` only now has its log read here, once.
-  void add_logs(const std::string& job_id, int job_fd, WorkerCache& files, WorkerStatus<>& worker) {
-    if (wants_stderr_tail(worker.state) && !files.stderr_log.tail_read &&
+  /// The `detail` of an error about the journal line at `offset`.
+  static std::string line_detail(std::uint64_t offset, const std::string& detail) {
+    std::string out = "line at byte " + std::to_string(offset);
+    if (!detail.empty()) out += ": " + detail;
+    return out;
+  }
+
+  /// Fills in the merged worker's log paths and, when it ended without
+  /// succeeding, its stderr tail. The cache read the tail already when the
+  /// journal said so; a worker found `lost` only now has its log read here, once.
+  void add_logs(const std::string& job_id, int job_fd, WorkerCache& files) {
+    WorkerStatus<>& worker = files.merged;
+    if (wants_stderr_tail(worker.state) && !files.stderr_log.tail_read && files.has_stderr &&
         files.stderr_log.outcome != CachedLog::Outcome::error) {
-      std::error_code ec;
-      OwnedFd workers_fd = open_directory_at(job_fd, workers_dir_name, ec);
-      OwnedFd worker_fd;
-      if (!ec) worker_fd = open_directory_at(workers_fd.get(), worker.id.c_str(), ec);
-      if (!ec) refresh_logs(worker_fd.get(), files, settings_.cache.recent_change_window, /*want_tail=*/true);
+      cache_.read_tail(job_fd, files);
     }
-    const std::string worker_dir = root_ + "/" + job_id + "/" + workers_dir_name + "/" + worker.id + "/";
-    if (files.stdout_log.outcome == CachedLog::Outcome::ok) worker.stdout_log = worker_dir + stdout_file_name;
+    const std::string workers_dir = root_ + "/" + job_id + "/" + workers_dir_name + "/";
+    worker.stdout_log.reset();
+    worker.stderr_log.reset();
+    worker.stderr_tail.reset();
+    if (files.stdout_log.outcome == CachedLog::Outcome::ok) worker.stdout_log = workers_dir + stdout_file_name(worker.id);
     if (files.stderr_log.outcome == CachedLog::Outcome::ok) {
-      worker.stderr_log = worker_dir + stderr_file_name;
+      worker.stderr_log = workers_dir + stderr_file_name(worker.id);
       if (wants_stderr_tail(worker.state) && files.stderr_log.tail_read) worker.stderr_tail = files.stderr_log.tail;
     }
   }
@@ -271,7 +334,7 @@ class StatusReader {
 
 /// `reading` with its progress turned into `Progress` (`from_json`). Progress
 /// that does not convert is left out and becomes a `"wrong shape"` error of
-/// the worker's `status.json` (`"progress: <why>"`), in the worker's place
+/// the worker's status file (`"progress: <why>"`), in the worker's place
 /// among the errors; it never throws out of a read.
 template <class Progress>
 JobStatus<Progress> typed_status(JobReading&& reading) {
@@ -304,7 +367,7 @@ JobStatus<Progress> typed_status(JobReading&& reading) {
           const std::size_t slot =
               index < reading.progress_error_slots.size() ? reading.progress_error_slots[index] : source.errors.size();
           problems.push_back({slot,
-                              {std::string(workers_dir_name) + "/" + worker.id + "/" + status_file_name,
+                              {std::string(workers_dir_name) + "/" + status_file_name(worker.id),
                                "wrong shape", std::string("progress: ") + e.what()}});
         }
       }

@@ -1,12 +1,13 @@
 #pragma once
 /// \file
 /// How a job directory's reader watches a job with inotify (Linux, not with
-/// `JOBWARDEN_PORTABLE`): one instance per watched job, a watch on its
-/// `workers/` directory (added through the descriptor the read opened) and
-/// one on each worker directory (added by path with `IN_DONT_FOLLOW`: a watch
-/// only decides what is re-read, never what is read through). `JobWatch`
-/// owns the instance and translates its queued events into what they mean
-/// for the cache (detail/status_cache.hpp decides what to re-read).
+/// `JOBWARDEN_PORTABLE`): one instance per watched job with one watch, on its
+/// flat `workers/` directory (added through the descriptor the read opened),
+/// which sees every worker's status file replaced or rewritten and every log
+/// created or appended to. The journal is not watched: its reader notices
+/// appends and replacement by `fstat` (detail/journal.hpp, `JournalFollower`).
+/// `JobWatch` owns the instance and translates its queued events into what
+/// they mean for the cache (detail/status_cache.hpp decides what to re-read).
 
 #include <cstdint>
 
@@ -27,34 +28,26 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
 
 #include "jobwarden/detail/atomic_file.hpp"
-#include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 
 namespace jobwarden::detail {
 
 /// The inotify instance of one job: released with the job's cache.
 struct JobWatch {
-  static constexpr std::uint32_t worker_watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
-                                                     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
-                                                     IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW;
-  static constexpr std::uint32_t workers_watch_mask =
-      IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+  static constexpr std::uint32_t workers_watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                                      IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF |
+                                                      IN_MOVE_SELF | IN_ONLYDIR;
 
   OwnedFd fd;
   int workers_wd = -1;
   dev_t device = 0;  ///< the `workers/` directory watched
   ino_t inode = 0;
-  std::string prefix;  ///< `<root>/<job>/workers/`: worker watches are added by path
-  std::unordered_map<int, std::string> ids;  ///< worker watch -> worker id
 
   /// A new instance watching the `workers/` directory open as `workers_fd`
-  /// (identified by `stamp`), whose path is `prefix` without its last `/`;
-  /// null when no instance or watch is to be had.
-  static std::unique_ptr<JobWatch> start(int workers_fd, const FileStamp& stamp, std::string prefix) {
+  /// (identified by `stamp`); null when no instance or watch is to be had.
+  static std::unique_ptr<JobWatch> start(int workers_fd, const FileStamp& stamp) {
     auto watch = std::make_unique<JobWatch>();
     watch->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
     if (watch->fd) {
@@ -65,40 +58,19 @@ struct JobWatch {
     if (watch->workers_wd < 0) return nullptr;
     watch->device = stamp.device;
     watch->inode = stamp.inode;
-    watch->prefix = std::move(prefix);
     return watch;
   }
 
   /// Whether this watches the `workers/` directory identified by `stamp`.
   bool watches(const FileStamp& stamp) const noexcept { return device == stamp.device && inode == stamp.inode; }
 
-  /// Watches worker `id`'s directory (the same watch again if it is already
-  /// watched); -1 with `error` set to the `errno` when it cannot be watched.
-  int add_worker(const std::string& id, int& error) const {
-    const std::string path = prefix + id;
-    const int wd = ::inotify_add_watch(fd.get(), path.c_str(), worker_watch_mask);
-    error = wd < 0 ? errno : 0;
-    return wd;
-  }
-
-  /// Drops watch `wd` if it is still worker `id`'s.
-  void remove_worker(int wd, const std::string& id) {
-    if (wd < 0) return;
-    auto found = ids.find(wd);
-    if (found != ids.end() && found->second == id) {
-      ids.erase(found);
-      (void)::inotify_rm_watch(fd.get(), wd);
-    }
-  }
-
   /// Takes in the queued events and tells `sink` what they mean:
   /// - `sink.lost_track()`: events may have been lost (the queue overflowed,
   ///   or the instance failed): nothing known from events can be trusted;
-  /// - `sink.workers_changed(name)`: an entry of `workers/` came, went or was
-  ///   replaced (`name` is never hidden: temporary files are skipped);
-  /// - `sink.worker_changed(id, name)`: a file of worker `id`'s directory
-  ///   changed (`name` empty: the directory itself);
-  /// - `sink.worker_unwatched(id, wd)`: watch `wd` of worker `id` is gone.
+  /// - `sink.file_changed(name, change)`: the entry `name` of `workers/`
+  ///   changed: `change` is 1 when it came (created, or renamed to that name:
+  ///   an atomic write), -1 when it went, 0 when it was written or its
+  ///   attributes changed. Hidden names (temporary files) are skipped.
   /// False: the queue overflowed, or the watch on `workers/` is gone (the
   /// watch must be started anew).
   template <class Sink>
@@ -120,27 +92,19 @@ struct JobWatch {
         const std::string_view name(name_start, event.len == 0 ? 0 : ::strnlen(name_start, event.len));
         offset += sizeof(inotify_event) + event.len;
         if (event.mask & IN_Q_OVERFLOW) {
-          // Events were lost, IN_IGNORED ones too: no watch can be trusted
-          // (a directory removed and made again may even have the same
-          // inode). Start over: new watches and a full check.
           sink.lost_track();
           return false;
-        } else if (event.wd == workers_wd) {
-          if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
-            workers_watched = false;
-          } else if (name.empty() || name[0] != '.') {
-            sink.workers_changed(name);
-          }
-        } else {
-          auto found = ids.find(event.wd);
-          if (found == ids.end()) continue;
-          if (event.mask & IN_IGNORED) {
-            const std::string id = std::move(found->second);
-            ids.erase(found);
-            sink.worker_unwatched(id, event.wd);
-          } else {
-            sink.worker_changed(found->second, name);
-          }
+        }
+        if (event.wd != workers_wd) continue;
+        if (event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+          workers_watched = false;
+        } else if (!name.empty() && name[0] != '.') {
+          const int change = (event.mask & (IN_CREATE | IN_MOVED_TO))       ? 1
+                             : (event.mask & (IN_DELETE | IN_MOVED_FROM)) ? -1
+                                                                          : 0;
+          sink.file_changed(name, change);
+        } else if (name.empty()) {
+          sink.lost_track();  // the directory itself changed (its mode): look at everything
         }
       }
     }

@@ -615,6 +615,16 @@ class Inspecting(CliTestCase):
             lines = [json.loads(line) for line in f]
         self.assertEqual((lines[0]["type"], lines[0]["schema_version"]), ("journal", 2))
         self.assertEqual(sorted({l["id"] for l in lines if l["type"] == "worker"}), ["1", "2", "3"])
+        try:
+            import jsonschema
+        except ImportError:
+            jsonschema = None
+        if jsonschema is not None:  # optional: the lines follow schemas/journal-line.schema.json
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                                   "journal-line.schema.json")) as f:
+                validator = jsonschema.Draft202012Validator(json.load(f))
+            for line in lines:
+                self.assertEqual([e.message for e in validator.iter_errors(line)], [], line)
         status = self.status("silent")
         self.assertEqual(status["summary"]["succeeded"], 3)
         self.assertEqual([(w["stdout_log"], w["stderr_log"]) for w in status["workers"]], [(None, None)] * 3)

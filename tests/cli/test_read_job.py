@@ -179,5 +179,34 @@ class ReadJob(unittest.TestCase):
         self.assertIn("job.json", result.stderr)
 
 
+class JournalLineSchema(unittest.TestCase):
+    """schemas/journal-line.schema.json accepts what the writer writes (as
+    the tests above craft it) and refuses what readers report."""
+
+    def setUp(self):
+        try:
+            import jsonschema
+        except ImportError:
+            self.skipTest("SKIPPED: the jsonschema module is not installed")
+        path = os.path.join(os.path.dirname(READER), "..", "..", "schemas", "journal-line.schema.json")
+        with open(path) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        self.validator = jsonschema.Draft202012Validator(schema)
+
+    def test_lines(self):
+        good = [header(), job_line("running"), worker_line("1", "pending", attempt=0),
+                worker_line("1", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z"),
+                '{"type":"from-the-future","x":1}']
+        for line in good:
+            with self.subTest(line=line):
+                self.assertEqual(list(self.validator.iter_errors(json.loads(line))), [])
+        bad = [header(version=1), '{"type":"worker","id":"../x","state":"running"}',
+               '{"type":"worker","id":"1","state":"dancing"}', '{"type":"job","job_id":"scan"}', '{"x":1}']
+        for line in bad:
+            with self.subTest(line=line):
+                self.assertNotEqual(list(self.validator.iter_errors(json.loads(line))), [])
+
+
 if __name__ == "__main__":
     unittest.main()

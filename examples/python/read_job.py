@@ -243,8 +243,11 @@ def printable(line, limit=120):
 
 def job_line_problem(document):
     """Why a job line cannot be used, or None."""
-    if document.get("state") not in JOB_STATES:
-        return "state is missing" if "state" not in document else "state is not a job state"
+    state = document.get("state")
+    if state not in JOB_STATES:
+        if state is None:
+            return "state is missing"
+        return f'state "{state[:40]}" is not a job state' if isinstance(state, str) else "state is not a string"
     for key in ("created_at", "updated_at", "ended_at"):
         if document.get(key) is not None and parse_time(document.get(key)) is None:
             return f"{key} is not a timestamp"
@@ -256,8 +259,11 @@ def job_line_problem(document):
 
 def worker_line_problem(document, worker_id):
     """Why a worker line cannot be used, or None."""
-    if document.get("state") not in WORKER_STATES:
-        return "state is missing" if "state" not in document else "state is not a worker state"
+    state = document.get("state")
+    if state not in WORKER_STATES:
+        if state is None:
+            return "state is missing"
+        return f'state "{state[:40]}" is not a worker state' if isinstance(state, str) else "state is not a string"
     if document.get("id") != worker_id:
         return f'id is not "{worker_id}"'
     for key in ("started_at", "ended_at", "updated_at"):
@@ -337,25 +343,28 @@ def aggregate(job_dir, stale_after=30.0, now=None):
             raise UnsupportedLayout(
                 f"{job_dir}: job directory of an older jobwarden (schema 1: job.json and "
                 "workers/<id>/process.json); read it with that version, or remove it")
-        record_missing, fold = False, None
+        fold, journal_bad = None, False
         try:
             fold = read_journal(job_fd)
-            record_missing = fold is None
         except BadFile as bad:
+            journal_bad = True
             errors.append({"path": JOURNAL_FILE, "error": bad.error, "detail": bad.detail})
         if fold is not None:
             header = fold.header
             if header is None:
                 if fold.job is not None or fold.workers:
                     errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
-                                   "detail": "at byte 0: the first line is not the journal's header"})
+                                   "detail": "line at byte 0: the first line is not the journal's header"})
             elif header.get("schema_version") != JOURNAL_SCHEMA_VERSION:
                 errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
                                "detail": f"unsupported schema_version {header.get('schema_version')!r}"})
                 fold = JournalFold()  # a format this reader does not know: none of its records
             for offset, error, detail in fold.problems:
-                errors.append({"path": JOURNAL_FILE, "error": error, "detail": f"at byte {offset}: {detail}"})
+                errors.append({"path": JOURNAL_FILE, "error": error, "detail": f"line at byte {offset}: {detail}"})
         record = fold.job if fold is not None else None
+        # No job line at all: only when nothing else could have been it (a
+        # bad line, an unreadable journal, which `errors` already names).
+        record_missing = record is None and not journal_bad and not (fold and fold.problems)
         supervisor = (record or {}).get("supervisor") or {}
         held = lock_held(job_fd)
         if held is None:
@@ -364,8 +373,10 @@ def aggregate(job_dir, stale_after=30.0, now=None):
         else:
             alive = held
         if record_missing and not alive:
-            errors.append({"path": JOURNAL_FILE, "error": "missing",
-                           "detail": "no supervisor recorded this job: its start was interrupted, or the record was removed"})
+            errors.append({"path": JOURNAL_FILE, "error": "missing", "detail":
+                           "no supervisor recorded this job: its start was interrupted, or its journal was removed"
+                           if fold is None else
+                           "no job line: no supervisor recorded this job, or its start was interrupted"})
         # The supervisor's records: each worker's latest line, parsed.
         lines = {}
         for worker_id, (offset, line) in (fold.workers.items() if fold is not None else ()):
@@ -383,7 +394,7 @@ def aggregate(job_dir, stale_after=30.0, now=None):
                 lines[worker_id] = None
                 error, _, detail = problem.partition(": ")
                 errors.append({"path": JOURNAL_FILE, "error": error,
-                               "detail": f"at byte {offset}: worker \"{worker_id}\"" + (f": {detail}" if detail else "")})
+                               "detail": f"line at byte {offset}: worker {worker_id}" + (f": {detail}" if detail else "")})
         # The workers' own files: one flat directory, `<id>.status.json`,
         # `<id>.stdout.log`, `<id>.stderr.log`.
         files = {}
@@ -403,13 +414,11 @@ def aggregate(job_dir, stale_after=30.0, now=None):
                     for suffix in (STATUS_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX):
                         if name.endswith(suffix) and len(name) > len(suffix):
                             worker_id = name[:-len(suffix)]
-                            if not ID_PATTERN.match(worker_id):
-                                errors.append({"path": f"{WORKERS_DIR}/{name}", "error": "not a valid worker id",
-                                               "detail": ""})
-                            else:
+                            if ID_PATTERN.match(worker_id):  # anything else is not a worker's file
                                 files.setdefault(worker_id, set()).add(suffix)
                             break
-            ids = set(lines) | {i for i, kinds in files.items() if STATUS_SUFFIX in kinds}
+            # A worker is one with a journal line or a file of its own.
+            ids = set(lines) | set(files)
             for worker_id in sorted(ids, key=natural_key):
                 worker, unfinished = read_worker(workers_fd, worker_id, lines.get(worker_id), alive, stale_after,
                                                  now, errors, os.path.join(job_dir, WORKERS_DIR))

@@ -949,6 +949,18 @@ class Logs(CliTestCase):
         self.assertIsNone(self.worker(status, "3")["stdout_log"], "a silent worker has no log")
         # The same JSON, field for field (a finished job: nothing moves between the reads).
         self.assertEqual(python, status)
+        # And the same errors for hostile journal lines: not JSON, an unknown
+        # type (skipped), a worker line of the wrong shape, a torn last line.
+        with open(os.path.join(self.root, "py", "journal.jsonl"), "a") as f:
+            f.write('not json\n{"type":"later","x":1}\n{"type":"worker","id":"2","state":"dancing"}\n'
+                    '{"type":"worker","id":"3","sta')
+        status = self.status("py")
+        result = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "py", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("journal.jsonl", "not valid JSON"), ("journal.jsonl", "wrong shape")])
+        self.assertEqual(json.loads(result.stdout), status)
 
 
 class UsageErrors(CliTestCase):

@@ -98,7 +98,7 @@ class ReadJob(unittest.TestCase):
         offset = len(before.encode())
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
                          [("journal.jsonl", "not valid JSON"), ("journal.jsonl", "wrong shape")])
-        self.assertTrue(status["errors"][0]["detail"].startswith(f"at byte {offset}:"), status["errors"][0])
+        self.assertTrue(status["errors"][0]["detail"].startswith(f"line at byte {offset}:"), status["errors"][0])
         self.assertEqual(self.worker(status, "1")["state"], "succeeded")
 
     def test_an_unusable_worker_line_is_an_error_and_leaves_the_worker_without_a_record(self):
@@ -107,7 +107,7 @@ class ReadJob(unittest.TestCase):
         self.write("workers/7.status.json", json.dumps({"schema_version": 1, "state": "running", "message": "m"}))
         status = self.read()
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "wrong shape")])
-        self.assertIn('worker "7"', status["errors"][0]["detail"])
+        self.assertIn('worker 7: state "dancing" is not a worker state', status["errors"][0]["detail"])
         self.assertEqual(self.worker(status, "7")["message"], "m")  # taken as its report says
 
     def test_an_oversized_line_is_skipped(self):

@@ -170,7 +170,10 @@ const char* const clean_help = R"(usage: jobwarden clean --root DIR --older-than
 
 Removes the directories of finished jobs that ended more than DUR ago. Never
 removes a job with a live supervisor or a worker still running. Prints each
-removed job id (with --dry-run: each that would be removed).
+removed job id (with --dry-run: each that would be removed). A job directory of
+an older jobwarden (job.json, a directory per worker), which no other command
+reads, is removed once nobody holds its lock and it was last changed more than
+DUR ago.
 
 options:
   --root DIR          directory holding the job directories (required)

@@ -655,6 +655,12 @@ class Inspecting(CliTestCase):
         python = subprocess.run([sys.executable, reader, old], capture_output=True, text=True, timeout=PATIENCE)
         self.assertEqual(python.returncode, 2)
         self.assertIn("older jobwarden", python.stderr)
+        # clean is how an upgrade gets rid of it: once old enough and unlocked.
+        an_hour_ago = time.time() - 3600
+        os.utime(old, (an_hour_ago, an_hour_ago))
+        cleaned = self.jw("clean", "--root", self.root, "--older-than", "10m")
+        self.assertEqual((cleaned.returncode, cleaned.stdout), (0, "removed old\n"), cleaned.stderr)
+        self.assertEqual(sorted(os.listdir(self.root)), ["new"])
 
     def test_status_table_shows_states_outcomes_and_progress(self):
         commands = ('"$JW" report --done 1 --total 4 --message halfway-there\n'

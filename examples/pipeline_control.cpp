@@ -175,7 +175,7 @@ int run_backend(const std::string& self) {
         say(run.id + ": driver ended (" + how + ") -> pipeline_runs." + run.id + " = " +
             run.final_status);
         say(run.id + ":   its log ends with \"" +
-            last_line(supervisor.job_dir() + "/workers/" + run.id + "/stdout.log") + "\"");
+            last_line(supervisor.job_dir() + "/workers/" + run.id + ".stdout.log") + "\"");
         // The stage it started: watch its pidfd until it is gone.
         if (worker && worker->progress && worker->progress->contains("stage_pid")) {
           run.stage_pid = (*worker->progress)["stage_pid"].get<int>();

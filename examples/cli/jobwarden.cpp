@@ -76,7 +76,9 @@ Runs a job and returns when every worker has ended. With '-- CMD [ARG...]' the
 job has one worker, id "1", running CMD with its arguments as given (no shell).
 With '--commands FILE' it has one worker per line of FILE that is neither blank
 nor a '#' comment, each run through /bin/sh -c, with ids "1", "2"... in file
-order. Workers' output goes to log files under DIR/ID/workers/<id>/.
+order. The job's records go to DIR/ID/journal.jsonl; each worker's output to
+DIR/ID/workers/<id>.stdout.log and <id>.stderr.log, created only once the
+worker writes something ('jobwarden logs' prints them).
 
 options:
   --root DIR            directory holding the job directories (required)
@@ -155,8 +157,10 @@ options:
 
 A job that ends by itself before its supervisor acts on the request is
 reported as such ("finished on its own ... no worker was stopped"). A job
-directory that no supervisor ever recorded (no job.json, its start was
-interrupted) reads lost; nothing of it is signalled.
+directory that no supervisor ever recorded (no journal.jsonl, its start was
+interrupted) reads lost; nothing of it is signalled. A job directory of an
+older jobwarden (job.json, a directory per worker) is not read: stop it with
+that version.
 
 exit status: 0 the job is stopped or had already finished; 1 it could not be
 stopped (in time); 2 usage error or no such job.
@@ -166,7 +170,10 @@ const char* const clean_help = R"(usage: jobwarden clean --root DIR --older-than
 
 Removes the directories of finished jobs that ended more than DUR ago. Never
 removes a job with a live supervisor or a worker still running. Prints each
-removed job id (with --dry-run: each that would be removed).
+removed job id (with --dry-run: each that would be removed). A job directory of
+an older jobwarden (job.json, a directory per worker), which no other command
+reads, is removed once nobody holds its lock and it was last changed more than
+DUR ago.
 
 options:
   --root DIR          directory holding the job directories (required)
@@ -499,7 +506,8 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
     }
   }
   if (shown > 0) {
-    print(out, "logs: {}/workers/<id>/stdout.log, stderr.log (jobwarden logs --worker ID [--stderr])\n", job_dir);
+    print(out, "logs: {}/workers/<id>.stdout.log, <id>.stderr.log (jobwarden logs --worker ID [--stderr])\n",
+          job_dir);
   }
   std::fflush(out);
 }
@@ -739,7 +747,7 @@ int command_stop(const Arguments& args) {
   const std::string state(jobwarden::to_string(outcome.state));
   switch (outcome.action) {
     case jobwarden::StopAction::already_finished:
-      if (!outcome.recovery.problems.empty()) {  // no job.json: its problem is printed above
+      if (!outcome.recovery.problems.empty()) {  // no journal: its problem is printed above
         print(stdout, "job \"{}\" was never recorded by a supervisor ({}): nothing to stop\n", job, state);
         return outcome.finished ? 0 : 1;
       }

@@ -1,17 +1,19 @@
 #pragma once
 // `jobwarden logs`: a worker's output from the job directory, read by any
-// process (no server, no supervisor needed). It reads `workers/<id>/stdout.log`
-// (or `stderr.log`) with the rules of the library's readers: every directory
+// process (no server, no supervisor needed). It reads `workers/<id>.stdout.log`
+// (or `<id>.stderr.log`) with the rules of the library's readers: every directory
 // and file opened relative to its parent with O_NOFOLLOW, non-blocking, regular
 // files only, so nothing planted in a job directory makes it read elsewhere or
 // hang; reads are bounded chunks.
 //
-// A log that does not exist is no output: the supervisor may create a log
-// only on its first byte. With --follow, each log is followed by its offset:
+// A log that does not exist is no output: the supervisor creates a worker's
+// log only on its first byte (a worker that prints nothing has none). With
+// --follow, each log is followed by its offset:
 // the file is re-opened from 0 when it shrinks, when another file takes its
 // name, or when its first bytes change (a restart truncates or recreates it,
-// and may have written past the old offset by the next look). New bytes are noticed through inotify
-// on Linux, by a size check every 100 ms elsewhere. Whether a worker has ended
+// and may have written past the old offset by the next look). New bytes are
+// noticed through one inotify watch on the job's `workers/` directory on
+// Linux (its events name the file), by a size check every 100 ms elsewhere. Whether a worker has ended
 // is the aggregator's verdict (a terminal state, `lost` included when the
 // supervisor died); then its log is drained once more and the follow of that
 // worker is over.
@@ -36,6 +38,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <jobwarden/detail/job_files.hpp>
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
@@ -46,8 +49,8 @@ namespace jobwarden_cli {
 
 inline const char* const logs_help = R"(usage: jobwarden logs --root DIR --job ID [--worker W] [--stderr] [--follow]
 
-Prints a job's output from its log files (DIR/ID/workers/<id>/stdout.log, or
-stderr.log with --stderr). With --worker, that worker's output as it is. Without,
+Prints a job's output from its log files (DIR/ID/workers/<id>.stdout.log, or
+<id>.stderr.log with --stderr). With --worker, that worker's output as it is. Without,
 every worker's output (one worker after the other in id order; with --follow, as
 it comes), each line prefixed with the worker's id and a TAB; only whole lines
 are shown, and a last line without a newline once its worker has ended. A worker that printed nothing
@@ -122,16 +125,14 @@ struct FollowedLog {
   std::string head;
   std::string partial;
   bool done = false;
-  bool woken = true;  ///< its directory changed since it was last read (or it is not watched)
-#if defined(__linux__)
-  int wd = -1;
-#endif
+  bool woken = true;  ///< its file changed since it was last read (or `workers/` is not watched)
 };
 
 class LogPrinter {
  public:
   LogPrinter(std::string root, std::string job, bool stderr_log, bool tagged)
-      : root_(std::move(root)), job_(std::move(job)), name_(stderr_log ? "stderr.log" : "stdout.log"),
+      : root_(std::move(root)), job_(std::move(job)),
+        suffix_(stderr_log ? jobwarden::detail::stderr_file_suffix : jobwarden::detail::stdout_file_suffix),
         tagged_(tagged) {}
 
   /// Opens the job's `workers/` directory; false (and a message) when it cannot.
@@ -142,7 +143,7 @@ class LogPrinter {
       problem = fmt::format("cannot open job \"{}\" under {}: {}", job_, root_, open_error(errno));
       return false;
     }
-    workers_fd_ = open_dir_at(job_fd_.get(), "workers");
+    workers_fd_ = open_dir_at(job_fd_.get(), jobwarden::detail::workers_dir_name);
     if (!workers_fd_ && errno != ENOENT) {
       problem = fmt::format("cannot open {}/{}/workers: {}", root_, job_, open_error(errno));
       return false;
@@ -155,11 +156,11 @@ class LogPrinter {
   /// the log exists but cannot be read (a message on stderr, once).
   bool pump(FollowedLog& log, bool ended) {
     bool ok = true;
-    if (!workers_fd_) workers_fd_ = open_dir_at(job_fd_.get(), "workers");
-    Fd worker = workers_fd_ ? open_dir_at(workers_fd_.get(), log.id.c_str()) : Fd();
+    if (!workers_fd_) workers_fd_ = open_dir_at(job_fd_.get(), jobwarden::detail::workers_dir_name);
+    const std::string name = log.id + suffix_;
     struct stat info {};
     bool exists = false;
-    if (worker && ::fstatat(worker.get(), name_, &info, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (workers_fd_ && ::fstatat(workers_fd_.get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0) {
       exists = true;
       if (!S_ISREG(info.st_mode)) {
         ok = complain(log, S_ISLNK(info.st_mode) ? "symbolic link not followed" : "not a regular file");
@@ -170,7 +171,7 @@ class LogPrinter {
                    !same_head(log))) {
       // A new log, or a restart truncated or replaced it: from its start.
       end_line(log);
-      log.file = Fd(::openat(worker.get(), name_, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+      log.file = Fd(::openat(workers_fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
       struct stat opened {};
       if (!log.file) {
         if (errno != ENOENT) ok = complain(log, open_error(errno));
@@ -258,20 +259,22 @@ class LogPrinter {
 
   bool complain(FollowedLog& log, const std::string& why) {
     if (complained_.insert({log.id, why}).second) {
-      print(stderr, "jobwarden logs: {}/{}/workers/{}/{}: {}\n", root_, job_, log.id, name_, why);
+      print(stderr, "jobwarden logs: {}/{}/{}/{}{}: {}\n", root_, job_, jobwarden::detail::workers_dir_name, log.id,
+            suffix_, why);
     }
     return false;
   }
 
   std::string root_, job_;
-  const char* name_;
+  const char* suffix_;  ///< `.stdout.log` or `.stderr.log`, after the worker's id
   bool tagged_;
   Fd job_fd_, workers_fd_;
   std::map<std::string, std::string> complained_;
 };
 
-/// What wakes a follower: inotify on the worker directories where there is
-/// one, else a short sleep.
+/// What wakes a follower: one inotify watch on the job's `workers/`
+/// directory where there is one (every worker's logs are in it, and each
+/// event names its file), else a short sleep.
 class LogWaiter {
  public:
   explicit LogWaiter(const std::string& workers_dir) : workers_dir_(workers_dir) {
@@ -280,42 +283,47 @@ class LogWaiter {
 #endif
   }
 
-  /// Watches a worker's directory (its log may not exist yet); harmless twice.
-  void watch(FollowedLog& log) {
+  /// Watches `workers/` (it may not exist yet: a job being created); harmless twice.
+  void watch() {
 #if defined(__linux__)
-    if (!fd_ || log.wd >= 0) return;
-    log.wd = ::inotify_add_watch(fd_.get(), (workers_dir_ + "/" + log.id).c_str(),
-                                 IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB | IN_ONLYDIR |
-                                     IN_DONT_FOLLOW);
-#else
-    (void)log;
+    if (!fd_ || wd_ >= 0) return;
+    wd_ = ::inotify_add_watch(fd_.get(), workers_dir_.c_str(),
+                              IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB | IN_ONLYDIR |
+                                  IN_DONT_FOLLOW);
 #endif
   }
 
-  /// Waits until a watched directory changes or `longest` has passed (the
-  /// job's state and a dead supervisor show no event), and marks the logs
-  /// whose directories changed `woken`. Without inotify, or with a directory
-  /// not watched, waits 100 ms and marks every log.
+  /// Waits until a file in `workers/` changes or `longest` has passed (the
+  /// job's state and a dead supervisor show no event), and marks `woken` the
+  /// logs of the workers whose files changed. Without inotify, or before
+  /// `workers/` is watched, waits 100 ms and marks every log.
   void wait(std::chrono::milliseconds longest, std::vector<FollowedLog>& logs) {
 #if defined(__linux__)
-    bool all_watched = static_cast<bool>(fd_);
-    for (const auto& log : logs) all_watched = all_watched && (log.done || log.wd >= 0);
-    if (all_watched) {
+    if (fd_ && wd_ >= 0) {
       pollfd pfd{fd_.get(), POLLIN, 0};
       if (::poll(&pfd, 1, static_cast<int>(longest.count())) > 0) {
         // Let a burst of writes land together, then see whose they were.
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         alignas(inotify_event) char buffer[16384];
         ssize_t got;
+        std::string id;
         while ((got = ::read(fd_.get(), buffer, sizeof buffer)) > 0) {
           for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= got;) {
             inotify_event event;
             std::memcpy(&event, buffer + at, sizeof event);
-            if (event.mask & IN_Q_OVERFLOW) {
+            if (event.mask & (IN_Q_OVERFLOW | IN_IGNORED)) {
+              // Events lost, or the directory went away: look at everything.
               for (auto& log : logs) log.woken = true;
-            }
-            for (auto& log : logs) {
-              if (log.wd == event.wd) log.woken = true;
+              if (event.mask & IN_IGNORED) wd_ = -1;
+            } else if (event.len > 0) {
+              const char* name = buffer + at + sizeof(inotify_event);
+              const auto kind = jobwarden::detail::classify_worker_file(std::string(name, ::strnlen(name, event.len)), id);
+              if (kind == jobwarden::detail::WorkerFileKind::stdout_log ||
+                  kind == jobwarden::detail::WorkerFileKind::stderr_log) {
+                for (auto& log : logs) {
+                  if (log.id == id) log.woken = true;
+                }
+              }
             }
             at += static_cast<ssize_t>(sizeof(inotify_event) + event.len);
           }
@@ -331,6 +339,9 @@ class LogWaiter {
  private:
   std::string workers_dir_;
   Fd fd_;
+#if defined(__linux__)
+  int wd_ = -1;
+#endif
 };
 
 }  // namespace logs_detail
@@ -391,17 +402,17 @@ inline int command_logs(const Arguments& args, const std::string& root, const st
 
   // Follow: every worker's log as it grows, each drained once more after the
   // status read that showed it ended.
-  // Only the logs whose directories changed are read, and every log once a
+  // Only the logs whose files changed are read, and every log once a
   // second in any case.
-  LogWaiter waiter(root + "/" + job + "/workers");
+  LogWaiter waiter(jobwarden::detail::JobLayout{root, job}.workers_dir());
   auto next_sweep = std::chrono::steady_clock::now();
   for (;;) {
+    waiter.watch();
     bool all_done = true;
     const bool sweep = std::chrono::steady_clock::now() >= next_sweep;
     if (sweep) next_sweep = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     for (auto& log : logs) {
       if (log.done) continue;
-      waiter.watch(log);
       const bool worker_ended = ended(status, log.id);
       if (log.woken || worker_ended || sweep) ok = printer.pump(log, worker_ended) && ok;
       log.woken = false;

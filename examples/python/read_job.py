@@ -2,8 +2,9 @@
 """Read a jobwarden job directory without jobwarden: standard library only.
 
 This is what a web endpoint in another language (a FastAPI
-`GET /scan/{job_id}`) does to show a job: read the supervisor's records and the
-workers' reports, merge them with the same rules as the C++ StatusAggregator
+`GET /scan/{job_id}`) does to show a job: fold the supervisor's journal
+(`journal.jsonl`), read the workers' own reports (`workers/<id>.status.json`),
+merge them with the same rules as the C++ StatusAggregator
 (docs/job-directory.md), and print "X of Y done", what runs, what failed and
 why. `--json` prints the aggregated status (docs/contract.md) instead
 (schemas/aggregated-status.schema.json).
@@ -11,10 +12,14 @@ why. `--json` prints the aggregated status (docs/contract.md) instead
     read_job.py /var/lib/jobs/scan-42
     read_job.py --root /var/lib/jobs --job scan-42 --json
 
-Like the C++ reader it never follows a symlink inside the job directory,
-never reads a file larger than 1 MiB, never creates anything (the lock file is
-probed, not created), and reports a bad file instead of failing. Of a log
-file it reads only the last 2 KiB, for `stderr_tail`.
+Like the C++ reader it never follows a symlink inside the job directory, never
+reads a status file larger than 1 MiB or a journal line longer than 1 MiB,
+never creates anything (the lock file is probed, not created), and reports a
+bad file or a bad journal line instead of failing. Of the journal it reads
+whole lines only: a last line without its newline is being written (or was
+torn by a crash) and is left alone. Of a log file it reads only the last
+2 KiB, for `stderr_tail`. A job directory of an older jobwarden (schema 1:
+`job.json` and a directory per worker) is refused with a message that says so.
 """
 
 import argparse
@@ -28,19 +33,32 @@ import socket
 import stat
 import sys
 
+# The aggregated status this prints (schemas/aggregated-status.schema.json).
 SCHEMA_VERSION = 1
+# The journal's format (its first line) and a worker's status file
+# (include/jobwarden/detail/job_files.hpp).
+JOURNAL_SCHEMA_VERSION = 2
+STATUS_SCHEMA_VERSION = 1
 MAX_FILE_SIZE = 1 << 20
+MAX_JOURNAL_LINE = 1 << 20
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TERMINAL = {"succeeded", "failed", "crashed", "timed_out", "stalled", "cancelled", "spawn_failed", "lost"}
 WORKER_STATES = TERMINAL | {"pending", "running"}
+JOB_STATES = {"pending", "running", "succeeded", "failed", "cancelled", "lost"}
 JOB_TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 # The names on disk (include/jobwarden/detail/job_files.hpp).
-JOB_FILE, LOCK_FILE, WORKERS_DIR = "job.json", "supervisor.lock", "workers"
-PROCESS_FILE, STATUS_FILE = "process.json", "status.json"
-STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
+JOURNAL_FILE, LOCK_FILE, WORKERS_DIR = "journal.jsonl", "supervisor.lock", "workers"
+LEGACY_JOB_FILE = "job.json"
+STATUS_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX = ".status.json", ".stdout.log", ".stderr.log"
+# What a worker line starts with: its id can be split off without parsing it.
+WORKER_PREFIX = b'{"type":"worker","id":"'
 # Most bytes of a stderr log quoted as `stderr_tail`.
 STDERR_TAIL_BYTES = 2048
+
+
+class UnsupportedLayout(Exception):
+    """A job directory written by an older jobwarden (schema 1)."""
 
 
 class BadFile(Exception):
@@ -127,7 +145,7 @@ def read_json(dir_fd, name):
         raise BadFile("not valid JSON", str(e)) from e
     if not isinstance(document, dict):
         raise BadFile("wrong shape", "not a JSON object")
-    if document.get("schema_version") != SCHEMA_VERSION:
+    if document.get("schema_version") != STATUS_SCHEMA_VERSION:
         raise BadFile("wrong shape", f"unsupported schema_version {document.get('schema_version')!r}")
     return document
 
@@ -169,20 +187,184 @@ def string_or_none(value):
     return value if isinstance(value, str) else None
 
 
+class JournalFold:
+    """The fold of a journal: its header, the job's latest usable record, and
+    each worker's latest line (the last line of a worker wins, even when it
+    is unusable: then the worker has no record and `errors` says why), in the
+    order workers first appeared. Bad lines go to `problems` as
+    (offset, error, detail) and are skipped; lines of an unknown `type` are
+    skipped without a word (a later version may add some)."""
+
+    def __init__(self):
+        self.header = None
+        self.job = None
+        self.workers = {}  # id -> (offset, line bytes), first appearance order
+        self.problems = []
+
+    def apply(self, line, offset):
+        if line.startswith(WORKER_PREFIX):
+            end = line.find(b'"', len(WORKER_PREFIX))
+            if end >= 0:
+                worker_id = line[len(WORKER_PREFIX):end].decode("utf-8", "replace")
+                if ID_PATTERN.match(worker_id):
+                    self.workers[worker_id] = (offset, line)
+                    return
+        try:
+            document = json.loads(line)
+        except ValueError:
+            self.problems.append((offset, "not valid JSON", printable(line)))
+            return
+        if not isinstance(document, dict):
+            self.problems.append((offset, "not valid JSON", printable(line)))
+            return
+        kind = document.get("type")
+        if not isinstance(kind, str):
+            self.problems.append((offset, "wrong shape", 'no "type"'))
+        elif kind == "worker":
+            worker_id = document.get("id")
+            if not isinstance(worker_id, str) or not ID_PATTERN.match(worker_id):
+                self.problems.append((offset, "wrong shape", 'a worker line without a valid "id"'))
+                return
+            self.workers[worker_id] = (offset, line)
+        elif kind == "job":
+            problem = job_line_problem(document)
+            if problem:
+                self.problems.append((offset, "wrong shape", problem))
+            else:
+                self.job = document
+        elif kind == "journal":
+            self.header = document
+
+
+def printable(line, limit=120):
+    text = line[:limit].decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text) + ("..." if len(line) > limit else "")
+
+
+def job_line_problem(document):
+    """Why a job line cannot be used, or None."""
+    state = document.get("state")
+    if state not in JOB_STATES:
+        if state is None:
+            return "state is missing"
+        return f'state "{state[:40]}" is not a job state' if isinstance(state, str) else "state is not a string"
+    for key in ("created_at", "updated_at", "ended_at"):
+        if document.get(key) is not None and parse_time(document.get(key)) is None:
+            return f"{key} is not a timestamp"
+    supervisor = document.get("supervisor")
+    if supervisor is not None and not isinstance(supervisor, dict):
+        return "supervisor is not an object"
+    return None
+
+
+def worker_line_problem(document, worker_id):
+    """Why a worker line cannot be used, or None."""
+    state = document.get("state")
+    if state not in WORKER_STATES:
+        if state is None:
+            return "state is missing"
+        return f'state "{state[:40]}" is not a worker state' if isinstance(state, str) else "state is not a string"
+    if document.get("id") != worker_id:
+        return f'id is not "{worker_id}"'
+    for key in ("started_at", "ended_at", "updated_at"):
+        if document.get(key) is not None and parse_time(document.get(key)) is None:
+            return f"{key} is not a timestamp"
+    for key in ("attempt", "pid", "process_start_time", "exit_code"):
+        value = document.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{key} is not an integer"
+    usage = document.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return "usage is not an object"
+    return None
+
+
+def read_journal(job_fd):
+    """The fold of the job's journal, None when there is none; BadFile when
+    it cannot be read. Whole lines only: what follows the last newline is a
+    line being written (or torn) and is left for a later read. A compaction
+    renames a new journal over the name; the descriptor read here keeps the
+    file it opened, whose lines (up to its last newline) are a whole journal."""
+    fd = open_regular(job_fd, JOURNAL_FILE)
+    if fd is None:
+        return None
+    fold = JournalFold()
+    try:
+        pending, position, skipping = b"", 0, False  # file offset of pending[0]
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            pending += chunk
+            start = 0
+            while True:
+                newline = pending.find(b"\n", start)
+                if newline < 0:
+                    break
+                if not skipping:
+                    fold.apply(pending[start:newline], position + start)
+                skipping = False
+                start = newline + 1
+            pending = pending[start:]
+            position += start
+            if not skipping and len(pending) > MAX_JOURNAL_LINE:
+                fold.problems.append((position, "oversized line", "a line of more than 1 MiB is not read"))
+                skipping = True
+            if skipping:
+                position += len(pending)
+                pending = b""
+    except OSError as e:
+        raise BadFile("unreadable", e.strerror) from e
+    finally:
+        os.close(fd)
+    return fold
+
+
+def is_legacy_job_dir(job_fd):
+    """A schema 1 job: a `job.json` and no journal."""
+    def exists(name):
+        try:
+            os.stat(name, dir_fd=job_fd, follow_symlinks=False)
+            return True
+        except FileNotFoundError:
+            return False
+    return not exists(JOURNAL_FILE) and exists(LEGACY_JOB_FILE)
+
+
 def aggregate(job_dir, stale_after=30.0, now=None):
-    """The aggregated status (docs/contract.md) for the job directory `job_dir`."""
+    """The aggregated status (docs/contract.md) for the job directory
+    `job_dir`. UnsupportedLayout for a schema 1 job directory."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    job_id = os.path.basename(os.path.normpath(job_dir))
+    job_id = os.path.basename(os.path.abspath(job_dir))
     errors = []
     job_fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        record_missing = False
+        if is_legacy_job_dir(job_fd):
+            raise UnsupportedLayout(
+                f"{job_dir}: job directory of an older jobwarden (schema 1: job.json and "
+                "workers/<id>/process.json); read it with that version, or remove it")
+        fold, journal_bad = None, False
         try:
-            record = read_json(job_fd, JOB_FILE)
-            record_missing = record is None
+            fold = read_journal(job_fd)
         except BadFile as bad:
-            record = None
-            errors.append({"path": JOB_FILE, "error": bad.error, "detail": bad.detail})
+            journal_bad = True
+            errors.append({"path": JOURNAL_FILE, "error": bad.error, "detail": bad.detail})
+        if fold is not None:
+            header = fold.header
+            if header is None:
+                if fold.job is not None or fold.workers:
+                    errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
+                                   "detail": "line at byte 0: the first line is not the journal's header"})
+            elif header.get("schema_version") != JOURNAL_SCHEMA_VERSION:
+                errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
+                               "detail": f"unsupported schema_version {header.get('schema_version')!r}"})
+                fold = JournalFold()  # a format this reader does not know: none of its records
+            for offset, error, detail in fold.problems:
+                errors.append({"path": JOURNAL_FILE, "error": error, "detail": f"line at byte {offset}: {detail}"})
+        record = fold.job if fold is not None else None
+        # No job line at all: only when nothing else could have been it (a
+        # bad line, an unreadable journal, which `errors` already names).
+        record_missing = record is None and not journal_bad and not (fold and fold.problems)
         supervisor = (record or {}).get("supervisor") or {}
         held = lock_held(job_fd)
         if held is None:
@@ -191,9 +373,31 @@ def aggregate(job_dir, stale_after=30.0, now=None):
         else:
             alive = held
         if record_missing and not alive:
-            errors.append({"path": JOB_FILE, "error": "missing",
-                           "detail": "no supervisor recorded this job: its start was interrupted, or the record was removed"})
-        workers, any_unfinished = [], False
+            errors.append({"path": JOURNAL_FILE, "error": "missing", "detail":
+                           "no supervisor recorded this job: its start was interrupted, or its journal was removed"
+                           if fold is None else
+                           "no job line: no supervisor recorded this job, or its start was interrupted"})
+        # The supervisor's records: each worker's latest line, parsed.
+        lines = {}
+        for worker_id, (offset, line) in (fold.workers.items() if fold is not None else ()):
+            try:
+                document = json.loads(line)
+                problem = None if isinstance(document, dict) else "not valid JSON"
+            except ValueError:
+                document, problem = None, "not valid JSON"
+            if problem is None:
+                problem = worker_line_problem(document, worker_id)
+                problem = problem and "wrong shape: " + problem
+            if problem is None:
+                lines[worker_id] = document
+            else:
+                lines[worker_id] = None
+                error, _, detail = problem.partition(": ")
+                errors.append({"path": JOURNAL_FILE, "error": error,
+                               "detail": f"line at byte {offset}: worker {worker_id}" + (f": {detail}" if detail else "")})
+        # The workers' own files: one flat directory, `<id>.status.json`,
+        # `<id>.stdout.log`, `<id>.stderr.log`.
+        files = {}
         try:
             workers_fd = open_dir(WORKERS_DIR, job_fd)
         except FileNotFoundError:
@@ -201,19 +405,27 @@ def aggregate(job_dir, stale_after=30.0, now=None):
         except BadFile as bad:
             workers_fd = None
             errors.append({"path": WORKERS_DIR, "error": bad.error, "detail": bad.detail})
-        if workers_fd is not None:
-            try:
-                names = sorted((n for n in os.listdir(workers_fd) if not n.startswith(".")), key=natural_key)
-                for name in names:
-                    if not ID_PATTERN.match(name):
-                        errors.append({"path": f"{WORKERS_DIR}/{name}", "error": "not a valid worker id", "detail": ""})
-                        continue
-                    worker, unfinished = read_worker(workers_fd, name, alive, stale_after, now, errors,
-                                                     os.path.join(job_dir, WORKERS_DIR, name))
-                    if worker is not None:
-                        workers.append(worker)
-                        any_unfinished = any_unfinished or unfinished
-            finally:
+        workers, any_unfinished = [], False
+        try:
+            if workers_fd is not None:
+                for name in sorted(os.listdir(workers_fd)):
+                    if name.startswith("."):
+                        continue  # a temporary of an atomic write
+                    for suffix in (STATUS_SUFFIX, STDOUT_SUFFIX, STDERR_SUFFIX):
+                        if name.endswith(suffix) and len(name) > len(suffix):
+                            worker_id = name[:-len(suffix)]
+                            if ID_PATTERN.match(worker_id):  # anything else is not a worker's file
+                                files.setdefault(worker_id, set()).add(suffix)
+                            break
+            # A worker is one with a journal line or a file of its own.
+            ids = set(lines) | set(files)
+            for worker_id in sorted(ids, key=natural_key):
+                worker, unfinished = read_worker(workers_fd, worker_id, lines.get(worker_id), alive, stale_after,
+                                                 now, errors, os.path.join(job_dir, WORKERS_DIR))
+                workers.append(worker)
+                any_unfinished = any_unfinished or unfinished
+        finally:
+            if workers_fd is not None:
                 os.close(workers_fd)
     finally:
         os.close(job_fd)
@@ -231,12 +443,12 @@ def aggregate(job_dir, stale_after=30.0, now=None):
             summary[key] += 1
             lists["completed" if state == "succeeded" else "failed"].append(worker["id"])
     recorded_state = (record or {}).get("state")
-    if recorded_state in JOB_TERMINAL - {"lost"}:
+    if recorded_state in JOB_TERMINAL:
         state = recorded_state
     elif alive:
         state = "pending" if summary["pending"] == summary["total"] else "running"
     elif any_unfinished or not workers or record_missing:
-        state = "lost"  # its supervisor died before it finished, or before it wrote job.json
+        state = "lost"  # its supervisor died before it finished, or before it started its journal
     elif any(w["state"] == "lost" for w in workers):
         state = "lost"
     elif any(w["state"] == "cancelled" for w in workers):
@@ -265,12 +477,12 @@ def aggregate(job_dir, stale_after=30.0, now=None):
     }
 
 
-def log_file(worker_fd, name, want_tail):
+def log_file(workers_fd, name, want_tail):
     """(exists, tail) of log `name`: BadFile for a symlink or a special file.
     The tail is the last STDERR_TAIL_BYTES bytes, from a line start when they
     hold one, as text with invalid UTF-8 replaced (docs/contract.md)."""
     try:
-        info = os.stat(name, dir_fd=worker_fd, follow_symlinks=False)
+        info = os.stat(name, dir_fd=workers_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False, None
     if stat.S_ISLNK(info.st_mode):
@@ -279,7 +491,7 @@ def log_file(worker_fd, name, want_tail):
         raise BadFile("not a regular file")
     if not want_tail:
         return True, None
-    fd = open_regular(worker_fd, name)
+    fd = open_regular(workers_fd, name)
     if fd is None:
         return False, None
     try:
@@ -306,34 +518,20 @@ def log_file(worker_fd, name, want_tail):
     return True, text
 
 
-def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors, worker_dir=None):
-    """One worker merged from its process.json and status.json (see docs/job-directory.md),
-    with its log paths (`worker_dir` joined with the log's name) and, when it
-    ended without succeeding, the end of its stderr log."""
-    try:
-        worker_fd = open_dir(name, workers_fd)
-    except FileNotFoundError:
-        return None, False
-    except BadFile as bad:
-        errors.append({"path": f"{WORKERS_DIR}/{name}", "error": bad.error, "detail": bad.detail})
-        return None, False
-    documents = {}
-    try:
-        for file_name in (PROCESS_FILE, STATUS_FILE):
-            try:
-                documents[file_name] = read_json(worker_fd, file_name)
-            except BadFile as bad:
-                documents[file_name] = None
-                errors.append({"path": f"{WORKERS_DIR}/{name}/{file_name}", "error": bad.error, "detail": bad.detail})
-    except BaseException:
-        os.close(worker_fd)
-        raise
-    process, status = documents[PROCESS_FILE], documents[STATUS_FILE]
-    if process is not None and process.get("state") not in WORKER_STATES:
-        errors.append({"path": f"{WORKERS_DIR}/{name}/{PROCESS_FILE}", "error": "wrong shape", "detail": "state"})
-        process = None
+def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, errors, workers_dir=None):
+    """One worker merged from its latest journal line (`process`, None when
+    it has none or it is unusable) and its `<id>.status.json` (see
+    docs/job-directory.md), with its log paths (`workers_dir` joined with the
+    log's name) and, when it ended without succeeding, the end of its stderr log."""
+    status = None
+    status_name = name + STATUS_SUFFIX
+    if workers_fd is not None:
+        try:
+            status = read_json(workers_fd, status_name)
+        except BadFile as bad:
+            errors.append({"path": f"{WORKERS_DIR}/{status_name}", "error": bad.error, "detail": bad.detail})
     if status is not None and status.get("state") not in WORKER_STATES | {None}:
-        errors.append({"path": f"{WORKERS_DIR}/{name}/{STATUS_FILE}", "error": "wrong shape", "detail": "state"})
+        errors.append({"path": f"{WORKERS_DIR}/{status_name}", "error": "wrong shape", "detail": "state"})
         status = None
     if process and status and (status.get("attempt") or 0) and (process.get("attempt") or 0) > status["attempt"]:
         status = None  # a report from an earlier attempt
@@ -341,15 +539,23 @@ def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors, wo
     worker = {"id": name, "state": "pending", "pid": None, "attempt": 0, "exit_code": None, "signal": None,
               "core_dumped": False, "progress": None, "message": None, "result": None, "error": None,
               "started_at": None, "ended_at": None, "last_update": None, "stale": False,
-              "reported_state": None, "seq": 0, "stdout_log": None, "stderr_log": None, "stderr_tail": None}
+              "reported_state": None, "seq": 0, "usage": None, "stdout_log": None, "stderr_log": None,
+              "stderr_tail": None}
     times, sign_of_life = [], []
     if process:
         # The supervisor's record is authoritative for state, pid and exit.
-        for key in ("state", "pid", "exit_code", "signal", "started_at", "ended_at"):
+        for key in ("state", "pid", "exit_code", "signal"):
             worker[key] = process.get(key)
+        for key in ("started_at", "ended_at"):
+            worker[key] = format_time(parse_time(process.get(key)))
         worker["attempt"] = process.get("attempt") or 0
         worker["core_dumped"] = bool(process.get("core_dumped"))
-        worker["error"] = string_or_none(process.get("error"))
+        worker["error"] = string_or_none(process.get("error")) or None
+        usage = process.get("usage")
+        if worker["ended_at"] and isinstance(usage, dict):
+            worker["usage"] = {"user_cpu_seconds": float(usage.get("user_cpu_seconds") or 0),
+                               "system_cpu_seconds": float(usage.get("system_cpu_seconds") or 0),
+                               "max_rss_kib": int(usage.get("max_rss_kib") or 0)}
         times += [parse_time(process.get(k)) for k in ("updated_at", "started_at", "ended_at")]
         sign_of_life.append(parse_time(process.get("started_at")))
     if status:
@@ -367,20 +573,19 @@ def read_worker(workers_fd, name, supervisor_alive, stale_after, now, errors, wo
         runs = (process and same_process(process.get("pid"), process.get("process_start_time"))) or \
                (status and same_process(status.get("pid"), status.get("process_start_time")))
         worker["state"] = "running" if runs else "lost"
-    try:
-        for log_name, key in ((STDOUT_LOG, "stdout_log"), (STDERR_LOG, "stderr_log")):
-            want_tail = log_name == STDERR_LOG and worker["state"] in TERMINAL - {"succeeded"}
+    if workers_fd is not None:
+        for suffix, key in ((STDOUT_SUFFIX, "stdout_log"), (STDERR_SUFFIX, "stderr_log")):
+            log_name = name + suffix
+            want_tail = suffix == STDERR_SUFFIX and worker["state"] in TERMINAL - {"succeeded"}
             try:
-                exists, tail = log_file(worker_fd, log_name, want_tail)
+                exists, tail = log_file(workers_fd, log_name, want_tail)
             except BadFile as bad:
-                errors.append({"path": f"{WORKERS_DIR}/{name}/{log_name}", "error": bad.error, "detail": bad.detail})
+                errors.append({"path": f"{WORKERS_DIR}/{log_name}", "error": bad.error, "detail": bad.detail})
                 continue
             if exists:
-                worker[key] = os.path.join(worker_dir, log_name) if worker_dir else log_name
+                worker[key] = os.path.join(workers_dir, log_name) if workers_dir else log_name
                 if want_tail:
                     worker["stderr_tail"] = tail
-    finally:
-        os.close(worker_fd)
     moments = [t for t in times if t]
     worker["last_update"] = format_time(max(moments)) if moments else None
     alive_at = [t for t in sign_of_life if t]
@@ -448,6 +653,9 @@ def main():
         parser.error("give a job directory, or --root and --job")
     try:
         status = aggregate(job_dir, args.stale)
+    except UnsupportedLayout as e:
+        print(f"read_job.py: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"read_job.py: cannot read {job_dir}: {e.strerror}", file=sys.stderr)
         return 2

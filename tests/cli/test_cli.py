@@ -221,7 +221,7 @@ class RunOutcomes(CliTestCase):
         self.assertFalse(status["supervisor"]["alive"])
         worker = self.worker(status, "1")
         self.assertEqual((worker["state"], worker["exit_code"], worker["attempt"]), ("succeeded", 0, 1))
-        with open(os.path.join(self.root, "ok", "workers", "1", "stdout.log")) as f:
+        with open(os.path.join(self.root, "ok", "workers", "1.stdout.log")) as f:
             self.assertEqual(f.read(), "hello\n")
         self.assert_no_processes_left()
 
@@ -294,7 +294,7 @@ class RunOutcomes(CliTestCase):
     def test_no_descriptor_of_the_tool_leaks_into_a_worker(self):
         # No redirection in the script: the shell would hold a saved descriptor itself.
         code, status = self.run_job("fds", command=["/bin/sh", "-c", "ls /proc/$$/fd"], expect=0)
-        with open(os.path.join(self.root, "fds", "workers", "1", "stdout.log")) as f:
+        with open(os.path.join(self.root, "fds", "workers", "1.stdout.log")) as f:
             self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
 
     def test_restart_on_failure_runs_another_attempt(self):
@@ -486,7 +486,7 @@ class Stopping(CliTestCase):
     def test_stop_issued_while_the_job_starts_is_not_lost(self):
         # strace widens the supervisor's start deterministically: every unlink
         # and the inotify watch wait 1 s, so the stop below lands after
-        # job.json names a live supervisor but before its watch exists.
+        # journal.jsonl names a live supervisor but before its watch exists.
         strace = shutil.which("strace")
         if strace is None:
             self.skipTest("SKIPPED: strace is not installed")
@@ -500,8 +500,8 @@ class Stopping(CliTestCase):
             env=self.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
         process.output_files = (stdout, stderr)
         self.background.append(process)
-        job_file = os.path.join(self.root, "early", "job.json")
-        self.wait_for(lambda: os.path.exists(job_file) or process.poll() is not None, "job.json to appear",
+        job_file = os.path.join(self.root, "early", "journal.jsonl")
+        self.wait_for(lambda: os.path.exists(job_file) or process.poll() is not None, "journal.jsonl to appear",
                       timeout=PATIENCE)
         if process.poll() is not None:
             self.skipTest("SKIPPED: strace cannot trace here: " + self.finish(process)[2].strip()[:200])
@@ -594,17 +594,73 @@ class Inspecting(CliTestCase):
     def test_status_json_reports_a_corrupt_worker_status_file(self):
         commands = '"$JW" report --message "worker $JOBWARDEN_WORKER_ID"\n' * 2
         self.run_job("corrupt", "--env", f"JW={CLI}", commands=commands, expect=0)
-        with open(os.path.join(self.root, "corrupt", "workers", "1", "status.json"), "w") as f:
+        with open(os.path.join(self.root, "corrupt", "workers", "1.status.json"), "w") as f:
             f.write('{"schema_version": 1, "state": "runn')
         status = self.status("corrupt")
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
-                         [("workers/1/status.json", "not valid JSON")])
+                         [("workers/1.status.json", "not valid JSON")])
         self.assertEqual(self.worker(status, "1")["state"], "succeeded")  # from the supervisor's record
         self.assertEqual(self.worker(status, "2")["message"], "worker 2")
         self.assertEqual(status["state"], "succeeded")
         table = self.jw("status", "--root", self.root, "--job", "corrupt")
         self.assertEqual(table.returncode, 0)
         self.assertIn("not valid JSON", table.stdout)
+
+    def test_a_silent_job_leaves_nothing_but_its_journal_and_lock(self):
+        self.run_job("silent", "--jobs", "2", commands="true\ntrue\ntrue\n", expect=0)
+        job_dir = os.path.join(self.root, "silent")
+        self.assertEqual(sorted(os.listdir(job_dir)), ["journal.jsonl", "supervisor.lock", "workers"])
+        self.assertEqual(os.listdir(os.path.join(job_dir, "workers")), [])
+        with open(os.path.join(job_dir, "journal.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual((lines[0]["type"], lines[0]["schema_version"]), ("journal", 2))
+        self.assertEqual(sorted({l["id"] for l in lines if l["type"] == "worker"}), ["1", "2", "3"])
+        try:
+            import jsonschema
+        except ImportError:
+            jsonschema = None
+        if jsonschema is not None:  # optional: the lines follow schemas/journal-line.schema.json
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                                   "journal-line.schema.json")) as f:
+                validator = jsonschema.Draft202012Validator(json.load(f))
+            for line in lines:
+                self.assertEqual([e.message for e in validator.iter_errors(line)], [], line)
+        status = self.status("silent")
+        self.assertEqual(status["summary"]["succeeded"], 3)
+        self.assertEqual([(w["stdout_log"], w["stderr_log"]) for w in status["workers"]], [(None, None)] * 3)
+
+    def test_a_schema_1_job_directory_is_refused_by_name(self):
+        self.run_job("new", command=["true"], expect=0)
+        old = os.path.join(self.root, "old")
+        os.makedirs(os.path.join(old, "workers", "1"))
+        with open(os.path.join(old, "job.json"), "w") as f:
+            json.dump({"schema_version": 1, "job_id": "old", "state": "succeeded"}, f)
+        with open(os.path.join(old, "workers", "1", "process.json"), "w") as f:
+            json.dump({"schema_version": 1, "id": "1", "state": "succeeded"}, f)
+        for command in ("status", "logs"):
+            with self.subTest(command=command):
+                result = self.jw(command, "--root", self.root, "--job", "old")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn("older jobwarden", result.stderr)
+        stop = self.jw("stop", "--root", self.root, "--job", "old")
+        self.assertNotEqual(stop.returncode, 0, stop.stdout)
+        self.assertIn("older jobwarden", stop.stderr)
+        self.assertTrue(os.path.exists(os.path.join(old, "job.json")), "nothing of it was changed")
+        listed = self.jw("list", "--root", self.root, "--json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn("new", [job["job_id"] for job in json.loads(listed.stdout)["jobs"]])
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        python = subprocess.run([sys.executable, reader, old], capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(python.returncode, 2)
+        self.assertIn("older jobwarden", python.stderr)
+        # clean is how an upgrade gets rid of it: once old enough and unlocked.
+        an_hour_ago = time.time() - 3600
+        os.utime(old, (an_hour_ago, an_hour_ago))
+        cleaned = self.jw("clean", "--root", self.root, "--older-than", "10m")
+        self.assertEqual((cleaned.returncode, cleaned.stdout), (0, "removed old\n"), cleaned.stderr)
+        self.assertEqual(sorted(os.listdir(self.root)), ["new"])
 
     def test_status_table_shows_states_outcomes_and_progress(self):
         commands = ('"$JW" report --done 1 --total 4 --message halfway-there\n'
@@ -704,7 +760,8 @@ class Logs(CliTestCase):
     and what the status JSON says of workers' logs."""
 
     def log_path(self, job, worker, name):
-        return os.path.join(self.root, job, "workers", worker, name)
+        """The log `name` ("stdout.log" or "stderr.log") of a worker: workers/<id>.<name>."""
+        return os.path.join(self.root, job, "workers", f"{worker}.{name}")
 
     def test_logs_of_a_finished_job(self):
         commands = ("echo a; echo b; printf c\n"
@@ -895,6 +952,21 @@ class Logs(CliTestCase):
         self.assertEqual([{k: w[k] for k in keys} for w in python["workers"]],
                          [{k: w[k] for k in keys} for w in status["workers"]])
         self.assertEqual(self.worker(status, "1")["stderr_tail"], "bad \ufffd byte\nlast")
+        self.assertIsNone(self.worker(status, "3")["stdout_log"], "a silent worker has no log")
+        # The same JSON, field for field (a finished job: nothing moves between the reads).
+        self.assertEqual(python, status)
+        # And the same errors for hostile journal lines: not JSON, an unknown
+        # type (skipped), a worker line of the wrong shape, a torn last line.
+        with open(os.path.join(self.root, "py", "journal.jsonl"), "a") as f:
+            f.write('not json\n{"type":"later","x":1}\n{"type":"worker","id":"2","state":"dancing"}\n'
+                    '{"type":"worker","id":"3","sta')
+        status = self.status("py")
+        result = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "py", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("journal.jsonl", "not valid JSON"), ("journal.jsonl", "wrong shape")])
+        self.assertEqual(json.loads(result.stdout), status)
 
 
 class UsageErrors(CliTestCase):

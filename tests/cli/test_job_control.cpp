@@ -258,7 +258,7 @@ TEST_CASE("a symlink planted as stop.request is not followed and stops nothing")
 
 TEST_CASE("a stop request written before the supervisor's first poll is honoured and then removed") {
   jwtest::TempDir dir;
-  // What `jobwarden stop` does as soon as job.json names a live supervisor:
+  // What `jobwarden stop` does as soon as the journal names a live supervisor:
   // here before the supervisor ever polled, so no inotify event can tell it.
   JobSupervisor<> supervisor(options_for(dir.path(), "early"));
   jobwarden::request_stop(dir.path(), "early", 100ms);
@@ -294,7 +294,7 @@ TEST_CASE("a job that ends by itself before the stop takes effect is reported as
   CHECK(outcome.action == StopAction::finished_on_its_own);
 }
 
-TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and clean removes it") {
+TEST_CASE("a job directory without journal.jsonl reads lost, has nothing to stop, and clean removes it") {
   jwtest::TempDir dir;
   REQUIRE(::mkdir((dir / "half").c_str(), 0755) == 0);
   {
@@ -314,7 +314,7 @@ TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and
   const auto status = aggregator.read("half");
   CHECK(status.state == jobwarden::JobState::lost);
   REQUIRE_FALSE(status.errors.empty());
-  CHECK(status.errors[0].path == "job.json");
+  CHECK(status.errors[0].path == "journal.jsonl");
   CHECK(status.errors[0].error == "missing");
 
   std::error_code ec;
@@ -330,6 +330,28 @@ TEST_CASE("a job directory without job.json reads lost, has nothing to stop, and
   const auto report = aggregator.clean(0ms, false);
   CHECK(report.removed == std::vector<std::string>{"half"});
   CHECK_FALSE(exists(dir / "half"));
+}
+
+TEST_CASE("a job directory of the old layout is refused by stop and by the reader, and left as it was") {
+  jwtest::TempDir dir;
+  REQUIRE(::mkdir((dir / "old").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((dir / "old/workers").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((dir / "old/workers/1").c_str(), 0755) == 0);
+  const std::string record = R"({"schema_version":1,"job_id":"old","state":"running","supervisor":{"pid":1}})";
+  {
+    std::ofstream(dir / "old/job.json") << record;
+    std::ofstream(dir / "old/workers/1/process.json") << R"({"schema_version":1,"id":"1","state":"running"})";
+    std::ofstream(dir / "old/supervisor.lock");
+  }
+  std::error_code ec;
+  jobwarden::StatusAggregator<> aggregator(dir.path());
+  (void)aggregator.read("old", ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  const auto outcome = jobwarden::stop_job(dir.path(), "old", std::nullopt, 5s, ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  CHECK(outcome.action != StopAction::recovered);
+  CHECK(jwtest::read_file(dir / "old/job.json") == record);
+  CHECK_FALSE(exists(dir / "old/journal.jsonl"));
 }
 
 TEST_CASE("a lost job's elapsed time is how long it ran, not until its record was first written or recovered") {
@@ -351,8 +373,8 @@ TEST_CASE("a lost job's elapsed time is how long it ran, not until its record wa
   KillOnExit killer{host};
   // The job's age counts from its record: wait for it (a slow machine, a
   // sanitizer, may take a while to start the child's supervisor).
-  for (int i = 0; i < 3000 && !exists(dir / "killed/job.json"); ++i) std::this_thread::sleep_for(10ms);
-  REQUIRE(exists(dir / "killed/job.json"));
+  for (int i = 0; i < 3000 && !exists(dir / "killed/journal.jsonl"); ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(exists(dir / "killed/journal.jsonl"));
   std::this_thread::sleep_for(1500ms);
   ::kill(host, SIGKILL);
   REQUIRE(::waitpid(host, nullptr, 0) == host);

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Tests of examples/python/read_job.py, the standard-library reader of a job
+directory, on crafted job directories (docs/job-directory.md, "The journal:
+a contract for readers in other languages"). Needs no build:
+
+    python3 tests/cli/test_read_job.py -v
+
+tests/cli/test_cli.py compares it with the C++ reader on real jobs.
+"""
+
+import datetime
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python", "read_job.py")
+spec = importlib.util.spec_from_file_location("read_job", READER)
+read_job = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(read_job)
+
+NOW = datetime.datetime(2026, 12, 2, 10, 1, 0, tzinfo=datetime.timezone.utc)
+
+
+def header(generation=1, version=2, job="scan"):
+    return json.dumps({"type": "journal", "schema_version": version, "job_id": job, "generation": generation},
+                      separators=(",", ":")) + "\n"
+
+
+def job_line(state, updated="2026-12-02T10:00:00.000Z", ended=None, pid=999999999, start_time=1):
+    return json.dumps({"type": "job", "job_id": "scan", "state": state, "created_at": "2026-12-02T10:00:00.000Z",
+                       "updated_at": updated, "ended_at": ended,
+                       "supervisor": {"pid": pid, "start_time": start_time, "hostname": "", "cgroup": None},
+                       "summary": None}, separators=(",", ":")) + "\n"
+
+
+def worker_line(worker_id, state, attempt=1, exit_code=None, ended=None, pid=None, start_time=None):
+    # The writer's field order: "type" and "id" first (job_format.hpp, worker_line_text).
+    return json.dumps({"type": "worker", "id": worker_id, "attempt": attempt, "state": state, "pid": pid,
+                       "process_start_time": start_time, "exit_code": exit_code, "signal": None,
+                       "core_dumped": False, "error": None, "started_at": "2026-12-02T10:00:01.000Z",
+                       "ended_at": ended, "updated_at": ended or "2026-12-02T10:00:01.000Z",
+                       "usage": {"max_rss_kib": 512, "system_cpu_seconds": 0.25, "user_cpu_seconds": 0.5}
+                       if ended else None, "argv": ["scan", worker_id]}, separators=(",", ":")) + "\n"
+
+
+class ReadJob(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="read-job-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.job = os.path.join(self.tmp, "scan")
+        os.makedirs(os.path.join(self.job, "workers"))
+
+    def write(self, name, text, mode="w"):
+        with open(os.path.join(self.job, name), mode) as f:
+            f.write(text)
+
+    def read(self):
+        return read_job.aggregate(self.job, now=NOW)
+
+    def worker(self, status, worker_id):
+        return next(w for w in status["workers"] if w["id"] == worker_id)
+
+    def test_the_last_line_of_each_worker_and_of_the_job_wins(self):
+        self.write("journal.jsonl", header() + job_line("running") + worker_line("1", "pending", attempt=0) +
+                   worker_line("2", "pending", attempt=0) + worker_line("1", "running", pid=4) +
+                   worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:05.000Z") +
+                   job_line("succeeded", ended="2026-12-02T10:00:06.000Z"))
+        status = self.read()
+        self.assertEqual(status["state"], "succeeded")  # the supervisor's verdict
+        # Never started, and its supervisor is gone (no lock): lost.
+        self.assertEqual([(w["id"], w["state"]) for w in status["workers"]], [("1", "succeeded"), ("2", "lost")])
+        self.assertEqual(self.worker(status, "1")["usage"],
+                         {"user_cpu_seconds": 0.5, "system_cpu_seconds": 0.25, "max_rss_kib": 512})
+        self.assertEqual(status["elapsed_seconds"], 6.0)
+        self.assertEqual(status["errors"], [])
+
+    def test_a_torn_last_line_is_left_unread(self):
+        whole = header() + job_line("running") + worker_line("1", "running", pid=4)
+        torn = worker_line("1", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z")
+        self.write("journal.jsonl", whole + torn[:40])
+        status = self.read()
+        self.assertEqual(self.worker(status, "1")["state"], "lost")  # no supervisor lock: nothing runs it
+        self.assertEqual(status["errors"], [])
+        self.write("journal.jsonl", torn[40:], mode="a")  # the line completed
+        self.assertEqual(self.worker(self.read(), "1")["state"], "failed")
+
+    def test_bad_lines_are_errors_with_their_offset_and_unknown_types_are_skipped(self):
+        before = header() + job_line("running")
+        self.write("journal.jsonl", before + "not json at all\n" + '{"type":"from-the-future","x":1}\n' +
+                   '{"no_type":1}\n' + worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z") +
+                   job_line("succeeded", ended="2026-12-02T10:00:03.000Z"))
+        status = self.read()
+        offset = len(before.encode())
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("journal.jsonl", "not valid JSON"), ("journal.jsonl", "wrong shape")])
+        self.assertTrue(status["errors"][0]["detail"].startswith(f"line at byte {offset}:"), status["errors"][0])
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+
+    def test_an_unusable_worker_line_is_an_error_and_leaves_the_worker_without_a_record(self):
+        bad = '{"type":"worker","id":"7","state":"dancing"}\n'
+        self.write("journal.jsonl", header() + job_line("running") + worker_line("7", "running", pid=4) + bad)
+        self.write("workers/7.status.json", json.dumps({"schema_version": 1, "state": "running", "message": "m"}))
+        status = self.read()
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "wrong shape")])
+        self.assertIn('worker 7: state "dancing" is not a worker state', status["errors"][0]["detail"])
+        self.assertEqual(self.worker(status, "7")["message"], "m")  # taken as its report says
+
+    def test_an_oversized_line_is_skipped(self):
+        self.write("journal.jsonl", header() + job_line("running") + "x" * (3 << 20) + "\n" +
+                   worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z"))
+        status = self.read()
+        self.assertEqual([e["error"] for e in status["errors"]], ["oversized line"])
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+
+    def test_a_journal_of_another_schema_version_is_not_read(self):
+        self.write("journal.jsonl", header(version=3) + job_line("succeeded") + worker_line("1", "running"))
+        status = self.read()
+        self.assertEqual(status["workers"], [])
+        self.assertIn("schema_version 3", status["errors"][0]["detail"])
+
+    def test_a_compacted_journal_reads_like_the_long_one(self):
+        lines = [worker_line("1", "running", attempt=a, pid=4) for a in range(1, 4)]
+        last = worker_line("1", "failed", attempt=3, exit_code=1, ended="2026-12-02T10:00:05.000Z")
+        end = job_line("failed", ended="2026-12-02T10:00:06.000Z")
+        self.write("journal.jsonl", header() + job_line("running") + "".join(lines) + last + end)
+        long = self.read()
+        self.write("journal.jsonl", header(generation=2) + end + last)
+        self.assertEqual(self.read(), long)
+
+    def test_status_files_and_logs_are_flat_in_workers(self):
+        self.write("journal.jsonl", header() + job_line("running") +
+                   worker_line("1", "failed", exit_code=2, ended="2026-12-02T10:00:02.000Z") +
+                   worker_line("2", "running", pid=4) + worker_line("3", "succeeded", exit_code=0,
+                                                                   ended="2026-12-02T10:00:02.000Z"))
+        self.write("workers/1.stderr.log", "first\nboom\n")
+        self.write("workers/2.stdout.log", "out\n")
+        self.write("workers/2.status.json", json.dumps({"schema_version": 1, "attempt": 1, "state": "running",
+                                                        "progress": {"done": 1, "total": 4}}))
+        self.write("workers/.2.status.json.tmp", "half")
+        os.symlink("/etc/passwd", os.path.join(self.job, "workers", "3.stdout.log"))
+        status = self.read()
+        one, two, three = (self.worker(status, i) for i in ("1", "2", "3"))
+        self.assertEqual((one["stderr_log"], one["stderr_tail"]),
+                         (os.path.join(self.job, "workers", "1.stderr.log"), "first\nboom\n"))
+        self.assertEqual(two["stdout_log"], os.path.join(self.job, "workers", "2.stdout.log"))
+        self.assertEqual(two["progress"], {"done": 1, "total": 4})
+        self.assertIsNone(three["stdout_log"])
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("workers/3.stdout.log", "symbolic link not followed")])
+
+    def test_a_symlinked_journal_is_refused(self):
+        target = os.path.join(self.tmp, "elsewhere.jsonl")
+        with open(target, "w") as f:
+            f.write(header() + job_line("succeeded"))
+        os.symlink(target, os.path.join(self.job, "journal.jsonl"))
+        status = self.read()
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
+                         [("journal.jsonl", "symbolic link not followed")])
+        self.assertNotEqual(status["state"], "succeeded")
+
+    def test_no_journal_and_no_live_supervisor_reads_lost(self):
+        status = self.read()
+        self.assertEqual(status["state"], "lost")
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "missing")])
+
+    def test_a_schema_1_directory_is_refused_by_name(self):
+        shutil.rmtree(os.path.join(self.job, "workers"))
+        self.write("job.json", json.dumps({"schema_version": 1, "state": "succeeded"}))
+        with self.assertRaises(read_job.UnsupportedLayout):
+            self.read()
+        result = subprocess.run([sys.executable, READER, self.job], capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("schema 1", result.stderr)
+        self.assertIn("job.json", result.stderr)
+
+
+class JournalLineSchema(unittest.TestCase):
+    """schemas/journal-line.schema.json accepts what the writer writes (as
+    the tests above craft it) and refuses what readers report."""
+
+    def setUp(self):
+        try:
+            import jsonschema
+        except ImportError:
+            self.skipTest("SKIPPED: the jsonschema module is not installed")
+        path = os.path.join(os.path.dirname(READER), "..", "..", "schemas", "journal-line.schema.json")
+        with open(path) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        self.validator = jsonschema.Draft202012Validator(schema)
+
+    def test_lines(self):
+        good = [header(), job_line("running"), worker_line("1", "pending", attempt=0),
+                worker_line("1", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z"),
+                '{"type":"from-the-future","x":1}']
+        for line in good:
+            with self.subTest(line=line):
+                self.assertEqual(list(self.validator.iter_errors(json.loads(line))), [])
+        bad = [header(version=1), '{"type":"worker","id":"../x","state":"running"}',
+               '{"type":"worker","id":"1","state":"dancing"}', '{"type":"job","job_id":"scan"}', '{"x":1}']
+        for line in bad:
+            with self.subTest(line=line):
+                self.assertNotEqual(list(self.validator.iter_errors(json.loads(line))), [])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -31,7 +31,8 @@
 // --variants picks among plain, jobwarden, jobwarden_disk, jobwarden_tmpfs,
 // jobwarden_durable, boost, python, python_fsync, python_nostatus (the
 // default set) and jobwarden_noguard, jobwarden_nocgroups (what the orphan
-// guard and per-worker cgroups cost).
+// guard and per-worker cgroups cost), jobwarden_disk_discard (records on
+// disk, both output streams discarded: the journal without the log pipes).
 // --big-host runs 200 workers unless --n says otherwise.
 #include <spawn.h>
 #include <sys/wait.h>
@@ -126,6 +127,9 @@ struct Without {
 /// How a supervised run writes its records (with a root).
 struct Records {
   bool durable = false;
+  /// Both streams `OutputSpec::discard()`: no pipes and no log files, only
+  /// the journal (what the records cost apart from the output routing).
+  bool discard_output = false;
 };
 
 struct PythonSetup {
@@ -147,7 +151,7 @@ class SupervisedSeries {
  public:
   SupervisedSeries(int concurrency, const std::string& root_base, std::string job_id, Without without,
                    Records records = {})
-      : job_id_(std::move(job_id)) {
+      : job_id_(std::move(job_id)), discard_output_(records.discard_output) {
     if (!root_base.empty()) root_.emplace(root_base, "jwbench-root");
     jobwarden::SupervisorOptions options;
     options.job_id = job_id_;
@@ -166,6 +170,10 @@ class SupervisedSeries {
   double run_chunk(int count) {
     jobwarden::WorkerSpec spec;
     spec.argv = {program};
+    if (discard_output_) {
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      spec.stderr_spec = jobwarden::OutputSpec::discard();
+    }
     long long start = now_ns();
     for (int i = 0; i < count; ++i) supervisor_->submit(spec);
     if (!supervisor_->wait_all(std::chrono::milliseconds(std::max(60'000LL, 50LL * count)))) {
@@ -207,6 +215,7 @@ class SupervisedSeries {
 
  private:
   std::string job_id_;
+  bool discard_output_ = false;
   std::optional<jwbench::TempDir> root_;
   std::unique_ptr<jobwarden::JobSupervisor<>> supervisor_;
   bool cgroups_ = false;
@@ -307,17 +316,18 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
 
   enum Variant {
     plain, jw_bare, jw_disk, jw_tmpfs, boost, py_status, py_bare, jw_noguard, jw_nocgroups, jw_durable, py_fsync,
-    variant_count
+    jw_disk_discard, variant_count
   };
   const char* names[variant_count] = {"plain posix_spawn+waitpid",     "jobwarden, no root",
                                       "jobwarden, root on disk",       "jobwarden, root on tmpfs",
                                       "Boost.Process v1",              "Python asyncio + status files",
                                       "Python asyncio, no status",     "jobwarden, no root, no guard",
                                       "jobwarden, no root, no cgroups", "jobwarden, disk, durable",
-                                      "Python asyncio + fsync'ed status"};
+                                      "Python asyncio + fsync'ed status", "jobwarden, disk, output discarded"};
   const char* keys[variant_count] = {"plain",  "jobwarden",       "jobwarden_disk",     "jobwarden_tmpfs",
                                      "boost",  "python",          "python_nostatus",    "jobwarden_noguard",
-                                     "jobwarden_nocgroups", "jobwarden_durable", "python_fsync"};
+                                     "jobwarden_nocgroups", "jobwarden_durable", "python_fsync",
+                                     "jobwarden_disk_discard"};
   // --variants plain,jobwarden,... picks variants (to profile one path, or to
   // price the guard and the cgroups: jobwarden_noguard, jobwarden_nocgroups).
   std::string wanted = "," + args.str("variants", "plain,jobwarden,jobwarden_disk,jobwarden_tmpfs,jobwarden_durable,"
@@ -349,7 +359,8 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
           case jw_tmpfs: series[v].emplace(concurrency, tmpfs_dir, job, Without{}); break;
           case jw_noguard: series[v].emplace(concurrency, "", job, Without{true, false}); break;
           case jw_nocgroups: series[v].emplace(concurrency, "", job, Without{false, true}); break;
-          case jw_durable: series[v].emplace(concurrency, disk_dir, job, Without{}, Records{true}); break;
+          case jw_durable: series[v].emplace(concurrency, disk_dir, job, Without{}, Records{true, false}); break;
+          case jw_disk_discard: series[v].emplace(concurrency, disk_dir, job, Without{}, Records{false, true}); break;
           case py_status: py_dir.emplace(disk_dir, "jwbench-py"); break;
           case py_fsync: py_fsync_dir.emplace(disk_dir, "jwbench-pyfsync"); break;
           default: break;
@@ -386,7 +397,7 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
         if (v == jw_bare) {
           cgroups_note = run.cgroups ? "each worker in its own cgroup v2" : "no cgroups: " + run.no_cgroups_reason;
         }
-        if (v == jw_disk || v == jw_tmpfs || v == jw_durable) (run.records ? records_seen : records_missing) = true;
+        if (v == jw_disk || v == jw_tmpfs || v == jw_durable || v == jw_disk_discard) (run.records ? records_seen : records_missing) = true;
       }
       for (int v = 0; v < variant_count; ++v) {
         if (enabled(v)) host_cpu[v].push_back(cpu[v]);
@@ -433,7 +444,7 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
     report("jobwarden_nocgroups_vs_plain", r_nocgroups, nullptr, 0);
     report("jobwarden_durable_vs_python_fsync", r_durable_py, nullptr, 0);
     report("jobwarden_durable_vs_plain", r_durable, nullptr, 0);
-    for (int v : {plain, jw_bare, jw_disk, jw_tmpfs, jw_durable, boost, jw_noguard, jw_nocgroups}) {
+    for (int v : {plain, jw_bare, jw_disk, jw_tmpfs, jw_durable, boost, jw_noguard, jw_nocgroups, jw_disk_discard}) {
       if (!enabled(v)) continue;
       figure(c + "." + keys[v] + "_us_per_worker", median(times[v]) / n * 1e6, "us");
       const double cpu_us = median(host_cpu[v]) / n * 1e6;

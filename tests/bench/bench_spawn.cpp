@@ -9,6 +9,9 @@
 //   - Python asyncio.create_subprocess_exec with a semaphore and an atomic
 //     JSON status file per job (python_asyncio_baseline.py --serve, a child
 //     that times its own event loop, never its interpreter's start-up).
+// The durable pair: jobwarden with `durable = true` (one fdatasync of the
+// journal per poll batch), root on disk, against the Python design with an
+// fsync of every status file before its rename (python_fsync).
 // Each round runs N workers per variant, interleaved in chunks of 50 (the
 // order rotating every chunk), so all variants meet the same neighbours;
 // each jobwarden variant keeps one supervisor for the round. Prints the
@@ -26,8 +29,10 @@
 //               [--python-script PATH] [--variants LIST] [--big-host [--host-mib 1024]] [--smoke]
 //
 // --variants picks among plain, jobwarden, jobwarden_disk, jobwarden_tmpfs,
-// boost, python, python_nostatus (the default set) and jobwarden_noguard,
-// jobwarden_nocgroups (what the orphan guard and per-worker cgroups cost).
+// jobwarden_durable, boost, python, python_fsync, python_nostatus (the
+// default set) and jobwarden_noguard, jobwarden_nocgroups (what the orphan
+// guard and per-worker cgroups cost), jobwarden_disk_discard (records on
+// disk, both output streams discarded: the journal without the log pipes).
 // --big-host runs 200 workers unless --n says otherwise.
 #include <spawn.h>
 #include <sys/wait.h>
@@ -39,7 +44,7 @@
 #include <boost/process.hpp>
 #endif
 
-#include <jobwarden/jobwarden.hpp>
+#include <jobwarden/job_supervisor.hpp>
 
 #include "bench_common.hpp"
 
@@ -106,7 +111,7 @@ double boost_loop(int n, int concurrency) {
 struct SupervisedRun {
   double seconds = 0;
   double construct_seconds = 0;
-  bool records = false;  ///< the supervisor wrote <root>/<job>/job.json
+  bool records = false;  ///< the supervisor wrote <root>/<job>/journal.jsonl
   bool cgroups = false;  ///< workers ran in their own cgroups
   std::string no_cgroups_reason;
 };
@@ -117,6 +122,14 @@ struct SupervisedRun {
 struct Without {
   bool guard = false;
   bool cgroups = false;
+};
+
+/// How a supervised run writes its records (with a root).
+struct Records {
+  bool durable = false;
+  /// Both streams `OutputSpec::discard()`: no pipes and no log files, only
+  /// the journal (what the records cost apart from the output routing).
+  bool discard_output = false;
 };
 
 struct PythonSetup {
@@ -136,8 +149,9 @@ bool python_works(const PythonSetup& py) {
 /// job record are not timed here; the big-host suite times them.
 class SupervisedSeries {
  public:
-  SupervisedSeries(int concurrency, const std::string& root_base, std::string job_id, Without without)
-      : job_id_(std::move(job_id)) {
+  SupervisedSeries(int concurrency, const std::string& root_base, std::string job_id, Without without,
+                   Records records = {})
+      : job_id_(std::move(job_id)), discard_output_(records.discard_output) {
     if (!root_base.empty()) root_.emplace(root_base, "jwbench-root");
     jobwarden::SupervisorOptions options;
     options.job_id = job_id_;
@@ -145,6 +159,7 @@ class SupervisedSeries {
     options.max_concurrency = static_cast<std::size_t>(concurrency);
     options.orphan_guard = !without.guard;
     options.use_cgroups = !without.cgroups;
+    options.durable = records.durable;
     supervisor_ = std::make_unique<jobwarden::JobSupervisor<>>(options);
     if (supervisor_->guard_active() == without.guard) throw std::runtime_error("the orphan guard did not start");
     cgroups_ = supervisor_->cgroups_active();
@@ -155,6 +170,10 @@ class SupervisedSeries {
   double run_chunk(int count) {
     jobwarden::WorkerSpec spec;
     spec.argv = {program};
+    if (discard_output_) {
+      spec.stdout_spec = jobwarden::OutputSpec::discard();
+      spec.stderr_spec = jobwarden::OutputSpec::discard();
+    }
     long long start = now_ns();
     for (int i = 0; i < count; ++i) supervisor_->submit(spec);
     if (!supervisor_->wait_all(std::chrono::milliseconds(std::max(60'000LL, 50LL * count)))) {
@@ -178,10 +197,17 @@ class SupervisedSeries {
     run.cgroups = cgroups_;
     run.no_cgroups_reason = no_cgroups_reason_;
     if (root_) {
-      std::string job_file = jwbench::read_text(root_->path() + "/" + job_id_ + "/job.json");
-      run.records = !job_file.empty();
-      if (run.records && job_file.find("\"succeeded\"") == std::string::npos) {
-        throw std::runtime_error("job.json does not record a succeeded job: " + job_file.substr(0, 200));
+      // The journal's last line is the final job line (docs/job-directory.md).
+      std::string journal = jwbench::read_text(root_->path() + "/" + job_id_ + "/journal.jsonl");
+      run.records = !journal.empty();
+      if (run.records) {
+        std::size_t end = journal.size() - 1;  // the last line's newline
+        std::size_t begin = journal.rfind('\n', end == 0 ? 0 : end - 1);
+        std::string last = journal.substr(begin == std::string::npos ? 0 : begin + 1);
+        if (last.find("\"type\":\"job\"") == std::string::npos ||
+            last.find("\"state\":\"succeeded\"") == std::string::npos) {
+          throw std::runtime_error("journal.jsonl does not end with a succeeded job: " + last.substr(0, 200));
+        }
       }
     }
     return run;
@@ -189,6 +215,7 @@ class SupervisedSeries {
 
  private:
   std::string job_id_;
+  bool discard_output_ = false;
   std::optional<jwbench::TempDir> root_;
   std::unique_ptr<jobwarden::JobSupervisor<>> supervisor_;
   bool cgroups_ = false;
@@ -246,9 +273,11 @@ class PythonServer {
   PythonServer(const PythonServer&) = delete;
   PythonServer& operator=(const PythonServer&) = delete;
 
-  /// Runs `count` jobs (ids from `first_id`), status files in `status_dir` (empty: none).
-  double run_chunk(int count, int concurrency, const std::string& status_dir, int first_id) {
-    std::fprintf(to_, "%d %d %s %d\n", count, concurrency, status_dir.empty() ? "-" : status_dir.c_str(), first_id);
+  /// Runs `count` jobs (ids from `first_id`), status files in `status_dir`
+  /// (empty: none), each fsync'ed before its rename when `fsync`.
+  double run_chunk(int count, int concurrency, const std::string& status_dir, int first_id, bool fsync = false) {
+    std::fprintf(to_, "%d %d %s %d%s\n", count, concurrency, status_dir.empty() ? "-" : status_dir.c_str(), first_id,
+                 fsync ? " fsync" : "");
     std::fflush(to_);
     char line[1024];
     if (std::fgets(line, sizeof line, from_) == nullptr) throw std::runtime_error("python server died");
@@ -286,30 +315,34 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
   if (!have_python) note("Python baseline: skipped (no python3 with asyncio, or --no-python)\n");
 
   enum Variant {
-    plain, jw_bare, jw_disk, jw_tmpfs, boost, py_status, py_bare, jw_noguard, jw_nocgroups, variant_count
+    plain, jw_bare, jw_disk, jw_tmpfs, boost, py_status, py_bare, jw_noguard, jw_nocgroups, jw_durable, py_fsync,
+    jw_disk_discard, variant_count
   };
   const char* names[variant_count] = {"plain posix_spawn+waitpid",     "jobwarden, no root",
                                       "jobwarden, root on disk",       "jobwarden, root on tmpfs",
                                       "Boost.Process v1",              "Python asyncio + status files",
                                       "Python asyncio, no status",     "jobwarden, no root, no guard",
-                                      "jobwarden, no root, no cgroups"};
+                                      "jobwarden, no root, no cgroups", "jobwarden, disk, durable",
+                                      "Python asyncio + fsync'ed status", "jobwarden, disk, output discarded"};
   const char* keys[variant_count] = {"plain",  "jobwarden",       "jobwarden_disk",     "jobwarden_tmpfs",
                                      "boost",  "python",          "python_nostatus",    "jobwarden_noguard",
-                                     "jobwarden_nocgroups"};
+                                     "jobwarden_nocgroups", "jobwarden_durable", "python_fsync",
+                                     "jobwarden_disk_discard"};
   // --variants plain,jobwarden,... picks variants (to profile one path, or to
   // price the guard and the cgroups: jobwarden_noguard, jobwarden_nocgroups).
-  std::string wanted = "," + args.str("variants", "plain,jobwarden,jobwarden_disk,jobwarden_tmpfs,boost,python,"
-                                                  "python_nostatus") + ",";
+  std::string wanted = "," + args.str("variants", "plain,jobwarden,jobwarden_disk,jobwarden_tmpfs,jobwarden_durable,"
+                                                  "boost,python,python_fsync,python_nostatus") + ",";
   auto enabled = [&](int v) {
     if (v == boost && !have_boost) return false;
-    if ((v == py_status || v == py_bare) && !have_python) return false;
+    if ((v == py_status || v == py_bare || v == py_fsync) && !have_python) return false;
     return wanted.find(std::string(",") + keys[v] + ",") != std::string::npos;
   };
   std::string cgroups_note;
   bool records_seen = false, records_missing = false;
   for (int concurrency : concurrencies) {
     std::vector<double> times[variant_count], host_cpu[variant_count];
-    std::vector<double> r_disk, r_tmpfs, r_bare, r_py, r_py_bare, r_boost, r_noguard, r_nocgroups;
+    std::vector<double> r_disk, r_tmpfs, r_bare, r_py, r_py_bare, r_boost, r_noguard, r_nocgroups, r_durable_py,
+        r_durable, r_disk_vs_bare;
     std::optional<PythonServer> python_server;
     if (have_python) python_server.emplace(py);
     for (int round = 0; round < rounds; ++round) {
@@ -317,7 +350,7 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
       double cpu[variant_count] = {};
       std::string job = "spawn-c" + std::to_string(concurrency) + "-r" + std::to_string(round);
       std::optional<SupervisedSeries> series[variant_count];
-      std::optional<jwbench::TempDir> py_dir;
+      std::optional<jwbench::TempDir> py_dir, py_fsync_dir;
       for (int v = 0; v < variant_count; ++v) {
         if (!enabled(v)) continue;
         switch (v) {
@@ -326,7 +359,10 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
           case jw_tmpfs: series[v].emplace(concurrency, tmpfs_dir, job, Without{}); break;
           case jw_noguard: series[v].emplace(concurrency, "", job, Without{true, false}); break;
           case jw_nocgroups: series[v].emplace(concurrency, "", job, Without{false, true}); break;
+          case jw_durable: series[v].emplace(concurrency, disk_dir, job, Without{}, Records{true, false}); break;
+          case jw_disk_discard: series[v].emplace(concurrency, disk_dir, job, Without{}, Records{false, true}); break;
           case py_status: py_dir.emplace(disk_dir, "jwbench-py"); break;
+          case py_fsync: py_fsync_dir.emplace(disk_dir, "jwbench-pyfsync"); break;
           default: break;
         }
       }
@@ -346,6 +382,9 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
               break;
             case py_status: seconds = python_server->run_chunk(count, concurrency, py_dir->path(), k * chunk + 1); break;
             case py_bare: seconds = python_server->run_chunk(count, concurrency, "", k * chunk + 1); break;
+            case py_fsync:
+              seconds = python_server->run_chunk(count, concurrency, py_fsync_dir->path(), k * chunk + 1, true);
+              break;
             default: seconds = series[v]->run_chunk(count); break;
           }
           t[v] += seconds;
@@ -358,7 +397,7 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
         if (v == jw_bare) {
           cgroups_note = run.cgroups ? "each worker in its own cgroup v2" : "no cgroups: " + run.no_cgroups_reason;
         }
-        if (v == jw_disk || v == jw_tmpfs) (run.records ? records_seen : records_missing) = true;
+        if (v == jw_disk || v == jw_tmpfs || v == jw_durable || v == jw_disk_discard) (run.records ? records_seen : records_missing) = true;
       }
       for (int v = 0; v < variant_count; ++v) {
         if (enabled(v)) host_cpu[v].push_back(cpu[v]);
@@ -375,12 +414,15 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
       ratio(r_py_bare, py_bare, jw_bare);
       ratio(r_noguard, plain, jw_noguard);
       ratio(r_nocgroups, plain, jw_nocgroups);
+      ratio(r_durable_py, py_fsync, jw_durable);
+      ratio(r_durable, plain, jw_durable);
+      ratio(r_disk_vs_bare, jw_bare, jw_disk);
     }
     note("\nconcurrency %d, median throughput over %d round(s) (host CPU: this process only):\n", concurrency,
          rounds);
     for (int v = 0; v < variant_count; ++v) {
       if (!enabled(v)) continue;
-      bool python = v == py_status || v == py_bare;
+      bool python = v == py_status || v == py_bare || v == py_fsync;
       note("  %-32s %9.0f workers/s  (%7.1f us/worker", names[v], n / median(times[v]), median(times[v]) / n * 1e6);
       if (python) note(")\n");
       else note(", host CPU %6.1f us/worker)\n", median(host_cpu[v]) / n * 1e6);
@@ -392,6 +434,7 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
       else figure(c + "." + name, median(r), "x", target, median(r) >= limit);
     };
     report("jobwarden_disk_vs_plain", r_disk, ">= 0.85", 0.85);
+    report("jobwarden_disk_vs_noroot", r_disk_vs_bare, nullptr, 0);
     report("jobwarden_tmpfs_vs_plain", r_tmpfs, ">= 0.90", 0.90);
     report("jobwarden_noroot_vs_plain", r_bare, nullptr, 0);
     report("jobwarden_disk_vs_python_status", r_py, ">= 1.4", 1.4);
@@ -399,19 +442,26 @@ int throughput_suite(const jwbench::Args& args, int n, int rounds, const std::ve
     report("jobwarden_disk_vs_boost", r_boost, nullptr, 0);
     report("jobwarden_noguard_vs_plain", r_noguard, nullptr, 0);
     report("jobwarden_nocgroups_vs_plain", r_nocgroups, nullptr, 0);
-    for (int v : {plain, jw_bare, jw_disk, boost, jw_noguard, jw_nocgroups}) {
+    report("jobwarden_durable_vs_python_fsync", r_durable_py, nullptr, 0);
+    report("jobwarden_durable_vs_plain", r_durable, nullptr, 0);
+    for (int v : {plain, jw_bare, jw_disk, jw_tmpfs, jw_durable, boost, jw_noguard, jw_nocgroups, jw_disk_discard}) {
       if (!enabled(v)) continue;
       figure(c + "." + keys[v] + "_us_per_worker", median(times[v]) / n * 1e6, "us");
-      figure(c + "." + keys[v] + "_host_cpu_us_per_worker", median(host_cpu[v]) / n * 1e6, "us");
+      const double cpu_us = median(host_cpu[v]) / n * 1e6;
+      if (v == jw_disk) {
+        figure(c + "." + keys[v] + "_host_cpu_us_per_worker", cpu_us, "us", "<= 300", cpu_us <= 300);
+      } else {
+        figure(c + "." + keys[v] + "_host_cpu_us_per_worker", cpu_us, "us");
+      }
     }
   }
   if (!cgroups_note.empty()) note("\njobwarden workers: %s\n", cgroups_note.c_str());
   if (records_missing) {
-    note("\nNOTE: the supervisor wrote no status records under `root` (no <root>/<job>/job.json):\n"
+    note("\nNOTE: the supervisor wrote no status records under `root` (no <root>/<job>/journal.jsonl):\n"
          "      this tree's JobSupervisor does not use SupervisorOptions::root yet, so every\n"
          "      jobwarden figure above is WITHOUT status records on disk.\n");
   } else if (records_seen) {
-    note("\nstatus records: written by the supervisor under root (job.json final state checked)\n");
+    note("\nstatus records: written by the supervisor under root (journal.jsonl's final job line checked)\n");
   }
   return 0;
 }

@@ -264,13 +264,14 @@ jobwarden::WorkerSpec true_spec(Variant v) {
   return spec;
 }
 
-/// How many stdout.log / stderr.log files the job's workers have.
+/// How many logs (workers/<id>.stdout.log, <id>.stderr.log) the job's workers have.
 int count_logs(const std::string& job_dir) {
   int count = 0;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(job_dir + "/workers", ec)) {
-    std::string name = entry.path().filename().string();
-    if (name == "stdout.log" || name == "stderr.log") ++count;
+  for (const auto& entry : std::filesystem::directory_iterator(job_dir + "/workers", ec)) {
+    std::string id;
+    const auto kind = jobwarden::detail::classify_worker_file(entry.path().filename().string(), id);
+    if (kind == jobwarden::detail::WorkerFileKind::stdout_log || kind == jobwarden::detail::WorkerFileKind::stderr_log) ++count;
   }
   return count;
 }

@@ -518,6 +518,31 @@ TEST_CASE("a schema 1 job directory is refused as unsupported_layout and nothing
   }
 }
 
+TEST_CASE("a journal naming another schema version is unsupported_layout and nothing is stopped") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir / "jobs", "future"};
+  Child bystander(start_process({"/bin/sleep", "100"}));
+  REQUIRE(bystander.pid() > 0);
+  std::filesystem::create_directories(layout.workers_dir());
+  const std::string text =
+      "{\"type\":\"journal\",\"schema_version\":3,\"job_id\":\"future\",\"generation\":1}\n" +
+      jwstatus::journal_line("job", jwstatus::job_document("future", "running", 1, 1)) +
+      jwstatus::journal_line("worker", jwstatus::process_document("w", "running", bystander.pid(),
+                                                                 jd::process_start_time(bystander.pid()).value_or(0)));
+  jwstatus::write_text(layout.journal_file(), text);
+  jwstatus::write_text(layout.lock_file(), "");
+
+  std::error_code ec;
+  const jd::RecoveryReport report = jd::recover_abandoned_job(layout, 10s, ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  CHECK(report.stopped.empty());
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].first == "journal.jsonl");
+  CHECK_THAT(report.problems[0].second, Catch::Contains("schema_version 3"));
+  CHECK(bystander.running());
+  CHECK(jwtest::read_file(layout.journal_file()) == text);
+}
+
 TEST_CASE("a journal without a usable job line is bad_status_file and nothing is stopped") {
   jwtest::TempDir dir;
   Child bystander(start_process({"/bin/sleep", "100"}));

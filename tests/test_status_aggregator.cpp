@@ -288,6 +288,24 @@ TEST_CASE("a schema 1 job directory is refused with a clear error, and listing s
   CHECK(list.errors[0].error == "unsupported layout");
 }
 
+TEST_CASE("a journal naming another schema version is refused like a schema 1 directory") {
+  jwtest::TempDir dir;
+  jwstatus::make_dir(dir / "future");
+  jwstatus::make_dir(dir / "future/workers");
+  jwstatus::write_text(dir / "future/journal.jsonl",
+                       "{\"type\":\"journal\",\"schema_version\":3,\"job_id\":\"future\",\"generation\":1}\n" +
+                           jwstatus::journal_line("job", jwstatus::job_document("future", "succeeded", 1, 1)));
+  StatusAggregator<> aggregator(dir.path());
+  std::error_code ec;
+  (void)aggregator.read("future", ec);
+  CHECK(ec == jobwarden::errc::unsupported_layout);
+  const auto list = aggregator.list_jobs();
+  CHECK(list.jobs.empty());
+  REQUIRE(list.errors.size() == 1);
+  CHECK(list.errors[0].error == "unsupported layout");
+  CHECK(list.errors[0].detail.find("schema_version 3") != std::string::npos);
+}
+
 TEST_CASE("a symlinked status file is not followed") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "links");

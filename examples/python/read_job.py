@@ -333,7 +333,8 @@ def is_legacy_job_dir(job_fd):
 
 def aggregate(job_dir, stale_after=30.0, now=None):
     """The aggregated status (docs/contract.md) for the job directory
-    `job_dir`. UnsupportedLayout for a schema 1 job directory."""
+    `job_dir`. UnsupportedLayout for a schema 1 job directory or a journal of
+    another schema version."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     job_id = os.path.basename(os.path.abspath(job_dir))
     errors = []
@@ -356,9 +357,9 @@ def aggregate(job_dir, stale_after=30.0, now=None):
                     errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
                                    "detail": "line at byte 0: the first line is not the journal's header"})
             elif header.get("schema_version") != JOURNAL_SCHEMA_VERSION:
-                errors.append({"path": JOURNAL_FILE, "error": "wrong shape",
-                               "detail": f"unsupported schema_version {header.get('schema_version')!r}"})
-                fold = JournalFold()  # a format this reader does not know: none of its records
+                raise UnsupportedLayout(
+                    f"{job_dir}: {JOURNAL_FILE} names schema_version {header.get('schema_version')!r}; "
+                    f"this reader reads {JOURNAL_SCHEMA_VERSION} only")
             for offset, error, detail in fold.problems:
                 errors.append({"path": JOURNAL_FILE, "error": error, "detail": f"line at byte {offset}: {detail}"})
         record = fold.job if fold is not None else None

@@ -119,9 +119,11 @@ class ReadJob(unittest.TestCase):
 
     def test_a_journal_of_another_schema_version_is_not_read(self):
         self.write("journal.jsonl", header(version=3) + job_line("succeeded") + worker_line("1", "running"))
-        status = self.read()
-        self.assertEqual(status["workers"], [])
-        self.assertIn("schema_version 3", status["errors"][0]["detail"])
+        with self.assertRaisesRegex(read_job.UnsupportedLayout, "schema_version 3"):
+            self.read()
+        result = subprocess.run([sys.executable, READER, self.job], capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("schema_version 3", result.stderr)
 
     def test_a_compacted_journal_reads_like_the_long_one(self):
         lines = [worker_line("1", "running", attempt=a, pid=4) for a in range(1, 4)]

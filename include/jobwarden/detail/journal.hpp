@@ -627,6 +627,16 @@ inline std::error_code read_journal(int job_dir_fd, JournalFold& fold) {
   }
 }
 
+/// Why a journal is not read by this version: its first line names another
+/// `schema_version`. Empty when it names this one, or when there is no first
+/// line yet (a journal being created). Readers answer
+/// `errc::unsupported_layout` for such a journal, as for a schema 1 directory.
+inline std::string journal_schema_problem(const JournalFold& fold) {
+  if (!fold.header_seen() || fold.schema_version() == journal_schema_version) return {};
+  return "schema_version " + std::to_string(fold.schema_version()) + " is not " +
+         std::to_string(journal_schema_version) + ", the only one this version reads";
+}
+
 /// Whether the job directory `job_dir_fd` holds a schema 1 job (a `job.json`
 /// and no journal): readers answer `errc::unsupported_layout` for it.
 inline bool is_legacy_job_dir(int job_dir_fd) noexcept {

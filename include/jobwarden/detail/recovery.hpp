@@ -404,10 +404,8 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     else report.problems.emplace_back(journal_file_name, describe_file_error(ec));
     return;
   }
-  if (fold.header_seen() && fold.schema_version() != journal_schema_version) {
-    report.problems.emplace_back(journal_file_name, "schema_version " + std::to_string(fold.schema_version()) +
-                                                        " is not " + std::to_string(journal_schema_version) +
-                                                        "; not read, nothing was stopped");
+  if (std::string problem = journal_schema_problem(fold); !problem.empty()) {
+    report.problems.emplace_back(journal_file_name, problem + "; not read, nothing was stopped");
     ec = make_error_code(errc::unsupported_layout);
     return;
   }

@@ -122,12 +122,17 @@ class StatusReader {
     cache_.update_journal(job_fd, cache);
     const std::error_code journal_ec = cache.journal_error;
     const bool no_journal = journal_ec == std::errc::no_such_file_or_directory;
+    std::string layout_problem;
     if (no_journal && is_legacy_job_dir(job_fd)) {
+      layout_problem = "a schema 1 job directory (job.json, no journal.jsonl): this version reads schema " +
+                       std::to_string(journal_schema_version) + " only";
+    } else {
+      layout_problem = journal_schema_problem(cache.fold);
+    }
+    if (!layout_problem.empty()) {
       cache_.forget(job_id);
       reading.unsupported_layout = true;
-      status.errors.push_back({journal_file_name, "unsupported layout",
-                               "a schema 1 job directory (job.json, no journal.jsonl): this version reads "
-                               "schema " + std::to_string(journal_schema_version) + " only"});
+      status.errors.push_back({journal_file_name, "unsupported layout", std::move(layout_problem)});
       return reading;
     }
     const WallTime now_wall = now();

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,14 @@ void record_pending(jd::JobRecorder& recorder, const std::string& id) {
   WorkerInfo info;
   info.id = id;
   recorder.write_worker(info);
+}
+
+/// The journal a supervisor leaves when it dies right after queueing the
+/// workers `ids` (each recorded pending; the lock is released on return).
+void record_abandoned_job(const jd::JobLayout& layout, std::initializer_list<const char*> ids) {
+  jd::JobRecorder recorder(layout);
+  recorder.open();
+  for (const char* id : ids) record_pending(recorder, id);
 }
 
 }  // namespace
@@ -365,11 +374,7 @@ TEST_CASE("a finished job is left as it is") {
 TEST_CASE("recovering a job twice changes nothing the second time") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir / "jobs", "twice"};
-  {
-    jd::JobRecorder recorder(layout);
-    recorder.open();
-    record_pending(recorder, "w");
-  }
+  record_abandoned_job(layout, {"w"});
   std::error_code ec;
   const jd::RecoveryReport first = jd::recover_abandoned_job(layout, 10s, ec);
   REQUIRE_FALSE(ec);
@@ -387,13 +392,7 @@ TEST_CASE("recovering a job twice changes nothing the second time") {
 TEST_CASE("a corrupt worker line is reported in problems and the other workers are still recovered") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir / "jobs", "corrupt"};
-  {
-    jd::JobRecorder recorder(layout);
-    recorder.open();
-    record_pending(recorder, "bad");
-    record_pending(recorder, "good");
-    record_pending(recorder, "shape");
-  }
+  record_abandoned_job(layout, {"bad", "good", "shape"});
   // The latest line of "bad" is not JSON, that of "shape" has an unknown state.
   const std::uint64_t bad_offset = jwtest::read_file(layout.journal_file()).size();
   jwstatus::append_text(layout.journal_file(), "{\"type\":\"worker\",\"id\":\"bad\",\"state\": \n");
@@ -457,11 +456,7 @@ TEST_CASE("a symlinked journal is not followed and the process it names is not t
 TEST_CASE("recovery cuts a torn last line before it appends its verdict") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir / "jobs", "torn"};
-  {
-    jd::JobRecorder recorder(layout);
-    recorder.open();
-    record_pending(recorder, "w");
-  }
+  record_abandoned_job(layout, {"w"});
   const std::string whole = jwtest::read_file(layout.journal_file());
   // The dead supervisor was half-way through a line (a crash, a full disk).
   jwstatus::append_text(layout.journal_file(), "{\"type\":\"worker\",\"id\":\"w\",\"attempt\":1,\"error\":\"torn-tail");

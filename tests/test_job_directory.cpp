@@ -280,6 +280,32 @@ TEST_CASE("a schema 1 job directory is not reused without replace, and is replac
   CHECK(jwjournal::job_record(layout_of(dir, "old")).state == JobState::succeeded);
 }
 
+TEST_CASE("a schema 1 job that never finished, or a journal of another version, is not replaced even with replace") {
+  jwtest::TempDir dir;
+  const std::string running = dir / "running";
+  std::filesystem::create_directories(running + "/workers/1");
+  const std::string job_text = R"({"schema_version":1,"job_id":"running","state":"running"})";
+  std::ofstream(running + "/job.json") << job_text;
+  std::ofstream(running + "/workers/1/process.json") << R"({"schema_version":1,"id":"1","state":"running"})";
+  const std::string future = dir / "future";
+  std::filesystem::create_directories(future + "/workers");
+  const std::string journal_text =
+      "{\"type\":\"journal\",\"schema_version\":3,\"job_id\":\"future\",\"generation\":1}\n";
+  std::ofstream(future + "/journal.jsonl") << journal_text;
+  std::ofstream(future + "/supervisor.lock");  // its (dead) supervisor's lock file
+  for (const char* id : {"running", "future"}) {
+    auto options = in(dir, id);
+    options.replace_finished_job = true;
+    std::error_code ec;
+    JobSupervisor<> refused(options, ec);
+    CHECK(ec == jobwarden::errc::job_exists);
+    CHECK_THROWS_WITH(JobSupervisor<>(options), Catch::Contains("cannot be shown to have finished"));
+  }
+  CHECK(jwtest::read_file(running + "/job.json") == job_text);
+  CHECK(std::filesystem::exists(running + "/workers/1/process.json"));
+  CHECK(jwtest::read_file(future + "/journal.jsonl") == journal_text);
+}
+
 TEST_CASE("finish lets queued workers and restarts run and then writes the final state") {
   jwtest::TempDir dir;
   auto options = in(dir);

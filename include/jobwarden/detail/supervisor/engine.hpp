@@ -378,7 +378,16 @@ class SupervisorEngine {
                                                        recovery_error);
       // unknown_job: a new job. job_locked: open() below says so. Anything
       // else (a journal without a job line, a schema 1 directory...) is for
-      // open() to judge as well.
+      // open() to judge as well. A layout recovery cannot read (schema 1, or
+      // a journal of another version) is replaced only when it is a schema 1
+      // job that had finished: else its records may be all that names
+      // workers still running.
+      const bool unreadable_layout = recovery_error == errc::unsupported_layout;
+      if (unreadable_layout && recorder_options.replace_finished) {
+        std::error_code dir_error;
+        OwnedFd job_dir = open_directory(layout.job_dir(), dir_error);
+        recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
+      }
       state_->recorder.emplace(layout, recorder_options);
       std::error_code open_error;
       state_->recorder->open(open_error);
@@ -387,9 +396,17 @@ class SupervisorEngine {
                            state_->options.root;
         if (open_error == errc::job_locked) what += ": it already has a live supervisor";
         if (open_error == errc::job_exists) {
-          what += recovery_error == errc::unsupported_layout
-                      ? ": a job of an older jobwarden (schema 1) has that id"
-                      : ": a finished job with that id exists";
+          if (!unreadable_layout) {
+            what += ": a finished job with that id exists";
+          } else {
+            what += ": its job directory has a layout this version does not read (";
+            what += state_->recovery.problems.empty() ? std::string("unsupported layout")
+                                                      : state_->recovery.problems.front().second;
+            what += state_->options.replace_finished_job
+                        ? "), and it cannot be shown to have finished: stop it with the version that wrote it, "
+                          "or remove it"
+                        : ")";
+          }
         }
         state_.reset();
         if (throwing) throw_error(open_error, what);

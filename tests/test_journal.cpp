@@ -208,6 +208,136 @@ TEST_CASE("a short write (file size limit) leaves the journal ending in a whole 
   CHECK(fold.find("c") != nullptr);
 }
 
+TEST_CASE("a compaction that fails for want of descriptors leaves the writer on the named journal") {
+  jwtest::TempDir dir;
+  const std::string path = dir / "journal.jsonl";
+  // In a child: the descriptors it uses up die with it.
+  const int code = jwstatus::run_in_child([&]() -> int {
+    jd::OwnedFd fd = open_dir(dir.path());
+    jd::JournalWriter writer;
+    std::error_code ec;
+    writer.create(fd.get(), "j", 1, worker_line("a", 1), ec);
+    if (ec) return 10;
+    std::vector<int> spent;
+    for (;;) {
+      const int extra = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (extra < 0) break;
+      spent.push_back(extra);
+      if (spent.size() > 1'000'000) return 11;
+    }
+    if (errno != EMFILE) return 12;
+    // No descriptor for the new file: the old journal stays, named and open.
+    if (writer.compact(worker_line("a", 1)) != std::errc::too_many_files_open) return 13;
+    if (writer.generation() != 1) return 14;
+    if (writer.append(worker_line("b", 1))) return 15;
+    for (int extra : spent) ::close(extra);
+    // With descriptors again: the new journal, and the appends land in it.
+    if (writer.compact(worker_line("a", 1) + worker_line("b", 1))) return 16;
+    if (writer.generation() != 2) return 17;
+    if (writer.append(worker_line("c", 1))) return 18;
+    return 0;
+  });
+  REQUIRE(code == 0);
+  jd::OwnedFd fd = open_dir(dir.path());
+  jd::JournalFold fold;
+  REQUIRE_FALSE(jd::read_journal(fd.get(), fold));
+  CHECK(fold.generation() == 2);
+  CHECK(fold.problems().empty());
+  CHECK(fold.worker_count() == 3);
+  CHECK(fold.find("c") != nullptr);
+  CHECK(entries_of(dir.path()) == std::vector<std::string>{"journal.jsonl"});  // no temporary left
+}
+
+TEST_CASE("a worker line with a huge argv stays readable, and the writer refuses a line no reader takes") {
+  jwtest::TempDir dir;
+  jd::OwnedFd fd = open_dir(dir.path());
+  WorkerInfo info;
+  info.id = "tar";
+  info.state = WorkerState::running;
+  info.argv = {"tar", "czf", "x.tgz"};
+  for (int i = 0; i < 12'000; ++i) info.argv.push_back("/data/some/rather/long/path/to/a/file-" + std::to_string(i) + ".bin");
+  const std::string line = jd::worker_line_text(info, std::chrono::system_clock::now());
+  CHECK(line.size() < jd::max_journal_line);
+  jd::JournalWriter writer;
+  std::error_code ec;
+  writer.create(fd.get(), "j", 1, line, ec);
+  REQUIRE_FALSE(ec);
+  const std::string before = jwtest::read_file(dir / "journal.jsonl");
+  CHECK(writer.append(std::string(jd::max_journal_line + 1, 'x') + "\n") == jobwarden::errc::oversized_file);
+  CHECK(jwtest::read_file(dir / "journal.jsonl") == before);
+
+  jd::JournalFold fold;
+  REQUIRE_FALSE(jd::read_journal(fd.get(), fold));
+  CHECK(fold.problems().empty());
+  const jd::JournalWorker* worker = fold.find("tar");
+  REQUIRE(worker != nullptr);
+  REQUIRE(worker->ok);
+  const auto& argv = worker->info.argv;
+  REQUIRE(argv.size() > 3);
+  REQUIRE(argv.size() < info.argv.size());
+  CHECK(std::equal(argv.begin(), argv.end(), info.argv.begin()));
+  const auto document = nlohmann::json::parse(line);
+  CHECK(document.at("argv_omitted").get<std::size_t>() == info.argv.size() - argv.size());
+  // A short argv has no count.
+  CHECK(nlohmann::json::parse(worker_line("a", 1)).count("argv_omitted") == 0);
+}
+
+TEST_CASE("an oversized line is reported once, also while unfinished, and the lines after it are read") {
+  jwtest::TempDir dir;
+  jd::OwnedFd fd = open_dir(dir.path());
+  const std::string path = dir / "journal.jsonl";
+  jd::JournalWriter writer;
+  std::error_code ec;
+  writer.create(fd.get(), "j", 1, worker_line("a", 1), ec);
+  REQUIRE_FALSE(ec);
+  Followed followed;
+  REQUIRE_FALSE(followed.follow(fd.get()));
+  REQUIRE(followed.lines.size() == 2);
+  // A hostile writer: 1.5 MiB without a newline yet, in three steps.
+  const std::string chunk(jd::max_journal_line / 2, 'x');
+  for (int i = 0; i < 3; ++i) {
+    jwstatus::append_text(path, chunk);
+    REQUIRE_FALSE(followed.follow(fd.get()));
+    CHECK(followed.lines.size() == 2);
+  }
+  CHECK(followed.problems.size() == 1);
+  // Its end, and a good line after it.
+  jwstatus::append_text(path, "\n" + worker_line("b", 1));
+  REQUIRE_FALSE(followed.follow(fd.get()));
+  REQUIRE(followed.lines.size() == 3);
+  CHECK_THAT(followed.lines[2], Catch::StartsWith("{\"type\":\"worker\",\"id\":\"b\""));
+  CHECK(followed.problems.size() == 1);
+  // A whole line of 1.5 MiB arriving at once is reported, not delivered.
+  jwstatus::append_text(path, chunk + chunk + chunk + "\n" + worker_line("c", 1));
+  REQUIRE_FALSE(followed.follow(fd.get()));
+  REQUIRE(followed.lines.size() == 4);
+  CHECK_THAT(followed.lines[3], Catch::StartsWith("{\"type\":\"worker\",\"id\":\"c\""));
+  REQUIRE(followed.problems.size() == 2);
+  CHECK(followed.problems[1].error == "oversized line");
+  // A fresh reader says the same.
+  jd::JournalFold fold;
+  REQUIRE_FALSE(jd::read_journal(fd.get(), fold));
+  CHECK(fold.problems().size() == 2);
+  CHECK(fold.worker_count() == 3);
+}
+
+TEST_CASE("only the first line is the header: one further down is reported and changes nothing") {
+  jwtest::TempDir dir;
+  jd::OwnedFd fd = open_dir(dir.path());
+  jd::JournalWriter writer;
+  std::error_code ec;
+  writer.create(fd.get(), "j", 1, worker_line("a", 1), ec);
+  REQUIRE_FALSE(ec);
+  REQUIRE_FALSE(writer.append("{\"type\":\"journal\",\"schema_version\":3,\"job_id\":\"j\",\"generation\":9}\n"));
+  jd::JournalFold fold;
+  REQUIRE_FALSE(jd::read_journal(fd.get(), fold));
+  CHECK(fold.schema_version() == 2);
+  CHECK(fold.generation() == 1);
+  CHECK(jd::journal_schema_problem(fold).empty());
+  REQUIRE(fold.problems().size() == 1);
+  CHECK(fold.problems()[0].detail == "a journal header that is not the first line");
+}
+
 TEST_CASE("compaction while a follower holds the old file: no record is lost, the fold is a fresh reader's") {
   jwtest::TempDir dir;
   const jd::JobLayout layout{dir.path(), "long"};

@@ -41,7 +41,7 @@ JOURNAL_SCHEMA_VERSION = 2
 STATUS_SCHEMA_VERSION = 1
 MAX_FILE_SIZE = 1 << 20
 MAX_JOURNAL_LINE = 1 << 20
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 TERMINAL = {"succeeded", "failed", "crashed", "timed_out", "stalled", "cancelled", "spawn_failed", "lost"}
 WORKER_STATES = TERMINAL | {"pending", "running"}
 JOB_STATES = {"pending", "running", "succeeded", "failed", "cancelled", "lost"}
@@ -233,7 +233,11 @@ class JournalFold:
             else:
                 self.job = document
         elif kind == "journal":
-            self.header = document
+            if offset != 0:
+                # Only the first line is the header.
+                self.problems.append((offset, "wrong shape", "a journal header that is not the first line"))
+            else:
+                self.header = document
 
 
 def printable(line, limit=120):
@@ -301,7 +305,11 @@ def read_journal(job_fd):
                 newline = pending.find(b"\n", start)
                 if newline < 0:
                     break
-                if not skipping:
+                if skipping:
+                    pass
+                elif newline - start > MAX_JOURNAL_LINE:
+                    fold.problems.append((position + start, "oversized line", "a line of more than 1 MiB is not read"))
+                else:
                     fold.apply(pending[start:newline], position + start)
                 skipping = False
                 start = newline + 1

@@ -117,6 +117,21 @@ class ReadJob(unittest.TestCase):
         self.assertEqual([e["error"] for e in status["errors"]], ["oversized line"])
         self.assertEqual(self.worker(status, "1")["state"], "succeeded")
 
+    def test_a_whole_line_just_over_the_limit_is_skipped_too(self):
+        self.write("journal.jsonl", header() + job_line("running") + "y" * ((1 << 20) + 10) + "\n" +
+                   worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z"))
+        status = self.read()
+        self.assertEqual([e["error"] for e in status["errors"]], ["oversized line"])
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+
+    def test_only_the_first_line_is_the_header(self):
+        self.write("journal.jsonl", header() + job_line("running") + header(version=3, generation=9) +
+                   worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z"))
+        status = self.read()
+        self.assertEqual([(e["error"], e["detail"].split(": ", 1)[1]) for e in status["errors"]],
+                         [("wrong shape", "a journal header that is not the first line")])
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+
     def test_a_journal_of_another_schema_version_is_not_read(self):
         self.write("journal.jsonl", header(version=3) + job_line("succeeded") + worker_line("1", "running"))
         with self.assertRaisesRegex(read_job.UnsupportedLayout, "schema_version 3"):

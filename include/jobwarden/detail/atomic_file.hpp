@@ -120,9 +120,15 @@ inline std::error_code sync_fd(int fd) noexcept {
 /// `durable`, an `fsync` of the directory that fails after the rename returns
 /// its error although the new content is already in place (it is the
 /// durability, not the content, that is in doubt).
+///
+/// `append_fd`, when given, receives the new file open for appending (write
+/// only, `O_APPEND`) once it has its name — also in that one exception — so
+/// a writer that goes on appending needs no open after the rename, which
+/// could fail (EMFILE) and leave it holding a file that lost its name.
 inline std::error_code write_file_atomically_at(int dir_fd, std::string_view name,
                                                 std::string_view content,
-                                                const AtomicWriteOptions& options = {}) noexcept {
+                                                const AtomicWriteOptions& options = {},
+                                                OwnedFd* append_fd = nullptr) noexcept {
   try {
     if (name.empty() || name.find('/') != std::string_view::npos || name == "." || name == "..") {
       return std::make_error_code(std::errc::invalid_argument);
@@ -135,7 +141,7 @@ inline std::error_code write_file_atomically_at(int dir_fd, std::string_view nam
     for (int attempt = 0; attempt < 8 && !file; ++attempt) {
       temporary = temporary_name_for(name);
       file.reset(::openat(dir_fd, temporary.c_str(),
-                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | (append_fd ? O_APPEND : 0),
                           options.permissions));
       if (!file && errno != EEXIST) return errno_code();
     }
@@ -152,8 +158,11 @@ inline std::error_code write_file_atomically_at(int dir_fd, std::string_view nam
     }
     // close() reports deferred write errors on NFS and quota-limited file
     // systems; EINTR still closed the descriptor (Linux), so it is not an error.
-    if (::close(file.release()) != 0 && errno != EINTR) return fail(errno_code());
+    // A file kept open for appending is not closed: its writer sees such
+    // errors on its own later writes and syncs.
+    if (append_fd == nullptr && ::close(file.release()) != 0 && errno != EINTR) return fail(errno_code());
     if (::renameat(dir_fd, temporary.c_str(), dir_fd, target.c_str()) != 0) return fail(errno_code());
+    if (append_fd != nullptr) *append_fd = std::move(file);
     if (options.durable) {
       if (auto ec = sync_fd(dir_fd)) return ec;
     }

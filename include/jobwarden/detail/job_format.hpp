@@ -154,11 +154,18 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
 /// cost about 60,000 instructions per record, this about 7,000); the tests
 /// check it against the object model, awkward strings included. `type` and
 /// `id` come first so a reader can tell whose line it is without parsing it.
+///
+/// `argv` is written up to `max_journal_argv_bytes` of text: a command line
+/// can be megabytes long (`tar` of 12,000 paths), and a line a reader cannot
+/// take would hide the worker. The arguments past the limit are left out and
+/// counted in `"argv_omitted"` (absent when none were).
+inline constexpr std::size_t max_journal_argv_bytes = std::size_t{64} << 10;
+
 inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_clock::time_point updated_at) {
   std::string out;
   std::size_t argv_bytes = 0;
   for (const auto& arg : info.argv) argv_bytes += arg.size() + 3;
-  out.reserve(400 + argv_bytes + info.error.size());
+  out.reserve(400 + std::min(argv_bytes, max_journal_argv_bytes + 1024) + info.error.size());
   auto append_time = [&out](const std::optional<std::chrono::system_clock::time_point>& time) {
     if (time) append_json_string(out, format_rfc3339(*time));
     else out += "null";
@@ -205,11 +212,23 @@ inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_
     out += "null";
   }
   out += ",\"argv\":[";
-  for (std::size_t i = 0; i < info.argv.size(); ++i) {
-    if (i > 0) out += ',';
-    append_json_string(out, info.argv[i]);
+  const std::size_t argv_start = out.size();
+  std::size_t written = 0;
+  for (; written < info.argv.size(); ++written) {
+    const std::size_t before = out.size();
+    if (written > 0) out += ',';
+    append_json_string(out, info.argv[written]);
+    if (out.size() - argv_start > max_journal_argv_bytes) {
+      out.resize(before);
+      break;
+    }
   }
-  out += "]}\n";
+  out += ']';
+  if (written < info.argv.size()) {
+    out += ",\"argv_omitted\":";
+    append_integer(out, static_cast<long long>(info.argv.size() - written));
+  }
+  out += "}\n";
   return out;
 }
 

@@ -67,9 +67,10 @@
 
 namespace jobwarden::detail {
 
-/// A journal line longer than this is not read (the writer never writes one:
-/// its longest lines are a worker's, argv included, and a spec's argv is
-/// far shorter); a reader reports it and skips to the next newline.
+/// A journal line longer than this is not read; a reader reports it and
+/// skips to the next newline. The writer never writes one: a worker line's
+/// argv is capped (`max_journal_argv_bytes`), and `JournalWriter::append`
+/// refuses a longer line.
 inline constexpr std::size_t max_journal_line = std::size_t{1} << 20;
 
 /// The first line of a journal of `job_id` in its `generation`.
@@ -108,7 +109,12 @@ class JournalWriter {
 
   /// Creates `journal.jsonl` in `job_dir_fd` anew (replacing any old one,
   /// atomically) with its first line for `job_id` and `generation`, followed
-  /// by `lines` (each a whole line with its newline).
+  /// by `lines` (each a whole line with its newline). The file is written
+  /// under a temporary name and kept open across the rename, so once the new
+  /// journal has the name this writer appends to it: nothing after the
+  /// rename can fail and leave the writer on a file without a name. With
+  /// `durable`, a failed `fsync` of the directory after the rename is
+  /// returned, and the writer still uses the new file.
   void create(int job_dir_fd, const std::string& job_id, std::uint64_t generation, std::string_view lines,
               std::error_code& ec) {
     ec.clear();
@@ -116,19 +122,15 @@ class JournalWriter {
     content.append(lines.data(), lines.size());
     OwnedFd file;
     ec = write_file_atomically_at(job_dir_fd, journal_file_name, content,
-                                  AtomicWriteOptions{options_.durable, options_.permissions});
-    if (ec) return;
-    file = OwnedFd(::openat(job_dir_fd, journal_file_name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
-    if (!file) {
-      ec = normalize_nofollow_error(errno_code());
-      return;
-    }
+                                  AtomicWriteOptions{options_.durable, options_.permissions}, &file);
+    if (!file) return;  // the old journal, if any, is untouched
     fd_ = std::move(file);
     dir_fd_ = job_dir_fd;
     job_id_ = job_id;
     generation_ = generation;
     size_ = content.size();
     unsynced_ = false;
+    torn_ = false;
   }
 
   /// Opens an existing journal to append to it (recovery writing its verdict
@@ -189,6 +191,7 @@ class JournalWriter {
     generation_ = generation;
     size_ = keep;
     unsynced_ = false;
+    torn_ = false;
   }
 
   /// Whether a journal is open.
@@ -199,10 +202,21 @@ class JournalWriter {
   std::uint64_t generation() const noexcept { return generation_; }
 
   /// Appends `line` (one or more whole lines, each ending in a newline) with
-  /// one `write`. On failure the journal is cut back to its previous size.
+  /// one `write`. On failure the journal is cut back to its previous size;
+  /// when even that fails, nothing more is appended (the error is returned
+  /// again) until a later call manages the cut, so a torn line is never
+  /// followed by another. A single line longer than `max_journal_line`, which
+  /// no reader would take, is refused (`errc::oversized_file`).
   std::error_code append(std::string_view line) noexcept {
     if (!fd_) return std::make_error_code(std::errc::bad_file_descriptor);
     if (line.empty()) return {};
+    if (torn_ && !cut_back()) return errno_code();
+    for (std::size_t start = 0; start < line.size();) {
+      const std::size_t end = line.find('\n', start);
+      const std::size_t stop = end == std::string_view::npos ? line.size() : end;
+      if (stop - start > max_journal_line) return make_error_code(errc::oversized_file);
+      start = stop + 1;
+    }
     std::size_t done = 0;
     while (done < line.size()) {
       const ssize_t written = ::write(fd_.get(), line.data() + done, line.size() - done);
@@ -237,7 +251,9 @@ class JournalWriter {
 
   /// Replaces the journal with its fold: a first line with the next
   /// generation, then `lines` (the job's line and one line per worker). On
-  /// failure the old journal stays as it was and stays open.
+  /// failure before the rename the old journal stays as it was and stays
+  /// open; once the new one has the name, this writer appends to it (a failed
+  /// directory `fsync` after the rename is still returned, see `create`).
   std::error_code compact(std::string_view lines) {
     if (!fd_) return std::make_error_code(std::errc::bad_file_descriptor);
     JournalWriter next;
@@ -248,9 +264,8 @@ class JournalWriter {
     } catch (...) {
       return std::make_error_code(std::errc::not_enough_memory);
     }
-    if (ec) return ec;
-    *this = std::move(next);
-    return {};
+    if (next.is_open()) *this = std::move(next);
+    return ec;
   }
 
   /// The options this writer uses.
@@ -260,15 +275,18 @@ class JournalWriter {
   void close() noexcept { fd_.reset(); }
 
  private:
-  void cut_back() noexcept {
-    // Single writer: the file was `size_` bytes long before this append.
+  /// Cuts the file back to `size_` (single writer: its size before the
+  /// failed append). False, with errno set, when it cannot: the writer then
+  /// stays `torn_` and tries again before its next append. A torn line is
+  /// never ended with a newline instead: it would read as a record (a worker
+  /// line's prefix is enough to be taken for that worker's latest).
+  bool cut_back() noexcept {
     if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) {
-      // Cannot cut: end the torn line, so the next line stands on its own.
-      // (Readers report the torn one and skip it.)
-      struct stat info {};
-      if (::fstat(fd_.get(), &info) == 0) size_ = static_cast<std::uint64_t>(info.st_size);
-      if (::write(fd_.get(), "\n", 1) == 1) ++size_;
+      torn_ = true;
+      return false;
     }
+    torn_ = false;
+    return true;
   }
 
   OwnedFd fd_;
@@ -277,6 +295,7 @@ class JournalWriter {
   std::uint64_t generation_ = 0;
   std::uint64_t size_ = 0;
   bool unsynced_ = false;
+  bool torn_ = false;  ///< a failed append could not be cut back yet
   JournalWriterOptions options_;
 };
 
@@ -332,6 +351,7 @@ class JournalFollower {
     device_ = info.st_dev;
     inode_ = info.st_ino;
     offset_ = 0;
+    skipping_line_.reset();
     on_reset();
     return read_new(on_reset, on_line, on_problem);
   }
@@ -340,6 +360,7 @@ class JournalFollower {
   void reset() noexcept {
     fd_.reset();
     offset_ = 0;
+    skipping_line_.reset();
   }
 
   /// Where the next read starts (bytes of whole lines read so far).
@@ -355,22 +376,28 @@ class JournalFollower {
       // Cut back below what was read: not this writer's doing (it only cuts
       // a torn tail, never a whole line); read it again from the start.
       offset_ = 0;
+      skipping_line_.reset();
       on_reset();
     }
     if (size == offset_) return {};
     try {
       // Lines are read in blocks; a line that straddles two stays in `buffer`.
+      // Only the `size` bytes fstat saw are read: a torn tail the writer cuts
+      // off and replaces meanwhile is never glued to what follows it (the next
+      // call reads from the start of that line again).
       std::string buffer;
       std::uint64_t position = offset_;  // file offset of buffer[0]
       std::uint64_t read_to = offset_;
       const std::size_t most = 1 << 20;
-      bool skipping = false;  // inside an oversized line: drop until its newline
-      for (;;) {
-        // What fstat reported is read in one go (a few appended lines cost
-        // one small read); past it, in blocks until the end.
-        const std::uint64_t expected = size > read_to ? size - read_to : 0;
-        const std::size_t block =
-            static_cast<std::size_t>(std::min<std::uint64_t>(most, std::max<std::uint64_t>(expected + 1, 4096)));
+      // Inside an oversized line: drop until its newline. One reported before
+      // and still unfinished is skipped on from where the last call stopped.
+      bool skipping = false;
+      if (skipping_line_ && *skipping_line_ == offset_ && skipped_to_ <= size) {
+        skipping = true;
+        position = read_to = skipped_to_;
+      }
+      while (read_to < size) {
+        const std::size_t block = static_cast<std::size_t>(std::min<std::uint64_t>(most, size - read_to));
         const std::size_t old = buffer.size();
         buffer.resize(old + block);
         ssize_t got;
@@ -381,14 +408,21 @@ class JournalFollower {
           return errno_code();
         }
         buffer.resize(old + static_cast<std::size_t>(got));
+        if (got == 0) break;  // cut below `size` meanwhile: the next call looks again
         read_to += static_cast<std::uint64_t>(got);
         std::size_t start = 0;
         for (;;) {
           const void* found = std::memchr(buffer.data() + start, '\n', buffer.size() - start);
           if (found == nullptr) break;
           const std::size_t end = static_cast<std::size_t>(static_cast<const char*>(found) - buffer.data());
-          if (!skipping) on_line(std::string_view(buffer.data() + start, end - start), position + start);
-          skipping = false;
+          if (skipping) {
+            skipping = false;
+            skipping_line_.reset();
+          } else if (end - start > max_journal_line) {
+            on_problem(JournalProblem{position + start, "oversized line", "a line of more than 1 MiB is not read"});
+          } else {
+            on_line(std::string_view(buffer.data() + start, end - start), position + start);
+          }
           start = end + 1;
           offset_ = position + start;
         }
@@ -397,12 +431,13 @@ class JournalFollower {
         if (!skipping && buffer.size() > max_journal_line) {
           on_problem(JournalProblem{position, "oversized line", "a line of more than 1 MiB is not read"});
           skipping = true;
+          skipping_line_ = position;
         }
         if (skipping) {
           position += buffer.size();
+          skipped_to_ = position;
           buffer.clear();
         }
-        if (got == 0) break;
       }
       return {};
     } catch (...) {
@@ -414,6 +449,8 @@ class JournalFollower {
   dev_t device_ = 0;
   ino_t inode_ = 0;
   std::uint64_t offset_ = 0;
+  std::optional<std::uint64_t> skipping_line_;  ///< start of an oversized line reported, its end not read yet
+  std::uint64_t skipped_to_ = 0;                ///< how far into it the last call read
 };
 
 /// A worker's latest line, parsed when first asked for.
@@ -493,6 +530,12 @@ class JournalFold {
       }
       job_changed_ = true;
     } else if (kind == "journal") {
+      if (offset != 0) {
+        // Only the first line is the header: one further down cannot
+        // switch the job to another version or generation.
+        problems_.push_back({offset, "wrong shape", "a journal header that is not the first line"});
+        return;
+      }
       FieldReader fields(document);
       schema_version_ = static_cast<int>(fields.integer("schema_version", 0, 1'000'000).value_or(0));
       generation_ = fields.unsigned_integer("generation").value_or(0);
@@ -643,6 +686,27 @@ inline bool is_legacy_job_dir(int job_dir_fd) noexcept {
   struct stat info {};
   if (::fstatat(job_dir_fd, journal_file_name, &info, AT_SYMLINK_NOFOLLOW) == 0) return false;
   return ::fstatat(job_dir_fd, legacy_job_file_name, &info, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/// Whether the job directory `job_dir_fd` holds a schema 1 job that had
+/// finished: its `job.json` names a terminal state. Only such a job may be
+/// replaced by a new one under its id (`replace_finished_job`): recovery does
+/// not read schema 1, so a job that never finished may still have workers
+/// running, and its `job.json` is then the only record of them.
+inline bool is_finished_legacy_job(int job_dir_fd) noexcept {
+  try {
+    if (!is_legacy_job_dir(job_dir_fd)) return false;
+    std::string text;
+    if (read_file_at(job_dir_fd, legacy_job_file_name, text)) return false;
+    const nlohmann::json document = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!document.is_object()) return false;
+    const auto state = document.find("state");
+    if (state == document.end() || !state->is_string()) return false;
+    const auto parsed = job_state_from_string(state->get_ref<const std::string&>());
+    return parsed && is_terminal(*parsed);
+  } catch (...) {
+    return false;
+  }
 }
 
 }  // namespace jobwarden::detail

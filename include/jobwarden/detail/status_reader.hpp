@@ -83,7 +83,8 @@ class StatusReader {
 
   /// Reads job `job_id` (a valid id). Errors: `errc::unknown_job` when there
   /// is no such job directory, `errc::unsupported_layout` for a schema 1 job
-  /// directory (`job.json` and no `journal.jsonl`), or the system error
+  /// directory (`job.json` and no `journal.jsonl`) or a journal of another
+  /// schema version, or the system error
   /// opening it.
   JobReading read_job(const std::string& job_id, bool typed_progress, std::error_code& ec) {
     std::error_code open_ec;
@@ -150,6 +151,11 @@ class StatusReader {
       std::string detail;
       const std::string error = describe_file_error(journal_ec, detail, settings_.cache.max_file_size, 0);
       status.errors.push_back({journal_file_name, error, detail});
+    }
+    if (!fold.header_seen() && (fold.job() || fold.worker_count() > 0)) {
+      // Records without the header that names their format.
+      status.errors.push_back(
+          {journal_file_name, "wrong shape", line_detail(0, "the first line is not the journal's header")});
     }
     for (const JournalProblem& problem : fold.problems()) {
       status.errors.push_back({journal_file_name, problem.error, line_detail(problem.offset, problem.detail)});

@@ -31,7 +31,7 @@ enum class errc {
   invalid_state_transition,  ///< a state change the state rules forbid (e.g. out of a terminal state)
   no_status_file,       ///< `JOBWARDEN_STATUS_FILE` is not set: the process is not a jobwarden worker
   input_closed,         ///< the worker's stdin is not open for the host (not kept open, closed, or the worker ended)
-  unsupported_layout,   ///< a job directory written by an older jobwarden (schema 1: `job.json`, a directory per worker)
+  unsupported_layout,   ///< a job directory this version does not read: schema 1 (`job.json`, a directory per worker), or a journal naming another schema version
 };
 
 namespace detail {
@@ -58,8 +58,8 @@ class error_category_impl final : public std::error_category {
       case errc::no_status_file: return "JOBWARDEN_STATUS_FILE is not set";
       case errc::input_closed: return "the worker's stdin is not open for writing";
       case errc::unsupported_layout:
-        return "job directory of an older jobwarden (schema 1: job.json and workers/<id>/process.json); "
-               "read it with that version, or remove it";
+        return "job directory of an older or newer jobwarden (schema 1's job.json, or a journal of another "
+               "schema version); read it with the version that wrote it, or remove it";
     }
     return "unknown jobwarden error";
   }

@@ -2,7 +2,7 @@
 /// \file
 /// The state of a whole job and the summary counts of its workers (docs/contract.md's
 /// aggregated status): shared vocabulary of the supervisor, which records them
-/// in `job.json`, and the aggregator, which derives them from the workers.
+/// in the journal's job lines, and the aggregator, which derives them from the workers.
 
 #include <array>
 #include <cstddef>
@@ -28,7 +28,7 @@ inline constexpr std::array<JobState, 6> all_job_states = {
     JobState::pending, JobState::running,   JobState::succeeded,
     JobState::failed,  JobState::cancelled, JobState::lost};
 
-/// The state's name as written in `job.json` and the aggregated JSON.
+/// The state's name as written in the journal and the aggregated JSON.
 constexpr std::string_view to_string(JobState s) noexcept {
   switch (s) {
     case JobState::pending: return "pending";

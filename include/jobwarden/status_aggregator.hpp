@@ -25,7 +25,8 @@
 /// content never makes a call throw.
 ///
 /// Schema 1 job directories (`job.json` and `workers/<id>/process.json`, no
-/// `journal.jsonl`) are not read: `read` of such a job throws (and the
+/// `journal.jsonl`), and journals whose first line names another schema
+/// version, are not read: `read` of such a job throws (and the
 /// `error_code` form returns) `errc::unsupported_layout`; `list_jobs` leaves
 /// it out and adds an `errors` entry (`<job>/journal.jsonl`, "unsupported
 /// layout").

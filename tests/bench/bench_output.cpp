@@ -155,7 +155,7 @@ Run supervised_run(Mode mode, const std::string& dir, std::uint64_t bytes, int r
                              info.error + info.output_error);
   }
   std::string log = !info.stdout_log.empty() ? info.stdout_log
-                                             : supervisor.job_dir() + "/workers/writer/stdout.log";
+                                             : supervisor.job_dir() + "/workers/writer.stdout.log";
   std::uint64_t size = file_size(log);
   if (mode == head_tail) {
     if (size < cap_bytes || size > cap_bytes + 64 * 1024 || info.stdout_dropped_bytes + cap_bytes < bytes ||

@@ -642,7 +642,7 @@ class Inspecting(CliTestCase):
                 result = self.jw(command, "--root", self.root, "--job", "old")
                 self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
                 self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
-                self.assertIn("older jobwarden", result.stderr)
+                self.assertIn("older or newer jobwarden", result.stderr)
         stop = self.jw("stop", "--root", self.root, "--job", "old")
         self.assertNotEqual(stop.returncode, 0, stop.stdout)
         self.assertIn("older jobwarden", stop.stderr)

@@ -14,7 +14,7 @@
 /// Layout: `<our cgroup>/jobwarden-<pid>-<start time>/w<serial>`. The pid and
 /// start time let a later supervisor prove the owner is dead before it kills
 /// and removes what was left (`reclaim_abandoned`, and recovery, which finds
-/// the tree by the path `job.json` records: `is_abandoned_tree`).
+/// the tree by the path the journal's job line records: `is_abandoned_tree`).
 
 #include <dirent.h>
 #include <fcntl.h>

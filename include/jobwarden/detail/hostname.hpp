@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// This machine's host name, as `job.json` records it for its supervisor: a
+/// This machine's host name, as the journal's job line records it for its supervisor: a
 /// pid (and its start time) proves a process only on the host that wrote it,
 /// so readers and recovery compare the recorded name with this one.
 

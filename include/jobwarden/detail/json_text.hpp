@@ -2,7 +2,7 @@
 /// \file
 /// JSON text written and checked by hand, without a JSON library: string
 /// escaping, integers, seconds, and a well-formedness check. The records
-/// written often (`process.json`, a worker's `status.json`) are built with
+/// written often (journal lines, a worker's `<id>.status.json`) are built with
 /// these, as nlohmann's compact `dump()` (see `dump_json` in `json_fields.hpp`)
 /// would write the same values: strings and integers byte for byte, seconds
 /// as the shortest text that reads back as the same double (where nlohmann's

@@ -29,8 +29,9 @@
 ///   `fdatasync`; so a recovery that is itself interrupted is simply run
 ///   again. Their text is the supervisor's own (`worker_line_text`,
 ///   `job_line_text` of `job_format.hpp`).
-/// - A schema 1 job directory (`job.json`, a directory per worker) is not
-///   read: `errc::unsupported_layout`, and nothing is stopped.
+/// - A schema 1 job directory (`job.json`, a directory per worker), or a
+///   journal naming another schema version, is not read:
+///   `errc::unsupported_layout`, and nothing is stopped.
 ///
 /// Escapees: a process that left its worker's process group (`setsid`) is
 /// out of reach of every provable signal once recorded only by pid. Where the
@@ -383,9 +384,9 @@ inline constexpr const char* legacy_layout_problem =
     "a job directory of an older jobwarden (schema 1: job.json and workers/<id>/process.json); "
     "not read, nothing was stopped";
 
-/// The body of `recover_abandoned_job`, for a caller that already holds the
-/// job's `supervisor.lock` (a supervisor re-opening a job directory) and has
-/// the job directory open as `job_dir_fd`. Same contract otherwise.
+/// The body of `recover_abandoned_job`, once it holds the job's
+/// `supervisor.lock` and has the job directory open as `job_dir_fd`. Same
+/// contract otherwise.
 inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, RecoveryReport& report,
                                std::error_code& ec) {
   ec.clear();
@@ -581,7 +582,8 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
 /// supervisor. Errors, with nothing changed: `errc::invalid_id` (before
 /// touching the disk), `errc::unknown_job` (no such directory, or neither a
 /// journal nor a `job.json`), `errc::unsupported_layout` (a schema 1 job
-/// directory: `job.json` and no journal), `errc::job_locked` (a supervisor is
+/// directory: `job.json` and no journal; or a journal of another schema
+/// version), `errc::job_locked` (a supervisor is
 /// alive), `ELOOP` (the job directory or its journal is a symlink),
 /// `errc::bad_status_file` (the journal has no usable job line),
 /// `ENOTSUP` (the supervisor ran on another host), `ENOENT` (no lock file:

@@ -164,6 +164,8 @@ struct JobCache {
   /// natural order, and where each id is.
   std::vector<WorkerCache> workers;
   std::unordered_map<std::string, std::size_t> positions;
+  /// An entry was added out of natural order since the last sort.
+  bool unsorted = false;
   /// Names in `workers/` that are no worker's file.
   std::vector<std::string> invalid_names;
   /// `workers/` as last listed (a file added or removed changes its stamp).
@@ -304,11 +306,55 @@ class StatusCache {
   StatusCacheCounters counters_;
 };
 
+/// Calls `work(k, thread)` for every `k` below `count`, on `threads` threads
+/// (the caller's among them), in chunks; the first exception is rethrown once
+/// all threads stopped.
+template <class Work>
+void for_each_parallel(std::size_t count, std::size_t threads, Work&& work) {
+  if (threads <= 1) {
+    for (std::size_t k = 0; k < count; ++k) work(k, std::size_t{0});
+    return;
+  }
+  constexpr std::size_t chunk = 64;
+  std::atomic<std::size_t> next{0};
+  std::vector<std::exception_ptr> failures(threads);
+  auto run = [&](std::size_t thread) {
+    try {
+      for (;;) {
+        const std::size_t begin = next.fetch_add(chunk);
+        if (begin >= count) break;
+        const std::size_t end = std::min(count, begin + chunk);
+        for (std::size_t k = begin; k < end; ++k) work(k, thread);
+      }
+    } catch (...) {
+      failures[thread] = std::current_exception();
+      next.store(count);
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (std::size_t thread = 1; thread < threads; ++thread) {
+    try {
+      pool.emplace_back(run, thread);
+    } catch (...) {
+      break;  // no thread to be had: the others do the work
+    }
+  }
+  run(0);
+  for (std::thread& thread : pool) thread.join();
+  for (const std::exception_ptr& failure : failures) {
+    if (failure) std::rethrow_exception(failure);
+  }
+}
+
 /// The entry of worker `id`, added (at the end: `sort_workers` puts it in
 /// its place) when there is none.
 inline WorkerCache& StatusCache::entry_for(JobCache& cache, const std::string& id, bool& added) {
   auto found = cache.positions.find(id);
   if (found != cache.positions.end()) return cache.workers[found->second];
+  // Ids mostly come in natural order (the journal lists workers as they are
+  // planned): only an entry out of order makes a sort necessary.
+  if (!cache.workers.empty() && !natural_less(cache.workers.back().id, id)) cache.unsorted = true;
   cache.positions.emplace(id, cache.workers.size());
   cache.workers.emplace_back();
   cache.workers.back().id = id;
@@ -327,6 +373,8 @@ inline void StatusCache::drop_unused(JobCache& cache) {
 
 /// Puts the workers in natural order of their ids again (after some were added).
 inline void StatusCache::sort_workers(JobCache& cache) {
+  if (!cache.unsorted) return;  // every entry was added after those before it
+  cache.unsorted = false;
   // Sorted by index, then moved once: an entry is large.
   std::vector<std::size_t> order(cache.workers.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -359,7 +407,8 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     else ++counters_.files_reused;
   }
   (void)fold.take_job_changed();  // the job line is read on every merge: nothing to invalidate
-  if (fold.resets() != cache.fold_resets_seen) {
+  const bool fold_reset = fold.resets() != cache.fold_resets_seen;
+  if (fold_reset) {
     // A new journal (compaction, or a new job under this name): every index changed.
     cache.fold_resets_seen = fold.resets();
     for (WorkerCache& worker : cache.workers) {
@@ -369,6 +418,13 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     }
   }
   const std::vector<std::size_t> changed = fold.take_changed_workers();
+  // Each changed line is parsed on first use; many (a first read, a new
+  // journal) are parsed on several threads first. Distinct workers' lines
+  // are independent.
+  if (changed.size() > 1) {
+    for_each_parallel(changed.size(), visit_threads(changed.size()),
+                      [&](std::size_t k, std::size_t) { (void)fold.worker(changed[k]); });
+  }
   if (cache.workers.capacity() < fold.worker_count()) cache.workers.reserve(fold.worker_count() + 64);
   bool added = false;
   for (std::size_t index : changed) {
@@ -379,7 +435,8 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     worker.merge_dirty = true;
     if (worker.tail_wanted && !worker.stderr_log.tail_read) worker.dirty = true;  // its stderr tail is due
   }
-  drop_unused(cache);
+  // Only a new journal takes lines away (an appended line only adds one).
+  if (fold_reset) drop_unused(cache);
   if (added) sort_workers(cache);
 }
 
@@ -470,42 +527,9 @@ inline void StatusCache::visit_all(int workers_fd, bool forced, std::chrono::ste
                                    std::vector<WorkerCache>& workers, const std::vector<std::size_t>& order) {
   const std::size_t threads = visit_threads(order.size());
   std::vector<Counters> counters(threads);
-  if (threads <= 1) {
-    for (std::size_t index : order) visit_worker(workers_fd, forced, steady_now, workers[index], index, counters[0]);
-  } else {
-    constexpr std::size_t chunk = 64;
-    std::atomic<std::size_t> next{0};
-    std::vector<std::exception_ptr> failures(threads);
-    auto work = [&](std::size_t thread) {
-      try {
-        for (;;) {
-          const std::size_t begin = next.fetch_add(chunk);
-          if (begin >= order.size()) break;
-          const std::size_t end = std::min(order.size(), begin + chunk);
-          for (std::size_t k = begin; k < end; ++k) {
-            visit_worker(workers_fd, forced, steady_now, workers[order[k]], order[k], counters[thread]);
-          }
-        }
-      } catch (...) {
-        failures[thread] = std::current_exception();
-        next.store(order.size());
-      }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (std::size_t thread = 1; thread < threads; ++thread) {
-      try {
-        pool.emplace_back(work, thread);
-      } catch (...) {
-        break;  // no thread to be had: the others do the work
-      }
-    }
-    work(0);
-    for (std::thread& thread : pool) thread.join();
-    for (const std::exception_ptr& failure : failures) {
-      if (failure) std::rethrow_exception(failure);
-    }
-  }
+  for_each_parallel(order.size(), threads, [&](std::size_t k, std::size_t thread) {
+    visit_worker(workers_fd, forced, steady_now, workers[order[k]], order[k], counters[thread]);
+  });
   for (const Counters& counted : counters) {
     counters_.files_read += counted.read;
     counters_.files_reused += counted.reused;

@@ -166,6 +166,35 @@ struct JobCache {
   std::unordered_map<std::string, std::size_t> positions;
   /// An entry was added out of natural order since the last sort.
   bool unsorted = false;
+  /// Entries were added, removed or moved (or all made to be merged again)
+  /// since the last merge: indexes kept from it no longer hold.
+  bool layout_changed = true;
+  /// Indexes of the entries made to be merged again (`merge_dirty`) since
+  /// the last merge (meaningful while `layout_changed` is false; may repeat).
+  std::vector<std::size_t> touched;
+  /// The last merge's result, kept so that the next read patches the few
+  /// workers that changed instead of walking every entry
+  /// (detail/status_reader.hpp): per worker, in `workers`' order, its merged
+  /// status and, side by side, what the job's merge needs of it.
+  struct MergedWorkers {
+    bool valid = false;
+    std::vector<WorkerStatus<>> workers;
+    std::vector<std::string> ids;
+    std::vector<WorkerState> states;
+    std::vector<std::optional<WallTime>> last_updates;
+    /// Running with a sign of life: stale once `stale_from` is older than `stale_after`.
+    std::vector<char> may_go_stale;
+    std::vector<WallTime> stale_from;
+    std::vector<char> stale;
+    /// Whether the entry had errors to report when last looked at.
+    std::vector<char> has_errors;
+    /// The job's summary and id lists, in `workers`' order.
+    JobSummary summary;
+    std::vector<std::string> running, pending, completed, failed;
+    /// Their stderr log was read during the last merge, after their errors
+    /// were reported: they are looked at again on the next read.
+    std::vector<std::size_t> recheck;
+  } merged;
   /// Names in `workers/` that are no worker's file.
   std::vector<std::string> invalid_names;
   /// `workers/` as last listed (a file added or removed changes its stamp).
@@ -355,6 +384,7 @@ inline WorkerCache& StatusCache::entry_for(JobCache& cache, const std::string& i
   // Ids mostly come in natural order (the journal lists workers as they are
   // planned): only an entry out of order makes a sort necessary.
   if (!cache.workers.empty() && !natural_less(cache.workers.back().id, id)) cache.unsorted = true;
+  cache.layout_changed = true;
   cache.positions.emplace(id, cache.workers.size());
   cache.workers.emplace_back();
   cache.workers.back().id = id;
@@ -366,6 +396,7 @@ inline WorkerCache& StatusCache::entry_for(JobCache& cache, const std::string& i
 inline void StatusCache::drop_unused(JobCache& cache) {
   auto unused = [](const WorkerCache& worker) { return worker.journal_index < 0 && !worker.listed(); };
   if (std::none_of(cache.workers.begin(), cache.workers.end(), unused)) return;
+  cache.layout_changed = true;
   cache.workers.erase(std::remove_if(cache.workers.begin(), cache.workers.end(), unused), cache.workers.end());
   cache.positions.clear();
   for (std::size_t i = 0; i < cache.workers.size(); ++i) cache.positions.emplace(cache.workers[i].id, i);
@@ -375,6 +406,7 @@ inline void StatusCache::drop_unused(JobCache& cache) {
 inline void StatusCache::sort_workers(JobCache& cache) {
   if (!cache.unsorted) return;  // every entry was added after those before it
   cache.unsorted = false;
+  cache.layout_changed = true;
   // Sorted by index, then moved once: an entry is large.
   std::vector<std::size_t> order(cache.workers.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -411,6 +443,7 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
   if (fold_reset) {
     // A new journal (compaction, or a new job under this name): every index changed.
     cache.fold_resets_seen = fold.resets();
+    cache.layout_changed = true;
     for (WorkerCache& worker : cache.workers) {
       worker.journal_index = -1;
       worker.tail_wanted = false;
@@ -433,6 +466,7 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     worker.journal_index = static_cast<long>(index);
     worker.tail_wanted = line.ok && wants_stderr_tail(line.info.state);
     worker.merge_dirty = true;
+    if (!cache.layout_changed) cache.touched.push_back(static_cast<std::size_t>(&worker - cache.workers.data()));
     if (worker.tail_wanted && !worker.stderr_log.tail_read) worker.dirty = true;  // its stderr tail is due
   }
   // Only a new journal takes lines away (an appended line only adds one).
@@ -602,6 +636,7 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
   if (!ec && ::fstat(workers_fd.get(), &workers_info) != 0) ec = errno_code();
   if (ec) {
     // No files: the workers are what the journal says.
+    cache.layout_changed = true;
     for (WorkerCache& worker : cache.workers) {
       if (worker.listed() || worker.status.present()) worker.merge_dirty = true;
       worker.has_status = worker.has_stdout = worker.has_stderr = false;
@@ -662,6 +697,7 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
 #endif
   // Forced only when events named the files (their stamps may not show it).
   visit_all(workers_fd.get(), watched && !check_all, steady_now, cache.workers, order);
+  if (!cache.layout_changed) cache.touched.insert(cache.touched.end(), order.begin(), order.end());
   for (std::size_t index : order) {
     WorkerCache& worker = cache.workers[index];
     // A file changed within the last timestamp tick may change again unseen

@@ -711,3 +711,92 @@ TEST_CASE("a zombie is not running: the workers of a dead supervisor read lost, 
   const auto report = aggregator.clean(1s, false);
   CHECK(report.removed == std::vector<std::string>{"zombies"});
 }
+
+TEST_CASE("a re-read that patches the changed workers gives what a fresh read gives") {
+  for (const bool watch : {true, false}) {
+    CAPTURE(watch);
+    jwtest::TempDir dir;
+    jwstatus::CraftedJob job(dir.path(), "patched");
+    job.write_job(jwstatus::job_document("patched", "running", 0, 0));
+    for (int i = 1; i <= 20; ++i) {
+      const std::string id = std::to_string(i);
+      job.write_process(id, jwstatus::process_document(id, i % 4 == 0 ? "pending" : "running"));
+      if (i % 4 != 0) job.write_status(id, jwstatus::status_document("running", json{{"done", i}}));
+    }
+    // A live supervisor: the re-reads take the patching path.
+    const jobwarden::detail::OwnedFd lock(::open(job.layout.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    REQUIRE(::flock(lock.get(), LOCK_EX) == 0);
+
+    auto clock = std::make_shared<jobwarden::WallTime>(std::chrono::system_clock::now());
+    jobwarden::StatusAggregatorOptions options;
+    options.watch_for_changes = watch;
+    options.now = [clock] { return *clock; };
+    StatusAggregator<> warm(dir.path(), options);
+    auto same_as_fresh = [&](const char* step) {
+      INFO(step);
+      const std::string patched = warm.read("patched").to_json().dump();
+      StatusAggregator<> fresh(dir.path(), options);
+      CHECK(patched == fresh.read("patched").to_json().dump());
+    };
+    same_as_fresh("first read");
+    same_as_fresh("nothing changed");
+
+    job.write_status("3", jwstatus::status_document("running", json{{"done", 99}}));
+    same_as_fresh("a changed report");
+
+    job.write_process("4", jwstatus::process_document("4", "running"));
+    same_as_fresh("a pending worker started");
+
+    job.write_process("5", jwstatus::process_document("5", "succeeded", nullptr, nullptr, 0));
+    same_as_fresh("a worker ended");
+
+    job.write_process("21", jwstatus::process_document("21", "running"));
+    job.write_status("21", jwstatus::status_document("running"));
+    same_as_fresh("a new worker");
+    same_as_fresh("after a new worker");
+
+    const std::string torn = jwstatus::journal_line("worker", [] {
+      json document = jwstatus::process_document("6", "failed", nullptr, nullptr, 3);
+      document["id"] = "6";
+      return document;
+    }());
+    job.write_journal_text(torn.substr(0, torn.size() / 2));
+    same_as_fresh("a torn line");
+    job.write_journal_text(torn.substr(torn.size() / 2));
+    same_as_fresh("the torn line completed");
+
+    job.write_status_text("7", "{\"state\": \"running\", ");
+    same_as_fresh("a status file turned hostile");
+    json wrong = jwstatus::process_document("8", "running");
+    wrong["state"] = "exploded";
+    job.write_process("8", wrong);
+    same_as_fresh("a journal line of the wrong shape");
+    same_as_fresh("the errors again");
+
+    job.write_status("7", jwstatus::status_document("running", json{{"done", 1}}));
+    same_as_fresh("the hostile file repaired");
+
+    *clock += 10min;
+    same_as_fresh("running workers went stale");
+
+    // A compaction: the fold written to a new journal renamed over the old one.
+    {
+      std::string compacted = "{\"type\":\"journal\",\"schema_version\":2,\"job_id\":\"patched\",\"generation\":2}\n";
+      compacted += jwstatus::journal_line("job", jwstatus::job_document("patched", "running", 0, 0));
+      for (int i = 1; i <= 21; ++i) {
+        const std::string id = std::to_string(i);
+        json document = jwstatus::process_document(id, i == 9 ? "succeeded" : "running", nullptr, nullptr,
+                                                    i == 9 ? json(0) : json(nullptr));
+        document["id"] = id;
+        compacted += jwstatus::journal_line("worker", std::move(document));
+      }
+      jwstatus::write_text(job.layout.journal_file() + ".tmp", compacted);
+      REQUIRE(::rename((job.layout.journal_file() + ".tmp").c_str(), job.layout.journal_file().c_str()) == 0);
+    }
+    same_as_fresh("a compacted journal");
+    same_as_fresh("after the compaction");
+
+    REQUIRE(::flock(lock.get(), LOCK_UN) == 0);
+    same_as_fresh("the supervisor gone");
+  }
+}

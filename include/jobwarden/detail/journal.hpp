@@ -45,6 +45,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -650,7 +651,7 @@ class JournalFold {
   std::optional<JobRecord> job_;
   std::string job_problem_;
   bool job_changed_ = false;
-  std::vector<Slot> workers_;
+  std::deque<Slot> workers_;  // grows without moving its (large) slots
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::size_t> changed_;
   std::vector<JournalProblem> problems_;

@@ -164,6 +164,37 @@ struct JobCache {
   /// natural order, and where each id is.
   std::vector<WorkerCache> workers;
   std::unordered_map<std::string, std::size_t> positions;
+  /// An entry was added out of natural order since the last sort.
+  bool unsorted = false;
+  /// Entries were added, removed or moved (or all made to be merged again)
+  /// since the last merge: indexes kept from it no longer hold.
+  bool layout_changed = true;
+  /// Indexes of the entries made to be merged again (`merge_dirty`) since
+  /// the last merge (meaningful while `layout_changed` is false; may repeat).
+  std::vector<std::size_t> touched;
+  /// The last merge's result, kept so that the next read patches the few
+  /// workers that changed instead of walking every entry
+  /// (detail/status_reader.hpp): per worker, in `workers`' order, its merged
+  /// status and, side by side, what the job's merge needs of it.
+  struct MergedWorkers {
+    bool valid = false;
+    std::vector<WorkerStatus<>> workers;
+    std::vector<std::string> ids;
+    std::vector<WorkerState> states;
+    std::vector<std::optional<WallTime>> last_updates;
+    /// Running with a sign of life: stale once `stale_from` is older than `stale_after`.
+    std::vector<char> may_go_stale;
+    std::vector<WallTime> stale_from;
+    std::vector<char> stale;
+    /// Whether the entry had errors to report when last looked at.
+    std::vector<char> has_errors;
+    /// The job's summary and id lists, in `workers`' order.
+    JobSummary summary;
+    std::vector<std::string> running, pending, completed, failed;
+    /// Their stderr log was read during the last merge, after their errors
+    /// were reported: they are looked at again on the next read.
+    std::vector<std::size_t> recheck;
+  } merged;
   /// Names in `workers/` that are no worker's file.
   std::vector<std::string> invalid_names;
   /// `workers/` as last listed (a file added or removed changes its stamp).
@@ -304,11 +335,56 @@ class StatusCache {
   StatusCacheCounters counters_;
 };
 
+/// Calls `work(k, thread)` for every `k` below `count`, on `threads` threads
+/// (the caller's among them), in chunks; the first exception is rethrown once
+/// all threads stopped.
+template <class Work>
+void for_each_parallel(std::size_t count, std::size_t threads, Work&& work) {
+  if (threads <= 1) {
+    for (std::size_t k = 0; k < count; ++k) work(k, std::size_t{0});
+    return;
+  }
+  constexpr std::size_t chunk = 64;
+  std::atomic<std::size_t> next{0};
+  std::vector<std::exception_ptr> failures(threads);
+  auto run = [&](std::size_t thread) {
+    try {
+      for (;;) {
+        const std::size_t begin = next.fetch_add(chunk);
+        if (begin >= count) break;
+        const std::size_t end = std::min(count, begin + chunk);
+        for (std::size_t k = begin; k < end; ++k) work(k, thread);
+      }
+    } catch (...) {
+      failures[thread] = std::current_exception();
+      next.store(count);
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (std::size_t thread = 1; thread < threads; ++thread) {
+    try {
+      pool.emplace_back(run, thread);
+    } catch (...) {
+      break;  // no thread to be had: the others do the work
+    }
+  }
+  run(0);
+  for (std::thread& thread : pool) thread.join();
+  for (const std::exception_ptr& failure : failures) {
+    if (failure) std::rethrow_exception(failure);
+  }
+}
+
 /// The entry of worker `id`, added (at the end: `sort_workers` puts it in
 /// its place) when there is none.
 inline WorkerCache& StatusCache::entry_for(JobCache& cache, const std::string& id, bool& added) {
   auto found = cache.positions.find(id);
   if (found != cache.positions.end()) return cache.workers[found->second];
+  // Ids mostly come in natural order (the journal lists workers as they are
+  // planned): only an entry out of order makes a sort necessary.
+  if (!cache.workers.empty() && !natural_less(cache.workers.back().id, id)) cache.unsorted = true;
+  cache.layout_changed = true;
   cache.positions.emplace(id, cache.workers.size());
   cache.workers.emplace_back();
   cache.workers.back().id = id;
@@ -320,6 +396,7 @@ inline WorkerCache& StatusCache::entry_for(JobCache& cache, const std::string& i
 inline void StatusCache::drop_unused(JobCache& cache) {
   auto unused = [](const WorkerCache& worker) { return worker.journal_index < 0 && !worker.listed(); };
   if (std::none_of(cache.workers.begin(), cache.workers.end(), unused)) return;
+  cache.layout_changed = true;
   cache.workers.erase(std::remove_if(cache.workers.begin(), cache.workers.end(), unused), cache.workers.end());
   cache.positions.clear();
   for (std::size_t i = 0; i < cache.workers.size(); ++i) cache.positions.emplace(cache.workers[i].id, i);
@@ -327,6 +404,9 @@ inline void StatusCache::drop_unused(JobCache& cache) {
 
 /// Puts the workers in natural order of their ids again (after some were added).
 inline void StatusCache::sort_workers(JobCache& cache) {
+  if (!cache.unsorted) return;  // every entry was added after those before it
+  cache.unsorted = false;
+  cache.layout_changed = true;
   // Sorted by index, then moved once: an entry is large.
   std::vector<std::size_t> order(cache.workers.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -359,9 +439,11 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     else ++counters_.files_reused;
   }
   (void)fold.take_job_changed();  // the job line is read on every merge: nothing to invalidate
-  if (fold.resets() != cache.fold_resets_seen) {
+  const bool fold_reset = fold.resets() != cache.fold_resets_seen;
+  if (fold_reset) {
     // A new journal (compaction, or a new job under this name): every index changed.
     cache.fold_resets_seen = fold.resets();
+    cache.layout_changed = true;
     for (WorkerCache& worker : cache.workers) {
       worker.journal_index = -1;
       worker.tail_wanted = false;
@@ -369,6 +451,13 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     }
   }
   const std::vector<std::size_t> changed = fold.take_changed_workers();
+  // Each changed line is parsed on first use; many (a first read, a new
+  // journal) are parsed on several threads first. Distinct workers' lines
+  // are independent.
+  if (changed.size() > 1) {
+    for_each_parallel(changed.size(), visit_threads(changed.size()),
+                      [&](std::size_t k, std::size_t) { (void)fold.worker(changed[k]); });
+  }
   if (cache.workers.capacity() < fold.worker_count()) cache.workers.reserve(fold.worker_count() + 64);
   bool added = false;
   for (std::size_t index : changed) {
@@ -377,9 +466,11 @@ inline void StatusCache::update_journal(int job_fd, JobCache& cache) {
     worker.journal_index = static_cast<long>(index);
     worker.tail_wanted = line.ok && wants_stderr_tail(line.info.state);
     worker.merge_dirty = true;
+    if (!cache.layout_changed) cache.touched.push_back(static_cast<std::size_t>(&worker - cache.workers.data()));
     if (worker.tail_wanted && !worker.stderr_log.tail_read) worker.dirty = true;  // its stderr tail is due
   }
-  drop_unused(cache);
+  // Only a new journal takes lines away (an appended line only adds one).
+  if (fold_reset) drop_unused(cache);
   if (added) sort_workers(cache);
 }
 
@@ -470,42 +561,9 @@ inline void StatusCache::visit_all(int workers_fd, bool forced, std::chrono::ste
                                    std::vector<WorkerCache>& workers, const std::vector<std::size_t>& order) {
   const std::size_t threads = visit_threads(order.size());
   std::vector<Counters> counters(threads);
-  if (threads <= 1) {
-    for (std::size_t index : order) visit_worker(workers_fd, forced, steady_now, workers[index], index, counters[0]);
-  } else {
-    constexpr std::size_t chunk = 64;
-    std::atomic<std::size_t> next{0};
-    std::vector<std::exception_ptr> failures(threads);
-    auto work = [&](std::size_t thread) {
-      try {
-        for (;;) {
-          const std::size_t begin = next.fetch_add(chunk);
-          if (begin >= order.size()) break;
-          const std::size_t end = std::min(order.size(), begin + chunk);
-          for (std::size_t k = begin; k < end; ++k) {
-            visit_worker(workers_fd, forced, steady_now, workers[order[k]], order[k], counters[thread]);
-          }
-        }
-      } catch (...) {
-        failures[thread] = std::current_exception();
-        next.store(order.size());
-      }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (std::size_t thread = 1; thread < threads; ++thread) {
-      try {
-        pool.emplace_back(work, thread);
-      } catch (...) {
-        break;  // no thread to be had: the others do the work
-      }
-    }
-    work(0);
-    for (std::thread& thread : pool) thread.join();
-    for (const std::exception_ptr& failure : failures) {
-      if (failure) std::rethrow_exception(failure);
-    }
-  }
+  for_each_parallel(order.size(), threads, [&](std::size_t k, std::size_t thread) {
+    visit_worker(workers_fd, forced, steady_now, workers[order[k]], order[k], counters[thread]);
+  });
   for (const Counters& counted : counters) {
     counters_.files_read += counted.read;
     counters_.files_reused += counted.reused;
@@ -578,6 +636,7 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
   if (!ec && ::fstat(workers_fd.get(), &workers_info) != 0) ec = errno_code();
   if (ec) {
     // No files: the workers are what the journal says.
+    cache.layout_changed = true;
     for (WorkerCache& worker : cache.workers) {
       if (worker.listed() || worker.status.present()) worker.merge_dirty = true;
       worker.has_status = worker.has_stdout = worker.has_stderr = false;
@@ -638,6 +697,7 @@ inline void StatusCache::update_workers(const std::string& job_id, int job_fd, b
 #endif
   // Forced only when events named the files (their stamps may not show it).
   visit_all(workers_fd.get(), watched && !check_all, steady_now, cache.workers, order);
+  if (!cache.layout_changed) cache.touched.insert(cache.touched.end(), order.begin(), order.end());
   for (std::size_t index : order) {
     WorkerCache& worker = cache.workers[index];
     // A file changed within the last timestamp tick may change again unseen

@@ -218,10 +218,8 @@ struct JobFacts {
   WallTime now{};
 };
 
-/// Completes a job whose `workers` are merged (in their order): the
-/// supervisor, times, summary, id lists, state and elapsed time (the rules of
-/// the file comment). `job_id`, `workers` and `errors` are the caller's.
-inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
+/// The first part of `merge_job`: the supervisor and the job line's times.
+inline void merge_job_record(const JobFacts& facts, JobStatus<>& status) {
   const JobRecord* record = facts.record;
   status.supervisor.alive = facts.supervisor_alive;
   if (record != nullptr) {
@@ -231,20 +229,25 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     status.ended_at = record->ended_at;
     status.last_update = record->updated_at;
   }
+}
 
-  for (const auto& worker : status.workers) {
-    status.summary.add(worker.state);
-    switch (worker.state) {
-      case WorkerState::pending: status.pending.push_back(worker.id); break;
-      case WorkerState::running: status.running.push_back(worker.id); break;
-      case WorkerState::succeeded: status.completed.push_back(worker.id); break;
-      default: status.failed.push_back(worker.id); break;
-    }
-    if (worker.last_update && (!status.last_update || *worker.last_update > *status.last_update)) {
-      status.last_update = worker.last_update;
-    }
+/// Counts one merged worker into the job: its summary, id list and `last_update`.
+inline void merge_job_worker(WorkerState state, const std::string& id, const std::optional<WallTime>& last_update,
+                             JobStatus<>& status) {
+  status.summary.add(state);
+  switch (state) {
+    case WorkerState::pending: status.pending.push_back(id); break;
+    case WorkerState::running: status.running.push_back(id); break;
+    case WorkerState::succeeded: status.completed.push_back(id); break;
+    default: status.failed.push_back(id); break;
   }
+  if (last_update && (!status.last_update || *last_update > *status.last_update)) status.last_update = last_update;
+}
 
+/// The last part of `merge_job`, once every worker is counted: the job's
+/// state and elapsed time.
+inline void merge_job_state(const JobFacts& facts, JobStatus<>& status) {
+  const JobRecord* record = facts.record;
   if (record != nullptr && is_terminal(record->state)) {
     status.state = record->state;
   } else if (facts.supervisor_alive) {
@@ -271,6 +274,15 @@ inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
     }
     status.elapsed_seconds = std::max(0.0, seconds_between(*status.created_at, until));
   }
+}
+
+/// Completes a job whose `workers` are merged (in their order): the
+/// supervisor, times, summary, id lists, state and elapsed time (the rules of
+/// the file comment). `job_id`, `workers` and `errors` are the caller's.
+inline void merge_job(const JobFacts& facts, JobStatus<>& status) {
+  merge_job_record(facts, status);
+  for (const auto& worker : status.workers) merge_job_worker(worker.state, worker.id, worker.last_update, status);
+  merge_job_state(facts, status);
 }
 
 }  // namespace jobwarden::detail

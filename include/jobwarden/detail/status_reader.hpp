@@ -118,6 +118,9 @@ class StatusReader {
     JobStatus<>& status = reading.status;
     status.job_id = job_id;
     JobCache& cache = cache_.job(job_id);
+    // The last merge can be patched only if this read completes (an
+    // exception midway leaves entries marked that `touched` may not list).
+    const bool merged_was_valid = std::exchange(cache.merged.valid, false);
 
     // The journal: what was appended since the last read.
     cache_.update_journal(job_fd, cache);
@@ -176,70 +179,42 @@ class StatusReader {
     cache_.update_workers(job_id, job_fd, start_watching, cache, status.errors);
     const bool on_recording_host = record == nullptr || is_local(record->supervisor_hostname);
     const bool facts_changed = cache.merged_alive != alive || cache.merged_on_host != on_recording_host;
-    bool any_unfinished = false;
-    status.workers.reserve(cache.workers.size());
-    if (typed_progress) reading.progress_error_slots.reserve(cache.workers.size());
-    for (WorkerCache& worker : cache.workers) {
-      const JournalWorker* line =
-          worker.journal_index >= 0 ? &fold.worker(static_cast<std::size_t>(worker.journal_index)) : nullptr;
-      if (line != nullptr && !line->ok) {
-        const std::size_t colon = line->problem.find(": ");
-        const std::string error = colon == std::string::npos ? line->problem : line->problem.substr(0, colon);
-        std::string why = "worker " + worker.id;
-        if (colon != std::string::npos) why += ": " + line->problem.substr(colon + 2);
-        status.errors.push_back({journal_file_name, error, line_detail(line->offset, why)});
-      }
-      const bool log_failed = worker.stdout_log.outcome == CachedLog::Outcome::error ||
-                              worker.stderr_log.outcome == CachedLog::Outcome::error;
-      if (worker.status.failed() || log_failed) {
-        const std::string prefix = std::string(workers_dir_name) + "/";
-        worker.status.report(prefix + status_file_name(worker.id), status.errors);
-        report_log(worker.stdout_log, prefix + stdout_file_name(worker.id), status.errors);
-        report_log(worker.stderr_log, prefix + stderr_file_name(worker.id), status.errors);
-      }
-      if (typed_progress) reading.progress_error_slots.push_back(status.errors.size());
-
-      // Merged again only when something it depends on changed; else only
-      // its staleness moves with the clock.
-      const bool remerge =
-          worker.merge_dirty || !worker.merged_valid || facts_changed || (!alive && worker.merged_unfinished);
-      if (remerge) {
-        WorkerRecords records;
-        if (line != nullptr && line->ok) {
-          records.process = &line->info;
-          records.process_updated_at = line->updated_at;
-        }
-        records.status = worker.status.usable();
-        worker.merged_unfinished = worker_unfinished(records);
-        worker.sign_of_life = last_sign_of_life(records);
-        WorkerFacts facts;
-        facts.supervisor_alive = alive;
-        facts.now = now_wall;
-        facts.stale_after = settings_.stale_after;
-        const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
-        facts.still_runs =
-            still_runs(ask.recorded, worker.gone_recorded) || still_runs(ask.reporter, worker.gone_reporter);
-        worker.merged = merge_worker(worker.id, records, facts);
-        add_logs(job_id, job_fd, worker);
-        worker.merged_valid = true;
-        worker.merge_dirty = false;
-      } else {
-        worker.merged.stale =
-            is_stale(worker.merged.state, worker.sign_of_life, now_wall, settings_.stale_after);
-      }
-      any_unfinished = any_unfinished || worker.merged_unfinished;
-      status.workers.push_back(worker.merged);
-    }
-    cache.merged_alive = alive;
-    cache.merged_on_host = on_recording_host;
-
     JobFacts job_facts;
     job_facts.record = record;
     job_facts.record_missing = record_missing;
     job_facts.supervisor_alive = alive;
-    job_facts.any_worker_unfinished = any_unfinished;
     job_facts.now = now_wall;
-    merge_job(job_facts, status);
+    // With a live supervisor and the same entries as last time, only the
+    // workers marked since then are merged again, and the last result is
+    // patched; otherwise every worker is walked. Both give the same result.
+    const bool patch = merged_was_valid && !cache.layout_changed && !facts_changed && alive &&
+                       cache.merged.workers.size() == cache.workers.size();
+    if (patch) {
+      patch_workers(job_id, job_fd, cache, on_recording_host, now_wall, typed_progress, reading);
+    } else {
+      const bool same_entries =
+          merged_was_valid && !cache.layout_changed && cache.merged.workers.size() == cache.workers.size();
+      merge_all_workers(job_id, job_fd, cache, same_entries, alive, on_recording_host, now_wall, typed_progress,
+                        reading, job_facts.any_worker_unfinished);
+    }
+    cache.touched.clear();
+    cache.layout_changed = false;
+    cache.merged_alive = alive;
+    cache.merged_on_host = on_recording_host;
+
+    const JobCache::MergedWorkers& merged = cache.merged;
+    status.workers = merged.workers;
+    merge_job_record(job_facts, status);
+    status.summary = merged.summary;
+    for (const std::optional<WallTime>& last_update : merged.last_updates) {
+      if (last_update && (!status.last_update || *last_update > *status.last_update)) status.last_update = last_update;
+    }
+    status.running = merged.running;
+    status.pending = merged.pending;
+    status.completed = merged.completed;
+    status.failed = merged.failed;
+    merge_job_state(job_facts, status);
+    cache.merged.valid = true;
     return reading;
   }
 
@@ -292,6 +267,189 @@ class StatusReader {
   }
 
  private:
+  /// The worker's journal line in the fold, or null.
+  static const JournalWorker* line_of(JournalFold& fold, const WorkerCache& worker) {
+    return worker.journal_index >= 0 ? &fold.worker(static_cast<std::size_t>(worker.journal_index)) : nullptr;
+  }
+
+  /// Whether `report_worker` has anything to say.
+  static bool worker_has_errors(const WorkerCache& worker, const JournalWorker* line) {
+    return (line != nullptr && !line->ok) || worker.status.failed() ||
+           worker.stdout_log.outcome == CachedLog::Outcome::error ||
+           worker.stderr_log.outcome == CachedLog::Outcome::error;
+  }
+
+  /// The worker's own errors (its journal line, its files), in this order.
+  static void report_worker(const WorkerCache& worker, const JournalWorker* line,
+                            std::vector<StatusFileError>& errors) {
+    if (line != nullptr && !line->ok) {
+      const std::size_t colon = line->problem.find(": ");
+      const std::string error = colon == std::string::npos ? line->problem : line->problem.substr(0, colon);
+      std::string why = "worker " + worker.id;
+      if (colon != std::string::npos) why += ": " + line->problem.substr(colon + 2);
+      errors.push_back({journal_file_name, error, line_detail(line->offset, why)});
+    }
+    const bool log_failed = worker.stdout_log.outcome == CachedLog::Outcome::error ||
+                            worker.stderr_log.outcome == CachedLog::Outcome::error;
+    if (worker.status.failed() || log_failed) {
+      const std::string prefix = std::string(workers_dir_name) + "/";
+      worker.status.report(prefix + status_file_name(worker.id), errors);
+      report_log(worker.stdout_log, prefix + stdout_file_name(worker.id), errors);
+      report_log(worker.stderr_log, prefix + stderr_file_name(worker.id), errors);
+    }
+  }
+
+  /// Merges one worker again from its records. True when its stderr log was
+  /// read meanwhile (its error, if any, is reported from the next read on).
+  bool remerge(const std::string& job_id, int job_fd, WorkerCache& worker, const JournalWorker* line, bool alive,
+               bool on_recording_host, WallTime now_wall) {
+    WorkerRecords records;
+    if (line != nullptr && line->ok) {
+      records.process = &line->info;
+      records.process_updated_at = line->updated_at;
+    }
+    records.status = worker.status.usable();
+    worker.merged_unfinished = worker_unfinished(records);
+    worker.sign_of_life = last_sign_of_life(records);
+    WorkerFacts facts;
+    facts.supervisor_alive = alive;
+    facts.now = now_wall;
+    facts.stale_after = settings_.stale_after;
+    const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
+    facts.still_runs =
+        still_runs(ask.recorded, worker.gone_recorded) || still_runs(ask.reporter, worker.gone_reporter);
+    worker.merged = merge_worker(worker.id, records, facts);
+    const bool log_read = add_logs(job_id, job_fd, worker);
+    worker.merged_valid = true;
+    worker.merge_dirty = false;
+    return log_read;
+  }
+
+  /// Keeps entry `i`'s merge in `cache.merged`, with what the job's merge needs of it.
+  static void keep_merged(JobCache::MergedWorkers& merged, std::size_t i, const WorkerCache& worker) {
+    merged.workers[i] = worker.merged;
+    merged.ids[i] = worker.id;
+    merged.states[i] = worker.merged.state;
+    merged.last_updates[i] = worker.merged.last_update;
+    merged.may_go_stale[i] = worker.merged.state == WorkerState::running && worker.sign_of_life.has_value();
+    merged.stale_from[i] = worker.sign_of_life.value_or(WallTime{});
+    merged.stale[i] = worker.merged.stale;
+  }
+
+  /// The job's summary and id lists from the kept states.
+  static void count_states(JobCache::MergedWorkers& merged) {
+    JobStatus<> counted;
+    for (std::size_t i = 0; i < merged.states.size(); ++i) {
+      merge_job_worker(merged.states[i], merged.ids[i], std::nullopt, counted);
+    }
+    merged.summary = counted.summary;
+    merged.running = std::move(counted.running);
+    merged.pending = std::move(counted.pending);
+    merged.completed = std::move(counted.completed);
+    merged.failed = std::move(counted.failed);
+  }
+
+  /// Walks every worker: reports its errors, merges it again when something
+  /// it depends on changed (else only its staleness moves with the clock),
+  /// and keeps the result in `cache.merged`. `same_entries`: `cache.merged`
+  /// holds the last merge of these very entries (only what changed is copied).
+  void merge_all_workers(const std::string& job_id, int job_fd, JobCache& cache, bool same_entries, bool alive,
+                         bool on_recording_host, WallTime now_wall, bool typed_progress, JobReading& reading,
+                         bool& any_unfinished) {
+    JournalFold& fold = cache.fold;
+    const bool facts_changed = cache.merged_alive != alive || cache.merged_on_host != on_recording_host;
+    std::vector<StatusFileError>& errors = reading.status.errors;
+    const std::size_t count = cache.workers.size();
+    JobCache::MergedWorkers& merged = cache.merged;
+    if (!same_entries) {
+      merged.workers.clear();
+      merged.workers.resize(count);
+      merged.ids.assign(count, std::string());
+      merged.states.assign(count, WorkerState::pending);
+      merged.last_updates.assign(count, std::nullopt);
+      merged.may_go_stale.assign(count, 0);
+      merged.stale_from.assign(count, WallTime{});
+      merged.stale.assign(count, 0);
+    }
+    merged.has_errors.assign(count, 0);
+    merged.recheck.clear();
+    any_unfinished = false;
+    if (typed_progress) reading.progress_error_slots.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      WorkerCache& worker = cache.workers[i];
+      const JournalWorker* line = line_of(fold, worker);
+      merged.has_errors[i] = worker_has_errors(worker, line);
+      if (merged.has_errors[i]) report_worker(worker, line, errors);
+      if (typed_progress) reading.progress_error_slots.push_back(errors.size());
+
+      // Merged again only when something it depends on changed; else only
+      // its staleness moves with the clock.
+      const bool again =
+          worker.merge_dirty || !worker.merged_valid || facts_changed || (!alive && worker.merged_unfinished);
+      if (again) {
+        if (remerge(job_id, job_fd, worker, line, alive, on_recording_host, now_wall)) merged.recheck.push_back(i);
+        keep_merged(merged, i, worker);
+      } else {
+        worker.merged.stale =
+            is_stale(worker.merged.state, worker.sign_of_life, now_wall, settings_.stale_after);
+        if (same_entries) {
+          merged.workers[i].stale = worker.merged.stale;
+          merged.stale[i] = worker.merged.stale;
+        } else {
+          keep_merged(merged, i, worker);
+        }
+      }
+      any_unfinished = any_unfinished || worker.merged_unfinished;
+    }
+    count_states(merged);
+  }
+
+  /// Patches `cache.merged` (valid, same entries, a live supervisor): the
+  /// workers marked since the last merge are looked at again, the others
+  /// only for their staleness, from the kept side arrays. Gives what
+  /// `merge_all_workers` would.
+  void patch_workers(const std::string& job_id, int job_fd, JobCache& cache, bool on_recording_host,
+                     WallTime now_wall, bool typed_progress, JobReading& reading) {
+    JournalFold& fold = cache.fold;
+    JobCache::MergedWorkers& merged = cache.merged;
+    std::vector<StatusFileError>& errors = reading.status.errors;
+    const std::size_t count = cache.workers.size();
+    // Marked since the last merge, and those whose stderr log was read
+    // during the last merge (after their errors were reported).
+    std::vector<std::size_t> candidates = cache.touched;
+    candidates.insert(candidates.end(), merged.recheck.begin(), merged.recheck.end());
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    for (std::size_t i : candidates) {
+      merged.has_errors[i] = worker_has_errors(cache.workers[i], line_of(fold, cache.workers[i]));
+    }
+    if (typed_progress) reading.progress_error_slots.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (merged.has_errors[i]) report_worker(cache.workers[i], line_of(fold, cache.workers[i]), errors);
+      if (typed_progress) reading.progress_error_slots.push_back(errors.size());
+    }
+    merged.recheck.clear();
+    bool states_changed = false;
+    for (std::size_t i : candidates) {
+      WorkerCache& worker = cache.workers[i];
+      if (!worker.merge_dirty && worker.merged_valid) continue;
+      if (remerge(job_id, job_fd, worker, line_of(fold, worker), /*alive=*/true, on_recording_host, now_wall)) {
+        merged.recheck.push_back(i);
+      }
+      states_changed = states_changed || merged.states[i] != worker.merged.state;
+      keep_merged(merged, i, worker);
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      const bool stale = merged.may_go_stale[i] && now_wall - merged.stale_from[i] > settings_.stale_after;
+      if (stale != static_cast<bool>(merged.stale[i])) {
+        merged.stale[i] = stale;
+        merged.workers[i].stale = stale;
+        cache.workers[i].merged.stale = stale;
+      }
+    }
+    if (states_changed) count_states(merged);
+  }
+
   /// A log that exists but cannot be used, as an entry of `errors`.
   static void report_log(const CachedLog& log, const std::string& path, std::vector<StatusFileError>& errors) {
     if (log.outcome == CachedLog::Outcome::error) errors.push_back({path, log.error, log.detail});
@@ -307,11 +465,14 @@ class StatusReader {
   /// Fills in the merged worker's log paths and, when it ended without
   /// succeeding, its stderr tail. The cache read the tail already when the
   /// journal said so; a worker found `lost` only now has its log read here, once.
-  void add_logs(const std::string& job_id, int job_fd, WorkerCache& files) {
+  /// True when it read the stderr log just now.
+  bool add_logs(const std::string& job_id, int job_fd, WorkerCache& files) {
     WorkerStatus<>& worker = files.merged;
+    bool read_now = false;
     if (wants_stderr_tail(worker.state) && !files.stderr_log.tail_read && files.has_stderr &&
         files.stderr_log.outcome != CachedLog::Outcome::error) {
       cache_.read_tail(job_fd, files);
+      read_now = true;
     }
     const std::string workers_dir = root_ + "/" + job_id + "/" + workers_dir_name + "/";
     worker.stdout_log.reset();
@@ -322,6 +483,7 @@ class StatusReader {
       worker.stderr_log = workers_dir + stderr_file_name(worker.id);
       if (wants_stderr_tail(worker.state) && files.stderr_log.tail_read) worker.stderr_tail = files.stderr_log.tail;
     }
+    return read_now;
   }
 
   bool is_local(const std::string& recorded_hostname) const {

@@ -936,6 +936,7 @@ class Logs(CliTestCase):
         self.assertRegex(result.stderr, r"(?m)^  1  failed .*\n      stderr: boom: disk on fire$")
 
     def test_python_reader_agrees_on_log_paths_and_stderr_tail(self):
+        self.maxDiff = None  # a difference names its field
         long_line = "x" * 3000
         commands = (f"echo start >&2; echo {long_line} >&2; printf 'bad \\377 byte\\nlast' >&2; exit 4\n"
                     "echo fine\n"

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -134,13 +135,14 @@ inline int reap(pid_t pid) {
 }
 
 /// Removes what a child that died before its report left of job `job`: the
-/// directory, when its journal names that child as the supervisor, or when
-/// the directory did not exist before the fork and has no journal (the child
-/// died between creating it and starting the journal). Anything else —
-/// another supervisor's job, a live one — is left alone. Returns what it did,
-/// for the error message.
+/// directory, when its journal names that child as the supervisor and was
+/// created after `forked_at` (an old job of a supervisor whose pid the child
+/// reuses is not it), or when the directory did not exist before the fork
+/// and has no journal (the child died between creating it and starting the
+/// journal). Anything else — another supervisor's job, a live one — is left
+/// alone. Returns what it did, for the error message.
 inline std::string remove_half_made_job(const std::string& root, const std::string& job, pid_t child,
-                                        bool existed_before) {
+                                        bool existed_before, std::chrono::system_clock::time_point forked_at) {
   namespace fs = std::filesystem;
   const fs::path job_dir = fs::path(root) / job;
   std::error_code ec;
@@ -151,7 +153,8 @@ inline std::string remove_half_made_job(const std::string& root, const std::stri
     jobwarden::StatusAggregator<> aggregator(root);
     std::error_code read_error;
     const auto status = aggregator.read(job, read_error);
-    ours = !read_error && status.supervisor.pid == static_cast<int>(child) && !status.supervisor.alive;
+    ours = !read_error && status.supervisor.pid == static_cast<int>(child) && !status.supervisor.alive &&
+           status.created_at && *status.created_at + std::chrono::milliseconds(1) >= forked_at;  // ms precision
   } else {
     ours = !existed_before;
   }
@@ -185,6 +188,7 @@ DetachedJob detach_supervisor(const std::string& root, const std::string& job, C
   }
   std::fflush(stdout);
   std::fflush(stderr);
+  const auto forked_at = std::chrono::system_clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int error = errno;
@@ -239,7 +243,7 @@ DetachedJob detach_supervisor(const std::string& root, const std::string& job, C
   if (end == std::string::npos) {
     // Died before it reported: nothing else will ever say so.
     const int status = detach_detail::reap(pid);
-    const std::string removed = detach_detail::remove_half_made_job(root, job, pid, existed_before);
+    const std::string removed = detach_detail::remove_half_made_job(root, job, pid, existed_before, forked_at);
     throw std::runtime_error(fmt::format("the detached supervisor (pid {}) {} before it had job \"{}\" open{}", pid,
                                          detach_detail::describe_wait_status(status), job, removed));
   }

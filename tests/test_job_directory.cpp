@@ -3,6 +3,8 @@
 // detection.
 #include <sys/wait.h>
 
+#include <fstream>
+
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -462,4 +464,66 @@ TEST_CASE("a job line's summary is every count, and reads back") {
   CHECK(jd::job_summary_to_json(back) == object);
   CHECK_FALSE(jd::job_summary_from_json(nlohmann::json{{"total", -1}}, back, problem));
   CHECK(problem == "total is not an integer in range");
+}
+
+TEST_CASE("the host's exit status is recorded in the final job line, before or after it was written") {
+  namespace jd = jobwarden::detail;
+  jwtest::TempDir dir;
+  {
+    JobSupervisor<> supervisor(in(dir, "before"));
+    WorkerSpec spec;
+    spec.argv = {"/bin/sh", "-c", "exit 2"};
+    supervisor.submit(spec);
+    REQUIRE(supervisor.wait_all(30s));
+    CHECK_FALSE(jwjournal::job_record(layout_of(dir, "before")).supervisor_exit_status.has_value());
+    supervisor.set_exit_status(1);
+    supervisor.finish();
+    supervisor.poll();
+    const auto job = jwjournal::job_record(layout_of(dir, "before"));
+    CHECK(job.state == JobState::failed);
+    CHECK(job.supervisor_exit_status == std::optional<int>(1));
+  }
+  {
+    JobSupervisor<> supervisor(in(dir, "after"));
+    WorkerSpec spec;
+    spec.argv = {"true"};
+    supervisor.submit(spec);
+    REQUIRE(supervisor.wait_all(30s));
+    supervisor.finish();
+    supervisor.poll();
+    CHECK(jwjournal::job_record(layout_of(dir, "after")).state == JobState::succeeded);
+    CHECK_FALSE(jwjournal::job_record(layout_of(dir, "after")).supervisor_exit_status.has_value());
+    supervisor.set_exit_status(7);  // after the final line: the line once more, same state
+    supervisor.poll();
+    const auto job = jwjournal::job_record(layout_of(dir, "after"));
+    CHECK(job.state == JobState::succeeded);
+    CHECK(job.supervisor_exit_status == std::optional<int>(7));
+    auto job_lines = [&] {
+      std::ifstream journal(layout_of(dir, "after").journal_file());
+      int count = 0;
+      for (std::string line; std::getline(journal, line);) count += line.find("\"type\":\"job\"") != std::string::npos;
+      return count;
+    };
+    const int lines = job_lines();
+    supervisor.poll();
+    supervisor.poll();
+    CHECK(job_lines() == lines);  // written once
+  }
+  jobwarden::StatusAggregator<> reader(dir.path());
+  CHECK(reader.read("before").supervisor.exit_status == std::optional<int>(1));
+  CHECK(reader.read("after").supervisor.exit_status == std::optional<int>(7));
+  CHECK(reader.read("after").to_json()["supervisor"]["exit_status"] == 7);
+  // A job line without the field (or with null) reads none; a wrong one is a bad line.
+  jd::JobRecord record;
+  std::string problem;
+  REQUIRE(jd::job_record_from_json(nlohmann::json::parse(R"({"type":"job","job_id":"x","state":"running",
+      "supervisor":{"pid":5,"exit_status":null}})"), record, problem));
+  CHECK_FALSE(record.supervisor_exit_status.has_value());
+  CHECK_FALSE(jd::job_record_from_json(nlohmann::json::parse(R"({"type":"job","job_id":"x","state":"running",
+      "supervisor":{"exit_status":"one"}})"), record, problem));
+  CHECK(problem.find("supervisor.exit_status") != std::string::npos);
+  record.supervisor_exit_status = -3;
+  jd::JobRecord back;
+  REQUIRE(jd::job_record_from_json(jd::job_record_to_json(record), back, problem));
+  CHECK(back.supervisor_exit_status == std::optional<int>(-3));
 }

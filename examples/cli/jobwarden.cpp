@@ -1,9 +1,9 @@
 // jobwarden: the command-line tool of docs/contract.md, built only on jobwarden's
 // public headers. One function per command (`logs` is in logs.hpp, run's
-// `--input` in input.hpp):
+// `--input` in input.hpp, `--detach` in detach.hpp):
 //
 //   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
-//   jobwarden run    --root DIR --job ID [options] --commands FILE
+//   jobwarden run    --root DIR --job ID [options] --commands FILE|-
 //   jobwarden status --root DIR --job ID [--json] [--watch]
 //   jobwarden list   --root DIR [--json]
 //   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
@@ -33,6 +33,7 @@
 #include <jobwarden/jobwarden.hpp>
 
 #include "arguments.hpp"
+#include "detach.hpp"
 #include "input.hpp"
 #include "logs.hpp"
 #include "output.hpp"
@@ -51,7 +52,7 @@ const char* const main_help = R"(jobwarden - run and supervise jobs of subproces
 
 usage:
   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
-  jobwarden run    --root DIR --job ID [options] --commands FILE
+  jobwarden run    --root DIR --job ID [options] --commands FILE|-
   jobwarden status --root DIR --job ID [--json] [--watch]
   jobwarden list   --root DIR [--json]
   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
@@ -70,20 +71,32 @@ nothing written).
 )";
 
 const char* const run_help = R"(usage: jobwarden run --root DIR --job ID [options] -- CMD [ARG...]
-       jobwarden run --root DIR --job ID [options] --commands FILE
+       jobwarden run --root DIR --job ID [options] --commands FILE|-
 
 Runs a job and returns when every worker has ended. With '-- CMD [ARG...]' the
 job has one worker, id "1", running CMD with its arguments as given (no shell).
 With '--commands FILE' it has one worker per line of FILE that is neither blank
 nor a '#' comment, each run through /bin/sh -c, with ids "1", "2"... in file
-order. The job's records go to DIR/ID/journal.jsonl; each worker's output to
+order ('--commands -' reads the lines from this tool's stdin). The job's
+records go to DIR/ID/journal.jsonl; each worker's output to
 DIR/ID/workers/<id>.stdout.log and <id>.stderr.log, created only once the
 worker writes something ('jobwarden logs' prints them).
+
+With --detach, run returns as soon as the job is open: its supervisor runs on
+in a session of its own (stdin /dev/null), and run prints the job directory
+(one line; with --json, {"job_id", "job_dir", "pid"}) and exits 0. What run
+would print on stderr (warnings, errors, the verdict) goes to
+DIR/ID/supervisor.log, and the exit status it would have exited with is
+recorded in the job ('jobwarden status --json': supervisor.exit_status). A
+job that cannot be started is reported by run itself, with the exit status
+it would have without --detach. --detach cannot go with --input - or
+--progress; --commands - is read before run detaches.
 
 options:
   --root DIR            directory holding the job directories (required)
   --job ID              the job's id (required)
-  --commands FILE       one shell command per line (instead of -- CMD)
+  --commands FILE       one shell command per line (instead of -- CMD); '-'
+                        reads them from this tool's stdin (not with --input -)
   --jobs N              run at most N workers at once (default: CPU count)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --grace DUR           time between the stop signal and SIGKILL (default 10s)
@@ -96,7 +109,10 @@ options:
   --input FILE          every worker's stdin is FILE (default: /dev/null);
                         '-' is this tool's own stdin (one worker only)
   --replace             reuse the id of a finished job, replacing its records
-  --json                print the job's final status as JSON on stdout
+  --detach              return once the job is open; the supervisor runs on
+                        in its own session (see above)
+  --json                print the job's final status as JSON on stdout (with
+                        --detach: {"job_id", "job_dir", "pid"} at once)
   --progress            show live progress even when not on a terminal
   --quiet               show nothing, even on a terminal
   --no-orphan-guard     do not start the guard process that kills the workers
@@ -107,9 +123,10 @@ On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
 
-exit status: 0 every worker succeeded; 1 a worker ended otherwise (failed,
-crashed, timed_out, stalled, cancelled, spawn_failed, lost); 2 usage or input
-error, or the job already has a live supervisor (nothing written).
+exit status: 0 every worker succeeded (with --detach: the job is open); 1 a
+worker ended otherwise (failed, crashed, timed_out, stalled, cancelled,
+spawn_failed, lost), or the job could not be started; 2 usage or input error,
+or the job already has a live supervisor (nothing written).
 )";
 
 const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
@@ -307,14 +324,18 @@ struct RunPlan {
   bool json = false;
   bool force_progress = false;
   bool quiet = false;
+  bool detach = false;  ///< --detach: the supervisor runs on in its own session
 };
 
-/// The commands of a `--commands` file: non-blank lines that are not `#` comments.
+/// The commands of a `--commands` file: non-blank lines that are not `#`
+/// comments. `-` reads them from this tool's stdin, to its end.
 std::vector<std::string> read_commands_file(const std::string& path) {
   std::string content;
+  const bool from_stdin = path == "-";
+  const std::string name = from_stdin ? "stdin" : path;
   {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", path, std::strerror(errno)));
+    const int fd = from_stdin ? ::dup(STDIN_FILENO) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", name, std::strerror(errno)));
     char buffer[65536];
     for (;;) {
       const ssize_t n = ::read(fd, buffer, sizeof buffer);
@@ -325,7 +346,7 @@ std::vector<std::string> read_commands_file(const std::string& path) {
       if (n < 0 && errno == EINTR) continue;
       const int error = n < 0 ? errno : 0;
       ::close(fd);
-      if (error != 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", path, std::strerror(error)));
+      if (error != 0) throw UsageError(fmt::format("--commands: cannot read {}: {}", name, std::strerror(error)));
       break;
     }
   }
@@ -339,16 +360,31 @@ std::vector<std::string> read_commands_file(const std::string& path) {
     const std::size_t first = line.find_first_not_of(" \t");
     if (first != std::string::npos && line[first] != '#') {
       if (line.find('\0') != std::string::npos) {
-        throw UsageError(fmt::format("--commands: {} line {} contains a NUL byte", path, commands.size() + 1));
+        throw UsageError(fmt::format("--commands: {} line {} contains a NUL byte", name, commands.size() + 1));
       }
       commands.push_back(line);
     }
     start = end + 1;
   }
   if (commands.empty()) {
-    throw UsageError(fmt::format("--commands: no commands in {} (only blank lines and # comments)", path));
+    throw UsageError(fmt::format("--commands: no commands in {} (only blank lines and # comments)", name));
   }
   return commands;
+}
+
+/// `--detach` and `--commands -`: what they cannot go with. Checked before
+/// `--commands -` reads stdin (which happens before anything is detached).
+void check_detach_options(const Arguments& args, RunPlan& plan) {
+  const bool stdin_input = args.value("input") == std::optional<std::string>("-");
+  if (args.value("commands") == std::optional<std::string>("-") && stdin_input) {
+    throw UsageError("--commands - and --input - both read this tool's stdin: give one of them a file");
+  }
+  plan.detach = args.has("detach");
+  if (!plan.detach) return;
+  if (stdin_input) throw UsageError("--input -: a detached run's stdin is /dev/null; give --input a file");
+  if (plan.force_progress) {
+    throw UsageError("--progress: a detached run shows no progress; follow it with 'jobwarden status --watch'");
+  }
 }
 
 RunPlan plan_run(const Arguments& args) {
@@ -359,6 +395,7 @@ RunPlan plan_run(const Arguments& args) {
   plan.force_progress = args.has("progress");
   plan.quiet = args.has("quiet");
   if (plan.force_progress && plan.quiet) throw UsageError("--progress and --quiet contradict each other");
+  check_detach_options(args, plan);
   plan.supervisor.replace_finished_job = args.has("replace");
   plan.supervisor.orphan_guard = !args.has("no-orphan-guard");
   plan.supervisor.use_cgroups = !args.has("no-cgroups");
@@ -512,26 +549,13 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
   std::fflush(out);
 }
 
-int command_run(const Arguments& args) {
-  RunPlan plan = plan_run(args);  // every usage error is found here, before any write
-
-  // The display goes where a terminal is: stderr first (stdout may be piped),
-  // then stdout (unless it carries --json).
-  std::optional<LiveDisplay> display;
-  if (!plan.quiet) {
-    const bool tty_err = ::isatty(STDERR_FILENO) == 1;
-    const bool tty_out = ::isatty(STDOUT_FILENO) == 1 && !plan.json;
-    if (tty_err) display.emplace(stderr, true);
-    else if (tty_out) display.emplace(stdout, true);
-    else if (plan.force_progress) display.emplace(stderr, false);
-  }
-
-  // Handlers first: a signal that arrives while the job starts is not lost.
-  const int signal_pipe = install_stop_signal_handlers();
-
+/// Opens job `plan.supervisor.job_id` (its directory, lock and journal);
+/// a job with a live supervisor, or a finished one without --replace, is a
+/// usage error.
+jobwarden::JobSupervisor<> open_job(const RunPlan& plan) {
   std::error_code ec;
-  const std::string root = plan.supervisor.root;
-  const std::string job = plan.supervisor.job_id;
+  const std::string& root = plan.supervisor.root;
+  const std::string& job = plan.supervisor.job_id;
   jobwarden::JobSupervisor<> supervisor(plan.supervisor, ec);
   if (ec == jobwarden::errc::job_locked) {
     throw UsageError(fmt::format("job \"{}\" under {} already has a live supervisor", job, root));
@@ -542,9 +566,15 @@ int command_run(const Arguments& args) {
                                  job, root));
   }
   if (ec) throw UsageError(fmt::format("cannot open job \"{}\" under {}: {}", job, root, ec.message()));
+  return supervisor;
+}
 
-  for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
-
+/// Runs an open job whose workers are submitted until every worker has ended,
+/// records `run`'s exit status in the job's final record and returns it. With
+/// `detached`, there is no display and the messages (the verdict included)
+/// go to stderr, which is supervisor.log by then.
+int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::optional<LiveDisplay>& display,
+              int signal_pipe, bool detached) {
   const auto started = Clock::now();
   auto elapsed = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - started); };
   std::optional<Clock::time_point> next_frame;
@@ -575,14 +605,18 @@ int command_run(const Arguments& args) {
     }
     if (const int received = drain_signals(signal_pipe); received != 0 && stop_signal == 0) {
       stop_signal = received;
-      if (display || ::isatty(STDERR_FILENO) == 1) {
+      if (display || detached || ::isatty(STDERR_FILENO) == 1) {
         print(stderr, "jobwarden run: {} received: stopping {} running workers\n", jobwarden::signal_name(received),
               supervisor.running_count());
+        std::fflush(stderr);
       }
       supervisor.begin_shutdown();
     }
     supervisor.poll();
   }
+  // The exit status goes into the final job line: set before finish().
+  const int code = all_succeeded(supervisor.workers()) ? 0 : 1;
+  supervisor.set_exit_status(code);
   // Only now: finish() also stops queued workers from starting and ended
   // ones from restarting (it clears the supervisor's `accepting` flag, which
   // those paths test), so it waits until every worker is terminal. The
@@ -590,22 +624,120 @@ int command_run(const Arguments& args) {
   supervisor.finish();
   supervisor.poll();
 
+  if (const auto failures = supervisor.status_write_failures(); failures > 0 && (detached || !plan.quiet)) {
+    const auto [error, path] = supervisor.last_status_error();
+    print(stderr, "jobwarden run: warning: {} {} of the job directory failed; the last: {}: {}\n", failures,
+          failures == 1 ? "write" : "writes", path, error.message());
+  }
+
   // The final status is read only for someone who sees it: a quiet run with
   // no --json ends on the supervisor's own records.
-  if (display || plan.json) {
+  if (display || plan.json || detached) {
     std::error_code read_error;
     const auto final_status = supervisor.status(read_error);
-    if (display && !read_error) {
-      display->draw(final_status, elapsed());
-      print_run_verdict(display->stream(), final_status, supervisor.job_dir(), elapsed());
-    }
-    if (plan.json) {
-      if (read_error) throw std::system_error(read_error, "cannot read the final status of job \"" + job + "\"");
-      print(stdout, "{}\n", final_status.to_json().dump());
-      std::fflush(stdout);
+    if (detached) {
+      if (!read_error) print_run_verdict(stderr, final_status, supervisor.job_dir(), elapsed());
+      else print(stderr, "jobwarden run: cannot read the final status: {}\n", read_error.message());
+    } else {
+      if (display && !read_error) {
+        display->draw(final_status, elapsed());
+        print_run_verdict(display->stream(), final_status, supervisor.job_dir(), elapsed());
+      }
+      if (plan.json) {
+        if (read_error) {
+          throw std::system_error(read_error,
+                                  "cannot read the final status of job \"" + supervisor.job_id() + "\"");
+        }
+        print(stdout, "{}\n", final_status.to_json().dump());
+        std::fflush(stdout);
+      }
     }
   }
-  return all_succeeded(supervisor.workers()) ? 0 : 1;
+  std::fflush(stderr);
+  return code;
+}
+
+/// `run --detach`: the job is opened and supervised by a child in its own
+/// session (detach.hpp); this process returns once that child has the job
+/// open, printing its directory (with --json, {"job_id", "job_dir", "pid"}).
+int run_detached(RunPlan& plan) {
+  const DetachedJob started =
+      detach_supervisor(plan.supervisor.root, plan.supervisor.job_id, [&](DetachReporter& reporter) -> int {
+        // Handlers first: a signal that arrives while the job starts is not lost.
+        const int signal_pipe = install_stop_signal_handlers();
+        jobwarden::JobSupervisor<> supervisor = open_job(plan);
+        // The lock is held: the log is this supervisor's alone (a --replace
+        // empties the one of the job it replaces).
+        const std::string log_path = supervisor.job_dir() + "/" + supervisor_log_name;
+        const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_NOCTTY |
+                                                        O_CLOEXEC, 0666);
+        if (log_fd < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 || ::dup2(log_fd, STDERR_FILENO) < 0) {
+          const std::string why = std::strerror(errno);
+          // Nothing ran: the job ends cancelled, with the exit status, rather
+          // than reading lost.
+          supervisor.set_exit_status(1);
+          supervisor.finish();
+          supervisor.poll();
+          throw std::runtime_error(fmt::format("cannot write {}: {}", log_path, why));
+        }
+        ::close(log_fd);
+        for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+        reporter.opened(supervisor.job_dir());
+
+        std::optional<LiveDisplay> no_display;
+        try {
+          return supervise(plan, supervisor, no_display, signal_pipe, /*detached=*/true);
+        } catch (const std::exception& error) {
+          // Said where a detached run's messages go, then the job is ended
+          // with the status on record if that can still be done; if not, the
+          // supervisor's end (its lock released) makes it read lost.
+          print(stderr, "jobwarden run: {}\n", error.what());
+          std::fflush(stderr);
+          try {
+            supervisor.set_exit_status(1);
+            supervisor.begin_shutdown();
+            supervisor.wait_all(std::chrono::minutes(10));
+            supervisor.finish();
+            supervisor.poll();
+          } catch (const std::exception& again) {
+            print(stderr, "jobwarden run: cannot end the job: {}\n", again.what());
+          }
+          return 1;
+        }
+      });
+  if (plan.json) {
+    print(stdout, "{}\n",
+          nlohmann::json{{"job_id", plan.supervisor.job_id}, {"job_dir", started.job_dir}, {"pid", started.pid}}
+              .dump());
+  } else {
+    print(stdout, "{}\n", started.job_dir);
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+int command_run(const Arguments& args) {
+  RunPlan plan = plan_run(args);  // every usage error is found here, before any write
+  if (plan.detach) return run_detached(plan);
+
+  // The display goes where a terminal is: stderr first (stdout may be piped),
+  // then stdout (unless it carries --json).
+  std::optional<LiveDisplay> display;
+  if (!plan.quiet) {
+    const bool tty_err = ::isatty(STDERR_FILENO) == 1;
+    const bool tty_out = ::isatty(STDOUT_FILENO) == 1 && !plan.json;
+    if (tty_err) display.emplace(stderr, true);
+    else if (tty_out) display.emplace(stdout, true);
+    else if (plan.force_progress) display.emplace(stderr, false);
+  }
+
+  // Handlers first: a signal that arrives while the job starts is not lost.
+  const int signal_pipe = install_stop_signal_handlers();
+  jobwarden::JobSupervisor<> supervisor = open_job(plan);
+  // A replaced job's detached log is not this run's.
+  if (plan.supervisor.replace_finished_job) ::unlink((supervisor.job_dir() + "/" + supervisor_log_name).c_str());
+  for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+  return supervise(plan, supervisor, display, signal_pipe, /*detached=*/false);
 }
 
 // ---- status -----------------------------------------------------------------------
@@ -892,7 +1024,8 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"},
+        {"detach"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},

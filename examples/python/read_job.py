@@ -258,6 +258,9 @@ def job_line_problem(document):
     supervisor = document.get("supervisor")
     if supervisor is not None and not isinstance(supervisor, dict):
         return "supervisor is not an object"
+    code = (supervisor or {}).get("exit_status")
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool) or abs(code) > 0x7fffffff):
+        return "supervisor.exit_status is not an integer"
     return None
 
 
@@ -481,7 +484,8 @@ def aggregate(job_dir, stale_after=30.0, now=None):
         "schema_version": SCHEMA_VERSION, "job_id": job_id, "state": state, "summary": summary,
         "elapsed_seconds": elapsed, "last_update": format_time(last_update),
         "created_at": format_time(created_at), "ended_at": format_time(ended_at),
-        "supervisor": {"pid": supervisor.get("pid"), "alive": alive, "hostname": supervisor.get("hostname", "")},
+        "supervisor": {"pid": supervisor.get("pid"), "alive": alive, "hostname": supervisor.get("hostname", ""),
+                       "exit_status": supervisor.get("exit_status")},
         "workers": workers, **lists, "errors": errors,
     }
 

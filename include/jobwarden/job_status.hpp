@@ -129,6 +129,10 @@ struct SupervisorStatus {
   std::optional<int> pid;
   bool alive = false;
   std::string hostname;  ///< where it ran (its pid means something only there)
+  /// The exit status its host recorded for the job (`JobSupervisor::set_exit_status`;
+  /// `jobwarden run` records the status it exits with), once it has; empty
+  /// before, and for a supervisor that died first.
+  std::optional<int> exit_status;
 };
 
 /// A whole job, merged: the aggregated status (docs/contract.md) as a C++ value.
@@ -158,7 +162,7 @@ struct JobStatus {
   }
 
   /// The aggregated JSON of docs/contract.md, `schema_version` 1 (plus `created_at`,
-  /// `ended_at` and `supervisor.hostname`).
+  /// `ended_at`, `supervisor.hostname` and `supervisor.exit_status`).
   nlohmann::json to_json() const {
     nlohmann::json workers_json = nlohmann::json::array();
     for (const auto& worker : workers) workers_json.push_back(worker.to_json());
@@ -175,7 +179,8 @@ struct JobStatus {
             {"supervisor",
              {{"pid", detail::json_or_null(supervisor.pid)},
               {"alive", supervisor.alive},
-              {"hostname", supervisor.hostname}}},
+              {"hostname", supervisor.hostname},
+              {"exit_status", detail::json_or_null(supervisor.exit_status)}}},
             {"workers", std::move(workers_json)},
             {"running", running},
             {"pending", pending},

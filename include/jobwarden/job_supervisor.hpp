@@ -150,6 +150,15 @@ class JobSupervisor {
   /// `cancelled`...). Running and pending workers carry on. Returns at once.
   void finish() { engine_.finish(); }
 
+  /// Records the exit status the host will end with for this job, as
+  /// `supervisor.exit_status` of the job's line in the journal (readers:
+  /// `JobStatus::supervisor.exit_status`), so that whoever did not start the
+  /// host (a detached `jobwarden run`) can still learn it. Call it before
+  /// `finish()`: the final job line then carries it. Called after the final
+  /// line was written, the next `poll()` appends that line once more with it
+  /// (the state stays). Does nothing without a root. Any thread.
+  void set_exit_status(int code) { engine_.set_exit_status(code); }
+
   /// What the supervisor found of an earlier supervisor of this job that had
   /// died: the workers it stopped and marked lost (empty for a new job).
   const RecoveryReport& recovery_report() const { return engine_.recovery_report(); }

@@ -1040,6 +1040,255 @@ class UsageErrors(CliTestCase):
         self.assert_no_processes_left()
 
 
+class CliDetach(CliTestCase):
+    """`run --detach` (the supervisor runs on in its own session) and `--commands -`."""
+
+    def detach(self, job, *options, commands=None, command=None, stdin=None, expect=0):
+        """`jobwarden run --detach` of `job`; returns (CompletedProcess, the
+        detached supervisor's pid or None). The supervisor is stopped at the
+        test's end if it still runs, whatever the test did."""
+        args = ["run", "--root", self.root, "--job", job, "--detach", *options]
+        if commands is not None:
+            path = os.path.join(self.tmp, f"{job}.commands")
+            with open(path, "w") as f:
+                f.write(commands)
+            args += ["--commands", path]
+        if command is not None:
+            args += ["--", *command]
+        result = subprocess.run([CLI, *args], env=self.env, input=stdin if stdin is not None else "",
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, expect, result.stdout + result.stderr)
+        if expect != 0:
+            return result, None
+        self.assertEqual(result.stderr, "")
+        status = self.status(job)  # never "no job": the job is open before run returns
+        pid = status["supervisor"]["pid"]
+        self.assertIsInstance(pid, int)
+        self.addCleanup(self.end_supervisor, pid)
+        return result, pid
+
+    def end_supervisor(self, pid):
+        """Stops a detached supervisor a failed test left running (it stops its workers)."""
+        if not is_running(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + PATIENCE
+        while is_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def wait_gone(self, pid):
+        self.wait_for(lambda: not is_running(pid), f"the detached supervisor {pid} to end")
+
+    def log_of(self, job):
+        with open(os.path.join(self.root, job, "supervisor.log")) as f:
+            return f.read()
+
+    def test_detach_returns_while_workers_run_and_the_job_records_its_exit_status(self):
+        # Worker 1 runs until the test lets it go, so run has provably returned before the job ended.
+        commands = ("echo $$ > $OUT/w1; while [ ! -e $OUT/go ]; do sleep 0.02; done\n"
+                    "echo oops >&2; exit 3\n")
+        result, pid = self.detach("d", commands=commands)
+        job_dir = os.path.join(self.root, "d")
+        self.assertEqual(result.stdout, job_dir + "\n", "one line: the job directory")
+        status = self.status("d")
+        self.assertIn(status["state"], ("pending", "running"))
+        self.assertTrue(status["supervisor"]["alive"])
+        self.assertIsNone(status["supervisor"]["exit_status"])
+        self.assertEqual(status["summary"]["total"], 2)
+        self.wait_for_files("w1")
+        self.assertEqual(self.worker(self.status("d"), "1")["state"], "running")
+        # Its own session, stdin /dev/null, its messages in supervisor.log.
+        stat = read_proc(pid, "stat")
+        fields = stat[stat.rindex(b")") + 2:].split()
+        self.assertEqual(int(fields[3]), pid, "the supervisor leads a session of its own")
+        self.assertNotEqual(int(fields[3]), os.getsid(0))
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/0"), "/dev/null")
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/2"), os.path.join(job_dir, "supervisor.log"))
+        with open(os.path.join(self.out, "go"), "w"):
+            pass
+        self.wait_gone(pid)
+        status = self.status("d")
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual(status["supervisor"]["exit_status"], 1, "what run would have exited with")
+        self.assertFalse(status["supervisor"]["alive"])
+        log = self.log_of("d")
+        self.assertIn('job "d" failed', log)
+        self.assertIn("stderr: oops", log)
+        # The Python reader agrees, field for field.
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "d", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(python.returncode, 0, python.stderr)
+        self.assertEqual(json.loads(python.stdout), status)
+        # A job that succeeds records 0; --json prints the job directory and pid.
+        result, pid = self.detach("ok", "--json", command=["true"])
+        printed = json.loads(result.stdout)
+        self.assertEqual(printed, {"job_id": "ok", "job_dir": os.path.join(self.root, "ok"), "pid": pid})
+        self.wait_gone(pid)
+        self.assertEqual(self.status("ok")["state"], "succeeded")
+        self.assertEqual(self.status("ok")["supervisor"]["exit_status"], 0)
+        # Without --detach the exit status is recorded too.
+        code, final = self.run_job("attached", command=["false"], expect=1)
+        self.assertEqual(final["supervisor"]["exit_status"], 1)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "attached", "supervisor.log")))
+        self.assert_no_processes_left()
+
+    def test_status_right_after_a_detached_run_always_finds_the_job(self):
+        pids = []
+        for i in range(6):
+            result, pid = self.detach(f"quick{i}", command=["true"])  # detach() reads the status at once
+            pids.append(pid)
+        for i, pid in enumerate(pids):
+            self.wait_gone(pid)
+            self.assertEqual(self.status(f"quick{i}")["supervisor"]["exit_status"], 0)
+        self.assert_no_processes_left()
+
+    def test_start_errors_are_reported_by_run_itself(self):
+        # job_exists: a finished job of that id.
+        result, pid = self.detach("done", command=["true"])
+        self.wait_gone(pid)
+        for options in ([], ["--json"]):
+            with self.subTest(options=options):
+                result, _ = self.detach("done", *options, command=["true"], expect=2)
+                self.assertEqual(result.stdout, "")
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn("already exists", result.stderr)
+        # job_locked: a live (detached) supervisor; nothing of it changes.
+        result, live = self.detach("live", command=["sleep", "300"])
+        journal = os.path.join(self.root, "live", "journal.jsonl")
+        with open(journal, "rb") as f:
+            before = f.read()
+        result, _ = self.detach("live", "--replace", command=["touch", os.path.join(self.out, "second")],
+                                expect=2)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("live supervisor", result.stderr)
+        self.assertTrue(is_running(live))
+        self.assertEqual(self.status("live")["supervisor"]["pid"], live)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "second")))
+        with open(journal, "rb") as f:
+            self.assertTrue(f.read().startswith(before), "the live job's records are untouched")
+        self.assertEqual(self.jw("stop", "--root", self.root, "--job", "live", "--grace", "1s").returncode, 0)
+        self.wait_gone(live)
+        # A run that replaces a detached job does not keep its log.
+        self.assertTrue(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
+        self.run_job("done", "--replace", command=["true"], expect=0)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
+        self.assert_no_processes_left()
+
+    def test_usage_errors_of_detach_and_commands_from_stdin(self):
+        cases = [
+            (["--detach", "--input", "-", "--", "cat"], "--input -"),
+            (["--detach", "--progress", "--", "true"], "--progress"),
+            (["--commands", "-", "--input", "-"], "--commands -"),
+            (["--detach", "--commands", "-"], "no commands in stdin"),
+            (["--commands", "-"], "no commands in stdin"),
+        ]
+        for options, named in cases:
+            with self.subTest(options=options):
+                result = self.jw("run", "--root", self.root, "--job", "j", *options)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                self.assertEqual(result.stdout, "")
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn(named, result.stderr)
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+        self.assert_no_processes_left()
+
+    def test_sigkill_of_the_detached_supervisor_reads_lost_and_leaves_no_worker(self):
+        commands = ("echo $$ > $OUT/w1; sleep 300 & echo $! > $OUT/gc1; wait\n"
+                    "echo $$ > $OUT/w2; exec sleep 300\n")
+        _, pid = self.detach("killed", "--grace", "1s", commands=commands)
+        self.wait_for_files("w1", "w2", "gc1")
+        self.wait_for(lambda: self.status("killed")["summary"]["running"] == 2, "both workers to be recorded")
+        workers = [int(self.read_out(name)) for name in ("w1", "w2", "gc1")]
+        os.kill(pid, signal.SIGKILL)
+        self.wait_gone(pid)
+        # The orphan guard kills the workers (and the grandchild).
+        for worker in workers:
+            self.wait_for(lambda: not is_running(worker), f"process {worker} to die")
+        status = self.wait_for(lambda: (lambda s: s if s["state"] == "lost" else None)(self.status("killed")),
+                               "the job to read lost")
+        self.assertFalse(status["supervisor"]["alive"])
+        self.assertIsNone(status["supervisor"]["exit_status"], "it never got to record one")
+        self.assertEqual(sorted(w["state"] for w in status["workers"]), ["lost", "lost"])
+        self.assert_no_processes_left()
+
+    def test_stop_stops_a_detached_job(self):
+        _, pid = self.detach("stoppable", commands="echo $$ > $OUT/w1; exec sleep 300\nexec sleep 300\n")
+        self.wait_for_files("w1")
+        result = self.jw("stop", "--root", self.root, "--job", "stoppable", "--grace", "1s")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("stopped job", result.stdout)
+        self.wait_gone(pid)
+        status = self.status("stoppable")
+        self.assertEqual(status["state"], "cancelled")
+        self.assertEqual(status["supervisor"]["exit_status"], 1)
+        self.assertIn('job "stoppable" cancelled', self.log_of("stoppable"))
+        self.assert_no_processes_left()
+
+    def test_sigterm_to_the_detached_supervisor_is_logged(self):
+        _, pid = self.detach("terminated", command=["sleep", "300"])
+        self.wait_for(lambda: self.status("terminated")["summary"]["running"] == 1, "the worker to run")
+        os.kill(pid, signal.SIGTERM)
+        self.wait_gone(pid)
+        self.assertEqual(self.status("terminated")["state"], "cancelled")
+        self.assertIn("SIGTERM received: stopping 1 running workers", self.log_of("terminated"))
+        self.assert_no_processes_left()
+
+    def test_commands_from_stdin_with_and_without_detach(self):
+        commands = "echo a > $OUT/a\n# a comment\n\necho b > $OUT/b\n"
+        result = subprocess.run([CLI, "run", "--root", self.root, "--job", "piped", "--json", "--commands", "-"],
+                                env=self.env, input=commands, capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        status = json.loads(result.stdout)
+        self.assertEqual([(w["id"], w["state"]) for w in status["workers"]], [("1", "succeeded"), ("2", "succeeded")])
+        self.assertEqual((self.read_out("a"), self.read_out("b")), ("a", "b"))
+        os.remove(os.path.join(self.out, "a"))
+        os.remove(os.path.join(self.out, "b"))
+        # Detached: read before run returns (its stdin is gone after).
+        _, pid = self.detach("piped-detached", "--commands", "-", stdin=commands)
+        self.wait_gone(pid)
+        status = self.status("piped-detached")
+        self.assertEqual(status["summary"]["succeeded"], 2)
+        self.assertEqual(status["supervisor"]["exit_status"], 0)
+        self.assertEqual((self.read_out("a"), self.read_out("b")), ("a", "b"))
+        self.assert_no_processes_left()
+
+    def strace_run(self, job, trace_options):
+        """`run --detach` under strace, killing the detached child at a chosen system call."""
+        strace = shutil.which("strace")
+        if strace is None:
+            self.skipTest("SKIPPED: strace is not installed")
+        return subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", *trace_options, CLI, "run", "--root",
+                               self.root, "--job", job, "--detach", "--", "sleep", "300"],
+                              env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=PATIENCE * 2)
+
+    def test_a_child_that_dies_before_its_report_is_reported_and_leaves_nothing(self):
+        cases = [
+            # Before it opens anything: its setsid.
+            ("early", ["-e", "trace=setsid", "-e", "inject=setsid:signal=KILL"], False),
+            # After the job is open (journal and lock), at the open of its supervisor.log.
+            ("late", ["-P", os.path.join(self.root, "late", "supervisor.log"), "-e", "trace=openat",
+                      "-e", "inject=openat:signal=KILL"], True),
+        ]
+        for job, trace_options, left_something in cases:
+            with self.subTest(job=job):
+                result = self.strace_run(job, trace_options)
+                if result.returncode != 1 and "ptrace" in result.stderr:
+                    self.skipTest("SKIPPED: strace cannot trace here: " + result.stderr.strip()[:200])
+                self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+                self.assertEqual(result.stdout, "")
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn("killed by SIGKILL before it had job", lines[0])
+                self.assertEqual("removed what it left" in lines[0], left_something, lines[0])
+                self.assertFalse(os.path.exists(os.path.join(self.root, job)), "nothing half-made stays")
+        self.assert_no_processes_left()
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

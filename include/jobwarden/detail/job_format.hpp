@@ -86,6 +86,9 @@ struct JobRecord {
   /// where its workers' cgroups are), so recovery can kill what is left in it
   /// and remove it; empty when its workers had no cgroups.
   std::string supervisor_cgroup;
+  /// The exit status its host gave for the job (`JobSupervisor::set_exit_status`;
+  /// `jobwarden run` records the status it exits with); empty when none was given.
+  std::optional<int> supervisor_exit_status;
   std::optional<JobSummary> summary;              ///< the supervisor's last counts
 };
 
@@ -96,7 +99,9 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
       {"start_time", record.supervisor_start_time > 0 ? nlohmann::json(record.supervisor_start_time)
                                                       : nlohmann::json(nullptr)},
       {"hostname", record.supervisor_hostname},
-      {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
+      {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)},
+      {"exit_status", record.supervisor_exit_status ? nlohmann::json(*record.supervisor_exit_status)
+                                                    : nlohmann::json(nullptr)}};
   nlohmann::json summary = record.summary ? job_summary_to_json(*record.summary) : nlohmann::json(nullptr);
   return {{"type", "job"},
           {"job_id", record.job_id},
@@ -131,6 +136,9 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
     record.supervisor_start_time = sup.unsigned_integer("start_time").value_or(0);
     record.supervisor_hostname = sup.string("hostname").value_or("");
     record.supervisor_cgroup = sup.string("cgroup").value_or("");
+    if (auto code = sup.integer("exit_status", -0x7fffffff, 0x7fffffff)) {
+      record.supervisor_exit_status = static_cast<int>(*code);
+    }
     if (!sup.ok()) fields.fail("supervisor." + sup.problem());
   }
   if (const nlohmann::json* summary = fields.object("summary")) {

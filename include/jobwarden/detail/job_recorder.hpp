@@ -301,6 +301,11 @@ class JobRecorder {
     record_ = std::move(next);
   }
 
+  /// Sets the exit status the host gave for the job (`supervisor.exit_status`,
+  /// `null` when empty): the next job line carries it, and so does every one
+  /// after (compaction included). Writes nothing by itself.
+  void set_exit_status(std::optional<int> code) noexcept { record_.supervisor_exit_status = code; }
+
   /// Throwing form of `write_job`.
   void write_job(JobState state, const JobSummary& summary) {
     std::error_code ec;

@@ -225,6 +225,7 @@ inline void merge_job_record(const JobFacts& facts, JobStatus<>& status) {
   if (record != nullptr) {
     if (record->supervisor_pid > 0) status.supervisor.pid = record->supervisor_pid;
     status.supervisor.hostname = record->supervisor_hostname;
+    status.supervisor.exit_status = record->supervisor_exit_status;
     status.created_at = record->created_at;
     status.ended_at = record->ended_at;
     status.last_update = record->updated_at;

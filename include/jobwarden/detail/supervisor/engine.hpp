@@ -146,6 +146,18 @@ class SupervisorEngine {
     s.watcher.wake();
   }
 
+  void set_exit_status(int code) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.recorder) return;
+      s.recorder->set_exit_status(code);
+      s.job_dirty = true;
+      if (s.job_closed) s.exit_status_unwritten = true;
+    }
+    s.watcher.wake();
+  }
+
   const RecoveryReport& recovery_report() const { return state().recovery; }
 
   /// Whether the engine keeps a job directory (a root was given).

@@ -100,6 +100,7 @@ struct EngineState {
   bool watches_stop_request = false;  // inotify wakes us; else looked at each refresh
   bool stop_request_unchecked = false;  // look at the next poll (first poll, or a failed read)
   bool job_closed = false;      // the final job state is written
+  bool exit_status_unwritten = false;  // set_exit_status() came after the final job line
   std::optional<time_point> next_job_refresh;
   time_point opened_at{};  // when the job directory was opened: the heartbeat follows its age
   std::optional<time_point> armed_deadline;  // what the timer was last armed for

@@ -81,7 +81,16 @@ std::chrono::milliseconds heartbeat_interval(const EngineState<Clock>& s, typena
 /// The job-line part of `flush_job`.
 template <class Clock>
 void write_job_line(EngineState<Clock>& s) {
-  if (s.job_closed) return;
+  if (s.job_closed) {
+    if (!s.exit_status_unwritten) return;
+    // The host's exit status came after the final line: that line once more
+    // (the same terminal state, which the recorder accepts) with it.
+    std::error_code ec;
+    s.recorder->write_job(s.last_job_state, summary_of(s), ec);
+    if (ec) note_status_error(s, ec, s.recorder->layout().journal_file());  // retried at the next poll
+    else s.exit_status_unwritten = false;
+    return;
+  }
   auto now = s.now();
   if (s.next_job_refresh && *s.next_job_refresh <= now) s.job_dirty = true;
   if (!s.job_dirty) return;
@@ -113,6 +122,7 @@ void write_job_line(EngineState<Clock>& s) {
   s.last_job_state = state;
   s.job_dirty = false;
   s.job_closed = final;
+  s.exit_status_unwritten = false;
   if (s.options.job_refresh_interval.count() > 0 && !final) {
     s.next_job_refresh = now + heartbeat_interval(s, now);
   } else {

@@ -96,6 +96,9 @@ options:
   --input FILE          every worker's stdin is FILE (default: /dev/null);
                         '-' is this tool's own stdin (one worker only)
   --replace             reuse the id of a finished job, replacing its records
+  --resume              run a finished job again: its workers that succeeded
+                        with the same command are kept, not run; every other
+                        worker runs again as its next attempt (see below)
   --json                print the job's final status as JSON on stdout
   --progress            show live progress even when not on a terminal
   --quiet               show nothing, even on a terminal
@@ -103,13 +106,22 @@ options:
                         if this process dies (then 'jobwarden stop' recovers)
   --no-cgroups          do not put workers in cgroups of their own
 
+--resume keeps the job's records: a worker (ids are line numbers with
+--commands) whose record says succeeded with the same command is kept as it
+was; a failed, crashed, timed out, cancelled or lost one, or one whose command
+changed, runs again (its logs are appended to). Workers of the earlier run
+that are not given this time keep their records and count toward the outcome.
+A job whose supervisor died is recovered first; a job that does not exist yet
+simply runs. Not with --replace.
+
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
 
-exit status: 0 every worker succeeded; 1 a worker ended otherwise (failed,
-crashed, timed_out, stalled, cancelled, spawn_failed, lost); 2 usage or input
-error, or the job already has a live supervisor (nothing written).
+exit status: 0 every worker succeeded (with --resume: the kept ones too); 1 a
+worker ended otherwise (failed, crashed, timed_out, stalled, cancelled,
+spawn_failed, lost); 2 usage or input error, or the job already has a live
+supervisor, or --resume of a job that cannot be resumed (nothing written).
 )";
 
 const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
@@ -360,6 +372,10 @@ RunPlan plan_run(const Arguments& args) {
   plan.quiet = args.has("quiet");
   if (plan.force_progress && plan.quiet) throw UsageError("--progress and --quiet contradict each other");
   plan.supervisor.replace_finished_job = args.has("replace");
+  plan.supervisor.resume_finished_job = args.has("resume");
+  if (plan.supervisor.replace_finished_job && plan.supervisor.resume_finished_job) {
+    throw UsageError("--resume and --replace exclude each other (--resume keeps the job's records, --replace drops them)");
+  }
   plan.supervisor.orphan_guard = !args.has("no-orphan-guard");
   plan.supervisor.use_cgroups = !args.has("no-cgroups");
 
@@ -512,6 +528,30 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
   std::fflush(out);
 }
 
+/// Why `run --resume` could not open the job (exit 2).
+std::string describe_resume_error(std::error_code ec, const std::string& root, const std::string& job) {
+  if (ec == jobwarden::errc::invalid_state_transition) {
+    return fmt::format("--resume: job \"{}\" under {} has not finished and its supervisor could not be shown dead "
+                       "('jobwarden stop' recovers it where it ran)",
+                       job, root);
+  }
+  if (ec == jobwarden::errc::bad_status_file) {
+    return fmt::format("--resume: job \"{}\" under {} has no readable job record ('jobwarden status' shows why)",
+                       job, root);
+  }
+  return fmt::format("--resume: cannot resume job \"{}\" under {}: {}", job, root, ec.message());
+}
+
+/// For a resumed job, before the progress display: how many workers were kept.
+void print_resumed(std::FILE* out, const std::vector<jobwarden::WorkerInfo>& workers, const std::string& job) {
+  std::size_t kept = 0;
+  for (const auto& worker : workers) kept += worker.kept ? 1 : 0;
+  if (kept == 0) return;
+  print(out, "job \"{}\" resumed: {} of {} workers kept from its earlier run, {} to run\n", job, kept,
+        workers.size(), workers.size() - kept);
+  std::fflush(out);
+}
+
 int command_run(const Arguments& args) {
   RunPlan plan = plan_run(args);  // every usage error is found here, before any write
 
@@ -541,9 +581,11 @@ int command_run(const Arguments& args) {
                                  "'jobwarden clean' removes old ones)",
                                  job, root));
   }
+  if (ec && plan.supervisor.resume_finished_job) throw UsageError(describe_resume_error(ec, root, job));
   if (ec) throw UsageError(fmt::format("cannot open job \"{}\" under {}: {}", job, root, ec.message()));
 
   for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+  if (display) print_resumed(display->stream(), supervisor.workers(), job);
 
   const auto started = Clock::now();
   auto elapsed = [&] { return std::chrono::duration_cast<milliseconds>(Clock::now() - started); };
@@ -892,7 +934,7 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},

@@ -14,6 +14,7 @@ proving that no process with its marker is left, killing any it finds, and
 failing if there were some. Standard library only.
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -1039,6 +1040,13 @@ class UsageErrors(CliTestCase):
         self.assert_no_processes_left()
 
 
+def seconds_between(start, end):
+    """Seconds from one RFC 3339 timestamp of the tool's to another."""
+    def parse(text):
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (parse(end) - parse(start)).total_seconds()
+
+
 class CliResume(CliTestCase):
     """`run --resume`: a finished job's successes are kept, the rest runs again."""
 
@@ -1093,6 +1101,22 @@ class CliResume(CliTestCase):
         self.assertIsNotNone(job_lines[-1].get("resumed_at"))
         self.assertNotIn("resumed_at", job_lines[0])
         self.assertEqual(self.status("batch")["summary"], status["summary"])
+        # The Python reader agrees, elapsed time (the resumed run's) included.
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "batch", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(python.returncode, 0, python.stderr)
+        read = json.loads(python.stdout)
+        cpp = self.status("batch")
+        for key in ("state", "summary", "created_at", "ended_at", "elapsed_seconds"):
+            self.assertEqual(read[key], cpp[key], key)
+        self.assertEqual([(w["id"], w["attempt"]) for w in read["workers"]],
+                         [(w["id"], w["attempt"]) for w in cpp["workers"]])
+        # Elapsed is the resumed run's, not counted from the first run's start.
+        resumed_at = job_lines[-1]["resumed_at"]
+        self.assertLess(cpp["elapsed_seconds"], seconds_between(cpp["created_at"], cpp["ended_at"]))
+        self.assertLessEqual(cpp["elapsed_seconds"], seconds_between(resumed_at, cpp["ended_at"]) + 0.001)
 
         # Resumed again with nothing to do: every worker kept, none runs.
         code, status = self.resume("batch", path)

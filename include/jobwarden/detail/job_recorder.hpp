@@ -24,6 +24,11 @@
 /// // destruction (or close()) releases the lock; readers then see a finished job,
 /// // or — had the supervisor died before the final write_job — a lost one.
 /// ```
+/// With `resume_finished`, `open()` of a finished job appends to its journal
+/// instead of starting a new one, and `earlier_workers()` hands out its
+/// workers' records: the supervisor keeps those it does not run again, and
+/// the first line it writes for a worker it runs again may follow that
+/// worker's terminal record (the new attempt).
 /// A failed write returns its error and leaves the journal as it was; the
 /// supervisor carries on (and writes the record again later).
 

@@ -109,6 +109,9 @@ options:
   --input FILE          every worker's stdin is FILE (default: /dev/null);
                         '-' is this tool's own stdin (one worker only)
   --replace             reuse the id of a finished job, replacing its records
+  --resume              run a finished job again: its workers that succeeded
+                        with the same command are kept, not run; every other
+                        worker runs again as its next attempt (see below)
   --detach              return once the job is open; the supervisor runs on
                         in its own session (see above)
   --json                print the job's final status as JSON on stdout (with
@@ -119,14 +122,23 @@ options:
                         if this process dies (then 'jobwarden stop' recovers)
   --no-cgroups          do not put workers in cgroups of their own
 
+--resume keeps the job's records: a worker (ids are line numbers with
+--commands) whose record says succeeded with the same command is kept as it
+was; a failed, crashed, timed out, cancelled or lost one, or one whose command
+changed, runs again (its logs are appended to). Workers of the earlier run
+that are not given this time keep their records and count toward the outcome.
+A job whose supervisor died is recovered first; a job that does not exist yet
+simply runs. Not with --replace.
+
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
 
-exit status: 0 every worker succeeded (with --detach: the job is open); 1 a
-worker ended otherwise (failed, crashed, timed_out, stalled, cancelled,
-spawn_failed, lost), or the job could not be started; 2 usage or input error,
-or the job already has a live supervisor (nothing written).
+exit status: 0 every worker succeeded (with --resume: the kept ones too; with
+--detach: the job is open); 1 a worker ended otherwise (failed, crashed,
+timed_out, stalled, cancelled, spawn_failed, lost), or the job could not be
+started; 2 usage or input error, or the job already has a live supervisor, or
+--resume of a job that cannot be resumed (nothing written).
 )";
 
 const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
@@ -397,6 +409,10 @@ RunPlan plan_run(const Arguments& args) {
   if (plan.force_progress && plan.quiet) throw UsageError("--progress and --quiet contradict each other");
   check_detach_options(args, plan);
   plan.supervisor.replace_finished_job = args.has("replace");
+  plan.supervisor.resume_finished_job = args.has("resume");
+  if (plan.supervisor.replace_finished_job && plan.supervisor.resume_finished_job) {
+    throw UsageError("--resume and --replace exclude each other (--resume keeps the job's records, --replace drops them)");
+  }
   plan.supervisor.orphan_guard = !args.has("no-orphan-guard");
   plan.supervisor.use_cgroups = !args.has("no-cgroups");
 
@@ -549,6 +565,30 @@ void print_run_verdict(std::FILE* out, const jobwarden::JobStatus<>& status, con
   std::fflush(out);
 }
 
+/// Why `run --resume` could not open the job (exit 2).
+std::string describe_resume_error(std::error_code ec, const std::string& root, const std::string& job) {
+  if (ec == jobwarden::errc::invalid_state_transition) {
+    return fmt::format("--resume: job \"{}\" under {} has not finished and its supervisor could not be shown dead "
+                       "('jobwarden stop' recovers it where it ran)",
+                       job, root);
+  }
+  if (ec == jobwarden::errc::bad_status_file) {
+    return fmt::format("--resume: job \"{}\" under {} has no readable job record ('jobwarden status' shows why)",
+                       job, root);
+  }
+  return fmt::format("--resume: cannot resume job \"{}\" under {}: {}", job, root, ec.message());
+}
+
+/// For a resumed job, before the progress display: how many workers were kept.
+void print_resumed(std::FILE* out, const std::vector<jobwarden::WorkerInfo>& workers, const std::string& job) {
+  std::size_t kept = 0;
+  for (const auto& worker : workers) kept += worker.kept ? 1 : 0;
+  if (kept == 0) return;
+  print(out, "job \"{}\" resumed: {} of {} workers kept from its earlier run, {} to run\n", job, kept,
+        workers.size(), workers.size() - kept);
+  std::fflush(out);
+}
+
 /// Opens job `plan.supervisor.job_id` (its directory, lock and journal);
 /// a job with a live supervisor, or a finished one without --replace, is a
 /// usage error.
@@ -565,6 +605,7 @@ jobwarden::JobSupervisor<> open_job(const RunPlan& plan) {
                                  "'jobwarden clean' removes old ones)",
                                  job, root));
   }
+  if (ec && plan.supervisor.resume_finished_job) throw UsageError(describe_resume_error(ec, root, job));
   if (ec) throw UsageError(fmt::format("cannot open job \"{}\" under {}: {}", job, root, ec.message()));
   return supervisor;
 }
@@ -682,6 +723,7 @@ int run_detached(RunPlan& plan) {
         }
         ::close(log_fd);
         for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+        print_resumed(stderr, supervisor.workers(), plan.supervisor.job_id);
         reporter.opened(supervisor.job_dir());
 
         std::optional<LiveDisplay> no_display;
@@ -737,6 +779,7 @@ int command_run(const Arguments& args) {
   // A replaced job's detached log is not this run's.
   if (plan.supervisor.replace_finished_job) ::unlink((supervisor.job_dir() + "/" + supervisor_log_name).c_str());
   for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
+  if (display) print_resumed(display->stream(), supervisor.workers(), plan.supervisor.job_id);
   return supervise(plan, supervisor, display, signal_pipe, /*detached=*/false);
 }
 
@@ -1024,8 +1067,8 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"},
-        {"detach"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"},
+        {"no-cgroups"}, {"detach"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},

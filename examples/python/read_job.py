@@ -252,7 +252,7 @@ def job_line_problem(document):
         if state is None:
             return "state is missing"
         return f'state "{state[:40]}" is not a job state' if isinstance(state, str) else "state is not a string"
-    for key in ("created_at", "updated_at", "ended_at"):
+    for key in ("created_at", "updated_at", "ended_at", "resumed_at"):
         if document.get(key) is not None and parse_time(document.get(key)) is None:
             return f"{key} is not a timestamp"
     supervisor = document.get("supervisor")
@@ -472,14 +472,16 @@ def aggregate(job_dir, stale_after=30.0, now=None):
     times = [parse_time((record or {}).get("updated_at"))] + [parse_time(w["last_update"]) for w in workers]
     last_update = max((t for t in times if t), default=None)
     created_at, ended_at = parse_time((record or {}).get("created_at")), parse_time((record or {}).get("ended_at"))
+    # A resumed job's elapsed time is its latest run's.
+    start = parse_time((record or {}).get("resumed_at")) or created_at
     if state == "lost":
         # How long it ran: to its last sign of life (a worker still running: now).
-        until = now if lists["running"] else (last_update or created_at)
+        until = now if lists["running"] else (last_update or start)
         if ended_at and until and ended_at < until:
             until = ended_at
     else:
         until = ended_at if (ended_at and state in JOB_TERMINAL) else now
-    elapsed = max(0.0, round((until - created_at).total_seconds(), 3)) if (created_at and until) else 0.0
+    elapsed = max(0.0, round((until - start).total_seconds(), 3)) if (start and until) else 0.0
     return {
         "schema_version": SCHEMA_VERSION, "job_id": job_id, "state": state, "summary": summary,
         "elapsed_seconds": elapsed, "last_update": format_time(last_update),

@@ -30,6 +30,18 @@ struct SupervisorOptions {
   /// Reuse the id of a finished job under `root`, replacing its records
   /// (otherwise `errc::job_exists`). A job with a live supervisor is never touched.
   bool replace_finished_job = false;
+  /// Resume a finished job under `root` instead (exclusive with
+  /// `replace_finished_job`: `errc::invalid_argument`): its journal and
+  /// worker records are kept, and a worker submitted again whose record says
+  /// `succeeded` with the same argv is not run again — it is at once
+  /// `succeeded` with its earlier record, `WorkerInfo::kept` set, and no
+  /// event. Every other worker submitted runs as a new attempt (the earlier
+  /// attempt + 1). Records of the earlier run's workers that are not
+  /// submitted stay as they are (`kept`) and count toward the job's summary
+  /// and final state. A job whose supervisor died is recovered first; one
+  /// that is not on disk starts anew; one with a live supervisor is
+  /// `errc::job_locked`. Only argv is compared (cwd and env are not recorded).
+  bool resume_finished_job = false;
   /// How often a job line is appended even without changes, as a heartbeat
   /// that readers on other machines can see (zero: only on changes). While
   /// the job is young the heartbeat comes sooner — after half the job's age,

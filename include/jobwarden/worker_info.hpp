@@ -71,6 +71,12 @@ struct WorkerInfo {
   /// Empty while all is well; cleared when an attempt starts.
   std::string input_error;
   std::vector<std::string> argv;     ///< as given in the spec
+  /// A record kept from an earlier run of a resumed job
+  /// (`SupervisorOptions::resume_finished_job`), not run by this supervisor:
+  /// a worker submitted again that had succeeded with the same argv (skipped;
+  /// its attempt, times and exit code are the earlier run's), or one of the
+  /// earlier run's workers that was not submitted this time.
+  bool kept = false;
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

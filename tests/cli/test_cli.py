@@ -14,6 +14,7 @@ proving that no process with its marker is left, killing any it finds, and
 failing if there were some. Standard library only.
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -1288,6 +1289,159 @@ class CliDetach(CliTestCase):
                 self.assertEqual("removed what it left" in lines[0], left_something, lines[0])
                 self.assertFalse(os.path.exists(os.path.join(self.root, job)), "nothing half-made stays")
         self.assert_no_processes_left()
+
+
+def seconds_between(start, end):
+    """Seconds from one RFC 3339 timestamp of the tool's to another."""
+    def parse(text):
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (parse(end) - parse(start)).total_seconds()
+
+
+class CliResume(CliTestCase):
+    """`run --resume`: a finished job's successes are kept, the rest runs again."""
+
+    def write_commands(self, name, lines):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write("".join(line + "\n" for line in lines))
+        return path
+
+    def resume(self, job, commands_path, *options):
+        result = self.jw("run", "--root", self.root, "--job", job, "--json", "--resume",
+                         "--commands", commands_path, *options)
+        self.assertEqual(result.stderr, "", "run is quiet off a terminal")
+        return result.returncode, json.loads(result.stdout)
+
+    def runs(self, name):
+        path = os.path.join(self.out, name)
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return len(f.read().splitlines())
+
+    def test_resume_reruns_the_failed_and_the_changed_lines(self):
+        lines = ['echo a >> "$OUT/runs1"',
+                 'echo b >> "$OUT/runs2"; exit 3',
+                 'echo c >> "$OUT/runs3"',
+                 'echo d >> "$OUT/runs4"; [ -e "$OUT/fixed" ]']
+        path = self.write_commands("job.commands", lines)
+        first = self.jw("run", "--root", self.root, "--job", "batch", "--json", "--commands", path)
+        self.assertEqual(first.returncode, 1, first.stderr)
+        before = json.loads(first.stdout)
+        self.assertEqual([w["state"] for w in before["workers"]], ["succeeded", "failed", "succeeded", "failed"])
+
+        # Line 2 fixed, line 3 changed, line 4's condition met; line 1 as it was.
+        lines[1] = 'echo b >> "$OUT/runs2"; exit 0'
+        lines[2] = 'echo c >> "$OUT/runs3"  # edited'
+        with open(os.path.join(self.out, "fixed"), "w") as f:
+            f.write("yes\n")
+        self.write_commands("job.commands", lines)
+        code, status = self.resume("batch", path)
+        self.assertEqual(code, 0)
+        self.assertEqual(status["state"], "succeeded")
+        self.assertEqual(status["summary"]["succeeded"], 4)
+        self.assertEqual([(w["id"], w["state"], w["attempt"]) for w in status["workers"]],
+                         [("1", "succeeded", 1), ("2", "succeeded", 2), ("3", "succeeded", 2),
+                          ("4", "succeeded", 2)])
+        self.assertEqual([self.runs(f"runs{i}") for i in (1, 2, 3, 4)], [1, 2, 2, 2])
+        self.assertEqual(status["created_at"], before["created_at"], "the same job, resumed")
+        # The job line says it was resumed; `status` reads it as the run did.
+        with open(os.path.join(self.root, "batch", "journal.jsonl")) as f:
+            job_lines = [json.loads(line) for line in f if '"type":"job"' in line]
+        self.assertIsNotNone(job_lines[-1].get("resumed_at"))
+        self.assertNotIn("resumed_at", job_lines[0])
+        self.assertEqual(self.status("batch")["summary"], status["summary"])
+        # The Python reader agrees, elapsed time (the resumed run's) included.
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "batch", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(python.returncode, 0, python.stderr)
+        read = json.loads(python.stdout)
+        cpp = self.status("batch")
+        for key in ("state", "summary", "created_at", "ended_at", "elapsed_seconds"):
+            self.assertEqual(read[key], cpp[key], key)
+        self.assertEqual([(w["id"], w["attempt"]) for w in read["workers"]],
+                         [(w["id"], w["attempt"]) for w in cpp["workers"]])
+        # Elapsed is the resumed run's, not counted from the first run's start.
+        resumed_at = job_lines[-1]["resumed_at"]
+        self.assertLess(cpp["elapsed_seconds"], seconds_between(cpp["created_at"], cpp["ended_at"]))
+        self.assertLessEqual(cpp["elapsed_seconds"], seconds_between(resumed_at, cpp["ended_at"]) + 0.001)
+
+        # Resumed again with nothing to do: every worker kept, none runs.
+        code, status = self.resume("batch", path)
+        self.assertEqual(code, 0)
+        self.assertEqual([self.runs(f"runs{i}") for i in (1, 2, 3, 4)], [1, 2, 2, 2])
+        self.assert_no_processes_left()
+
+    def test_exit_status_follows_the_final_outcome(self):
+        self.run_job("outcome", commands="true\nexit 5\n", expect=1)
+        # Still failing: resumed, run again, exit 1.
+        path = self.write_commands("job.commands", ['true', 'echo x >> "$OUT/runs2"; exit 5'])
+        code, status = self.resume("outcome", path)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.worker(status, "2")["attempt"], 2)
+        self.assertEqual(self.worker(status, "2")["exit_code"], 5)
+        # A line no longer in the file keeps its record: the job still failed.
+        path = self.write_commands("short.commands", ['true'])
+        code, status = self.resume("outcome", path)
+        self.assertEqual(code, 1)
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual(self.worker(status, "2")["attempt"], 2)
+        self.assertEqual(self.runs("runs2"), 1)
+        # Fixed: exit 0.
+        path = self.write_commands("job.commands", ['true', 'true'])
+        code, status = self.resume("outcome", path)
+        self.assertEqual(code, 0)
+        self.assertEqual(self.worker(status, "2")["attempt"], 3)
+
+    def test_progress_says_how_many_workers_were_kept(self):
+        path = self.write_commands("job.commands", ['true', 'exit 1'])
+        self.jw("run", "--root", self.root, "--job", "shown", "--commands", path)
+        result = self.jw("run", "--root", self.root, "--job", "shown", "--resume", "--progress", "--commands", path)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn('job "shown" resumed: 1 of 2 workers kept from its earlier run, 1 to run', result.stderr)
+
+    def test_resume_of_a_job_that_does_not_exist_runs_it(self):
+        path = self.write_commands("job.commands", ['echo a >> "$OUT/runs1"'])
+        code, status = self.resume("new", path)
+        self.assertEqual(code, 0)
+        self.assertEqual(status["state"], "succeeded")
+        self.assertEqual(self.runs("runs1"), 1)
+
+    def test_resume_with_replace_is_a_usage_error(self):
+        result = self.jw("run", "--root", self.root, "--job", "j", "--resume", "--replace", "--", "true")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("--resume and --replace", result.stderr)
+        self.assertFalse(os.path.exists(self.root), "the root was created")
+
+    def test_resume_of_a_running_job_exits_2_and_changes_nothing(self):
+        process = self.start("run", "--root", self.root, "--job", "busy", "--grace", "2s", "--",
+                             "/bin/sh", "-c", 'touch "$OUT/started"; exec sleep 100')
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "started")), "the worker to start")
+        self.wait_for(lambda: self.status("busy")["summary"]["running"] == 1, "the worker to be recorded")
+        journal = os.path.join(self.root, "busy", "journal.jsonl")
+        with open(journal, "rb") as f:
+            before = f.read()
+        result = self.jw("run", "--root", self.root, "--job", "busy", "--resume", "--", "touch",
+                         os.path.join(self.out, "second"))
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("live supervisor", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "second")))
+        with open(journal, "rb") as f:
+            after = f.read()
+        # The live supervisor may have appended heartbeats meanwhile, nothing else.
+        self.assertTrue(after.startswith(before))
+        self.assertNotIn(b"resumed_at", after)
+        self.assertEqual(self.jw("stop", "--root", self.root, "--job", "busy", "--grace", "1s").returncode, 0)
+        self.assertEqual(self.finish(process)[0], 1)
+        self.assert_no_processes_left()
+
 
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):

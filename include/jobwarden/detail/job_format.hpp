@@ -79,6 +79,10 @@ struct JobRecord {
   std::optional<std::chrono::system_clock::time_point> created_at;
   std::optional<std::chrono::system_clock::time_point> updated_at;
   std::optional<std::chrono::system_clock::time_point> ended_at;
+  /// When the latest run of a resumed job began (`resume_finished_job`: a
+  /// finished job run again, keeping its workers that had succeeded); empty
+  /// for a job never resumed. `created_at` stays the job's first start.
+  std::optional<std::chrono::system_clock::time_point> resumed_at;
   int supervisor_pid = 0;                         ///< 0 when unknown
   unsigned long long supervisor_start_time = 0;   ///< `process_start_time` of the supervisor; 0 unknown
   std::string supervisor_hostname;                ///< pids mean something only on this host
@@ -103,14 +107,16 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
       {"exit_status", record.supervisor_exit_status ? nlohmann::json(*record.supervisor_exit_status)
                                                     : nlohmann::json(nullptr)}};
   nlohmann::json summary = record.summary ? job_summary_to_json(*record.summary) : nlohmann::json(nullptr);
-  return {{"type", "job"},
-          {"job_id", record.job_id},
-          {"state", std::string(to_string(record.state))},
-          {"created_at", time_or_null(record.created_at)},
-          {"updated_at", time_or_null(record.updated_at)},
-          {"ended_at", time_or_null(record.ended_at)},
-          {"supervisor", std::move(supervisor)},
-          {"summary", std::move(summary)}};
+  nlohmann::json line = {{"type", "job"},
+                         {"job_id", record.job_id},
+                         {"state", std::string(to_string(record.state))},
+                         {"created_at", time_or_null(record.created_at)},
+                         {"updated_at", time_or_null(record.updated_at)},
+                         {"ended_at", time_or_null(record.ended_at)},
+                         {"supervisor", std::move(supervisor)},
+                         {"summary", std::move(summary)}};
+  if (record.resumed_at) line["resumed_at"] = time_or_null(record.resumed_at);  // only for a resumed job
+  return line;
 }
 
 /// A job line of the journal for `record`: `job_record_to_json`, compact, and a newline.
@@ -130,6 +136,7 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
   record.created_at = fields.time("created_at");
   record.updated_at = fields.time("updated_at");
   record.ended_at = fields.time("ended_at");
+  record.resumed_at = fields.time("resumed_at");
   if (const nlohmann::json* supervisor = fields.object("supervisor")) {
     FieldReader sup(*supervisor);
     record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));

@@ -24,6 +24,11 @@
 /// // destruction (or close()) releases the lock; readers then see a finished job,
 /// // or — had the supervisor died before the final write_job — a lost one.
 /// ```
+/// With `resume_finished`, `open()` of a finished job appends to its journal
+/// instead of starting a new one, and `earlier_workers()` hands out its
+/// workers' records: the supervisor keeps those it does not run again, and
+/// the first line it writes for a worker it runs again may follow that
+/// worker's terminal record (the new attempt).
 /// A failed write returns its error and leaves the journal as it was; the
 /// supervisor carries on (and writes the record again later).
 
@@ -66,6 +71,13 @@ struct JobRecorderOptions {
   /// `false` fails with `errc::job_exists` and changes nothing; `true`
   /// removes the old job's records (never following a link) and starts anew.
   bool replace_finished = false;
+  /// What `open()` does instead with a finished job of that id (exclusive
+  /// with `replace_finished`): keeps its journal and appends to it — a job
+  /// line saying `running` again, with `resumed_at` — and hands its workers'
+  /// records out as `earlier_workers()`, so the supervisor can keep those
+  /// that succeeded and run the others again as new attempts. A job of that
+  /// id that is not on disk is started anew.
+  bool resume_finished = false;
   /// How long `open()` retries a busy lock before it counts as a live
   /// supervisor's (readers hold it for microseconds when they probe it).
   std::chrono::milliseconds lock_patience{200};
@@ -108,6 +120,11 @@ class JobRecorder {
   /// `JobRecorderOptions::replace_finished`); `ELOOP` when the job directory
   /// is a symlink; or the system error. A job directory this call created is
   /// removed again when it fails. Calling it on an open recorder does nothing.
+  /// With `resume_finished`, a job that cannot be resumed: `errc::invalid_argument`
+  /// together with `replace_finished`; `errc::unsupported_layout` (schema 1,
+  /// or a journal of another version); `errc::bad_status_file` (no usable job
+  /// line); `errc::invalid_state_transition` (the job, or one of its workers,
+  /// is not finished: its dead supervisor was not recovered).
   void open(std::error_code& ec) {
     ec.clear();
     if (is_open()) return;
@@ -115,7 +132,7 @@ class JobRecorder {
       ec = make_error_code(errc::invalid_id);
       return;
     }
-    if (layout_.root.empty()) {
+    if (layout_.root.empty() || (options_.resume_finished && options_.replace_finished)) {
       ec = make_error_code(errc::invalid_argument);
       return;
     }
@@ -145,6 +162,11 @@ class JobRecorder {
     FileStamp existing;
     const bool has_journal = !stat_file_at(job_dir_.get(), journal_file_name, existing);
     const bool has_legacy = !stat_file_at(job_dir_.get(), legacy_job_file_name, existing);
+    earlier_workers_.clear();
+    if (!created_job_dir && (has_journal || has_legacy) && options_.resume_finished) {
+      if (resume(has_legacy, ec), ec) return undo();
+      return;
+    }
     if (!created_job_dir && (has_journal || has_legacy)) {
       if (!options_.replace_finished) {
         ec = make_error_code(errc::job_exists);
@@ -216,8 +238,17 @@ class JobRecorder {
   /// The path to give a worker as `JOBWARDEN_STATUS_FILE`.
   std::string status_file(const std::string& worker_id) const { return layout_.status_file(worker_id); }
 
-  /// When `open()` created this job record.
+  /// When `open()` created this job record (for a resumed job, when it was first created).
   std::optional<std::chrono::system_clock::time_point> created_at() const { return record_.created_at; }
+
+  /// Whether `open()` resumed a finished job (`JobRecorderOptions::resume_finished`).
+  bool resumed() const noexcept { return record_.resumed_at.has_value(); }
+
+  /// The records of a resumed job's workers as its journal left them (each
+  /// worker's latest usable line, every one terminal), in the order they were
+  /// first recorded; empty unless `resumed()`. A worker whose latest line
+  /// could not be read is not among them (it runs again when submitted).
+  const std::vector<WorkerInfo>& earlier_workers() const noexcept { return earlier_workers_; }
 
   /// The journal's size in bytes, as this recorder left it.
   std::uint64_t journal_size() const noexcept { return journal_.size(); }
@@ -242,7 +273,10 @@ class JobRecorder {
     auto found = worker_index_.find(info.id);
     if (found != worker_index_.end()) {
       const RecordedWorker& recorded = workers_[found->second];
-      if (is_terminal(recorded.state) && info.state != recorded.state && info.attempt <= recorded.attempt) {
+      // An earlier run's record may be followed by this run's: the worker
+      // submitted again (pending with the earlier attempt, then attempt + 1).
+      if (!recorded.earlier_run && is_terminal(recorded.state) && info.state != recorded.state &&
+          info.attempt <= recorded.attempt) {
         ec = make_error_code(errc::invalid_state_transition);
         return;
       }
@@ -257,6 +291,7 @@ class JobRecorder {
       RecordedWorker& recorded = workers_[found->second];
       recorded.state = info.state;
       recorded.attempt = info.attempt;
+      recorded.earlier_run = false;
       live_bytes_ += line.size();
       live_bytes_ -= recorded.line.size();
       recorded.line = std::move(line);
@@ -355,6 +390,7 @@ class JobRecorder {
   struct RecordedWorker {
     WorkerState state = WorkerState::pending;
     int attempt = 0;
+    bool earlier_run = false;  ///< its latest line is an earlier run's (a resumed job)
     std::string line;  ///< its latest line: what a compaction keeps
   };
 
@@ -368,6 +404,102 @@ class JobRecorder {
   std::vector<RecordedWorker> workers_;
   std::unordered_map<std::string, std::size_t> worker_index_;
   std::uint64_t live_bytes_ = 0;  ///< bytes of the workers' latest lines
+  std::vector<WorkerInfo> earlier_workers_;  ///< a resumed job's workers, as its journal left them
+
+  /// The resume part of `open()`, with the lock held on an existing job:
+  /// reads its journal's fold, checks that the job and every worker are
+  /// finished, removes a stale stop request, then appends a job line that
+  /// says `running` again (this supervisor, `resumed_at` now, `ended_at`
+  /// cleared; the counts of the kept records) to the same journal.
+  void resume(bool has_legacy, std::error_code& ec) {
+    if (has_legacy && is_legacy_job_dir(job_dir_.get())) {
+      ec = make_error_code(errc::unsupported_layout);
+      return;
+    }
+    JournalFold fold;
+    if ((ec = read_journal(job_dir_.get(), fold))) return;
+    if (!journal_schema_problem(fold).empty()) {
+      ec = make_error_code(errc::unsupported_layout);
+      return;
+    }
+    if (!fold.job()) {
+      ec = make_error_code(errc::bad_status_file);
+      return;
+    }
+    const JobRecord earlier = *fold.job();
+    if (!is_terminal(earlier.state)) {
+      ec = make_error_code(errc::invalid_state_transition);
+      return;
+    }
+    std::vector<RecordedWorker> workers;
+    std::unordered_map<std::string, std::size_t> index;
+    std::vector<WorkerInfo> earlier_workers;
+    std::uint64_t live_bytes = 0;
+    JobSummary summary;
+    try {
+      for (std::size_t i = 0; i < fold.worker_count(); ++i) {
+        const JournalWorker& line = fold.worker(i);
+        if (!line.ok) continue;  // unreadable: not kept, so run again if submitted
+        if (!is_terminal(line.info.state)) {
+          ec = make_error_code(errc::invalid_state_transition);
+          return;
+        }
+        RecordedWorker recorded;
+        recorded.state = line.info.state;
+        recorded.attempt = line.info.attempt;
+        recorded.earlier_run = true;
+        recorded.line = line.line + "\n";
+        live_bytes += recorded.line.size();
+        index.emplace(line.id, workers.size());
+        workers.push_back(std::move(recorded));
+        earlier_workers.push_back(line.info);
+        earlier_workers.back().kept = true;
+        summary.add(line.info.state);
+      }
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return;
+    }
+    // A request that reached the finished job is not for this run (as when
+    // a finished job is replaced): only now, before the journal says `running`.
+    if (::unlinkat(job_dir_.get(), stop_request_file_name, 0) != 0 && errno != ENOENT) {
+      ec = errno_code();
+      return;
+    }
+    if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
+      ec = errno_code();
+      return;
+    }
+    workers_dir_ = open_directory_at(job_dir_.get(), workers_dir_name, ec);
+    if (ec) return;
+    journal_.options().durable = options_.durable;
+    journal_.open_existing(job_dir_.get(), fold.job_id().empty() ? layout_.job_id : fold.job_id(),
+                           fold.generation(), ec);
+    if (ec) return;
+    JobRecord record = earlier;
+    record.job_id = layout_.job_id;
+    record.state = JobState::running;
+    record.updated_at = std::chrono::system_clock::now();
+    record.resumed_at = record.updated_at;
+    if (!record.created_at) record.created_at = record.updated_at;
+    record.ended_at.reset();
+    record.supervisor_pid = static_cast<int>(::getpid());
+    record.supervisor_start_time = process_start_time(record.supervisor_pid).value_or(0);
+    record.supervisor_hostname = local_hostname();
+    record.supervisor_cgroup = options_.supervisor_cgroup;
+    record.summary = summary;
+    try {
+      if ((ec = journal_.append(job_line_text(record)))) return;
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return;
+    }
+    record_ = std::move(record);
+    workers_ = std::move(workers);
+    worker_index_ = std::move(index);
+    earlier_workers_ = std::move(earlier_workers);
+    live_bytes_ = live_bytes;
+  }
 };
 
 }  // namespace jobwarden::detail

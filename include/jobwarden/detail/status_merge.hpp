@@ -40,7 +40,8 @@
 ///   start that was interrupted: `errors` says so, `jobwarden stop` has
 ///   nothing to stop and a clean-up removes it once old enough), else what the
 ///   workers imply (`job_state_from_workers`).
-/// - Elapsed: from `created_at` to `ended_at` for a finished job, to now for
+/// - Elapsed: from `created_at` (a resumed job: `resumed_at`, its latest
+///   run's start) to `ended_at` for a finished job, to now for
 ///   a live one, and for a `lost` job to its last sign of life: the newest of
 ///   the job line's `updated_at` (a live supervisor appends one at least every
 ///   `job_refresh_interval`, sooner while the job is young) and its workers'
@@ -262,18 +263,20 @@ inline void merge_job_state(const JobFacts& facts, JobStatus<>& status) {
     status.state = job_state_from_workers(status.summary);
   }
 
-  if (status.created_at) {
+  // A resumed job's elapsed time is its latest run's.
+  const std::optional<WallTime> start = record != nullptr && record->resumed_at ? record->resumed_at : status.created_at;
+  if (start) {
     WallTime until = facts.now;
     if (status.state == JobState::lost) {
       // How long it ran: to its last sign of life, not to when someone
       // noticed (recovery's ended_at) or to when the job line was first written.
-      until = status.last_update.value_or(*status.created_at);
+      until = status.last_update.value_or(*start);
       if (!status.running.empty()) until = facts.now;  // a worker of it still runs
       if (status.ended_at && *status.ended_at < until) until = *status.ended_at;
     } else if (status.ended_at && is_terminal(status.state)) {
       until = *status.ended_at;
     }
-    status.elapsed_seconds = std::max(0.0, seconds_between(*status.created_at, until));
+    status.elapsed_seconds = std::max(0.0, seconds_between(*start, until));
   }
 }
 

@@ -358,6 +358,13 @@ class SupervisorEngine {
       *ec = make_error_code(errc::invalid_id);
       return;
     }
+    if (options.resume_finished_job && options.replace_finished_job) {
+      const std::string what = "cannot open job \"" + options.job_id +
+                               "\": resume_finished_job and replace_finished_job exclude each other";
+      if (throwing) throw_error(make_error_code(errc::invalid_argument), what);
+      *ec = make_error_code(errc::invalid_argument);
+      return;
+    }
     if (options.max_concurrency == 0) {
       options.max_concurrency = std::max(1U, std::thread::hardware_concurrency());
     }
@@ -382,6 +389,7 @@ class SupervisorEngine {
       JobRecorderOptions recorder_options;
       recorder_options.durable = state_->options.durable;
       recorder_options.replace_finished = state_->options.replace_finished_job;
+      recorder_options.resume_finished = state_->options.resume_finished_job;
       recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
       recorder_options.compact_bytes = state_->options.journal_compact_bytes;
       JobLayout layout{state_->options.root, state_->options.job_id};
@@ -407,6 +415,13 @@ class SupervisorEngine {
         std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
                            state_->options.root;
         if (open_error == errc::job_locked) what += ": it already has a live supervisor";
+        if (state_->options.resume_finished_job && open_error != errc::job_locked) {
+          what += ": cannot resume it";
+          if (open_error == errc::invalid_state_transition) {
+            what += ": it has not finished and its supervisor could not be shown dead";
+            if (!state_->recovery.problems.empty()) what += " (" + state_->recovery.problems.front().second + ")";
+          }
+        }
         if (open_error == errc::job_exists) {
           if (!unreadable_layout) {
             what += ": a finished job with that id exists";
@@ -426,6 +441,7 @@ class SupervisorEngine {
         return;
       }
       state_->opened_at = state_->now();
+      keep_earlier_workers(*state_);
       if (state_->options.job_refresh_interval.count() > 0) {
         state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
       }
@@ -448,6 +464,23 @@ class SupervisorEngine {
       if (throwing) throw_error(err, "jobwarden: cannot open /dev/null");
       *ec = err;
     }
+  }
+
+  /// A resumed job: its earlier workers' records, as the journal left them,
+  /// become the engine's (terminal, `kept`, `earlier_run` until submitted
+  /// again), so they count toward the summary from the start.
+  static void keep_earlier_workers(State& s) {
+    for (const WorkerInfo& earlier : s.recorder->earlier_workers()) {
+      auto owned = std::make_unique<Record>();
+      Record* record = owned.get();
+      record->info = earlier;
+      record->earlier_run = true;
+      record->earlier_attempts = earlier.attempt;
+      s.records.emplace(earlier.id, std::move(owned));
+      s.order.push_back(record);
+      ++s.counts[static_cast<std::size_t>(earlier.state)];
+    }
+    if (!s.recorder->earlier_workers().empty()) s.job_dirty = true;
   }
 
   void destroy() {
@@ -474,29 +507,50 @@ class SupervisorEngine {
                        "cannot submit to job \"" + s.options.job_id + "\": it is shut down");
         return {};
       }
+      auto taken = [&s](const std::string& id) {  // an earlier run's record may be submitted again
+        auto it = s.records.find(id);
+        return it != s.records.end() && !it->second->earlier_run;
+      };
       if (spec.id.empty()) {
         do {
           spec.id = std::to_string(s.next_auto_id++);
-        } while (s.records.count(spec.id) != 0);
+        } while (taken(spec.id));
       } else if (!is_valid_id(spec.id)) {
         if (ec != nullptr) {
           *ec = make_error_code(errc::invalid_id);
           return {};
         }
         validate_id(spec.id, "worker id");
-      } else if (s.records.count(spec.id) != 0) {
+      } else if (taken(spec.id)) {
         report(ec, make_error_code(errc::duplicate_id),
                        "duplicate worker id " + quote_id(spec.id) + " in job \"" +
                            s.options.job_id + "\"");
         return {};
       }
-      auto owned = std::make_unique<Record>();
-      record = owned.get();
+      auto earlier = s.records.find(spec.id);
+      if (earlier != s.records.end()) {
+        // Submitted again in a resumed job: a success with the same argv is
+        // kept as it is; anything else runs again as a new attempt.
+        record = earlier->second.get();
+        record->earlier_run = false;
+        if (record->info.state == WorkerState::succeeded && record->info.argv == spec.argv) {
+          record->spec = std::move(spec);
+          return record->info.id;
+        }
+        --s.counts[static_cast<std::size_t>(record->info.state)];
+        const int earlier_attempts = record->earlier_attempts;
+        *record = Record{};
+        record->earlier_attempts = earlier_attempts;
+        record->info.attempt = earlier_attempts;  // launch() makes it the next one
+      } else {
+        auto owned = std::make_unique<Record>();
+        record = owned.get();
+        s.records.emplace(spec.id, std::move(owned));
+        s.order.push_back(record);
+      }
       record->info.id = spec.id;
       record->info.argv = spec.argv;
       record->spec = std::move(spec);
-      s.records.emplace(record->info.id, std::move(owned));
-      s.order.push_back(record);
       ++s.active;
       ++s.counts[static_cast<std::size_t>(WorkerState::pending)];
       s.queue.push_back(record);
@@ -650,7 +704,7 @@ class SupervisorEngine {
     }
     AttemptEnd ended{outcome, record.info.exit_code, record.stop_reason.has_value()};
     RestartDecision decision =
-        decide_restart(policy, ended, record.info.attempt, record.restart_times, now,
+        decide_restart(policy, ended, record.info.attempt - record.earlier_attempts, record.restart_times, now,
                        [&](double low, double high) {
                          return std::uniform_real_distribution<double>(low, high)(s.random);
                        });

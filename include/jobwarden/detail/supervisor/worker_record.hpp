@@ -36,6 +36,8 @@ struct WorkerRecord {
   bool merged_output = false;  // this attempt's stderr goes with its stdout (2>&1, or one file named twice)
   std::unique_ptr<InputFeeder> input;    // stdin fed by the supervisor (made on first use, kept)
   bool unsaved = false;  // its last journal line failed to append
+  bool earlier_run = false;  // a resumed job's record, not (yet) submitted in this run
+  int earlier_attempts = 0;  // attempts of earlier runs (a resumed job's): restarts count from there
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
   std::optional<WorkerState> stop_reason;  // why we began stopping it

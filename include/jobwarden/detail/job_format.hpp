@@ -87,6 +87,9 @@ struct JobRecord {
   /// and remove it; empty when its workers had no cgroups.
   std::string supervisor_cgroup;
   std::optional<JobSummary> summary;              ///< the supervisor's last counts
+  /// Why the job halted (fail fast, `SupervisorOptions::halt`), empty when it
+  /// did not; the line has a `halted` field only when it did.
+  std::string halted;
 };
 
 /// A job line's content for `record` (`{"type":"job",...}`).
@@ -98,14 +101,16 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
       {"hostname", record.supervisor_hostname},
       {"cgroup", record.supervisor_cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(record.supervisor_cgroup)}};
   nlohmann::json summary = record.summary ? job_summary_to_json(*record.summary) : nlohmann::json(nullptr);
-  return {{"type", "job"},
-          {"job_id", record.job_id},
-          {"state", std::string(to_string(record.state))},
-          {"created_at", time_or_null(record.created_at)},
-          {"updated_at", time_or_null(record.updated_at)},
-          {"ended_at", time_or_null(record.ended_at)},
-          {"supervisor", std::move(supervisor)},
-          {"summary", std::move(summary)}};
+  nlohmann::json line = {{"type", "job"},
+                         {"job_id", record.job_id},
+                         {"state", std::string(to_string(record.state))},
+                         {"created_at", time_or_null(record.created_at)},
+                         {"updated_at", time_or_null(record.updated_at)},
+                         {"ended_at", time_or_null(record.ended_at)},
+                         {"supervisor", std::move(supervisor)},
+                         {"summary", std::move(summary)}};
+  if (!record.halted.empty()) line["halted"] = record.halted;
+  return line;
 }
 
 /// A job line of the journal for `record`: `job_record_to_json`, compact, and a newline.
@@ -125,6 +130,7 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
   record.created_at = fields.time("created_at");
   record.updated_at = fields.time("updated_at");
   record.ended_at = fields.time("ended_at");
+  record.halted = fields.string("halted").value_or("");
   if (const nlohmann::json* supervisor = fields.object("supervisor")) {
     FieldReader sup(*supervisor);
     record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));

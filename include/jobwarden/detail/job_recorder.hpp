@@ -301,6 +301,10 @@ class JobRecorder {
     record_ = std::move(next);
   }
 
+  /// Records why the job halted (fail fast): every job line from the next
+  /// `write_job` on, and the compacted journal, carry it as `halted`.
+  void note_halt(std::string reason) { record_.halted = std::move(reason); }
+
   /// Throwing form of `write_job`.
   void write_job(JobState state, const JobSummary& summary) {
     std::error_code ec;

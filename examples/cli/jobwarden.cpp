@@ -91,6 +91,11 @@ options:
   --stall DUR           stop a worker whose last report is older (stalled)
   --restart POLICY      never (default), on-failure or always
   --max-restarts N      most restarts per worker (default 3)
+  --halt soon,fail=N    fail fast: after N workers did not succeed, start no
+                        more workers and let the running ones finish;
+  --halt now,fail=N     ...or also stop the running ones (stop signal, grace
+                        period, SIGKILL). N may be a percentage of the job's
+                        workers (fail=10%). Queued workers end cancelled.
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
   --input FILE          every worker's stdin is FILE (default: /dev/null);
@@ -107,9 +112,18 @@ On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
 
+With --halt, a worker "did not succeed" when it ends failed, crashed,
+timed_out, stalled, spawn_failed or lost for good: an attempt that --restart
+starts again does not count until the worker gives up, and cancelled workers
+(the halt's own included) never count. fail=P% halts once the failures are at
+least P% of the job's workers (fail=10% of 25 workers: at the third). After
+the halt nothing is restarted, the job ends failed and its journal's job line
+says why ("halted").
+
 exit status: 0 every worker succeeded; 1 a worker ended otherwise (failed,
-crashed, timed_out, stalled, cancelled, spawn_failed, lost); 2 usage or input
-error, or the job already has a live supervisor (nothing written).
+crashed, timed_out, stalled, cancelled, spawn_failed, lost), as always when
+the job halted; 2 usage or input error, or the job already has a live
+supervisor (nothing written).
 )";
 
 const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
@@ -394,6 +408,12 @@ RunPlan plan_run(const Arguments& args) {
     }
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
+  if (auto text = args.value("halt")) {
+    std::string error;
+    auto policy = jobwarden::parse_halt(*text, error);
+    if (!policy) throw UsageError("--halt: " + printable(error));
+    plan.supervisor.halt = *policy;
+  }
   for (const std::string& assignment : args.values("env")) {
     const std::size_t equals = assignment.find('=');
     if (equals == std::string::npos || equals == 0) {
@@ -555,6 +575,7 @@ int command_run(const Arguments& args) {
   };
 
   int stop_signal = 0;
+  bool halt_told = false;  // the halt (--halt) was announced
   while (supervisor.active_count() > 0) {
     int timeout_ms = -1;
     if (auto timeout = supervisor.next_timeout()) {
@@ -582,6 +603,14 @@ int command_run(const Arguments& args) {
       supervisor.begin_shutdown();
     }
     supervisor.poll();
+    if (!halt_told && supervisor.halted()) {
+      halt_told = true;
+      if (display || ::isatty(STDERR_FILENO) == 1) {
+        const bool now = plan.supervisor.halt.mode == jobwarden::HaltMode::now;
+        print(stderr, "jobwarden run: {}: starting no more workers, {} {} running\n", supervisor.halt_reason(),
+              now ? "stopping" : "waiting for", supervisor.running_count());
+      }
+    }
   }
   // Only now: finish() also stops queued workers from starting and ended
   // ones from restarting (it clears the supervisor's `accepting` flag, which
@@ -598,6 +627,7 @@ int command_run(const Arguments& args) {
     if (display && !read_error) {
       display->draw(final_status, elapsed());
       print_run_verdict(display->stream(), final_status, supervisor.job_dir(), elapsed());
+      if (supervisor.halted()) print(display->stream(), "{}\n", supervisor.halt_reason());
     }
     if (plan.json) {
       if (read_error) throw std::system_error(read_error, "cannot read the final status of job \"" + job + "\"");
@@ -891,7 +921,7 @@ const std::vector<Command>& commands() {
       {"run",
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
-        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
+        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true}, {"env", true, true},
         {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
        true,
        command_run},

@@ -337,3 +337,36 @@ TEST_CASE("a worker that cannot start counts, and one submitted after the halt e
   }));
   CHECK(supervisor.active_count() == 0);
 }
+
+TEST_CASE("the halt's reason survives a compaction of the journal") {
+  jwtest::TempDir dir;
+  jwtest::TempDir root;
+  SupervisorOptions options = options_with("soon,fail=1", 2);
+  options.root = root.path();
+  options.job_id = "compacted";
+  options.journal_compact_bytes = 1;                 // compact whenever the journal is twice its fold
+  options.job_refresh_interval = 1ms;                // and grow it with a job line at every poll
+  options.job_summary_interval = 1ms;
+  JobSupervisor<> supervisor(options);
+  jobwarden::detail::JobLayout layout{root.path(), "compacted"};
+  auto generation = [&] {
+    const std::string journal = jwtest::read_file(layout.journal_file());
+    const std::string key = "\"generation\":";
+    const std::size_t at = journal.find(key);
+    return at == std::string::npos ? 0 : std::stoi(journal.substr(at + key.size()));
+  };
+  supervisor.submit(gated("running", dir / "go", 0));
+  supervisor.submit(sh("bad", "exit 1"));
+  for (int i = 1; i <= 5; ++i) supervisor.submit(sh("queued" + std::to_string(i), "exit 0"));
+  REQUIRE(drive_until(supervisor, [&] { return supervisor.halted(); }));
+  const int at_halt = generation();
+  REQUIRE(at_halt > 0);
+  REQUIRE(drive_until(supervisor, [&] { return generation() > at_halt; }));  // compacted since
+  CHECK(jwjournal::job_record(layout).halted == supervisor.halt_reason());
+  touch(dir / "go");
+  REQUIRE(supervisor.wait_all(30s));
+  supervisor.finish();
+  supervisor.poll();
+  CHECK(jwjournal::job_record(layout).halted == supervisor.halt_reason());
+  CHECK(jwjournal::job_record(layout).state == jobwarden::JobState::failed);
+}

@@ -1092,7 +1092,22 @@ class CliHalt(CliTestCase):
             self.assertFalse(os.path.exists(os.path.join(self.out, f"ran{worker_id}")))
         job = self.job_line("soon")
         self.assertEqual((job["state"], job["halted"]), ("failed", reason))
+        self.assert_journal_matches_its_schema("soon")
         self.assert_no_processes_left()
+
+    def assert_journal_matches_its_schema(self, job):
+        try:
+            import jsonschema
+        except ImportError:
+            return  # the schema's own tests (test_read_job.py) say it is skipped
+        schema_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                                   "journal-line.schema.json")
+        with open(schema_path) as f:
+            validator = jsonschema.Draft202012Validator(json.load(f))
+        with open(os.path.join(self.root, job, "journal.jsonl")) as f:
+            for line in f:
+                self.assertEqual([e.message for e in validator.iter_errors(json.loads(line))], [], line)
+        self.assertNotEqual(list(validator.iter_errors(dict(self.job_line(job), halted=3))), [])
 
     def test_now_stops_the_running_workers_and_their_trees(self):
         commands = [

@@ -3,7 +3,8 @@
 /// Deadlines and the stop sequence: timeouts, stall checks (a worker's
 /// heartbeat in its status file), the stop signal then SIGKILL after the
 /// grace period, shutdown (by the host or by `stop.request` in the job
-/// directory), the halt of fail fast (`apply_halt`), and the one timer that wakes the host for the next deadline.
+/// directory), the halt of fail fast (`apply_halt`), and the one timer that
+/// wakes the host for the next deadline.
 /// Everything here runs under the engine's `mutex`.
 
 #include <signal.h>

@@ -3,8 +3,9 @@
 /// A worker's state changes and the events they raise: the one place a
 /// worker's state changes (`set_state`, transitions checked by
 /// `is_allowed_transition`, every change written to the job directory), the
-/// event queue that `poll()` delivers, the failure count of fail fast, the walk over running workers, and
-/// taking queued workers off the queue into free slots. Everything here runs under the engine's `mutex`.
+/// failure count of fail fast, the event queue that `poll()` delivers, the
+/// walk over running workers, and taking queued workers off the queue into
+/// free slots. Everything here runs under the engine's `mutex`.
 
 #include <algorithm>
 #include <chrono>

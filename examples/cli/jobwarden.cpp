@@ -104,6 +104,11 @@ options:
   --stall DUR           stop a worker whose last report is older (stalled)
   --restart POLICY      never (default), on-failure or always
   --max-restarts N      most restarts per worker (default 3)
+  --halt soon,fail=N    fail fast: after N workers did not succeed, start no
+                        more workers and let the running ones finish;
+  --halt now,fail=N     ...or also stop the running ones (stop signal, grace
+                        period, SIGKILL). N may be a percentage of the job's
+                        workers (fail=10%). Queued workers end cancelled.
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
   --input FILE          every worker's stdin is FILE (default: /dev/null);
@@ -134,11 +139,20 @@ On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
 
+With --halt, a worker "did not succeed" when it ends failed, crashed,
+timed_out, stalled, spawn_failed or lost for good: an attempt that --restart
+starts again does not count until the worker gives up, and cancelled workers
+(the halt's own included) never count. fail=P% halts once the failures are at
+least P% of the job's workers (fail=10% of 25 workers: at the third). After
+the halt nothing is restarted, the job ends failed and its journal's job line
+says why ("halted").
+
 exit status: 0 every worker succeeded (with --resume: the kept ones too; with
 --detach: the job is open); 1 a worker ended otherwise (failed, crashed,
-timed_out, stalled, cancelled, spawn_failed, lost), or the job could not be
-started; 2 usage or input error, or the job already has a live supervisor, or
---resume of a job that cannot be resumed (nothing written).
+timed_out, stalled, cancelled, spawn_failed, lost; always when the job
+halted), or the job could not be started; 2 usage or input error, or the job
+already has a live supervisor, or --resume of a job that cannot be resumed
+(nothing written).
 )";
 
 const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
@@ -447,6 +461,12 @@ RunPlan plan_run(const Arguments& args) {
     }
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
+  if (auto text = args.value("halt")) {
+    std::string error;
+    auto policy = jobwarden::parse_halt(*text, error);
+    if (!policy) throw UsageError("--halt: " + printable(error));
+    plan.supervisor.halt = *policy;
+  }
   for (const std::string& assignment : args.values("env")) {
     const std::size_t equals = assignment.find('=');
     if (equals == std::string::npos || equals == 0) {
@@ -626,6 +646,7 @@ int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::
   };
 
   int stop_signal = 0;
+  bool halt_told = false;  // the halt (--halt) was announced
   while (supervisor.active_count() > 0) {
     int timeout_ms = -1;
     if (auto timeout = supervisor.next_timeout()) {
@@ -654,6 +675,14 @@ int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::
       supervisor.begin_shutdown();
     }
     supervisor.poll();
+    if (!halt_told && supervisor.halted()) {
+      halt_told = true;
+      if (display || detached || ::isatty(STDERR_FILENO) == 1) {
+        const bool now = plan.supervisor.halt.mode == jobwarden::HaltMode::now;
+        print(stderr, "jobwarden run: {}: starting no more workers, {} {} running\n", supervisor.halt_reason(),
+              now ? "stopping" : "waiting for", supervisor.running_count());
+      }
+    }
   }
   // The exit status goes into the final job line: set before finish().
   const int code = all_succeeded(supervisor.workers()) ? 0 : 1;
@@ -679,10 +708,12 @@ int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::
     if (detached) {
       if (!read_error) print_run_verdict(stderr, final_status, supervisor.job_dir(), elapsed());
       else print(stderr, "jobwarden run: cannot read the final status: {}\n", read_error.message());
+      if (supervisor.halted()) print(stderr, "{}\n", supervisor.halt_reason());
     } else {
       if (display && !read_error) {
         display->draw(final_status, elapsed());
         print_run_verdict(display->stream(), final_status, supervisor.job_dir(), elapsed());
+        if (supervisor.halted()) print(display->stream(), "{}\n", supervisor.halt_reason());
       }
       if (plan.json) {
         if (read_error) {
@@ -1066,9 +1097,9 @@ const std::vector<Command>& commands() {
       {"run",
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
-        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"},
-        {"no-cgroups"}, {"detach"}},
+        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true},
+        {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
+        {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},

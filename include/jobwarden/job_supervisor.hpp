@@ -141,6 +141,21 @@ class JobSupervisor {
   /// by `grace` (as `jobwarden stop --grace` asks).
   void begin_shutdown(std::optional<std::chrono::milliseconds> grace) { engine_.begin_shutdown(grace); }
 
+  /// Whether the job halted (fail fast, `SupervisorOptions::halt`): enough
+  /// workers did not succeed, so nothing new starts or restarts. Set inside
+  /// `poll()` (or `submit()`, for a worker that could not be started) when the
+  /// threshold is reached; the same poll cancels the queued workers (and
+  /// with `HaltMode::now` begins stopping the running ones). A worker
+  /// submitted after that ends `cancelled` at once, with the reason as its
+  /// error. The job's final state is `failed`.
+  bool halted() const { return engine_.halted(); }
+
+  /// Why the job halted, empty when it did not: "the job halted after 3
+  /// workers did not succeed (halt policy soon,fail=3)". Every worker the
+  /// halt cancels carries it in its error, and the journal's job line in
+  /// `halted`.
+  std::string halt_reason() const { return engine_.halt_reason(); }
+
   /// Whether a stop was requested through the job directory
   /// (`jobwarden stop`); the supervisor then shut down by itself.
   bool stop_requested() const { return engine_.stop_requested(); }

@@ -4,6 +4,7 @@
 
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
+#include "jobwarden/halt_policy.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_cleanup.hpp"
 #include "jobwarden/job_control.hpp"

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "jobwarden/halt_policy.hpp"
 #include "jobwarden/launcher.hpp"
 #include "jobwarden/status_aggregator_options.hpp"
 
@@ -79,6 +80,11 @@ struct SupervisorOptions {
   /// How workers are started and signalled; null means on this machine
   /// (`LocalLauncher`). See launcher.hpp, and slurm_launcher.hpp for a cluster.
   std::shared_ptr<Launcher> launcher;
+  /// Fail fast: after this many workers did not succeed, start nothing new
+  /// (`soon`) or also stop the running ones (`now`); queued workers end
+  /// `cancelled`. Applied inside `poll()`, never blocking. Default: never.
+  /// See halt_policy.hpp for what counts and `JobSupervisor::halted()`.
+  HaltPolicy halt;
 };
 
 }  // namespace jobwarden

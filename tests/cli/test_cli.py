@@ -1302,6 +1302,17 @@ class CliResume(CliTestCase):
     """`run --resume`: a finished job's successes are kept, the rest runs again."""
 
     def write_commands(self, name, lines):
+class CliHalt(CliTestCase):
+    """`run --halt`: fail fast, soon (running workers finish) or now (they are
+    stopped), by count or percentage; bad specs are usage errors."""
+
+    def job_line(self, job):
+        """The journal's last job line (the job's record)."""
+        with open(os.path.join(self.root, job, "journal.jsonl")) as f:
+            lines = [json.loads(line) for line in f if line.endswith("\n")]
+        return [line for line in lines if line.get("type") == "job"][-1]
+
+    def commands_file(self, name, lines):
         path = os.path.join(self.tmp, name)
         with open(path, "w") as f:
             f.write("".join(line + "\n" for line in lines))
@@ -1440,6 +1451,136 @@ class CliResume(CliTestCase):
         self.assertNotIn(b"resumed_at", after)
         self.assertEqual(self.jw("stop", "--root", self.root, "--job", "busy", "--grace", "1s").returncode, 0)
         self.assertEqual(self.finish(process)[0], 1)
+    def test_soon_lets_the_running_worker_finish_and_cancels_the_queued_ones(self):
+        commands = self.commands_file("soon.commands", [
+            "while [ ! -e $OUT/go ]; do sleep 0.02; done; echo finished > $OUT/slow",
+            "exit 3",
+            "touch $OUT/ran3",
+            "touch $OUT/ran4",
+        ])
+        run = self.start("run", "--root", self.root, "--job", "soon", "--jobs", "2", "--progress",
+                         "--halt", "soon,fail=1", "--commands", commands)
+
+        def halted_while_slow_runs():
+            result = self.jw("status", "--root", self.root, "--job", "soon", "--json")
+            if result.returncode != 0:
+                return False
+            states = {w["id"]: w["state"] for w in json.loads(result.stdout)["workers"]}
+            return states == {"1": "running", "2": "failed", "3": "cancelled", "4": "cancelled"}
+
+        self.wait_for(halted_while_slow_runs, "the halt to cancel the queued workers while worker 1 runs")
+        self.assertIsNone(run.poll(), "run returned before its running worker finished")
+        with open(os.path.join(self.out, "go"), "w"):
+            pass
+        code, stdout, stderr = self.finish(run)
+        self.assertEqual(code, 1, stderr)
+        reason = "the job halted after 1 worker did not succeed (halt policy soon,fail=1)"
+        self.assertIn(f"jobwarden run: {reason}: starting no more workers, waiting for 1 running\n", stderr)
+        status = self.status("soon")
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+        self.assertEqual(self.read_out("slow"), "finished")
+        self.assertEqual(self.worker(status, "2")["exit_code"], 3)
+        for worker_id in ("3", "4"):
+            worker = self.worker(status, worker_id)
+            self.assertEqual((worker["state"], worker["attempt"], worker["pid"]), ("cancelled", 0, None))
+            self.assertEqual(worker["error"], f"cancelled before it started: {reason}")
+            self.assertFalse(os.path.exists(os.path.join(self.out, f"ran{worker_id}")))
+        job = self.job_line("soon")
+        self.assertEqual((job["state"], job["halted"]), ("failed", reason))
+        self.assert_journal_matches_its_schema("soon")
+        self.assert_no_processes_left()
+
+    def assert_journal_matches_its_schema(self, job):
+        try:
+            import jsonschema
+        except ImportError:
+            return  # the schema's own tests (test_read_job.py) say it is skipped
+        schema_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                                   "journal-line.schema.json")
+        with open(schema_path) as f:
+            validator = jsonschema.Draft202012Validator(json.load(f))
+        with open(os.path.join(self.root, job, "journal.jsonl")) as f:
+            for line in f:
+                self.assertEqual([e.message for e in validator.iter_errors(json.loads(line))], [], line)
+        self.assertNotEqual(list(validator.iter_errors(dict(self.job_line(job), halted=3))), [])
+
+    def test_now_stops_the_running_workers_and_their_trees(self):
+        commands = [
+            "sleep 300 & echo $! > $OUT/grandchild1; wait",
+            "sleep 300 & echo $! > $OUT/grandchild2; wait",
+            "while [ ! -s $OUT/grandchild1 ] || [ ! -s $OUT/grandchild2 ]; do sleep 0.02; done; exit 5",
+            "touch $OUT/ran4",
+        ]
+        code, status = self.run_job("now", "--jobs", "3", "--grace", "5s", "--halt", "now,fail=1",
+                                    commands="\n".join(commands) + "\n", expect=1)
+        reason = "the job halted after 1 worker did not succeed (halt policy now,fail=1)"
+        self.assertEqual(status["state"], "failed")
+        for worker_id in ("1", "2"):
+            worker = self.worker(status, worker_id)
+            self.assertEqual((worker["state"], worker["attempt"]), ("cancelled", 1))
+            self.assertEqual(worker["error"], f"cancelled: {reason}")
+            grandchild = int(self.read_out(f"grandchild{worker_id}"))
+            self.wait_for(lambda: not is_running(grandchild), f"grandchild of worker {worker_id} to die", timeout=10)
+        self.assertEqual((self.worker(status, "3")["state"], self.worker(status, "3")["exit_code"]), ("failed", 5))
+        self.assertEqual((self.worker(status, "4")["state"], self.worker(status, "4")["attempt"]), ("cancelled", 0))
+        self.assertFalse(os.path.exists(os.path.join(self.out, "ran4")))
+        self.assertEqual(self.job_line("now")["halted"], reason)
+        self.assert_no_processes_left()
+
+    def test_percentage_of_the_jobs_workers(self):
+        # One at a time: 1 fails (10%), 2 succeeds, 3 fails (20%): the halt.
+        commands = ["exit 1", "exit 0", "exit 1"] + ["touch $OUT/ran$JOBWARDEN_WORKER_ID"] * 7
+        code, status = self.run_job("share", "--jobs", "1", "--halt", "soon,fail=20%",
+                                    commands="\n".join(commands) + "\n", expect=1)
+        states = [self.worker(status, str(i))["state"] for i in range(1, 11)]
+        self.assertEqual(states, ["failed", "succeeded", "failed"] + ["cancelled"] * 7)
+        self.assertEqual(os.listdir(self.out), [])
+        self.assertEqual(self.job_line("share")["halted"],
+                         "the job halted after 2 of 10 workers did not succeed (halt policy soon,fail=20%)")
+
+    def test_a_restarted_worker_counts_only_once_it_gives_up(self):
+        # Worker 2 runs until the halt stops it, which must not come before
+        # worker 1's third and last attempt.
+        commands = ["echo $JOBWARDEN_ATTEMPT >> $OUT/attempts; exit 1",
+                    'while [ "$(grep -c . $OUT/attempts 2>/dev/null)" != 3 ]; do sleep 0.02; done; exec sleep 300']
+        code, status = self.run_job("retry", "--jobs", "2", "--restart", "on-failure", "--max-restarts", "2",
+                                    "--halt", "now,fail=1", commands="\n".join(commands) + "\n", expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["attempt"]), ("failed", 3))
+        self.assertEqual(self.read_out("attempts").split(), ["1", "2", "3"])
+        worker = self.worker(status, "2")
+        self.assertEqual((worker["state"], worker["error"]),
+                         ("cancelled", "cancelled: the job halted after 1 worker did not succeed (halt policy now,fail=1)"))
+        self.assert_no_processes_left()
+
+    def test_no_halt_when_every_worker_succeeds(self):
+        code, status = self.run_job("fine", "--jobs", "2", "--halt", "now,fail=1",
+                                    commands="touch $OUT/ran$JOBWARDEN_WORKER_ID\n" * 5, expect=0)
+        self.assertEqual(status["state"], "succeeded")
+        self.assertEqual(sorted(os.listdir(self.out)), [f"ran{i}" for i in range(1, 6)])
+        self.assertNotIn("halted", self.job_line("fine"))
+
+    def test_bad_halt_specs_are_usage_errors(self):
+        cases = [
+            ("soon", "soon needs a threshold"),
+            ("later,fail=1", 'not "later"'),
+            ("now,fail=0", '"fail=0": the count must be at least 1'),
+            ("now,fail=150%", '"fail=150%": the percentage must be at most 100%'),
+            ("now,fail=x", '"fail=x": expected a count'),
+            ("now,fail=1.5", "expected a count"),
+            ("", "expected soon,fail=N"),
+        ]
+        for spec, named in cases:
+            with self.subTest(spec=spec):
+                result = self.jw("run", "--root", self.root, "--job", "j", "--halt", spec, "--", "true")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertTrue(lines[0].startswith("jobwarden run: --halt: "), lines[0])
+                self.assertIn(named, lines[0])
+                self.assertEqual(result.stdout, "")
+                self.assertFalse(os.path.exists(self.root), "the root was created")
         self.assert_no_processes_left()
 
 

@@ -94,6 +94,9 @@ struct JobRecord {
   /// `jobwarden run` records the status it exits with); empty when none was given.
   std::optional<int> supervisor_exit_status;
   std::optional<JobSummary> summary;              ///< the supervisor's last counts
+  /// Why the job halted (fail fast, `SupervisorOptions::halt`), empty when it
+  /// did not; the line has a `halted` field only when it did.
+  std::string halted;
 };
 
 /// A job line's content for `record` (`{"type":"job",...}`).
@@ -116,6 +119,7 @@ inline nlohmann::json job_record_to_json(const JobRecord& record) {
                          {"supervisor", std::move(supervisor)},
                          {"summary", std::move(summary)}};
   if (record.resumed_at) line["resumed_at"] = time_or_null(record.resumed_at);  // only for a resumed job
+  if (!record.halted.empty()) line["halted"] = record.halted;
   return line;
 }
 
@@ -137,6 +141,7 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
   record.updated_at = fields.time("updated_at");
   record.ended_at = fields.time("ended_at");
   record.resumed_at = fields.time("resumed_at");
+  record.halted = fields.string("halted").value_or("");
   if (const nlohmann::json* supervisor = fields.object("supervisor")) {
     FieldReader sup(*supervisor);
     record.supervisor_pid = static_cast<int>(sup.integer("pid", 0, 0x7fffffff).value_or(0));

@@ -340,6 +340,9 @@ class JobRecorder {
   /// `null` when empty): the next job line carries it, and so does every one
   /// after (compaction included). Writes nothing by itself.
   void set_exit_status(std::optional<int> code) noexcept { record_.supervisor_exit_status = code; }
+  /// Records why the job halted (fail fast): every job line from the next
+  /// `write_job` on, and the compacted journal, carry it as `halted`.
+  void note_halt(std::string reason) { record_.halted = std::move(reason); }
 
   /// Throwing form of `write_job`.
   void write_job(JobState state, const JobSummary& summary) {
@@ -483,6 +486,8 @@ class JobRecorder {
     record.resumed_at = record.updated_at;
     if (!record.created_at) record.created_at = record.updated_at;
     record.ended_at.reset();
+    record.halted.clear();                  // the earlier run's fail fast, not this run's
+    record.supervisor_exit_status.reset();  // this run has not ended yet
     record.supervisor_pid = static_cast<int>(::getpid());
     record.supervisor_start_time = process_start_time(record.supervisor_pid).value_or(0);
     record.supervisor_hostname = local_hostname();

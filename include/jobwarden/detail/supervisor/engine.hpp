@@ -130,6 +130,18 @@ class SupervisorEngine {
     s.watcher.wake();
   }
 
+  bool halted() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.halted;
+  }
+
+  std::string halt_reason() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.halt_reason;
+  }
+
   bool stop_requested() const {
     const State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -207,6 +219,7 @@ class SupervisorEngine {
         check_stop_request(s);
       }
       enforce_deadlines(s);
+      apply_halt(s);  // fail fast: the exits above may have reached the threshold
       events.swap(s.events);
       output.swap(s.output);
     }
@@ -231,6 +244,7 @@ class SupervisorEngine {
     for (Record* record : to_launch) launch(s, *record);
     {
       std::lock_guard<std::mutex> lock(s.mutex);
+      apply_halt(s);  // workers that could not be started count too
       flush_job(s);
       arm_timer(s);
       events.clear();
@@ -500,6 +514,7 @@ class SupervisorEngine {
     if (!validate_spec(spec, !s.options.root.empty(), ec)) return {};
     Record* record = nullptr;
     std::vector<Record*> launchable;
+    bool halted_at_submit = false;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       if (!s.accepting) {
@@ -553,20 +568,27 @@ class SupervisorEngine {
       record->spec = std::move(spec);
       ++s.active;
       ++s.counts[static_cast<std::size_t>(WorkerState::pending)];
-      s.queue.push_back(record);
-      launchable = take_launchable(s);
-      // A worker that starts right now is recorded as running in a moment;
-      // a "pending" line first would cost a write for nothing.
-      if (std::find(launchable.begin(), launchable.end(), record) == launchable.end()) {
-        record_worker(s, *record);
+      halted_at_submit = s.halted;
+      if (s.halt_applied) {
+        // The job halted (fail fast): the worker ends at once; the host hears
+        // of it at its next poll().
+        finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + s.halt_reason);
       } else {
-        s.job_dirty = true;
+        s.queue.push_back(record);
+        launchable = take_launchable(s);
+        // A worker that starts right now is recorded as running in a moment;
+        // a "pending" line first would cost a write for nothing.
+        if (std::find(launchable.begin(), launchable.end(), record) == launchable.end()) {
+          record_worker(s, *record);
+        } else {
+          s.job_dirty = true;
+        }
       }
     }
     // The queue may hand out others too (restarts that came due): start
     // every worker that got a slot, not only this one.
     for (Record* ready : launchable) launch(s, *ready);
-    if (!launchable.empty()) s.watcher.wake();  // events wait for the host's poll()
+    if (!launchable.empty() || halted_at_submit) s.watcher.wake();  // events wait for the host's poll()
     return record->info.id;
   }
 
@@ -695,7 +717,7 @@ class SupervisorEngine {
   /// Returns true when a restart was scheduled (the worker is pending again);
   /// otherwise may adjust `outcome` and the error (rate limit, permanent exit).
   bool maybe_restart(State& s, Record& record, WorkerState& outcome) {
-    if (s.shutting_down) return false;
+    if (s.shutting_down || s.halted) return false;
     auto now = s.now();
     // Restarts older than the rate limit's window no longer count.
     const RestartSpec& policy = record.spec.restart;

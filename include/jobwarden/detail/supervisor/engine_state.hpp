@@ -112,6 +112,11 @@ struct EngineState {
   std::mt19937_64 random{std::random_device{}()};  // backoff jitter
   bool accepting = true;      // submit() takes work (false after finish() or shutdown)
   bool shutting_down = false;  // nothing new starts or restarts
+  // Fail fast (`options.halt`; note_halt_outcome, apply_halt).
+  std::size_t halt_failures = 0;  // workers that ended for good without succeeding (cancelled aside)
+  bool halted = false;        // the threshold was reached: nothing new starts or restarts
+  bool halt_applied = false;  // poll() cancelled the queue (and with `now` began the stops)
+  std::string halt_reason;    // "the job halted after 3 workers did not succeed (halt policy soon,fail=3)"
   int null_in = -1;
   int null_out = -1;
 

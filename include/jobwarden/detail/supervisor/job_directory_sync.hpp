@@ -100,6 +100,9 @@ void write_job_line(EngineState<Clock>& s) {
   if (final) {
     state = job_state_from_workers(summary);
     if (state == JobState::pending) state = JobState::cancelled;  // nothing ever ran
+    // A halt cancels workers because others failed: the job failed (a stop
+    // requested on top of it still makes it cancelled).
+    if (s.halted && !s.shutting_down && state == JobState::cancelled) state = JobState::failed;
   } else if (summary.pending == summary.total && s.running == 0) {
     state = JobState::pending;
   }

@@ -3,7 +3,8 @@
 /// Deadlines and the stop sequence: timeouts, stall checks (a worker's
 /// heartbeat in its status file), the stop signal then SIGKILL after the
 /// grace period, shutdown (by the host or by `stop.request` in the job
-/// directory), and the one timer that wakes the host for the next deadline.
+/// directory), the halt of fail fast (`apply_halt`), and the one timer that
+/// wakes the host for the next deadline.
 /// Everything here runs under the engine's `mutex`.
 
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
+#include "jobwarden/halt_policy.hpp"
 #include "jobwarden/launcher.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_state.hpp"
@@ -152,6 +154,37 @@ void begin_shutdown_locked(EngineState<Clock>& s, std::optional<std::chrono::mil
   s.queue.clear();
   for (auto* record : s.restarting) record->restart_at.reset();
   s.restarting.clear();
+  s.job_dirty = true;
+  arm_timer(s);
+}
+
+/// Applies a halt that `note_halt_outcome` marked (fail fast), once: the
+/// queued workers (never started, or waiting out a restart backoff) end
+/// `cancelled` saying why; with `HaltMode::now` every running worker gets the
+/// stop sequence and ends `cancelled` too (one whose stop already began, a
+/// timeout say, ends as that stop says). Only sends signals: never waits.
+template <class Clock>
+void apply_halt(EngineState<Clock>& s) {
+  if (!s.halted || s.halt_applied) return;
+  s.halt_applied = true;
+  const bool stop_running = s.options.halt.mode == HaltMode::now;
+  for (auto* record : s.order) {
+    if (record->info.state == WorkerState::pending && !record->launching) {
+      record->restart_at.reset();
+      finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + s.halt_reason);
+    } else if (!stop_running) {
+      continue;
+    } else if (record->launching) {
+      record->info.error = "cancelled: " + s.halt_reason;
+      record->stop_reason = WorkerState::cancelled;  // launch() begins the stop when done
+    } else if (record->info.state == WorkerState::running && !record->kill_at) {
+      record->info.error = "cancelled: " + s.halt_reason;
+      begin_stop(s, *record, WorkerState::cancelled);
+    }
+  }
+  s.queue.clear();
+  s.restarting.clear();
+  if (s.recorder) s.recorder->note_halt(s.halt_reason);
   s.job_dirty = true;
   arm_timer(s);
 }

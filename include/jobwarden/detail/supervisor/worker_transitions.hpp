@@ -3,8 +3,9 @@
 /// A worker's state changes and the events they raise: the one place a
 /// worker's state changes (`set_state`, transitions checked by
 /// `is_allowed_transition`, every change written to the job directory), the
-/// event queue that `poll()` delivers, the walk over running workers, and
-/// taking queued workers off the queue into free slots. Everything here runs under the engine's `mutex`.
+/// failure count of fail fast, the event queue that `poll()` delivers, the
+/// walk over running workers, and taking queued workers off the queue into
+/// free slots. Everything here runs under the engine's `mutex`.
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "jobwarden/detail/supervisor/engine_state.hpp"
 #include "jobwarden/detail/supervisor/job_directory_sync.hpp"
+#include "jobwarden/halt_policy.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_state.hpp"
 
@@ -31,6 +33,25 @@ void emit(EngineState<Clock>& s, EventKind kind, const WorkerRecord<typename Clo
   s.events.push_back(WorkerEvent{kind, record.info});
 }
 
+/// Counts a worker that ended for good towards the halt policy
+/// (halt_policy.hpp: every terminal state but `succeeded` and `cancelled`
+/// counts) and marks the job halted once the threshold is reached, for
+/// `apply_halt` (stop_sequence.hpp) at the next step of `poll()`.
+template <class Clock>
+void note_halt_outcome(EngineState<Clock>& s, WorkerState final_state) {
+  if (final_state == WorkerState::succeeded || final_state == WorkerState::cancelled) return;
+  ++s.halt_failures;
+  const HaltPolicy& policy = s.options.halt;
+  if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, s.order.size())) return;
+  s.halted = true;
+  // "after 1 worker", "after 3 workers", "after 3 of 10 workers".
+  std::string how_many = std::to_string(s.halt_failures);
+  if (policy.fail_percent_hundredths != 0) how_many += " of " + std::to_string(s.order.size());
+  const bool one = how_many == "1";
+  s.halt_reason = "the job halted after " + how_many + (one ? " worker" : " workers") +
+                  " did not succeed (halt policy " + to_string(policy) + ")";
+}
+
 /// The one place a worker's state changes (transitions checked by
 /// `is_allowed_transition`); every change reaches the job directory.
 template <class Clock>
@@ -40,7 +61,10 @@ void set_state(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& 
   --s.counts[static_cast<std::size_t>(record.info.state)];
   ++s.counts[static_cast<std::size_t>(next)];
   record.info.state = next;
-  if (was_active && is_terminal(next)) --s.active;
+  if (was_active && is_terminal(next)) {
+    --s.active;
+    note_halt_outcome(s, next);
+  }
   record_worker(s, record);
 }
 
@@ -79,7 +103,7 @@ std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineSta
                                       }),
                        s.restarting.end());
   }
-  while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down) {
+  while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down && !s.halted) {
     Record* record = s.queue.front();
     s.queue.pop_front();
     record->launching = true;

@@ -1302,17 +1302,6 @@ class CliResume(CliTestCase):
     """`run --resume`: a finished job's successes are kept, the rest runs again."""
 
     def write_commands(self, name, lines):
-class CliHalt(CliTestCase):
-    """`run --halt`: fail fast, soon (running workers finish) or now (they are
-    stopped), by count or percentage; bad specs are usage errors."""
-
-    def job_line(self, job):
-        """The journal's last job line (the job's record)."""
-        with open(os.path.join(self.root, job, "journal.jsonl")) as f:
-            lines = [json.loads(line) for line in f if line.endswith("\n")]
-        return [line for line in lines if line.get("type") == "job"][-1]
-
-    def commands_file(self, name, lines):
         path = os.path.join(self.tmp, name)
         with open(path, "w") as f:
             f.write("".join(line + "\n" for line in lines))
@@ -1451,6 +1440,25 @@ class CliHalt(CliTestCase):
         self.assertNotIn(b"resumed_at", after)
         self.assertEqual(self.jw("stop", "--root", self.root, "--job", "busy", "--grace", "1s").returncode, 0)
         self.assertEqual(self.finish(process)[0], 1)
+        self.assert_no_processes_left()
+
+
+class CliHalt(CliTestCase):
+    """`run --halt`: fail fast, soon (running workers finish) or now (they are
+    stopped), by count or percentage; bad specs are usage errors."""
+
+    def job_line(self, job):
+        """The journal's last job line (the job's record)."""
+        with open(os.path.join(self.root, job, "journal.jsonl")) as f:
+            lines = [json.loads(line) for line in f if line.endswith("\n")]
+        return [line for line in lines if line.get("type") == "job"][-1]
+
+    def commands_file(self, name, lines):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write("".join(line + "\n" for line in lines))
+        return path
+
     def test_soon_lets_the_running_worker_finish_and_cancels_the_queued_ones(self):
         commands = self.commands_file("soon.commands", [
             "while [ ! -e $OUT/go ]; do sleep 0.02; done; echo finished > $OUT/slow",

@@ -400,3 +400,36 @@ TEST_CASE("a job whose supervisor died is recovered, then resumed: its lost work
   CHECK(runs_of(dir, "quick") == 1);
   CHECK(jwjournal::job_record(layout_of(dir)).state == JobState::succeeded);
 }
+
+TEST_CASE("a resumed job does not carry the earlier run's halt or exit status") {
+  jwtest::TempDir dir;
+  {
+    auto options = in(dir);
+    std::string error;
+    options.halt = *jobwarden::parse_halt("soon,fail=1", error);
+    options.max_concurrency = 1;
+    JobSupervisor<> supervisor(options);
+    supervisor.submit(shell(dir, "bad", "[ -e '" + dir / "fixed" + "' ]"));
+    supervisor.submit(shell(dir, "later", "true"));
+    finish(supervisor);
+    CHECK(supervisor.halted());
+    supervisor.set_exit_status(1);
+    supervisor.poll();
+  }
+  const auto halted = jwjournal::job_record(layout_of(dir));
+  REQUIRE_FALSE(halted.halted.empty());
+  REQUIRE(halted.supervisor_exit_status == 1);
+  CHECK(runs_of(dir, "later") == 0);
+
+  std::ofstream(dir / "fixed").put('\n');
+  JobSupervisor<> supervisor(resuming(dir));
+  CHECK_FALSE(supervisor.halted());
+  supervisor.submit(shell(dir, "bad", "[ -e '" + dir / "fixed" + "' ]"));
+  supervisor.submit(shell(dir, "later", "true"));
+  finish(supervisor);
+  const auto resumed = jwjournal::job_record(layout_of(dir));
+  CHECK(resumed.halted.empty());
+  CHECK_FALSE(resumed.supervisor_exit_status.has_value());
+  CHECK(resumed.state == JobState::succeeded);
+  CHECK(runs_of(dir, "later") == 1);
+}

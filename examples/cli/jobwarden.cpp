@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -31,12 +32,14 @@
 #include <fmt/format.h>
 #include <jobwarden/job_control.hpp>
 #include <jobwarden/jobwarden.hpp>
+#include <jobwarden/slurm_launcher.hpp>
 
 #include "arguments.hpp"
 #include "input.hpp"
 #include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
+#include "shell_words.hpp"
 
 namespace jobwarden_cli {
 namespace {
@@ -351,6 +354,91 @@ std::vector<std::string> read_commands_file(const std::string& path) {
   return commands;
 }
 
+/// The launcher of `--launcher local|slurm` and the `--slurm-*` options:
+/// null for local (the supervisor's default), a `SlurmLauncher` for slurm.
+std::shared_ptr<jobwarden::Launcher> launcher_option(const Arguments& args) {
+  const std::string kind = args.value("launcher").value_or("local");
+  static const char* const slurm_options[] = {"slurm-arg", "slurm-partition", "slurm-account", "slurm-mem",
+                                              "slurm-cpus"};
+  if (kind == "local") {
+    for (const char* name : slurm_options) {
+      if (args.has(name)) throw UsageError(fmt::format("--{} needs --launcher slurm", name));
+    }
+    return nullptr;
+  }
+  if (kind != "slurm") {
+    throw UsageError("--launcher: expected local or slurm, not " + printable("\"" + kind + "\""));
+  }
+  jobwarden::SlurmOptions slurm;
+  slurm.orphan_guard = !args.has("no-orphan-guard");  // the launcher's own guard (it cancels the jobs)
+  auto word = [&](const char* name) -> std::string {
+    auto value = args.value(name);
+    if (!value) return {};
+    if (value->empty() || value->find_first_of(" \t\n\r") != std::string::npos) {
+      throw UsageError(fmt::format("--{}: expected one word, not {}", name, printable("\"" + *value + "\"")));
+    }
+    return *value;
+  };
+  slurm.partition = word("slurm-partition");
+  slurm.account = word("slurm-account");
+  slurm.memory = word("slurm-mem");
+  if (!slurm.memory.empty()) {
+    const std::size_t digits = slurm.memory.find_first_not_of("0123456789");
+    const bool valid = digits != 0 && (digits == std::string::npos ||
+                                       (digits + 1 == slurm.memory.size() &&
+                                        std::string("KMGTkmgt").find(slurm.memory[digits]) != std::string::npos));
+    if (!valid) {
+      throw UsageError(fmt::format("--slurm-mem: expected a size such as 512M or 4G, not {}",
+                                   printable("\"" + slurm.memory + "\"")));
+    }
+  }
+  if (auto cpus = args.value("slurm-cpus")) {
+    slurm.cpus_per_task = static_cast<int>(parse_count(*cpus, "slurm-cpus", 1'000'000));
+    if (slurm.cpus_per_task == 0) throw UsageError("--slurm-cpus: must be at least 1");
+  }
+  for (const std::string& extra : args.values("slurm-arg")) {
+    // One srun option per --slurm-arg, as one word: a bare word would become
+    // srun's program, and "--" would end srun's options early.
+    if (extra.size() < 2 || extra[0] != '-' || extra == "--") {
+      throw UsageError(fmt::format("--slurm-arg: expected one srun option written as one word (--qos=short), not {}",
+                                   printable("\"" + extra + "\"")));
+    }
+    slurm.extra_args.push_back(extra);
+  }
+  const char* path = std::getenv("PATH");
+  if (find_program(slurm.srun_program, path ? path : "", "").empty()) {
+    throw UsageError("--launcher slurm: no srun in PATH (is the Slurm client installed?)");
+  }
+  return std::make_shared<jobwarden::SlurmLauncher>(std::move(slurm));
+}
+
+/// The worker for one line of a `--commands` file, on the options in `base`.
+/// A line that is one simple command (shell_words.hpp) runs without a shell:
+/// argv is its words, its leading NAME=value words join the environment, so
+/// a crash reads crashed with its signal and a program that cannot start
+/// spawn_failed with the reason. Any other line runs as /bin/sh -c LINE and
+/// ends as that shell reports it. The worker's recorded argv says which.
+jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::WorkerSpec& base) {
+  jobwarden::WorkerSpec spec = base;
+  ShellWords words = split_simple_command(line);
+  if (words.command) {
+    // The PATH the worker's program is looked up in: the line's, --env's, ours.
+    std::string path_env;
+    if (const char* own = std::getenv("PATH")) path_env = own;
+    if (auto it = base.env.find("PATH"); it != base.env.end()) path_env = it->second;
+    for (const auto& [name, value] : words.command->assignments) {
+      if (name == "PATH") path_env = value;
+    }
+    if (execve_runs_as_is(words.command->argv.front(), path_env, base.cwd)) {
+      for (auto& [name, value] : words.command->assignments) spec.env[name] = std::move(value);
+      spec.argv = std::move(words.command->argv);
+      return spec;
+    }
+  }
+  spec.argv = {"/bin/sh", "-c", line};
+  return spec;
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -371,6 +459,8 @@ RunPlan plan_run(const Arguments& args) {
     plan.supervisor.max_concurrency = static_cast<std::size_t>(parse_count(*jobs, "jobs", 1'000'000));
     if (plan.supervisor.max_concurrency == 0) throw UsageError("--jobs: must be at least 1");
   }
+
+  plan.supervisor.launcher = launcher_option(args);
 
   // One spec, copied for every worker.
   jobwarden::WorkerSpec base;
@@ -417,9 +507,8 @@ RunPlan plan_run(const Arguments& args) {
   if (commands_file) {
     std::size_t next_id = 1;
     for (std::string& command : read_commands_file(*commands_file)) {
-      jobwarden::WorkerSpec spec = base;
+      jobwarden::WorkerSpec spec = spec_for_line(command, base);
       spec.id = std::to_string(next_id++);
-      spec.argv = {"/bin/sh", "-c", std::move(command)};
       plan.workers.push_back(std::move(spec));
     }
   } else if (args.command_given()) {
@@ -892,7 +981,9 @@ const std::vector<Command>& commands() {
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"env", true, true},
-        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}},
+        {"cwd", true}, {"input", true}, {"replace"}, {"json"}, {"progress"}, {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"},
+        {"launcher", true}, {"slurm-arg", true, true}, {"slurm-partition", true}, {"slurm-account", true},
+        {"slurm-mem", true}, {"slurm-cpus", true}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},

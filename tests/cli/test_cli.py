@@ -1039,6 +1039,131 @@ class UsageErrors(CliTestCase):
         self.assert_no_processes_left()
 
 
+def journal_argv(root, job, worker_id):
+    """The argv the supervisor recorded for worker `worker_id` (its last record)."""
+    argv = None
+    with open(os.path.join(root, job, "journal.jsonl")) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("type") == "worker" and record.get("id") == worker_id and "argv" in record:
+                argv = record["argv"]
+    return argv
+
+
+class CliShellOutcomes(CliTestCase):
+    """`run --commands`: a line that is one simple command runs without a
+    shell and ends as its program did; any other line runs through /bin/sh -c
+    and ends as that shell reports it."""
+
+    def run_lines(self, job, lines, *options, expect=None):
+        code, status = self.run_job(job, *options, commands="".join(line + "\n" for line in lines), expect=expect)
+        return status
+
+    def test_a_crashing_program_reads_crashed_with_its_signal(self):
+        lines = ["sh -c 'kill -SEGV $$'",
+                 'sh -c "kill -ABRT \\$\\$"',
+                 "exec sh -c 'kill -SEGV $$'",
+                 "CRASH=yes sh -c 'kill -SEGV $$'"]
+        status = self.run_lines("crash", lines, expect=1)
+        expected = {"1": "SIGSEGV", "2": "SIGABRT", "3": "SIGSEGV", "4": "SIGSEGV"}
+        for worker_id, signal_name in expected.items():
+            with self.subTest(line=lines[int(worker_id) - 1]):
+                worker = self.worker(status, worker_id)
+                self.assertEqual((worker["state"], worker["signal"], worker["exit_code"]),
+                                 ("crashed", signal_name, None))
+        # The records show the line ran directly: its words, no shell.
+        self.assertEqual(journal_argv(self.root, "crash", "1"), ["sh", "-c", "kill -SEGV $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "2"), ["sh", "-c", "kill -ABRT $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "3"), ["sh", "-c", "kill -SEGV $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "4"), ["sh", "-c", "kill -SEGV $$"])
+        self.assert_no_processes_left()
+
+    def test_a_program_that_cannot_start_reads_spawn_failed_with_the_reason(self):
+        not_executable = os.path.join(self.tmp, "not-executable")
+        with open(not_executable, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(not_executable, 0o644)
+        lines = ["no-such-program-for-jobwarden --flag",
+                 "/nonexistent/program a b",
+                 f"'{not_executable}'",
+                 "PATH=/nonexistent sh -c true"]
+        status = self.run_lines("missing", lines, expect=1)
+        reasons = {"1": "No such file or directory", "2": "No such file or directory", "3": "Permission denied",
+                   "4": "No such file or directory"}
+        for worker_id, reason in reasons.items():
+            with self.subTest(line=lines[int(worker_id) - 1]):
+                worker = self.worker(status, worker_id)
+                self.assertEqual((worker["state"], worker["exit_code"]), ("spawn_failed", None))
+                self.assertIn(reason, worker["error"])
+        self.assertIn("no-such-program-for-jobwarden", self.worker(status, "1")["error"])
+        self.assertEqual(journal_argv(self.root, "missing", "1"), ["no-such-program-for-jobwarden", "--flag"])
+        # A program's own exit codes 126, 127 and 139 are exit codes: nothing is guessed from them.
+        status = self.run_lines("codes", ["sh -c 'exit 126'", "sh -c 'exit 127'", "sh -c 'exit 139'"], expect=1)
+        self.assertEqual([(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]],
+                         [("failed", 126, None), ("failed", 127, None), ("failed", 139, None)])
+        self.assert_no_processes_left()
+
+    def test_quotes_escapes_and_assignments_reach_the_program(self):
+        script = os.path.join(self.tmp, "args.sh")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s|" "$GREETING" "$EMPTY" "$@" > "$OUT/$JOBWARDEN_WORKER_ID"\n')
+        os.chmod(script, 0o755)
+        lines = [f"GREETING='hi there' EMPTY= {script} 'a b' \"c \\\"d\\\"\" e\\ f '' \\$x",
+                 f"{script} plain",
+                 f"GREETING=line exec {script} x"]
+        status = self.run_lines("words", lines, "--env", "GREETING=from-env", expect=0)
+        self.assertEqual(self.read_out("1"), 'hi there||a b|c "d"|e f||$x|')
+        self.assertEqual(self.read_out("2"), "from-env||plain|")
+        self.assertEqual(self.read_out("3"), "line||x|")  # the line's assignment wins over --env
+        self.assertEqual(journal_argv(self.root, "words", "1"), [script, "a b", 'c "d"', "e f", "", "$x"])
+        self.assertEqual(journal_argv(self.root, "words", "3"), [script, "x"])
+
+    def test_lines_that_need_the_shell_run_through_it_and_end_as_it_reports(self):
+        lines = ["echo one | tr a-z A-Z > \"$OUT/pipe\"",
+                 "true && sh -c 'kill -SEGV $$'",
+                 "cd / && no-such-program-for-jobwarden",
+                 "echo 'a\\nb'",
+                 "sh -c 'kill -SEGV $$' # a comment"]
+        status = self.run_lines("shell", lines, expect=1)
+        for worker_id, line in enumerate(lines, start=1):
+            self.assertEqual(journal_argv(self.root, "shell", str(worker_id)), ["/bin/sh", "-c", line])
+        self.assertEqual(self.read_out("pipe"), "ONE")
+        # What the shell reports, as documented: its exit status, not the program's end.
+        self.assertEqual([(w["state"], w["exit_code"]) for w in status["workers"]],
+                         [("succeeded", 0), ("failed", 139), ("failed", 127), ("succeeded", 0), ("failed", 139)])
+        # A builtin stays the shell's own: echo prints as /bin/sh's echo does.
+        expected = subprocess.run(["/bin/sh", "-c", lines[3]], capture_output=True, text=True).stdout
+        with open(os.path.join(self.root, "shell", "workers", "4.stdout.log")) as f:
+            self.assertEqual(f.read(), expected)
+        self.assert_no_processes_left()
+
+    def test_an_executable_without_a_shebang_still_runs_as_a_shell_script(self):
+        bare = os.path.join(self.out, "bare")
+        with open(bare, "w") as f:
+            f.write('echo "ran as a script: $1" > "$OUT/bare.out"\n')
+        os.chmod(bare, 0o755)
+        status = self.run_lines("bare", ["./bare x"], "--cwd", self.out, expect=0)
+        self.assertEqual(self.read_out("bare.out"), "ran as a script: x")
+        self.assertEqual(journal_argv(self.root, "bare", "1"), ["/bin/sh", "-c", "./bare x"])
+
+    def test_a_direct_line_is_stopped_like_any_worker(self):
+        path = os.path.join(self.tmp, "commands")
+        with open(path, "w") as f:
+            f.write("sh -c 'echo $$ > \"$OUT/pid\"; exec sleep 300'\n")
+        process = self.start("run", "--root", self.root, "--job", "stopme", "--grace", "2s", "--commands", path)
+        self.wait_for_files("pid")
+        result = self.jw("stop", "--root", self.root, "--job", "stopme")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, _, stderr = self.finish(process)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(self.worker(self.status("stopme"), "1")["state"], "cancelled")
+        self.assertEqual(journal_argv(self.root, "stopme", "1"), ["sh", "-c", "echo $$ > \"$OUT/pid\"; exec sleep 300"])
+        self.assert_no_processes_left()
+
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

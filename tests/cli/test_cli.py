@@ -1164,6 +1164,124 @@ class CliShellOutcomes(CliTestCase):
         self.assert_no_processes_left()
 
 
+def slurm_unavailable_reason():
+    """Why the Slurm tests cannot run here, or None when they can."""
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf:
+        return ("SLURM_CONF is not set (run scripts/test-slurm.sh, or scripts/slurm-up.sh "
+                "and export what it prints)")
+    try:
+        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, timeout=PATIENCE)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"sinfo cannot run with SLURM_CONF={conf}: {error}"
+    if answer.returncode != 0:
+        return f"sinfo fails with SLURM_CONF={conf} (is the cluster up?)"
+    return None
+
+
+class CliSlurm(CliTestCase):
+    """`run --launcher slurm`: the same job through srun against a real
+    cluster (scripts/test-slurm.sh brings a throw-away one up). The tests
+    that need the cluster skip, saying so, when SLURM_CONF is unset."""
+
+    def require_slurm(self):
+        reason = slurm_unavailable_reason()
+        if reason is not None:
+            self.skipTest(f"SKIPPED: Slurm test: {reason}")
+
+    def test_launcher_usage_errors_exit_2_and_write_nothing(self):
+        cases = [
+            (["--launcher", "pbs"], "--launcher"),
+            (["--launcher", ""], "--launcher"),
+            (["--slurm-partition", "debug"], "--slurm-partition needs --launcher slurm"),
+            (["--launcher", "local", "--slurm-arg=--qos=short"], "--slurm-arg needs --launcher slurm"),
+            (["--launcher", "slurm", "--slurm-arg", "batch"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-arg=--"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-arg=-"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-cpus", "0"], "--slurm-cpus"),
+            (["--launcher", "slurm", "--slurm-cpus", "many"], "--slurm-cpus"),
+            (["--launcher", "slurm", "--slurm-mem", "lots"], "--slurm-mem"),
+            (["--launcher", "slurm", "--slurm-mem", "4GB"], "--slurm-mem"),
+            (["--launcher", "slurm", "--slurm-partition", "a b"], "--slurm-partition"),
+            (["--launcher", "slurm", "--slurm-account", ""], "--slurm-account"),
+        ]
+        for options, named in cases:
+            with self.subTest(options=options):
+                result = self.jw("run", "--root", self.root, "--job", "j", *options, "--", "true")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn(named, lines[0])
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+        # No srun to run the job with: said before anything is written.
+        env = dict(self.env, PATH=self.tmp)
+        result = self.jw("run", "--root", self.root, "--job", "j", "--launcher", "slurm", "--", "/bin/true", env=env)
+        self.assertEqual((result.returncode, result.stderr.strip()),
+                         (2, "jobwarden run: --launcher slurm: no srun in PATH (is the Slurm client installed?)"))
+        self.assertFalse(os.path.exists(self.root), "the root was created")
+
+    def test_run_on_slurm_reports_each_end_truthfully(self):
+        self.require_slurm()
+        lines = ["sh -c 'echo on-slurm; echo \"$SLURM_JOB_ID\" > \"$OUT/jobid\"'",
+                 "sh -c 'kill -SEGV $$'",
+                 "no-such-program-for-jobwarden --flag",
+                 "sh -c 'exit 3'",
+                 "echo through the shell | tr a-z A-Z"]
+        code, status = self.run_job("onslurm", "--launcher", "slurm", commands="".join(l + "\n" for l in lines),
+                                    expect=1)
+        states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
+        self.assertEqual(states[0], ("succeeded", 0, None))
+        self.assertEqual(states[1], ("crashed", None, "SIGSEGV"))
+        self.assertEqual(states[2][:2], ("spawn_failed", None))
+        self.assertEqual(states[3], ("failed", 3, None))
+        self.assertEqual(states[4], ("succeeded", 0, None))
+        self.assertIn("no-such-program-for-jobwarden", self.worker(status, "3")["error"])
+        self.assertTrue(self.read_out("jobid").isdigit(), "the worker ran as a Slurm job")
+        self.assertEqual(journal_argv(self.root, "onslurm", "2"), ["sh", "-c", "kill -SEGV $$"])
+        # status, logs and list read the job as any other.
+        self.assertEqual(self.status("onslurm")["state"], "failed")
+        logs = self.jw("logs", "--root", self.root, "--job", "onslurm", "--worker", "1")
+        self.assertEqual((logs.returncode, logs.stdout), (0, "on-slurm\n"))
+        logs = self.jw("logs", "--root", self.root, "--job", "onslurm", "--worker", "5")
+        self.assertEqual((logs.returncode, logs.stdout), (0, "THROUGH THE SHELL\n"))
+        listing = self.jw("list", "--root", self.root, "--json")
+        self.assertEqual([(j["job_id"], j["state"]) for j in json.loads(listing.stdout)["jobs"]],
+                         [("onslurm", "failed")])
+        self.assert_no_processes_left()
+
+    def test_slurm_options_reach_the_job(self):
+        self.require_slurm()
+        script = ('echo "$SLURM_JOB_PARTITION $SLURM_CPUS_PER_TASK $SLURM_MEM_PER_NODE $SLURM_JOB_NAME" '
+                  '> "$OUT/seen"')
+        self.run_job("options", "--launcher", "slurm", "--slurm-partition", "debug", "--slurm-cpus", "2",
+                     "--slurm-mem", "64M", "--slurm-arg=--comment=from-the-cli",
+                     command=["/bin/sh", "-c", script], expect=0)
+        partition, cpus, memory, name = self.read_out("seen").split()
+        self.assertEqual((partition, cpus, memory), ("debug", "2", "64"))
+        self.assertTrue(name.startswith("jw:options:1:1:"), name)
+        # A partition Slurm does not know: the job never ran.
+        code, status = self.run_job("badpart", "--launcher", "slurm", "--slurm-partition", "no-such-partition",
+                                    command=["/bin/true"], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["exit_code"]), ("spawn_failed", None))
+        self.assertIn("partition", worker["error"].lower())
+        self.assert_no_processes_left()
+
+    def test_stop_cancels_a_slurm_run(self):
+        self.require_slurm()
+        process = self.start("run", "--root", self.root, "--job", "slurmstop", "--launcher", "slurm",
+                             "--grace", "2s", "--", "/bin/sh", "-c", 'echo $$ > "$OUT/task"; exec sleep 300')
+        self.wait_for_files("task")
+        task = int(self.read_out("task"))
+        result = self.jw("stop", "--root", self.root, "--job", "slurmstop", "--wait", "60s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, _, stderr = self.finish(process, timeout=60)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(self.worker(self.status("slurmstop"), "1")["state"], "cancelled")
+        self.wait_for(lambda: not is_running(task), "the Slurm task to end")
+        self.assert_no_processes_left(timeout=20)
+
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

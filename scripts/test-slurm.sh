@@ -22,7 +22,8 @@ if [[ ! -f $build/CMakeCache.txt ]] || grep -q '^JOBWARDEN_BUILD_EXAMPLES:BOOL=O
 fi
 cmake --build "$build" --target test_slurm bench_slurm jobwarden_cli -j"$(nproc)"
 # The CLI's Slurm tests must be there too (they are registered only with python3).
-if ! ctest --test-dir "$build" -N -R '^cli\.CliSlurm\.' | grep -q 'cli\.CliSlurm\.'; then
+listed=$(ctest --test-dir "$build" -N -R '^cli\.CliSlurm\.')
+if ! grep -q 'cli\.CliSlurm\.' <<<"$listed"; then
   echo "no cli.CliSlurm tests in $build (is python3 installed?)" >&2
   exit 1
 fi

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -78,15 +79,27 @@ const char* const run_help = R"(usage: jobwarden run --root DIR --job ID [option
 Runs a job and returns when every worker has ended. With '-- CMD [ARG...]' the
 job has one worker, id "1", running CMD with its arguments as given (no shell).
 With '--commands FILE' it has one worker per line of FILE that is neither blank
-nor a '#' comment, each run through /bin/sh -c, with ids "1", "2"... in file
+nor a '#' comment, each run as said below, with ids "1", "2"... in file
 order. The job's records go to DIR/ID/journal.jsonl; each worker's output to
 DIR/ID/workers/<id>.stdout.log and <id>.stderr.log, created only once the
 worker writes something ('jobwarden logs' prints them).
 
+A --commands line that is one simple command -- words, 'single' and "double"
+quotes, backslash escapes, leading NAME=value words (set in that worker's
+environment), an optional 'exec' -- runs without a shell, split as the shell
+would split it: a crash reads crashed with its signal, a program that cannot
+start spawn_failed with the reason. Any other line runs through /bin/sh -c
+and ends as that shell reports it (a crash of the program it ran reads
+failed, exit 139; a program not found failed, exit 127): a line with an
+unquoted $ ` ; & | < > ( ) { } * ? [ ~ or !, a $ or ` in double quotes, a
+comment, a first word that is a reserved word or a shell builtin (if, for,
+cd, export, set, ., eval, echo, test...), or a program that is an executable
+without a #! line. The worker's recorded argv shows which way it ran.
+
 options:
   --root DIR            directory holding the job directories (required)
   --job ID              the job's id (required)
-  --commands FILE       one shell command per line (instead of -- CMD)
+  --commands FILE       one command per line (instead of -- CMD)
   --jobs N              run at most N workers at once (default: CPU count)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --grace DUR           time between the stop signal and SIGKILL (default 10s)
@@ -105,6 +118,15 @@ options:
   --no-orphan-guard     do not start the guard process that kills the workers
                         if this process dies (then 'jobwarden stop' recovers)
   --no-cgroups          do not put workers in cgroups of their own
+  --launcher L          local (default) or slurm: each worker one Slurm job
+                        through srun (status, logs, stop, list and clean work
+                        unchanged); then also:
+  --slurm-partition P   srun --partition
+  --slurm-account A     srun --account
+  --slurm-mem SIZE      srun --mem (512M, 4G)
+  --slurm-cpus N        srun --cpus-per-task
+  --slurm-arg OPT       one more srun option as one word (repeatable),
+                        e.g. --slurm-arg=--qos=short
 
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
@@ -412,13 +434,145 @@ std::shared_ptr<jobwarden::Launcher> launcher_option(const Arguments& args) {
   return std::make_shared<jobwarden::SlurmLauncher>(std::move(slurm));
 }
 
+// ---- --commands lines: with a shell only where needed ------------------------------
+
+/// The hidden mode of this binary that a shell's line ends in (see
+/// `spec_for_line`): `jobwarden __exec-tail -- PROGRAM [ARG...]` execs
+/// PROGRAM as execvp does; if that fails, it writes why to the file named by
+/// $JOBWARDEN_EXEC_REPORT, which the supervisor's launcher reads
+/// (`ExecReportLauncher`), and exits 127 (126 if found but not runnable),
+/// as a shell would.
+constexpr const char* exec_tail_mode = "__exec-tail";
+constexpr const char* exec_report_env = "JOBWARDEN_EXEC_REPORT";
+
+int exec_tail(int argc, char** argv) {
+  std::string report;
+  if (const char* value = std::getenv(exec_report_env)) report = value;
+  ::unsetenv(exec_report_env);  // the program never sees it
+  if (argc < 4 || std::strcmp(argv[2], "--") != 0) {
+    print(stderr, "jobwarden {}: usage: jobwarden {} -- PROGRAM [ARG...]\n", exec_tail_mode, exec_tail_mode);
+    return 2;
+  }
+  ::execvp(argv[3], argv + 3);
+  const int error = errno;
+  const std::string message = fmt::format("cannot run \"{}\": {}", argv[3], std::strerror(error));
+  print(stderr, "jobwarden: {}\n", message);
+  if (!report.empty()) {
+    const int fd = ::open(report.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      (void)!::write(fd, message.data(), message.size());
+      ::close(fd);
+    }
+  }
+  return error == ENOENT ? 127 : 126;
+}
+
+/// The local launcher, plus what turns a `__exec-tail` that could not exec
+/// its program into `spawn_failed` with the reason: each attempt of a worker
+/// whose spec names $JOBWARDEN_EXEC_REPORT gets a file of its own in a
+/// private directory; the file exists only if the exec failed.
+class ExecReportLauncher : public jobwarden::LocalLauncher {
+ public:
+  ~ExecReportLauncher() override {
+    if (dir_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::error_code prepare(jobwarden::LaunchPlan& plan, const jobwarden::WorkerSpec& spec,
+                          const jobwarden::LaunchContext& context, std::string& error) override {
+    if (auto ec = LocalLauncher::prepare(plan, spec, context, error)) return ec;
+    const std::string prefix = std::string(exec_report_env) + "=";
+    for (auto& entry : plan.env) {
+      if (entry.rfind(prefix, 0) != 0) continue;
+      if (dir_.empty()) {
+        std::error_code ec;
+        std::string pattern = (std::filesystem::temp_directory_path(ec) / "jobwarden-exec-XXXXXX").string();
+        if (ec || ::mkdtemp(pattern.data()) == nullptr) {
+          const int error_number = ec ? EIO : errno;
+          error = "cannot create a directory for exec reports: " + (ec ? ec.message() : std::strerror(error_number));
+          return {error_number, std::generic_category()};
+        }
+        dir_ = pattern;
+      }
+      const std::string path = report_path(context);
+      ::unlink(path.c_str());
+      entry = prefix + path;
+    }
+    return {};
+  }
+
+  std::optional<jobwarden::WorkerState> interpret_exit(jobwarden::WorkerInfo& worker, jobwarden::ExitStatus& status,
+                                                       const jobwarden::LaunchContext& context) override {
+    if (dir_.empty()) return std::nullopt;
+    const std::string path = report_path(context);
+    std::string text;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return std::nullopt;
+    char buffer[4096];
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) text.assign(buffer, static_cast<std::size_t>(n));
+    ::close(fd);
+    ::unlink(path.c_str());
+    if (text.empty() || !status.exit_code || (*status.exit_code != 126 && *status.exit_code != 127)) {
+      return std::nullopt;
+    }
+    if (worker.error.empty()) worker.error = text;
+    status.exit_code.reset();  // it never ran: spawn_failed is never an exit code
+    return jobwarden::WorkerState::spawn_failed;
+  }
+
+ private:
+  std::string report_path(const jobwarden::LaunchContext& context) const {
+    return dir_ + "/" + context.worker_id + "." + std::to_string(context.attempt);
+  }
+
+  std::string dir_;
+};
+
+/// This binary, for `exec` from a worker's shell: its path if it can be
+/// found and run, else empty.
+std::string own_binary(const char* argv0) {
+  char buffer[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  std::string path;
+  if (n > 0) {
+    path.assign(buffer, static_cast<std::size_t>(n));
+  } else if (argv0 != nullptr) {
+    const char* env_path = std::getenv("PATH");
+    path = find_program(argv0, env_path ? env_path : "", "");
+    if (!path.empty() && path[0] != '/') {
+      char cwd[4096];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) path = std::string(cwd) + "/" + path;
+    }
+  }
+  if (path.empty() || path[0] != '/' || ::access(path.c_str(), X_OK) != 0) return {};
+  return path;
+}
+
+const char* own_argv0 = nullptr;  // set by main
+
+/// `text` as one word of /bin/sh, in single quotes.
+std::string shell_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 /// The worker for one line of a `--commands` file, on the options in `base`.
 /// A line that is one simple command (shell_words.hpp) runs without a shell:
 /// argv is its words, its leading NAME=value words join the environment, so
 /// a crash reads crashed with its signal and a program that cannot start
-/// spawn_failed with the reason. Any other line runs as /bin/sh -c LINE and
-/// ends as that shell reports it. The worker's recorded argv says which.
-jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::WorkerSpec& base) {
+/// spawn_failed with the reason. Any other line runs as /bin/sh -c LINE.
+/// With `exec_helper` (this binary; empty: not available, or not a local
+/// run), a line whose last command can be exec'd (`find_last_command`) gets
+/// `exec HELPER __exec-tail --` before that command's program: the program
+/// then is the worker's process, so its crash is the worker's, and a
+/// failed exec is reported by the helper (`ExecReportLauncher`). Any other
+/// line ends as its shell reports it. The worker's recorded argv says which
+/// way it ran.
+jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::WorkerSpec& base,
+                                    const std::string& exec_helper) {
   jobwarden::WorkerSpec spec = base;
   ShellWords words = split_simple_command(line);
   if (words.command) {
@@ -436,6 +590,12 @@ jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::Wo
     }
   }
   spec.argv = {"/bin/sh", "-c", line};
+  if (exec_helper.empty()) return spec;
+  const auto last = find_last_command(line);
+  if (!last) return spec;
+  spec.argv[2] = line.substr(0, last->insert_at) + "exec " + shell_quote(exec_helper) + " " + exec_tail_mode +
+                 " -- " + line.substr(last->program_at);
+  spec.env[exec_report_env] = "";  // its file is named by the launcher, per attempt
   return spec;
 }
 
@@ -505,9 +665,15 @@ RunPlan plan_run(const Arguments& args) {
     throw UsageError("give either -- CMD [ARG...] or --commands FILE, not both");
   }
   if (commands_file) {
+    // A shell's line may end in an exec of this binary: local runs only (a
+    // cluster node need not have it).
+    const std::string exec_helper = plan.supervisor.launcher ? std::string() : own_binary(own_argv0);
     std::size_t next_id = 1;
     for (std::string& command : read_commands_file(*commands_file)) {
-      jobwarden::WorkerSpec spec = spec_for_line(command, base);
+      jobwarden::WorkerSpec spec = spec_for_line(command, base, exec_helper);
+      if (spec.env.count(exec_report_env) != 0 && !plan.supervisor.launcher) {
+        plan.supervisor.launcher = std::make_shared<ExecReportLauncher>();
+      }
       spec.id = std::to_string(next_id++);
       plan.workers.push_back(std::move(spec));
     }
@@ -1056,6 +1222,12 @@ int main_impl(int argc, char** argv) {
 }  // namespace jobwarden_cli
 
 int main(int argc, char** argv) {
+  // Before anything else: the helper a worker's shell execs changes nothing
+  // the program it execs would inherit (signal dispositions included).
+  if (argc > 1 && std::strcmp(argv[1], jobwarden_cli::exec_tail_mode) == 0) {
+    return jobwarden_cli::exec_tail(argc, argv);
+  }
+  jobwarden_cli::own_argv0 = argv[0];
   // A closed stdout (`jobwarden status | head`) must not kill a run mid-job;
   // workers get every signal disposition reset to the default.
   std::signal(SIGPIPE, SIG_IGN);

@@ -228,6 +228,187 @@ inline ShellWords split_simple_command(const std::string& line) {
   return result;
 }
 
+/// Where the shell's line can still end in `exec`: for a line that needs
+/// the shell, the position of its last command, so that the program it
+/// runs becomes the worker's process (its crash is the worker's crash).
+struct LastCommand {
+  /// Where the text to put before the program goes: the `exec` the line
+  /// already has there, or else the program's word.
+  std::size_t insert_at = 0;
+  /// Where the program's word begins (the text from `insert_at` to here, an
+  /// `exec` and the blanks after it, is replaced).
+  std::size_t program_at = 0;
+  /// The program's name, quotes removed.
+  std::string program;
+};
+
+namespace shell_words_detail {
+
+/// Words that change what a later command of the same line is, or what the
+/// shell does when it ends: a line with one of them is left as it is.
+inline bool changes_later_commands(const std::string& word) {
+  static const char* const words[] = {"trap", "alias", "unalias", "eval", ".", "source", "hash", "enable",
+                                      "builtin", "set", "unset", "function", "shopt", "ulimit"};
+  return std::find(std::begin(words), std::end(words), word) != std::end(words) || is_reserved_word(word);
+}
+
+}  // namespace shell_words_detail
+
+/// For a line that needs the shell (`split_simple_command` said so), finds
+/// the command the line ends with, when it can be exec'd by the shell without
+/// changing what the line does: the line's last top-level command, after
+/// its last `;`, `&&` or `||` (or the whole line), a simple command whose
+/// program is a literal word that is not a builtin or reserved word, and
+/// whose other words may use expansions and redirections. Strict again:
+/// none for a line with `$(`, a backquote, `${` holding anything but a
+/// name, a pipe, a single `&` (not in `>&` `<&`), `( )`, `;;`, a here
+/// document, a word that changes later commands or the shell's exit (trap,
+/// alias, eval, ., source, set, unset, hash, a reserved word...), or a `$$`
+/// in the last command (exec would make it the program's own pid).
+inline std::optional<LastCommand> find_last_command(const std::string& line) {
+  using shell_words_detail::changes_later_commands;
+  const std::size_t size = line.size();
+  std::size_t tail = 0;        // where the last top-level command begins
+  std::size_t end = size;      // where the line's commands end (a comment follows)
+  struct Span {
+    std::size_t begin, end;
+    bool pid;  // holds an expanded $$
+  };
+  std::vector<Span> words;     // top-level words
+  std::optional<std::size_t> word_begin;
+  std::string word_text;       // the word so far, quotes and backslashes removed
+  bool word_pid = false;
+  auto end_word = [&](std::size_t at) -> bool {
+    if (!word_begin) return true;
+    if (changes_later_commands(word_text)) return false;
+    words.push_back({*word_begin, at, word_pid});
+    word_begin.reset();
+    word_text.clear();
+    word_pid = false;
+    return true;
+  };
+  auto in_word = [&](std::size_t at) {
+    if (!word_begin) word_begin = at;
+  };
+  for (std::size_t i = 0; i < size; ++i) {
+    const char c = line[i];
+    const char next = i + 1 < size ? line[i + 1] : '\0';
+    switch (c) {
+      case ' ':
+      case '\t':
+        if (!end_word(i)) return std::nullopt;
+        break;
+      case '\\':
+        if (i + 1 >= size) return std::nullopt;
+        in_word(i);
+        word_text += line[++i];
+        break;
+      case '\'': {
+        const std::size_t close = line.find('\'', i + 1);
+        if (close == std::string::npos) return std::nullopt;
+        in_word(i);
+        word_text += line.substr(i + 1, close - i - 1);
+        i = close;
+        break;
+      }
+      case '"': {
+        in_word(i);
+        for (++i; i < size && line[i] != '"'; ++i) {
+          if (line[i] == '`' || (line[i] == '$' && i + 1 < size && (line[i + 1] == '(' || line[i + 1] == '{'))) {
+            return std::nullopt;
+          }
+          if (line[i] == '$' && i + 1 < size && line[i + 1] == '$') word_pid = true;
+          if (line[i] == '\\') ++i;
+          if (i < size) word_text += line[i];
+        }
+        if (i >= size) return std::nullopt;
+        break;
+      }
+      case '`':
+      case '(':
+      case ')':
+        return std::nullopt;
+      case '$':
+        if (next == '(') return std::nullopt;
+        if (next == '{') {
+          const std::size_t close = line.find('}', i + 2);
+          if (close == std::string::npos || close == i + 2 ||
+              !shell_words_detail::is_name(line.substr(i + 2, close - i - 2))) {
+            return std::nullopt;
+          }
+          in_word(i);
+          word_text += line.substr(i, close - i + 1);
+          i = close;
+          break;
+        }
+        if (next == '$') word_pid = true;
+        in_word(i);
+        word_text += c;
+        break;
+      case '<':
+      case '>':
+        if (c == '<' && next == '<') return std::nullopt;  // a here document
+        if (next == '|') return std::nullopt;               // >| (clobber), kept simple
+        in_word(i);  // a redirection stays with the words around it
+        word_text += c;
+        if (next == '&') word_text += line[++i];  // >& <&: a descriptor, not a separator
+        break;
+      case ';':
+        if (!end_word(i)) return std::nullopt;
+        if (next == ';') return std::nullopt;  // ;; ends a case item
+        tail = i + 1;
+        break;
+      case '&':
+      case '|':
+        if (!end_word(i)) return std::nullopt;
+        if (next != c) return std::nullopt;  // a background job, a pipe
+        tail = i + 2;
+        ++i;
+        break;
+      case '#':
+        if (!word_begin) {
+          end = i;
+          i = size;
+          break;
+        }
+        [[fallthrough]];
+      default:
+        in_word(i);
+        word_text += c;
+        break;
+    }
+  }
+  if (!end_word(end)) return std::nullopt;
+
+  // The last command's words: assignments, an optional exec, the program.
+  LastCommand last;
+  bool exec = false;
+  for (const auto& [begin, finish, pid] : words) {
+    if (begin < tail) continue;
+    if (pid) return std::nullopt;
+    const std::string raw = line.substr(begin, finish - begin);
+    if (!last.program.empty()) continue;
+    if (raw.find_first_of("<>") != std::string::npos) return std::nullopt;  // a redirection before the program
+    const std::size_t equals = raw.find('=');
+    if (!exec && equals != std::string::npos && shell_words_detail::is_name(raw.substr(0, equals))) continue;
+    if (!exec && raw == "exec") {
+      exec = true;
+      last.insert_at = begin;
+      continue;
+    }
+    const ShellWords program = split_simple_command(raw);
+    if (!program.command || program.command->argv.size() != 1 || !program.command->assignments.empty() ||
+        program.command->exec || program.command->argv[0][0] == '-') {
+      return std::nullopt;
+    }
+    if (!exec) last.insert_at = begin;
+    last.program_at = begin;
+    last.program = program.command->argv[0];
+  }
+  if (last.program.empty()) return std::nullopt;
+  return last;
+}
+
 /// The file execvp would run for `program` (a command's first word), looked
 /// up from directory `cwd` (empty: this process's): a name with a '/' is
 /// that path; another name is looked up in each directory of `path_env`

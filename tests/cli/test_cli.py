@@ -1121,19 +1121,51 @@ class CliShellOutcomes(CliTestCase):
         self.assertEqual(journal_argv(self.root, "words", "1"), [script, "a b", 'c "d"', "e f", "", "$x"])
         self.assertEqual(journal_argv(self.root, "words", "3"), [script, "x"])
 
-    def test_lines_that_need_the_shell_run_through_it_and_end_as_it_reports(self):
+    def test_a_shell_line_ends_in_an_exec_of_its_last_program(self):
+        script = os.path.join(self.out, "show.sh")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s|" "$FOO" "$@" "${JOBWARDEN_EXEC_REPORT-unset}"\n')
+        os.chmod(script, 0o755)
+        lines = ["true && sh -c 'kill -SEGV $$'",
+                 "cd / && no-such-program-for-jobwarden --flag",
+                 'cd "$OUT" && FOO="a b" ./show.sh "$OUT" \'$$\' > shown',
+                 "false && no-such-program-for-jobwarden",
+                 "cd /; sh -c 'exit 127'",
+                 "sh -c 'kill -ABRT $$' > /dev/null # a comment; not a command",
+                 "true || exec no-such-program-for-jobwarden"]
+        status = self.run_lines("tail", lines, expect=1)
+        states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
+        self.assertEqual(states, [("crashed", None, "SIGSEGV"), ("spawn_failed", None, None), ("succeeded", 0, None),
+                                  ("failed", 1, None), ("failed", 127, None), ("crashed", None, "SIGABRT"),
+                                  ("succeeded", 0, None)])
+        self.assertEqual(self.worker(status, "2")["error"],
+                         'cannot run "no-such-program-for-jobwarden": No such file or directory')
+        # The program got its words and environment, and not the helper's variable.
+        self.assertEqual(self.read_out("shown"), f"a b|{self.out}|$$|unset|")
+        # The records show the line ran through the shell, ending in an exec of this tool.
+        helper = f"exec '{os.path.realpath(CLI)}' __exec-tail -- "
+        self.assertEqual(journal_argv(self.root, "tail", "1"), ["/bin/sh", "-c", "true && " + helper +
+                                                                "sh -c 'kill -SEGV $$'"])
+        self.assertEqual(journal_argv(self.root, "tail", "7"), ["/bin/sh", "-c", "true || " + helper +
+                                                                "no-such-program-for-jobwarden"])
+        self.assert_no_processes_left()
+
+    def test_other_shell_lines_end_as_the_shell_reports(self):
         lines = ["echo one | tr a-z A-Z > \"$OUT/pipe\"",
-                 "true && sh -c 'kill -SEGV $$'",
-                 "cd / && no-such-program-for-jobwarden",
+                 "true | sh -c 'kill -SEGV $$'",
+                 "P=no-such-program-for-jobwarden; cd / && $P",
                  "echo 'a\\nb'",
-                 "sh -c 'kill -SEGV $$' # a comment"]
+                 "trap 'echo trapped > \"$OUT/trap\"' EXIT; sh -c 'exit 3'",
+                 "cd / && sh -c 'kill -SEGV $$' &"]
         status = self.run_lines("shell", lines, expect=1)
         for worker_id, line in enumerate(lines, start=1):
             self.assertEqual(journal_argv(self.root, "shell", str(worker_id)), ["/bin/sh", "-c", line])
         self.assertEqual(self.read_out("pipe"), "ONE")
+        self.assertEqual(self.read_out("trap"), "trapped")  # exec would have skipped the trap
         # What the shell reports, as documented: its exit status, not the program's end.
         self.assertEqual([(w["state"], w["exit_code"]) for w in status["workers"]],
-                         [("succeeded", 0), ("failed", 139), ("failed", 127), ("succeeded", 0), ("failed", 139)])
+                         [("succeeded", 0), ("failed", 139), ("failed", 127), ("succeeded", 0), ("failed", 3),
+                          ("succeeded", 0)])
         # A builtin stays the shell's own: echo prints as /bin/sh's echo does.
         expected = subprocess.run(["/bin/sh", "-c", lines[3]], capture_output=True, text=True).stdout
         with open(os.path.join(self.root, "shell", "workers", "4.stdout.log")) as f:
@@ -1147,7 +1179,10 @@ class CliShellOutcomes(CliTestCase):
         os.chmod(bare, 0o755)
         status = self.run_lines("bare", ["./bare x"], "--cwd", self.out, expect=0)
         self.assertEqual(self.read_out("bare.out"), "ran as a script: x")
-        self.assertEqual(journal_argv(self.root, "bare", "1"), ["/bin/sh", "-c", "./bare x"])
+        # Not run directly (execve refuses it): through the shell, whose exec of
+        # it goes through this tool's execvp, which runs it as a script too.
+        self.assertEqual(journal_argv(self.root, "bare", "1"),
+                         ["/bin/sh", "-c", f"exec '{os.path.realpath(CLI)}' __exec-tail -- ./bare x"])
 
     def test_a_direct_line_is_stopped_like_any_worker(self):
         path = os.path.join(self.tmp, "commands")
@@ -1226,7 +1261,8 @@ class CliSlurm(CliTestCase):
                  "sh -c 'kill -SEGV $$'",
                  "no-such-program-for-jobwarden --flag",
                  "sh -c 'exit 3'",
-                 "echo through the shell | tr a-z A-Z"]
+                 "echo through the shell | tr a-z A-Z",
+                 "cd / && sh -c 'exit 4'"]
         code, status = self.run_job("onslurm", "--launcher", "slurm", commands="".join(l + "\n" for l in lines),
                                     expect=1)
         states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
@@ -1235,6 +1271,9 @@ class CliSlurm(CliTestCase):
         self.assertEqual(states[2][:2], ("spawn_failed", None))
         self.assertEqual(states[3], ("failed", 3, None))
         self.assertEqual(states[4], ("succeeded", 0, None))
+        self.assertEqual(states[5], ("failed", 4, None))
+        # A shell's line is not made to exec this tool on a node, which need not have it.
+        self.assertEqual(journal_argv(self.root, "onslurm", "6"), ["/bin/sh", "-c", lines[5]])
         self.assertIn("no-such-program-for-jobwarden", self.worker(status, "3")["error"])
         self.assertTrue(self.read_out("jobid").isdigit(), "the worker ran as a Slurm job")
         self.assertEqual(journal_argv(self.root, "onslurm", "2"), ["sh", "-c", "kill -SEGV $$"])

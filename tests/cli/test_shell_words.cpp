@@ -280,3 +280,125 @@ TEST_CASE("execve_runs_as_is: binaries and #! scripts yes, other executables nee
   CHECK(find_program("x/y", path, "/base") == "/base/x/y");
   CHECK(find_program("/abs/y", path, "/base") == "/abs/y");
 }
+
+namespace {
+
+/// `text` as one single-quoted word of /bin/sh.
+std::string sh_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+/// The line with `exec HELPER --` before its last command's program, as the
+/// tool rewrites it; empty when the line is left as it is.
+std::string with_exec(const std::string& line) {
+  const auto last = jobwarden_cli::find_last_command(line);
+  if (!last) return {};
+  return line.substr(0, last->insert_at) + "exec H -- " + line.substr(last->program_at);
+}
+
+}  // namespace
+
+TEST_CASE("find_last_command: the command a shell's line ends with", "[shell_words]") {
+  CHECK(with_exec("cd /tmp && make") == "cd /tmp && exec H -- make");
+  CHECK(with_exec("a; b || ./scan --out \"$OUT/x\" > log 2>&1") == "a; b || exec H -- ./scan --out \"$OUT/x\" > log 2>&1");
+  CHECK(with_exec("prog \"$HOME\" ${USER} $1 *.c ~/x") == "exec H -- prog \"$HOME\" ${USER} $1 *.c ~/x");
+  CHECK(with_exec("x=1;FOO=$x BAR='a b' prog") == "x=1;FOO=$x BAR='a b' exec H -- prog");
+  CHECK(with_exec("true && exec sh -c 'kill -SEGV $$'") == "true && exec H -- sh -c 'kill -SEGV $$'");
+  CHECK(with_exec("true && FOO=1 exec  prog a") == "true && FOO=1 exec H -- prog a");
+  CHECK(with_exec("a > x; 'my prog' a # b; c | d") == "a > x; exec H -- 'my prog' a # b; c | d");
+  CHECK(with_exec("a 2>&1 && b <in") == "a 2>&1 && exec H -- b <in");
+  CHECK(with_exec("echo ';&|(' \"a;b\" a\\;b; prog") == "echo ';&|(' \"a;b\" a\\;b; exec H -- prog");
+  CHECK(with_exec("git log -1 --format=%H $REF && prog") == "git log -1 --format=%H $REF && exec H -- prog");
+
+  const auto last = jobwarden_cli::find_last_command("cd / && 'my prog' x");
+  REQUIRE(last);
+  CHECK(last->program == "my prog");
+
+  // Left to the shell: the last command is not a program the shell would exec
+  // as it is, or exec would change what the line does.
+  for (const char* line : {
+           "a | b",                              // a pipeline
+           "a && b &",                           // a background job
+           "a & b",
+           "(cd x && make)",                     // a subshell
+           "cd x && (make)",
+           "f() { a; }; f",                      // a function
+           "a $(b) && c",                        // command substitution
+           "a `b` && c",
+           "a \"$(b)\" && c",
+           "a ${x:-y} && c",                     // ${...} beyond a name
+           "a && c \"${x%y}\"",
+           "case $x in a) b;; esac",             // ;; and reserved words
+           "if a; then b; fi",
+           "while a; do b; done",
+           "for i in 1 2; do b; done; c",
+           "{ a; b; }",
+           "a; ! b",
+           "trap 'rm x' EXIT; prog",             // exec would skip the trap
+           "alias p=q; p",                       // what the word names may change
+           ". ./env.sh && prog",
+           "source ./env.sh && prog",
+           "eval \"$x\"; prog",
+           "set -x; prog",
+           "unset PATH; prog",
+           "hash -r; prog",
+           "cd x && cd y",                       // a builtin runs in the shell
+           "a && echo done",
+           "a && $CC x.c",                       // a program the shell finds by expansion
+           "a && \"$CC\" x.c",
+           "a && *.sh",
+           "a && > out prog",                    // a redirection before the program
+           "a && 2>err prog",
+           "a && prog>out",
+           "a && prog $$",                       // $$ would become the program's own pid
+           "a && prog \"$$\"",
+           "a && FOO=1",                         // no program
+           "a &&",
+           "a;",
+           "a && exec",
+           "a && exec -a x prog",
+           "a && -x",
+           "a <<EOF",                            // a here document
+           "a >| out && b",
+           "a 'unclosed && b",
+           "a \"unclosed && b",
+           "a && b\\",
+       }) {
+    INFO(line);
+    CHECK_FALSE(jobwarden_cli::find_last_command(line));
+  }
+}
+
+TEST_CASE("find_last_command: the rewritten line runs as the original did", "[shell_words]") {
+  // The shell runs the original and the rewritten line, the latter with
+  // `env` as the helper: both print the same words and variables.
+  TempDir dir;
+  write_file(dir / "show", "#!/bin/sh\nprintf '%s|' \"$0\" \"$@\" \"$FOO\"; echo\n", 0755);
+  const std::vector<std::string> lines = {
+      "cd / && " + (dir / "show") + " a 'b c' \"$HOME\" ${HOME}x",
+      "FOO=outer; export FOO; false || FOO='in ner' " + (dir / "show") + " x",
+      "true; exec " + (dir / "show") + " y 2>&1 # comment",
+  };
+  for (const auto& line : lines) {
+    INFO(line);
+    const auto last = jobwarden_cli::find_last_command(line);
+    REQUIRE(last);
+    const std::string rewritten = line.substr(0, last->insert_at) + "exec env -- " + line.substr(last->program_at);
+    auto run = [](const std::string& script) {
+      std::string command = "/bin/sh -c " + sh_quote(script);
+      std::FILE* pipe = ::popen(command.c_str(), "r");
+      REQUIRE(pipe != nullptr);
+      std::string out;
+      char buffer[4096];
+      std::size_t n;
+      while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+      CHECK(::pclose(pipe) == 0);
+      return out;
+    };
+    const std::string original = run(line);
+    CHECK_FALSE(original.empty());
+    CHECK(run(rewritten) == original);
+  }
+}

@@ -88,13 +88,20 @@ A --commands line that is one simple command -- words, 'single' and "double"
 quotes, backslash escapes, leading NAME=value words (set in that worker's
 environment), an optional 'exec' -- runs without a shell, split as the shell
 would split it: a crash reads crashed with its signal, a program that cannot
-start spawn_failed with the reason. Any other line runs through /bin/sh -c
-and ends as that shell reports it (a crash of the program it ran reads
-failed, exit 139; a program not found failed, exit 127): a line with an
-unquoted $ ` ; & | < > ( ) { } * ? [ ~ or !, a $ or ` in double quotes, a
-comment, a first word that is a reserved word or a shell builtin (if, for,
-cd, export, set, ., eval, echo, test...), or a program that is an executable
-without a #! line. The worker's recorded argv shows which way it ran.
+start spawn_failed with the reason. Any other line runs through /bin/sh -c:
+a line with an unquoted $ ` ; & | < > ( ) { } * ? [ ~ or !, a $ or ` in
+double quotes, a comment, a first word that is a reserved word or a shell
+builtin (if, for, cd, export, set, ., eval, echo, test...), or a program
+that is an executable without a #! line. In a local run, when such a line's
+last command (after its last ;, && or ||, or the whole line) is a program
+named by a plain word, with arguments that may use $VAR, globs and
+redirections, the shell execs that program through this tool (the recorded
+argv reads "... exec '/path/to/jobwarden' __exec-tail -- PROGRAM ..."): its
+crash and a failed start read as above. Any other line -- a pipeline, a
+background job, ( ), $( ), a builtin or $VAR as the last program, trap,
+eval, ., set -- and a line ended early by an earlier command ends as its
+shell reports it: a crash reads failed, exit 139; a program not found
+failed, exit 127. The worker's recorded argv shows which way a line ran.
 
 options:
   --root DIR            directory holding the job directories (required)

@@ -27,6 +27,12 @@
 // runs inside the shell, so the shell's exit status is the whole truth about
 // it: nothing is lost by leaving it there, and echo or printf keep the
 // shell's own behaviour.
+//
+// For a line the shell must run, `find_last_command` finds the program its
+// last command runs, when the shell could exec it without changing what the
+// line does: the tool then puts an `exec` of itself before that program, so
+// the program becomes the worker's process (see jobwarden.cpp,
+// `spec_for_line`).
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -248,7 +254,7 @@ namespace shell_words_detail {
 /// shell does when it ends: a line with one of them is left as it is.
 inline bool changes_later_commands(const std::string& word) {
   static const char* const words[] = {"trap", "alias", "unalias", "eval", ".", "source", "hash", "enable",
-                                      "builtin", "set", "unset", "function", "shopt", "ulimit"};
+                                      "builtin", "set", "unset", "function", "shopt"};
   return std::find(std::begin(words), std::end(words), word) != std::end(words) || is_reserved_word(word);
 }
 

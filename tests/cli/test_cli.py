@@ -1290,14 +1290,15 @@ class CliSlurm(CliTestCase):
 
     def test_slurm_options_reach_the_job(self):
         self.require_slurm()
-        script = ('echo "$SLURM_JOB_PARTITION $SLURM_CPUS_PER_TASK $SLURM_MEM_PER_NODE $SLURM_JOB_NAME" '
-                  '> "$OUT/seen"')
+        # What Slurm recorded of the job, as seen from inside it.
+        script = 'scontrol show job "$SLURM_JOB_ID" > "$OUT/job"'
         self.run_job("options", "--launcher", "slurm", "--slurm-partition", "debug", "--slurm-cpus", "2",
                      "--slurm-mem", "64M", "--slurm-arg=--comment=from-the-cli",
                      command=["/bin/sh", "-c", script], expect=0)
-        partition, cpus, memory, name = self.read_out("seen").split()
-        self.assertEqual((partition, cpus, memory), ("debug", "2", "64"))
-        self.assertTrue(name.startswith("jw:options:1:1:"), name)
+        job = self.read_out("job")
+        for field in ("Partition=debug", "CPUs/Task=2", "MinMemoryNode=64M", "Comment=from-the-cli",
+                      "JobName=jw:options:1:1:"):
+            self.assertIn(field, job)
         # A partition Slurm does not know: the job never ran.
         code, status = self.run_job("badpart", "--launcher", "slurm", "--slurm-partition", "no-such-partition",
                                     command=["/bin/true"], expect=1)

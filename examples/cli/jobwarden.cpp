@@ -27,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -465,7 +466,7 @@ int exec_tail(int argc, char** argv) {
   const std::string message = fmt::format("cannot run \"{}\": {}", argv[3], std::strerror(error));
   print(stderr, "jobwarden: {}\n", message);
   if (!report.empty()) {
-    const int fd = ::open(report.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    const int fd = ::open(report.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
       (void)!::write(fd, message.data(), message.size());
       ::close(fd);
@@ -476,14 +477,18 @@ int exec_tail(int argc, char** argv) {
 
 /// The local launcher, plus what turns a `__exec-tail` that could not exec
 /// its program into `spawn_failed` with the reason: each attempt of a worker
-/// whose spec names $JOBWARDEN_EXEC_REPORT gets a file of its own in a
-/// private directory; the file exists only if the exec failed.
+/// whose spec names $JOBWARDEN_EXEC_REPORT gets the name of a file of its
+/// own in $TMPDIR (a random token makes it unguessable), which the helper
+/// creates only if the exec failed, and which is read and removed once the
+/// worker is reaped. Nothing is created for a worker whose program started.
 class ExecReportLauncher : public jobwarden::LocalLauncher {
  public:
-  ~ExecReportLauncher() override {
-    if (dir_.empty()) return;
+  ExecReportLauncher() {
+    std::random_device random;
+    token_ = fmt::format("{:08x}{:08x}", random(), random());
     std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    dir_ = std::filesystem::temp_directory_path(ec).string();
+    if (ec || dir_.empty()) dir_ = "/tmp";
   }
 
   std::error_code prepare(jobwarden::LaunchPlan& plan, const jobwarden::WorkerSpec& spec,
@@ -491,36 +496,25 @@ class ExecReportLauncher : public jobwarden::LocalLauncher {
     if (auto ec = LocalLauncher::prepare(plan, spec, context, error)) return ec;
     const std::string prefix = std::string(exec_report_env) + "=";
     for (auto& entry : plan.env) {
-      if (entry.rfind(prefix, 0) != 0) continue;
-      if (dir_.empty()) {
-        std::error_code ec;
-        std::string pattern = (std::filesystem::temp_directory_path(ec) / "jobwarden-exec-XXXXXX").string();
-        if (ec || ::mkdtemp(pattern.data()) == nullptr) {
-          const int error_number = ec ? EIO : errno;
-          error = "cannot create a directory for exec reports: " + (ec ? ec.message() : std::strerror(error_number));
-          return {error_number, std::generic_category()};
-        }
-        dir_ = pattern;
-      }
-      const std::string path = report_path(context);
-      ::unlink(path.c_str());
-      entry = prefix + path;
+      if (entry.rfind(prefix, 0) == 0) entry = prefix + report_path(context);
     }
     return {};
   }
 
   std::optional<jobwarden::WorkerState> interpret_exit(jobwarden::WorkerInfo& worker, jobwarden::ExitStatus& status,
                                                        const jobwarden::LaunchContext& context) override {
-    if (dir_.empty()) return std::nullopt;
     const std::string path = report_path(context);
-    std::string text;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return std::nullopt;
-    char buffer[4096];
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n > 0) text.assign(buffer, static_cast<std::size_t>(n));
+    std::string text;
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_uid == ::geteuid()) {
+      char buffer[4096];
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n > 0) text.assign(buffer, static_cast<std::size_t>(n));
+      ::unlink(path.c_str());
+    }
     ::close(fd);
-    ::unlink(path.c_str());
     if (text.empty() || !status.exit_code || (*status.exit_code != 126 && *status.exit_code != 127)) {
       return std::nullopt;
     }
@@ -531,10 +525,11 @@ class ExecReportLauncher : public jobwarden::LocalLauncher {
 
  private:
   std::string report_path(const jobwarden::LaunchContext& context) const {
-    return dir_ + "/" + context.worker_id + "." + std::to_string(context.attempt);
+    return dir_ + "/jobwarden-exec-" + token_ + "-" + context.worker_id + "-" + std::to_string(context.attempt);
   }
 
   std::string dir_;
+  std::string token_;
 };
 
 /// This binary, for `exec` from a worker's shell: its path if it can be

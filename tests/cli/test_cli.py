@@ -1133,7 +1133,12 @@ class CliShellOutcomes(CliTestCase):
                  "cd /; sh -c 'exit 127'",
                  "sh -c 'kill -ABRT $$' > /dev/null # a comment; not a command",
                  "true || exec no-such-program-for-jobwarden"]
+        # The failed exec's report passes through TMPDIR and is removed once read.
+        tmpdir = os.path.join(self.tmp, "tmpdir")
+        os.mkdir(tmpdir)
+        self.env["TMPDIR"] = tmpdir
         status = self.run_lines("tail", lines, expect=1)
+        self.assertEqual(os.listdir(tmpdir), [])
         states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
         self.assertEqual(states, [("crashed", None, "SIGSEGV"), ("spawn_failed", None, None), ("succeeded", 0, None),
                                   ("failed", 1, None), ("failed", 127, None), ("crashed", None, "SIGABRT"),

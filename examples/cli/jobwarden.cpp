@@ -23,14 +23,18 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <jobwarden/job_control.hpp>
 #include <jobwarden/jobwarden.hpp>
+#include <jobwarden/slurm_launcher.hpp>
 
 #include "arguments.hpp"
 #include "detach.hpp"
@@ -38,6 +42,7 @@
 #include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
+#include "shell_words.hpp"
 
 namespace jobwarden_cli {
 namespace {
@@ -76,11 +81,30 @@ const char* const run_help = R"(usage: jobwarden run --root DIR --job ID [option
 Runs a job and returns when every worker has ended. With '-- CMD [ARG...]' the
 job has one worker, id "1", running CMD with its arguments as given (no shell).
 With '--commands FILE' it has one worker per line of FILE that is neither blank
-nor a '#' comment, each run through /bin/sh -c, with ids "1", "2"... in file
+nor a '#' comment, each run as said below, with ids "1", "2"... in file
 order ('--commands -' reads the lines from this tool's stdin). The job's
 records go to DIR/ID/journal.jsonl; each worker's output to
 DIR/ID/workers/<id>.stdout.log and <id>.stderr.log, created only once the
 worker writes something ('jobwarden logs' prints them).
+
+A --commands line that is one simple command -- words, 'single' and "double"
+quotes, backslash escapes, leading NAME=value words (set in that worker's
+environment), an optional 'exec' -- runs without a shell, split as the shell
+would split it: a crash reads crashed with its signal, a program that cannot
+start spawn_failed with the reason. Any other line runs through /bin/sh -c:
+a line with an unquoted $ ` ; & | < > ( ) { } * ? [ ~ or !, a $ or ` in
+double quotes, a comment, a first word that is a reserved word or a shell
+builtin (if, for, cd, export, set, ., eval, echo, test...), or a program
+that is an executable without a #! line. In a local run, when such a line's
+last command (after its last ;, && or ||, or the whole line) is a program
+named by a plain word, with arguments that may use $VAR, globs and
+redirections, the shell execs that program through this tool (the recorded
+argv reads "... exec '/path/to/jobwarden' __exec-tail -- PROGRAM ..."): its
+crash and a failed start read as above. Any other line -- a pipeline, a
+background job, ( ), $( ), a builtin or $VAR as the last program, trap,
+eval, ., set -- and a line ended early by an earlier command ends as its
+shell reports it: a crash reads failed, exit 139; a program not found
+failed, exit 127. The worker's recorded argv shows which way a line ran.
 
 With --detach, run returns as soon as the job is open: its supervisor runs on
 in a session of its own (stdin /dev/null), and run prints the job directory
@@ -95,8 +119,8 @@ it would have without --detach. --detach cannot go with --input - or
 options:
   --root DIR            directory holding the job directories (required)
   --job ID              the job's id (required)
-  --commands FILE       one shell command per line (instead of -- CMD); '-'
-                        reads them from this tool's stdin (not with --input -)
+  --commands FILE       one command per line (instead of -- CMD); '-' reads
+                        them from this tool's stdin (not with --input -)
   --jobs N              run at most N workers at once (default: CPU count)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --grace DUR           time between the stop signal and SIGKILL (default 10s)
@@ -126,6 +150,15 @@ options:
   --no-orphan-guard     do not start the guard process that kills the workers
                         if this process dies (then 'jobwarden stop' recovers)
   --no-cgroups          do not put workers in cgroups of their own
+  --launcher L          local (default) or slurm: each worker one Slurm job
+                        through srun (status, logs, stop, list and clean work
+                        unchanged); then also:
+  --slurm-partition P   srun --partition
+  --slurm-account A     srun --account
+  --slurm-mem SIZE      srun --mem (512M, 4G)
+  --slurm-cpus N        srun --cpus-per-task
+  --slurm-arg OPT       one more srun option as one word (repeatable),
+                        e.g. --slurm-arg=--qos=short
 
 --resume keeps the job's records: a worker (ids are line numbers with
 --commands) whose record says succeeded with the same command is kept as it
@@ -413,6 +446,223 @@ void check_detach_options(const Arguments& args, RunPlan& plan) {
   }
 }
 
+/// The launcher of `--launcher local|slurm` and the `--slurm-*` options:
+/// null for local (the supervisor's default), a `SlurmLauncher` for slurm.
+std::shared_ptr<jobwarden::Launcher> launcher_option(const Arguments& args) {
+  const std::string kind = args.value("launcher").value_or("local");
+  static const char* const slurm_options[] = {"slurm-arg", "slurm-partition", "slurm-account", "slurm-mem",
+                                              "slurm-cpus"};
+  if (kind == "local") {
+    for (const char* name : slurm_options) {
+      if (args.has(name)) throw UsageError(fmt::format("--{} needs --launcher slurm", name));
+    }
+    return nullptr;
+  }
+  if (kind != "slurm") {
+    throw UsageError("--launcher: expected local or slurm, not " + printable("\"" + kind + "\""));
+  }
+  jobwarden::SlurmOptions slurm;
+  slurm.orphan_guard = !args.has("no-orphan-guard");  // the launcher's own guard (it cancels the jobs)
+  auto word = [&](const char* name) -> std::string {
+    auto value = args.value(name);
+    if (!value) return {};
+    if (value->empty() || value->find_first_of(" \t\n\r") != std::string::npos) {
+      throw UsageError(fmt::format("--{}: expected one word, not {}", name, printable("\"" + *value + "\"")));
+    }
+    return *value;
+  };
+  slurm.partition = word("slurm-partition");
+  slurm.account = word("slurm-account");
+  slurm.memory = word("slurm-mem");
+  if (!slurm.memory.empty()) {
+    const std::size_t digits = slurm.memory.find_first_not_of("0123456789");
+    const bool valid = digits != 0 && (digits == std::string::npos ||
+                                       (digits + 1 == slurm.memory.size() &&
+                                        std::string("KMGTkmgt").find(slurm.memory[digits]) != std::string::npos));
+    if (!valid) {
+      throw UsageError(fmt::format("--slurm-mem: expected a size such as 512M or 4G, not {}",
+                                   printable("\"" + slurm.memory + "\"")));
+    }
+  }
+  if (auto cpus = args.value("slurm-cpus")) {
+    slurm.cpus_per_task = static_cast<int>(parse_count(*cpus, "slurm-cpus", 1'000'000));
+    if (slurm.cpus_per_task == 0) throw UsageError("--slurm-cpus: must be at least 1");
+  }
+  for (const std::string& extra : args.values("slurm-arg")) {
+    // One srun option per --slurm-arg, as one word: a bare word would become
+    // srun's program, and "--" would end srun's options early.
+    if (extra.size() < 2 || extra[0] != '-' || extra == "--") {
+      throw UsageError(fmt::format("--slurm-arg: expected one srun option written as one word (--qos=short), not {}",
+                                   printable("\"" + extra + "\"")));
+    }
+    slurm.extra_args.push_back(extra);
+  }
+  const char* path = std::getenv("PATH");
+  if (find_program(slurm.srun_program, path ? path : "", "").empty()) {
+    throw UsageError("--launcher slurm: no srun in PATH (is the Slurm client installed?)");
+  }
+  return std::make_shared<jobwarden::SlurmLauncher>(std::move(slurm));
+}
+
+// ---- --commands lines: with a shell only where needed ------------------------------
+
+/// The hidden mode of this binary that a shell's line ends in (see
+/// `spec_for_line`): `jobwarden __exec-tail -- PROGRAM [ARG...]` execs
+/// PROGRAM as execvp does; if that fails, it writes why to the file named by
+/// $JOBWARDEN_EXEC_REPORT, which the supervisor's launcher reads
+/// (`ExecReportLauncher`), and exits 127 (126 if found but not runnable),
+/// as a shell would.
+constexpr const char* exec_tail_mode = "__exec-tail";
+constexpr const char* exec_report_env = "JOBWARDEN_EXEC_REPORT";
+
+int exec_tail(int argc, char** argv) {
+  std::string report;
+  if (const char* value = std::getenv(exec_report_env)) report = value;
+  ::unsetenv(exec_report_env);  // the program never sees it
+  if (argc < 4 || std::strcmp(argv[2], "--") != 0) {
+    print(stderr, "jobwarden {}: usage: jobwarden {} -- PROGRAM [ARG...]\n", exec_tail_mode, exec_tail_mode);
+    return 2;
+  }
+  ::execvp(argv[3], argv + 3);
+  const int error = errno;
+  const std::string message = fmt::format("cannot run \"{}\": {}", argv[3], std::strerror(error));
+  print(stderr, "jobwarden: {}\n", message);
+  if (!report.empty()) {
+    const int fd = ::open(report.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      (void)!::write(fd, message.data(), message.size());
+      ::close(fd);
+    }
+  }
+  return error == ENOENT ? 127 : 126;
+}
+
+/// The local launcher, plus what turns a `__exec-tail` that could not exec
+/// its program into `spawn_failed` with the reason: each attempt of a worker
+/// whose spec names $JOBWARDEN_EXEC_REPORT gets the name of a file of its
+/// own in $TMPDIR (a random token makes it unguessable), which the helper
+/// creates only if the exec failed, and which is read and removed once the
+/// worker is reaped. Nothing is created for a worker whose program started.
+class ExecReportLauncher : public jobwarden::LocalLauncher {
+ public:
+  ExecReportLauncher() {
+    std::random_device random;
+    token_ = fmt::format("{:08x}{:08x}", random(), random());
+    std::error_code ec;
+    dir_ = std::filesystem::temp_directory_path(ec).string();
+    if (ec || dir_.empty()) dir_ = "/tmp";
+  }
+
+  std::error_code prepare(jobwarden::LaunchPlan& plan, const jobwarden::WorkerSpec& spec,
+                          const jobwarden::LaunchContext& context, std::string& error) override {
+    if (auto ec = LocalLauncher::prepare(plan, spec, context, error)) return ec;
+    const std::string prefix = std::string(exec_report_env) + "=";
+    for (auto& entry : plan.env) {
+      if (entry.rfind(prefix, 0) == 0) entry = prefix + report_path(context);
+    }
+    return {};
+  }
+
+  std::optional<jobwarden::WorkerState> interpret_exit(jobwarden::WorkerInfo& worker, jobwarden::ExitStatus& status,
+                                                       const jobwarden::LaunchContext& context) override {
+    const std::string path = report_path(context);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return std::nullopt;
+    std::string text;
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_uid == ::geteuid()) {
+      char buffer[4096];
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n > 0) text.assign(buffer, static_cast<std::size_t>(n));
+      ::unlink(path.c_str());
+    }
+    ::close(fd);
+    if (text.empty() || !status.exit_code || (*status.exit_code != 126 && *status.exit_code != 127)) {
+      return std::nullopt;
+    }
+    if (worker.error.empty()) worker.error = text;
+    status.exit_code.reset();  // it never ran: spawn_failed is never an exit code
+    return jobwarden::WorkerState::spawn_failed;
+  }
+
+ private:
+  std::string report_path(const jobwarden::LaunchContext& context) const {
+    return dir_ + "/jobwarden-exec-" + token_ + "-" + context.worker_id + "-" + std::to_string(context.attempt);
+  }
+
+  std::string dir_;
+  std::string token_;
+};
+
+/// This binary, for `exec` from a worker's shell: its path if it can be
+/// found and run, else empty.
+std::string own_binary(const char* argv0) {
+  char buffer[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  std::string path;
+  if (n > 0) {
+    path.assign(buffer, static_cast<std::size_t>(n));
+  } else if (argv0 != nullptr) {
+    const char* env_path = std::getenv("PATH");
+    path = find_program(argv0, env_path ? env_path : "", "");
+    if (!path.empty() && path[0] != '/') {
+      char cwd[4096];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) path = std::string(cwd) + "/" + path;
+    }
+  }
+  if (path.empty() || path[0] != '/' || ::access(path.c_str(), X_OK) != 0) return {};
+  return path;
+}
+
+const char* own_argv0 = nullptr;  // set by main
+
+/// `text` as one word of /bin/sh, in single quotes.
+std::string shell_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+/// The worker for one line of a `--commands` file, on the options in `base`.
+/// A line that is one simple command (shell_words.hpp) runs without a shell:
+/// argv is its words, its leading NAME=value words join the environment, so
+/// a crash reads crashed with its signal and a program that cannot start
+/// spawn_failed with the reason. Any other line runs as /bin/sh -c LINE.
+/// With `exec_helper` (this binary; empty: not available, or not a local
+/// run), a line whose last command can be exec'd (`find_last_command`) gets
+/// `exec HELPER __exec-tail --` before that command's program: the program
+/// then is the worker's process, so its crash is the worker's, and a
+/// failed exec is reported by the helper (`ExecReportLauncher`). Any other
+/// line ends as its shell reports it. The worker's recorded argv says which
+/// way it ran.
+jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::WorkerSpec& base,
+                                    const std::string& exec_helper) {
+  jobwarden::WorkerSpec spec = base;
+  ShellWords words = split_simple_command(line);
+  if (words.command) {
+    // The PATH the worker's program is looked up in: the line's, --env's, ours.
+    std::string path_env;
+    if (const char* own = std::getenv("PATH")) path_env = own;
+    if (auto it = base.env.find("PATH"); it != base.env.end()) path_env = it->second;
+    for (const auto& [name, value] : words.command->assignments) {
+      if (name == "PATH") path_env = value;
+    }
+    if (execve_runs_as_is(words.command->argv.front(), path_env, base.cwd)) {
+      for (auto& [name, value] : words.command->assignments) spec.env[name] = std::move(value);
+      spec.argv = std::move(words.command->argv);
+      return spec;
+    }
+  }
+  spec.argv = {"/bin/sh", "-c", line};
+  if (exec_helper.empty()) return spec;
+  const auto last = find_last_command(line);
+  if (!last) return spec;
+  spec.argv[2] = line.substr(0, last->insert_at) + "exec " + shell_quote(exec_helper) + " " + exec_tail_mode +
+                 " -- " + line.substr(last->program_at);
+  spec.env[exec_report_env] = "";  // its file is named by the launcher, per attempt
+  return spec;
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -438,6 +688,8 @@ RunPlan plan_run(const Arguments& args) {
     plan.supervisor.max_concurrency = static_cast<std::size_t>(parse_count(*jobs, "jobs", 1'000'000));
     if (plan.supervisor.max_concurrency == 0) throw UsageError("--jobs: must be at least 1");
   }
+
+  plan.supervisor.launcher = launcher_option(args);
 
   // One spec, copied for every worker.
   jobwarden::WorkerSpec base;
@@ -488,11 +740,16 @@ RunPlan plan_run(const Arguments& args) {
     throw UsageError("give either -- CMD [ARG...] or --commands FILE, not both");
   }
   if (commands_file) {
+    // A shell's line may end in an exec of this binary: local runs only (a
+    // cluster node need not have it).
+    const std::string exec_helper = plan.supervisor.launcher ? std::string() : own_binary(own_argv0);
     std::size_t next_id = 1;
     for (std::string& command : read_commands_file(*commands_file)) {
-      jobwarden::WorkerSpec spec = base;
+      jobwarden::WorkerSpec spec = spec_for_line(command, base, exec_helper);
+      if (spec.env.count(exec_report_env) != 0 && !plan.supervisor.launcher) {
+        plan.supervisor.launcher = std::make_shared<ExecReportLauncher>();
+      }
       spec.id = std::to_string(next_id++);
-      spec.argv = {"/bin/sh", "-c", std::move(command)};
       plan.workers.push_back(std::move(spec));
     }
   } else if (args.command_given()) {
@@ -1099,7 +1356,8 @@ const std::vector<Command>& commands() {
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true},
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
-        {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}},
+        {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
+        {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},
@@ -1172,6 +1430,12 @@ int main_impl(int argc, char** argv) {
 }  // namespace jobwarden_cli
 
 int main(int argc, char** argv) {
+  // Before anything else: the helper a worker's shell execs changes nothing
+  // the program it execs would inherit (signal dispositions included).
+  if (argc > 1 && std::strcmp(argv[1], jobwarden_cli::exec_tail_mode) == 0) {
+    return jobwarden_cli::exec_tail(argc, argv);
+  }
+  jobwarden_cli::own_argv0 = argv[0];
   // A closed stdout (`jobwarden status | head`) must not kill a run mid-job;
   // workers get every signal disposition reset to the default.
   std::signal(SIGPIPE, SIG_IGN);

@@ -1592,6 +1592,294 @@ class CliHalt(CliTestCase):
         self.assert_no_processes_left()
 
 
+def journal_argv(root, job, worker_id):
+    """The argv the supervisor recorded for worker `worker_id` (its last record)."""
+    argv = None
+    with open(os.path.join(root, job, "journal.jsonl")) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("type") == "worker" and record.get("id") == worker_id and "argv" in record:
+                argv = record["argv"]
+    return argv
+
+
+class CliShellOutcomes(CliTestCase):
+    """`run --commands`: a line that is one simple command runs without a
+    shell and ends as its program did; any other line runs through /bin/sh -c
+    and ends as that shell reports it."""
+
+    def run_lines(self, job, lines, *options, expect=None):
+        code, status = self.run_job(job, *options, commands="".join(line + "\n" for line in lines), expect=expect)
+        return status
+
+    def test_a_crashing_program_reads_crashed_with_its_signal(self):
+        lines = ["sh -c 'kill -SEGV $$'",
+                 'sh -c "kill -ABRT \\$\\$"',
+                 "exec sh -c 'kill -SEGV $$'",
+                 "CRASH=yes sh -c 'kill -SEGV $$'"]
+        status = self.run_lines("crash", lines, expect=1)
+        expected = {"1": "SIGSEGV", "2": "SIGABRT", "3": "SIGSEGV", "4": "SIGSEGV"}
+        for worker_id, signal_name in expected.items():
+            with self.subTest(line=lines[int(worker_id) - 1]):
+                worker = self.worker(status, worker_id)
+                self.assertEqual((worker["state"], worker["signal"], worker["exit_code"]),
+                                 ("crashed", signal_name, None))
+        # The records show the line ran directly: its words, no shell.
+        self.assertEqual(journal_argv(self.root, "crash", "1"), ["sh", "-c", "kill -SEGV $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "2"), ["sh", "-c", "kill -ABRT $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "3"), ["sh", "-c", "kill -SEGV $$"])
+        self.assertEqual(journal_argv(self.root, "crash", "4"), ["sh", "-c", "kill -SEGV $$"])
+        self.assert_no_processes_left()
+
+    def test_a_program_that_cannot_start_reads_spawn_failed_with_the_reason(self):
+        not_executable = os.path.join(self.tmp, "not-executable")
+        with open(not_executable, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(not_executable, 0o644)
+        lines = ["no-such-program-for-jobwarden --flag",
+                 "/nonexistent/program a b",
+                 f"'{not_executable}'",
+                 "PATH=/nonexistent sh -c true"]
+        status = self.run_lines("missing", lines, expect=1)
+        reasons = {"1": "No such file or directory", "2": "No such file or directory", "3": "Permission denied",
+                   "4": "No such file or directory"}
+        for worker_id, reason in reasons.items():
+            with self.subTest(line=lines[int(worker_id) - 1]):
+                worker = self.worker(status, worker_id)
+                self.assertEqual((worker["state"], worker["exit_code"]), ("spawn_failed", None))
+                self.assertIn(reason, worker["error"])
+        self.assertIn("no-such-program-for-jobwarden", self.worker(status, "1")["error"])
+        self.assertEqual(journal_argv(self.root, "missing", "1"), ["no-such-program-for-jobwarden", "--flag"])
+        # A program's own exit codes 126, 127 and 139 are exit codes: nothing is guessed from them.
+        status = self.run_lines("codes", ["sh -c 'exit 126'", "sh -c 'exit 127'", "sh -c 'exit 139'"], expect=1)
+        self.assertEqual([(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]],
+                         [("failed", 126, None), ("failed", 127, None), ("failed", 139, None)])
+        self.assert_no_processes_left()
+
+    def test_quotes_escapes_and_assignments_reach_the_program(self):
+        script = os.path.join(self.tmp, "args.sh")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s|" "$GREETING" "$EMPTY" "$@" > "$OUT/$JOBWARDEN_WORKER_ID"\n')
+        os.chmod(script, 0o755)
+        lines = [f"GREETING='hi there' EMPTY= {script} 'a b' \"c \\\"d\\\"\" e\\ f '' \\$x",
+                 f"{script} plain",
+                 f"GREETING=line exec {script} x"]
+        status = self.run_lines("words", lines, "--env", "GREETING=from-env", expect=0)
+        self.assertEqual(self.read_out("1"), 'hi there||a b|c "d"|e f||$x|')
+        self.assertEqual(self.read_out("2"), "from-env||plain|")
+        self.assertEqual(self.read_out("3"), "line||x|")  # the line's assignment wins over --env
+        self.assertEqual(journal_argv(self.root, "words", "1"), [script, "a b", 'c "d"', "e f", "", "$x"])
+        self.assertEqual(journal_argv(self.root, "words", "3"), [script, "x"])
+
+    def test_a_shell_line_ends_in_an_exec_of_its_last_program(self):
+        script = os.path.join(self.out, "show.sh")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\nprintf "%s|" "$FOO" "$@" "${JOBWARDEN_EXEC_REPORT-unset}"\n')
+        os.chmod(script, 0o755)
+        lines = ["true && sh -c 'kill -SEGV $$'",
+                 "cd / && no-such-program-for-jobwarden --flag",
+                 'cd "$OUT" && FOO="a b" ./show.sh "$OUT" \'$$\' > shown',
+                 "false && no-such-program-for-jobwarden",
+                 "cd /; sh -c 'exit 127'",
+                 "sh -c 'kill -ABRT $$' > /dev/null # a comment; not a command",
+                 "true || exec no-such-program-for-jobwarden"]
+        # The failed exec's report passes through TMPDIR and is removed once read.
+        tmpdir = os.path.join(self.tmp, "tmpdir")
+        os.mkdir(tmpdir)
+        self.env["TMPDIR"] = tmpdir
+        status = self.run_lines("tail", lines, expect=1)
+        self.assertEqual(os.listdir(tmpdir), [])
+        states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
+        self.assertEqual(states, [("crashed", None, "SIGSEGV"), ("spawn_failed", None, None), ("succeeded", 0, None),
+                                  ("failed", 1, None), ("failed", 127, None), ("crashed", None, "SIGABRT"),
+                                  ("succeeded", 0, None)])
+        self.assertEqual(self.worker(status, "2")["error"],
+                         'cannot run "no-such-program-for-jobwarden": No such file or directory')
+        # The program got its words and environment, and not the helper's variable.
+        self.assertEqual(self.read_out("shown"), f"a b|{self.out}|$$|unset|")
+        # The records show the line ran through the shell, ending in an exec of this tool.
+        helper = f"exec '{os.path.realpath(CLI)}' __exec-tail -- "
+        self.assertEqual(journal_argv(self.root, "tail", "1"), ["/bin/sh", "-c", "true && " + helper +
+                                                                "sh -c 'kill -SEGV $$'"])
+        self.assertEqual(journal_argv(self.root, "tail", "7"), ["/bin/sh", "-c", "true || " + helper +
+                                                                "no-such-program-for-jobwarden"])
+        self.assert_no_processes_left()
+
+    def test_other_shell_lines_end_as_the_shell_reports(self):
+        lines = ["echo one | tr a-z A-Z > \"$OUT/pipe\"",
+                 "true | sh -c 'kill -SEGV $$'",
+                 "P=no-such-program-for-jobwarden; cd / && $P",
+                 "echo 'a\\nb'",
+                 "trap 'echo trapped > \"$OUT/trap\"' EXIT; sh -c 'exit 3'",
+                 "cd / && sh -c 'kill -SEGV $$' &"]
+        status = self.run_lines("shell", lines, expect=1)
+        for worker_id, line in enumerate(lines, start=1):
+            self.assertEqual(journal_argv(self.root, "shell", str(worker_id)), ["/bin/sh", "-c", line])
+        self.assertEqual(self.read_out("pipe"), "ONE")
+        self.assertEqual(self.read_out("trap"), "trapped")  # exec would have skipped the trap
+        # What the shell reports, as documented: its exit status, not the program's end.
+        self.assertEqual([(w["state"], w["exit_code"]) for w in status["workers"]],
+                         [("succeeded", 0), ("failed", 139), ("failed", 127), ("succeeded", 0), ("failed", 3),
+                          ("succeeded", 0)])
+        # A builtin stays the shell's own: echo prints as /bin/sh's echo does.
+        expected = subprocess.run(["/bin/sh", "-c", lines[3]], capture_output=True, text=True).stdout
+        with open(os.path.join(self.root, "shell", "workers", "4.stdout.log")) as f:
+            self.assertEqual(f.read(), expected)
+        self.assert_no_processes_left()
+
+    def test_an_executable_without_a_shebang_still_runs_as_a_shell_script(self):
+        bare = os.path.join(self.out, "bare")
+        with open(bare, "w") as f:
+            f.write('echo "ran as a script: $1" > "$OUT/bare.out"\n')
+        os.chmod(bare, 0o755)
+        status = self.run_lines("bare", ["./bare x"], "--cwd", self.out, expect=0)
+        self.assertEqual(self.read_out("bare.out"), "ran as a script: x")
+        # Not run directly (execve refuses it): through the shell, whose exec of
+        # it goes through this tool's execvp, which runs it as a script too.
+        self.assertEqual(journal_argv(self.root, "bare", "1"),
+                         ["/bin/sh", "-c", f"exec '{os.path.realpath(CLI)}' __exec-tail -- ./bare x"])
+
+    def test_a_direct_line_is_stopped_like_any_worker(self):
+        path = os.path.join(self.tmp, "commands")
+        with open(path, "w") as f:
+            f.write("sh -c 'echo $$ > \"$OUT/pid\"; exec sleep 300'\n")
+        process = self.start("run", "--root", self.root, "--job", "stopme", "--grace", "2s", "--commands", path)
+        self.wait_for_files("pid")
+        result = self.jw("stop", "--root", self.root, "--job", "stopme")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, _, stderr = self.finish(process)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(self.worker(self.status("stopme"), "1")["state"], "cancelled")
+        self.assertEqual(journal_argv(self.root, "stopme", "1"), ["sh", "-c", "echo $$ > \"$OUT/pid\"; exec sleep 300"])
+        self.assert_no_processes_left()
+
+
+def slurm_unavailable_reason():
+    """Why the Slurm tests cannot run here, or None when they can."""
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf:
+        return ("SLURM_CONF is not set (run scripts/test-slurm.sh, or scripts/slurm-up.sh "
+                "and export what it prints)")
+    try:
+        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, timeout=PATIENCE)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"sinfo cannot run with SLURM_CONF={conf}: {error}"
+    if answer.returncode != 0:
+        return f"sinfo fails with SLURM_CONF={conf} (is the cluster up?)"
+    return None
+
+
+class CliSlurm(CliTestCase):
+    """`run --launcher slurm`: the same job through srun against a real
+    cluster (scripts/test-slurm.sh brings a throw-away one up). The tests
+    that need the cluster skip, saying so, when SLURM_CONF is unset."""
+
+    def require_slurm(self):
+        reason = slurm_unavailable_reason()
+        if reason is not None:
+            self.skipTest(f"SKIPPED: Slurm test: {reason}")
+
+    def test_launcher_usage_errors_exit_2_and_write_nothing(self):
+        cases = [
+            (["--launcher", "pbs"], "--launcher"),
+            (["--launcher", ""], "--launcher"),
+            (["--slurm-partition", "debug"], "--slurm-partition needs --launcher slurm"),
+            (["--launcher", "local", "--slurm-arg=--qos=short"], "--slurm-arg needs --launcher slurm"),
+            (["--launcher", "slurm", "--slurm-arg", "batch"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-arg=--"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-arg=-"], "--slurm-arg"),
+            (["--launcher", "slurm", "--slurm-cpus", "0"], "--slurm-cpus"),
+            (["--launcher", "slurm", "--slurm-cpus", "many"], "--slurm-cpus"),
+            (["--launcher", "slurm", "--slurm-mem", "lots"], "--slurm-mem"),
+            (["--launcher", "slurm", "--slurm-mem", "4GB"], "--slurm-mem"),
+            (["--launcher", "slurm", "--slurm-partition", "a b"], "--slurm-partition"),
+            (["--launcher", "slurm", "--slurm-account", ""], "--slurm-account"),
+        ]
+        for options, named in cases:
+            with self.subTest(options=options):
+                result = self.jw("run", "--root", self.root, "--job", "j", *options, "--", "true")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn(named, lines[0])
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+        # No srun to run the job with: said before anything is written.
+        env = dict(self.env, PATH=self.tmp)
+        result = self.jw("run", "--root", self.root, "--job", "j", "--launcher", "slurm", "--", "/bin/true", env=env)
+        self.assertEqual((result.returncode, result.stderr.strip()),
+                         (2, "jobwarden run: --launcher slurm: no srun in PATH (is the Slurm client installed?)"))
+        self.assertFalse(os.path.exists(self.root), "the root was created")
+
+    def test_run_on_slurm_reports_each_end_truthfully(self):
+        self.require_slurm()
+        lines = ["sh -c 'echo on-slurm; echo \"$SLURM_JOB_ID\" > \"$OUT/jobid\"'",
+                 "sh -c 'kill -SEGV $$'",
+                 "no-such-program-for-jobwarden --flag",
+                 "sh -c 'exit 3'",
+                 "echo through the shell | tr a-z A-Z",
+                 "cd / && sh -c 'exit 4'"]
+        code, status = self.run_job("onslurm", "--launcher", "slurm", commands="".join(l + "\n" for l in lines),
+                                    expect=1)
+        states = [(w["state"], w["exit_code"], w["signal"]) for w in status["workers"]]
+        self.assertEqual(states[0], ("succeeded", 0, None))
+        self.assertEqual(states[1], ("crashed", None, "SIGSEGV"))
+        self.assertEqual(states[2][:2], ("spawn_failed", None))
+        self.assertEqual(states[3], ("failed", 3, None))
+        self.assertEqual(states[4], ("succeeded", 0, None))
+        self.assertEqual(states[5], ("failed", 4, None))
+        # A shell's line is not made to exec this tool on a node, which need not have it.
+        self.assertEqual(journal_argv(self.root, "onslurm", "6"), ["/bin/sh", "-c", lines[5]])
+        self.assertIn("no-such-program-for-jobwarden", self.worker(status, "3")["error"])
+        self.assertTrue(self.read_out("jobid").isdigit(), "the worker ran as a Slurm job")
+        self.assertEqual(journal_argv(self.root, "onslurm", "2"), ["sh", "-c", "kill -SEGV $$"])
+        # status, logs and list read the job as any other.
+        self.assertEqual(self.status("onslurm")["state"], "failed")
+        logs = self.jw("logs", "--root", self.root, "--job", "onslurm", "--worker", "1")
+        self.assertEqual((logs.returncode, logs.stdout), (0, "on-slurm\n"))
+        logs = self.jw("logs", "--root", self.root, "--job", "onslurm", "--worker", "5")
+        self.assertEqual((logs.returncode, logs.stdout), (0, "THROUGH THE SHELL\n"))
+        listing = self.jw("list", "--root", self.root, "--json")
+        self.assertEqual([(j["job_id"], j["state"]) for j in json.loads(listing.stdout)["jobs"]],
+                         [("onslurm", "failed")])
+        self.assert_no_processes_left()
+
+    def test_slurm_options_reach_the_job(self):
+        self.require_slurm()
+        # What Slurm recorded of the job, as seen from inside it.
+        script = 'scontrol show job "$SLURM_JOB_ID" > "$OUT/job"'
+        self.run_job("options", "--launcher", "slurm", "--slurm-partition", "debug", "--slurm-cpus", "2",
+                     "--slurm-mem", "64M", "--slurm-arg=--comment=from-the-cli",
+                     command=["/bin/sh", "-c", script], expect=0)
+        job = self.read_out("job")
+        for field in ("Partition=debug", "CPUs/Task=2", "MinMemoryNode=64M", "Comment=from-the-cli",
+                      "JobName=jw:options:1:1:"):
+            self.assertIn(field, job)
+        # A partition Slurm does not know: the job never ran.
+        code, status = self.run_job("badpart", "--launcher", "slurm", "--slurm-partition", "no-such-partition",
+                                    command=["/bin/true"], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual((worker["state"], worker["exit_code"]), ("spawn_failed", None))
+        self.assertIn("partition", worker["error"].lower())
+        self.assert_no_processes_left()
+
+    def test_stop_cancels_a_slurm_run(self):
+        self.require_slurm()
+        process = self.start("run", "--root", self.root, "--job", "slurmstop", "--launcher", "slurm",
+                             "--grace", "2s", "--", "/bin/sh", "-c", 'echo $$ > "$OUT/task"; exec sleep 300')
+        self.wait_for_files("task")
+        task = int(self.read_out("task"))
+        result = self.jw("stop", "--root", self.root, "--job", "slurmstop", "--wait", "60s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, _, stderr = self.finish(process, timeout=60)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(self.worker(self.status("slurmstop"), "1")["state"], "cancelled")
+        self.wait_for(lambda: not is_running(task), "the Slurm task to end")
+        self.assert_no_processes_left(timeout=20)
+
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

@@ -249,6 +249,29 @@ TEST_CASE("halt by percentage: of the workers submitted, halting at the exact sh
   }
 }
 
+TEST_CASE("halt by percentage: a worker that cannot start counts against every worker submitted before the next poll") {
+  // As `jobwarden run` submits a job: all at once, then polls. The first
+  // worker fails inside submit(); 1 of 10 is not 50%, so nothing halts.
+  JobSupervisor<> supervisor(options_with("soon,fail=50%", 2));
+  supervisor.submit(named("1", quiet({"/nonexistent/jobwarden-halt-test"})));
+  for (int i = 2; i <= 10; ++i) supervisor.submit(sh(std::to_string(i), "exit 0"));
+  REQUIRE(supervisor.wait_all(60s));
+  CHECK_FALSE(supervisor.halted());
+  CHECK(supervisor.halt_reason().empty());
+  CHECK(supervisor.info("1").state == WorkerState::spawn_failed);
+  for (int i = 2; i <= 10; ++i) CHECK(supervisor.info(std::to_string(i)).state == WorkerState::succeeded);
+
+  // Six of eleven is: the share is decided at the poll after the submits.
+  JobSupervisor<> second(options_with("soon,fail=50%", 1));
+  for (int i = 1; i <= 6; ++i) second.submit(named(std::to_string(i), quiet({"/nonexistent/jobwarden-halt-test"})));
+  for (int i = 7; i <= 11; ++i) second.submit(sh(std::to_string(i), "exit 0"));
+  REQUIRE(second.wait_all(60s));
+  CHECK(second.halted());
+  CHECK(second.halt_reason() == "the job halted after 6 of 11 workers did not succeed (halt policy soon,fail=50%)");
+  CHECK(second.info("7").state == WorkerState::succeeded);  // started by its submit(), before the halt
+  for (int i = 8; i <= 11; ++i) CHECK(second.info(std::to_string(i)).state == WorkerState::cancelled);
+}
+
 TEST_CASE("halt and restarts: a worker counts once it gives up, and after a halt nothing restarts") {
   SECTION("restarted attempts do not count; giving up does") {
     jwtest::TempDir dir;

@@ -39,6 +39,9 @@ constexpr std::string_view to_string(HaltMode mode) noexcept {
 /// When a job halts: after `fail_count` failures, or once the failures are
 /// `fail_percent_hundredths / 100` percent of the workers submitted so far
 /// (the job's total once everything is submitted, as with `jobwarden run`).
+/// A share is decided inside `poll()`: a worker that cannot start inside
+/// `submit()` counts against every worker submitted before the next poll, so
+/// a job submitted all at once is measured against all of its workers.
 ///
 /// Once halted, queued workers (never started, or waiting out a restart
 /// backoff) end `cancelled` with an error saying why, nothing restarts, and

@@ -1547,6 +1547,17 @@ class CliHalt(CliTestCase):
         self.assertEqual(self.job_line("share")["halted"],
                          "the job halted after 2 of 10 workers did not succeed (halt policy soon,fail=20%)")
 
+    def test_a_share_counts_every_worker_of_the_job_even_when_the_first_cannot_start(self):
+        # The first line fails to start inside its submit: 1 of 10 is not 50%.
+        commands = ["/nonexistent/jobwarden-halt-test"] + ["touch $OUT/ran$JOBWARDEN_WORKER_ID"] * 9
+        code, status = self.run_job("first", "--jobs", "2", "--halt", "soon,fail=50%",
+                                    commands="\n".join(commands) + "\n", expect=1)
+        self.assertEqual(self.worker(status, "1")["state"], "spawn_failed")
+        self.assertEqual([self.worker(status, str(i))["state"] for i in range(2, 11)], ["succeeded"] * 9)
+        self.assertEqual(sorted(os.listdir(self.out)), sorted(f"ran{i}" for i in range(2, 11)))
+        self.assertNotIn("halted", self.job_line("first"))
+        self.assert_no_processes_left()
+
     def test_a_restarted_worker_counts_only_once_it_gives_up(self):
         # Worker 2 runs until the halt stops it, which must not come before
         # worker 1's third and last attempt.

@@ -208,6 +208,12 @@ class SupervisorEngine {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto ready = s.watcher.collect();
       pump_outputs(s, ready.readable);  // before exits: an exit finishes its streams
+      // A halt these exits reach is decided at once (note_halt_outcome).
+      struct ReadingExits {
+        bool& flag;
+        ~ReadingExits() { flag = false; }
+      } reading{s.reading_exits};
+      s.reading_exits = true;
       if (ready.check_all || !s.watcher.uses_pidfd()) {
         for (Record* record : running_records(s)) check_exit(s, *record);
       } else {
@@ -219,6 +225,7 @@ class SupervisorEngine {
         check_stop_request(s);
       }
       enforce_deadlines(s);
+      reading.flag = false;
       apply_halt(s);  // fail fast: the exits above may have reached the threshold
       events.swap(s.events);
       output.swap(s.output);

@@ -117,6 +117,8 @@ struct EngineState {
   bool halted = false;        // the threshold was reached: nothing new starts or restarts
   bool halt_applied = false;  // poll() cancelled the queue (and with `now` began the stops)
   std::string halt_reason;    // "the job halted after 3 workers did not succeed (halt policy soon,fail=3)"
+  bool halt_check_due = false;  // a failure outside reading_exits: a share is decided by the next apply_halt
+  bool reading_exits = false;   // poll() is reading exits and deadlines (a halt is decided at once)
   int null_in = -1;
   int null_out = -1;
 

@@ -165,6 +165,10 @@ void begin_shutdown_locked(EngineState<Clock>& s, std::optional<std::chrono::mil
 /// timeout say, ends as that stop says). Only sends signals: never waits.
 template <class Clock>
 void apply_halt(EngineState<Clock>& s) {
+  if (s.halt_check_due) {  // a share left for now by note_halt_outcome
+    s.halt_check_due = false;
+    decide_halt(s);
+  }
   if (!s.halted || s.halt_applied) return;
   s.halt_applied = true;
   const bool stop_running = s.options.halt.mode == HaltMode::now;

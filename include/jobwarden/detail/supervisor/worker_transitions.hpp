@@ -33,14 +33,11 @@ void emit(EngineState<Clock>& s, EventKind kind, const WorkerRecord<typename Clo
   s.events.push_back(WorkerEvent{kind, record.info});
 }
 
-/// Counts a worker that ended for good towards the halt policy
-/// (halt_policy.hpp: every terminal state but `succeeded` and `cancelled`
-/// counts) and marks the job halted once the threshold is reached, for
-/// `apply_halt` (stop_sequence.hpp) at the next step of `poll()`.
+/// Marks the job halted once its failures reach the halt policy's
+/// threshold (the share of a percentage is of the workers submitted by now),
+/// for `apply_halt` (stop_sequence.hpp) at the next step of `poll()`.
 template <class Clock>
-void note_halt_outcome(EngineState<Clock>& s, WorkerState final_state) {
-  if (final_state == WorkerState::succeeded || final_state == WorkerState::cancelled) return;
-  ++s.halt_failures;
+void decide_halt(EngineState<Clock>& s) {
   const HaltPolicy& policy = s.options.halt;
   if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, s.order.size())) return;
   s.halted = true;
@@ -50,6 +47,25 @@ void note_halt_outcome(EngineState<Clock>& s, WorkerState final_state) {
   const bool one = how_many == "1";
   s.halt_reason = "the job halted after " + how_many + (one ? " worker" : " workers") +
                   " did not succeed (halt policy " + to_string(policy) + ")";
+}
+
+/// Counts a worker that ended for good towards the halt policy
+/// (halt_policy.hpp: every terminal state but `succeeded` and `cancelled`
+/// counts) and decides whether the job halts. A share of the workers is
+/// decided at once only for an exit that `poll()` reads; a worker that could
+/// not start (inside `submit()`, or at a start outside that step) is decided
+/// by the next `apply_halt`, so that the workers submitted with it count
+/// too: a job submitted all at once is not halted by its first worker's
+/// failure to start, as the first 1 of 1.
+template <class Clock>
+void note_halt_outcome(EngineState<Clock>& s, WorkerState final_state) {
+  if (final_state == WorkerState::succeeded || final_state == WorkerState::cancelled) return;
+  ++s.halt_failures;
+  if (s.options.halt.fail_percent_hundredths != 0 && !s.reading_exits) {
+    s.halt_check_due = true;
+    return;
+  }
+  decide_halt(s);
 }
 
 /// The one place a worker's state changes (transitions checked by

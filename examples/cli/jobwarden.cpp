@@ -384,6 +384,8 @@ struct RunPlan {
   bool force_progress = false;
   bool quiet = false;
   bool detach = false;  ///< --detach: the supervisor runs on in its own session
+  /// With --commands: the line of each worker (`lines[i]` is `workers[i]`'s).
+  std::vector<std::string> lines;
 };
 
 /// The commands of a `--commands` file: non-blank lines that are not `#`
@@ -663,6 +665,39 @@ jobwarden::WorkerSpec spec_for_line(const std::string& line, const jobwarden::Wo
   return spec;
 }
 
+/// Whether `argv` is how `line` runs through /bin/sh: as it is, or with the
+/// `exec HELPER __exec-tail --` of `spec_for_line` before its last program,
+/// whatever the helper's path (the tool moved, or ran without the helper).
+bool runs_line_through_shell(const std::vector<std::string>& argv, const std::string& line) {
+  if (argv.size() != 3 || argv[0] != "/bin/sh" || argv[1] != "-c") return false;
+  const std::string& text = argv[2];
+  if (text == line) return true;
+  const auto last = find_last_command(line);
+  if (!last) return false;
+  const std::string head = line.substr(0, last->insert_at) + "exec '";
+  const std::string tail = std::string("' ") + exec_tail_mode + " -- " + line.substr(last->program_at);
+  return text.size() > head.size() + tail.size() && text.compare(0, head.size(), head) == 0 &&
+         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+/// --resume with --commands: a worker whose earlier record succeeded running
+/// the same line through the shell in another way (through this tool at
+/// another path, or without it) takes that record's argv, so the
+/// supervisor, which compares argv, keeps it.
+void match_earlier_lines(const std::vector<jobwarden::WorkerInfo>& earlier, RunPlan& plan) {
+  for (std::size_t i = 0; i < plan.lines.size() && i < plan.workers.size(); ++i) {
+    jobwarden::WorkerSpec& spec = plan.workers[i];
+    for (const auto& worker : earlier) {
+      if (worker.id != spec.id) continue;
+      if (worker.state == jobwarden::WorkerState::succeeded && worker.argv != spec.argv &&
+          runs_line_through_shell(spec.argv, plan.lines[i]) && runs_line_through_shell(worker.argv, plan.lines[i])) {
+        spec.argv = worker.argv;
+      }
+      break;
+    }
+  }
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -751,6 +786,7 @@ RunPlan plan_run(const Arguments& args) {
       }
       spec.id = std::to_string(next_id++);
       plan.workers.push_back(std::move(spec));
+      plan.lines.push_back(std::move(command));
     }
   } else if (args.command_given()) {
     if (args.command().empty() || args.command()[0].empty()) throw UsageError("nothing to run after \"--\"");
@@ -1010,6 +1046,7 @@ int run_detached(RunPlan& plan) {
           throw std::runtime_error(fmt::format("cannot write {}: {}", log_path, why));
         }
         ::close(log_fd);
+        if (plan.supervisor.resume_finished_job) match_earlier_lines(supervisor.workers(), plan);
         for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
         print_resumed(stderr, supervisor.workers(), plan.supervisor.job_id);
         reporter.opened(supervisor.job_dir());
@@ -1066,6 +1103,7 @@ int command_run(const Arguments& args) {
   jobwarden::JobSupervisor<> supervisor = open_job(plan);
   // A replaced job's detached log is not this run's.
   if (plan.supervisor.replace_finished_job) ::unlink((supervisor.job_dir() + "/" + supervisor_log_name).c_str());
+  if (plan.supervisor.resume_finished_job) match_earlier_lines(supervisor.workers(), plan);
   for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
   if (display) print_resumed(display->stream(), supervisor.workers(), plan.supervisor.job_id);
   return supervise(plan, supervisor, display, signal_pipe, /*detached=*/false);

@@ -1375,6 +1375,32 @@ class CliResume(CliTestCase):
         self.assertEqual([self.runs(f"runs{i}") for i in (1, 2, 3, 4)], [1, 2, 2, 2])
         self.assert_no_processes_left()
 
+    def test_a_line_run_through_the_tool_at_another_path_is_the_same_command(self):
+        # A shell's line ends in an exec of the tool (`... exec '/path/to/jobwarden'
+        # __exec-tail -- PROGRAM`): the tool's path is how the line ran, not the
+        # command. Resumed by the tool at another path, a success is still kept.
+        lines = ['echo a >> "$OUT/runs1"; sleep 0', 'echo b >> "$OUT/runs2"; [ -e "$OUT/fixed" ] && sleep 0']
+        path = self.write_commands("job.commands", lines)
+        moved = os.path.join(self.tmp, "moved-jobwarden")
+        shutil.copy2(CLI, moved)
+        first = subprocess.run([moved, "run", "--root", self.root, "--job", "moved", "--json", "--commands", path],
+                               env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=PATIENCE)
+        self.assertEqual(first.returncode, 1, first.stderr)
+        self.assertIn(f"exec '{moved}' __exec-tail -- sleep 0", journal_argv(self.root, "moved", "1")[2],
+                      "the line ran through the copy")
+        with open(os.path.join(self.out, "fixed"), "w") as f:
+            f.write("yes\n")
+        code, status = self.resume("moved", path)
+        self.assertEqual(code, 0)
+        self.assertEqual([(w["id"], w["state"], w["attempt"]) for w in status["workers"]],
+                         [("1", "succeeded", 1), ("2", "succeeded", 2)])
+        self.assertEqual([self.runs("runs1"), self.runs("runs2")], [1, 2])
+        # The line run again ran through this tool; the kept one keeps its record.
+        self.assertIn(f"exec '{os.path.realpath(CLI)}' __exec-tail -- sleep 0", journal_argv(self.root, "moved", "2")[2])
+        self.assertIn(f"exec '{moved}' __exec-tail", journal_argv(self.root, "moved", "1")[2])
+        self.assert_no_processes_left()
+
     def test_exit_status_follows_the_final_outcome(self):
         self.run_job("outcome", commands="true\nexit 5\n", expect=1)
         # Still failing: resumed, run again, exit 1.

@@ -255,6 +255,8 @@ def job_line_problem(document):
     for key in ("created_at", "updated_at", "ended_at", "resumed_at"):
         if document.get(key) is not None and parse_time(document.get(key)) is None:
             return f"{key} is not a timestamp"
+    if document.get("halted") is not None and not isinstance(document.get("halted"), str):
+        return "halted is not a string"
     supervisor = document.get("supervisor")
     if supervisor is not None and not isinstance(supervisor, dict):
         return "supervisor is not an object"

@@ -101,6 +101,19 @@ class ReadJob(unittest.TestCase):
         self.assertTrue(status["errors"][0]["detail"].startswith(f"line at byte {offset}:"), status["errors"][0])
         self.assertEqual(self.worker(status, "1")["state"], "succeeded")
 
+    def test_a_job_line_with_a_halted_that_is_not_text_is_unusable(self):
+        # As the C++ reader (job_format.hpp): `halted` is a string or absent.
+        halted = job_line("failed", ended="2026-12-02T10:00:03.000Z").replace('"summary":null', '"summary":null,"halted":3')
+        before = header() + job_line("running")
+        self.write("journal.jsonl", before + halted)
+        status = self.read()
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "wrong shape")])
+        self.assertIn("halted is not a string", status["errors"][0]["detail"])
+        self.assertEqual(status["state"], "lost")  # the running line stands; nothing holds the lock
+        text = job_line("failed", ended="2026-12-02T10:00:03.000Z").replace('"summary":null', '"summary":null,"halted":"why"')
+        self.write("journal.jsonl", before + text)
+        self.assertEqual((self.read()["state"], self.read()["errors"]), ("failed", []))
+
     def test_an_unusable_worker_line_is_an_error_and_leaves_the_worker_without_a_record(self):
         bad = '{"type":"worker","id":"7","state":"dancing"}\n'
         self.write("journal.jsonl", header() + job_line("running") + worker_line("7", "running", pid=4) + bad)

@@ -163,10 +163,13 @@ options:
 --resume keeps the job's records: a worker (ids are line numbers with
 --commands) whose record says succeeded with the same command is kept as it
 was; a failed, crashed, timed out, cancelled or lost one, or one whose command
-changed, runs again (its logs are appended to). Workers of the earlier run
-that are not given this time keep their records and count toward the outcome.
-A job whose supervisor died is recovered first; a job that does not exist yet
-simply runs. Not with --replace.
+changed, runs again (its logs are appended to). The command compared is the
+recorded argv: a shell's line as that line (however this tool ran it), a line
+run without a shell by its words (its leading NAME=value words, like --env
+and --cwd, are not compared). Workers of the earlier run that are not given
+this time keep their records and count toward the outcome. A job whose
+supervisor died is recovered first; a job that does not exist yet simply
+runs. Not with --replace.
 
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and

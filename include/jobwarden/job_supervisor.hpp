@@ -143,7 +143,8 @@ class JobSupervisor {
 
   /// Whether the job halted (fail fast, `SupervisorOptions::halt`): enough
   /// workers did not succeed, so nothing new starts or restarts. Set inside
-  /// `poll()` (or `submit()`, for a worker that could not be started) when the
+  /// `poll()` (or `submit()`, for a worker that could not be started, when
+  /// the threshold is a count; a share waits for the next `poll()`) when the
   /// threshold is reached; the same poll cancels the queued workers (and
   /// with `HaltMode::now` begins stopping the running ones). A worker
   /// submitted after that ends `cancelled` at once, with the reason as its

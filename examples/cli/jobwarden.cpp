@@ -556,6 +556,11 @@ class ExecReportLauncher : public jobwarden::LocalLauncher {
     std::error_code ec;
     dir_ = std::filesystem::temp_directory_path(ec).string();
     if (ec || dir_.empty()) dir_ = "/tmp";
+    // Absolute: the helper writes from wherever the worker's shell is (--cwd, a cd).
+    if (dir_.front() != '/') {
+      const std::string absolute = std::filesystem::absolute(dir_, ec).string();
+      dir_ = ec || absolute.empty() ? std::string("/tmp") : absolute;
+    }
   }
 
   std::error_code prepare(jobwarden::LaunchPlan& plan, const jobwarden::WorkerSpec& spec,

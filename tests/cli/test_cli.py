@@ -1745,6 +1745,24 @@ class CliShellOutcomes(CliTestCase):
                                                                 "no-such-program-for-jobwarden"])
         self.assert_no_processes_left()
 
+    def test_a_relative_tmpdir_still_carries_the_failed_exec_report(self):
+        # TMPDIR relative to where run started; the line's shell runs elsewhere.
+        os.mkdir(os.path.join(self.tmp, "tmpdir"))
+        os.makedirs(os.path.join(self.out, "tmpdir"))
+        path = os.path.join(self.tmp, "relative.commands")
+        with open(path, "w") as f:
+            f.write("cd / && no-such-program-for-jobwarden\ntrue; no-such-program-for-jobwarden\n")
+        result = subprocess.run([CLI, "run", "--root", self.root, "--job", "relative", "--json", "--cwd", self.out,
+                                 "--commands", path], env=dict(self.env, TMPDIR="tmpdir"), cwd=self.tmp,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        status = json.loads(result.stdout)
+        self.assertEqual([(w["state"], w["exit_code"], w["error"]) for w in status["workers"]],
+                         [("spawn_failed", None, 'cannot run "no-such-program-for-jobwarden": No such file or directory')] * 2)
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "tmpdir")), [])
+        self.assertEqual(os.listdir(os.path.join(self.out, "tmpdir")), [])
+        self.assert_no_processes_left()
+
     def test_other_shell_lines_end_as_the_shell_reports(self):
         lines = ["echo one | tr a-z A-Z > \"$OUT/pipe\"",
                  "true | sh -c 'kill -SEGV $$'",

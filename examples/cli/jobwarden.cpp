@@ -29,6 +29,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -693,15 +694,17 @@ bool runs_line_through_shell(const std::vector<std::string>& argv, const std::st
 /// another path, or without it) takes that record's argv, so the
 /// supervisor, which compares argv, keeps it.
 void match_earlier_lines(const std::vector<jobwarden::WorkerInfo>& earlier, RunPlan& plan) {
+  std::unordered_map<std::string, const jobwarden::WorkerInfo*> succeeded;
+  for (const auto& worker : earlier) {
+    if (worker.state == jobwarden::WorkerState::succeeded) succeeded.emplace(worker.id, &worker);
+  }
   for (std::size_t i = 0; i < plan.lines.size() && i < plan.workers.size(); ++i) {
     jobwarden::WorkerSpec& spec = plan.workers[i];
-    for (const auto& worker : earlier) {
-      if (worker.id != spec.id) continue;
-      if (worker.state == jobwarden::WorkerState::succeeded && worker.argv != spec.argv &&
-          runs_line_through_shell(spec.argv, plan.lines[i]) && runs_line_through_shell(worker.argv, plan.lines[i])) {
-        spec.argv = worker.argv;
-      }
-      break;
+    const auto found = succeeded.find(spec.id);
+    if (found == succeeded.end() || found->second->argv == spec.argv) continue;
+    const std::string& line = plan.lines[i];
+    if (runs_line_through_shell(spec.argv, line) && runs_line_through_shell(found->second->argv, line)) {
+      spec.argv = found->second->argv;
     }
   }
 }

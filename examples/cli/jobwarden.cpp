@@ -1112,8 +1112,9 @@ int command_run(const Arguments& args) {
   // Handlers first: a signal that arrives while the job starts is not lost.
   const int signal_pipe = install_stop_signal_handlers();
   jobwarden::JobSupervisor<> supervisor = open_job(plan);
-  // A replaced job's detached log is not this run's.
-  if (plan.supervisor.replace_finished_job) ::unlink((supervisor.job_dir() + "/" + supervisor_log_name).c_str());
+  // A replaced or resumed job's detached log is an earlier run's (its verdict
+  // would read as this run's); a detached run empties it instead.
+  if (plan.supervisor.replace_finished_job || plan.supervisor.resume_finished_job) ::unlink((supervisor.job_dir() + "/" + supervisor_log_name).c_str());
   if (plan.supervisor.resume_finished_job) match_earlier_lines(supervisor.workers(), plan);
   for (auto& spec : plan.workers) supervisor.submit(std::move(spec));
   if (display) print_resumed(display->stream(), supervisor.workers(), plan.supervisor.job_id);

@@ -1178,6 +1178,12 @@ class CliDetach(CliTestCase):
         self.assertTrue(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
         self.run_job("done", "--replace", command=["true"], expect=0)
         self.assertFalse(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
+        # Nor does a run that resumes one: its verdict would read as this run's.
+        _, again = self.detach("done", "--replace", command=["true"])
+        self.wait_gone(again)
+        self.assertTrue(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
+        self.run_job("done", "--resume", command=["true"], expect=0)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "done", "supervisor.log")))
         self.assert_no_processes_left()
 
     def test_usage_errors_of_detach_and_commands_from_stdin(self):

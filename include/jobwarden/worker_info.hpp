@@ -71,6 +71,7 @@ struct WorkerInfo {
   /// Empty while all is well; cleared when an attempt starts.
   std::string input_error;
   std::vector<std::string> argv;     ///< as given in the spec
+  std::string label;                 ///< as given in the spec (`WorkerSpec::label`); empty: none
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

@@ -11,7 +11,8 @@
 /// One writer per file, so no file is ever "wrong" for its writer:
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
 ///   `process` in the code) is authoritative for `state`, `pid`,
-///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
+///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`,
+///   and alone gives `argv` and `label`.
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
@@ -180,6 +181,8 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     worker.started_at = info->started_at;
     worker.ended_at = info->ended_at;
     if (info->ended_at) worker.usage = info->usage;
+    worker.argv = info->argv;
+    if (!info->label.empty()) worker.label = info->label;
     newest(worker.last_update, records.process_updated_at);
     newest(worker.last_update, info->started_at);
     newest(worker.last_update, info->ended_at);

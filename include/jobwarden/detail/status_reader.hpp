@@ -564,6 +564,8 @@ JobStatus<Progress> typed_status(JobReading&& reading) {
       out.stdout_log = std::move(worker.stdout_log);
       out.stderr_log = std::move(worker.stderr_log);
       out.stderr_tail = std::move(worker.stderr_tail);
+      out.argv = std::move(worker.argv);
+      out.label = std::move(worker.label);
       typed.workers.push_back(std::move(out));
     }
     if (problems.empty()) {

@@ -482,6 +482,7 @@ class SupervisorEngine {
       record = owned.get();
       record->info.id = spec.id;
       record->info.argv = spec.argv;
+      record->info.label = spec.label;
       record->spec = std::move(spec);
       s.records.emplace(record->info.id, std::move(owned));
       s.order.push_back(record);

@@ -7,7 +7,7 @@
 //
 // - start: when its last attempt started (RFC 3339 UTC, as in the JSON).
 // - runtime: seconds of that attempt, three decimals: to its end, or to now
-//   while it runs.
+//   while it runs (`-` for one that ended without a recorded end: `lost`).
 // - exit / signal: its exit code, or the name of the signal that ended it.
 // - command: its argv as a POSIX shell reads it back (words with anything
 //   but [A-Za-z0-9_@%+=:,./-] in single quotes).

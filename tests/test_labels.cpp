@@ -176,13 +176,16 @@ TEST_CASE("the aggregator's cached re-reads keep labels and argv as the journal 
   auto status = aggregator.read("scan-42");
   REQUIRE(status.workers.size() == 3);
   CHECK(status.find_worker("1")->label == std::optional<std::string>("first\nrepo"));
-  CHECK(status.find_worker("1")->argv == std::optional<std::vector<std::string>>({"scan", "1"}));
+  REQUIRE(status.find_worker("1")->argv);
+  CHECK(*status.find_worker("1")->argv == std::vector<std::string>{"scan", "1"});
   CHECK_FALSE(status.find_worker("2")->label);
   CHECK_FALSE(status.find_worker("3")->argv);
   CHECK_FALSE(status.find_worker("3")->label);
   const json worker3 = worker_json(status.to_json(), "3");
   CHECK(worker3["argv"].is_null());
   CHECK(worker3["label"].is_null());
+
+  const auto unchanged = status.find_worker("2")->argv;
 
   // The worker runs (a new line, same label); another appears with one.
   WorkerInfo running = jwstatus::worker_info("1", WorkerState::running);
@@ -197,16 +200,20 @@ TEST_CASE("the aggregator's cached re-reads keep labels and argv as the journal 
   CHECK(status.find_worker("1")->state == WorkerState::running);
   CHECK(status.find_worker("1")->label == std::optional<std::string>("first\nrepo"));
   CHECK(status.find_worker("4")->label == std::optional<std::string>("fourth"));
-  CHECK(status.find_worker("4")->argv == std::optional<std::vector<std::string>>({"scan", "--deep", "4"}));
-  // Unchanged workers come from the cache as they were.
+  REQUIRE(status.find_worker("4")->argv);
+  CHECK(*status.find_worker("4")->argv == std::vector<std::string>{"scan", "--deep", "4"});
+  // Unchanged workers come from the cache as they were: the very same command.
   CHECK_FALSE(status.find_worker("2")->label);
-  CHECK(status.find_worker("2")->argv == std::optional<std::vector<std::string>>({"scan", "2"}));
+  CHECK(status.find_worker("2")->argv == unchanged);
+  REQUIRE(status.find_worker("2")->argv);
+  CHECK(*status.find_worker("2")->argv == std::vector<std::string>{"scan", "2"});
 
   // A reader with a typed progress sees the same.
   StatusAggregator<std::map<std::string, int>> typed(job.dir.path());
   const auto fresh = typed.read("scan-42");
   REQUIRE(fresh.workers.size() == 4);
   CHECK(fresh.find_worker("1")->label == std::optional<std::string>("first\nrepo"));
-  CHECK(fresh.find_worker("4")->argv == std::optional<std::vector<std::string>>({"scan", "--deep", "4"}));
+  REQUIRE(fresh.find_worker("4")->argv);
+  CHECK(*fresh.find_worker("4")->argv == std::vector<std::string>{"scan", "--deep", "4"});
   CHECK_FALSE(fresh.find_worker("3")->argv);
 }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,8 +92,11 @@ struct WorkerStatus {
   std::optional<std::string> stderr_tail;
   /// The command it runs, as its journal line records it (`WorkerSpec::argv`;
   /// past 64 KiB of JSON text the trailing arguments are left out, see
-  /// docs/job-directory.md). Unset when the journal has no usable line for it.
-  std::optional<std::vector<std::string>> argv;
+  /// docs/job-directory.md). Null when the journal has no usable line for it.
+  /// Shared and immutable: a reader hands out the same command on every read
+  /// until the worker's line changes, so a re-read of a large job copies a
+  /// pointer per worker, not its whole command line.
+  std::shared_ptr<const std::vector<std::string>> argv;
   /// Its `WorkerSpec::label`; unset when it has none (or no usable journal line).
   std::optional<std::string> label;
 

@@ -49,9 +49,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -181,7 +183,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     worker.started_at = info->started_at;
     worker.ended_at = info->ended_at;
     if (info->ended_at) worker.usage = info->usage;
-    worker.argv = info->argv;
+    worker.argv = std::make_shared<const std::vector<std::string>>(info->argv);
     if (!info->label.empty()) worker.label = info->label;
     newest(worker.last_update, records.process_updated_at);
     newest(worker.last_update, info->started_at);

@@ -186,6 +186,12 @@ TEST_CASE("the aggregator's cached re-reads keep labels and argv as the journal 
   CHECK(worker3["label"].is_null());
 
   const auto unchanged = status.find_worker("2")->argv;
+  // Worker 2 reports (merged again, its journal line unchanged): its command is shared, not copied.
+  {
+    jobwarden::WorkerStatusWriter<> writer(job.recorder.status_file("2"));
+    REQUIRE_FALSE(writer.message("started"));
+    REQUIRE_FALSE(writer.flush());
+  }
 
   // The worker runs (a new line, same label); another appears with one.
   WorkerInfo running = jwstatus::worker_info("1", WorkerState::running);
@@ -202,7 +208,8 @@ TEST_CASE("the aggregator's cached re-reads keep labels and argv as the journal 
   CHECK(status.find_worker("4")->label == std::optional<std::string>("fourth"));
   REQUIRE(status.find_worker("4")->argv);
   CHECK(*status.find_worker("4")->argv == std::vector<std::string>{"scan", "--deep", "4"});
-  // Unchanged workers come from the cache as they were: the very same command.
+  // A worker whose line did not change keeps the very same command.
+  CHECK(status.find_worker("2")->message == std::optional<std::string>("started"));
   CHECK_FALSE(status.find_worker("2")->label);
   CHECK(status.find_worker("2")->argv == unchanged);
   REQUIRE(status.find_worker("2")->argv);

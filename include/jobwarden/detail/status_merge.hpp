@@ -161,8 +161,11 @@ struct WorkerFacts {
 };
 
 /// One worker merged from its records (the rules of the file comment). The
-/// progress stays JSON: the reader turns it into the user's type.
-inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records, const WorkerFacts& facts) {
+/// progress stays JSON: the reader turns it into the user's type. `argv`:
+/// `records.process->argv`, shared (the journal's fold keeps one per line);
+/// null: a copy is made.
+inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records, const WorkerFacts& facts,
+                                   std::shared_ptr<const std::vector<std::string>> argv = nullptr) {
   const WorkerInfo* info = records.process;
   const StatusRecord* reported = current_report(records);
 
@@ -183,7 +186,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     worker.started_at = info->started_at;
     worker.ended_at = info->ended_at;
     if (info->ended_at) worker.usage = info->usage;
-    worker.argv = std::make_shared<const std::vector<std::string>>(info->argv);
+    worker.argv = argv ? std::move(argv) : std::make_shared<const std::vector<std::string>>(info->argv);
     if (!info->label.empty()) worker.label = info->label;
     newest(worker.last_update, records.process_updated_at);
     newest(worker.last_update, info->started_at);

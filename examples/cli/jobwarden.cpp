@@ -1,10 +1,11 @@
 // jobwarden: the command-line tool of docs/contract.md, built only on jobwarden's
 // public headers. One function per command (`logs` is in logs.hpp, run's
-// `--input` in input.hpp, `--detach` in detach.hpp):
+// `--input` in input.hpp, `--detach` in detach.hpp, `status --format tsv` in
+// joblog.hpp):
 //
 //   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
 //   jobwarden run    --root DIR --job ID [options] --commands FILE|-
-//   jobwarden status --root DIR --job ID [--json] [--watch]
+//   jobwarden status --root DIR --job ID [--json | --format F] [--watch]
 //   jobwarden list   --root DIR [--json]
 //   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
 //   jobwarden stop   --root DIR --job ID [--grace DUR]
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <jobwarden/detail/json_text.hpp>
 #include <jobwarden/job_control.hpp>
 #include <jobwarden/jobwarden.hpp>
 #include <jobwarden/slurm_launcher.hpp>
@@ -40,6 +42,7 @@
 #include "arguments.hpp"
 #include "detach.hpp"
 #include "input.hpp"
+#include "joblog.hpp"
 #include "logs.hpp"
 #include "output.hpp"
 #include "render.hpp"
@@ -59,7 +62,7 @@ const char* const main_help = R"(jobwarden - run and supervise jobs of subproces
 usage:
   jobwarden run    --root DIR --job ID [options] -- CMD [ARG...]
   jobwarden run    --root DIR --job ID [options] --commands FILE|-
-  jobwarden status --root DIR --job ID [--json] [--watch]
+  jobwarden status --root DIR --job ID [--json | --format F] [--watch]
   jobwarden list   --root DIR [--json]
   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
   jobwarden stop   --root DIR --job ID [--grace DUR] [--wait DUR]
@@ -122,6 +125,13 @@ options:
   --job ID              the job's id (required)
   --commands FILE       one command per line (instead of -- CMD); '-' reads
                         them from this tool's stdin (not with --input -)
+  --named               each --commands line is ID<TAB>COMMAND: the worker's
+                        id instead of its line's number (ids match
+                        [A-Za-z0-9][A-Za-z0-9._-]{0,127}, each used once)
+  --labeled             each --commands line is ID<TAB>LABEL<TAB>COMMAND: as
+                        --named, plus a label (free text up to 1024 bytes,
+                        empty for none) shown by status and in its JSON
+  --label TEXT          the label of the worker of -- CMD
   --jobs N              run at most N workers at once (default: CPU count)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --grace DUR           time between the stop signal and SIGKILL (default 10s)
@@ -192,7 +202,7 @@ already has a live supervisor, or --resume of a job that cannot be resumed
 (nothing written).
 )";
 
-const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json] [--watch]
+const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [--json | --format F] [--watch]
 
 Shows a job's status as any reader sees it: its state, counts, and each
 worker's state, progress, outcome or message, with stale workers flagged and
@@ -202,6 +212,15 @@ options:
   --root DIR    directory holding the job directories (required)
   --job ID      the job's id (required)
   --json        print the aggregated status as one JSON object
+  --format F    table (the default), json (the same as --json) or tsv: a job
+                log for sort/awk, one tab-separated line per worker after a
+                header line; columns
+                  id attempt start runtime exit signal state label command
+                (start in RFC 3339 UTC, runtime in seconds, command as shell
+                words, '-' for a value that is not there; inside a field a
+                backslash, tab, newline or CR is written \\ \t \n \r, other
+                control bytes \xHH, and a field that is '-' itself \-).
+                Not with --watch: a job log is printed once.
   --watch       redraw until the job ends (on a terminal: in place; otherwise
                 a new snapshot, after a blank line, whenever it changes, at
                 most once a second; with --json, one object per line)
@@ -393,8 +412,10 @@ struct RunPlan {
 };
 
 /// The commands of a `--commands` file: non-blank lines that are not `#`
-/// comments. `-` reads them from this tool's stdin, to its end.
-std::vector<std::string> read_commands_file(const std::string& path) {
+/// comments (and, in `line_numbers` when given, the number of each one's line
+/// in the file). `-` reads them from this tool's stdin, to its end.
+std::vector<std::string> read_commands_file(const std::string& path,
+                                            std::vector<std::size_t>* line_numbers = nullptr) {
   std::string content;
   const bool from_stdin = path == "-";
   const std::string name = from_stdin ? "stdin" : path;
@@ -417,7 +438,9 @@ std::vector<std::string> read_commands_file(const std::string& path) {
   }
   std::vector<std::string> commands;
   std::size_t start = 0;
+  std::size_t line_number = 0;
   while (start <= content.size()) {
+    ++line_number;
     std::size_t end = content.find('\n', start);
     if (end == std::string::npos) end = content.size();
     std::string line = content.substr(start, end - start);
@@ -428,6 +451,7 @@ std::vector<std::string> read_commands_file(const std::string& path) {
         throw UsageError(fmt::format("--commands: {} line {} contains a NUL byte", name, commands.size() + 1));
       }
       commands.push_back(line);
+      if (line_numbers != nullptr) line_numbers->push_back(line_number);
     }
     start = end + 1;
   }
@@ -709,6 +733,75 @@ void match_earlier_lines(const std::vector<jobwarden::WorkerInfo>& earlier, RunP
   }
 }
 
+/// How `--commands` lines name their workers: not at all (ids "1", "2"...),
+/// `ID<TAB>COMMAND` (`--named`) or `ID<TAB>LABEL<TAB>COMMAND` (`--labeled`).
+enum class CommandNaming { numbered, named, labeled };
+
+/// A worker's id and label as its `--commands` line gives them.
+struct WorkerName {
+  std::string id;
+  std::string label;
+};
+
+/// A label given on the command line or in a `--commands` line, checked as
+/// the library will (`where` names it in the error).
+void check_label(const std::string& label, const std::string& where) {
+  if (label.size() > jobwarden::max_label_bytes) {
+    throw UsageError(fmt::format("{}: label is {} bytes long, more than the {} allowed", where, label.size(),
+                                 jobwarden::max_label_bytes));
+  }
+  if (!jobwarden::detail::is_valid_utf8(label)) throw UsageError(where + ": label is not valid UTF-8");
+}
+
+/// The name of each of `commands` (the lines of `path`, at `line_numbers`):
+/// numbered "1", "2"... in order, or split off the line, leaving only the
+/// command in it. Every id must be valid and used once, every command
+/// non-blank.
+std::vector<WorkerName> split_worker_names(std::vector<std::string>& commands,
+                                           const std::vector<std::size_t>& line_numbers, CommandNaming naming,
+                                           const std::string& path) {
+  std::vector<WorkerName> names;
+  names.reserve(commands.size());
+  if (naming == CommandNaming::numbered) {
+    for (std::size_t i = 0; i < commands.size(); ++i) names.push_back({std::to_string(i + 1), {}});
+    return names;
+  }
+  const char* const shape = naming == CommandNaming::labeled ? "ID<TAB>LABEL<TAB>COMMAND (--labeled)"
+                                                               : "ID<TAB>COMMAND (--named)";
+  std::unordered_map<std::string, std::size_t> first_line;
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    std::string& line = commands[i];
+    const std::size_t number = i < line_numbers.size() ? line_numbers[i] : i + 1;
+    const std::string where = fmt::format("--commands: {} line {}", path, number);
+    WorkerName name;
+    std::size_t tab = line.find('\t');
+    if (tab == std::string::npos) throw UsageError(fmt::format("{}: expected {}", where, shape));
+    name.id = line.substr(0, tab);
+    std::size_t rest = tab + 1;
+    if (naming == CommandNaming::labeled) {
+      tab = line.find('\t', rest);
+      if (tab == std::string::npos) throw UsageError(fmt::format("{}: expected {}", where, shape));
+      name.label = line.substr(rest, tab - rest);
+      rest = tab + 1;
+    }
+    if (!jobwarden::is_valid_id(name.id)) {
+      throw UsageError(fmt::format("{}: invalid worker id {}: it must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}", where,
+                                   printable("\"" + name.id + "\"")));
+    }
+    const auto [seen, fresh] = first_line.emplace(name.id, number);
+    if (!fresh) {
+      throw UsageError(fmt::format("{}: duplicate worker id \"{}\" (first on line {})", where, name.id, seen->second));
+    }
+    check_label(name.label, where);
+    line.erase(0, rest);
+    if (line.find_first_not_of(" \t") == std::string::npos) {
+      throw UsageError(fmt::format("{}: no command after the worker id \"{}\"", where, name.id));
+    }
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -785,17 +878,33 @@ RunPlan plan_run(const Arguments& args) {
   if (args.command_given() && commands_file) {
     throw UsageError("give either -- CMD [ARG...] or --commands FILE, not both");
   }
+  const CommandNaming naming = args.has("labeled") ? CommandNaming::labeled
+                                : args.has("named")  ? CommandNaming::named
+                                                     : CommandNaming::numbered;
+  if (naming != CommandNaming::numbered && !commands_file) {
+    throw UsageError(fmt::format("--{} needs --commands FILE (it names the workers of its lines)",
+                                 naming == CommandNaming::labeled ? "labeled" : "named"));
+  }
+  const auto label = args.value("label");
+  if (label && !args.command_given()) {
+    throw UsageError("--label names the one worker of -- CMD; with --commands, label lines with --labeled");
+  }
   if (commands_file) {
     // A shell's line may end in an exec of this binary: local runs only (a
     // cluster node need not have it).
     const std::string exec_helper = plan.supervisor.launcher ? std::string() : own_binary(own_argv0);
-    std::size_t next_id = 1;
-    for (std::string& command : read_commands_file(*commands_file)) {
+    std::vector<std::size_t> line_numbers;
+    std::vector<std::string> commands = read_commands_file(*commands_file, &line_numbers);
+    const std::vector<WorkerName> names = split_worker_names(commands, line_numbers, naming,
+                                                             *commands_file == "-" ? "stdin" : *commands_file);
+    std::size_t next = 0;
+    for (std::string& command : commands) {
       jobwarden::WorkerSpec spec = spec_for_line(command, base, exec_helper);
       if (spec.env.count(exec_report_env) != 0 && !plan.supervisor.launcher) {
         plan.supervisor.launcher = std::make_shared<ExecReportLauncher>();
       }
-      spec.id = std::to_string(next_id++);
+      spec.id = names[next].id;
+      spec.label = names[next++].label;
       plan.workers.push_back(std::move(spec));
       plan.lines.push_back(std::move(command));
     }
@@ -804,6 +913,10 @@ RunPlan plan_run(const Arguments& args) {
     jobwarden::WorkerSpec spec = base;
     spec.id = "1";
     spec.argv = args.command();
+    if (label) {
+      check_label(*label, "--label");
+      spec.label = *label;
+    }
     plan.workers.push_back(std::move(spec));
   } else {
     throw UsageError("nothing to run: give -- CMD [ARG...] or --commands FILE");
@@ -1123,10 +1236,34 @@ int command_run(const Arguments& args) {
 
 // ---- status -----------------------------------------------------------------------
 
+/// What `status` prints: the table (default), the aggregated JSON, or the job log.
+enum class StatusFormat { table, json, tsv };
+
+/// `--format` and `--json` of `status`, checked against each other and `--watch`.
+StatusFormat status_format(const Arguments& args) {
+  StatusFormat format = args.has("json") ? StatusFormat::json : StatusFormat::table;
+  if (auto text = args.value("format")) {
+    StatusFormat chosen;
+    if (*text == "table") chosen = StatusFormat::table;
+    else if (*text == "json") chosen = StatusFormat::json;
+    else if (*text == "tsv") chosen = StatusFormat::tsv;
+    else throw UsageError("--format: expected table, json or tsv, not " + printable("\"" + *text + "\""));
+    if (args.has("json") && chosen != StatusFormat::json) {
+      throw UsageError("--json and --format " + *text + " contradict each other");
+    }
+    format = chosen;
+  }
+  if (format == StatusFormat::tsv && args.has("watch")) {
+    throw UsageError("--format tsv prints the job log once; leave out --watch (or watch with --format json)");
+  }
+  return format;
+}
+
 int command_status(const Arguments& args) {
   const std::string root = root_of(args);
   const std::string job = job_of(args);
-  const bool json = args.has("json");
+  const StatusFormat format = status_format(args);
+  const bool json = format == StatusFormat::json;
   const bool watch = args.has("watch");
   jobwarden::StatusAggregatorOptions options;
   options.watch_for_changes = watch;  // a single read never profits from watching
@@ -1140,6 +1277,7 @@ int command_status(const Arguments& args) {
   };
   auto render = [&](const jobwarden::JobStatus<>& status, bool fit_screen) {
     if (json) return status.to_json().dump() + "\n";
+    if (format == StatusFormat::tsv) return render_joblog(status, std::chrono::system_clock::now());
     std::size_t columns = 200, rows = 0;
     if (fit_screen) {
       const TerminalSize size = terminal_size(STDOUT_FILENO);
@@ -1407,10 +1545,11 @@ const std::vector<Command>& commands() {
         {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true},
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
         {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
-        {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true}},
+        {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true},
+        {"named"}, {"labeled"}, {"label", true}},
        true,
        command_run},
-      {"status", status_help, {root_option, job_option, {"json"}, {"watch"}}, false, command_status},
+      {"status", status_help, {root_option, job_option, {"json"}, {"watch"}, {"format", true}}, false, command_status},
       {"list", list_help, {root_option, {"json"}}, false, command_list},
       {"logs",
        logs_help,

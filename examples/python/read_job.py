@@ -285,6 +285,15 @@ def worker_line_problem(document, worker_id):
     usage = document.get("usage")
     if usage is not None and not isinstance(usage, dict):
         return "usage is not an object"
+    argv = document.get("argv")
+    if argv is not None:
+        if not isinstance(argv, list):
+            return "argv is not an array"
+        if not all(isinstance(arg, str) for arg in argv):
+            return "argv is not an array of strings"
+    label = document.get("label")
+    if label is not None and not isinstance(label, str):
+        return "label is not a string"
     return None
 
 
@@ -557,7 +566,7 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
               "core_dumped": False, "progress": None, "message": None, "result": None, "error": None,
               "started_at": None, "ended_at": None, "last_update": None, "stale": False,
               "reported_state": None, "seq": 0, "usage": None, "stdout_log": None, "stderr_log": None,
-              "stderr_tail": None}
+              "stderr_tail": None, "argv": None, "label": None}
     times, sign_of_life = [], []
     if process:
         # The supervisor's record is authoritative for state, pid and exit.
@@ -568,6 +577,9 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
         worker["attempt"] = process.get("attempt") or 0
         worker["core_dumped"] = bool(process.get("core_dumped"))
         worker["error"] = string_or_none(process.get("error")) or None
+        # The command and label come from the journal alone; an empty label is none.
+        worker["argv"] = list(process.get("argv") or [])
+        worker["label"] = process.get("label") or None
         usage = process.get("usage")
         if worker["ended_at"] and isinstance(usage, dict):
             worker["usage"] = {"user_cpu_seconds": float(usage.get("user_cpu_seconds") or 0),
@@ -616,6 +628,12 @@ def natural_key(name):
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
+def name_of(worker):
+    """The worker's id, and its label when it has one (on one line)."""
+    label = worker.get("label")
+    return f"{worker['id']} ({' '.join(label.split())})" if label else worker["id"]
+
+
 def why(worker):
     """How a finished worker ended, in words."""
     state = worker["state"]
@@ -643,11 +661,11 @@ def print_summary(status):
         print(f"  supervisor (pid {status['supervisor']['pid']}) is not running")
     for worker in status["workers"]:
         if worker["state"] == "running":
-            line = f"  running {worker['id']}: {describe_progress(worker['progress'])} {worker['message'] or ''}"
+            line = f"  running {name_of(worker)}: {describe_progress(worker['progress'])} {worker['message'] or ''}"
             print(line.rstrip() + ("  [stale]" if worker["stale"] else ""))
     for worker in status["workers"]:
         if worker["state"] not in ("pending", "running", "succeeded"):
-            print(f"  failed {worker['id']}: {why(worker)}")
+            print(f"  failed {name_of(worker)}: {why(worker)}")
     for error in status["errors"]:
         print(f"  unreadable {error['path']}: {error['error']}")
 

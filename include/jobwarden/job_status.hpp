@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,9 +90,18 @@ struct WorkerStatus {
   /// (invalid bytes replaced by U+FFFD). Unset otherwise, and when it has no
   /// stderr log.
   std::optional<std::string> stderr_tail;
+  /// The command it runs, as its journal line records it (`WorkerSpec::argv`;
+  /// past 64 KiB of JSON text the trailing arguments are left out, see
+  /// docs/job-directory.md). Null when the journal has no usable line for it.
+  /// Shared and immutable: a reader hands out the same command on every read
+  /// until the worker's line changes, so a re-read of a large job copies a
+  /// pointer per worker, not its whole command line.
+  std::shared_ptr<const std::vector<std::string>> argv;
+  /// Its `WorkerSpec::label`; unset when it has none (or no usable journal line).
+  std::optional<std::string> label;
 
   /// The worker object of the aggregated JSON (docs/contract.md) (plus `reported_state`,
-  /// `seq`, `usage`, `stdout_log`, `stderr_log` and `stderr_tail`).
+  /// `seq`, `usage`, `stdout_log`, `stderr_log`, `stderr_tail`, `argv` and `label`).
   nlohmann::json to_json() const {
     nlohmann::json usage_json = nullptr;
     if (usage) {
@@ -120,7 +130,9 @@ struct WorkerStatus {
             {"usage", std::move(usage_json)},
             {"stdout_log", detail::json_or_null(stdout_log)},
             {"stderr_log", detail::json_or_null(stderr_log)},
-            {"stderr_tail", detail::json_or_null(stderr_tail)}};
+            {"stderr_tail", detail::json_or_null(stderr_tail)},
+            {"argv", argv ? nlohmann::json(*argv) : nlohmann::json(nullptr)},
+            {"label", detail::json_or_null(label)}};
   }
 };
 

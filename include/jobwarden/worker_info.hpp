@@ -77,6 +77,7 @@ struct WorkerInfo {
   /// its attempt, times and exit code are the earlier run's), or one of the
   /// earlier run's workers that was not submitted this time.
   bool kept = false;
+  std::string label;                 ///< as given in the spec (`WorkerSpec::label`); empty: none
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

@@ -176,6 +176,12 @@ struct WorkerSpec {
   /// Program and arguments, no shell. `argv[0]` without a `/` is looked up in
   /// `PATH` (the worker's, if `env` sets one).
   std::vector<std::string> argv;
+  /// Free text naming the worker for people and hosts (a repository, a
+  /// shard), recorded with it and shown by every reader (`WorkerInfo::label`,
+  /// the aggregated JSON's `label`); empty means none. Any valid UTF-8 up to
+  /// `max_label_bytes` bytes, newlines and quotes included; anything else is
+  /// refused at submit (`errc::invalid_argument`).
+  std::string label;
   /// Variables to set (or override) in the worker's environment.
   std::map<std::string, std::string> env;
   /// Start from the supervisor's environment (true) or from an empty one.
@@ -211,6 +217,9 @@ struct WorkerSpec {
   /// Limits set in the child before exec.
   ResourceLimits limits{};
 };
+
+/// The longest `WorkerSpec::label` accepted, in bytes.
+inline constexpr std::size_t max_label_bytes = 1024;
 
 /// Kept for compatibility: the old name of `WorkerSpec` (a job runs many
 /// workers; there is no spec of a job as such).

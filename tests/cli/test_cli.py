@@ -21,6 +21,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1939,6 +1940,231 @@ class CliSlurm(CliTestCase):
         self.assertEqual(self.worker(self.status("slurmstop"), "1")["state"], "cancelled")
         self.wait_for(lambda: not is_running(task), "the Slurm task to end")
         self.assert_no_processes_left(timeout=20)
+
+
+def unescape_joblog_field(field):
+    """A field of `status --format tsv` as its text (the escapes of examples/cli/joblog.hpp)."""
+    if field == "\\-":
+        return "-"
+    out, i = [], 0
+    while i < len(field):
+        c = field[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = field[i + 1]
+        if nxt == "x":
+            out.append(chr(int(field[i + 2:i + 4], 16)))
+            i += 4
+            continue
+        out.append({"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}[nxt])
+        i += 2
+    return "".join(out)
+
+
+def parse_joblog(text):
+    """`status --format tsv` as (header, [row dict]); `-` (a value that is not there) becomes None."""
+    lines = text.split("\n")
+    assert lines[-1] == "", "every line ends with a newline"
+    header = lines[0].split("\t")
+    rows = []
+    for line in lines[1:-1]:
+        fields = line.split("\t")
+        assert len(fields) == len(header), line
+        rows.append({name: None if value == "-" else unescape_joblog_field(value)
+                     for name, value in zip(header, fields)})
+    return header, rows
+
+
+class CliNamed(CliTestCase):
+    """`run --commands FILE --named/--labeled`: workers a host can name; their
+    command (argv) and label in the records and the aggregated JSON."""
+
+    def write_commands(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_named_and_labeled_lines_give_ids_labels_and_argv(self):
+        code, final = self.run_job("named", "--named", commands="repo-a\techo a > $OUT/a\n"
+                                                               "# a comment\n\n"
+                                                               "repo.b\tprintf 'tab\\there' > $OUT/b; exit 4\n",
+                                   expect=1)
+        self.assertEqual([w["id"] for w in final["workers"]], ["repo-a", "repo.b"])
+        a, b = final["workers"]
+        self.assertEqual((a["state"], a["argv"], a["label"]), ("succeeded", ["/bin/sh", "-c", "echo a > $OUT/a"], None))
+        # Only the first tab splits: the rest of the line is the command, tabs and all.
+        self.assertEqual(b["argv"], ["/bin/sh", "-c", "printf 'tab\\there' > $OUT/b; exit 4"])
+        self.assertEqual((b["state"], b["exit_code"]), ("failed", 4))
+        self.assertEqual(self.read_out("a"), "a")
+        self.assertEqual(self.read_out("b"), "tab\there")
+
+        label = 'scan of "core" \u00e9t\u00e9'
+        code, final = self.run_job("labeled", "--labeled",
+                                   commands=f"core\t{label}\texit 0\nplain\t\ttrue\n", expect=0)
+        core, plain = self.worker(final, "core"), self.worker(final, "plain")
+        self.assertEqual((core["label"], core["argv"]), (label, ["/bin/sh", "-c", "exit 0"]))
+        self.assertIsNone(plain["label"], "an empty label is none")
+        # Any later reader says the same, and so does the Python reader.
+        status = self.status("labeled")
+        self.assertEqual(self.worker(status, "core")["label"], label)
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "labeled", "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(python.returncode, 0, python.stderr)
+        self.assertEqual(json.loads(python.stdout), status)
+        self.assert_no_processes_left()
+
+    def test_plain_lines_keep_their_numbers_and_label_names_the_one_worker(self):
+        code, final = self.run_job("plain", commands="exit 0\nexit 0\n", expect=0)
+        self.assertEqual([(w["id"], w["label"], w["argv"][2]) for w in final["workers"]],
+                         [("1", None, "exit 0"), ("2", None, "exit 0")])
+        code, final = self.run_job("one", "--label", "line one\nline two", command=["/bin/true", "x y"], expect=0)
+        self.assertEqual((final["workers"][0]["label"], final["workers"][0]["argv"]),
+                         ("line one\nline two", ["/bin/true", "x y"]))
+
+    def test_bad_names_are_usage_errors_naming_the_line(self):
+        long_label = "x" * 1025
+        cases = [
+            ("--named", "a\ttrue\nb c\ttrue\n", 'line 2: invalid worker id "b c"'),
+            ("--named", "good\ttrue\n-lead\ttrue\n", 'line 2: invalid worker id "-lead"'),
+            ("--named", f"{'i' * 129}\ttrue\n", "line 1: invalid worker id"),
+            ("--named", "a\ttrue\n# comment\n\nb\ttrue\na\tfalse\n", 'line 5: duplicate worker id "a" (first on line 1)'),
+            ("--named", "a true\n", "line 1: expected ID<TAB>COMMAND"),
+            ("--named", "a\t  \n", 'line 1: no command after the worker id "a"'),
+            ("--labeled", "a\ttrue\n", "line 1: expected ID<TAB>LABEL<TAB>COMMAND"),
+            ("--labeled", f"a\t{long_label}\ttrue\n", "line 1: label is 1025 bytes long"),
+        ]
+        for flag, text, named in cases:
+            with self.subTest(flag=flag, text=text[:40]):
+                path = self.write_commands("bad.commands", text)
+                result = self.jw("run", "--root", self.root, "--job", "j", flag, "--commands", path)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn(f"--commands: {path} {named}", lines[0])
+                self.assertEqual(result.stdout, "")
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+        path = self.write_commands("bytes.commands", "")
+        with open(path, "wb") as f:
+            f.write(b"a\tbad \xff label\ttrue\n")
+        result = self.jw("run", "--root", self.root, "--job", "j", "--labeled", "--commands", path)
+        self.assertEqual((result.returncode, len(result.stderr.splitlines())), (2, 1), result.stderr)
+        self.assertIn("line 1: label is not valid UTF-8", result.stderr)
+        for args, named in [(["--named", "--", "true"], "--named needs --commands"),
+                            (["--labeled", "--", "true"], "--labeled needs --commands"),
+                            (["--label", "x", "--commands", path], "--label names the one worker"),
+                            (["--label", "y" * 1025, "--", "true"], "--label: label is 1025 bytes long")]:
+            with self.subTest(args=args):
+                result = self.jw("run", "--root", self.root, "--job", "j", *args)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn(named, result.stderr)
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+        self.assert_no_processes_left()
+
+
+class CliTsv(CliTestCase):
+    """`status --format tsv`: a job log with a header, one escaped line per worker."""
+
+    def test_tsv_columns_escaping_exit_codes_and_signals(self):
+        # A --commands label cannot hold a tab or a newline; one given with --label can (below).
+        label = 'back\\slash "q" \x01 -'
+        commands = (f"ok\t{label}\techo 'a\tb'\n"
+                    "failed\t\texit 7\n"
+                    "crashed\t-\tkill -SEGV $$\n"
+                    "quoted\tq\tprintf '%s' \"it's\"; true\n")
+        code, final = self.run_job("log", "--labeled", commands=commands, expect=1)
+        result = self.jw("status", "--root", self.root, "--job", "log", "--format", "tsv")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, "")
+        header, rows = parse_joblog(result.stdout)
+        self.assertEqual(header, ["id", "attempt", "start", "runtime", "exit", "signal", "state", "label", "command"])
+        by_id = {row["id"]: row for row in rows}
+        self.assertEqual([row["id"] for row in rows], [w["id"] for w in final["workers"]], "the JSON's order")
+        ok, failed, crashed, quoted = (by_id[i] for i in ("ok", "failed", "crashed", "quoted"))
+        self.assertEqual((ok["state"], ok["exit"], ok["signal"], ok["label"]), ("succeeded", "0", None, label))
+        self.assertEqual((failed["state"], failed["exit"], failed["signal"], failed["label"]),
+                         ("failed", "7", None, None))
+        self.assertEqual((crashed["state"], crashed["exit"], crashed["signal"]), ("crashed", None, "SIGSEGV"))
+        self.assertEqual(crashed["label"], "-", "a label that is '-' itself is not taken for none")
+        for row in rows:
+            worker = self.worker(final, row["id"])
+            self.assertEqual(row["attempt"], str(worker["attempt"]))
+            self.assertEqual(row["start"], worker["started_at"])
+            self.assertGreaterEqual(float(row["runtime"]), 0.0)
+            # The command reads back as the worker's argv.
+            self.assertEqual(shlex.split(row["command"]), worker["argv"])
+        self.assertEqual(quoted["command"], "/bin/sh -c 'printf '\\''%s'\\'' \"it'\\''s\"; true'")
+        self.assertEqual(ok["command"], "/bin/sh -c 'echo '\\''a\tb'\\'''")
+        # One line per worker: nothing inside a field broke a line or added a column.
+        self.assertEqual(len(result.stdout.splitlines()), 1 + len(final["workers"]))
+        # Shell users sort and cut it.
+        failing = subprocess.run(f"{shlex.quote(CLI)} status --root {shlex.quote(self.root)} --job log --format tsv"
+                                 " | awk -F'\\t' 'NR > 1 && $7 != \"succeeded\" {print $1}' | sort",
+                                 shell=True, env=self.env, capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(failing.stdout.split(), ["crashed", "failed"])
+        # A label with tabs and newlines (given with --label) stays in its field.
+        label = "two\tcolumns\nand\r\nlines\\"
+        self.run_job("one", "--label", label, command=["/bin/sh", "-c", "exit 0", "x\ty"], expect=0)
+        result = self.jw("status", "--root", self.root, "--job", "one", "--format", "tsv")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(len(result.stdout.split("\n")), 3, result.stdout)
+        self.assertIn("two\\tcolumns\\nand\\r\\nlines\\\\\t", result.stdout)
+        _, rows = parse_joblog(result.stdout)
+        self.assertEqual(rows[0]["label"], label)
+        self.assertEqual(shlex.split(rows[0]["command"]), ["/bin/sh", "-c", "exit 0", "x\ty"])
+
+    def test_a_pending_or_running_worker_has_no_end_yet(self):
+        process = self.start("run", "--root", self.root, "--job", "live", "--jobs", "1", "--named", "--commands",
+                             self.write_file("live.commands", "first\techo x > $OUT/started; sleep 30\nsecond\ttrue\n"))
+        self.wait_for_files("started")
+        result = self.jw("status", "--root", self.root, "--job", "live", "--format", "tsv")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        _, rows = parse_joblog(result.stdout)
+        first, second = rows
+        self.assertEqual((first["state"], first["exit"], first["signal"]), ("running", None, None))
+        self.assertIsNotNone(first["start"])
+        self.assertGreaterEqual(float(first["runtime"]), 0.0)
+        self.assertEqual((second["state"], second["attempt"], second["start"], second["runtime"], second["exit"]),
+                         ("pending", "0", None, None, None))
+        self.assertEqual(second["command"], "/bin/sh -c true")
+        stop = self.jw("stop", "--root", self.root, "--job", "live", "--grace", "1s", "--wait", "20s")
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        self.finish(process)
+        self.assert_no_processes_left()
+
+    def write_file(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_format_json_is_json_and_table_is_the_default(self):
+        self.run_job("fmt", command=["/bin/true"], expect=0)
+        as_json = self.jw("status", "--root", self.root, "--job", "fmt", "--format", "json")
+        self.assertEqual(as_json.returncode, 0, as_json.stderr)
+        self.assertEqual(json.loads(as_json.stdout)["workers"][0]["argv"], ["/bin/true"])
+        table = self.jw("status", "--root", self.root, "--job", "fmt", "--format", "table")
+        default = self.jw("status", "--root", self.root, "--job", "fmt")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        self.assertIn('job "fmt" succeeded', table.stdout)
+        self.assertEqual(table.stdout.splitlines()[1:], default.stdout.splitlines()[1:])
+        both = self.jw("status", "--root", self.root, "--job", "fmt", "--json", "--format", "json")
+        self.assertEqual(both.returncode, 0, both.stderr)
+        for args, named in [(["--format", "xml"], "--format: expected table, json or tsv"),
+                            (["--format", "tsv", "--watch"], "--format tsv prints the job log once"),
+                            (["--json", "--format", "tsv"], "contradict"),
+                            (["--json", "--format", "table"], "contradict")]:
+            with self.subTest(args=args):
+                result = self.jw("status", "--root", self.root, "--job", "fmt", *args)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn(named, result.stderr)
+                self.assertEqual(result.stdout, "")
 
 
 if __name__ == "__main__":

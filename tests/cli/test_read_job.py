@@ -38,14 +38,19 @@ def job_line(state, updated="2026-12-02T10:00:00.000Z", ended=None, pid=99999999
                        "summary": None}, separators=(",", ":")) + "\n"
 
 
-def worker_line(worker_id, state, attempt=1, exit_code=None, ended=None, pid=None, start_time=None):
-    # The writer's field order: "type" and "id" first (job_format.hpp, worker_line_text).
-    return json.dumps({"type": "worker", "id": worker_id, "attempt": attempt, "state": state, "pid": pid,
-                       "process_start_time": start_time, "exit_code": exit_code, "signal": None,
-                       "core_dumped": False, "error": None, "started_at": "2026-12-02T10:00:01.000Z",
-                       "ended_at": ended, "updated_at": ended or "2026-12-02T10:00:01.000Z",
-                       "usage": {"max_rss_kib": 512, "system_cpu_seconds": 0.25, "user_cpu_seconds": 0.5}
-                       if ended else None, "argv": ["scan", worker_id]}, separators=(",", ":")) + "\n"
+def worker_line(worker_id, state, attempt=1, exit_code=None, ended=None, pid=None, start_time=None, label=None,
+                argv=None):
+    # The writer's field order: "type" and "id" first (job_format.hpp, worker_line_text); "label" last, only
+    # when there is one.
+    line = {"type": "worker", "id": worker_id, "attempt": attempt, "state": state, "pid": pid,
+            "process_start_time": start_time, "exit_code": exit_code, "signal": None,
+            "core_dumped": False, "error": None, "started_at": "2026-12-02T10:00:01.000Z",
+            "ended_at": ended, "updated_at": ended or "2026-12-02T10:00:01.000Z",
+            "usage": {"max_rss_kib": 512, "system_cpu_seconds": 0.25, "user_cpu_seconds": 0.5}
+            if ended else None, "argv": ["scan", worker_id] if argv is None else argv}
+    if label is not None:
+        line["label"] = label
+    return json.dumps(line, separators=(",", ":")) + "\n"
 
 
 class ReadJob(unittest.TestCase):
@@ -183,6 +188,31 @@ class ReadJob(unittest.TestCase):
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]],
                          [("workers/3.stdout.log", "symbolic link not followed")])
 
+    def test_labels_and_argv_come_from_the_latest_journal_line(self):
+        label = 'repo "core"\nsecond line\\ \u00e9t\u00e9'
+        self.write("journal.jsonl", header() + job_line("running") +
+                   worker_line("a", "pending", attempt=0, label=label, argv=["/bin/sh", "-c", "scan 'a b'"]) +
+                   worker_line("a", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z", label=label,
+                               argv=["/bin/sh", "-c", "scan 'a b'"]) +
+                   worker_line("b", "succeeded", exit_code=0, ended="2026-12-02T10:00:02.000Z", label="") +
+                   worker_line("c", "running", pid=4, label=7) +
+                   worker_line("e", "failed", exit_code=3, ended="2026-12-02T10:00:02.000Z", label="two\nlines"))
+        self.write("workers/d.status.json", json.dumps({"schema_version": 1, "state": "running"}))
+        status = self.read()
+        a, b, c, d = (self.worker(status, i) for i in "abcd")
+        self.assertEqual((a["label"], a["argv"]), (label, ["/bin/sh", "-c", "scan 'a b'"]))
+        self.assertEqual((b["label"], b["argv"]), (None, ["scan", "b"]))  # an empty label is none
+        # A label that is not a string makes the line unusable, as the C++ reader says.
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "wrong shape")])
+        self.assertIn("worker c: label is not a string", status["errors"][0]["detail"])
+        self.assertEqual((c["label"], c["argv"]), (None, None))
+        self.assertEqual((d["label"], d["argv"]), (None, None))  # known only by its own report
+        self.assertEqual(self.worker(status, "e")["label"], "two\nlines")
+        # The text printed for people names the label, on one line.
+        text = subprocess.run([sys.executable, READER, self.job], capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("  failed e (two lines): exit code 3\n", text)
+        self.assertIn("  failed d: lost\n", text)
+
     def test_a_symlinked_journal_is_refused(self):
         target = os.path.join(self.tmp, "elsewhere.jsonl")
         with open(target, "w") as f:
@@ -209,6 +239,37 @@ class ReadJob(unittest.TestCase):
         self.assertIn("job.json", result.stderr)
 
 
+class AggregatedSchema(unittest.TestCase):
+    """schemas/aggregated-status.schema.json accepts what the reader prints,
+    labels and argv included."""
+
+    def test_a_labelled_job(self):
+        try:
+            import jsonschema
+        except ImportError:
+            self.skipTest("SKIPPED: the jsonschema module is not installed")
+        path = os.path.join(os.path.dirname(READER), "..", "..", "schemas", "aggregated-status.schema.json")
+        with open(path) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(schema)
+        tmp = tempfile.mkdtemp(prefix="read-job-schema-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        job = os.path.join(tmp, "scan")
+        os.makedirs(os.path.join(job, "workers"))
+        with open(os.path.join(job, "journal.jsonl"), "w") as f:
+            f.write(header() + job_line("running") + worker_line("1", "running", pid=4, label="a\nb") +
+                    worker_line("2", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z"))
+        with open(os.path.join(job, "workers", "3.status.json"), "w") as f:
+            f.write(json.dumps({"schema_version": 1, "state": "running"}))
+        status = read_job.aggregate(job, now=NOW)
+        self.assertEqual([(w["label"], w["argv"]) for w in status["workers"]],
+                         [("a\nb", ["scan", "1"]), (None, ["scan", "2"]), (None, None)])
+        self.assertEqual(list(validator.iter_errors(status)), [])
+        status["workers"][0]["label"] = 5
+        self.assertNotEqual(list(validator.iter_errors(status)), [])
+
+
 class JournalLineSchema(unittest.TestCase):
     """schemas/journal-line.schema.json accepts what the writer writes (as
     the tests above craft it) and refuses what readers report."""
@@ -227,12 +288,14 @@ class JournalLineSchema(unittest.TestCase):
     def test_lines(self):
         good = [header(), job_line("running"), worker_line("1", "pending", attempt=0),
                 worker_line("1", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z"),
+                worker_line("1", "running", label="repo \"x\"\nline"),
                 '{"type":"from-the-future","x":1}']
         for line in good:
             with self.subTest(line=line):
                 self.assertEqual(list(self.validator.iter_errors(json.loads(line))), [])
         bad = [header(version=1), '{"type":"worker","id":"../x","state":"running"}',
-               '{"type":"worker","id":"1","state":"dancing"}', '{"type":"job","job_id":"scan"}', '{"x":1}']
+               '{"type":"worker","id":"1","state":"dancing"}', '{"type":"job","job_id":"scan"}', '{"x":1}',
+               worker_line("1", "running", label=7), worker_line("1", "running", label="")]
         for line in bad:
             with self.subTest(line=line):
                 self.assertNotEqual(list(self.validator.iter_errors(json.loads(line))), [])

@@ -175,6 +175,9 @@ inline bool job_record_from_json(const nlohmann::json& document, JobRecord& reco
 /// check it against the object model, awkward strings included. `type` and
 /// `id` come first so a reader can tell whose line it is without parsing it.
 ///
+/// `label` (`WorkerSpec::label`, at most `max_label_bytes`) comes last, and
+/// only when the worker has one.
+///
 /// `argv` is written up to `max_journal_argv_bytes` of text: a command line
 /// can be megabytes long (`tar` of 12,000 paths), and a line a reader cannot
 /// take would hide the worker. The arguments past the limit are left out and
@@ -185,7 +188,8 @@ inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_
   std::string out;
   std::size_t argv_bytes = 0;
   for (const auto& arg : info.argv) argv_bytes += arg.size() + 3;
-  out.reserve(400 + std::min(argv_bytes, max_journal_argv_bytes + 1024) + info.error.size());
+  out.reserve(400 + std::min(argv_bytes, max_journal_argv_bytes + 1024) + info.error.size() +
+              (info.label.empty() ? 0 : info.label.size() + 16));
   auto append_time = [&out](const std::optional<std::chrono::system_clock::time_point>& time) {
     if (time) append_json_string(out, format_rfc3339(*time));
     else out += "null";
@@ -248,6 +252,10 @@ inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_
     out += ",\"argv_omitted\":";
     append_integer(out, static_cast<long long>(info.argv.size() - written));
   }
+  if (!info.label.empty()) {
+    out += ",\"label\":";
+    append_json_string(out, info.label);
+  }
   out += "}\n";
   return out;
 }
@@ -306,6 +314,7 @@ inline bool worker_line_from_json(const nlohmann::json& document, WorkerInfo& in
       }
     }
   }
+  info.label = fields.string("label").value_or("");
   problem = fields.problem();
   return fields.ok();
 }

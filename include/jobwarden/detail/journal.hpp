@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -462,6 +463,10 @@ struct JournalWorker {
   bool parsed = false;
   bool ok = false;             ///< the line is a usable record (after parsing)
   WorkerInfo info;             ///< the record (when `ok`)
+  /// `info.argv` once more, shared: what readers hand out as the worker's
+  /// command (`WorkerStatus::argv`), made once per line rather than at every
+  /// merge of the worker (when `ok`).
+  std::shared_ptr<const std::vector<std::string>> argv;
   std::optional<std::chrono::system_clock::time_point> updated_at;
   std::string problem;         ///< why not (when parsed and not `ok`)
 };
@@ -623,6 +628,7 @@ class JournalFold {
     slot.parsed = true;
     slot.ok = false;
     slot.info = WorkerInfo{};
+    slot.argv.reset();
     slot.updated_at.reset();
     slot.problem.clear();
     nlohmann::json document =
@@ -640,6 +646,7 @@ class JournalFold {
       slot.problem = "wrong shape: id is not \"" + slot.id + "\"";
       return slot;
     }
+    slot.argv = std::make_shared<const std::vector<std::string>>(slot.info.argv);
     slot.ok = true;
     return slot;
   }

@@ -11,7 +11,8 @@
 /// One writer per file, so no file is ever "wrong" for its writer:
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
 ///   `process` in the code) is authoritative for `state`, `pid`,
-///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`.
+///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`,
+///   and alone gives `argv` and `label`.
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
@@ -49,9 +50,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -159,8 +162,11 @@ struct WorkerFacts {
 };
 
 /// One worker merged from its records (the rules of the file comment). The
-/// progress stays JSON: the reader turns it into the user's type.
-inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records, const WorkerFacts& facts) {
+/// progress stays JSON: the reader turns it into the user's type. `argv`:
+/// `records.process->argv`, shared (the journal's fold keeps one per line);
+/// null: a copy is made.
+inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records, const WorkerFacts& facts,
+                                   std::shared_ptr<const std::vector<std::string>> argv = nullptr) {
   const WorkerInfo* info = records.process;
   const StatusRecord* reported = current_report(records);
 
@@ -181,6 +187,8 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     worker.started_at = info->started_at;
     worker.ended_at = info->ended_at;
     if (info->ended_at) worker.usage = info->usage;
+    worker.argv = argv ? std::move(argv) : std::make_shared<const std::vector<std::string>>(info->argv);
+    if (!info->label.empty()) worker.label = info->label;
     newest(worker.last_update, records.process_updated_at);
     newest(worker.last_update, info->started_at);
     newest(worker.last_update, info->ended_at);

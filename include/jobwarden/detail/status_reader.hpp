@@ -318,7 +318,7 @@ class StatusReader {
     const ProcessesToAsk ask = processes_to_ask(records, alive, on_recording_host);
     facts.still_runs =
         still_runs(ask.recorded, worker.gone_recorded) || still_runs(ask.reporter, worker.gone_reporter);
-    worker.merged = merge_worker(worker.id, records, facts);
+    worker.merged = merge_worker(worker.id, records, facts, records.process != nullptr ? line->argv : nullptr);
     const bool log_read = add_logs(job_id, job_fd, worker);
     worker.merged_valid = true;
     worker.merge_dirty = false;
@@ -564,6 +564,8 @@ JobStatus<Progress> typed_status(JobReading&& reading) {
       out.stdout_log = std::move(worker.stdout_log);
       out.stderr_log = std::move(worker.stderr_log);
       out.stderr_tail = std::move(worker.stderr_tail);
+      out.argv = std::move(worker.argv);
+      out.label = std::move(worker.label);
       typed.workers.push_back(std::move(out));
     }
     if (problems.empty()) {

@@ -572,6 +572,7 @@ class SupervisorEngine {
       }
       record->info.id = spec.id;
       record->info.argv = spec.argv;
+      record->info.label = spec.label;
       record->spec = std::move(spec);
       ++s.active;
       ++s.counts[static_cast<std::size_t>(WorkerState::pending)];

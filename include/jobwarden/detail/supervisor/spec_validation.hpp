@@ -3,13 +3,15 @@
 /// Checking a `WorkerSpec` before it is accepted: what `JobSupervisor::submit`
 /// rejects (empty argv, negative durations, a bad stop signal, stall
 /// detection without a job directory, an inconsistent stdin spec, a capped
-/// log that goes direct, bad environment names). Worker ids are checked by
+/// log that goes direct, bad environment names, a label that is too long or
+/// not UTF-8). Worker ids are checked by
 /// `submit` itself, against the job's other workers.
 
 #include <csignal>
 #include <string>
 #include <system_error>
 
+#include "jobwarden/detail/json_text.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/worker_io.hpp"
@@ -45,6 +47,16 @@ inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code
   if (spec.argv.empty() || spec.argv[0].empty()) {
     report(ec, make_error_code(errc::empty_argv),
            "invalid worker spec: argv is empty (nothing to run)");
+    return false;
+  }
+  if (spec.label.size() > max_label_bytes) {
+    report(ec, make_error_code(errc::invalid_argument),
+           "invalid worker spec: label is " + std::to_string(spec.label.size()) + " bytes long, more than the " +
+               std::to_string(max_label_bytes) + " allowed");
+    return false;
+  }
+  if (!is_valid_utf8(spec.label)) {
+    report(ec, make_error_code(errc::invalid_argument), "invalid worker spec: label is not valid UTF-8");
     return false;
   }
   if (spec.timeout.count() < 0 || spec.grace_period.count() < 0) {

@@ -15,6 +15,7 @@
 
 #include "../../examples/cli/shell_words.hpp"
 #include "catch.hpp"
+#include "support.hpp"
 
 using jobwarden_cli::execve_runs_as_is;
 using jobwarden_cli::find_program;
@@ -76,25 +77,7 @@ Strings lexer_words_of(const ShellWords& words) {
 }
 
 /// A directory of its own, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "jobwarden-shell-words-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using jwtest::TempDir;
 
 void write_file(const std::string& path, const std::string& content, mode_t mode) {
   std::ofstream(path, std::ios::binary) << content;

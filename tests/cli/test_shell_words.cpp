@@ -103,7 +103,7 @@ TEST_CASE("single quotes keep everything literal", "[shell_words]") {
   CHECK(argv_of("'my prog' x") == Strings{"my prog", "x"});
 }
 
-TEST_CASE("double quotes: a backslash escapes only $ ` \" and \\", "[shell_words]") {
+TEST_CASE("double quotes: a backslash escapes only the dollar, backquote, double quote and backslash", "[shell_words]") {
   CHECK(argv_of("prog \"a b\"") == Strings{"prog", "a b"});
   CHECK(argv_of("prog \"a\\\"b\" \"c\\\\d\" \"e\\$f\" \"g\\`h\"") == Strings{"prog", "a\"b", "c\\d", "e$f", "g`h"});
   CHECK(argv_of("prog \"a\\nb\" \"\\x\"") == Strings{"prog", "a\\nb", "\\x"});  // other backslashes stay

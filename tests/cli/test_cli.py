@@ -105,10 +105,10 @@ class CliTestCase(unittest.TestCase):
             outputs.append(f.read())
         return code, outputs[0], outputs[1]
 
-    def run_job(self, job, *options, command=None, commands=None, expect=None):
-        """`jobwarden run` of job `job` to completion, with --json; returns
-        (exit status, final status)."""
-        args = ["run", "--root", self.root, "--job", job, "--json", *options]
+    def run_arguments(self, job, *options, command=None, commands=None):
+        """`run`'s arguments for job `job`: `options`, then `-- CMD...` or
+        `--commands FILE` with `commands` written to a file of the test's."""
+        args = ["run", "--root", self.root, "--job", job, *options]
         if commands is not None:
             path = os.path.join(self.tmp, f"{job}.commands")
             with open(path, "w") as f:
@@ -116,7 +116,12 @@ class CliTestCase(unittest.TestCase):
             args += ["--commands", path]
         if command is not None:
             args += ["--", *command]
-        result = self.jw(*args)
+        return args
+
+    def run_job(self, job, *options, command=None, commands=None, expect=None):
+        """`jobwarden run` of job `job` to completion, with --json; returns
+        (exit status, final status)."""
+        result = self.jw(*self.run_arguments(job, "--json", *options, command=command, commands=commands))
         if expect is not None:
             self.assertEqual(result.returncode, expect, result.stderr)
         self.assertEqual(result.stderr, "", "run is quiet off a terminal")
@@ -1049,14 +1054,7 @@ class CliDetach(CliTestCase):
         """`jobwarden run --detach` of `job`; returns (CompletedProcess, the
         detached supervisor's pid or None). The supervisor is stopped at the
         test's end if it still runs, whatever the test did."""
-        args = ["run", "--root", self.root, "--job", job, "--detach", *options]
-        if commands is not None:
-            path = os.path.join(self.tmp, f"{job}.commands")
-            with open(path, "w") as f:
-                f.write(commands)
-            args += ["--commands", path]
-        if command is not None:
-            args += ["--", *command]
+        args = self.run_arguments(job, "--detach", *options, command=command, commands=commands)
         result = subprocess.run([CLI, *args], env=self.env, input=stdin if stdin is not None else "",
                                 capture_output=True, text=True, timeout=PATIENCE)
         self.assertEqual(result.returncode, expect, result.stdout + result.stderr)
@@ -1124,6 +1122,7 @@ class CliDetach(CliTestCase):
         python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "d", "--json"],
                                 capture_output=True, text=True, timeout=PATIENCE)
         self.assertEqual(python.returncode, 0, python.stderr)
+        self.maxDiff = None  # a difference names its field
         self.assertEqual(json.loads(python.stdout), status)
         # A job that succeeds records 0; --json prints the job directory and pid.
         result, pid = self.detach("ok", "--json", command=["true"])
@@ -2019,6 +2018,7 @@ class CliNamed(CliTestCase):
         python = subprocess.run([sys.executable, reader, "--root", self.root, "--job", "labeled", "--json"],
                                 capture_output=True, text=True, timeout=PATIENCE)
         self.assertEqual(python.returncode, 0, python.stderr)
+        self.maxDiff = None  # a difference names its field
         self.assertEqual(json.loads(python.stdout), status)
         self.assert_no_processes_left()
 

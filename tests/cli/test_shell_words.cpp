@@ -45,17 +45,23 @@ std::string reason_of(const std::string& line) {
   return words.needs_shell;
 }
 
-/// The words /bin/sh makes of `line` (each one, as `printf '%s\n'` prints its
-/// arguments): assignments and `exec` included, as plain words.
-Strings shell_words_of(const std::string& line) {
-  const std::string command = "printf '%s\\n' " + line;
+/// What `command` (run by popen's /bin/sh) prints, and its wait status.
+std::string output_of(const std::string& command, int& status) {
   std::FILE* pipe = ::popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
   char buffer[4096];
   std::size_t n;
   while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  const int status = ::pclose(pipe);
+  status = ::pclose(pipe);
+  return out;
+}
+
+/// The words /bin/sh makes of `line` (each one, as `printf '%s\n'` prints its
+/// arguments): assignments and `exec` included, as plain words.
+Strings shell_words_of(const std::string& line) {
+  int status = -1;
+  const std::string out = output_of("printf '%s\\n' " + line, status);
   REQUIRE(status == 0);
   Strings words;
   std::size_t begin = 0;
@@ -370,14 +376,9 @@ TEST_CASE("find_last_command: the rewritten line runs as the original did", "[sh
     REQUIRE(last);
     const std::string rewritten = line.substr(0, last->insert_at) + "exec env -- " + line.substr(last->program_at);
     auto run = [](const std::string& script) {
-      std::string command = "/bin/sh -c " + sh_quote(script);
-      std::FILE* pipe = ::popen(command.c_str(), "r");
-      REQUIRE(pipe != nullptr);
-      std::string out;
-      char buffer[4096];
-      std::size_t n;
-      while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-      CHECK(::pclose(pipe) == 0);
+      int status = -1;
+      std::string out = output_of("/bin/sh -c " + sh_quote(script), status);
+      CHECK(status == 0);
       return out;
     };
     const std::string original = run(line);

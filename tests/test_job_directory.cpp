@@ -400,7 +400,7 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
       }
       // The CPU seconds: nlohmann writes tiny values in exponent form.
       if (shape == 2) {
-        static const long long micros[] = {0, 1, 68, 99, 100, 682, 1'000'000, 12'000'010, 987'654'321'012};
+        static const long long micros[] = {0, 1, 68, 99, 100, 682, 4049, 1'000'000, 12'000'010, 987'654'321'012};
         static std::size_t next = 0;
         info.usage.system_cpu = std::chrono::microseconds(micros[next++ % (sizeof micros / sizeof micros[0])]);
         expected["usage"]["system_cpu_seconds"] = std::chrono::duration<double>(info.usage.system_cpu).count();
@@ -427,6 +427,30 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
       CHECK(back_updated == updated);
     }
   }
+}
+
+TEST_CASE("every CPU time in microseconds reads back from a worker line as written") {
+  // A double such as 0.004049 is 4048.9999... microseconds; a reader that truncated lost one.
+  jobwarden::WorkerInfo info;
+  info.id = "w";
+  info.state = jobwarden::WorkerState::succeeded;
+  const auto now = std::chrono::system_clock::now();
+  info.started_at = now;
+  info.ended_at = now;
+  std::size_t mismatches = 0;
+  for (long long micros = 0; micros < 200'000; micros += 7) {
+    info.usage.user_cpu = std::chrono::microseconds(micros);
+    info.usage.system_cpu = std::chrono::microseconds(micros * 1000 + 49);
+    auto parsed = nlohmann::json::parse(jobwarden::detail::worker_line_text(info, now));
+    jobwarden::WorkerInfo back;
+    std::optional<std::chrono::system_clock::time_point> updated;
+    std::string problem;
+    REQUIRE(jobwarden::detail::worker_line_from_json(parsed, back, updated, problem));
+    if (back.usage.user_cpu != info.usage.user_cpu || back.usage.system_cpu != info.usage.system_cpu) {
+      if (++mismatches < 5) UNSCOPED_INFO("differs at " << micros << " us: " << parsed["usage"].dump());
+    }
+  }
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("stop.request's text is the JSON job control always wrote, and its grace reads back") {

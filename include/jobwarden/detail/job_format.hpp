@@ -292,8 +292,10 @@ inline bool worker_line_from_json(const nlohmann::json& document, WorkerInfo& in
   updated_at = fields.time("updated_at");
   if (const nlohmann::json* usage = fields.object("usage")) {
     FieldReader numbers(*usage);
+    // Rounded, not truncated: 0.004049 is 4048.9999... microseconds as a double, and a reader
+    // that truncated would disagree by one microsecond with the record (and with other readers).
     auto seconds = [](double value) {
-      return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(value));
+      return std::chrono::round<std::chrono::microseconds>(std::chrono::duration<double>(value));
     };
     info.usage.user_cpu = seconds(numbers.number("user_cpu_seconds").value_or(0));
     info.usage.system_cpu = seconds(numbers.number("system_cpu_seconds").value_or(0));

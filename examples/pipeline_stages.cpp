@@ -82,7 +82,8 @@ int run(const std::string& root_arg, bool use_wait_all) {
   // Piped into `head`, we must still stop our workers and clean up rather than
   // die of SIGPIPE (workers start with every signal back at its default).
   std::signal(SIGPIPE, SIG_IGN);
-  std::string scratch = (std::filesystem::temp_directory_path() / "pipeline-stages-XXXXXX").string();
+  std::string scratch =
+      (std::filesystem::temp_directory_path() / "pipeline-stages-XXXXXX").string();
   if (::mkdtemp(scratch.data()) == nullptr) {
     throw std::runtime_error("cannot make a temporary directory");
   }
@@ -157,8 +158,7 @@ int run(const std::string& root_arg, bool use_wait_all) {
     if (event.kind != EventKind::exited) return;  // started, timed_out, ...: nothing to decide
     const jobwarden::WorkerInfo& w = event.worker;
     Item& item = *by_worker.at(w.id);
-    const std::string how =
-        w.exit_code ? "exit " + std::to_string(*w.exit_code) : w.signal_name();
+    const std::string how = w.exit_code ? "exit " + std::to_string(*w.exit_code) : w.signal_name();
     if (w.id.rfind("fetch-", 0) == 0) {
       item.fetch_state = w.state;
       if (w.state == WorkerState::succeeded) {
@@ -180,7 +180,8 @@ int run(const std::string& root_arg, bool use_wait_all) {
     }
   });
 
-  say(std::to_string(items.size()) + " fetches, each followed by an index of what it fetched; job directory " +
+  say(std::to_string(items.size()) +
+      " fetches, each followed by an index of what it fetched; job directory " +
       supervisor.job_dir());
   for (Item& item : items) {
     jobwarden::WorkerSpec spec;
@@ -206,7 +207,8 @@ int run(const std::string& root_arg, bool use_wait_all) {
     // The host's own loop: sleep on the supervisor's descriptor, then poll().
     while (supervisor.active_count() > 0) {
       pollfd fd{supervisor.event_fd(), POLLIN, 0};
-      int wait_ms = -1;  // on Linux the descriptor covers deadlines; next_timeout() is for elsewhere
+      // On Linux the descriptor covers deadlines too; next_timeout() is for elsewhere.
+      int wait_ms = -1;
       if (auto next = supervisor.next_timeout()) wait_ms = static_cast<int>(next->count());
       ::poll(&fd, 1, wait_ms);
       supervisor.poll();  // never blocks: reaps, starts, runs the handlers above
@@ -236,17 +238,17 @@ int run(const std::string& root_arg, bool use_wait_all) {
                 ok ? "" : "   <- not as designed");
   }
   const auto job = supervisor.status();  // read back from the job directory, as any reader would
-  std::size_t designed_workers = 0;  // a fetch per item, an index per fetch that succeeds
+  std::size_t designed_workers = 0;      // a fetch per item, an index per fetch that succeeds
   for (const Item& item : items) designed_workers += item.fetch_fails ? 1 : 2;
   const bool job_ok = job.state == jobwarden::JobState::failed && ran.size() == designed_workers;
   as_designed = as_designed && job_ok;
+  const std::string job_note = job_ok ? ""
+                                      : "   <- designed: failed (gamma's fetch), " +
+                                            std::to_string(designed_workers) + " workers";
   std::printf("job %s: %s, %zu workers%s\n", supervisor.job_id().c_str(),
-              std::string(jobwarden::to_string(job.state)).c_str(), ran.size(),
-              job_ok ? "" : ("   <- designed: failed (gamma's fetch), " +
-                             std::to_string(designed_workers) + " workers").c_str());
-  std::printf("%s\n", as_designed
-                          ? "Stage 2 ran for exactly the items whose stage 1 succeeded, as designed."
-                          : "Something did not happen as designed.");
+              std::string(jobwarden::to_string(job.state)).c_str(), ran.size(), job_note.c_str());
+  std::puts(as_designed ? "Stage 2 ran for exactly the items whose stage 1 succeeded, as designed."
+                        : "Something did not happen as designed.");
   return as_designed ? 0 : 1;
 }
 
@@ -266,8 +268,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--wait-all") {
       use_wait_all = true;
     } else {
-      std::fprintf(stderr, "pipeline_stages: unknown argument \"%s\" (usage: pipeline_stages "
-                           "[--root DIR] [--wait-all])\n", arg.c_str());
+      std::fprintf(stderr,
+                   "pipeline_stages: unknown argument \"%s\" (usage: pipeline_stages "
+                   "[--root DIR] [--wait-all])\n",
+                   arg.c_str());
       return 2;
     }
   }

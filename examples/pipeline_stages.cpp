@@ -96,7 +96,7 @@ int run(const std::string& root_arg, bool use_wait_all) {
   options.job_id = "pipeline";
   options.root = root_arg.empty() ? scratch + "/jobs" : root_arg;
   // A follow-on waits its turn like any worker: behind the work submitted
-  // before it (beta's index waits for a slot behind gamma's fetch).
+  // before it (beta's index waits behind delta's fetch, queued from the start).
   options.max_concurrency = 3;
   jobwarden::JobSupervisor<> supervisor(options);
 

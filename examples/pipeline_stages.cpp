@@ -11,7 +11,7 @@
 // lines (handed over by an output handler) are the item's distinct words.
 // Each item moves on as soon as its own fetch ends: a fast item's index runs
 // while slower fetches still do. When the last fetch has ended, and with it
-// the last follow-on been submitted, the handler calls `finish()`: no more
+// the last follow-on has been submitted, the handler calls `finish()`: no more
 // work, so the job's final state is written once everything has ended.
 // (Called earlier, `finish()` would make the handler's later `submit` fail:
 // a finished job takes no more work.)

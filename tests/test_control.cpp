@@ -4,6 +4,7 @@
 // SIGCONT), with the timeout and stall clocks standing still while paused;
 // a stop of a paused worker resumes it first.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -373,15 +374,27 @@ TEST_CASE("the stall clock stands still while a worker is paused") {
   options.root = dir / "jobs";
   options.job_id = "stalling";
   JobSupervisor<> supervisor(options);
-  auto spec = quiet({"/bin/sh", "-c", "while :; do sleep 0.05; done"});  // never reports: it stalls
+  // One heartbeat a while after its start, then silence: it stalls a second after that heartbeat, not counting the pause.
+  auto spec = quiet({"/bin/sh", "-c",
+                     "sleep 0.4; echo '{\"schema_version\":1}' > \"$JOBWARDEN_STATUS_FILE\"; "
+                     "while :; do sleep 0.05; done"});
   spec.stall_timeout = 1s;
   spec.grace_period = 5s;
-  const auto submitted = std::chrono::steady_clock::now();
   auto id = supervisor.submit(spec);
   jwtest::KillOnExit guard;
   guard.watch(supervisor.info(id).pid);
+  const std::string status_file = supervisor.job_dir() + "/workers/" + id + ".status.json";
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (jwtest::read_file(status_file).empty() && std::chrono::steady_clock::now() < until) {
+    supervisor.poll();
+    std::this_thread::sleep_for(5ms);
+  }
+  struct stat st;
+  REQUIRE(::stat(status_file.c_str(), &st) == 0);
+  const auto heartbeat = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
   supervisor.pause(id);
-  const auto paused = std::chrono::steady_clock::now();
+  const auto paused = std::chrono::system_clock::now();
   CHECK_FALSE(supervisor.wait(id, 2s));
   CHECK(supervisor.info(id).state == WorkerState::running);
   const auto resumed = std::chrono::steady_clock::now();
@@ -390,8 +403,9 @@ TEST_CASE("the stall clock stands still while a worker is paused") {
   const auto ended = std::chrono::steady_clock::now();
   auto info = supervisor.info(id);
   CHECK(info.state == WorkerState::stalled);
-  // Its heartbeat aged only while it ran (the wall clock's milliseconds round down: a little slack).
-  CHECK(ended - resumed >= 1s - (paused - submitted) - 20ms);
+  // Its heartbeat aged only while it ran: what was left of the second after
+  // it ran after the resume (a file time's granularity: a little slack).
+  CHECK(ended - resumed >= 1s - (paused - heartbeat) - 20ms);
   CHECK(jwtest::wait_gone(info.pid));
 }
 

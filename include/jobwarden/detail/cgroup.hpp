@@ -11,6 +11,10 @@
 /// (no cgroup2 mount, no permission, old kernel, `JOBWARDEN_PORTABLE`, macOS)
 /// jobwarden falls back to process groups and says so (`cgroups_active()`).
 ///
+/// The same cgroup serves the controls of a running worker: a signal to its
+/// tree reaches the escapees listed in `cgroup.procs` too
+/// (`cgroup_signal_outside_group`), and a pause freezes it (`cgroup_freeze`).
+///
 /// Layout: `<our cgroup>/jobwarden-<pid>-<start time>/w<serial>`. The pid and
 /// start time let a later supervisor prove the owner is dead before it kills
 /// and removes what was left (`reclaim_abandoned`, and recovery, which finds

@@ -369,3 +369,28 @@ TEST_CASE("a job's summary is the same JSON in the aggregated status and in a jo
   listing.summary.reset();
   CHECK(listing.to_json()["summary"].is_null());
 }
+
+TEST_CASE("paused is read from the worker's line for a running worker only: a flag, not a state") {
+  WorkerInfo running = process(WorkerState::running);
+  running.paused = true;
+  auto worker = jobwarden::detail::merge_worker("1", WorkerRecords{&running, t0, nullptr}, live_at(t0 + 1s));
+  CHECK(worker.state == WorkerState::running);
+  CHECK(worker.paused);
+  CHECK(worker.to_json()["paused"] == true);
+  running.paused = false;
+  CHECK_FALSE(jobwarden::detail::merge_worker("1", WorkerRecords{&running, t0, nullptr}, live_at(t0 + 1s)).paused);
+  // A line that says paused and a state that is not running (a crafted or
+  // torn history): not paused. Nor is a worker that reads lost.
+  WorkerInfo ended = process(WorkerState::failed);
+  ended.paused = true;
+  ended.exit_code = 1;
+  ended.ended_at = t0 + 1s;
+  CHECK_FALSE(jobwarden::detail::merge_worker("1", WorkerRecords{&ended, t0, nullptr}, live_at(t0 + 2s)).paused);
+  WorkerFacts dead = live_at(t0 + 2s);
+  dead.supervisor_alive = false;
+  dead.still_runs = false;
+  running.paused = true;
+  auto lost = jobwarden::detail::merge_worker("1", WorkerRecords{&running, t0, nullptr}, dead);
+  CHECK(lost.state == WorkerState::lost);
+  CHECK_FALSE(lost.paused);
+}

@@ -32,6 +32,7 @@ enum class errc {
   no_status_file,       ///< `JOBWARDEN_STATUS_FILE` is not set: the process is not a jobwarden worker
   input_closed,         ///< the worker's stdin is not open for the host (not kept open, closed, or the worker ended)
   unsupported_layout,   ///< a job directory this version does not read: schema 1 (`job.json`, a directory per worker), or a journal naming another schema version
+  worker_not_running,   ///< a control (signal, pause, resume) for a worker that is not running: pending, ended, or already reaped
 };
 
 namespace detail {
@@ -60,6 +61,7 @@ class error_category_impl final : public std::error_category {
       case errc::unsupported_layout:
         return "job directory of an older or newer jobwarden (schema 1's job.json, or a journal of another "
                "schema version); read it with the version that wrote it, or remove it";
+      case errc::worker_not_running: return "the worker is not running";
     }
     return "unknown jobwarden error";
   }

@@ -39,10 +39,10 @@ def job_line(state, updated="2026-12-02T10:00:00.000Z", ended=None, pid=99999999
 
 
 def worker_line(worker_id, state, attempt=1, exit_code=None, ended=None, pid=None, start_time=None, label=None,
-                argv=None):
+                argv=None, paused=False):
     # The writer's field order: "type" and "id" first (job_format.hpp, worker_line_text); "label" last, only
     # when there is one.
-    line = {"type": "worker", "id": worker_id, "attempt": attempt, "state": state, "pid": pid,
+    line = {"type": "worker", "id": worker_id, "attempt": attempt, "state": state, "paused": paused, "pid": pid,
             "process_start_time": start_time, "exit_code": exit_code, "signal": None,
             "core_dumped": False, "error": None, "started_at": "2026-12-02T10:00:01.000Z",
             "ended_at": ended, "updated_at": ended or "2026-12-02T10:00:01.000Z",
@@ -213,6 +213,23 @@ class ReadJob(unittest.TestCase):
         self.assertIn("  failed e (two lines): exit code 3\n", text)
         self.assertIn("  failed d: lost\n", text)
 
+    def test_paused_is_a_flag_of_running_workers_from_the_journal_line(self):
+        # With its supervisor gone, a worker reads running only while its process runs: this one's.
+        with open("/proc/self/stat") as f:
+            own_start = int(f.read().rsplit(")", 1)[1].split()[19])
+        self.write("journal.jsonl", header() + job_line("running") +
+                   worker_line("a", "running", pid=os.getpid(), start_time=own_start, paused=True) +
+                   worker_line("b", "running", pid=5) +
+                   worker_line("c", "failed", exit_code=1, ended="2026-12-02T10:00:02.000Z", paused=True) +
+                   worker_line("d", "running", pid=6, paused="yes"))
+        status = self.read()
+        self.assertEqual([self.worker(status, i)["state"] for i in "abc"], ["running", "lost", "failed"])
+        self.assertEqual([self.worker(status, i)["paused"] for i in "abc"], [True, False, False])
+        # Not true or false: the line is unusable, as the C++ reader says.
+        self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "wrong shape")])
+        self.assertIn("worker d: paused is not true or false", status["errors"][0]["detail"])
+        self.assertFalse(self.worker(status, "d")["paused"])
+
     def test_a_symlinked_journal_is_refused(self):
         target = os.path.join(self.tmp, "elsewhere.jsonl")
         with open(target, "w") as f:
@@ -288,14 +305,15 @@ class JournalLineSchema(unittest.TestCase):
     def test_lines(self):
         good = [header(), job_line("running"), worker_line("1", "pending", attempt=0),
                 worker_line("1", "failed", exit_code=3, ended="2026-12-02T10:00:05.000Z"),
-                worker_line("1", "running", label="repo \"x\"\nline"),
+                worker_line("1", "running", label="repo \"x\"\nline"), worker_line("1", "running", paused=True),
                 '{"type":"from-the-future","x":1}']
         for line in good:
             with self.subTest(line=line):
                 self.assertEqual(list(self.validator.iter_errors(json.loads(line))), [])
         bad = [header(version=1), '{"type":"worker","id":"../x","state":"running"}',
                '{"type":"worker","id":"1","state":"dancing"}', '{"type":"job","job_id":"scan"}', '{"x":1}',
-               worker_line("1", "running", label=7), worker_line("1", "running", label="")]
+               worker_line("1", "running", label=7), worker_line("1", "running", label=""),
+               worker_line("1", "running", paused="yes")]
         for line in bad:
             with self.subTest(line=line):
                 self.assertNotEqual(list(self.validator.iter_errors(json.loads(line))), [])

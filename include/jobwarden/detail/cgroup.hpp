@@ -11,6 +11,10 @@
 /// (no cgroup2 mount, no permission, old kernel, `JOBWARDEN_PORTABLE`, macOS)
 /// jobwarden falls back to process groups and says so (`cgroups_active()`).
 ///
+/// The same cgroup serves the controls of a running worker: a signal to its
+/// tree reaches the escapees listed in `cgroup.procs` too
+/// (`cgroup_signal_outside_group`), and a pause freezes it (`cgroup_freeze`).
+///
 /// Layout: `<our cgroup>/jobwarden-<pid>-<start time>/w<serial>`. The pid and
 /// start time let a later supervisor prove the owner is dead before it kills
 /// and removes what was left (`reclaim_abandoned`, and recovery, which finds
@@ -34,6 +38,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "jobwarden/detail/platform.hpp"
@@ -58,6 +63,73 @@ inline bool write_control(const char* path, const char* text) {
 inline bool cgroup_kill(const std::string& dir) {
   if (dir.empty()) return false;
   return write_control((dir + "/cgroup.kill").c_str(), "1");
+}
+
+/// The pids listed in the cgroup at `dir`'s `cgroup.procs` (empty when it
+/// cannot be read).
+inline std::vector<int> cgroup_pids(const std::string& dir) {
+  std::vector<int> pids;
+  if (dir.empty()) return pids;
+  std::ifstream procs(dir + "/cgroup.procs");
+  int pid = 0;
+  while (procs >> pid) pids.push_back(pid);
+  return pids;
+}
+
+/// Whether process `pid` is in the cgroup at `dir`.
+inline bool cgroup_holds(const std::string& dir, int pid) {
+  for (int member : cgroup_pids(dir)) {
+    if (member == pid) return true;
+  }
+  return false;
+}
+
+/// Freezes (`frozen`) or thaws the cgroup at `dir` through `cgroup.freeze`
+/// (Linux 5.2): every process in it, escapees included, stops being
+/// scheduled, and nothing inside can undo it. SIGKILL still works on a frozen
+/// process. False when it cannot be written (no such file, no permission).
+inline bool cgroup_freeze(const std::string& dir, bool frozen) {
+  if (dir.empty()) return false;
+  return write_control((dir + "/cgroup.freeze").c_str(), frozen ? "1" : "0");
+}
+
+/// Sends `sig` to every process in the cgroup at `dir` that is not in
+/// process group `pgid` (which the caller signals as a group): the worker's
+/// `setsid` escapees. Each process is pinned by a pidfd before its
+/// membership is checked, so a pid that was reused meanwhile is never
+/// signalled; the listing is read again until it shows nobody new (a process
+/// forked meanwhile), a bounded number of times. Returns how many were
+/// signalled. Linux only (no-op elsewhere).
+inline int cgroup_signal_outside_group(const std::string& dir, int pgid, int sig) {
+  int sent = 0;
+#if JOBWARDEN_LINUX_FAST_PATH
+  if (dir.empty() || !features().pidfd) return 0;
+  std::vector<int> done;
+  for (int round = 0; round < 8; ++round) {
+    bool fresh = false;
+    for (int pid : cgroup_pids(dir)) {
+      if (pid <= 1 || std::find(done.begin(), done.end(), pid) != done.end()) continue;
+      done.push_back(pid);
+      fresh = true;
+      int pidfd = sys_pidfd_open(pid);
+      if (pidfd < 0) continue;  // gone already
+      // While the pidfd's process lives (or is a zombie), `pid` is its pid:
+      // what is read about `pid` now is about it, and if it is gone by the
+      // time of the signal, the signal fails harmlessly.
+      const pid_t group = ::getpgid(pid);
+      if (group != pgid && cgroup_holds(dir, pid)) {
+        if (sys_pidfd_send_signal(pidfd, sig) == 0) ++sent;
+      }
+      ::close(pidfd);
+    }
+    if (!fresh) break;
+  }
+#else
+  (void)dir;
+  (void)pgid;
+  (void)sig;
+#endif
+  return sent;
 }
 
 /// Whether the cgroup at `dir` still holds a process (true when unsure).
@@ -229,14 +301,18 @@ class CgroupTree {
 
   /// A worker ended: an empty cgroup goes back to the pool; one with
   /// processes left (escapees) is killed and removed (retried by
-  /// `collect_garbage` while they die), never reused.
-  void retire(long serial) {
+  /// `collect_garbage` while they die), never reused. Nor is one that was
+  /// `killed` (its `cgroup.kill` written): some kernels (seen on 6.18) kill
+  /// every process later started into such a cgroup by
+  /// clone3(CLONE_INTO_CGROUP), as if the kill were still under way.
+  void retire(long serial, bool killed = false) {
     if (serial < 0 || !active()) return;
     std::string dir = dir_of(static_cast<unsigned long>(serial));
-    if (!cgroup_populated(dir)) {
+    if (!killed && !cgroup_populated(dir)) {
       idle_.push_back(static_cast<unsigned long>(serial));
       return;
     }
+    if (::rmdir(dir.c_str()) == 0 || errno != EBUSY) return;
     cgroup_kill(dir);
     if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
   }
@@ -244,17 +320,17 @@ class CgroupTree {
   /// `retire`, deferred to the next `settle` (or `create`, or `close`): the
   /// check costs a read of cgroup.events, which can wait until the host has
   /// heard of the exit.
-  void retire_later(long serial) {
+  void retire_later(long serial, bool killed = false) {
     if (serial < 0 || !active()) return;
-    retiring_.push_back(serial);
+    retiring_.push_back({serial, killed});
   }
 
   /// Retires what `retire_later` deferred.
   void settle() {
     if (retiring_.empty()) return;
-    std::vector<long> due;
+    std::vector<std::pair<long, bool>> due;
     due.swap(retiring_);
-    for (long serial : due) retire(serial);
+    for (const auto& [serial, killed] : due) retire(serial, killed);
   }
 
   /// Retries removing cgroups whose processes were still dying.
@@ -355,7 +431,7 @@ class CgroupTree {
   std::string parent_;
   std::vector<std::string> dying_;
   std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
-  std::vector<long> retiring_;       // cgroups of reaped workers, not yet checked
+  std::vector<std::pair<long, bool>> retiring_;  // cgroups of reaped workers (and whether killed), not yet checked
   unsigned long next_serial_ = 0;
 };
 

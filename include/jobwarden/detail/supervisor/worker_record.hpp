@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -40,12 +41,20 @@ struct WorkerRecord {
   int earlier_attempts = 0;  // attempts of earlier runs (a resumed job's): restarts count from there
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
+  bool tree_killed = false;  // the host sent SIGKILL to its tree (JobSupervisor::signal)
   std::optional<WorkerState> stop_reason;  // why we began stopping it
   std::optional<TimePoint> deadline;       // timeout
   std::optional<TimePoint> kill_at;        // end of the grace period
   std::optional<TimePoint> restart_at;     // a restart is scheduled for then
   std::optional<TimePoint> stall_check_at;  // when to look at its heartbeat next
   std::deque<TimePoint> restart_times;     // recent restarts, for the rate limit
+  // Paused by the host (info.paused; worker_pause.hpp).
+  std::optional<TimePoint> paused_at;      // when, on the supervisor's clock (the deadlines' shift)
+  std::chrono::system_clock::time_point paused_wall{};  // when, on the wall clock (the heartbeat's shift)
+  bool frozen = false;  // paused through its cgroup's cgroup.freeze (else SIGSTOP to its tree)
+  /// The heartbeat counts as no older than this: a resume moves the last
+  /// sign of life later by the time paused (the stall clock stood still).
+  std::optional<std::chrono::system_clock::time_point> heartbeat_floor;
 };
 
 /// A worker whose exit was noted but whose zombie and pidfd wait for

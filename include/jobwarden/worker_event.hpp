@@ -17,6 +17,7 @@ enum class EventKind {
   killed,          ///< the grace period ran out; SIGKILL went to its tree
   restarting,      ///< it ended and will start again after a backoff (`WorkerInfo::state` is pending)
   exited,          ///< it reached a terminal state (including spawn_failed)
+  warned,          ///< its `WorkerSpec::warning` signal went out, some time before its deadline
 };
 
 /// The name of an event kind (`"timed_out"`).
@@ -28,6 +29,7 @@ constexpr std::string_view to_string(EventKind kind) noexcept {
     case EventKind::killed: return "killed";
     case EventKind::restarting: return "restarting";
     case EventKind::exited: return "exited";
+    case EventKind::warned: return "warned";
   }
   return "unknown";
 }

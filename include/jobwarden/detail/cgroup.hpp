@@ -31,8 +31,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,49 @@ inline bool cgroup_populated(const std::string& dir) {
   if (n <= 0) return true;
   buffer[n] = '\0';
   return std::strstr(buffer, "populated 0") == nullptr;
+}
+
+/// The CPU time every process of a cgroup has used, living or gone
+/// (`cpu.stat`, there with or without the cpu controller).
+struct CgroupCpu {
+  std::chrono::microseconds user{0};
+  std::chrono::microseconds system{0};
+};
+
+/// Reads `user_usec` and `system_usec` from the cgroup at `dir`'s `cpu.stat`;
+/// nothing for an empty path, or a file that is missing or lacks either.
+inline std::optional<CgroupCpu> read_cgroup_cpu(const std::string& dir) {
+  if (dir.empty()) return std::nullopt;
+  int fd = ::open((dir + "/cpu.stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buffer[1024];  // six lines of "name number" (more with the cpu controller: the first ones suffice)
+  ssize_t n;
+  do {
+    n = ::read(fd, buffer, sizeof buffer - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buffer[n] = '\0';
+  auto field = [&buffer](const char* name) -> std::optional<long long> {
+    const std::size_t length = std::strlen(name);
+    for (const char* line = buffer; *line != '\0';) {
+      if (std::strncmp(line, name, length) == 0 && line[length] == ' ') {
+        char* end = nullptr;
+        errno = 0;
+        long long value = std::strtoll(line + length + 1, &end, 10);
+        if (end == line + length + 1 || errno != 0 || value < 0) return std::nullopt;
+        return value;
+      }
+      const char* next = std::strchr(line, '\n');
+      if (next == nullptr) break;
+      line = next + 1;
+    }
+    return std::nullopt;
+  };
+  auto user = field("user_usec");
+  auto system = field("system_usec");
+  if (!user || !system) return std::nullopt;
+  return CgroupCpu{std::chrono::microseconds(*user), std::chrono::microseconds(*system)};
 }
 
 /// Waits until the cgroup at `dir` holds no process, for at most `limit`;

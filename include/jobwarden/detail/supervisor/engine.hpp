@@ -582,7 +582,7 @@ class SupervisorEngine {
         // of it at its next poll().
         finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + s.halt_reason);
       } else {
-        s.queue.push_back(record);
+        s.queue.push(record);
         launchable = take_launchable(s);
         // A worker that starts right now is recorded as running in a moment;
         // a "pending" line first would cost a write for nothing.
@@ -613,7 +613,7 @@ class SupervisorEngine {
       }
       Record& record = *it->second;
       if (record.info.state == WorkerState::pending && !record.launching) {
-        s.queue.erase(std::remove(s.queue.begin(), s.queue.end(), &record), s.queue.end());
+        s.queue.erase(&record);
         s.restarting.erase(std::remove(s.restarting.begin(), s.restarting.end(), &record),
                            s.restarting.end());
         record.restart_at.reset();
@@ -686,7 +686,8 @@ class SupervisorEngine {
     record.guard_slot = -1;
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
-    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib, std::nullopt, std::nullopt};
+    add_tree_cpu(record);  // before its cgroup is retired (and reused)
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
@@ -758,6 +759,18 @@ class SupervisorEngine {
     return true;
   }
 
+  /// The CPU time of the attempt's whole tree: its cgroup's `cpu.stat` now,
+  /// less what it said when the attempt began (cgroups are reused).
+  static void add_tree_cpu(Record& record) {
+    auto base = std::move(record.tree_cpu_base);
+    record.tree_cpu_base.reset();
+    if (!base) return;
+    auto now = read_cgroup_cpu(record.context.cgroup_dir);
+    if (!now || now->user < base->user || now->system < base->system) return;
+    record.info.usage.tree_user_cpu = now->user - base->user;
+    record.info.usage.tree_system_cpu = now->system - base->system;
+  }
+
   static std::string append_note(const std::string& error, const std::string& note) {
     return error.empty() ? note : error + "; " + note;
   }
@@ -782,7 +795,10 @@ class SupervisorEngine {
       record.context.attempt = record.info.attempt;
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
       record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
+      record.warned = false;
     }
+    // What a reused cgroup has counted so far (outside the lock: only launch touches it now).
+    record.tree_cpu_base = read_cgroup_cpu(record.context.cgroup_dir);
     std::string error;
     SpawnPlan plan = make_plan(s, record, error);
     SpawnOutcome outcome;

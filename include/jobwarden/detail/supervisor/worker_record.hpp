@@ -8,10 +8,12 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 
+#include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/input_feeder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
@@ -46,6 +48,9 @@ struct WorkerRecord {
   std::optional<TimePoint> restart_at;     // a restart is scheduled for then
   std::optional<TimePoint> stall_check_at;  // when to look at its heartbeat next
   std::deque<TimePoint> restart_times;     // recent restarts, for the rate limit
+  bool warned = false;  // this attempt's deadline warning went out (its time follows `deadline`)
+  std::uint64_t queue_seq = 0;  // its place among equal priorities in the queue (0: never queued)
+  std::optional<CgroupCpu> tree_cpu_base;  // its cgroup's cpu.stat when this attempt began
 };
 
 /// A worker whose exit was noted but whose zombie and pidfd wait for

@@ -305,6 +305,12 @@ TEST_CASE("a worker's whole tree's CPU time counts a child its main process neve
   CHECK(worker->usage->tree_system_cpu == info.usage.tree_system_cpu);
   auto json = worker->to_json();
   CHECK(json["usage"]["tree_user_cpu_seconds"].get<double>() == Approx(seconds(*info.usage.tree_user_cpu)));
+  // The next worker in that cgroup counts from where the burner's count ended.
+  auto after = supervisor.submit(quiet({"/bin/true"}));
+  REQUIRE(supervisor.wait(after, 60s));
+  auto small = supervisor.info(after).usage;
+  REQUIRE(small.tree_user_cpu);
+  CHECK(seconds(*small.tree_user_cpu + *small.tree_system_cpu) < 0.15);
 }
 
 TEST_CASE("without a cgroup a worker's tree CPU time is unknown, and null in its records") {

@@ -256,30 +256,46 @@ class CgroupTree {
   /// inactive or refused (the worker then runs without one: it is never a
   /// reason not to run). Cgroups of finished workers are reused: joining a
   /// fresh cgroup costs the kernel far more than joining a used one.
-  std::string create(long& serial) {
+  /// `counted` is what its `cpu.stat` had counted when handed out: zero for
+  /// a fresh cgroup, the last worker's final figure (given to `retire`) for a
+  /// reused one, unset when unknown — a read of `cpu.stat` costs tens of
+  /// microseconds, so a worker's CPU is read once, at its end.
+  std::string create(long& serial, std::optional<CgroupCpu>& counted) {
     serial = -1;
+    counted.reset();
     if (!active()) return {};
     settle();
     if (!idle_.empty()) {
-      serial = static_cast<long>(idle_.back());
+      serial = static_cast<long>(idle_.back().serial);
+      counted = idle_.back().counted;
       idle_.pop_back();
       return dir_of(static_cast<unsigned long>(serial));
     }
     unsigned long fresh = next_serial_++;
     std::string dir = dir_of(fresh);
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return {};
+    if (::mkdir(dir.c_str(), 0755) == 0) {
+      counted = CgroupCpu{};  // a new cgroup has counted nothing
+    } else if (errno != EEXIST) {
+      return {};
+    }
     serial = static_cast<long>(fresh);
     return dir;
   }
 
-  /// A worker ended: an empty cgroup goes back to the pool; one with
-  /// processes left (escapees) is killed and removed (retried by
-  /// `collect_garbage` while they die), never reused.
-  void retire(long serial) {
+  std::string create(long& serial) {
+    std::optional<CgroupCpu> ignored;
+    return create(serial, ignored);
+  }
+
+  /// A worker ended: an empty cgroup goes back to the pool (with `counted`,
+  /// its `cpu.stat` at the worker's end, if read); one with processes left
+  /// (escapees) is killed and removed (retried by `collect_garbage` while
+  /// they die), never reused.
+  void retire(long serial, std::optional<CgroupCpu> counted = std::nullopt) {
     if (serial < 0 || !active()) return;
     std::string dir = dir_of(static_cast<unsigned long>(serial));
     if (!cgroup_populated(dir)) {
-      idle_.push_back(static_cast<unsigned long>(serial));
+      idle_.push_back({static_cast<unsigned long>(serial), counted});
       return;
     }
     cgroup_kill(dir);
@@ -289,17 +305,17 @@ class CgroupTree {
   /// `retire`, deferred to the next `settle` (or `create`, or `close`): the
   /// check costs a read of cgroup.events, which can wait until the host has
   /// heard of the exit.
-  void retire_later(long serial) {
+  void retire_later(long serial, std::optional<CgroupCpu> counted = std::nullopt) {
     if (serial < 0 || !active()) return;
-    retiring_.push_back(serial);
+    retiring_.push_back({static_cast<unsigned long>(serial), counted});
   }
 
   /// Retires what `retire_later` deferred.
   void settle() {
     if (retiring_.empty()) return;
-    std::vector<long> due;
+    std::vector<Pooled> due;
     due.swap(retiring_);
-    for (long serial : due) retire(serial);
+    for (const Pooled& cgroup : due) retire(static_cast<long>(cgroup.serial), cgroup.counted);
   }
 
   /// Retries removing cgroups whose processes were still dying.
@@ -315,7 +331,7 @@ class CgroupTree {
   void close() {
     if (!active()) return;
     settle();
-    for (unsigned long serial : idle_) ::rmdir(dir_of(serial).c_str());
+    for (const Pooled& cgroup : idle_) ::rmdir(dir_of(cgroup.serial).c_str());
     idle_.clear();
     for (int round = 0; round < 200 && !dying_.empty(); ++round) {
       collect_garbage();
@@ -399,8 +415,12 @@ class CgroupTree {
   std::string base_;
   std::string parent_;
   std::vector<std::string> dying_;
-  std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
-  std::vector<long> retiring_;       // cgroups of reaped workers, not yet checked
+  struct Pooled {
+    unsigned long serial;
+    std::optional<CgroupCpu> counted;  // its cpu.stat at its last worker's end
+  };
+  std::vector<Pooled> idle_;      // empty cgroups of finished workers, for reuse
+  std::vector<Pooled> retiring_;  // cgroups of reaped workers, not yet checked
   unsigned long next_serial_ = 0;
 };
 

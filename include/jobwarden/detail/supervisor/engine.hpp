@@ -687,7 +687,7 @@ class SupervisorEngine {
     --s.running;
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib, std::nullopt, std::nullopt};
-    add_tree_cpu(record);  // before its cgroup is retired (and reused)
+    std::optional<CgroupCpu> counted = add_tree_cpu(record);  // before its cgroup is retired (and reused)
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
@@ -712,7 +712,7 @@ class SupervisorEngine {
     s.options.launcher->release(record.info, record.context);
     // Escapees of a finished worker die too, once the events are delivered
     // (reading cgroup.events costs more than everything else here).
-    s.cgroups.retire_later(record.cgroup_serial);
+    s.cgroups.retire_later(record.cgroup_serial, counted);
     record.cgroup_serial = -1;
     record.context.cgroup_dir.clear();
     if (maybe_restart(s, record, final_state)) return;
@@ -760,15 +760,16 @@ class SupervisorEngine {
   }
 
   /// The CPU time of the attempt's whole tree: its cgroup's `cpu.stat` now,
-  /// less what it said when the attempt began (cgroups are reused).
-  static void add_tree_cpu(Record& record) {
+  /// less what it had counted when the attempt began (cgroups are reused).
+  /// Returns the figure read, the next attempt's starting point in that cgroup.
+  static std::optional<CgroupCpu> add_tree_cpu(Record& record) {
     auto base = std::move(record.tree_cpu_base);
     record.tree_cpu_base.reset();
-    if (!base) return;
     auto now = read_cgroup_cpu(record.context.cgroup_dir);
-    if (!now || now->user < base->user || now->system < base->system) return;
+    if (!base || !now || now->user < base->user || now->system < base->system) return now;
     record.info.usage.tree_user_cpu = now->user - base->user;
     record.info.usage.tree_system_cpu = now->system - base->system;
+    return now;
   }
 
   static std::string append_note(const std::string& error, const std::string& note) {
@@ -794,11 +795,12 @@ class SupervisorEngine {
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
-      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
+      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial, record.tree_cpu_base);
       record.warned = false;
     }
-    // What a reused cgroup has counted so far (outside the lock: only launch touches it now).
-    record.tree_cpu_base = read_cgroup_cpu(record.context.cgroup_dir);
+    // What a reused cgroup whose last figure is unknown has counted so far
+    // (outside the lock: only launch touches the record now).
+    if (!record.tree_cpu_base) record.tree_cpu_base = read_cgroup_cpu(record.context.cgroup_dir);
     std::string error;
     SpawnPlan plan = make_plan(s, record, error);
     SpawnOutcome outcome;

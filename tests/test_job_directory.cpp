@@ -401,7 +401,17 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
         expected["ended_at"] = updated_text;
         expected["usage"] = {{"user_cpu_seconds", std::chrono::duration<double>(info.usage.user_cpu).count()},
                              {"system_cpu_seconds", std::chrono::duration<double>(info.usage.system_cpu).count()},
-                             {"max_rss_kib", 123456789012LL}};
+                             {"max_rss_kib", 123456789012LL},
+                             {"tree_user_cpu_seconds", nullptr},
+                             {"tree_system_cpu_seconds", nullptr}};
+        // The whole tree's CPU: null without a cgroup (every other text), else seconds.
+        static int tree_turn = 0;
+        if (++tree_turn % 2 == 0) {
+          info.usage.tree_user_cpu = std::chrono::microseconds(4049);
+          info.usage.tree_system_cpu = std::chrono::microseconds(12'000'011);
+          expected["usage"]["tree_user_cpu_seconds"] = 0.004049;
+          expected["usage"]["tree_system_cpu_seconds"] = 12.000011;
+        }
       }
       // The CPU seconds: nlohmann writes tiny values in exponent form.
       if (shape == 2) {
@@ -430,6 +440,8 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
       CHECK(back.paused == info.paused);
       CHECK(back.usage.user_cpu == info.usage.user_cpu);
       CHECK(back.usage.system_cpu == info.usage.system_cpu);
+      CHECK(back.usage.tree_user_cpu == info.usage.tree_user_cpu);
+      CHECK(back.usage.tree_system_cpu == info.usage.tree_system_cpu);
       CHECK(back_updated == updated);
     }
   }
@@ -447,16 +459,46 @@ TEST_CASE("every CPU time in microseconds reads back from a worker line as writt
   for (long long micros = 0; micros < 200'000; micros += 7) {
     info.usage.user_cpu = std::chrono::microseconds(micros);
     info.usage.system_cpu = std::chrono::microseconds(micros * 1000 + 49);
+    info.usage.tree_user_cpu = std::chrono::microseconds(micros * 3 + 1);
+    info.usage.tree_system_cpu = std::chrono::microseconds(micros * 1000 + 4049);
     auto parsed = nlohmann::json::parse(jobwarden::detail::worker_line_text(info, now));
     jobwarden::WorkerInfo back;
     std::optional<std::chrono::system_clock::time_point> updated;
     std::string problem;
     REQUIRE(jobwarden::detail::worker_line_from_json(parsed, back, updated, problem));
-    if (back.usage.user_cpu != info.usage.user_cpu || back.usage.system_cpu != info.usage.system_cpu) {
+    if (back.usage.user_cpu != info.usage.user_cpu || back.usage.system_cpu != info.usage.system_cpu ||
+        back.usage.tree_user_cpu != info.usage.tree_user_cpu ||
+        back.usage.tree_system_cpu != info.usage.tree_system_cpu) {
       if (++mismatches < 5) UNSCOPED_INFO("differs at " << micros << " us: " << parsed["usage"].dump());
     }
   }
   CHECK(mismatches == 0);
+}
+
+TEST_CASE("a worker line's tree CPU reads back unset when null or absent (older lines), and a bad one is refused") {
+  auto read = [](const std::string& usage, jobwarden::WorkerInfo& back, std::string& problem) {
+    auto parsed = nlohmann::json::parse(
+        R"({"type":"worker","id":"w","attempt":1,"state":"succeeded","ended_at":"2026-11-18T11:06:40.123Z","usage":)" +
+        usage + "}");
+    std::optional<std::chrono::system_clock::time_point> updated;
+    return jobwarden::detail::worker_line_from_json(parsed, back, updated, problem);
+  };
+  jobwarden::WorkerInfo back;
+  std::string problem;
+  REQUIRE(read(R"({"max_rss_kib":1,"system_cpu_seconds":0.5,"user_cpu_seconds":0.25})", back, problem));
+  CHECK(back.usage.user_cpu == std::chrono::microseconds(250'000));
+  CHECK_FALSE(back.usage.tree_user_cpu);
+  CHECK_FALSE(back.usage.tree_system_cpu);
+  back = {};
+  REQUIRE(read(R"({"system_cpu_seconds":0.5,"tree_system_cpu_seconds":null,"tree_user_cpu_seconds":null})", back, problem));
+  CHECK_FALSE(back.usage.tree_user_cpu);
+  back = {};
+  REQUIRE(read(R"({"tree_system_cpu_seconds":0.004049,"tree_user_cpu_seconds":1.5})", back, problem));
+  CHECK(back.usage.tree_system_cpu == std::chrono::microseconds(4049));
+  CHECK(back.usage.tree_user_cpu == std::chrono::microseconds(1'500'000));
+  back = {};
+  CHECK_FALSE(read(R"({"tree_user_cpu_seconds":"lots"})", back, problem));
+  CHECK(problem.find("tree_user_cpu_seconds") != std::string::npos);
 }
 
 TEST_CASE("stop.request's text is the JSON job control always wrote, and its grace reads back") {

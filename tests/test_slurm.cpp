@@ -933,3 +933,72 @@ TEST_CASE("with a job directory a program missing on the node ends spawn_failed"
   CHECK(info.error.find("No such file or directory") != std::string::npos);
   CHECK_FALSE(info.exit_code);
 }
+
+TEST_CASE("a warning reaches a Slurm task with scancel --signal and never cancels a queued job") {
+  // No cluster needed: the stand-in scancel records its arguments. Only the
+  // worker's stop signal (or SIGKILL) also cancels a job still queued.
+  jwtest::TempDir dir;
+  SlurmOptions slurm = fake_slurm(dir);
+  slurm.orphan_guard = false;
+  auto scancel_calls = [&](int sig) {
+    std::string name;
+    {
+      SlurmLauncher launcher(slurm);
+      WorkerSpec spec;
+      spec.argv = {"/bin/true"};
+      spec.stderr_spec = OutputSpec::discard();
+      spec.stop_signal = SIGINT;
+      jobwarden::LaunchPlan plan;
+      plan.argv = spec.argv;
+      jobwarden::LaunchContext context;
+      context.job_id = "job";
+      context.worker_id = "w";
+      context.stderr_spec = spec.stderr_spec;
+      std::string error;
+      REQUIRE_FALSE(launcher.prepare(plan, spec, context, error));
+      name = "--name=" + launcher.job_name(context);
+      jobwarden::WorkerInfo worker;
+      worker.id = "w";
+      worker.pid = 999'999;  // never signalled: scancel is there
+      launcher.signal_tree(worker, sig, context);
+    }  // the destructor waits for the scancel calls in flight
+    std::vector<std::string> lines;
+    std::istringstream log(jwtest::read_file(dir / "scancel.log"));
+    for (std::string line; std::getline(log, line);) {
+      auto at = line.find(name);
+      lines.push_back(at == std::string::npos ? line : line.replace(at, name.size(), "NAME"));
+    }
+    std::sort(lines.begin(), lines.end());
+    std::filesystem::remove(dir / "scancel.log");
+    return lines;
+  };
+  CHECK(scancel_calls(SIGUSR1) == std::vector<std::string>{"--signal=" + std::to_string(SIGUSR1) + " --state=RUNNING NAME"});
+  CHECK(scancel_calls(SIGTERM) == std::vector<std::string>{"--signal=" + std::to_string(SIGTERM) + " --state=RUNNING NAME"});
+  CHECK(scancel_calls(SIGINT) == std::vector<std::string>{"--signal=" + std::to_string(SIGINT) + " --state=RUNNING NAME",
+                                                          "--state=PENDING NAME"});
+}
+
+TEST_CASE("a Slurm worker gets its warning before its deadline and then times out") {
+  REQUIRE_SLURM_OR_SKIP();
+  jwtest::TempDir dir;
+  auto job = unique_job_id("warn");
+  JobSupervisor<> supervisor(slurm_supervisor(job));
+  auto spec = quiet({"/bin/sh", "-c",
+                     "trap 'echo warned >> " + (dir / "warned") + "' USR1; echo $$ > " + (dir / "w.task") +
+                         "; while :; do sleep 0.05; done"});
+  spec.timeout = 8s;
+  spec.warning = jobwarden::DeadlineWarning{SIGUSR1, 4s};
+  spec.grace_period = 5s;
+  std::vector<EventKind> kinds;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& e) { kinds.push_back(e.kind); });
+  auto id = supervisor.submit(spec);
+  int task = jwtest::read_pid_file(dir / "w.task", 30s);
+  jwtest::KillOnExit guard_task;
+  guard_task.watch(task);
+  REQUIRE(supervisor.wait(id, 60s));
+  CHECK(supervisor.info(id).state == WorkerState::timed_out);
+  CHECK(std::count(kinds.begin(), kinds.end(), EventKind::warned) == 1);
+  CHECK(jwtest::read_file(dir / "warned") == "warned\n");
+  CHECK(jwtest::wait_gone(task, 10s));
+  CHECK(wait_no_jobs(job));
+}

@@ -134,6 +134,9 @@ options:
   --label TEXT          the label of the worker of -- CMD
   --jobs N              run at most N workers at once (default: CPU count)
   --timeout DUR         stop a worker that runs longer (timed_out)
+  --warn SIG@DUR        send SIG to each worker DUR before its --timeout, once
+                        per attempt, if it still runs then (USR1@10s: time
+                        to save partial results before the stop signal)
   --grace DUR           time between the stop signal and SIGKILL (default 10s)
   --stop-signal SIG     signal that begins a stop (default SIGTERM)
   --stall DUR           stop a worker whose last report is older (stalled)
@@ -335,6 +338,36 @@ std::optional<milliseconds> duration_option(const Arguments& args, const std::st
                                  printable("\"" + *text + "\"")));
   }
   return value;
+}
+
+/// Parses `--warn SIG@DUR` (`USR1@10s`): signal SIG to each worker DUR
+/// before its timeout, which must be given (`timeout`) and longer than DUR.
+jobwarden::DeadlineWarning warning_option(const std::string& text, milliseconds timeout) {
+  const std::size_t at = text.find('@');
+  if (at == std::string::npos) {
+    throw UsageError(fmt::format("--warn: expected SIG@DUR (e.g. USR1@10s), not {}",
+                                 printable("\"" + text.substr(0, 160) + "\"")));
+  }
+  jobwarden::DeadlineWarning warning;
+  const std::string signal_text = text.substr(0, at), before_text = text.substr(at + 1);
+  auto signal_number = jobwarden::signal_from_string(signal_text);
+  if (!signal_number) throw UsageError("--warn: unknown signal " + printable("\"" + signal_text.substr(0, 160) + "\""));
+  if (*signal_number == SIGKILL || *signal_number == SIGSTOP) {
+    throw UsageError("--warn: " + jobwarden::signal_name(*signal_number) + " cannot be caught: a warning must be a signal the worker can handle");
+  }
+  warning.signal = *signal_number;
+  std::error_code ec;
+  warning.before = jobwarden::parse_duration(before_text, ec);
+  if (ec) {
+    throw UsageError(fmt::format("--warn: invalid duration {} (expected e.g. 500ms, 30s, 5m, 1h or plain seconds)",
+                                 printable("\"" + before_text.substr(0, 160) + "\"")));
+  }
+  if (timeout.count() <= 0) throw UsageError("--warn needs --timeout: the warning comes that long before it");
+  if (warning.before.count() <= 0 || warning.before >= timeout) {
+    throw UsageError(fmt::format("--warn: {} must be more than 0 and less than --timeout ({})",
+                                 printable(before_text.substr(0, 160)), jobwarden::format_duration(timeout)));
+  }
+  return warning;
 }
 
 /// An error reading job `job` under `root`, as the one line a user needs.
@@ -852,6 +885,7 @@ RunPlan plan_run(const Arguments& args) {
     }
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
+  if (auto text = args.value("warn")) base.warning = warning_option(*text, base.timeout);
   if (auto text = args.value("halt")) {
     std::string error;
     auto policy = jobwarden::parse_halt(*text, error);
@@ -1542,7 +1576,7 @@ const std::vector<Command>& commands() {
       {"run",
        run_help,
        {root_option, job_option, {"commands", true}, {"jobs", true}, {"timeout", true}, {"grace", true},
-        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true},
+        {"stop-signal", true}, {"stall", true}, {"restart", true}, {"max-restarts", true}, {"halt", true}, {"warn", true},
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
         {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
         {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true},

@@ -187,6 +187,11 @@ def string_or_none(value):
     return value if isinstance(value, str) else None
 
 
+def optional_float(value):
+    """A number field that may be absent or null (None then)."""
+    return None if value is None else float(value)
+
+
 class JournalFold:
     """The fold of a journal: its header, the job's latest usable record, and
     each worker's latest line (the last line of a worker wins, even when it
@@ -587,7 +592,10 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
         if worker["ended_at"] and isinstance(usage, dict):
             worker["usage"] = {"user_cpu_seconds": float(usage.get("user_cpu_seconds") or 0),
                                "system_cpu_seconds": float(usage.get("system_cpu_seconds") or 0),
-                               "max_rss_kib": int(usage.get("max_rss_kib") or 0)}
+                               "max_rss_kib": int(usage.get("max_rss_kib") or 0),
+                               # The whole tree's, from the worker's cgroup: null without one.
+                               "tree_user_cpu_seconds": optional_float(usage.get("tree_user_cpu_seconds")),
+                               "tree_system_cpu_seconds": optional_float(usage.get("tree_system_cpu_seconds"))}
         times += [parse_time(process.get(k)) for k in ("updated_at", "started_at", "ended_at")]
         sign_of_life.append(parse_time(process.get("started_at")))
     if status:

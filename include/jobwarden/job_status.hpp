@@ -107,11 +107,16 @@ struct WorkerStatus {
   /// The worker object of the aggregated JSON (docs/contract.md) (plus `reported_state`,
   /// `seq`, `usage`, `stdout_log`, `stderr_log`, `stderr_tail`, `argv`, `label` and `paused`).
   nlohmann::json to_json() const {
+    auto tree_seconds = [](const std::optional<std::chrono::microseconds>& cpu) {
+      return cpu ? nlohmann::json(std::chrono::duration<double>(*cpu).count()) : nlohmann::json(nullptr);
+    };
     nlohmann::json usage_json = nullptr;
     if (usage) {
       usage_json = {{"user_cpu_seconds", std::chrono::duration<double>(usage->user_cpu).count()},
                     {"system_cpu_seconds", std::chrono::duration<double>(usage->system_cpu).count()},
-                    {"max_rss_kib", usage->max_rss_kib}};
+                    {"max_rss_kib", usage->max_rss_kib},
+                    {"tree_user_cpu_seconds", tree_seconds(usage->tree_user_cpu)},
+                    {"tree_system_cpu_seconds", tree_seconds(usage->tree_system_cpu)}};
     }
     return {{"id", id},
             {"state", std::string(to_string(state))},

@@ -31,6 +31,12 @@
 ///   `ProctrackType=proctrack/cgroup` the signal reaches every process of the
 ///   task, grandchildren that escaped with setsid included. A job still
 ///   queued is simply cancelled: nothing of it ran.
+/// - The warning before the deadline (`WorkerSpec::warning`) takes the same
+///   path, `scancel --signal=<sig> --state=RUNNING`, sent by the supervisor
+///   at `deadline - before` — not srun's own `--signal=SIG@T`, which counts
+///   from Slurm's time limit (whole minutes, padded: see `time_limit`), may
+///   come up to a minute early by Slurm's own account, and could not follow
+///   a deadline that moves. A job still queued then is left alone.
 /// - The final SIGKILL is `scancel --signal=KILL`; srun then returns once
 ///   the step is gone (Slurm bounds that by KillWait + 2 s), so a reaped
 ///   worker has no process left. If scancel fails or srun outlives
@@ -192,6 +198,7 @@ class SlurmLauncher : public Launcher {
 
     Launch launch;
     launch.job_name = job_name(context);
+    launch.stop_signal = spec.stop_signal;
     // stdin: srun relays its own to the one task, unless the worker has none.
     bool no_input = spec.stdin_spec.kind == InputSpec::Kind::null;
     std::vector<std::string> args{srun,         "--job-name=" + launch.job_name,
@@ -268,8 +275,12 @@ class SlurmLauncher : public Launcher {
     reap_commands();
     std::string name = "--name=" + job_name(context);
     std::string scancel = scancel_path();
+    // A signal that is no stop (the warning before the deadline) only goes
+    // to a running task: it never cancels a queued job nor kills srun.
+    auto launch = launches_.find(key_of(context));
+    const bool stops = sig == SIGKILL || launch == launches_.end() || sig == launch->second.stop_signal;
     if (scancel.empty()) {  // nothing can reach the job: end at least srun (its helper cancels)
-      if (sig != SIGCONT) ::kill(worker.pid, SIGKILL);
+      if (sig != SIGCONT && stops) ::kill(worker.pid, SIGKILL);
       return;
     }
     if (sig == SIGKILL) {
@@ -300,7 +311,7 @@ class SlurmLauncher : public Launcher {
                    std::to_string(patience)});
       return;
     }
-    if (sig != SIGCONT) {
+    if (sig != SIGCONT && stops) {
       // Still queued: nothing of it ran, so no grace is owed; cancel it outright.
       run_command({scancel, "--state=PENDING", name});
     }
@@ -507,6 +518,7 @@ class SlurmLauncher : public Launcher {
     bool tailed = false;        // the worker's info keeps the end of srun's stderr...
     bool tail_of_stdout = false;  // ...in stdout's tail (2>&1)
     bool job_finished = false;  // srun saw the job through: nothing left to cancel
+    int stop_signal = SIGTERM;  // the worker's: any other signal (a warning) stops nothing
   };
 
   /// A stop the supervisor began already named the reason ("timed out

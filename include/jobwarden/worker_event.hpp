@@ -21,6 +21,7 @@ enum class EventKind {
   signalled,       ///< the host sent it a signal (`JobSupervisor::signal`; `WorkerEvent::signal`, `scope`)
   paused,          ///< the host paused it (`JobSupervisor::pause`); its timeout and stall clocks stop
   resumed,         ///< it runs again (`JobSupervisor::resume`, or a stop that thawed it first)
+  warned,          ///< its `WorkerSpec::warning` signal went out, some time before its deadline
 };
 
 /// The name of an event kind (`"timed_out"`).
@@ -35,6 +36,7 @@ constexpr std::string_view to_string(EventKind kind) noexcept {
     case EventKind::signalled: return "signalled";
     case EventKind::paused: return "paused";
     case EventKind::resumed: return "resumed";
+    case EventKind::warned: return "warned";
   }
   return "unknown";
 }

@@ -14,11 +14,19 @@
 
 namespace jobwarden {
 
-/// CPU time and memory a finished worker used (from `wait4`).
+/// CPU time and memory a finished worker used: its main process's (from
+/// `wait4`, which counts the children it waited for too) and, where the
+/// worker has a cgroup, every process of its tree's.
 struct ResourceUsage {
   std::chrono::microseconds user_cpu{0};
   std::chrono::microseconds system_cpu{0};
   long long max_rss_kib = 0;  ///< peak resident set size of the worker's main process
+  /// The CPU time of every process the worker ran, waited for or not
+  /// (daemonized, escaped, still running at its end): its cgroup's
+  /// `cpu.stat` for this attempt. Unset without a cgroup (portable build,
+  /// cgroups unavailable or turned off, a worker that never ran).
+  std::optional<std::chrono::microseconds> tree_user_cpu;
+  std::optional<std::chrono::microseconds> tree_system_cpu;
 };
 
 /// Everything known about one worker: a snapshot, safe to copy and keep.

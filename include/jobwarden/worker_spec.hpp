@@ -163,6 +163,18 @@ struct ResourceLimits {
   std::optional<std::uint64_t> processes;            ///< RLIMIT_NPROC (per user!)
 };
 
+/// A signal sent to a worker some time before its timeout (Slurm's
+/// `--signal=SIG@T`), so that it can save what it has before the stop
+/// sequence begins. Sent to the worker's whole tree, the way the stop signal
+/// is, at most once per attempt, and only if the worker still runs then.
+struct DeadlineWarning {
+  int signal = SIGUSR1;
+  /// How long before the deadline: more than zero and less than the timeout.
+  /// Measured from the deadline as it stands when checked, so a deadline
+  /// that moves (a paused worker's) takes the warning with it.
+  std::chrono::milliseconds before{0};
+};
+
 /// One worker to run. Only `argv` is required.
 ///
 /// ```
@@ -204,6 +216,9 @@ struct WorkerSpec {
   bool stderr_to_stdout = false;
   /// Wall-clock limit from start; zero means none. On expiry: stop sequence, `timed_out`.
   std::chrono::milliseconds timeout{0};
+  /// A signal some time before the timeout (`EventKind::warned`); needs a
+  /// timeout. Unset: none.
+  std::optional<DeadlineWarning> warning;
   /// Signal that begins the stop sequence.
   int stop_signal = SIGTERM;
   /// Time between the stop signal and SIGKILL.
@@ -216,6 +231,11 @@ struct WorkerSpec {
   RestartSpec restart{};
   /// Limits set in the child before exec.
   ResourceLimits limits{};
+  /// Which pending worker starts first when a slot frees: the highest
+  /// priority, and among equal priorities the one submitted first. A restart
+  /// waiting out its backoff goes back to its place: its priority, its
+  /// submission order. Never stops a running worker.
+  int priority = 0;
 };
 
 /// The longest `WorkerSpec::label` accepted, in bytes.

@@ -2171,6 +2171,85 @@ class CliTsv(CliTestCase):
                 self.assertEqual(result.stdout, "")
 
 
+class CliWarn(CliTestCase):
+    """`run --warn SIG@DUR`: a signal some time before each worker's --timeout."""
+
+    TRAPS_USR1 = "trap 'echo warned >> $OUT/warned' USR1; while :; do sleep 0.05; done"
+
+    def python_status(self, job):
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python",
+                              "read_job.py")
+        result = subprocess.run([sys.executable, reader, "--root", self.root, "--job", job, "--json"],
+                                capture_output=True, text=True, timeout=PATIENCE)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return json.loads(result.stdout)
+
+    def test_the_warning_comes_before_the_timeout_and_the_worker_then_times_out(self):
+        code, status = self.run_job("warned", "--timeout", "3s", "--warn", "USR1@1500ms", "--grace", "5s",
+                                    command=["/bin/sh", "-c", self.TRAPS_USR1], expect=1)
+        worker = self.worker(status, "1")
+        self.assertEqual(worker["state"], "timed_out")
+        self.assertEqual(self.read_out("warned"), "warned")  # once
+        self.assert_no_processes_left()
+
+    def test_a_worker_that_ends_first_is_never_warned(self):
+        code, status = self.run_job("early", "--timeout", "20s", "--warn", "SIGUSR2@5s",
+                                    command=["/bin/sh", "-c", "trap 'echo warned >> $OUT/warned' USR2; sleep 0.2"],
+                                    expect=0)
+        self.assertEqual(self.worker(status, "1")["state"], "succeeded")
+        self.assertFalse(os.path.exists(os.path.join(self.out, "warned")))
+        self.assert_no_processes_left()
+
+    def test_tree_cpu_is_in_the_status_and_the_python_reader_agrees(self):
+        self.maxDiff = None
+        # The CPU burner is a grandchild the worker's shell never waits for.
+        script = "( (i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; touch $OUT/burnt) & ); " \
+                 "while [ ! -e $OUT/burnt ]; do sleep 0.02; done"
+        for job, options in (("tree", ()), ("flat", ("--no-cgroups",))):
+            with self.subTest(job=job):
+                self.run_job(job, *options, command=["/bin/sh", "-c", script], expect=0)
+                os.unlink(os.path.join(self.out, "burnt"))
+                status = self.status(job)
+                usage = self.worker(status, "1")["usage"]
+                self.assertIn("tree_user_cpu_seconds", usage)
+                self.assertIn("tree_system_cpu_seconds", usage)
+                if job == "flat":
+                    self.assertIsNone(usage["tree_user_cpu_seconds"])
+                    self.assertIsNone(usage["tree_system_cpu_seconds"])
+                elif usage["tree_user_cpu_seconds"] is not None:  # a cgroup: more than the shell's own
+                    self.assertGreater(usage["tree_user_cpu_seconds"] + usage["tree_system_cpu_seconds"],
+                                       usage["user_cpu_seconds"] + usage["system_cpu_seconds"])
+                self.assertEqual(self.python_status(job), status)
+        self.assert_no_processes_left()
+
+    def test_bad_warn_specs_exit_2_with_one_line_and_write_nothing(self):
+        cases = [
+            (["--timeout", "5s", "--warn", "USR1"], "SIG@DUR"),
+            (["--timeout", "5s", "--warn", "NOPE@1s"], "unknown signal"),
+            (["--timeout", "5s", "--warn", "KILL@1s"], "cannot be caught"),
+            (["--timeout", "5s", "--warn", "USR1@soon"], "invalid duration"),
+            (["--timeout", "5s", "--warn", "USR1@0s"], "less than --timeout"),
+            (["--timeout", "5s", "--warn", "USR1@5s"], "less than --timeout"),
+            (["--warn", "USR1@1s"], "needs --timeout"),
+            (["--timeout", "5s", "--warn"], "--warn"),
+        ]
+        for options, named in cases:
+            with self.subTest(options=options):
+                result = self.jw("run", "--root", self.root, "--job", "j", *options, "--", "true")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn("--warn", lines[0])
+                self.assertIn(named, lines[0])
+                self.assertEqual(result.stdout, "")
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+
+    def test_run_help_describes_warn(self):
+        result = self.jw("run", "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("--warn SIG@DUR", result.stdout)
+
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

@@ -79,8 +79,10 @@ class ReadJob(unittest.TestCase):
         self.assertEqual(status["state"], "succeeded")  # the supervisor's verdict
         # Never started, and its supervisor is gone (no lock): lost.
         self.assertEqual([(w["id"], w["state"]) for w in status["workers"]], [("1", "succeeded"), ("2", "lost")])
+        # A line without the whole tree's CPU (an older writer's) reads it as unknown, as C++ does.
         self.assertEqual(self.worker(status, "1")["usage"],
-                         {"user_cpu_seconds": 0.5, "system_cpu_seconds": 0.25, "max_rss_kib": 512})
+                         {"user_cpu_seconds": 0.5, "system_cpu_seconds": 0.25, "max_rss_kib": 512,
+                          "tree_user_cpu_seconds": None, "tree_system_cpu_seconds": None})
         self.assertEqual(status["elapsed_seconds"], 6.0)
         self.assertEqual(status["errors"], [])
 

@@ -13,6 +13,7 @@
 //                     and stderr ("err 1"), one write(2) each, then exit 0
 //   report N MS       report progress i/N every MS ms through WorkerStatusWriter,
 //                     then the result {"count": N}; exit 0
+//   burn MS           spin until this process has used MS ms of CPU, exit 0
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -125,6 +127,16 @@ int main(int argc, char** argv) {
         return 5;
       }
     }
+    return 0;
+  }
+  if (mode == "burn" && argc > 2) {
+    const long long limit_ns = std::atoll(argv[2]) * 1'000'000LL;
+    timespec used{};
+    volatile unsigned long spins = 0;
+    do {
+      for (int i = 0; i < 10000; ++i) spins = spins + 1;
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used);
+    } while (used.tv_sec * 1'000'000'000LL + used.tv_nsec < limit_ns);
     return 0;
   }
   if (mode == "sleep" && argc > 2) {

@@ -35,8 +35,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -142,6 +144,49 @@ inline bool cgroup_populated(const std::string& dir) {
   if (n <= 0) return true;
   buffer[n] = '\0';
   return std::strstr(buffer, "populated 0") == nullptr;
+}
+
+/// The CPU time every process of a cgroup has used, living or gone
+/// (`cpu.stat`, there with or without the cpu controller).
+struct CgroupCpu {
+  std::chrono::microseconds user{0};
+  std::chrono::microseconds system{0};
+};
+
+/// Reads `user_usec` and `system_usec` from the cgroup at `dir`'s `cpu.stat`;
+/// nothing for an empty path, or a file that is missing or lacks either.
+inline std::optional<CgroupCpu> read_cgroup_cpu(const std::string& dir) {
+  if (dir.empty()) return std::nullopt;
+  int fd = ::open((dir + "/cpu.stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buffer[1024];  // six lines of "name number" (more with the cpu controller: the first ones suffice)
+  ssize_t n;
+  do {
+    n = ::read(fd, buffer, sizeof buffer - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buffer[n] = '\0';
+  auto field = [&buffer](const char* name) -> std::optional<long long> {
+    const std::size_t length = std::strlen(name);
+    for (const char* line = buffer; *line != '\0';) {
+      if (std::strncmp(line, name, length) == 0 && line[length] == ' ') {
+        char* end = nullptr;
+        errno = 0;
+        long long value = std::strtoll(line + length + 1, &end, 10);
+        if (end == line + length + 1 || errno != 0 || value < 0) return std::nullopt;
+        return value;
+      }
+      const char* next = std::strchr(line, '\n');
+      if (next == nullptr) break;
+      line = next + 1;
+    }
+    return std::nullopt;
+  };
+  auto user = field("user_usec");
+  auto system = field("system_usec");
+  if (!user || !system) return std::nullopt;
+  return CgroupCpu{std::chrono::microseconds(*user), std::chrono::microseconds(*system)};
 }
 
 /// Waits until the cgroup at `dir` holds no process, for at most `limit`;
@@ -283,33 +328,49 @@ class CgroupTree {
   /// inactive or refused (the worker then runs without one: it is never a
   /// reason not to run). Cgroups of finished workers are reused: joining a
   /// fresh cgroup costs the kernel far more than joining a used one.
-  std::string create(long& serial) {
+  /// `counted` is what its `cpu.stat` had counted when handed out: zero for
+  /// a fresh cgroup, the last worker's final figure (given to `retire`) for a
+  /// reused one, unset when unknown — a read of `cpu.stat` costs tens of
+  /// microseconds, so a worker's CPU is read once, at its end.
+  std::string create(long& serial, std::optional<CgroupCpu>& counted) {
     serial = -1;
+    counted.reset();
     if (!active()) return {};
     settle();
     if (!idle_.empty()) {
-      serial = static_cast<long>(idle_.back());
+      serial = static_cast<long>(idle_.back().serial);
+      counted = idle_.back().counted;
       idle_.pop_back();
       return dir_of(static_cast<unsigned long>(serial));
     }
     unsigned long fresh = next_serial_++;
     std::string dir = dir_of(fresh);
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return {};
+    if (::mkdir(dir.c_str(), 0755) == 0) {
+      counted = CgroupCpu{};  // a new cgroup has counted nothing
+    } else if (errno != EEXIST) {
+      return {};
+    }
     serial = static_cast<long>(fresh);
     return dir;
   }
 
-  /// A worker ended: an empty cgroup goes back to the pool; one with
-  /// processes left (escapees) is killed and removed (retried by
-  /// `collect_garbage` while they die), never reused. Nor is one that was
-  /// `killed` (its `cgroup.kill` written): some kernels (seen on 6.18) kill
-  /// every process later started into such a cgroup by
-  /// clone3(CLONE_INTO_CGROUP), as if the kill were still under way.
-  void retire(long serial, bool killed = false) {
+  std::string create(long& serial) {
+    std::optional<CgroupCpu> ignored;
+    return create(serial, ignored);
+  }
+
+  /// A worker ended: an empty cgroup goes back to the pool (with `counted`,
+  /// its `cpu.stat` at the worker's end, if read); one with processes left
+  /// (escapees) is killed and removed (retried by `collect_garbage` while
+  /// they die), never reused. Nor is one that was `killed` (its `cgroup.kill`
+  /// written): some kernels (seen on 6.18) kill every process later started
+  /// into such a cgroup by clone3(CLONE_INTO_CGROUP), as if the kill were
+  /// still under way.
+  void retire(long serial, bool killed = false, std::optional<CgroupCpu> counted = std::nullopt) {
     if (serial < 0 || !active()) return;
     std::string dir = dir_of(static_cast<unsigned long>(serial));
     if (!killed && !cgroup_populated(dir)) {
-      idle_.push_back(static_cast<unsigned long>(serial));
+      idle_.push_back({static_cast<unsigned long>(serial), counted});
       return;
     }
     if (::rmdir(dir.c_str()) == 0 || errno != EBUSY) return;
@@ -320,17 +381,17 @@ class CgroupTree {
   /// `retire`, deferred to the next `settle` (or `create`, or `close`): the
   /// check costs a read of cgroup.events, which can wait until the host has
   /// heard of the exit.
-  void retire_later(long serial, bool killed = false) {
+  void retire_later(long serial, bool killed = false, std::optional<CgroupCpu> counted = std::nullopt) {
     if (serial < 0 || !active()) return;
-    retiring_.push_back({serial, killed});
+    retiring_.push_back({static_cast<unsigned long>(serial), counted, killed});
   }
 
   /// Retires what `retire_later` deferred.
   void settle() {
     if (retiring_.empty()) return;
-    std::vector<std::pair<long, bool>> due;
+    std::vector<Pooled> due;
     due.swap(retiring_);
-    for (const auto& [serial, killed] : due) retire(serial, killed);
+    for (const Pooled& cgroup : due) retire(static_cast<long>(cgroup.serial), cgroup.killed, cgroup.counted);
   }
 
   /// Retries removing cgroups whose processes were still dying.
@@ -346,7 +407,7 @@ class CgroupTree {
   void close() {
     if (!active()) return;
     settle();
-    for (unsigned long serial : idle_) ::rmdir(dir_of(serial).c_str());
+    for (const Pooled& cgroup : idle_) ::rmdir(dir_of(cgroup.serial).c_str());
     idle_.clear();
     for (int round = 0; round < 200 && !dying_.empty(); ++round) {
       collect_garbage();
@@ -430,8 +491,13 @@ class CgroupTree {
   std::string base_;
   std::string parent_;
   std::vector<std::string> dying_;
-  std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
-  std::vector<std::pair<long, bool>> retiring_;  // cgroups of reaped workers (and whether killed), not yet checked
+  struct Pooled {
+    unsigned long serial;
+    std::optional<CgroupCpu> counted;  // its cpu.stat at its last worker's end
+    bool killed = false;               // retiring_ only: its cgroup.kill was written (never reused)
+  };
+  std::vector<Pooled> idle_;      // empty cgroups of finished workers, for reuse
+  std::vector<Pooled> retiring_;  // cgroups of reaped workers, not yet checked
   unsigned long next_serial_ = 0;
 };
 

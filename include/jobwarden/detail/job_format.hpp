@@ -231,6 +231,12 @@ inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_
     append_integer(out, info.usage.max_rss_kib);
     out += ",\"system_cpu_seconds\":";
     append_seconds(out, info.usage.system_cpu);
+    out += ",\"tree_system_cpu_seconds\":";
+    if (info.usage.tree_system_cpu) append_seconds(out, *info.usage.tree_system_cpu);
+    else out += "null";
+    out += ",\"tree_user_cpu_seconds\":";
+    if (info.usage.tree_user_cpu) append_seconds(out, *info.usage.tree_user_cpu);
+    else out += "null";
     out += ",\"user_cpu_seconds\":";
     append_seconds(out, info.usage.user_cpu);
     out += '}';
@@ -303,6 +309,9 @@ inline bool worker_line_from_json(const nlohmann::json& document, WorkerInfo& in
     info.usage.user_cpu = seconds(numbers.number("user_cpu_seconds").value_or(0));
     info.usage.system_cpu = seconds(numbers.number("system_cpu_seconds").value_or(0));
     info.usage.max_rss_kib = numbers.integer("max_rss_kib", 0).value_or(0);
+    // The whole tree's, from the worker's cgroup: absent or null without one.
+    if (auto tree = numbers.number("tree_user_cpu_seconds")) info.usage.tree_user_cpu = seconds(*tree);
+    if (auto tree = numbers.number("tree_system_cpu_seconds")) info.usage.tree_system_cpu = seconds(*tree);
     if (!numbers.ok()) fields.fail("usage." + numbers.problem());
   }
   if (const nlohmann::json* argv = fields.find("argv")) {

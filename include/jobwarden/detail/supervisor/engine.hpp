@@ -595,7 +595,7 @@ class SupervisorEngine {
         // of it at its next poll().
         finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + s.halt_reason);
       } else {
-        s.queue.push_back(record);
+        s.queue.push(record);
         launchable = take_launchable(s);
         // A worker that starts right now is recorded as running in a moment;
         // a "pending" line first would cost a write for nothing.
@@ -626,7 +626,7 @@ class SupervisorEngine {
       }
       Record& record = *it->second;
       if (record.info.state == WorkerState::pending && !record.launching) {
-        s.queue.erase(std::remove(s.queue.begin(), s.queue.end(), &record), s.queue.end());
+        s.queue.erase(&record);
         s.restarting.erase(std::remove(s.restarting.begin(), s.restarting.end(), &record),
                            s.restarting.end());
         record.restart_at.reset();
@@ -783,7 +783,8 @@ class SupervisorEngine {
     --s.running;
     forget_pause<Clock>(record);  // before its cgroup goes back to the pool
     record.info.ended_at = std::chrono::system_clock::now();
-    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
+    record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib, std::nullopt, std::nullopt};
+    std::optional<CgroupCpu> counted = add_tree_cpu(record);  // before its cgroup is retired (and reused)
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
@@ -809,7 +810,7 @@ class SupervisorEngine {
     // Escapees of a finished worker die too, once the events are delivered
     // (reading cgroup.events costs more than everything else here).
     // A cgroup that got SIGKILL through cgroup.kill is never reused (see CgroupTree::retire).
-    s.cgroups.retire_later(record.cgroup_serial, record.kill_sent || record.tree_killed);
+    s.cgroups.retire_later(record.cgroup_serial, record.kill_sent || record.tree_killed, counted);
     record.tree_killed = false;
     record.cgroup_serial = -1;
     record.context.cgroup_dir.clear();
@@ -857,6 +858,19 @@ class SupervisorEngine {
     return true;
   }
 
+  /// The CPU time of the attempt's whole tree: its cgroup's `cpu.stat` now,
+  /// less what it had counted when the attempt began (cgroups are reused).
+  /// Returns the figure read, the next attempt's starting point in that cgroup.
+  static std::optional<CgroupCpu> add_tree_cpu(Record& record) {
+    auto base = std::move(record.tree_cpu_base);
+    record.tree_cpu_base.reset();
+    auto now = read_cgroup_cpu(record.context.cgroup_dir);
+    if (!base || !now || now->user < base->user || now->system < base->system) return now;
+    record.info.usage.tree_user_cpu = now->user - base->user;
+    record.info.usage.tree_system_cpu = now->system - base->system;
+    return now;
+  }
+
   static std::string append_note(const std::string& error, const std::string& note) {
     return error.empty() ? note : error + "; " + note;
   }
@@ -880,8 +894,12 @@ class SupervisorEngine {
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
-      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial);
+      record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial, record.tree_cpu_base);
+      record.warned = false;
     }
+    // What a reused cgroup whose last figure is unknown has counted so far
+    // (outside the lock: only launch touches the record now).
+    if (!record.tree_cpu_base) record.tree_cpu_base = read_cgroup_cpu(record.context.cgroup_dir);
     std::string error;
     SpawnPlan plan = make_plan(s, record, error);
     SpawnOutcome outcome;

@@ -33,6 +33,7 @@
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/supervisor/launch_queue.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
@@ -67,7 +68,7 @@ struct EngineState {
   std::recursive_mutex poll_mutex;  // one poll at a time (handlers may re-enter); guards handlers
   std::map<std::string, std::unique_ptr<Record>> records;
   std::vector<Record*> order;
-  std::deque<Record*> queue;
+  LaunchQueue<Record> queue;  // pending workers waiting for a slot, by priority then FIFO
   std::vector<WorkerEvent> events;
   std::vector<ExitedWorker> exited;  // see settle_exits
   std::vector<event_handler> handlers;

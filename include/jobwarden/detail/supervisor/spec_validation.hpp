@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Checking a `WorkerSpec` before it is accepted: what `JobSupervisor::submit`
-/// rejects (empty argv, negative durations, a bad stop signal, stall
+/// rejects (empty argv, negative durations, a bad stop signal, a warning
+/// before the deadline that cannot be sent in time, stall
 /// detection without a job directory, an inconsistent stdin spec, a capped
 /// log that goes direct, bad environment names, a label that is too long or
 /// not UTF-8). Worker ids are checked by
@@ -41,6 +42,32 @@ inline bool validate_input(const InputSpec& input, std::error_code* ec) {
   return true;
 }
 
+/// Whether the warning before the deadline makes sense: a timeout to come
+/// before, a lead time inside it, and a signal the worker can catch.
+inline bool validate_warning(const WorkerSpec& spec, std::error_code* ec) {
+  if (!spec.warning) return true;
+  const DeadlineWarning& warning = *spec.warning;
+  if (warning.signal <= 0 || warning.signal >= NSIG || warning.signal == SIGKILL || warning.signal == SIGSTOP) {
+    report(ec, make_error_code(errc::invalid_signal),
+           "invalid worker spec: warning signal " + std::to_string(warning.signal) +
+               " is not a signal a worker can catch");
+    return false;
+  }
+  if (spec.timeout.count() <= 0) {
+    report(ec, make_error_code(errc::invalid_argument),
+           "invalid worker spec: a warning before the deadline needs a timeout");
+    return false;
+  }
+  if (warning.before.count() <= 0 || warning.before >= spec.timeout) {
+    report(ec, make_error_code(errc::invalid_duration),
+           "invalid worker spec: warning.before (" + std::to_string(warning.before.count()) +
+               " ms) must be more than zero and less than the timeout (" +
+               std::to_string(spec.timeout.count()) + " ms)");
+    return false;
+  }
+  return true;
+}
+
 /// Whether `spec` may be submitted to a supervisor with (`has_root`) or
 /// without a job directory. When not: sets `*ec`, or throws when `ec` is null.
 inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code* ec) {
@@ -70,6 +97,7 @@ inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code
                " is not a signal");
     return false;
   }
+  if (!validate_warning(spec, ec)) return false;
   if (spec.stall_timeout.count() < 0) {
     report(ec, make_error_code(errc::invalid_duration),
            "invalid worker spec: stall_timeout must not be negative");

@@ -22,6 +22,7 @@
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/supervisor/deadline_warning.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
 #include "jobwarden/detail/supervisor/worker_pause.hpp"
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
@@ -73,6 +74,7 @@ void enforce_deadlines(EngineState<Clock>& s) {
   auto now = s.now();
   for (auto* record : running_records(s)) {
     if (record->info.paused) continue;  // its clocks stand still (worker_pause.hpp)
+    send_due_warning(s, *record, now);  // before a stop the same deadline may begin
     if (record->deadline && *record->deadline <= now) {
       begin_stop(s, *record, WorkerState::timed_out);
     } else if (record->stall_check_at && *record->stall_check_at <= now && !record->kill_at) {
@@ -107,6 +109,7 @@ std::optional<typename Clock::time_point> earliest_deadline(const EngineState<Cl
     if (record->info.paused) continue;  // nothing of it is due until it resumes
     std::optional<typename Clock::time_point> t = record->deadline;
     if (record->stall_check_at && (!t || *record->stall_check_at < *t)) t = record->stall_check_at;
+    if (auto warn = warning_due_at(*record); warn && (!t || *warn < *t)) t = warn;
     if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;
     if (t && (!earliest || *t < *earliest)) earliest = t;
   }

@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 
+#include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/input_feeder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
@@ -55,6 +57,9 @@ struct WorkerRecord {
   /// The heartbeat counts as no older than this: a resume moves the last
   /// sign of life later by the time paused (the stall clock stood still).
   std::optional<std::chrono::system_clock::time_point> heartbeat_floor;
+  bool warned = false;  // this attempt's deadline warning went out (its time follows `deadline`)
+  std::uint64_t queue_seq = 0;  // its place among equal priorities in the queue (0: never queued)
+  std::optional<CgroupCpu> tree_cpu_base;  // its cgroup's cpu.stat when this attempt began
 };
 
 /// A worker whose exit was noted but whose zombie and pidfd wait for

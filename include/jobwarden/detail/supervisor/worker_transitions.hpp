@@ -100,16 +100,18 @@ void finish_unstarted(EngineState<Clock>& s, WorkerRecord<typename Clock::time_p
 }
 
 /// The queue (under `mutex`): pops queued workers while slots are free and
-/// reserves a slot for each; restarts whose backoff is over go first.
+/// reserves a slot for each, highest priority first (launch_queue.hpp);
+/// restarts whose backoff is over rejoin it first.
 template <class Clock>
 std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineState<Clock>& s) {
   using Record = WorkerRecord<typename Clock::time_point>;
   std::vector<Record*> out;
   if (!s.restarting.empty()) {
     auto now = s.now();
-    // Restarted workers go ahead of never-started ones: they were submitted first.
-    for (auto it = s.restarting.rbegin(); it != s.restarting.rend(); ++it) {
-      if (*(*it)->restart_at <= now) s.queue.push_front(*it);
+    // A restart goes back to its place: its priority, its submission order
+    // (ahead of the workers of its priority submitted after it).
+    for (Record* record : s.restarting) {
+      if (*record->restart_at <= now) s.queue.push(record);
     }
     s.restarting.erase(std::remove_if(s.restarting.begin(), s.restarting.end(),
                                       [&](Record* r) {
@@ -120,8 +122,7 @@ std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineSta
                        s.restarting.end());
   }
   while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down && !s.halted) {
-    Record* record = s.queue.front();
-    s.queue.pop_front();
+    Record* record = s.queue.pop();
     record->launching = true;
     ++s.running;
     out.push_back(record);

@@ -361,6 +361,7 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
                                  {"id", "w-1.x"},
                                  {"state", std::string(jobwarden::to_string(info.state))},
                                  {"attempt", shape + 1},
+                                 {"paused", false},
                                  {"pid", nullptr},
                                  {"process_start_time", nullptr},
                                  {"exit_code", nullptr},
@@ -379,6 +380,10 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
         expected["pid"] = 4242;
         expected["process_start_time"] = 18446744073709551615ULL;
         expected["started_at"] = started_text;
+      }
+      if (shape == 1) {  // a paused worker is still running: paused is a flag of its line
+        info.paused = true;
+        expected["paused"] = true;
       }
       if (shape == 2) {
         info.exit_code = -7;
@@ -422,6 +427,7 @@ TEST_CASE("a worker line's hand-written text is the record's JSON, awkward strin
       REQUIRE(jobwarden::detail::worker_line_from_json(parsed, back, back_updated, problem));
       CHECK(back.state == info.state);
       CHECK(back.pid == info.pid);
+      CHECK(back.paused == info.paused);
       CHECK(back.usage.user_cpu == info.usage.user_cpu);
       CHECK(back.usage.system_cpu == info.usage.system_cpu);
       CHECK(back_updated == updated);

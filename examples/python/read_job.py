@@ -282,6 +282,8 @@ def worker_line_problem(document, worker_id):
         value = document.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             return f"{key} is not an integer"
+    if document.get("paused") is not None and not isinstance(document.get("paused"), bool):
+        return "paused is not true or false"
     usage = document.get("usage")
     if usage is not None and not isinstance(usage, dict):
         return "usage is not an object"
@@ -566,7 +568,7 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
               "core_dumped": False, "progress": None, "message": None, "result": None, "error": None,
               "started_at": None, "ended_at": None, "last_update": None, "stale": False,
               "reported_state": None, "seq": 0, "usage": None, "stdout_log": None, "stderr_log": None,
-              "stderr_tail": None, "argv": None, "label": None}
+              "stderr_tail": None, "argv": None, "label": None, "paused": False}
     times, sign_of_life = [], []
     if process:
         # The supervisor's record is authoritative for state, pid and exit.
@@ -580,6 +582,7 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
         # The command and label come from the journal alone; an empty label is none.
         worker["argv"] = list(process.get("argv") or [])
         worker["label"] = process.get("label") or None
+        worker["paused"] = process.get("paused") is True
         usage = process.get("usage")
         if worker["ended_at"] and isinstance(usage, dict):
             worker["usage"] = {"user_cpu_seconds": float(usage.get("user_cpu_seconds") or 0),
@@ -602,6 +605,8 @@ def read_worker(workers_fd, name, process, supervisor_alive, stale_after, now, e
         runs = (process and same_process(process.get("pid"), process.get("process_start_time"))) or \
                (status and same_process(status.get("pid"), status.get("process_start_time")))
         worker["state"] = "running" if runs else "lost"
+    if worker["state"] != "running":
+        worker["paused"] = False  # a flag of running workers only
     if workers_fd is not None:
         for suffix, key in ((STDOUT_SUFFIX, "stdout_log"), (STDERR_SUFFIX, "stderr_log")):
             log_name = name + suffix

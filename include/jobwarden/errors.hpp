@@ -32,7 +32,7 @@ enum class errc {
   no_status_file,       ///< `JOBWARDEN_STATUS_FILE` is not set: the process is not a jobwarden worker
   input_closed,         ///< the worker's stdin is not open for the host (not kept open, closed, or the worker ended)
   unsupported_layout,   ///< a job directory this version does not read: schema 1 (`job.json`, a directory per worker), or a journal naming another schema version
-  worker_not_running,   ///< the worker is not running (pending, or ended): nothing was sent to it
+  worker_not_running,   ///< a control (signal, pause, resume) for a worker that is not running: pending, ended, or already reaped
   no_live_supervisor,   ///< the job has no live supervisor to carry out a control request (`control_job`)
 };
 

@@ -99,9 +99,13 @@ struct WorkerStatus {
   std::shared_ptr<const std::vector<std::string>> argv;
   /// Its `WorkerSpec::label`; unset when it has none (or no usable journal line).
   std::optional<std::string> label;
+  /// Paused by its supervisor's host (`JobSupervisor::pause`), as its journal
+  /// line says; only ever true for a `running` worker (paused is a flag, not
+  /// a state).
+  bool paused = false;
 
   /// The worker object of the aggregated JSON (docs/contract.md) (plus `reported_state`,
-  /// `seq`, `usage`, `stdout_log`, `stderr_log`, `stderr_tail`, `argv` and `label`).
+  /// `seq`, `usage`, `stdout_log`, `stderr_log`, `stderr_tail`, `argv`, `label` and `paused`).
   nlohmann::json to_json() const {
     nlohmann::json usage_json = nullptr;
     if (usage) {
@@ -132,7 +136,8 @@ struct WorkerStatus {
             {"stderr_log", detail::json_or_null(stderr_log)},
             {"stderr_tail", detail::json_or_null(stderr_tail)},
             {"argv", argv ? nlohmann::json(*argv) : nlohmann::json(nullptr)},
-            {"label", detail::json_or_null(label)}};
+            {"label", detail::json_or_null(label)},
+            {"paused", paused}};
   }
 };
 

@@ -34,6 +34,7 @@
 #include "jobwarden/recovery_report.hpp"
 #include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/supervisor_options.hpp"
+#include "jobwarden/worker_control.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
 #include "jobwarden/worker_io.hpp"
@@ -130,6 +131,56 @@ class JobSupervisor {
   void cancel(const std::string& id, std::error_code& ec) {
     ec.clear();
     engine_.cancel(id, &ec);
+  }
+
+  /// Sends signal `sig` to a running worker: to its whole tree
+  /// (`SignalScope::tree`: its process group and, where it has a cgroup,
+  /// every process of the cgroup, `setsid` escapees included) or to its own
+  /// process only (`SignalScope::leader`). Sent only while the supervisor
+  /// holds the worker's process unreaped (through its pidfd on Linux), so it
+  /// never reaches a process that reused the pid. The host hears of it as a
+  /// `signalled` event at its next `poll()`. Throws `errc::unknown_worker`,
+  /// `errc::worker_not_running` (pending, ended) or `errc::invalid_signal`;
+  /// nothing is sent then. A signal to a paused worker waits until it resumes
+  /// (SIGKILL excepted).
+  void signal(const std::string& id, int sig, SignalScope scope = SignalScope::tree) {
+    engine_.signal(id, sig, scope, nullptr);
+  }
+
+  /// Non-throwing form.
+  void signal(const std::string& id, int sig, SignalScope scope, std::error_code& ec) {
+    ec.clear();
+    engine_.signal(id, sig, scope, &ec);
+  }
+
+  /// Non-throwing form, to the whole tree.
+  void signal(const std::string& id, int sig, std::error_code& ec) { signal(id, sig, SignalScope::tree, ec); }
+
+  /// Pauses a running worker: freezes its cgroup (`cgroup.freeze`: every
+  /// process in it, escapees included, and nothing inside can undo it) where
+  /// it has one, else SIGSTOP to its process group. Its timeout and stall
+  /// clocks stand still until `resume`; `WorkerInfo::paused` is true and the
+  /// state stays `running`. A `paused` event follows. Pausing a paused worker
+  /// does nothing. Throws `errc::unknown_worker` or `errc::worker_not_running`.
+  /// A stop (cancel, timeout, shutdown, `stop.request`) resumes it first.
+  void pause(const std::string& id) { engine_.pause(id, nullptr); }
+
+  /// Non-throwing form.
+  void pause(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    engine_.pause(id, &ec);
+  }
+
+  /// Resumes a paused worker (thaws its cgroup, or SIGCONT to its process
+  /// group); its deadlines move later by the time it was paused. A `resumed`
+  /// event follows. Resuming a worker that is not paused does nothing.
+  /// Throws `errc::unknown_worker` or `errc::worker_not_running`.
+  void resume(const std::string& id) { engine_.resume(id, nullptr); }
+
+  /// Non-throwing form.
+  void resume(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    engine_.resume(id, &ec);
   }
 
   /// Stops accepting work, cancels pending workers and begins the stop

@@ -26,6 +26,7 @@
 #include "jobwarden/worker_info.hpp"
 #include "jobwarden/worker_io.hpp"
 #include "jobwarden/worker_spec.hpp"
+#include "jobwarden/worker_control.hpp"
 #include "jobwarden/worker_state.hpp"
 #include "jobwarden/worker_status_writer.hpp"
 #include "jobwarden/worker_status_writer_base.hpp"

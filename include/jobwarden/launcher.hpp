@@ -93,10 +93,16 @@ class Launcher {
 
   /// Sends `sig` to everything the worker runs. Called only while the local
   /// process is unreaped, so its pid (the group id) cannot have been reused.
+  /// The local way: the worker's process group, and where it has a cgroup,
+  /// every process of the cgroup that left the group (`setsid` escapees),
+  /// each signalled once; SIGKILL through `cgroup.kill`.
   virtual void signal_tree(const WorkerInfo& worker, int sig, const LaunchContext& context) {
     detail::signal_group(worker.pid, sig);
-    // SIGKILL also reaches processes that left the group (setsid escapees).
-    if (sig == SIGKILL) detail::cgroup_kill(context.cgroup_dir);
+    if (sig == SIGKILL) {
+      detail::cgroup_kill(context.cgroup_dir);
+    } else if (!context.cgroup_dir.empty() && worker.pid > 1) {
+      detail::cgroup_signal_outside_group(context.cgroup_dir, worker.pid, sig);
+    }
   }
 
   /// Refines a reaped process's status into the worker's outcome (e.g. a

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "jobwarden/worker_control.hpp"
 #include "jobwarden/worker_info.hpp"
 
 namespace jobwarden {
@@ -17,6 +18,9 @@ enum class EventKind {
   killed,          ///< the grace period ran out; SIGKILL went to its tree
   restarting,      ///< it ended and will start again after a backoff (`WorkerInfo::state` is pending)
   exited,          ///< it reached a terminal state (including spawn_failed)
+  signalled,       ///< the host sent it a signal (`JobSupervisor::signal`; `WorkerEvent::signal`, `scope`)
+  paused,          ///< the host paused it (`JobSupervisor::pause`); its timeout and stall clocks stop
+  resumed,         ///< it runs again (`JobSupervisor::resume`, or a stop that thawed it first)
 };
 
 /// The name of an event kind (`"timed_out"`).
@@ -28,6 +32,9 @@ constexpr std::string_view to_string(EventKind kind) noexcept {
     case EventKind::killed: return "killed";
     case EventKind::restarting: return "restarting";
     case EventKind::exited: return "exited";
+    case EventKind::signalled: return "signalled";
+    case EventKind::paused: return "paused";
+    case EventKind::resumed: return "resumed";
   }
   return "unknown";
 }
@@ -36,6 +43,10 @@ constexpr std::string_view to_string(EventKind kind) noexcept {
 struct WorkerEvent {
   EventKind kind;
   WorkerInfo worker;
+  /// `signalled`: the signal the host sent (0 for every other kind).
+  int signal = 0;
+  /// `signalled`: which of the worker's processes it went to.
+  SignalScope scope = SignalScope::tree;
 };
 
 }  // namespace jobwarden

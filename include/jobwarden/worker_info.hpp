@@ -78,6 +78,10 @@ struct WorkerInfo {
   /// earlier run's workers that was not submitted this time.
   bool kept = false;
   std::string label;                 ///< as given in the spec (`WorkerSpec::label`); empty: none
+  /// Paused by the host (`JobSupervisor::pause`) and not yet resumed. A flag
+  /// on a `running` worker, not a state of its own: the state stays
+  /// `running`. Its timeout and stall clocks stand still while it is set.
+  bool paused = false;
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

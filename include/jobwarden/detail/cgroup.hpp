@@ -60,6 +60,73 @@ inline bool cgroup_kill(const std::string& dir) {
   return write_control((dir + "/cgroup.kill").c_str(), "1");
 }
 
+/// The pids listed in the cgroup at `dir`'s `cgroup.procs` (empty when it
+/// cannot be read).
+inline std::vector<int> cgroup_pids(const std::string& dir) {
+  std::vector<int> pids;
+  if (dir.empty()) return pids;
+  std::ifstream procs(dir + "/cgroup.procs");
+  int pid = 0;
+  while (procs >> pid) pids.push_back(pid);
+  return pids;
+}
+
+/// Whether process `pid` is in the cgroup at `dir`.
+inline bool cgroup_holds(const std::string& dir, int pid) {
+  for (int member : cgroup_pids(dir)) {
+    if (member == pid) return true;
+  }
+  return false;
+}
+
+/// Freezes (`frozen`) or thaws the cgroup at `dir` through `cgroup.freeze`
+/// (Linux 5.2): every process in it, escapees included, stops being
+/// scheduled, and nothing inside can undo it. SIGKILL still works on a frozen
+/// process. False when it cannot be written (no such file, no permission).
+inline bool cgroup_freeze(const std::string& dir, bool frozen) {
+  if (dir.empty()) return false;
+  return write_control((dir + "/cgroup.freeze").c_str(), frozen ? "1" : "0");
+}
+
+/// Sends `sig` to every process in the cgroup at `dir` that is not in
+/// process group `pgid` (which the caller signals as a group): the worker's
+/// `setsid` escapees. Each process is pinned by a pidfd before its
+/// membership is checked, so a pid that was reused meanwhile is never
+/// signalled; the listing is read again until it shows nobody new (a process
+/// forked meanwhile), a bounded number of times. Returns how many were
+/// signalled. Linux only (no-op elsewhere).
+inline int cgroup_signal_outside_group(const std::string& dir, int pgid, int sig) {
+  int sent = 0;
+#if JOBWARDEN_LINUX_FAST_PATH
+  if (dir.empty() || !features().pidfd) return 0;
+  std::vector<int> done;
+  for (int round = 0; round < 8; ++round) {
+    bool fresh = false;
+    for (int pid : cgroup_pids(dir)) {
+      if (pid <= 1 || std::find(done.begin(), done.end(), pid) != done.end()) continue;
+      done.push_back(pid);
+      fresh = true;
+      int pidfd = sys_pidfd_open(pid);
+      if (pidfd < 0) continue;  // gone already
+      // While the pidfd's process lives (or is a zombie), `pid` is its pid:
+      // what is read about `pid` now is about it, and if it is gone by the
+      // time of the signal, the signal fails harmlessly.
+      const pid_t group = ::getpgid(pid);
+      if (group != pgid && cgroup_holds(dir, pid)) {
+        if (sys_pidfd_send_signal(pidfd, sig) == 0) ++sent;
+      }
+      ::close(pidfd);
+    }
+    if (!fresh) break;
+  }
+#else
+  (void)dir;
+  (void)pgid;
+  (void)sig;
+#endif
+  return sent;
+}
+
 /// Whether the cgroup at `dir` still holds a process (true when unsure).
 inline bool cgroup_populated(const std::string& dir) {
   int fd = ::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);

@@ -203,6 +203,8 @@ inline std::string worker_line_text(const WorkerInfo& info, std::chrono::system_
   append_integer(out, info.attempt);
   out += ",\"state\":";
   append_json_string(out, to_string(info.state));
+  out += ",\"paused\":";
+  out += info.paused ? "true" : "false";
   out += ",\"pid\":";
   if (info.pid > 0) append_integer(out, info.pid);
   else out += "null";
@@ -289,6 +291,7 @@ inline bool worker_line_from_json(const nlohmann::json& document, WorkerInfo& in
     if (!info.signal) fields.fail("signal \"" + name->substr(0, 40) + "\" is not a signal");
   }
   info.core_dumped = fields.boolean("core_dumped").value_or(false);
+  info.paused = fields.boolean("paused").value_or(false);  // absent in lines of older versions
   info.error = fields.string("error").value_or("");
   info.started_at = fields.time("started_at");
   info.ended_at = fields.time("ended_at");

@@ -49,6 +49,18 @@ inline int sys_pidfd_open(int pid) {
 #endif
 }
 
+/// Sends `sig` to the process `pidfd` refers to (never to a reused pid).
+inline int sys_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+#else
+  (void)pidfd;
+  (void)sig;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 inline int sys_close_range(unsigned first, unsigned last) {
 #ifdef SYS_close_range
   return static_cast<int>(::syscall(SYS_close_range, first, last, 0));

@@ -12,7 +12,8 @@
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
 ///   `process` in the code) is authoritative for `state`, `pid`,
 ///   `attempt`, `exit_code`, `signal`, `core_dumped`, `started_at`, `ended_at`,
-///   and alone gives `argv` and `label`.
+///   and alone gives `argv`, `label` and `paused` (read only for a worker
+///   that reads `running`: paused is a flag, not a state).
 ///   Only the exit status proves how a worker ended, so a worker that
 ///   reported `failed` but exited 0 reads `succeeded` (what it reported is kept
 ///   as `reported_state`, and its `error` is shown).
@@ -189,6 +190,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     if (info->ended_at) worker.usage = info->usage;
     worker.argv = argv ? std::move(argv) : std::make_shared<const std::vector<std::string>>(info->argv);
     if (!info->label.empty()) worker.label = info->label;
+    worker.paused = info->paused;
     newest(worker.last_update, records.process_updated_at);
     newest(worker.last_update, info->started_at);
     newest(worker.last_update, info->ended_at);
@@ -214,6 +216,7 @@ inline WorkerStatus<> merge_worker(std::string id, const WorkerRecords& records,
     // Lost once nothing of it runs.
     worker.state = facts.still_runs ? WorkerState::running : WorkerState::lost;
   }
+  if (worker.state != WorkerState::running) worker.paused = false;  // a flag of running workers only
   worker.stale = is_stale(worker.state, last_sign_of_life, facts.now, facts.stale_after);
   return worker;
 }

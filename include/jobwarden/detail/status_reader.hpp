@@ -566,6 +566,7 @@ JobStatus<Progress> typed_status(JobReading&& reading) {
       out.stderr_tail = std::move(worker.stderr_tail);
       out.argv = std::move(worker.argv);
       out.label = std::move(worker.label);
+      out.paused = worker.paused;
       typed.workers.push_back(std::move(out));
     }
     if (problems.empty()) {

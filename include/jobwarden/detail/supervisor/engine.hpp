@@ -44,6 +44,7 @@
 #include "jobwarden/detail/supervisor/worker_input.hpp"
 #include "jobwarden/detail/supervisor/worker_launch.hpp"
 #include "jobwarden/detail/supervisor/worker_output.hpp"
+#include "jobwarden/detail/supervisor/worker_pause.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
 #include "jobwarden/errors.hpp"
@@ -52,6 +53,7 @@
 #include "jobwarden/launcher.hpp"
 #include "jobwarden/process_identity.hpp"
 #include "jobwarden/restart_policy.hpp"
+#include "jobwarden/worker_control.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"
 #include "jobwarden/worker_io.hpp"
@@ -121,6 +123,17 @@ class SupervisorEngine {
 
   /// Cancels a worker; `ec == nullptr` throws for an unknown id.
   void cancel(const std::string& id, std::error_code* ec) { cancel_impl(id, ec); }
+
+  /// Sends `sig` to a running worker's tree or leader; `ec == nullptr` throws.
+  void signal(const std::string& id, int sig, SignalScope scope, std::error_code* ec) {
+    signal_impl(id, sig, scope, ec);
+  }
+
+  /// Pauses a running worker (no-op when paused); `ec == nullptr` throws.
+  void pause(const std::string& id, std::error_code* ec) { pause_impl(id, true, ec); }
+
+  /// Resumes a paused worker (no-op when not paused); `ec == nullptr` throws.
+  void resume(const std::string& id, std::error_code* ec) { pause_impl(id, false, ec); }
 
   void begin_shutdown(std::optional<std::chrono::milliseconds> grace = std::nullopt) {
     State& s = state();
@@ -637,6 +650,88 @@ class SupervisorEngine {
     s.watcher.wake();
   }
 
+  // ---- controls of running workers (take `mutex`) ---------------------------
+
+  /// The running worker `id`, whose process jobwarden holds unreaped (so a
+  /// signal cannot reach a reused pid); null after reporting why not:
+  /// `unknown_worker`, or `worker_not_running` (pending, ended, reaped).
+  Record* running_target(State& s, const std::string& id, const char* action, std::error_code* ec) {
+    auto it = s.records.find(id);
+    if (it == s.records.end()) {
+      report(ec, make_error_code(errc::unknown_worker),
+             std::string("cannot ") + action + " unknown worker " + quote_id(id) + " in job \"" +
+                 s.options.job_id + "\"");
+      return nullptr;
+    }
+    Record& record = *it->second;
+    const bool live = record.info.state == WorkerState::running && !record.launching &&
+                      std::find(s.live.begin(), s.live.end(), &record) != s.live.end();
+    if (!live) {
+      const std::string why = record.info.state == WorkerState::pending
+                                  ? "it has not started"
+                                  : "it has ended (" + std::string(to_string(record.info.state)) + ")";
+      report(ec, make_error_code(errc::worker_not_running),
+             std::string("cannot ") + action + " worker " + quote_id(id) + " in job \"" + s.options.job_id +
+                 "\": the worker is not running: " + why);
+      return nullptr;
+    }
+    return &record;
+  }
+
+  void signal_impl(const std::string& id, int sig, SignalScope scope, std::error_code* ec) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (sig <= 0 || sig >= NSIG) {
+        report(ec, make_error_code(errc::invalid_signal),
+               "cannot signal worker " + quote_id(id) + " in job \"" + s.options.job_id + "\": " +
+                   std::to_string(sig) + " is not a signal number");
+        return;
+      }
+      Record* record = running_target(s, id, "signal", ec);
+      if (record == nullptr) return;
+      if (scope == SignalScope::leader) {
+        int rc;
+#if JOBWARDEN_LINUX_FAST_PATH
+        rc = record->pidfd >= 0 ? sys_pidfd_send_signal(record->pidfd, sig) : ::kill(record->info.pid, sig);
+#else
+        rc = ::kill(record->info.pid, sig);  // unreaped: the pid is still the worker's
+#endif
+        if (rc != 0 && errno != ESRCH) {  // ESRCH: it just exited (a zombie may refuse): nothing to reach
+          const int error = errno;
+          report(ec, std::error_code(error, std::system_category()),
+                 "cannot signal worker " + quote_id(id) + " in job \"" + s.options.job_id + "\": " +
+                     std::strerror(error));
+          return;
+        }
+      } else {
+        s.options.launcher->signal_tree(record->info, sig, record->context);
+      }
+      WorkerEvent event{EventKind::signalled, record->info};
+      event.signal = sig;
+      event.scope = scope;
+      s.events.push_back(std::move(event));
+    }
+    s.watcher.wake();  // the host hears of it at its next poll()
+  }
+
+  void pause_impl(const std::string& id, bool pausing, std::error_code* ec) {
+    State& s = state();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      Record* record = running_target(s, id, pausing ? "pause" : "resume", ec);
+      if (record == nullptr) return;
+      if (pausing == record->info.paused) return;  // already so: nothing to do, nothing to tell
+      if (pausing) {
+        pause_worker(s, *record);
+      } else {
+        resume_worker(s, *record);
+      }
+      arm_timer(s);  // a paused worker's deadlines are not due; a resumed one's are again
+    }
+    s.watcher.wake();
+  }
+
   WorkerInfo info_impl(const std::string& id, std::error_code* ec) const {
     const State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -694,6 +789,7 @@ class SupervisorEngine {
     record.pidfd = -1;
     record.guard_slot = -1;
     --s.running;
+    forget_pause<Clock>(record);  // before its cgroup goes back to the pool
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib};
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them

@@ -23,6 +23,7 @@
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
+#include "jobwarden/detail/supervisor/worker_pause.hpp"
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
 #include "jobwarden/duration.hpp"
 #include "jobwarden/errors.hpp"
@@ -34,9 +35,13 @@
 namespace jobwarden::detail {
 
 /// Begins the stop sequence: the stop signal to the whole group, then
-/// SIGKILL when the grace period ends (see `enforce_deadlines`).
+/// SIGKILL when the grace period ends (see `enforce_deadlines`). A paused
+/// worker is resumed first, so that it sees the stop signal and can use its
+/// grace period (also when its stop was already under way: a shutdown never
+/// waits on a paused worker).
 template <class Clock>
 void begin_stop(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record, WorkerState reason) {
+  if (record.info.state == WorkerState::running) resume_worker(s, record);
   if (record.kill_at || record.info.state != WorkerState::running) return;
   if (!record.stop_reason) record.stop_reason = reason;
   record.deadline.reset();
@@ -67,6 +72,7 @@ template <class Clock>
 void enforce_deadlines(EngineState<Clock>& s) {
   auto now = s.now();
   for (auto* record : running_records(s)) {
+    if (record->info.paused) continue;  // its clocks stand still (worker_pause.hpp)
     if (record->deadline && *record->deadline <= now) {
       begin_stop(s, *record, WorkerState::timed_out);
     } else if (record->stall_check_at && *record->stall_check_at <= now && !record->kill_at) {
@@ -83,14 +89,7 @@ void enforce_deadlines(EngineState<Clock>& s) {
 /// schedules the next look for when it would become stale.
 template <class Clock>
 void check_heartbeat(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record, typename Clock::time_point now) {
-  auto last = record.info.started_at.value_or(std::chrono::system_clock::now());
-  struct stat st;
-  if (::stat(s.recorder->layout().status_file(record.info.id).c_str(), &st) == 0) {
-    auto modified = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
-    last = std::max(last, modified);
-  }
+  auto last = last_heartbeat(s, record);
   auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now() - last);
   if (age >= record.spec.stall_timeout) {
@@ -105,6 +104,7 @@ template <class Clock>
 std::optional<typename Clock::time_point> earliest_deadline(const EngineState<Clock>& s) {
   std::optional<typename Clock::time_point> earliest = s.job_closed ? std::nullopt : s.next_job_refresh;
   for (const auto* record : s.live) {
+    if (record->info.paused) continue;  // nothing of it is due until it resumes
     std::optional<typename Clock::time_point> t = record->deadline;
     if (record->stall_check_at && (!t || *record->stall_check_at < *t)) t = record->stall_check_at;
     if (record->kill_at) t = record->kill_sent ? std::nullopt : record->kill_at;

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -46,6 +47,13 @@ struct WorkerRecord {
   std::optional<TimePoint> restart_at;     // a restart is scheduled for then
   std::optional<TimePoint> stall_check_at;  // when to look at its heartbeat next
   std::deque<TimePoint> restart_times;     // recent restarts, for the rate limit
+  // Paused by the host (info.paused; worker_pause.hpp).
+  std::optional<TimePoint> paused_at;      // when, on the supervisor's clock (the deadlines' shift)
+  std::chrono::system_clock::time_point paused_wall{};  // when, on the wall clock (the heartbeat's shift)
+  bool frozen = false;  // paused through its cgroup's cgroup.freeze (else SIGSTOP to its tree)
+  /// The heartbeat counts as no older than this: a resume moves the last
+  /// sign of life later by the time paused (the stall clock stood still).
+  std::optional<std::chrono::system_clock::time_point> heartbeat_floor;
 };
 
 /// A worker whose exit was noted but whose zombie and pidfd wait for

@@ -884,7 +884,10 @@ class SupervisorEngine {
       } else {
         std::lock_guard<std::mutex> lock(s.mutex);
         for (Record* record : s.order) {
-          if (record->info.state == WorkerState::running && !record->launching) targets.push_back(record->info.id);
+          // Every running worker; for resume, every paused one.
+          if (record->info.state != WorkerState::running || record->launching) continue;
+          if (taken.request.action == ControlAction::resume && !record->info.paused) continue;
+          targets.push_back(record->info.id);
         }
       }
       for (const std::string& id : targets) {

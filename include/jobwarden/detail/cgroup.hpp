@@ -34,6 +34,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "jobwarden/detail/platform.hpp"
@@ -296,14 +297,18 @@ class CgroupTree {
 
   /// A worker ended: an empty cgroup goes back to the pool; one with
   /// processes left (escapees) is killed and removed (retried by
-  /// `collect_garbage` while they die), never reused.
-  void retire(long serial) {
+  /// `collect_garbage` while they die), never reused. Nor is one that was
+  /// `killed` (its `cgroup.kill` written): some kernels (seen on 6.18) kill
+  /// every process later started into such a cgroup by
+  /// clone3(CLONE_INTO_CGROUP), as if the kill were still under way.
+  void retire(long serial, bool killed = false) {
     if (serial < 0 || !active()) return;
     std::string dir = dir_of(static_cast<unsigned long>(serial));
-    if (!cgroup_populated(dir)) {
+    if (!killed && !cgroup_populated(dir)) {
       idle_.push_back(static_cast<unsigned long>(serial));
       return;
     }
+    if (::rmdir(dir.c_str()) == 0 || errno != EBUSY) return;
     cgroup_kill(dir);
     if (::rmdir(dir.c_str()) != 0 && errno == EBUSY) dying_.push_back(dir);
   }
@@ -311,17 +316,17 @@ class CgroupTree {
   /// `retire`, deferred to the next `settle` (or `create`, or `close`): the
   /// check costs a read of cgroup.events, which can wait until the host has
   /// heard of the exit.
-  void retire_later(long serial) {
+  void retire_later(long serial, bool killed = false) {
     if (serial < 0 || !active()) return;
-    retiring_.push_back(serial);
+    retiring_.push_back({serial, killed});
   }
 
   /// Retires what `retire_later` deferred.
   void settle() {
     if (retiring_.empty()) return;
-    std::vector<long> due;
+    std::vector<std::pair<long, bool>> due;
     due.swap(retiring_);
-    for (long serial : due) retire(serial);
+    for (const auto& [serial, killed] : due) retire(serial, killed);
   }
 
   /// Retries removing cgroups whose processes were still dying.
@@ -422,7 +427,7 @@ class CgroupTree {
   std::string parent_;
   std::vector<std::string> dying_;
   std::vector<unsigned long> idle_;  // empty cgroups of finished workers, for reuse
-  std::vector<long> retiring_;       // cgroups of reaped workers, not yet checked
+  std::vector<std::pair<long, bool>> retiring_;  // cgroups of reaped workers (and whether killed), not yet checked
   unsigned long next_serial_ = 0;
 };
 

@@ -49,7 +49,8 @@ inline int sys_pidfd_open(int pid) {
 #endif
 }
 
-/// Sends `sig` to the process `pidfd` refers to (never to a reused pid).
+/// pidfd_send_signal(2) (Linux 5.1, so present wherever pidfd_open is):
+/// sends `sig` to the process `pidfd` refers to, never to a reused pid.
 inline int sys_pidfd_send_signal(int pidfd, int sig) {
 #ifdef SYS_pidfd_send_signal
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));

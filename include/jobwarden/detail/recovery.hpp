@@ -104,20 +104,6 @@ inline constexpr std::chrono::milliseconds recovery_lock_patience{200};
 /// its children, so their teardown can only be watched, not reaped.
 inline constexpr std::chrono::milliseconds recovery_kill_wait{5000};
 
-#if JOBWARDEN_LINUX_FAST_PATH
-/// pidfd_send_signal(2) (Linux 5.1, so present wherever pidfd_open is).
-inline int sys_pidfd_send_signal(int pidfd, int sig) {
-#ifdef SYS_pidfd_send_signal
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-#else
-  (void)pidfd;
-  (void)sig;
-  errno = ENOSYS;
-  return -1;
-#endif
-}
-#endif
-
 /// A process proven (by pid and start time) to be one that was recorded, held
 /// so it can be watched and signalled without ever reaching a process that
 /// reused its pid: on Linux a pidfd pins it; elsewhere its start time is

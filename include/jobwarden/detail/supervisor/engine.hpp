@@ -706,6 +706,7 @@ class SupervisorEngine {
         }
       } else {
         s.options.launcher->signal_tree(record->info, sig, record->context);
+        if (sig == SIGKILL) record->tree_killed = true;
       }
       WorkerEvent event{EventKind::signalled, record->info};
       event.signal = sig;
@@ -816,7 +817,9 @@ class SupervisorEngine {
     s.options.launcher->release(record.info, record.context);
     // Escapees of a finished worker die too, once the events are delivered
     // (reading cgroup.events costs more than everything else here).
-    s.cgroups.retire_later(record.cgroup_serial);
+    // A cgroup that got SIGKILL through cgroup.kill is never reused (see CgroupTree::retire).
+    s.cgroups.retire_later(record.cgroup_serial, record.kill_sent || record.tree_killed);
+    record.tree_killed = false;
     record.cgroup_serial = -1;
     record.context.cgroup_dir.clear();
     if (maybe_restart(s, record, final_state)) return;

@@ -41,6 +41,7 @@ struct WorkerRecord {
   int earlier_attempts = 0;  // attempts of earlier runs (a resumed job's): restarts count from there
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
+  bool tree_killed = false;  // the host sent SIGKILL to its tree (JobSupervisor::signal)
   std::optional<WorkerState> stop_reason;  // why we began stopping it
   std::optional<TimePoint> deadline;       // timeout
   std::optional<TimePoint> kill_at;        // end of the grace period

@@ -72,7 +72,7 @@ std::vector<std::string> names_ending(const std::filesystem::path& dir, const st
 TEST_CASE("control_job signals, and answers for, the workers the live supervisor holds") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor(in(dir));
-  const std::string marks = (dir / "marks").string();
+  const std::string marks = dir / "marks";
   WorkerSpec trapping = jwtest::quiet(
       {"/bin/sh", "-c", "trap 'echo got >> " + marks + "' USR1; echo ready >> " + marks + "; while :; do sleep 0.05; done"});
   trapping.id = "t";

@@ -2276,6 +2276,10 @@ class CliControl(CliTestCase):
         worker = self.worker(self.status("pz"), "2")
         self.assertEqual((worker["state"], worker["paused"]), ("running", True))
         self.assertFalse(self.worker(self.status("pz"), "1")["paused"])
+        table = self.jw("status", "--root", self.root, "--job", "pz")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        self.assertRegex(table.stdout, r"(?m)^2\s+paused\s")
+        self.assertRegex(table.stdout, r"(?m)^1\s+running\s")
         time.sleep(0.2)  # a count written as the pause came lands now
         frozen = self.count()
         time.sleep(0.7)

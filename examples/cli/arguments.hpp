@@ -34,8 +34,10 @@ class Arguments {
   /// Parses `args` (the words after the command name) against `options`.
   /// With `accepts_command`, `--` ends the options and what follows is the
   /// command to run; without it, `--` is an error like any stray word.
+  /// Up to `max_positionals` words that are not options are kept in order
+  /// (`positionals()`: `jobwarden signal ... SIG`); more is an error.
   static Arguments parse(const std::vector<std::string>& args, const std::vector<OptionSpec>& options,
-                         bool accepts_command = false) {
+                         bool accepts_command = false, std::size_t max_positionals = 0) {
     Arguments parsed;
     for (std::size_t i = 0; i < args.size(); ++i) {
       const std::string& word = args[i];
@@ -44,6 +46,10 @@ class Arguments {
         parsed.command_given_ = true;
         parsed.command_.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
         break;
+      }
+      if ((word.size() < 3 || word.compare(0, 2, "--") != 0) && parsed.positionals_.size() < max_positionals) {
+        parsed.positionals_.push_back(word);
+        continue;
       }
       if (word.size() < 3 || word.compare(0, 2, "--") != 0) {
         std::string hint = accepts_command ? " (put the command to run after \"--\")" : "";
@@ -99,6 +105,9 @@ class Arguments {
   bool command_given() const { return command_given_; }
   const std::vector<std::string>& command() const { return command_; }
 
+  /// The words that were not options, in order (see `parse`).
+  const std::vector<std::string>& positionals() const { return positionals_; }
+
  private:
   static const OptionSpec* find(const std::vector<OptionSpec>& options, const std::string& name) {
     for (const auto& option : options) {
@@ -110,6 +119,7 @@ class Arguments {
   std::map<std::string, std::vector<std::string>> values_;
   bool command_given_ = false;
   std::vector<std::string> command_;
+  std::vector<std::string> positionals_;
 };
 
 /// Parses a non-negative decimal integer for option `--name` (no sign, no

@@ -66,6 +66,9 @@ usage:
   jobwarden list   --root DIR [--json]
   jobwarden logs   --root DIR --job ID [--worker W] [--stderr] [--follow]
   jobwarden stop   --root DIR --job ID [--grace DUR] [--wait DUR]
+  jobwarden signal --root DIR --job ID [--worker W] [--leader] SIG
+  jobwarden pause  --root DIR --job ID [--worker W]
+  jobwarden resume --root DIR --job ID [--worker W]
   jobwarden clean  --root DIR --older-than DUR [--dry-run] [--json] [--verbose]
   jobwarden report [--state S] [--done N --total M] [--progress JSON]
                    [--message TEXT] [--result JSON] [--error TEXT]
@@ -239,6 +242,63 @@ when they were created and ended.
 options:
   --root DIR    directory holding the job directories (required)
   --json        print {"schema_version": 1, "jobs": [...], "errors": [...]}
+)";
+
+const char* const signal_help = R"(usage: jobwarden signal --root DIR --job ID [--worker W] [--leader] [--wait DUR] SIG
+
+Sends signal SIG (USR1, SIGHUP, 10...) to a running worker of a job with a
+live supervisor -- its whole tree (every process of its cgroup, or its process
+group), or with --leader only the process jobwarden started -- or, without
+--worker, to every running worker. The supervisor sends it, and only to
+workers it still holds: never to a pid that may belong to another process by
+now. The request goes through the job directory (no server): the supervisor
+answers within moments, or at its next heartbeat where inotify is missing.
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --job ID      the job's id (required)
+  --worker W    the worker (default: every running worker)
+  --leader      only the worker's own process, not its children
+  --wait DUR    how long to wait for the supervisor's answer (default 10s)
+
+exit status: 0 sent; 1 the job has no live supervisor, the worker is not
+running (pending or ended), or no worker was running; 2 usage or input error
+(unknown job or worker, a bad signal).
+)";
+
+const char* const pause_help = R"(usage: jobwarden pause --root DIR --job ID [--worker W] [--wait DUR]
+
+Pauses a running worker of a job with a live supervisor (or, without
+--worker, every running worker): its cgroup is frozen where it has one (every
+process of it, escaped ones included, and nothing inside can undo it), else
+its process group gets SIGSTOP. While paused its timeout and stall clocks
+stop; it reads running with "paused": true. 'jobwarden resume' continues it;
+stopping a paused worker thaws it first, so it sees its stop signal.
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --job ID      the job's id (required)
+  --worker W    the worker (default: every running worker)
+  --wait DUR    how long to wait for the supervisor's answer (default 10s)
+
+exit status as for 'jobwarden signal'.
+)";
+
+const char* const resume_help = R"(usage: jobwarden resume --root DIR --job ID [--worker W] [--wait DUR]
+
+Resumes a worker paused by 'jobwarden pause' (or, without --worker, every
+paused worker): its cgroup is thawed, or its process group gets SIGCONT, and
+its timeout and stall clocks run on from where they stopped. (Not to be
+confused with 'jobwarden run --resume', which reruns a finished job's workers
+that did not succeed.)
+
+options:
+  --root DIR    directory holding the job directories (required)
+  --job ID      the job's id (required)
+  --worker W    the worker (default: every running worker)
+  --wait DUR    how long to wait for the supervisor's answer (default 10s)
+
+exit status as for 'jobwarden signal'.
 )";
 
 const char* const stop_help = R"(usage: jobwarden stop --root DIR --job ID [--grace DUR] [--wait DUR]
@@ -1465,6 +1525,71 @@ int command_stop(const Arguments& args) {
   return 1;
 }
 
+// ---- signal, pause, resume ------------------------------------------------------
+
+int command_control(const Arguments& args, jobwarden::ControlAction action) {
+  const std::string root = root_of(args);
+  const std::string job = job_of(args);
+  jobwarden::ControlRequest request;
+  request.action = action;
+  request.worker = args.value("worker");
+  if (request.worker && !jobwarden::is_valid_id(*request.worker)) {
+    throw UsageError(fmt::format("invalid worker id {}", printable("\"" + *request.worker + "\"")));
+  }
+  if (action == jobwarden::ControlAction::signal) {
+    if (args.positionals().empty()) throw UsageError("missing the signal to send (e.g. USR1)");
+    const auto number = jobwarden::signal_from_string(args.positionals().front());
+    if (!number) throw UsageError(fmt::format("{} is not a signal", printable("\"" + args.positionals().front() + "\"")));
+    request.signal = *number;
+    if (args.has("leader")) request.scope = jobwarden::SignalScope::leader;
+  }
+  const milliseconds wait_limit = duration_option(args, "wait").value_or(10s);
+  const std::string verb(jobwarden::to_string(action));
+
+  std::error_code ec;
+  const jobwarden::ControlReply reply = jobwarden::control_job(root, job, request, wait_limit, ec);
+  if (ec == jobwarden::errc::unknown_job || ec == jobwarden::errc::invalid_id ||
+      ec == std::errc::too_many_symbolic_link_levels) {
+    throw UsageError(describe_job_error(ec, root, job));
+  }
+  if (ec == jobwarden::errc::no_live_supervisor) {
+    print(stderr, "jobwarden {}: job \"{}\" has no live supervisor: nothing to {}\n", verb, job, verb);
+    return 1;
+  }
+  if (ec == std::errc::timed_out) {
+    print(stderr, "jobwarden {}: job \"{}\"'s supervisor did not answer within {}\n", verb, job,
+          jobwarden::format_duration(wait_limit));
+    return 1;
+  }
+  if (ec) {
+    print(stderr, "jobwarden {}: cannot {} in job \"{}\" under {}: {}\n", verb, verb, job, root, ec.message());
+    return 1;
+  }
+  bool unknown = false;
+  for (const auto& failure : reply.failed) {
+    if (failure.reason == "unknown_worker") unknown = true;
+    if (failure.worker.empty()) {
+      print(stderr, "jobwarden {}: the supervisor could not read the request: {}\n", verb, printable(failure.message));
+    } else {
+      print(stderr, "jobwarden {}: worker \"{}\": {}\n", verb, failure.worker, printable(failure.message));
+    }
+  }
+  if (!reply.done.empty()) {
+    std::string what = verb == "signal" ? fmt::format("sent {} to", jobwarden::signal_name(request.signal))
+                       : verb == "pause" ? std::string("paused")
+                                         : std::string("resumed");
+    std::string scope = action == jobwarden::ControlAction::signal
+                            ? (request.scope == jobwarden::SignalScope::leader ? " (leader only)" : " (whole tree)")
+                            : "";
+    print(stdout, "{} {}{} of job \"{}\"\n", what, workers_text(reply.done), scope, job);
+  } else if (reply.failed.empty()) {
+    print(stderr, "jobwarden {}: no worker of job \"{}\" is running: nothing to {}\n", verb, job, verb);
+    return 1;
+  }
+  if (unknown && reply.done.empty()) return 2;
+  return reply.failed.empty() ? 0 : 1;
+}
+
 // ---- clean ------------------------------------------------------------------------
 
 int command_clean(const Arguments& args) {
@@ -1569,6 +1694,7 @@ struct Command {
   std::vector<OptionSpec> options;
   bool accepts_command;
   std::function<int(const Arguments&)> run;
+  std::size_t positionals = 0;  // words that are not options (signal's SIG)
 };
 
 const std::vector<Command>& commands() {
@@ -1591,6 +1717,22 @@ const std::vector<Command>& commands() {
        false,
        [](const Arguments& args) { return command_logs(args, root_of(args), job_of(args)); }},
       {"stop", stop_help, {root_option, job_option, {"grace", true}, {"wait", true}}, false, command_stop},
+      {"signal",
+       signal_help,
+       {root_option, job_option, {"worker", true}, {"leader"}, {"wait", true}},
+       false,
+       [](const Arguments& args) { return command_control(args, jobwarden::ControlAction::signal); },
+       1},
+      {"pause",
+       pause_help,
+       {root_option, job_option, {"worker", true}, {"wait", true}},
+       false,
+       [](const Arguments& args) { return command_control(args, jobwarden::ControlAction::pause); }},
+      {"resume",
+       resume_help,
+       {root_option, job_option, {"worker", true}, {"wait", true}},
+       false,
+       [](const Arguments& args) { return command_control(args, jobwarden::ControlAction::resume); }},
       {"clean",
        clean_help,
        {root_option, {"older-than", true}, {"dry-run"}, {"json"}, {"verbose"}},
@@ -1609,7 +1751,7 @@ const std::vector<Command>& commands() {
 int main_impl(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
   if (words.empty()) {
-    write_text(stderr, "jobwarden: missing command (run, status, list, logs, stop, clean, report; see jobwarden --help)\n");
+    write_text(stderr, "jobwarden: missing command (run, status, list, logs, stop, signal, pause, resume, clean, report; see jobwarden --help)\n");
     return 2;
   }
   const std::string name = words.front();
@@ -1626,7 +1768,7 @@ int main_impl(int argc, char** argv) {
     if (name == candidate.name) command = &candidate;
   }
   if (command == nullptr) {
-    print(stderr, "jobwarden: unknown command {} (run, status, list, logs, stop, clean, report; see jobwarden --help)\n",
+    print(stderr, "jobwarden: unknown command {} (run, status, list, logs, stop, signal, pause, resume, clean, report; see jobwarden --help)\n",
           printable("\"" + name + "\""));
     return 2;
   }
@@ -1639,7 +1781,7 @@ int main_impl(int argc, char** argv) {
     }
   }
   try {
-    return command->run(Arguments::parse(words, command->options, command->accepts_command));
+    return command->run(Arguments::parse(words, command->options, command->accepts_command, command->positionals));
   } catch (const UsageError& error) {
     print(stderr, "jobwarden {}: {}\n", command->name, error.what());
     return 2;

@@ -196,8 +196,10 @@ inline std::vector<std::string> render_status(const jobwarden::JobStatus<>& stat
   constexpr std::size_t progress_width = bar_width + 2 + 4 + 2 + 9;
   std::vector<std::string> rows;
   for (const auto& worker : status.workers) {
-    std::string row = fmt::format("{:<{}}  {:<{}}  {}  ", clip(worker.id, id_width), id_width,
-                                  jobwarden::to_string(worker.state), state_width,
+    // A paused worker is running with a flag (its state keeps its meaning).
+    const std::string state =
+        worker.paused ? "paused" : std::string(jobwarden::to_string(worker.state));
+    std::string row = fmt::format("{:<{}}  {:<{}}  {}  ", clip(worker.id, id_width), id_width, state, state_width,
                                   pad(progress_text(worker.progress, bar_width), progress_width));
     std::string detail;
     if (worker.state == jobwarden::WorkerState::running) {

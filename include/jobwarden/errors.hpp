@@ -33,6 +33,7 @@ enum class errc {
   input_closed,         ///< the worker's stdin is not open for the host (not kept open, closed, or the worker ended)
   unsupported_layout,   ///< a job directory this version does not read: schema 1 (`job.json`, a directory per worker), or a journal naming another schema version
   worker_not_running,   ///< a control (signal, pause, resume) for a worker that is not running: pending, ended, or already reaped
+  no_live_supervisor,   ///< the job has no live supervisor to carry out a control request (`control_job`)
 };
 
 namespace detail {
@@ -62,6 +63,7 @@ class error_category_impl final : public std::error_category {
         return "job directory of an older or newer jobwarden (schema 1's job.json, or a journal of another "
                "schema version); read it with the version that wrote it, or remove it";
       case errc::worker_not_running: return "the worker is not running";
+      case errc::no_live_supervisor: return "the job has no live supervisor";
     }
     return "unknown jobwarden error";
   }

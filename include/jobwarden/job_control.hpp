@@ -17,11 +17,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <new>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -31,9 +34,11 @@
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
+#include "jobwarden/detail/job_lock.hpp"
 #include "jobwarden/detail/journal.hpp"
 #include "jobwarden/detail/owned_fd.hpp"
 #include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/control_request.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 #include "jobwarden/job_state.hpp"
@@ -335,6 +340,160 @@ inline StopOutcome stop_job(const std::string& root, const std::string& job_id,
     detail::throw_error(ec, what);
   }
   return outcome;
+}
+
+namespace detail {
+/// A fresh nonce for a control request's files: `<pid>-<counter>-<random>`.
+inline std::string control_nonce() {
+  static std::atomic<unsigned> counter{0};
+  std::random_device device;
+  char text[64];
+  std::snprintf(text, sizeof text, "%ld-%u-%08x", static_cast<long>(::getpid()), counter.fetch_add(1),
+                static_cast<unsigned>(device()));
+  return text;
+}
+}  // namespace detail
+
+/// Asks the live supervisor of job `job_id` under `root` to signal, pause or
+/// resume one worker (`request.worker`) or every running worker, and waits —
+/// at most `wait_limit` — for its answer: which workers it was applied to and
+/// which not, and why (`ControlReply`). The supervisor applies it as
+/// `JobSupervisor::signal`/`pause`/`resume` would: only to workers it still
+/// holds, never by a pid that may have been reused.
+///
+/// Through the job directory, without a server: writes `<nonce>.control`
+/// atomically, the supervisor (woken by inotify, or at its next heartbeat on
+/// a system without it) removes it and writes `<nonce>.reply`, which this
+/// reads and removes. Errors: `errc::invalid_id` (a bad job or worker id,
+/// before touching the disk), `errc::invalid_signal`, `errc::invalid_duration`
+/// (a negative wait), `errc::invalid_argument` (an empty root),
+/// `errc::unknown_job`, `errc::unsupported_layout`, `errc::no_live_supervisor`
+/// (none when asked, or it died before answering: the request is removed if
+/// it was not taken), `std::errc::timed_out` (no answer in time: the request
+/// is withdrawn if still unread), or the system error of the write.
+inline ControlReply control_job(const std::string& root, const std::string& job_id, const ControlRequest& request,
+                                std::chrono::milliseconds wait_limit, std::error_code& ec) {
+  using clock = std::chrono::steady_clock;
+  ControlReply reply;
+  ec.clear();
+  if (!is_valid_id(job_id) || (request.worker && !is_valid_id(*request.worker))) {
+    ec = make_error_code(errc::invalid_id);
+    return reply;
+  }
+  if (request.action == ControlAction::signal && !detail::is_signal_number(request.signal)) {
+    ec = make_error_code(errc::invalid_signal);
+    return reply;
+  }
+  if (root.empty()) {
+    ec = make_error_code(errc::invalid_argument);
+    return reply;
+  }
+  if (wait_limit.count() < 0) {
+    ec = make_error_code(errc::invalid_duration);
+    return reply;
+  }
+  const auto presence = detail::job_journal_presence(root, job_id, ec);
+  if (presence == detail::JournalPresence::legacy) {
+    ec = make_error_code(errc::unsupported_layout);
+    return reply;
+  }
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) {
+      ec = make_error_code(errc::unknown_job);
+    }
+    return reply;
+  }
+  detail::OwnedFd job_fd;
+  {
+    detail::OwnedFd root_fd = detail::open_directory(root, ec);
+    if (!ec) job_fd = detail::open_directory_at(root_fd.get(), job_id.c_str(), ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) {
+        ec = make_error_code(errc::unknown_job);
+      }
+      return reply;
+    }
+  }
+  // Alive: its lock is held (or, without a lock file, the aggregator's probe).
+  auto alive = [&] {
+    switch (detail::probe_supervisor_lock(job_fd.get())) {
+      case detail::LockProbe::held: return true;
+      case detail::LockProbe::free: return false;
+      case detail::LockProbe::unknown: break;
+    }
+    std::error_code read_error;
+    StatusAggregator<> aggregator(root);
+    const JobStatus<> status = aggregator.read(job_id, read_error);
+    return !read_error && status.supervisor.alive;
+  };
+  if (!alive()) {
+    ec = make_error_code(errc::no_live_supervisor);
+    return reply;
+  }
+  const std::string nonce = detail::control_nonce();
+  const std::string request_name = nonce + detail::control_request_suffix;
+  const std::string reply_name = nonce + detail::control_reply_suffix;
+  try {
+    ec = detail::write_file_atomically_at(job_fd.get(), request_name,
+                                          detail::control_request_text(request, static_cast<long long>(::getpid())));
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  if (ec) return reply;
+  // Withdraws the request; true when it was still there (never taken).
+  auto withdraw = [&] { return ::unlinkat(job_fd.get(), request_name.c_str(), 0) == 0; };
+  const auto give_up_at = clock::now() + wait_limit;
+  auto next_probe = clock::now() + std::chrono::milliseconds(100);
+  std::chrono::milliseconds interval{1};
+  for (;;) {
+    std::string text;
+    const std::error_code read_error =
+        detail::read_file_at(job_fd.get(), reply_name.c_str(), text, nullptr, detail::max_control_request_size * 64);
+    if (!read_error) {
+      ::unlinkat(job_fd.get(), reply_name.c_str(), 0);
+      if (!detail::parse_control_reply(text, reply)) ec = make_error_code(errc::bad_status_file);
+      return reply;
+    }
+    if (read_error != std::errc::no_such_file_or_directory) {
+      ec = read_error;
+      withdraw();
+      return reply;
+    }
+    const auto now = clock::now();
+    if (now >= next_probe) {
+      next_probe = now + std::chrono::milliseconds(100);
+      if (!alive()) {
+        // One last look: it may have answered and then ended.
+        if (!detail::read_file_at(job_fd.get(), reply_name.c_str(), text, nullptr,
+                                  detail::max_control_request_size * 64)) {
+          continue;
+        }
+        withdraw();
+        ec = make_error_code(errc::no_live_supervisor);
+        return reply;
+      }
+    }
+    if (now >= give_up_at) {
+      withdraw();
+      ec = std::make_error_code(std::errc::timed_out);
+      return reply;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
+        interval, std::chrono::duration_cast<std::chrono::milliseconds>(give_up_at - now) + std::chrono::milliseconds(1)));
+    interval = std::min<std::chrono::milliseconds>(interval * 2, std::chrono::milliseconds(20));
+  }
+}
+
+/// Throwing form of `control_job`: `std::system_error` naming the job and root.
+inline ControlReply control_job(const std::string& root, const std::string& job_id, const ControlRequest& request,
+                                std::chrono::milliseconds wait_limit) {
+  std::error_code ec;
+  ControlReply reply = control_job(root, job_id, request, wait_limit, ec);
+  if (ec) {
+    detail::throw_error(ec, "cannot " + std::string(to_string(request.action)) + " in job " + detail::quote_id(job_id) +
+                                " under " + root);
+  }
+  return reply;
 }
 
 }  // namespace jobwarden

@@ -38,6 +38,17 @@ inline const SignalName* signal_table(std::size_t& size) {
 }
 }  // namespace detail
 
+namespace detail {
+/// Whether `number` is a signal this system has (1 to NSIG - 1).
+constexpr bool is_signal_number(int number) noexcept {
+#ifdef NSIG
+  return number > 0 && number < NSIG;
+#else
+  return number > 0 && number < 65;
+#endif
+}
+}  // namespace detail
+
 /// `"SIGSEGV"` for 11; `"SIG<n>"` for a number without a name (real-time signals).
 inline std::string signal_name(int number) {
   std::size_t n = 0;

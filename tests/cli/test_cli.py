@@ -2250,6 +2250,132 @@ class CliWarn(CliTestCase):
         self.assertIn("--warn SIG@DUR", result.stdout)
 
 
+class CliControl(CliTestCase):
+    """`jobwarden signal`, `pause` and `resume`: through the job directory to
+    the live supervisor, only to workers it still holds."""
+
+    # Worker 1 traps USR1 and HUP in itself and in a grandchild (each writes
+    # evidence); worker 2 counts as fast as it can (its progress shows a
+    # pause); worker 3 ends at once.
+    COMMANDS = (
+        "trap 'echo leader >> $OUT/usr1' USR1; trap 'echo leader >> $OUT/hup' HUP; "
+        "sh -c 'trap \"echo child >> $OUT/usr1\" USR1; trap \"echo child >> $OUT/hup\" HUP; "
+        "echo $$ > $OUT/gc1; while :; do sleep 0.05; done' & "
+        "echo $$ > $OUT/w1; while :; do sleep 0.05; done\n"
+        "echo $$ > $OUT/w2; i=0; while :; do i=$((i+1)); echo $i > $OUT/count.tmp; mv $OUT/count.tmp $OUT/count; done\n"
+        "true\n")
+
+    def start_live_job(self, job, *options):
+        process = self.start(*self.run_arguments(job, "--jobs", "3", "--grace", "2s", *options,
+                                                 commands=self.COMMANDS))
+        self.wait_for_files("w1", "gc1", "w2", "count")
+        self.wait_for(lambda: self.worker(self.status(job), "3")["state"] == "succeeded"
+                      and self.status(job)["summary"]["running"] == 2, "workers 1 and 2 running, 3 ended")
+        return process
+
+    def control(self, *args, wait="20s"):
+        command, rest = args[0], args[1:]
+        return self.jw(command, "--root", self.root, "--wait", wait, *rest)
+
+    def lines(self, name):
+        path = os.path.join(self.out, name)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return sorted(f.read().split())
+
+    def count(self):
+        return int(self.read_out("count") or 0)
+
+    def stop_job(self, job, process):
+        result = self.jw("stop", "--root", self.root, "--job", job, "--grace", "1s")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.finish(process)
+        self.assert_no_processes_left()
+
+    def test_signal_reaches_the_whole_tree_or_only_the_leader(self):
+        process = self.start_live_job("sig")
+        result = self.control("signal", "--job", "sig", "--worker", "1", "USR1")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, 'sent SIGUSR1 to 1 worker (1) (whole tree) of job "sig"\n')
+        self.assertEqual(result.stderr, "")
+        self.wait_for(lambda: self.lines("usr1") == ["child", "leader"], "USR1 in the leader and its child")
+        result = self.control("signal", "--job", "sig", "--worker", "1", "--leader", "SIGHUP")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("(leader only)", result.stdout)
+        self.wait_for(lambda: self.lines("hup") == ["leader"], "HUP in the leader")
+        time.sleep(0.5)
+        self.assertEqual(self.lines("hup"), ["leader"], "the child got no HUP")
+        self.stop_job("sig", process)
+
+    def test_signal_to_an_ended_worker_or_a_dead_job_reaches_nobody(self):
+        process = self.start_live_job("ended")
+        result = self.control("signal", "--job", "ended", "--worker", "3", "USR1")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(result.stderr, 'jobwarden signal: worker "3": the worker is not running\n')
+        result = self.control("signal", "--job", "ended", "--worker", "nobody", "USR1")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn('worker "nobody"', result.stderr)
+        time.sleep(0.3)
+        self.assertEqual(self.lines("usr1"), [], "nobody got a signal")
+        self.stop_job("ended", process)
+        # The job is over and its supervisor gone: nothing to ask.
+        result = self.control("pause", "--job", "ended")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr, 'jobwarden pause: job "ended" has no live supervisor: nothing to pause\n')
+        # Nothing of the requests is left in the job directory.
+        self.assertEqual(sorted(n for n in os.listdir(os.path.join(self.root, "ended"))
+                                if n.endswith((".control", ".reply"))), [])
+
+    def test_usage_errors_exit_2_and_write_nothing(self):
+        os.makedirs(self.root)
+        for args, needle in [
+            (["signal", "--job", "j", "USR1"], "no job"),
+            (["signal", "--job", "j"], "missing the signal"),
+            (["signal", "--job", "j", "NOPE"], '"NOPE" is not a signal'),
+            (["signal", "--job", "j", "USR1", "HUP"], 'unexpected argument "HUP"'),
+            (["pause", "--job", "j", "USR1"], 'unexpected argument "USR1"'),
+            (["resume", "--job", "j", "--leader"], "unknown option --leader"),
+            (["pause", "--job", "j", "--worker", "../x"], "invalid worker id"),
+            (["pause", "--job", "../j"], "invalid"),
+        ]:
+            with self.subTest(args=args):
+                result = self.control(*args)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertIn(needle, result.stderr)
+        self.assertEqual(os.listdir(self.root), [])
+
+    def test_pause_stops_the_work_and_resume_continues_it(self):
+        process = self.start_live_job("pz")
+        result = self.control("pause", "--job", "pz", "--worker", "2")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, 'paused 1 worker (2) of job "pz"\n')
+        worker = self.worker(self.status("pz"), "2")
+        self.assertEqual((worker["state"], worker["paused"]), ("running", True))
+        self.assertFalse(self.worker(self.status("pz"), "1")["paused"])
+        table = self.jw("status", "--root", self.root, "--job", "pz")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        self.assertRegex(table.stdout, r"(?m)^2\s+paused\s")
+        self.assertRegex(table.stdout, r"(?m)^1\s+running\s")
+        time.sleep(0.2)  # a count written as the pause came lands now
+        frozen = self.count()
+        time.sleep(0.7)
+        self.assertEqual(self.count(), frozen, "no progress while paused")
+        result = self.control("resume", "--job", "pz")  # every paused worker
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, 'resumed 1 worker (2) of job "pz"\n')
+        self.wait_for(lambda: self.count() > frozen + 10, "the count to go on after resume")
+        self.assertFalse(self.worker(self.status("pz"), "2")["paused"])
+        # Pausing every running worker, then stopping the job: a paused job stops.
+        result = self.control("pause", "--job", "pz")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, 'paused 2 workers (1, 2) of job "pz"\n')
+        self.stop_job("pz", process)
+        self.assertEqual([w["state"] for w in self.status("pz")["workers"]], ["cancelled", "cancelled", "succeeded"])
+
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <mutex>
 #include <optional>
 #include <system_error>
@@ -324,12 +325,13 @@ class EventLoop {
   /// Whether writers wake `fd()` by themselves (false: try them at every poll).
   bool multiplexes_writers() const { return JOBWARDEN_LINUX_FAST_PATH != 0; }
 
-  /// Wakes `fd()` when a file called `name` is created or renamed into
-  /// `path` (inotify; other names are ignored, so our own writes there do not
-  /// wake the host); false where that is not available (the caller then looks
-  /// at intervals).
-  bool watch_directory(const std::string& path, const std::string& name) {
+  /// Wakes `fd()` when a file called `name`, or one whose name ends in
+  /// `suffix` (when not empty), is created or renamed into `path` (inotify;
+  /// other names are ignored, so our own writes there do not wake the host);
+  /// false where that is not available (the caller then looks at intervals).
+  bool watch_directory(const std::string& path, const std::string& name, const std::string& suffix = {}) {
     watched_name_ = name;
+    watched_suffix_ = suffix;
 #if JOBWARDEN_LINUX_FAST_PATH
     if (inotify_fd_ < 0) {
       inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -449,7 +451,14 @@ class EventLoop {
       if (n <= 0) return seen;
       for (ssize_t at = 0; at < n;) {
         auto* event = reinterpret_cast<inotify_event*>(buffer + at);
-        if (event->len > 0 && watched_name_ == event->name) seen = true;
+        if (event->len > 0) {
+          const std::string_view appeared(event->name);
+          if (appeared == watched_name_ ||
+              (!watched_suffix_.empty() && appeared.size() > watched_suffix_.size() &&
+               appeared.compare(appeared.size() - watched_suffix_.size(), watched_suffix_.size(), watched_suffix_) == 0)) {
+            seen = true;
+          }
+        }
         at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
       }
     }
@@ -488,6 +497,7 @@ class EventLoop {
   bool timer_armed_ = false;  ///< whether the last set_timer armed it (it may have fired since)
   int inotify_fd_ = -1;
   std::string watched_name_;
+  std::string watched_suffix_;
   int pipe_[2] = {-1, -1};
 };
 

@@ -52,6 +52,17 @@ inline constexpr const char* stop_request_file_name = "stop.request";
 /// A stop request is a few dozen bytes; anything larger is still a request,
 /// but its content (the grace period) is not read.
 inline constexpr std::size_t max_stop_request_size = 4096;
+/// Control requests (`control_job`, `jobwarden signal|pause|resume`):
+/// `<nonce>.control` written by the requester, `<nonce>.reply` by the
+/// supervisor that honoured it. The nonce is an id (`[A-Za-z0-9._-]`).
+/// Requests a supervisor has not read are removed where `stop.request` is
+/// (recovery, a finished job's id reused): they were for an earlier run.
+inline constexpr const char* control_request_suffix = ".control";
+inline constexpr const char* control_reply_suffix = ".reply";
+/// A request is a few dozen bytes; a larger one is answered as unreadable.
+inline constexpr std::size_t max_control_request_size = 4096;
+/// At most this many requests are taken per poll (the rest at the next one).
+inline constexpr std::size_t max_control_requests_per_poll = 64;
 
 /// The environment variables every worker is started with (docs/contract.md,
 /// "What a worker gets"): set by the supervisor, read by `WorkerStatusWriter`.

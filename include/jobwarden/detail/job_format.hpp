@@ -15,6 +15,8 @@
 /// | worker line | `worker_line_text` | `worker_line_from_json` |
 /// | `<id>.status.json` | `status_record_to_json` / `append_status_text` | `status_record_from_json` |
 /// | `stop.request` | `stop_request_text` | `parse_stop_request` |
+/// | `<nonce>.control` | `control_request_text` | `parse_control_request` |
+/// | `<nonce>.reply` | `control_reply_text` | `parse_control_reply` |
 ///
 /// Used by the supervisor's writer (`job_recorder.hpp`), recovery, job
 /// control, the supervisor and the reader. Names and paths of the files are
@@ -29,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jobwarden/control_request.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/json_fields.hpp"
 #include "jobwarden/detail/json_text.hpp"
@@ -436,6 +439,124 @@ inline StopRequest parse_stop_request(std::string_view text) {
     }
   }
   return request;
+}
+
+/// A control request's text: `{"action":"signal","worker":"3","signal":"SIGUSR1",
+/// "scope":"tree","requested_by_pid":123}` and a newline (`worker` null for
+/// every running worker; `signal` and `scope` only for a signal).
+inline std::string control_request_text(const ControlRequest& request, long long requested_by_pid) {
+  std::string out = "{\"action\":";
+  append_json_string(out, to_string(request.action));
+  out += ",\"worker\":";
+  if (request.worker) append_json_string(out, *request.worker);
+  else out += "null";
+  if (request.action == ControlAction::signal) {
+    out += ",\"signal\":";
+    append_json_string(out, signal_name(request.signal));
+    out += ",\"scope\":";
+    append_json_string(out, to_string(request.scope));
+  }
+  out += ",\"requested_by_pid\":";
+  append_integer(out, requested_by_pid);
+  out += "}\n";
+  return out;
+}
+
+/// Reads a control request; false (and `problem` says why) for text that is
+/// not one. Unlike a stop request, a control request that cannot be read is
+/// not acted on: a signal nobody asked for is worse than none.
+inline bool parse_control_request(std::string_view text, ControlRequest& request, std::string& problem) {
+  const auto document = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!document.is_object()) {
+    problem = "the request is not a JSON object";
+    return false;
+  }
+  const auto action = document.find("action");
+  std::optional<ControlAction> parsed_action;
+  if (action != document.end() && action->is_string()) {
+    parsed_action = control_action_from_string(action->get_ref<const std::string&>());
+  }
+  if (!parsed_action) {
+    problem = "the request's \"action\" is not signal, pause or resume";
+    return false;
+  }
+  request = ControlRequest{};
+  request.action = *parsed_action;
+  const auto worker = document.find("worker");
+  if (worker != document.end() && worker->is_string()) {
+    request.worker = worker->get<std::string>();
+  } else if (worker != document.end() && !worker->is_null()) {
+    problem = "the request's \"worker\" is not a string or null";
+    return false;
+  }
+  if (request.action == ControlAction::signal) {
+    const auto sig = document.find("signal");
+    std::optional<int> number;
+    if (sig != document.end() && sig->is_string()) number = signal_from_string(sig->get_ref<const std::string&>());
+    if (!number) {
+      problem = "the request's \"signal\" is not a signal";
+      return false;
+    }
+    request.signal = *number;
+    const auto scope = document.find("scope");
+    if (scope != document.end() && *scope == "leader") {
+      request.scope = SignalScope::leader;
+    } else if (scope != document.end() && *scope != "tree") {
+      problem = "the request's \"scope\" is not tree or leader";
+      return false;
+    }
+  }
+  return true;
+}
+
+/// A reply's text: `{"done":["1","2"],"failed":[{"worker":"3","reason":
+/// "worker_not_running","message":"the worker is not running"}]}`
+/// and a newline.
+inline std::string control_reply_text(const ControlReply& reply) {
+  std::string out = "{\"done\":[";
+  for (std::size_t i = 0; i < reply.done.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, reply.done[i]);
+  }
+  out += "],\"failed\":[";
+  for (std::size_t i = 0; i < reply.failed.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "{\"worker\":";
+    append_json_string(out, reply.failed[i].worker);
+    out += ",\"reason\":";
+    append_json_string(out, reply.failed[i].reason);
+    out += ",\"message\":";
+    append_json_string(out, reply.failed[i].message);
+    out += '}';
+  }
+  out += "]}\n";
+  return out;
+}
+
+/// Reads a reply; false for text that is not one.
+inline bool parse_control_reply(std::string_view text, ControlReply& reply) {
+  const auto document = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!document.is_object()) return false;
+  const auto done = document.find("done");
+  const auto failed = document.find("failed");
+  if (done == document.end() || !done->is_array() || failed == document.end() || !failed->is_array()) return false;
+  reply = ControlReply{};
+  for (const auto& id : *done) {
+    if (!id.is_string()) return false;
+    reply.done.push_back(id.get<std::string>());
+  }
+  for (const auto& entry : *failed) {
+    ControlFailure failure;
+    for (auto [name, field] : {std::pair<const char*, std::string*>{"worker", &failure.worker},
+                               {"reason", &failure.reason},
+                               {"message", &failure.message}}) {
+      const auto value = entry.is_object() ? entry.find(name) : entry.end();
+      if (value == entry.end() || !value->is_string()) return false;
+      *field = value->get<std::string>();
+    }
+    reply.failed.push_back(std::move(failure));
+  }
+  return true;
 }
 
 }  // namespace jobwarden::detail

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/control_files.hpp"
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/hostname.hpp"
 #include "jobwarden/detail/job_files.hpp"
@@ -184,6 +185,7 @@ class JobRecorder {
         ec = errno_code();
         return undo();
       }
+      remove_stale_control_files(job_dir_.get());
     }
     if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
@@ -469,6 +471,7 @@ class JobRecorder {
       ec = errno_code();
       return;
     }
+    remove_stale_control_files(job_dir_.get());
     if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
       return;

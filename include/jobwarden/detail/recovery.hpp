@@ -70,6 +70,7 @@
 
 #include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/cgroup.hpp"
+#include "jobwarden/detail/control_files.hpp"
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/hostname.hpp"
 #include "jobwarden/detail/job_files.hpp"
@@ -456,6 +457,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     // A stop request its dead supervisor never honoured is done with now
     // (recovery stops everything); it must not stop the job id's next run.
     ::unlinkat(job_dir_fd, stop_request_file_name, 0);
+    remove_stale_control_files(job_dir_fd);  // and control requests, likewise
   }
 
   // Stop what is proven to be left.

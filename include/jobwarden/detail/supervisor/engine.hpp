@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "jobwarden/detail/control_files.hpp"
 #include "jobwarden/detail/event_loop.hpp"
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/output_pump.hpp"
@@ -217,6 +218,7 @@ class SupervisorEngine {
     std::vector<WorkerEvent> events;
     std::vector<QueuedOutput> output;  // read for line and chunk handlers
     std::vector<Record*> to_launch;
+    std::vector<TakenControlRequest> controls;  // from the job directory, applied below
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto ready = s.watcher.collect();
@@ -233,9 +235,13 @@ class SupervisorEngine {
         for (void* token : ready.exited) check_exit(s, *static_cast<Record*>(token));
       }
       feed_inputs(s, ready.writable);
-      if (ready.directory_changed || s.stop_request_unchecked ||
+      if (ready.directory_changed || s.stop_request_unchecked || s.control_requests_waiting ||
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
         check_stop_request(s);
+        if (s.recorder) {
+          s.control_requests_waiting = take_control_requests(s.recorder->job_dir_fd(), controls);
+          if (s.control_requests_waiting) s.watcher.wake();  // the rest at the next poll
+        }
       }
       enforce_deadlines(s);
       reading.flag = false;
@@ -243,6 +249,9 @@ class SupervisorEngine {
       events.swap(s.events);
       output.swap(s.output);
     }
+    // Control requests: applied as the host's own calls would be (they take
+    // the mutex); their events go out with this poll's second batch.
+    for (const TakenControlRequest& taken : controls) answer_control_request(s, taken);
     // Exits first: the host learns of them before any cleanup or new start.
     std::size_t delivered;
     try {
@@ -486,7 +495,7 @@ class SupervisorEngine {
       // the watch below exists raises no event: the first poll() looks.
       state_->watches_stop_request =
           state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
-                                          stop_request_file_name);
+                                          stop_request_file_name, control_request_suffix);
       state_->stop_request_unchecked = true;
       state_->watcher.wake();
     }
@@ -879,6 +888,43 @@ class SupervisorEngine {
 
   /// Starts a worker that holds a reserved slot. Runs without `s.mutex` so
   /// host threads can spawn in parallel.
+  /// Applies one control request from the job directory and writes its
+  /// reply. No lock held: `signal`, `pause` and `resume` take the mutex.
+  void answer_control_request(State& s, const TakenControlRequest& taken) {
+    ControlReply reply;
+    if (!taken.problem.empty()) {
+      reply.failed.push_back({"", "bad_request", taken.problem});
+    } else {
+      std::vector<std::string> targets;
+      if (taken.request.worker) {
+        targets.push_back(*taken.request.worker);
+      } else {
+        std::lock_guard<std::mutex> lock(s.mutex);
+        for (Record* record : s.order) {
+          // Every running worker; for resume, every paused one.
+          if (record->info.state != WorkerState::running || record->launching) continue;
+          if (taken.request.action == ControlAction::resume && !record->info.paused) continue;
+          targets.push_back(record->info.id);
+        }
+      }
+      for (const std::string& id : targets) {
+        std::error_code ec;
+        switch (taken.request.action) {
+          case ControlAction::signal: signal(id, taken.request.signal, taken.request.scope, &ec); break;
+          case ControlAction::pause: pause(id, &ec); break;
+          case ControlAction::resume: resume(id, &ec); break;
+        }
+        if (ec) reply.failed.push_back({id, control_failure_reason(ec), ec.message()});
+        else reply.done.push_back(id);
+      }
+    }
+    const std::error_code ec = write_control_reply(s.recorder->job_dir_fd(), taken.nonce, reply);
+    if (ec) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      note_status_error(s, ec, s.recorder->layout().job_dir() + "/" + taken.nonce + control_reply_suffix);
+    }
+  }
+
   void launch(State& s, Record& record) {
     {
       std::lock_guard<std::mutex> lock(s.mutex);

@@ -137,6 +137,19 @@ std::map<std::string, long long> cpu_of(const Tree& tree) {
 }
 
 /// Polls (a host's loop) for about `how_long`.
+/// Waits (bounded: the machine may be busy) until every process of `tree`
+/// used more CPU than in `base`; returns the last sample.
+std::map<std::string, long long> wait_all_grow(const Tree& tree, const std::map<std::string, long long>& base) {
+  auto until = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    auto now = cpu_of(tree);
+    bool all_grew = true;
+    for (const auto& entry : now) all_grew = all_grew && entry.second > base.at(entry.first);
+    if (all_grew || std::chrono::steady_clock::now() > until) return now;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
 template <class Supervisor>
 void poll_for(Supervisor& supervisor, std::chrono::milliseconds how_long) {
   auto until = std::chrono::steady_clock::now() + how_long;
@@ -297,8 +310,7 @@ TEST_CASE("pause stops the CPU use of every process of the worker, resume starts
   REQUIRE(tree.wait_started(dir.path(), names_of(escapee)));
   // Running: every process burns CPU.
   auto before = cpu_of(tree);
-  std::this_thread::sleep_for(500ms);
-  auto running = cpu_of(tree);
+  auto running = wait_all_grow(tree, before);
   for (const auto& entry : running) CHECK(entry.second > before[entry.first]);
 
   supervisor.pause(id);
@@ -321,16 +333,8 @@ TEST_CASE("pause stops the CPU use of every process of the worker, resume starts
   supervisor.resume(id);
   supervisor.resume(id);  // a no-op
   CHECK_FALSE(supervisor.info(id).paused);
-  // Running again: each process's CPU time grows (waited for, the machine may be busy).
-  auto until = std::chrono::steady_clock::now() + 20s;
-  std::map<std::string, long long> after;
-  for (;;) {
-    after = cpu_of(tree);
-    bool all_grew = true;
-    for (const auto& entry : after) all_grew = all_grew && entry.second > paused_end[entry.first];
-    if (all_grew || std::chrono::steady_clock::now() > until) break;
-    std::this_thread::sleep_for(50ms);
-  }
+  // Running again: each process's CPU time grows.
+  auto after = wait_all_grow(tree, paused_end);
   for (const auto& entry : after) CHECK(entry.second > paused_end[entry.first]);
   CHECK_FALSE(supervisor.status().workers[0].paused);
   supervisor.poll();

@@ -204,9 +204,9 @@ TEST_CASE("supervisors are added and retired from other threads while the loop r
         ++callbacks;
         retired->set_value(reaped(long_pid));
       });
-      CHECK(set.retiring(key));
+      bool was_retiring = set.retiring(key);  // no Catch assertion off the main thread
       auto done = retired->get_future();
-      return ready_within(done) && done.get() && !set.contains(key);
+      return was_retiring && ready_within(done) && done.get() && !set.contains(key);
     };
     std::vector<std::future<bool>> results;
     for (int thread = 0; thread < 3; ++thread) {
@@ -363,6 +363,41 @@ TEST_CASE("a retire callback fires exactly once, after every worker is reaped") 
   auto job = reader.read("graceful");
   CHECK(job.state == jobwarden::JobState::cancelled);
   CHECK(no_children_left());
+}
+
+TEST_CASE("a retiring supervisor does not hold up the others") {
+  jwtest::TempDir dir;
+  Set set;
+  auto slow = set.emplace("slow", options_for("slow"));
+  jwtest::ReadyPipe ready(dir / "ready.fifo");
+  auto spec = quiet({jwtest::test_worker(), "trap-term", "3000"});  // exits 3 s after SIGTERM
+  spec.stdout_spec = jobwarden::OutputSpec::to_file(ready.path());
+  spec.grace_period = 60s;
+  int slow_pid = slow->info(slow->submit(spec)).pid;
+  jwtest::KillOnExit guard;
+  guard.watch(slow_pid);
+  REQUIRE(ready.wait_ready());
+  slow.reset();
+  bool slow_retired = false;
+  set.retire("slow", [&] { slow_retired = true; });
+
+  auto quick = set.emplace("quick", options_for("quick"));
+  bool quick_exited = false;
+  bool slow_still_retiring = false;
+  quick->on_event([&](const WorkerEvent& e) {
+    if (e.kind != EventKind::exited) return;
+    quick_exited = true;
+    slow_still_retiring = set.retiring("slow") && !jwtest::process_gone(slow_pid);
+  });
+  quick->submit(quiet({jwtest::test_worker(), "exit", "0"}));
+  REQUIRE(drive_until(set, [&] { return quick_exited; }));
+  CHECK(slow_still_retiring);  // the loop delivered it while the other one was stopping
+  CHECK_FALSE(slow_retired);
+  REQUIRE(drive_until(set, [&] { return slow_retired; }));
+  CHECK(reaped(slow_pid));
+  quick.reset();
+  set.retire("quick");
+  REQUIRE(drive_until(set, [&] { return set.empty(); }));
 }
 
 TEST_CASE("a supervisor retired with no worker is dropped by the next round") {

@@ -217,82 +217,6 @@ class SupervisorSet {
     retire_impl(key, ec, why, std::move(done), grace);
   }
 
- private:
-  supervisor_ptr add_impl(const std::string& key, supervisor_ptr supervisor, std::error_code& ec,
-                          std::string& why) {
-    ec.clear();
-    if (!supervisor) {
-      ec = make_error_code(errc::invalid_argument);
-      why = "supervisor set: no supervisor to add under \"" + key + "\" (null pointer)";
-      return nullptr;
-    }
-    if (!check_new_key(key, ec, why)) return nullptr;
-    auto entry = std::make_shared<Entry>();
-    entry->key = key;
-    entry->supervisor = supervisor;
-    entry->fd = supervisor->event_fd();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!check_new_key_locked(key, ec, why)) return nullptr;
-      entry->token = next_token_++;
-#if JOBWARDEN_LINUX_FAST_PATH
-      epoll_event event;
-      std::memset(&event, 0, sizeof event);
-      event.events = EPOLLIN;
-      event.data.u64 = entry->token;
-      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, entry->fd, &event) != 0) {
-        ec = std::error_code(errno, std::system_category());
-        why = "supervisor set: cannot watch supervisor \"" + key + "\"";
-        return nullptr;
-      }
-#endif
-      by_key_.emplace(key, entry);
-    }
-    wake();
-    return supervisor;
-  }
-
-  bool check_new_key(const std::string& key, std::error_code& ec, std::string& why) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return check_new_key_locked(key, ec, why);
-  }
-
-  bool check_new_key_locked(const std::string& key, std::error_code& ec, std::string& why) const {
-    if (key.empty()) {
-      why = "supervisor set: the key is empty";
-    } else if (auto it = by_key_.find(key); it != by_key_.end()) {
-      why = "supervisor set: the key \"" + key + "\" is taken" +
-            (it->second->retiring ? " (its supervisor is still retiring)" : "");
-    } else {
-      return true;
-    }
-    ec = make_error_code(errc::invalid_argument);
-    return false;
-  }
-
-  void retire_impl(const std::string& key, std::error_code& ec, std::string& why,
-                   retire_callback done, std::optional<std::chrono::milliseconds> grace) {
-    ec.clear();
-    supervisor_ptr supervisor;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = by_key_.find(key);
-      if (it == by_key_.end() || it->second->retiring) {
-        ec = make_error_code(errc::invalid_argument);
-        why = "supervisor set: cannot retire \"" + key + "\": " +
-              (it == by_key_.end() ? "no supervisor has that key" : "it is already retiring");
-        return;
-      }
-      it->second->retiring = true;
-      it->second->on_retired = std::move(done);
-      supervisor = it->second->supervisor;
-    }
-    supervisor->begin_shutdown(grace);  // wakes the supervisor's descriptor, and so the loop
-    wake();
-  }
-
- public:
-
   /// The supervisor under `key` (also while it retires), or null.
   supervisor_ptr find(const std::string& key) const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -310,7 +234,7 @@ class SupervisorSet {
   bool retiring(const std::string& key) const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = by_key_.find(key);
-    return it != by_key_.end() && it->second->retiring;
+    return it != by_key_.end() && it->second->claimed;
   }
 
   /// Supervisors in the set, retiring ones included.
@@ -359,12 +283,16 @@ class SupervisorSet {
   /// not seen it yet); `std::nullopt` when nothing is due.
   std::optional<std::chrono::milliseconds> next_timeout() const {
     std::optional<std::chrono::milliseconds> wait;
-    for (const Item& item : snapshot()) {
-      if (item.entry->fresh.load(std::memory_order_acquire) ||
-          (item.retiring && item.supervisor->active_count() == 0)) {
+    // Under the set's lock, so that no pointer outlives the loop's: the
+    // supervisors' calls take only their own lock, never the set's.
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& pair : by_key_) {
+      const Entry& entry = *pair.second;
+      if (entry.fresh.load(std::memory_order_acquire) ||
+          (entry.retiring && entry.supervisor->active_count() == 0)) {
         return std::chrono::milliseconds(0);
       }
-      if (auto next = item.supervisor->next_timeout()) wait = wait ? std::min(*wait, *next) : *next;
+      if (auto next = entry.supervisor->next_timeout()) wait = wait ? std::min(*wait, *next) : *next;
     }
     return wait;
   }
@@ -434,13 +362,96 @@ class SupervisorSet {
   }
 
  private:
+  supervisor_ptr add_impl(const std::string& key, supervisor_ptr supervisor, std::error_code& ec,
+                          std::string& why) {
+    ec.clear();
+    if (!supervisor) {
+      ec = make_error_code(errc::invalid_argument);
+      why = "supervisor set: no supervisor to add under \"" + key + "\" (null pointer)";
+      return nullptr;
+    }
+    if (!check_new_key(key, ec, why)) return nullptr;
+    auto entry = std::make_shared<Entry>();
+    entry->key = key;
+    entry->supervisor = supervisor;
+    entry->fd = supervisor->event_fd();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!check_new_key_locked(key, ec, why)) return nullptr;
+      entry->token = next_token_++;
+#if JOBWARDEN_LINUX_FAST_PATH
+      epoll_event event;
+      std::memset(&event, 0, sizeof event);
+      event.events = EPOLLIN;
+      event.data.u64 = entry->token;
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, entry->fd, &event) != 0) {
+        ec = std::error_code(errno, std::system_category());
+        why = "supervisor set: cannot watch supervisor \"" + key + "\"";
+        return nullptr;
+      }
+#endif
+      by_key_.emplace(key, entry);
+    }
+    wake();
+    return supervisor;
+  }
+
+  bool check_new_key(const std::string& key, std::error_code& ec, std::string& why) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return check_new_key_locked(key, ec, why);
+  }
+
+  bool check_new_key_locked(const std::string& key, std::error_code& ec, std::string& why) const {
+    if (key.empty()) {
+      why = "supervisor set: the key is empty";
+    } else if (auto it = by_key_.find(key); it != by_key_.end()) {
+      why = "supervisor set: the key \"" + key + "\" is taken" +
+            (it->second->claimed ? " (its supervisor is still retiring)" : "");
+    } else {
+      return true;
+    }
+    ec = make_error_code(errc::invalid_argument);
+    return false;
+  }
+
+  void retire_impl(const std::string& key, std::error_code& ec, std::string& why,
+                   retire_callback done, std::optional<std::chrono::milliseconds> grace) {
+    ec.clear();
+    std::shared_ptr<Entry> entry;
+    supervisor_ptr supervisor;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = by_key_.find(key);
+      if (it == by_key_.end() || it->second->claimed) {
+        ec = make_error_code(errc::invalid_argument);
+        why = "supervisor set: cannot retire \"" + key + "\": " +
+              (it == by_key_.end() ? "no supervisor has that key" : "it is already retiring");
+        return;
+      }
+      it->second->claimed = true;
+      entry = it->second;
+      supervisor = entry->supervisor;
+    }
+    supervisor->begin_shutdown(grace);  // wakes the supervisor's descriptor, and so the loop
+    // Our pointer goes before the loop may finish the retirement: the
+    // supervisor must never be destroyed here, on the host's thread.
+    supervisor.reset();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      entry->on_retired = std::move(done);
+      entry->retiring = true;
+    }
+    wake();
+  }
+
   struct Entry {
     std::string key;
     std::uint64_t token = 0;
     int fd = -1;  ///< the supervisor's event_fd(), open as long as it lives
     supervisor_ptr supervisor;
     std::atomic<bool> fresh{true};  ///< added, not yet polled
-    bool retiring = false;          ///< under mutex_
+    bool claimed = false;           ///< `retire` was called (under mutex_)
+    bool retiring = false;          ///< its shutdown has begun: the loop may end it (under mutex_)
     retire_callback on_retired;     ///< under mutex_ until the loop takes it
   };
 
@@ -603,7 +614,7 @@ class SupervisorSet {
     }
   }
 
-  mutable std::mutex mutex_;  ///< the maps and each entry's `retiring`/`on_retired`
+  mutable std::mutex mutex_;  ///< the map and each entry's `claimed`, `retiring`, `on_retired`
   std::map<std::string, std::shared_ptr<Entry>> by_key_;
   std::uint64_t next_token_ = 1;  ///< 0 is the wake-up
 

@@ -79,13 +79,14 @@ namespace jobwarden {
 /// costs nothing more (nothing is left to stop).
 ///
 /// **Threads.**
-/// - `add`, `emplace`, `retire`, `find`, `contains`, `size`, `empty`,
+/// - `add`, `emplace`, `retire`, `find`, `contains`, `retiring`, `size`, `empty`,
 ///   `keys`, `wake`, `stop`, `fd`, `descriptors`, `next_timeout`: any thread,
 ///   including the loop thread, event handlers and retire callbacks. None of
-///   them blocks on a poll or on a handler; each holds the set's lock only
-///   for its own bookkeeping, never while calling into a supervisor or the
-///   host. A request thread may call them while another thread is inside
-///   `run_once`: the change wakes it.
+///   them waits for a poll or a handler (`emplace` does construct the
+///   supervisor on the calling thread); the set's lock is held only for its
+///   own bookkeeping (and `next_timeout` reads the supervisors' under it),
+///   never while the host's code runs. A request thread may call them while
+///   another thread is inside `run_once`: the change wakes it.
 /// - `poll`, `run_once`, `run`: the loop thread. The supervisors' event and
 ///   output handlers and the retire callbacks run inside them, on that
 ///   thread, with no lock of the set held. Calling one of the three from a

@@ -239,8 +239,11 @@ class SupervisorEngine {
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
         check_stop_request(s);
         if (s.recorder) {
-          s.control_requests_waiting = take_control_requests(s.recorder->job_dir_fd(), controls);
-          if (s.control_requests_waiting) s.watcher.wake();  // the rest at the next poll
+          const ControlBacklog backlog = take_control_requests(s.recorder->job_dir_fd(), controls);
+          // More than one look takes: the next poll, at once. A failed read:
+          // the next poll, whenever it comes (the heartbeat guarantees one).
+          s.control_requests_waiting = backlog != ControlBacklog::none;
+          if (backlog == ControlBacklog::more) s.watcher.wake();
         }
       }
       enforce_deadlines(s);

@@ -505,3 +505,45 @@ TEST_CASE("a paused worker whose destructor runs, or that is killed while frozen
   }
   CHECK(tree.all_gone());
 }
+
+TEST_CASE("a worker whose stop has begun cannot be paused, so its SIGKILL still comes") {
+  const bool use_cgroups = GENERATE(true, false);
+  CAPTURE(use_cgroups);
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_cgroups(use_cgroups));
+  if (use_cgroups && !cgroups_for(supervisor, use_cgroups)) return;
+  // Ignores SIGTERM: only the SIGKILL at the end of its grace period ends it.
+  WorkerSpec spec = jwtest::quiet({"/bin/sh", "-c", "trap '' TERM; echo up > " + (dir / "up") +
+                                                        "; while :; do sleep 0.05; done"});
+  spec.grace_period = 500ms;
+  auto id = supervisor.submit(spec);
+  REQUIRE(jwtest::wait_for_line(dir / "up"));
+  supervisor.cancel(id);
+  std::error_code ec;
+  supervisor.pause(id, ec);
+  CHECK(ec == jobwarden::errc::worker_not_running);
+  CHECK_FALSE(supervisor.info(id).paused);
+  REQUIRE(supervisor.wait(id, 20s));  // the SIGKILL came: nothing held it off
+  CHECK(supervisor.info(id).state == WorkerState::cancelled);
+}
+
+TEST_CASE("SIGCONT from the host to a worker paused by SIGSTOP resumes it, clocks included") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_cgroups(false));  // the SIGSTOP path
+  std::vector<EventKind> kinds;
+  supervisor.on_event([&](const WorkerEvent& e) { kinds.push_back(e.kind); });
+  WorkerSpec spec = jwtest::quiet({"/bin/sh", "-c", "echo up > " + (dir / "up") + "; while :; do sleep 0.05; done"});
+  spec.timeout = 1s;
+  spec.grace_period = 500ms;
+  auto id = supervisor.submit(spec);
+  REQUIRE(jwtest::wait_for_line(dir / "up"));
+  supervisor.pause(id);
+  supervisor.poll();
+  REQUIRE(supervisor.info(id).paused);
+  supervisor.signal(id, SIGCONT);
+  CHECK_FALSE(supervisor.info(id).paused);  // it runs: it no longer reads paused
+  // Its timeout runs again: it ends timed_out instead of running on unwatched.
+  REQUIRE(supervisor.wait(id, 20s));
+  CHECK(supervisor.info(id).state == WorkerState::timed_out);
+  CHECK(std::find(kinds.begin(), kinds.end(), EventKind::resumed) != kinds.end());
+}

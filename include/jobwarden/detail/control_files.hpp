@@ -76,6 +76,8 @@ inline ControlBacklog take_control_requests(int job_fd, std::vector<TakenControl
     request.nonce = std::move(nonce);
     if (ec == errc::oversized_file) {
       request.problem = "the request is larger than " + std::to_string(max_control_request_size) + " bytes";
+    } else if (ec == std::errc::permission_denied || ec == std::errc::operation_not_permitted) {
+      request.problem = "cannot read the request: " + ec.message();  // answered, never retried
     } else if (ec) {
       backlog = ControlBacklog::retry;  // EMFILE, EIO...: look again later
       continue;
@@ -85,8 +87,9 @@ inline ControlBacklog take_control_requests(int job_fd, std::vector<TakenControl
     // Taken: removed before it is applied, so it is never applied twice. A
     // request withdrawn between the read and here is not applied at all.
     if (::unlinkat(job_fd, entry.name.c_str(), 0) != 0) {
-      if (errno == ENOENT) continue;
-      backlog = ControlBacklog::retry;
+      // Gone meanwhile, or not ours to remove (EACCES, EPERM, EROFS): left
+      // alone, unanswered, as a file that is no request.
+      if (errno != ENOENT && errno != EACCES && errno != EPERM && errno != EROFS) backlog = ControlBacklog::retry;
       continue;
     }
     taken.push_back(std::move(request));

@@ -12,6 +12,7 @@
 
 #include "jobwarden/halt_policy.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/shared_slots.hpp"
 #include "jobwarden/status_aggregator_options.hpp"
 
 namespace jobwarden {
@@ -67,6 +68,10 @@ struct SupervisorOptions {
   StatusAggregatorOptions status_options{};
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
+  /// A limit shared with other supervisors (shared_slots.hpp): a worker
+  /// starts only holding one of these slots too, and gives it back when its
+  /// process exits. Null: only `max_concurrency`.
+  std::shared_ptr<SharedSlots> shared_slots;
   /// Run the orphan guard: a small process that kills every running
   /// worker's tree if this supervisor dies, even by SIGKILL.
   bool orphan_guard = true;

@@ -298,6 +298,7 @@ class SupervisorEngine {
     if (auto pump_wait = output_wait(s)) {  // supervised output without a wake-up per pipe
       wait = wait ? std::min(*wait, *pump_wait) : *pump_wait;
     }
+    if (auto retry = s.shared_slots.retry_wait()) wait = wait ? std::min(*wait, *retry) : *retry;
     if (input_needs_retry(s)) {
       // No wake-up for stdin pipes with room on the portable path: retry often.
       constexpr std::chrono::milliseconds feed_interval{20};
@@ -420,6 +421,7 @@ class SupervisorEngine {
     }
     if (!options.launcher) options.launcher = std::make_shared<LocalLauncher>();
     state_->options = std::move(options);
+    state_->shared_slots.join(state_->options.shared_slots, state_->watcher);
     if (state_->options.use_cgroups) {
       state_->cgroups.open(state_->cgroups_unavailable);
     } else {
@@ -790,6 +792,7 @@ class SupervisorEngine {
     record.pidfd = -1;
     record.guard_slot = -1;
     --s.running;
+    s.shared_slots.give_back(record.shared_slot);
     forget_pause<Clock>(record);  // before its cgroup goes back to the pool
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib, std::nullopt, std::nullopt};
@@ -998,6 +1001,7 @@ class SupervisorEngine {
       for (auto& target : outputs) target.close_all();
       input.close_all();
       --s.running;
+      s.shared_slots.give_back(record.shared_slot);
       record.info.started_at.reset();
       s.cgroups.retire(record.cgroup_serial);
       record.cgroup_serial = -1;

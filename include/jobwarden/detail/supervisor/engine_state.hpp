@@ -34,6 +34,7 @@
 #include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/supervisor/launch_queue.hpp"
+#include "jobwarden/detail/supervisor/shared_slot_use.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
@@ -80,6 +81,7 @@ struct EngineState {
   std::atomic<bool> wants_chunks{false};
   std::vector<QueuedOutput> output;  // read for the handlers, delivered by poll()
   EventLoop watcher;
+  SharedSlotMembership shared_slots;  // options.shared_slots; after watcher: leaves before it goes
   CgroupTree cgroups;
   std::string cgroups_unavailable;  // why workers run without cgroups
   OrphanGuard guard;  // the orphan guard; declared after the records: stops before they go

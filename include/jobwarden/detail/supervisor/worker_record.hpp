@@ -42,6 +42,7 @@ struct WorkerRecord {
   bool earlier_run = false;  // a resumed job's record, not (yet) submitted in this run
   int earlier_attempts = 0;  // attempts of earlier runs (a resumed job's): restarts count from there
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
+  int shared_slot = -1;  // its slot of options.shared_slots while launching or running (-1: none)
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
   bool tree_killed = false;  // the host sent SIGKILL to its tree (JobSupervisor::signal)
   std::optional<WorkerState> stop_reason;  // why we began stopping it

@@ -122,10 +122,16 @@ std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineSta
                        s.restarting.end());
   }
   while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down && !s.halted) {
+    int shared_slot;
+    if (!s.shared_slots.take(shared_slot)) break;  // in line: woken when a slot frees
     Record* record = s.queue.pop();
+    record->shared_slot = shared_slot;
     record->launching = true;
     ++s.running;
     out.push_back(record);
+  }
+  if (s.queue.empty() || s.running >= s.options.max_concurrency || s.shutting_down || s.halted) {
+    s.shared_slots.withdraw();
   }
   return out;
 }

@@ -136,6 +136,9 @@ options:
                         empty for none) shown by status and in its JSON
   --label TEXT          the label of the worker of -- CMD
   --jobs N              run at most N workers at once (default: CPU count)
+  --slots NAME:N        also share N slots with every run on this machine
+                        (of this user) naming NAME: a worker starts only
+                        holding one (see below)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --warn SIG@DUR        send SIG to each worker DUR before its --timeout, once
                         per attempt, if it still runs then (USR1@10s: time
@@ -187,6 +190,19 @@ and --cwd, are not compared). Workers of the earlier run that are not given
 this time keep their records and count toward the outcome. A job whose
 supervisor died is recovered first; a job that does not exist yet simply
 runs. Not with --replace.
+
+--slots NAME:N bounds many runs together: every run on this machine naming
+NAME (by this user) shares N slots, on top of each run's own --jobs (three
+runs with --jobs 5 --slots scans:5 run 5 workers at once in all, not 15). A
+worker holds its slot from its start to its exit, as an flock on the file
+NAME.slot.<i> (i < N) in $JOBWARDEN_SLOTS_DIR, else
+$XDG_RUNTIME_DIR/jobwarden/slots, else /tmp/jobwarden-slots-<uid> (made
+mode 0700): a run that dies, even by SIGKILL, holds none. Waiting workers
+stay pending; a run waiting looks for a free slot at once when one of its
+own frees, else every 100ms, and lets a run that has waited longer go first
+(about first come, first served, not exactly). NAME is letters, digits,
+'.', '_' and '-' (not starting with '.', at most 100); runs naming one NAME
+should give the same N (each keeps to the first N files).
 
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
@@ -895,6 +911,26 @@ std::vector<WorkerName> split_worker_names(std::vector<std::string>& commands,
   return names;
 }
 
+/// `--slots NAME:N`: the N slots every run on this machine (of this user)
+/// naming NAME shares (jobwarden::MachineSlots: lock files the kernel frees
+/// when their holder dies). Checked whole before its directory is made.
+std::shared_ptr<jobwarden::SharedSlots> slots_option(const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    throw UsageError("--slots: expected NAME:N (e.g. scans:4), not " + printable("\"" + text + "\""));
+  }
+  const std::string name = text.substr(0, colon);
+  const std::string problem = jobwarden::MachineSlots::check_name(name);
+  if (!problem.empty()) throw UsageError("--slots: " + printable(problem));
+  const auto count = static_cast<std::size_t>(parse_count(text.substr(colon + 1), "slots", 1'000'000));
+  if (count == 0) throw UsageError("--slots: N must be at least 1");
+  try {
+    return std::make_shared<jobwarden::MachineSlots>(name, count);
+  } catch (const std::system_error& e) {
+    throw UsageError(printable(std::string("--slots: ") + e.what()));
+  }
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -1019,6 +1055,7 @@ RunPlan plan_run(const Arguments& args) {
     const jobwarden::InputSpec stdin_spec = input_option(*input, plan.workers.size());
     for (auto& spec : plan.workers) spec.stdin_spec = stdin_spec;
   }
+  if (auto slots = args.value("slots")) plan.supervisor.shared_slots = slots_option(*slots);  // last: it makes a directory
   return plan;
 }
 
@@ -1706,7 +1743,7 @@ const std::vector<Command>& commands() {
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
         {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
         {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true},
-        {"named"}, {"labeled"}, {"label", true}},
+        {"named"}, {"labeled"}, {"label", true}, {"slots", true}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}, {"format", true}}, false, command_status},

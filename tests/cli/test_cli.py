@@ -2376,6 +2376,95 @@ class CliControl(CliTestCase):
         self.assertEqual([w["state"] for w in self.status("pz")["workers"]], ["cancelled", "cancelled", "succeeded"])
 
 
+
+class CliSlots(CliTestCase):
+    """`run --slots NAME:N`: runs naming one NAME share N slots machine-wide."""
+
+    def setUp(self):
+        super().setUp()
+        self.slots_dir = os.path.join(self.tmp, "slots")  # not made: run makes it
+        self.env["JOBWARDEN_SLOTS_DIR"] = self.slots_dir
+
+    def spans(self, name):
+        """(start, end) of each worker that logged to OUT/NAME, from its own clock readings."""
+        starts, ends = {}, {}
+        with open(os.path.join(self.out, name)) as f:
+            for line in f:
+                kind, worker, stamp = line.split()
+                (starts if kind == "start" else ends)[worker] = int(stamp)
+        return [(starts[w], ends.get(w)) for w in sorted(starts)]
+
+    @staticmethod
+    def most_at_once(spans):
+        events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        most = running = 0
+        for _, step in events:  # at one instant an end (-1) sorts before a start
+            running += step
+            most = max(most, running)
+        return most
+
+    def test_three_runs_share_two_slots(self):
+        runs = []
+        for job in ("a", "b", "c"):
+            commands = "".join(
+                f'echo "start {job}{i} $(date +%s%N)" >> "$OUT/log"; sleep 0.3; '
+                f'echo "end {job}{i} $(date +%s%N)" >> "$OUT/log"\n' for i in range(3))
+            runs.append(self.start(*self.run_arguments(job, "--jobs", "5", "--slots", "scan:2",
+                                                       commands=commands)))
+        for process in runs:
+            code, stdout, stderr = self.finish(process, timeout=120)
+            self.assertEqual(code, 0, stderr)
+        for job in ("a", "b", "c"):
+            self.assertEqual([w["state"] for w in self.status(job)["workers"]], ["succeeded"] * 3)
+        spans = self.spans("log")
+        self.assertEqual(len(spans), 9)
+        self.assertTrue(all(end is not None and end >= start for start, end in spans), spans)
+        self.assertLessEqual(self.most_at_once(spans), 2, spans)
+        # Nothing left behind but the two (unlocked) slot files.
+        self.assertEqual(sorted(os.listdir(self.slots_dir)), ["scan.slot.0", "scan.slot.1"])
+        self.assert_no_processes_left()
+
+    def test_a_run_killed_with_sigkill_frees_its_slot(self):
+        holder = self.start(*self.run_arguments(
+            "holder", "--slots", "one:1", command=["sh", "-c", 'touch "$OUT/held"; exec sleep 300']))
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "held")), "the holder's worker")
+        waiter = self.start(*self.run_arguments(
+            "waiter", "--slots", "one:1", command=["sh", "-c", 'touch "$OUT/ran"']))
+        # The waiter's worker stays pending while the holder lives.
+        self.wait_for(lambda: os.path.exists(os.path.join(self.root, "waiter")), "the waiter's job")
+        time.sleep(0.5)
+        self.assertIsNone(waiter.poll())
+        self.assertFalse(os.path.exists(os.path.join(self.out, "ran")))
+        self.assertEqual(self.worker(self.status("waiter"), "1")["state"], "pending")
+        os.kill(holder.pid, signal.SIGKILL)
+        code, _, _ = self.finish(holder)
+        self.assertEqual(code, -signal.SIGKILL)
+        code, _, stderr = self.finish(waiter, timeout=60)
+        self.assertEqual(code, 0, stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.out, "ran")))
+        self.assertEqual(sorted(os.listdir(self.slots_dir)), ["one.slot.0"])
+        self.assert_no_processes_left()
+
+    def test_bad_slots_are_usage_errors_and_write_nothing(self):
+        for spec, named in [("scan", "NAME:N"), (":2", "empty"), (".x:2", "starts with"),
+                            ("a/b:2", "character"), ("x:0", "at least 1"), ("x:two", "--slots"),
+                            ("x:", "--slots"), ("y" * 101 + ":2", "longer")]:
+            with self.subTest(spec=spec):
+                result = self.jw("run", "--root", self.root, "--job", "j", "--slots", spec, "--", "true")
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                lines = result.stderr.splitlines()
+                self.assertEqual(len(lines), 1, result.stderr)
+                self.assertIn("--slots", lines[0])
+                self.assertIn(named, lines[0])
+                self.assertEqual(result.stdout, "")
+                self.assertFalse(os.path.exists(self.root), "the root was created")
+                self.assertFalse(os.path.exists(self.slots_dir), "the slots directory was created")
+
+    def test_help_describes_slots(self):
+        result = self.jw("run", "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("--slots NAME:N", result.stdout)
+
 if __name__ == "__main__":
     for argument in list(sys.argv[1:]):
         if argument.startswith("--cli="):

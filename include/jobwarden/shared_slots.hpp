@@ -12,7 +12,11 @@
 /// goes to the one at the head of the line (it is woken through its
 /// `event_fd()`), and one that took its slot goes to the back of the line
 /// for its next worker (so jobs take turns). Thread-safe: supervisors may be
-/// polled on different threads.
+/// polled on different threads. A slot comes back when its supervisor notes
+/// the worker's exit, in its `poll()`, and the head of the line takes a slot
+/// in its `poll()`: a host must keep polling every supervisor that shares
+/// slots (a blocking `wait_all()` on one, while another is never polled,
+/// may wait for ever).
 ///
 /// `MachineSlots` (below) is the same limit shared by every process on the
 /// machine that names it, kept in lock files the kernel frees when their
@@ -314,8 +318,10 @@ class MachineSlots : public SharedSlots {
     if (registration_fd_ >= 0) return;
     // Made under a temporary name, locked, then renamed into view: nobody
     // ever sees an unlocked waiter file of a live process.
+    // The monotonic clock is the machine's, the same in every process, and
+    // does not jump when the wall clock is set.
     auto since = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
             .count());
     std::uint64_t salt = std::random_device{}();
     std::string tail = std::to_string(since) + "." + std::to_string(::getpid()) + "." + std::to_string(salt);

@@ -2445,6 +2445,30 @@ class CliSlots(CliTestCase):
         self.assertEqual(sorted(os.listdir(self.slots_dir)), ["one.slot.0"])
         self.assert_no_processes_left()
 
+    def test_a_busy_run_lets_a_waiting_run_go_first(self):
+        log = 'echo "start {w} $(date +%s%N)" >> "$OUT/log"; sleep 0.3; echo "end {w} $(date +%s%N)" >> "$OUT/log"'
+        busy = self.start(*self.run_arguments(
+            "busy", "--jobs", "1", "--slots", "fair:1",
+            commands="".join(log.format(w=f"busy{i}") + "\n" for i in range(6))))
+        self.wait_for(lambda: os.path.exists(os.path.join(self.out, "log")), "the busy run's first worker")
+        late = self.start(*self.run_arguments("late", "--slots", "fair:1", commands=log.format(w="late") + "\n"))
+        for process in (busy, late):
+            code, _, stderr = self.finish(process, timeout=120)
+            self.assertEqual(code, 0, stderr)
+        spans = self.spans("log")
+        self.assertEqual(len(spans), 7)
+        self.assertEqual(self.most_at_once(spans), 1, spans)
+        starts = {}
+        with open(os.path.join(self.out, "log")) as f:
+            for line in f:
+                kind, worker, stamp = line.split()
+                if kind == "start":
+                    starts[worker] = int(stamp)
+        # The busy run ends and starts its workers in one go, yet the late
+        # run's worker does not wait for all of them: it went before the last.
+        self.assertLess(starts["late"], starts["busy5"], starts)
+        self.assert_no_processes_left()
+
     def test_bad_slots_are_usage_errors_and_write_nothing(self):
         for spec, named in [("scan", "NAME:N"), (":2", "empty"), (".x:2", "starts with"),
                             ("a/b:2", "character"), ("x:0", "at least 1"), ("x:two", "--slots"),

@@ -137,6 +137,19 @@ std::map<std::string, long long> cpu_of(const Tree& tree) {
 }
 
 /// Polls (a host's loop) for about `how_long`.
+/// Waits (bounded: the machine may be busy) until every process of `tree`
+/// used more CPU than in `base`; returns the last sample.
+std::map<std::string, long long> wait_all_grow(const Tree& tree, const std::map<std::string, long long>& base) {
+  auto until = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    auto now = cpu_of(tree);
+    bool all_grew = true;
+    for (const auto& entry : now) all_grew = all_grew && entry.second > base.at(entry.first);
+    if (all_grew || std::chrono::steady_clock::now() > until) return now;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
 template <class Supervisor>
 void poll_for(Supervisor& supervisor, std::chrono::milliseconds how_long) {
   auto until = std::chrono::steady_clock::now() + how_long;
@@ -297,8 +310,7 @@ TEST_CASE("pause stops the CPU use of every process of the worker, resume starts
   REQUIRE(tree.wait_started(dir.path(), names_of(escapee)));
   // Running: every process burns CPU.
   auto before = cpu_of(tree);
-  std::this_thread::sleep_for(500ms);
-  auto running = cpu_of(tree);
+  auto running = wait_all_grow(tree, before);
   for (const auto& entry : running) CHECK(entry.second > before[entry.first]);
 
   supervisor.pause(id);
@@ -321,16 +333,8 @@ TEST_CASE("pause stops the CPU use of every process of the worker, resume starts
   supervisor.resume(id);
   supervisor.resume(id);  // a no-op
   CHECK_FALSE(supervisor.info(id).paused);
-  // Running again: each process's CPU time grows (waited for, the machine may be busy).
-  auto until = std::chrono::steady_clock::now() + 20s;
-  std::map<std::string, long long> after;
-  for (;;) {
-    after = cpu_of(tree);
-    bool all_grew = true;
-    for (const auto& entry : after) all_grew = all_grew && entry.second > paused_end[entry.first];
-    if (all_grew || std::chrono::steady_clock::now() > until) break;
-    std::this_thread::sleep_for(50ms);
-  }
+  // Running again: each process's CPU time grows.
+  auto after = wait_all_grow(tree, paused_end);
   for (const auto& entry : after) CHECK(entry.second > paused_end[entry.first]);
   CHECK_FALSE(supervisor.status().workers[0].paused);
   supervisor.poll();
@@ -500,4 +504,46 @@ TEST_CASE("a paused worker whose destructor runs, or that is killed while frozen
     supervisor.pause(third);
   }
   CHECK(tree.all_gone());
+}
+
+TEST_CASE("a worker whose stop has begun cannot be paused, so its SIGKILL still comes") {
+  const bool use_cgroups = GENERATE(true, false);
+  CAPTURE(use_cgroups);
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_cgroups(use_cgroups));
+  if (use_cgroups && !cgroups_for(supervisor, use_cgroups)) return;
+  // Ignores SIGTERM: only the SIGKILL at the end of its grace period ends it.
+  WorkerSpec spec = jwtest::quiet({"/bin/sh", "-c", "trap '' TERM; echo up > " + (dir / "up") +
+                                                        "; while :; do sleep 0.05; done"});
+  spec.grace_period = 500ms;
+  auto id = supervisor.submit(spec);
+  REQUIRE(jwtest::wait_for_line(dir / "up"));
+  supervisor.cancel(id);
+  std::error_code ec;
+  supervisor.pause(id, ec);
+  CHECK(ec == jobwarden::errc::worker_not_running);
+  CHECK_FALSE(supervisor.info(id).paused);
+  REQUIRE(supervisor.wait(id, 20s));  // the SIGKILL came: nothing held it off
+  CHECK(supervisor.info(id).state == WorkerState::cancelled);
+}
+
+TEST_CASE("SIGCONT from the host to a worker paused by SIGSTOP resumes it, clocks included") {
+  jwtest::TempDir dir;
+  JobSupervisor<> supervisor(with_cgroups(false));  // the SIGSTOP path
+  std::vector<EventKind> kinds;
+  supervisor.on_event([&](const WorkerEvent& e) { kinds.push_back(e.kind); });
+  WorkerSpec spec = jwtest::quiet({"/bin/sh", "-c", "echo up > " + (dir / "up") + "; while :; do sleep 0.05; done"});
+  spec.timeout = 1s;
+  spec.grace_period = 500ms;
+  auto id = supervisor.submit(spec);
+  REQUIRE(jwtest::wait_for_line(dir / "up"));
+  supervisor.pause(id);
+  supervisor.poll();
+  REQUIRE(supervisor.info(id).paused);
+  supervisor.signal(id, SIGCONT);
+  CHECK_FALSE(supervisor.info(id).paused);  // it runs: it no longer reads paused
+  // Its timeout runs again: it ends timed_out instead of running on unwatched.
+  REQUIRE(supervisor.wait(id, 20s));
+  CHECK(supervisor.info(id).state == WorkerState::timed_out);
+  CHECK(std::find(kinds.begin(), kinds.end(), EventKind::resumed) != kinds.end());
 }

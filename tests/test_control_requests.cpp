@@ -195,3 +195,18 @@ TEST_CASE("control_job refuses bad arguments before touching the disk, and a job
   CHECK(names_ending(std::filesystem::path(dir / "job"), ".control").empty());
   CHECK_THROWS_AS(jobwarden::control_job(dir.path(), "job", request, 1s), std::system_error);
 }
+
+TEST_CASE("a signal without a name goes through a control request by number") {
+  CHECK(jobwarden::signal_from_string("SIG40") == std::optional<int>(40));
+  CHECK(jobwarden::signal_from_string("sig40") == std::optional<int>(40));
+  CHECK_FALSE(jobwarden::signal_from_string("SIG1X"));
+  CHECK_FALSE(jobwarden::signal_from_string("SIG"));
+  ControlRequest request;
+  request.action = ControlAction::signal;
+  request.signal = SIGRTMIN + 6;
+  request.worker = "w";
+  ControlRequest back;
+  std::string problem;
+  REQUIRE(jobwarden::detail::parse_control_request(jobwarden::detail::control_request_text(request, 1), back, problem));
+  CHECK(back.signal == request.signal);
+}

@@ -22,6 +22,8 @@
 #include "jobwarden/status_aggregator.hpp"
 #include "jobwarden/status_aggregator_options.hpp"
 #include "jobwarden/supervisor_options.hpp"
+#include "jobwarden/supervisor_set.hpp"
+#include "jobwarden/time_format.hpp"
 #include "jobwarden/version.hpp"
 #include "jobwarden/worker_event.hpp"
 #include "jobwarden/worker_info.hpp"

@@ -59,7 +59,8 @@ inline std::string signal_name(int number) {
   return "SIG" + std::to_string(number);
 }
 
-/// Parses `"SIGTERM"`, `"TERM"`, `"term"` or `"15"`; `std::nullopt` if it is no signal.
+/// Parses `"SIGTERM"`, `"TERM"`, `"term"`, `"15"` or `"SIG15"` (as `signal_name`
+/// writes a signal without a name); `std::nullopt` if it is no signal.
 inline std::optional<int> signal_from_string(std::string_view text) {
   if (text.empty()) return std::nullopt;
   bool digits = true;
@@ -75,6 +76,10 @@ inline std::optional<int> signal_from_string(std::string_view text) {
   std::string upper;
   for (char c : text) upper += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
   if (upper.rfind("SIG", 0) != 0) upper = "SIG" + upper;
+  // "SIG40": what signal_name writes for a signal without a name.
+  if (upper.size() > 3 && upper.find_first_not_of("0123456789", 3) == std::string::npos) {
+    return signal_from_string(std::string_view(upper).substr(3));
+  }
   std::size_t n = 0;
   const detail::SignalName* table = detail::signal_table(n);
   for (std::size_t i = 0; i < n; ++i) {

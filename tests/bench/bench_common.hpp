@@ -429,11 +429,21 @@ inline std::vector<std::string> leftover_cgroups() {
   }
   if (mount.empty()) return out;
   std::string prefix = "jobwarden-" + std::to_string(::getpid()) + "-";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(mount, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) == 0) out.push_back(entry.path().string());
-    if (out.size() > 20) break;
+  // Other processes (tests running in parallel) create and remove cgroups while
+  // this walks the tree, so descending into one can fail with ENOENT: walk with
+  // error codes, and walk again when a walk was cut short.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    out.clear();
+    std::error_code ec;
+    std::filesystem::recursive_directory_iterator it(
+        mount, std::filesystem::directory_options::skip_permission_denied, ec);
+    for (const std::filesystem::recursive_directory_iterator end; !ec && it != end;
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.rfind(prefix, 0) == 0) out.push_back(it->path().string());
+      if (out.size() > 20) return out;
+    }
+    if (!ec) break;
   }
   return out;
 }

@@ -2269,8 +2269,13 @@ class CliControl(CliTestCase):
         process = self.start(*self.run_arguments(job, "--jobs", "3", "--grace", "2s", *options,
                                                  commands=self.COMMANDS))
         self.wait_for_files("w1", "gc1", "w2", "count")
-        self.wait_for(lambda: self.worker(self.status(job), "3")["state"] == "succeeded"
-                      and self.status(job)["summary"]["running"] == 2, "workers 1 and 2 running, 3 ended")
+
+        def settled():
+            # Every worker recorded (the third may not be yet), 1 and 2 running, 3 ended.
+            states = {w["id"]: w["state"] for w in self.status(job)["workers"]}
+            return states == {"1": "running", "2": "running", "3": "succeeded"}
+
+        self.wait_for(settled, "workers 1 and 2 running, 3 ended")
         return process
 
     def control(self, *args, wait="20s"):

@@ -41,22 +41,29 @@ inline bool control_request_nonce(const std::string& name, std::string& nonce) {
   return is_valid_id(nonce);
 }
 
+/// What `take_control_requests` left behind.
+enum class ControlBacklog {
+  none,     ///< every request there was is taken
+  more,     ///< more requests than one look takes: look again at once
+  retry,    ///< a listing or a read failed (EMFILE, EIO...): look again later, not at once
+};
+
 /// Takes (reads and removes) up to `max_control_requests_per_poll` control
-/// requests from the job directory `job_fd`; true when more may be waiting.
+/// requests from the job directory `job_fd`.
 /// Read like every file of the job directory: relative to its descriptor,
 /// never through a symlink, never a FIFO or other special file (those, and
 /// names that are not `<id>.control`, are left alone). A file that cannot be
-/// read for want of descriptors or memory is left for the next look.
-inline bool take_control_requests(int job_fd, std::vector<TakenControlRequest>& taken) {
+/// read for want of descriptors or memory is left for a later look.
+inline ControlBacklog take_control_requests(int job_fd, std::vector<TakenControlRequest>& taken) {
   std::error_code ec;
   const std::vector<DirectoryEntry> entries = list_directory(job_fd, ec);
-  if (ec) return true;
-  bool more = false;
+  if (ec) return ControlBacklog::retry;
+  ControlBacklog backlog = ControlBacklog::none;
   for (const DirectoryEntry& entry : entries) {
     std::string nonce;
     if (!control_request_nonce(entry.name, nonce)) continue;
     if (taken.size() >= max_control_requests_per_poll) {
-      more = true;
+      backlog = ControlBacklog::more;
       break;
     }
     std::string text;
@@ -69,22 +76,25 @@ inline bool take_control_requests(int job_fd, std::vector<TakenControlRequest>& 
     request.nonce = std::move(nonce);
     if (ec == errc::oversized_file) {
       request.problem = "the request is larger than " + std::to_string(max_control_request_size) + " bytes";
+    } else if (ec == std::errc::permission_denied || ec == std::errc::operation_not_permitted) {
+      request.problem = "cannot read the request: " + ec.message();  // answered, never retried
     } else if (ec) {
-      more = true;  // EMFILE, EIO...: look again later
+      backlog = ControlBacklog::retry;  // EMFILE, EIO...: look again later
       continue;
-    } else if (!parse_control_request(text, request.request, request.problem)) {
-      // problem says why
+    } else {
+      parse_control_request(text, request.request, request.problem);  // a bad one: `problem` says why
     }
     // Taken: removed before it is applied, so it is never applied twice. A
     // request withdrawn between the read and here is not applied at all.
     if (::unlinkat(job_fd, entry.name.c_str(), 0) != 0) {
-      if (errno == ENOENT) continue;
-      more = true;
+      // Gone meanwhile, or not ours to remove (EACCES, EPERM, EROFS): left
+      // alone, unanswered, as a file that is no request.
+      if (errno != ENOENT && errno != EACCES && errno != EPERM && errno != EROFS) backlog = ControlBacklog::retry;
       continue;
     }
     taken.push_back(std::move(request));
   }
-  return more;
+  return backlog;
 }
 
 /// The `ControlFailure::reason` for an error of `signal`/`pause`/`resume`.

@@ -239,8 +239,11 @@ class SupervisorEngine {
           (!s.watches_stop_request && s.next_job_refresh && *s.next_job_refresh <= s.now())) {
         check_stop_request(s);
         if (s.recorder) {
-          s.control_requests_waiting = take_control_requests(s.recorder->job_dir_fd(), controls);
-          if (s.control_requests_waiting) s.watcher.wake();  // the rest at the next poll
+          const ControlBacklog backlog = take_control_requests(s.recorder->job_dir_fd(), controls);
+          // More than one look takes: the next poll, at once. A failed read:
+          // the next poll, whenever it comes (the heartbeat guarantees one).
+          s.control_requests_waiting = backlog != ControlBacklog::none;
+          if (backlog == ControlBacklog::more) s.watcher.wake();
         }
       }
       enforce_deadlines(s);
@@ -714,6 +717,12 @@ class SupervisorEngine {
       event.signal = sig;
       event.scope = scope;
       s.events.push_back(std::move(event));
+      if (sig == SIGCONT && record->info.paused && !record->frozen) {
+        // Paused by SIGSTOP, and this SIGCONT let it run: it is resumed, and
+        // its clocks run again (a frozen cgroup ignores SIGCONT: still paused).
+        resume_worker(s, *record);
+        arm_timer(s);
+      }
     }
     s.watcher.wake();  // the host hears of it at its next poll()
   }
@@ -725,6 +734,14 @@ class SupervisorEngine {
       Record* record = running_target(s, id, pausing ? "pause" : "resume", ec);
       if (record == nullptr) return;
       if (pausing == record->info.paused) return;  // already so: nothing to do, nothing to tell
+      if (pausing && (record->kill_at || record->stop_reason || s.shutting_down)) {
+        // Its stop has begun: a pause now would hold off its SIGKILL (and a
+        // shutdown waiting for it) until someone resumed it.
+        report(ec, make_error_code(errc::worker_not_running),
+               "cannot pause worker " + quote_id(id) + " in job \"" + s.options.job_id +
+                   "\": the worker is not running: it is being stopped");
+        return;
+      }
       if (pausing) {
         pause_worker(s, *record);
       } else {
@@ -912,10 +929,15 @@ class SupervisorEngine {
       }
       for (const std::string& id : targets) {
         std::error_code ec;
-        switch (taken.request.action) {
-          case ControlAction::signal: signal(id, taken.request.signal, taken.request.scope, &ec); break;
-          case ControlAction::pause: pause(id, &ec); break;
-          case ControlAction::resume: resume(id, &ec); break;
+        try {
+          switch (taken.request.action) {
+            case ControlAction::signal: signal(id, taken.request.signal, taken.request.scope, &ec); break;
+            case ControlAction::pause: pause(id, &ec); break;
+            case ControlAction::resume: resume(id, &ec); break;
+          }
+        } catch (const std::exception& error) {  // a launcher's signal_tree, bad_alloc: answered, not thrown
+          reply.failed.push_back({id, "error", error.what()});
+          continue;
         }
         if (ec) reply.failed.push_back({id, control_failure_reason(ec), ec.message()});
         else reply.done.push_back(id);
@@ -945,6 +967,7 @@ class SupervisorEngine {
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
       record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial, record.tree_cpu_base);
       record.warned = false;
+      record.heartbeat_floor.reset();
     }
     // What a reused cgroup whose last figure is unknown has counted so far
     // (outside the lock: only launch touches the record now).

@@ -73,7 +73,7 @@ template <class Clock>
 void enforce_deadlines(EngineState<Clock>& s) {
   auto now = s.now();
   for (auto* record : running_records(s)) {
-    if (record->info.paused) continue;  // its clocks stand still (worker_pause.hpp)
+    if (record->info.paused && !record->kill_at) continue;  // its clocks stand still (worker_pause.hpp)
     send_due_warning(s, *record, now);  // before a stop the same deadline may begin
     if (record->deadline && *record->deadline <= now) {
       begin_stop(s, *record, WorkerState::timed_out);
@@ -106,7 +106,7 @@ template <class Clock>
 std::optional<typename Clock::time_point> earliest_deadline(const EngineState<Clock>& s) {
   std::optional<typename Clock::time_point> earliest = s.job_closed ? std::nullopt : s.next_job_refresh;
   for (const auto* record : s.live) {
-    if (record->info.paused) continue;  // nothing of it is due until it resumes
+    if (record->info.paused && !record->kill_at) continue;  // nothing of it is due until it resumes
     std::optional<typename Clock::time_point> t = record->deadline;
     if (record->stall_check_at && (!t || *record->stall_check_at < *t)) t = record->stall_check_at;
     if (auto warn = warning_due_at(*record); warn && (!t || *warn < *t)) t = warn;
@@ -143,6 +143,8 @@ void begin_shutdown_locked(EngineState<Clock>& s, std::optional<std::chrono::mil
       finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started");
     } else if (record->info.state == WorkerState::running || record->launching) {
       if (grace) record->spec.grace_period = *grace;
+      // Resumed before its kill time is cut (a resume moves it later).
+      if (record->info.state == WorkerState::running && !record->launching) resume_worker(s, *record);
       // A second, shorter request (a second Ctrl-C) cuts a grace period short.
       if (grace && record->kill_at && !record->kill_sent && s.now() + *grace < *record->kill_at) {
         record->kill_at = s.now() + *grace;

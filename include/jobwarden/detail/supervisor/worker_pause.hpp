@@ -62,6 +62,7 @@ void pause_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point
   record.info.paused = true;
   record.paused_at = s.now();
   record.paused_wall = std::chrono::system_clock::now();
+  if (record.spec.stall_timeout.count() > 0) record.heartbeat_at_pause = last_heartbeat(s, record);
   record_worker(s, record);
   emit(s, EventKind::paused, record);
 }
@@ -84,9 +85,11 @@ void resume_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_poin
   if (record.stall_check_at) *record.stall_check_at += paused_for;
   if (record.kill_at && !record.kill_sent) *record.kill_at += paused_for;
   if (record.spec.stall_timeout.count() > 0) {
-    // Its heartbeat is as old now as it was when it was paused.
+    // Its heartbeat is as old now as it was when it was paused (a write
+    // during the pause, by an escapee on the SIGSTOP path, counts as such).
     const auto wall_paused_for = std::chrono::system_clock::now() - record.paused_wall;
-    record.heartbeat_floor = last_heartbeat(s, record) + wall_paused_for;
+    record.heartbeat_floor = std::max(last_heartbeat(s, record),
+                                      record.heartbeat_at_pause.value_or(record.paused_wall) + wall_paused_for);
   }
   record.info.paused = false;
   record.frozen = false;

@@ -58,6 +58,7 @@ struct WorkerRecord {
   /// The heartbeat counts as no older than this: a resume moves the last
   /// sign of life later by the time paused (the stall clock stood still).
   std::optional<std::chrono::system_clock::time_point> heartbeat_floor;
+  std::optional<std::chrono::system_clock::time_point> heartbeat_at_pause;  // its last sign of life when paused
   bool warned = false;  // this attempt's deadline warning went out (its time follows `deadline`)
   std::uint64_t queue_seq = 0;  // its place among equal priorities in the queue (0: never queued)
   std::optional<CgroupCpu> tree_cpu_base;  // its cgroup's cpu.stat when this attempt began

@@ -6,7 +6,7 @@
 /// (whether the supervisor is alive and whether a recorded process still runs
 /// are inputs). `StatusAggregator` reads and caches the files
 /// (detail/status_reader.hpp, detail/status_cache.hpp) and calls these;
-/// `examples/python/read_job.py` follows the same rules.
+/// The Python reader (`python/jobwarden_reader`) follows the same rules.
 ///
 /// One writer per file, so no file is ever "wrong" for its writer:
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;

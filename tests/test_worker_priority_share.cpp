@@ -319,3 +319,52 @@ TEST_CASE("cpu.weight is written into a cgroup's file, and a cgroup without the 
   std::ofstream(dir / "cgroup.controllers") << "cpuset cpu io\n";
   CHECK(jd::cgroup_lists_controller(dir / "cgroup.controllers", "cpu"));
 }
+
+TEST_CASE("the cpu controller is enabled for the workers' cgroups, first where it is not handed down") {
+  // Stand-ins for the kernel's files (the kernel would also add cpu to the
+  // tree's cgroup.controllers once its parent enables it; a regular file
+  // does not, which is enough for what is checked here).
+  jwtest::TempDir dir;
+  const std::string base = dir.path();
+  const std::string tree = dir / "jobwarden-1-2-0";
+  REQUIRE(::mkdir(tree.c_str(), 0755) == 0);
+  auto make = [](const std::string& path, const std::string& text) { std::ofstream(path) << text; };
+  std::string why_not;
+
+  SECTION("not in the supervisor's cgroup at all: nothing is written, and why") {
+    make(base + "/cgroup.controllers", "cpuset io memory pids\n");
+    make(base + "/cgroup.subtree_control", "");
+    make(tree + "/cgroup.controllers", "");
+    make(tree + "/cgroup.subtree_control", "");
+    CHECK_FALSE(jd::enable_cpu_controller(base, tree, why_not));
+    CHECK(why_not == "the cpu controller is not available in " + base +
+                         " (not in its cgroup.controllers: not delegated, or bound to a cgroup v1 hierarchy)");
+    CHECK(jwtest::read_file(base + "/cgroup.subtree_control").empty());
+    CHECK(jwtest::read_file(tree + "/cgroup.subtree_control").empty());
+  }
+  SECTION("in the supervisor's cgroup, not handed down: enabled there, then in the tree") {
+    make(base + "/cgroup.controllers", "cpuset cpu io memory pids\n");
+    make(base + "/cgroup.subtree_control", "");
+    make(tree + "/cgroup.controllers", "");
+    make(tree + "/cgroup.subtree_control", "");
+    CHECK(jd::enable_cpu_controller(base, tree, why_not));
+    CHECK(jwtest::read_file(base + "/cgroup.subtree_control") == "+cpu");
+    CHECK(jwtest::read_file(tree + "/cgroup.subtree_control") == "+cpu");
+  }
+  SECTION("handed down already: only the tree is touched") {
+    make(base + "/cgroup.controllers", "cpu\n");
+    make(tree + "/cgroup.controllers", "cpu memory\n");
+    make(tree + "/cgroup.subtree_control", "");
+    CHECK(jd::enable_cpu_controller(base, tree, why_not));
+    CHECK_FALSE(std::filesystem::exists(base + "/cgroup.subtree_control"));
+    CHECK(jwtest::read_file(tree + "/cgroup.subtree_control") == "+cpu");
+  }
+  SECTION("a refusal is reported with the system's reason") {
+    make(base + "/cgroup.controllers", "cpu\n");
+    make(tree + "/cgroup.controllers", "");
+    // No cgroup.subtree_control in base: the write fails (ENOENT).
+    CHECK_FALSE(jd::enable_cpu_controller(base, tree, why_not));
+    CHECK(why_not == "cannot enable the cpu controller in " + base +
+                         "/cgroup.subtree_control: " + std::strerror(ENOENT));
+  }
+}

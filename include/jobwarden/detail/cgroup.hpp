@@ -155,6 +155,39 @@ inline bool cgroup_set_cpu_weight(const std::string& dir, int weight, int& error
   return false;
 }
 
+/// Enables the `cpu` controller in `tree`'s `cgroup.subtree_control`, so
+/// the cgroups below it have `cpu.weight`; `base` is the cgroup `tree` is in,
+/// whose `cgroup.subtree_control` gets it first when it does not hand it down
+/// yet. False, with `why_not`, when the controller cannot be had.
+inline bool enable_cpu_controller(const std::string& base, const std::string& tree, std::string& why_not) {
+  const std::string handed_down = tree + "/cgroup.controllers";
+  if (!cgroup_lists_controller(handed_down, "cpu")) {
+    if (!cgroup_lists_controller(base + "/cgroup.controllers", "cpu")) {
+      why_not = "the cpu controller is not available in " + base +
+                " (not in its cgroup.controllers: not delegated, or bound to a cgroup v1 hierarchy)";
+      return false;
+    }
+    errno = 0;
+    const bool written = write_control((base + "/cgroup.subtree_control").c_str(), "+cpu");
+    const int error_number = errno != 0 ? errno : EIO;
+    if (!written && !cgroup_lists_controller(handed_down, "cpu")) {
+      why_not = "cannot enable the cpu controller in " + base + "/cgroup.subtree_control: " +
+                std::strerror(error_number) +
+                (error_number == EBUSY ? " (processes live in that cgroup: run the supervisor in a cgroup of its "
+                                         "own, or enable cpu there beforehand)"
+                                       : "");
+      return false;
+    }
+  }
+  errno = 0;
+  if (!write_control((tree + "/cgroup.subtree_control").c_str(), "+cpu")) {
+    why_not = "cannot enable the cpu controller in " + tree + "/cgroup.subtree_control: " +
+              std::strerror(errno != 0 ? errno : EIO);
+    return false;
+  }
+  return true;
+}
+
 /// Whether the cgroup at `dir` still holds a process (true when unsure).
 inline bool cgroup_populated(const std::string& dir) {
   int fd = ::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
@@ -533,33 +566,7 @@ class CgroupTree {
  private:
   std::string dir_of(unsigned long serial) const { return parent_ + "/w" + std::to_string(serial); }
 
-  bool try_enable_cpu(std::string& why_not) {
-    const std::string handed_down = parent_ + "/cgroup.controllers";
-    if (!cgroup_lists_controller(handed_down, "cpu")) {
-      if (!cgroup_lists_controller(base_ + "/cgroup.controllers", "cpu")) {
-        why_not = "the cpu controller is not available in " + base_ +
-                  " (not in its cgroup.controllers: not delegated, or bound to a cgroup v1 hierarchy)";
-        return false;
-      }
-      errno = 0;
-      const bool written = write_control((base_ + "/cgroup.subtree_control").c_str(), "+cpu");
-      const int error_number = errno != 0 ? errno : EIO;
-      if (!written && !cgroup_lists_controller(handed_down, "cpu")) {
-        why_not = "cannot enable the cpu controller in " + base_ + "/cgroup.subtree_control: " +
-                  std::strerror(error_number) +
-                  (error_number == EBUSY ? " (processes live in that cgroup: run the supervisor in a cgroup of its "
-                                           "own, or enable cpu there beforehand)"
-                                         : "");
-        return false;
-      }
-    }
-    if (!write_control((parent_ + "/cgroup.subtree_control").c_str(), "+cpu")) {
-      why_not = "cannot enable the cpu controller in " + parent_ + "/cgroup.subtree_control: " +
-                std::strerror(errno);
-      return false;
-    }
-    return true;
-  }
+  bool try_enable_cpu(std::string& why_not) { return enable_cpu_controller(base_, parent_, why_not); }
 
   std::string base_;
   std::string parent_;

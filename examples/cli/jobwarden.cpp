@@ -153,6 +153,17 @@ options:
   --halt now,fail=N     ...or also stop the running ones (stop signal, grace
                         period, SIGKILL). N may be a percentage of the job's
                         workers (fail=10%). Queued workers end cancelled.
+  --nice N              each worker (and all it starts) runs at nice value N,
+                        -20 to 19 (19: yields the CPU to everything else); a
+                        value below this tool's own needs privilege, else the
+                        worker ends spawn_failed
+  --cpu-weight W        each worker's cgroup gets cpu.weight W, 1 to 10000
+                        (default 100): its tree's CPU share against the other
+                        workers of its run (at 10 it gets a tenth of what one
+                        at 100 gets while both want more than there is).
+                        Needs cgroups and the cpu controller (cgroup v2);
+                        where they are missing the workers run unweighted and
+                        run warns once on stderr
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
   --input FILE          every worker's stdin is FILE (default: /dev/null);
@@ -414,6 +425,21 @@ std::optional<milliseconds> duration_option(const Arguments& args, const std::st
                                  printable("\"" + *text + "\"")));
   }
   return value;
+}
+
+/// Parses option `--name`'s whole number (an optional sign, digits, nothing
+/// else) in `min`..`max`, or throws a `UsageError` naming the option.
+int ranged_option(const std::string& text, const std::string& name, int min, int max) {
+  const std::size_t digits = text.empty() || (text[0] != '-' && text[0] != '+') ? 0 : 1;
+  long long value = 0;
+  const bool number = text.size() > digits && text.size() - digits <= 9 &&
+                      text.find_first_not_of("0123456789", digits) == std::string::npos;
+  if (number) value = std::stoll(text);
+  if (!number || value < min || value > max) {
+    throw UsageError(fmt::format("--{}: {} is not a whole number from {} to {}", name,
+                                 printable("\"" + text + "\""), min, max));
+  }
+  return static_cast<int>(value);
 }
 
 /// Parses `--warn SIG@DUR` (`USR1@10s`): signal SIG to each worker DUR
@@ -982,6 +1008,10 @@ RunPlan plan_run(const Arguments& args) {
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
   if (auto text = args.value("warn")) base.warning = warning_option(*text, base.timeout);
+  if (auto text = args.value("nice")) base.nice = ranged_option(*text, "nice", jobwarden::min_nice, jobwarden::max_nice);
+  if (auto text = args.value("cpu-weight")) {
+    base.cpu_weight = ranged_option(*text, "cpu-weight", jobwarden::min_cpu_weight, jobwarden::max_cpu_weight);
+  }
   if (auto text = args.value("halt")) {
     std::string error;
     auto policy = jobwarden::parse_halt(*text, error);
@@ -1178,6 +1208,22 @@ jobwarden::JobSupervisor<> open_job(const RunPlan& plan) {
   return supervisor;
 }
 
+/// `run --cpu-weight` where it could not be applied (no cgroups, no cpu
+/// controller): one warning line with the first reason; the workers ran.
+void print_cpu_weight_warning(const std::vector<jobwarden::WorkerInfo>& workers) {
+  std::size_t unweighted = 0;
+  std::string reason;
+  for (const auto& worker : workers) {
+    if (worker.cpu_weight_error.empty()) continue;
+    if (unweighted++ == 0) reason = worker.cpu_weight_error;
+  }
+  if (unweighted == 0) return;
+  const std::string prefix = "cpu_weight not applied: ";
+  if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+  print(stderr, "jobwarden run: warning: --cpu-weight not applied to {} {}: {}\n", unweighted,
+        unweighted == 1 ? "worker" : "workers", printable(reason));
+}
+
 /// Runs an open job whose workers are submitted until every worker has ended,
 /// records `run`'s exit status in the job's final record and returns it. With
 /// `detached`, there is no display and the messages (the verdict included)
@@ -1247,6 +1293,8 @@ int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::
     print(stderr, "jobwarden run: warning: {} {} of the job directory failed; the last: {}: {}\n", failures,
           failures == 1 ? "write" : "writes", path, error.message());
   }
+
+  if (detached || !plan.quiet) print_cpu_weight_warning(supervisor.workers());
 
   // The final status is read only for someone who sees it: a quiet run with
   // no --json ends on the supervisor's own records.
@@ -1743,7 +1791,7 @@ const std::vector<Command>& commands() {
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
         {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
         {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true},
-        {"named"}, {"labeled"}, {"label", true}, {"slots", true}},
+        {"named"}, {"labeled"}, {"label", true}, {"slots", true}, {"nice", true}, {"cpu-weight", true}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}, {"format", true}}, false, command_status},

@@ -90,6 +90,13 @@ struct WorkerInfo {
   /// on a `running` worker, not a state of its own: the state stays
   /// `running`. Its timeout and stall clocks stand still while it is set.
   bool paused = false;
+  /// Why this attempt runs without the CPU weight its spec asked for
+  /// (`WorkerSpec::cpu_weight`): no cgroup of its own (portable build,
+  /// cgroups unavailable or turned off), no `cpu` controller where its
+  /// cgroup is, or a write the kernel refused. Set when it starts (the
+  /// `started` event has it), cleared at each attempt; empty when the weight
+  /// was applied or none was asked for. Never stops the worker.
+  std::string cpu_weight_error;
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

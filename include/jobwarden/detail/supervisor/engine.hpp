@@ -966,6 +966,7 @@ class SupervisorEngine {
       record.context.attempt = record.info.attempt;
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
       record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial, record.tree_cpu_base);
+      apply_cpu_weight(s, record);
       record.warned = false;
       record.heartbeat_floor.reset();
     }
@@ -990,10 +991,7 @@ class SupervisorEngine {
       outcome = spawn(plan);
       outcome_errno = outcome.error;
       if (outcome.error != 0) {
-        error = outcome.stage == SpawnStage::exec
-                    ? "cannot run \"" + record.spec.argv[0] + "\": " + std::strerror(outcome.error)
-                    : std::string("cannot start \"") + record.spec.argv[0] + "\" (" +
-                          to_string(outcome.stage) + "): " + std::strerror(outcome.error);
+        error = spawn_failure_message(record.spec, outcome);
       }
     }
     for (auto& target : outputs) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <jobwarden/job_control.hpp>
 #include <jobwarden/job_supervisor.hpp>
 
 #include "catch.hpp"
@@ -254,6 +255,30 @@ TEST_CASE("a shutdown during background recovery waits for it, cancels what was 
   // The job was not opened again: its journal ends with recovery's verdict.
   CHECK(jwjournal::job_record({dir.path(), "fixed"}).state == JobState::lost);
   CHECK(jwjournal::worker_record({dir.path(), "fixed"}, "left").state == WorkerState::lost);
+}
+
+TEST_CASE("a stop requested during background recovery is honoured when it ends: the job is not opened") {
+  jwtest::TempDir dir;
+  jwtest::KillOnExit guard;
+  const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
+  REQUIRE(left > 0);
+
+  auto options = in(dir);
+  options.replace_finished_job = true;
+  options.recover_in_background = true;
+  options.recovery_grace = 1s;
+  JobSupervisor<> successor(options);
+  REQUIRE(successor.recovering());
+  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
+  next.id = "next";
+  successor.submit(next);
+  jobwarden::request_stop(dir.path(), "fixed");  // the lock is held: it takes us for the job's supervisor
+  REQUIRE(run_loop(successor, [&] { return !successor.recovering() && successor.active_count() == 0; }));
+  CHECK(successor.stop_requested());
+  CHECK(successor.info("next").state == WorkerState::cancelled);
+  CHECK(jwtest::process_gone(left));
+  CHECK_FALSE(std::ifstream(dir / "fixed/stop.request").good());  // honoured, so removed
+  CHECK(jwjournal::job_record({dir.path(), "fixed"}).state == JobState::lost);
 }
 
 TEST_CASE("background recovery, then resume: the lost worker submitted meanwhile runs again as its next attempt") {

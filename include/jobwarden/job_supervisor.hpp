@@ -228,7 +228,15 @@ class JobSupervisor {
 
   /// What the supervisor found of an earlier supervisor of this job that had
   /// died: the workers it stopped and marked lost (empty for a new job).
+  /// With `SupervisorOptions::recover_in_background`, filled once
+  /// `recovering()` is false; read it then (not while `poll()` may fill it).
   const RecoveryReport& recovery_report() const { return engine_.recovery_report(); }
+
+  /// Whether a background recovery (`SupervisorOptions::recover_in_background`)
+  /// is still under way: the dead predecessor's workers are being stopped,
+  /// the job is not open yet, and submitted workers wait. `poll()` carries it
+  /// on and ends it; `wait_all()` and `shutdown()` wait for it too. Any thread.
+  bool recovering() const { return engine_.recovering(); }
 
   /// The job's directory (`<root>/<job_id>`), empty without a root.
   std::string job_dir() const { return engine_.job_dir(); }

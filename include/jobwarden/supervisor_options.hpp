@@ -64,6 +64,17 @@ struct SupervisorOptions {
   /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
   /// processes proven to be the recorded ones — and marked `lost`.
   std::chrono::milliseconds recovery_grace{10'000};
+  /// Recover a dead predecessor's job without blocking the constructor: it
+  /// takes the job's lock, refuses what it must (`errc::job_locked`;
+  /// `errc::job_exists` without `replace_finished_job` or
+  /// `resume_finished_job`, and then nothing is stopped), sends what is left
+  /// of the workers the stop signal, and returns. `poll()` does the rest —
+  /// SIGKILL after `recovery_grace`, waiting for the processes to go, the
+  /// verdict, then opening the job — while `JobSupervisor::recovering()` is
+  /// true; workers submitted meanwhile wait in the queue and start once the
+  /// job is open. `event_fd()`/`next_timeout()` wake the host for it.
+  /// Off: the constructor blocks until recovery is done (up to the grace).
+  bool recover_in_background = false;
   /// How `status()` reads the job (e.g. `stale_after`).
   StatusAggregatorOptions status_options{};
   /// Most workers running at once; 0 means the number of CPUs.

@@ -157,8 +157,12 @@ class JobRecorder {
     };
     job_dir_ = open_directory_at(root.get(), layout_.job_id.c_str(), ec);
     if (ec) return undo();
-    lock_ = acquire_supervisor_lock(job_dir_.get(), /*create=*/true, options_.lock_patience, ec);
-    if (ec) return undo();
+    if (adopted_lock_) {
+      lock_ = std::move(adopted_lock_);  // held since before a recovery: no gap for another supervisor
+    } else {
+      lock_ = acquire_supervisor_lock(job_dir_.get(), /*create=*/true, options_.lock_patience, ec);
+      if (ec) return undo();
+    }
 
     FileStamp existing;
     const bool has_journal = !stat_file_at(job_dir_.get(), journal_file_name, existing);
@@ -217,6 +221,14 @@ class JobRecorder {
     }
     if (ec) return undo();
   }
+
+  /// Hands `open()` the job's `supervisor.lock`, already taken
+  /// (`acquire_supervisor_lock` on this job's directory), instead of taking
+  /// it itself: a supervisor that recovered the job holds the lock from the
+  /// moment it decided to recover until it has opened the job, so no other
+  /// supervisor can slip in between. `open()` keeps it; a failed `open()` drops it
+  /// (at once, or with the recorder).
+  void adopt_lock(OwnedFd lock) noexcept { adopted_lock_ = std::move(lock); }
 
   /// Throwing form of `open`: `std::system_error` naming the job and root.
   void open() {
@@ -404,6 +416,7 @@ class JobRecorder {
   OwnedFd job_dir_;
   OwnedFd workers_dir_;
   OwnedFd lock_;
+  OwnedFd adopted_lock_;  ///< a lock taken before open() (adopt_lock), used by it
   JournalWriter journal_;
   JobRecord record_;
   std::vector<RecordedWorker> workers_;

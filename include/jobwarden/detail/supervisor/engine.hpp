@@ -186,6 +186,13 @@ class SupervisorEngine {
 
   const RecoveryReport& recovery_report() const { return state().recovery; }
 
+  /// Whether a background recovery is still under way (the job is not open yet).
+  bool recovering() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.background_recovery != nullptr;
+  }
+
   /// Whether the engine keeps a job directory (a root was given).
   bool has_job_directory() const { return state().recorder.has_value(); }
 
@@ -222,6 +229,7 @@ class SupervisorEngine {
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto ready = s.watcher.collect();
+      if (s.background_recovery) advance_background_recovery(s);
       pump_outputs(s, ready.readable);  // before exits: an exit finishes its streams
       // A halt these exits reach is decided at once (note_halt_outcome).
       struct ReadingExits {
@@ -348,7 +356,7 @@ class SupervisorEngine {
   }
 
   bool wait_all(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
-    return wait_until_true([&] { return active_count() == 0; }, timeout);
+    return wait_until_true([&] { return active_count() == 0 && !recovering(); }, timeout);
   }
 
   /// A snapshot of worker `id`; throws for an unknown id.
@@ -441,68 +449,54 @@ class SupervisorEngine {
       recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
       recorder_options.compact_bytes = state_->options.journal_compact_bytes;
       JobLayout layout{state_->options.root, state_->options.job_id};
-      std::error_code recovery_error;
-      state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace,
-                                                       recovery_error);
-      // unknown_job: a new job. job_locked: open() below says so. Anything
-      // else (a journal without a job line, a schema 1 directory...) is for
-      // open() to judge as well. A layout recovery cannot read (schema 1, or
-      // a journal of another version) is replaced only when it is a schema 1
-      // job that had finished: else its records may be all that names
-      // workers still running.
-      const bool unreadable_layout = recovery_error == errc::unsupported_layout;
-      if (unreadable_layout && recorder_options.replace_finished) {
-        std::error_code dir_error;
-        OwnedFd job_dir = open_directory(layout.job_dir(), dir_error);
-        recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
+      std::unique_ptr<BackgroundRecovery> finished;  // recovered at once, lock held
+      if (state_->options.recover_in_background) {
+        std::error_code refused;
+        state_->background_recovery = begin_background_recovery(
+            layout, state_->options.replace_finished_job || state_->options.resume_finished_job,
+            state_->options.recovery_grace, finished, refused);
+        if (refused) {
+          std::string what = open_error_text(*state_, refused, false);
+          state_.reset();
+          if (throwing) throw_error(refused, what);
+          *ec = refused;
+          return;
+        }
       }
-      state_->recorder.emplace(layout, recorder_options);
-      std::error_code open_error;
-      state_->recorder->open(open_error);
-      if (open_error) {
-        std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
-                           state_->options.root;
-        if (open_error == errc::job_locked) what += ": it already has a live supervisor";
-        if (state_->options.resume_finished_job && open_error != errc::job_locked) {
-          what += ": cannot resume it";
-          if (open_error == errc::invalid_state_transition) {
-            what += ": it has not finished and its supervisor could not be shown dead";
-            if (!state_->recovery.problems.empty()) what += " (" + state_->recovery.problems.front().second + ")";
+      if (state_->background_recovery) {
+        state_->background_recovery->recorder_options = recorder_options;
+        state_->watcher.wake();  // the host's first poll() carries recovery on
+      } else {
+        OwnedFd held_lock;
+        bool unreadable_layout = false;
+        if (finished) {
+          state_->recovery = std::move(finished->report);
+          held_lock = std::move(finished->lock);
+        } else {
+          std::error_code recovery_error;
+          state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace, recovery_error);
+          // unknown_job: a new job. job_locked: open() below says so. Anything
+          // else (a journal without a job line, a schema 1 directory...) is for
+          // open() to judge as well. A layout recovery cannot read (schema 1, or
+          // a journal of another version) is replaced only when it is a schema 1
+          // job that had finished: else its records may be all that names
+          // workers still running.
+          unreadable_layout = recovery_error == errc::unsupported_layout;
+          if (unreadable_layout && recorder_options.replace_finished) {
+            std::error_code dir_error;
+            OwnedFd job_dir = open_directory(layout.job_dir(), dir_error);
+            recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
           }
         }
-        if (open_error == errc::job_exists) {
-          if (!unreadable_layout) {
-            what += ": a finished job with that id exists";
-          } else {
-            what += ": its job directory has a layout this version does not read (";
-            what += state_->recovery.problems.empty() ? std::string("unsupported layout")
-                                                      : state_->recovery.problems.front().second;
-            what += state_->options.replace_finished_job
-                        ? "), and it cannot be shown to have finished: stop it with the version that wrote it, "
-                          "or remove it"
-                        : ")";
-          }
+        std::error_code open_error = open_job(*state_, recorder_options, std::move(held_lock));
+        if (open_error) {
+          std::string what = open_error_text(*state_, open_error, unreadable_layout);
+          state_.reset();
+          if (throwing) throw_error(open_error, what);
+          *ec = open_error;
+          return;
         }
-        state_.reset();
-        if (throwing) throw_error(open_error, what);
-        *ec = open_error;
-        return;
       }
-      state_->opened_at = state_->now();
-      keep_earlier_workers(*state_);
-      if (state_->options.job_refresh_interval.count() > 0) {
-        state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
-      }
-      // A stop request is never removed here: once open() has taken the lock
-      // and started the journal, `jobwarden stop` takes this supervisor for the
-      // job's, and what it writes is for us (stale requests are removed by
-      // recovery and when a finished job id is reused). One written before
-      // the watch below exists raises no event: the first poll() looks.
-      state_->watches_stop_request =
-          state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
-                                          stop_request_file_name, control_request_suffix);
-      state_->stop_request_unchecked = true;
-      state_->watcher.wake();
     }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -514,11 +508,133 @@ class SupervisorEngine {
     }
   }
 
+  /// Opens the job directory (the recorder; `lock`, when given, is the
+  /// job's lock, already held) and sets up what watches it. No lock needed:
+  /// from init, nobody else holds the engine; from poll(), under `mutex`.
+  static std::error_code open_job(State& s, const JobRecorderOptions& recorder_options, OwnedFd lock) {
+    s.recorder.emplace(JobLayout{s.options.root, s.options.job_id}, recorder_options);
+    if (lock) s.recorder->adopt_lock(std::move(lock));
+    std::error_code open_error;
+    s.recorder->open(open_error);
+    if (open_error) {
+      s.recorder.reset();
+      return open_error;
+    }
+    s.opened_at = s.now();
+    keep_earlier_workers(s);
+    if (s.options.job_refresh_interval.count() > 0) {
+      s.next_job_refresh = s.now() + heartbeat_interval(s, s.now());
+    }
+    // A stop request is never removed here: once open() has taken the lock
+    // and started the journal, `jobwarden stop` takes this supervisor for the
+    // job's, and what it writes is for us (stale requests are removed by
+    // recovery and when a finished job id is reused). One written before
+    // the watch below exists raises no event: the first poll() looks.
+    s.watches_stop_request =
+        s.watcher.watch_directory(s.recorder->layout().job_dir(), stop_request_file_name, control_request_suffix);
+    s.stop_request_unchecked = true;
+    s.watcher.wake();
+    return {};
+  }
+
+  /// What the host is told when the job cannot be opened.
+  static std::string open_error_text(const State& s, std::error_code open_error, bool unreadable_layout) {
+    std::string what = "cannot open job \"" + s.options.job_id + "\" under " + s.options.root;
+    if (open_error == errc::job_locked) what += ": it already has a live supervisor";
+    if (s.options.resume_finished_job && open_error != errc::job_locked) {
+      what += ": cannot resume it";
+      if (open_error == errc::invalid_state_transition) {
+        what += ": it has not finished and its supervisor could not be shown dead";
+        if (!s.recovery.problems.empty()) what += " (" + s.recovery.problems.front().second + ")";
+      }
+    }
+    if (open_error == errc::job_exists) {
+      if (!unreadable_layout) {
+        what += ": a finished job with that id exists";
+        if (s.recovery.job_was_abandoned) {
+          what += " (its supervisor had died: recovery stopped what was left of it and marked it lost)";
+        }
+        what += "; " + job_exists_advice();
+      } else {
+        what += ": its job directory has a layout this version does not read (";
+        what += s.recovery.problems.empty() ? std::string("unsupported layout") : s.recovery.problems.front().second;
+        what += s.options.replace_finished_job
+                    ? "), and it cannot be shown to have finished: stop it with the version that wrote it, "
+                      "or remove it"
+                    : ")";
+      }
+    }
+    return what;
+  }
+
+  /// poll()'s part of a background recovery (under `mutex`): one step; once
+  /// it is done, the report is the engine's, and the job is opened with the
+  /// lock recovery held — unless the host shut down meanwhile (then the lock
+  /// is let go and the job stays as recovery left it). The workers submitted
+  /// meanwhile get their journal lines and start in this poll().
+  void advance_background_recovery(State& s) {
+    std::error_code verdict_error;  // its problems are in the report; the job is opened as after a blocking recovery
+    if (!s.background_recovery->advance(verdict_error)) return;
+    std::unique_ptr<BackgroundRecovery> done = std::move(s.background_recovery);
+    s.recovery = std::move(done->report);
+    // `jobwarden stop` took the holder of the lock for the job's supervisor:
+    // a request written meanwhile is ours, honoured before the job opens (it
+    // would remove the request as stale).
+    std::string request;
+    if (!s.shutting_down &&
+        !read_file_at(done->job_dir.get(), stop_request_file_name, request, nullptr, max_stop_request_size)) {
+      s.stop_requested = true;
+      ::unlinkat(done->job_dir.get(), stop_request_file_name, 0);
+      begin_shutdown_locked(s, parse_stop_request(request).grace);
+    }
+    if (s.shutting_down) return;
+    const std::error_code open_error = open_job(s, done->recorder_options, std::move(done->lock));
+    if (open_error) {
+      // Whatever failed (a full disk, a job that could not be resumed), the
+      // host hears of it through its workers: each one queued ends cancelled
+      // saying why, and the job takes no more work.
+      const std::string what = open_error_text(s, open_error, false) + ": " + open_error.message();
+      s.recovery.problems.emplace_back(journal_file_name, what);
+      note_status_error(s, open_error, JobLayout{s.options.root, s.options.job_id}.job_dir());
+      s.accepting = false;
+      for (Record* record : s.order) {
+        if (record->info.state == WorkerState::pending && !record->launching) {
+          s.queue.erase(record);
+          finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + what);
+        }
+      }
+      return;
+    }
+    for (Record* record : s.order) {
+      if (record->info.state == WorkerState::pending && !record->earlier_run) record_worker(s, *record);
+    }
+    s.job_dirty = true;
+  }
+
   /// A resumed job: its earlier workers' records, as the journal left them,
   /// become the engine's (terminal, `kept`, `earlier_run` until submitted
   /// again), so they count toward the summary from the start.
+  /// After a background recovery, a worker the host submitted meanwhile is
+  /// matched with its earlier record as submit() would have: a success with
+  /// the same argv is kept (no event, as in submit), anything else runs as
+  /// the next attempt.
   static void keep_earlier_workers(State& s) {
     for (const WorkerInfo& earlier : s.recorder->earlier_workers()) {
+      if (auto submitted = s.records.find(earlier.id); submitted != s.records.end()) {
+        Record& record = *submitted->second;
+        record.earlier_attempts = earlier.attempt;
+        if (earlier.state == WorkerState::succeeded && earlier.argv == record.spec.argv &&
+            record.info.state == WorkerState::pending && !record.launching) {
+          s.queue.erase(&record);
+          --s.active;
+          --s.counts[static_cast<std::size_t>(WorkerState::pending)];
+          record.info = earlier;
+          ++s.counts[static_cast<std::size_t>(earlier.state)];
+        } else {
+          record.info.attempt = earlier.attempt;  // launch() makes it the next one
+        }
+        continue;
+      }
       auto owned = std::make_unique<Record>();
       Record* record = owned.get();
       record->info = earlier;

@@ -33,6 +33,7 @@
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/supervisor/background_recovery.hpp"
 #include "jobwarden/detail/supervisor/launch_queue.hpp"
 #include "jobwarden/detail/supervisor/shared_slot_use.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
@@ -97,6 +98,8 @@ struct EngineState {
   std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
   std::optional<JobRecorder> recorder;  // the job directory, when there is a root
   RecoveryReport recovery;  // what was found of an earlier, dead supervisor
+  // A recovery poll() drives (recover_in_background); the job is opened once it is done.
+  std::unique_ptr<BackgroundRecovery> background_recovery;
   bool job_dirty = false;       // the journal's job line is behind the workers' states
   std::vector<Record*> unsaved;  // worker lines to append again
   bool stop_requested = false;  // stop.request was seen

@@ -116,6 +116,10 @@ std::optional<typename Clock::time_point> earliest_deadline(const EngineState<Cl
   for (const auto* record : s.restarting) {
     if (!earliest || *record->restart_at < *earliest) earliest = record->restart_at;
   }
+  if (s.background_recovery) {  // its processes are looked at again, and its SIGKILL is due
+    const auto t = s.now() + s.background_recovery->wait();
+    if (!earliest || t < *earliest) earliest = t;
+  }
   return earliest;
 }
 

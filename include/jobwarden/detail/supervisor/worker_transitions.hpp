@@ -106,6 +106,7 @@ template <class Clock>
 std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineState<Clock>& s) {
   using Record = WorkerRecord<typename Clock::time_point>;
   std::vector<Record*> out;
+  if (s.background_recovery) return out;  // nothing starts before the job is recovered and opened
   if (!s.restarting.empty()) {
     auto now = s.now();
     // A restart goes back to its place: its priority, its submission order

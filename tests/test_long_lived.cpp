@@ -212,33 +212,40 @@ TEST_CASE("a forgotten id submitted again continues its record as the next attem
   CHECK(job.summary->failed == 0);
 }
 
-TEST_CASE("a compaction keeps forgotten workers' records") {
+TEST_CASE("a compaction keeps forgotten workers' records, in their order") {
   jwtest::TempDir dir;
   SupervisorOptions options = in(dir);
-  options.forget_finished_workers = true;
   options.journal_compact_bytes = 1;  // as soon as the journal is twice its fold and past 8 KiB
   JobSupervisor<> supervisor(options);
+  supervisor.submit(named("held", {"/bin/true"}));  // never forgotten: its line comes from memory
   for (int i = 0; i < 60; ++i) supervisor.submit(named("c" + std::to_string(i), {"/bin/true"}));
   REQUIRE(supervisor.wait_all(60s));
+  for (int i = 0; i < 60; ++i) supervisor.forget("c" + std::to_string(i));
   for (int i = 0; i < 60; ++i) {  // again: the journal grows past twice its fold
     supervisor.submit(named("c" + std::to_string(i), {"/bin/sh", "-c", "exit 0"}));
   }
   REQUIRE(supervisor.wait_all(60s));
+  for (int i = 0; i < 60; i += 2) supervisor.forget("c" + std::to_string(i));  // half of them again
+  for (int i = 0; i < 5; ++i) supervisor.submit(named("d" + std::to_string(i), {"/bin/true"}));
+  REQUIRE(supervisor.wait_all(60s));
   supervisor.poll();
-  CHECK(supervisor.workers().empty());
+  CHECK(supervisor.workers().size() == 1 + 30 + 5);
   auto fold = jwjournal::fold_of(layout_of(dir));
   CHECK(fold.generation() > 1);  // compacted at least once
-  REQUIRE(fold.worker_count() == 60);
-  for (std::size_t i = 0; i < fold.worker_count(); ++i) {
+  REQUIRE(fold.worker_count() == 1 + 60 + 5);
+  CHECK(fold.worker(0).id == "held");
+  CHECK(fold.worker(0).info.state == WorkerState::succeeded);
+  for (std::size_t i = 1; i <= 60; ++i) {
     const auto& worker = fold.worker(i);
     REQUIRE(worker.ok);
-    CHECK(worker.id == "c" + std::to_string(i));  // first-recorded order kept
+    CHECK(worker.id == "c" + std::to_string(i - 1));  // first-recorded order kept
     CHECK(worker.info.state == WorkerState::succeeded);
     CHECK(worker.info.attempt == 2);
   }
+  CHECK(fold.worker(61).id == "d0");
   supervisor.finish();
   supervisor.poll();
-  CHECK(jwjournal::job_record(layout_of(dir)).summary->total == 60);
+  CHECK(jwjournal::job_record(layout_of(dir)).summary->total == 66);
 }
 
 TEST_CASE("job state idle: a live supervisor with nothing to do") {

@@ -44,6 +44,7 @@
 #include <string>
 #include <system_error>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -384,18 +385,25 @@ class JobRecorder {
       for (const auto& entry : workers_) kept.push_back(&entry.second);
       std::sort(kept.begin(), kept.end(),
                 [](const RecordedWorker* a, const RecordedWorker* b) { return a->seq < b->seq; });
+      std::unordered_set<const RecordedWorker*> written;
       if (forgotten_ > 0) {
         // Forgotten workers' latest lines are only in the journal: its fold
-        // gives them, in the order the workers first appeared there, the
-        // ones still in memory in between (their latest line is ours).
+        // gives them, in the order the workers first appeared there, with
+        // the ones still held in their places (their latest line is ours).
         JournalFold fold;
         if ((ec = read_journal(job_dir_.get(), fold))) return;
         for (std::size_t i = 0; i < fold.worker_count(); ++i) {
-          if (workers_.count(fold.worker_id(i)) != 0) continue;  // in memory: written below
-          (lines += fold.worker_line(i)) += '\n';
+          auto held = workers_.find(fold.worker_id(i));
+          if (held == workers_.end()) {
+            (lines += fold.worker_line(i)) += '\n';
+          } else if (written.insert(&held->second).second) {
+            lines += held->second.line;
+          }
         }
       }
-      for (const RecordedWorker* worker : kept) lines += worker->line;
+      for (const RecordedWorker* worker : kept) {
+        if (written.count(worker) == 0) lines += worker->line;
+      }
       ec = journal_.compact(lines);
     } catch (...) {
       ec = std::make_error_code(std::errc::not_enough_memory);

@@ -369,9 +369,14 @@ TEST_CASE("a supervisor that forgets finished workers keeps a flat heap") {
   std::printf("SKIPPED: mallinfo2 does not see a sanitizer's heap\n");
   return;
 #endif
-  // 5,000 by default: 10,000 took two minutes on a loaded 2-core machine.
+  // 5,000 by default (10,000 took two minutes on a loaded 2-core machine),
+  // 3,000 on the portable path, which notices exits more slowly.
   // JOBWARDEN_LONG_LIVED_WORKERS sets another count (at least 3,000).
+#if JOBWARDEN_LINUX_FAST_PATH
   int total = 5'000;
+#else
+  int total = 3'000;
+#endif
   if (const char* wanted = std::getenv("JOBWARDEN_LONG_LIVED_WORKERS")) total = std::max(3'000, std::atoi(wanted));
   constexpr int checkpoint = 1'000;
   constexpr double bound = 64.0;  // bytes per worker
@@ -398,7 +403,7 @@ TEST_CASE("a supervisor that forgets finished workers keeps a flat heap") {
   CHECK(per_worker < bound);
 
   // The same without forgetting grows: the measure can tell.
-  constexpr int kept_total = 2'000;
+  constexpr int kept_total = 1'600;
   {
     jwtest::TempDir dir;
     SupervisorOptions options = in(dir, "grows");

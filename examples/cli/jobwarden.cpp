@@ -239,7 +239,11 @@ const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [
 
 Shows a job's status as any reader sees it: its state, counts, and each
 worker's state, progress, outcome or message, with stale workers flagged and
-unreadable status files listed.
+unreadable status files listed. A job's state is pending (workers submitted,
+none started), running, idle (a live supervisor with nothing to do now: only
+finished workers, or none), or final: succeeded, failed, cancelled, lost.
+Workers a long-lived supervisor forgot are still shown: their records stay.
+--watch keeps going while a job is idle: it is not over.
 
 options:
   --root DIR    directory holding the job directories (required)
@@ -263,8 +267,9 @@ exit status: 0 shown; 2 usage error or no such job.
 
 const char* const list_help = R"(usage: jobwarden list --root DIR [--json]
 
-Lists the jobs under DIR, oldest first, with their state, worker counts, and
-when they were created and ended.
+Lists the jobs under DIR, oldest first, with their state (pending, running,
+idle, succeeded, failed, cancelled, lost; see 'jobwarden status --help'),
+worker counts, and when they were created and ended.
 
 options:
   --root DIR    directory holding the job directories (required)

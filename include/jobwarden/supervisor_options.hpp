@@ -101,6 +101,13 @@ struct SupervisorOptions {
   /// `cancelled`. Applied inside `poll()`, never blocking. Default: never.
   /// See halt_policy.hpp for what counts and `JobSupervisor::halted()`.
   HaltPolicy halt;
+  /// Forget each worker once its `exited` event (its end for good) has been
+  /// delivered to the handlers, as `JobSupervisor::forget` would: it leaves
+  /// `workers()` and `worker(id)` and the supervisor's memory, so a
+  /// long-lived supervisor that runs workers without end stays flat. Its
+  /// records stay in the job directory, and the job's counts and final state
+  /// still count it. Default: kept until `forget` or `forget_finished`.
+  bool forget_finished_workers = false;
 };
 
 }  // namespace jobwarden

@@ -39,7 +39,16 @@ struct WorkerInfo {
   std::optional<int> exit_code;      ///< set when it exited normally
   std::optional<int> signal;         ///< set when a signal ended it
   bool core_dumped = false;
-  std::string error;                 ///< why it never ran or why it was stopped
+  std::string error;                 ///< why it never ran or why it was stopped (the supervisor's word)
+  /// The worker's own word, from its status file (`WorkerStatusWriter`'s
+  /// `set_message` and `set_error`), for the current (or last) attempt:
+  /// its latest message and its error (empty: none reported, or no job
+  /// directory). Brought up to date when the supervisor looks at the status
+  /// file anyway — a stall check (`WorkerSpec::stall_timeout`) while it runs,
+  /// and once when it ends — and only when the file changed. Not in the
+  /// journal: readers take them from the status file themselves.
+  std::string message;
+  std::string worker_error;
   std::optional<std::chrono::system_clock::time_point> started_at;
   std::optional<std::chrono::system_clock::time_point> ended_at;
   ResourceUsage usage;               ///< filled in when it ended

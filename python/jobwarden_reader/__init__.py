@@ -54,7 +54,7 @@ MAX_JOURNAL_LINE = 1 << 20
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 TERMINAL = {"succeeded", "failed", "crashed", "timed_out", "stalled", "cancelled", "spawn_failed", "lost"}
 WORKER_STATES = TERMINAL | {"pending", "running"}
-JOB_STATES = {"pending", "running", "succeeded", "failed", "cancelled", "lost"}
+JOB_STATES = {"pending", "running", "idle", "succeeded", "failed", "cancelled", "lost"}
 JOB_TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 # The names on disk (include/jobwarden/detail/job_files.hpp).
@@ -485,6 +485,8 @@ def aggregate(job_dir, stale_after=30.0, now=None):
     recorded_state = (record or {}).get("state")
     if recorded_state in JOB_TERMINAL:
         state = recorded_state
+    elif alive and recorded_state == "idle" and summary["done"] == summary["total"]:
+        state = "idle"  # alive with nothing to do, as its supervisor wrote, and no worker says otherwise
     elif alive:
         state = "pending" if summary["pending"] == summary["total"] else "running"
     elif any_unfinished or not workers or record_missing:

@@ -247,6 +247,26 @@ class ReadJob(unittest.TestCase):
         self.assertEqual(status["state"], "lost")
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "missing")])
 
+    def test_idle_while_a_live_supervisor_says_so_and_no_worker_is_active(self):
+        import fcntl
+        lock = os.open(os.path.join(self.job, "supervisor.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        self.addCleanup(os.close, lock)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a live supervisor holds it
+        self.write("journal.jsonl", header() + job_line("idle"))
+        self.assertEqual(self.read()["state"], "idle")  # no worker at all
+        self.write("journal.jsonl", worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:05.000Z") +
+                   job_line("idle"), mode="a")
+        self.assertEqual(self.read()["state"], "idle")  # finished workers only
+        # A worker submitted since the idle job line: the workers decide.
+        self.write("journal.jsonl", worker_line("2", "pending", attempt=0), mode="a")
+        self.assertEqual(self.read()["state"], "running")
+        self.write("journal.jsonl", worker_line("2", "succeeded", exit_code=0, ended="2026-12-02T10:00:07.000Z") +
+                   job_line("idle"), mode="a")
+        self.assertEqual(self.read()["state"], "idle")
+        # The supervisor gone: idle is not final; what the workers imply.
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        self.assertEqual(self.read()["state"], "succeeded")
+
     def test_a_schema_1_directory_is_refused_by_name(self):
         shutil.rmtree(os.path.join(self.job, "workers"))
         self.write("job.json", json.dumps({"schema_version": 1, "state": "succeeded"}))

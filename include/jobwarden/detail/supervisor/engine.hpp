@@ -267,6 +267,7 @@ class SupervisorEngine {
     std::size_t delivered;
     try {
       delivered = deliver_events_and_output(s, events, output);
+      forget_delivered(s, events);
     } catch (...) {
       // The rest of this poll (starts, records, the timer) is left to the
       // next one: make sure the host comes back for it.
@@ -292,7 +293,9 @@ class SupervisorEngine {
       output.clear();
       output.swap(s.output);
     }
-    return delivered + deliver_events_and_output(s, events, output);
+    delivered += deliver_events_and_output(s, events, output);
+    forget_delivered(s, events);
+    return delivered;
   }
 
   int event_fd() const { return state().watcher.fd(); }
@@ -352,7 +355,13 @@ class SupervisorEngine {
 
   bool wait(const std::string& id, std::optional<std::chrono::milliseconds> timeout) {
     info(id);  // throws for an unknown id
-    return wait_until_true([&] { return is_terminal(info(id).state); }, timeout);
+    return wait_until_true(
+        [&] {
+          std::error_code ec;
+          const WorkerInfo now = info(id, ec);
+          return ec || is_terminal(now.state);  // unknown now: forgotten, so it had finished
+        },
+        timeout);
   }
 
   bool wait_all(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
@@ -371,6 +380,44 @@ class SupervisorEngine {
   WorkerInfo info(const std::string& id, std::error_code& ec) const {
     ec.clear();
     return info_impl(id, &ec);
+  }
+
+  void forget(const std::string& id, std::error_code* ec) {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.records.find(id);
+    if (it == s.records.end()) {
+      report(ec, make_error_code(errc::unknown_worker),
+             "cannot forget unknown worker " + quote_id(id) + " in job \"" + s.options.job_id + "\"");
+      return;
+    }
+    Record& record = *it->second;
+    if (!forgettable(s, record)) {
+      const std::string why = !is_terminal(record.info.state)
+                                  ? "it has not finished (" + std::string(to_string(record.info.state)) + ")"
+                                  : std::string("its last record is not yet written to the journal");
+      report(ec, make_error_code(errc::worker_not_finished),
+             "cannot forget worker " + quote_id(id) + " in job \"" + s.options.job_id + "\": " + why);
+      return;
+    }
+    forget_record(s, record);
+  }
+
+  std::size_t forget_finished() {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<Record*> finished;
+    for (Record* record : s.order) {
+      if (forgettable(s, *record)) finished.push_back(record);
+    }
+    forget_records(s, finished);
+    return finished.size();
+  }
+
+  std::uint64_t forgotten_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.forgotten;
   }
 
   std::vector<WorkerInfo> workers() const {
@@ -522,6 +569,10 @@ class SupervisorEngine {
     }
     s.opened_at = s.now();
     keep_earlier_workers(s);
+    // The job line open() wrote says `running`: with nothing to do yet
+    // the job is `idle`, and readers see that at once.
+    s.job_dirty = true;
+    flush_job(s);
     if (s.options.job_refresh_interval.count() > 0) {
       s.next_job_refresh = s.now() + heartbeat_interval(s, s.now());
     }
@@ -693,7 +744,23 @@ class SupervisorEngine {
         return {};
       }
       auto earlier = s.records.find(spec.id);
-      if (earlier != s.records.end()) {
+      std::optional<WorkerInfo> forgotten;
+      if (earlier == s.records.end() && s.recorder && s.forgotten > 0) {
+        // A forgotten worker's id: the new worker continues its record as the
+        // next attempt, and replaces it in the counts (readers fold the
+        // journal by id: one worker). A failed read of the journal: a new worker.
+        std::error_code read_error;
+        forgotten = s.recorder->forgotten_worker(spec.id, read_error);
+      }
+      if (forgotten) {
+        --s.counts[static_cast<std::size_t>(forgotten->state)];
+        auto owned = std::make_unique<Record>();
+        record = owned.get();
+        s.records.emplace(spec.id, std::move(owned));
+        s.order.push_back(record);
+        record->earlier_attempts = forgotten->attempt;
+        record->info.attempt = forgotten->attempt;  // launch() makes it the next one
+      } else if (earlier != s.records.end()) {
         // Submitted again in a resumed job: a success with the same argv is
         // kept as it is; anything else runs again as a new attempt.
         record = earlier->second.get();
@@ -868,6 +935,69 @@ class SupervisorEngine {
     s.watcher.wake();
   }
 
+  // ---- forgetting finished workers (under `mutex`) -------------------------
+
+  /// Whether `record` may be forgotten: terminal, and its last line is in
+  /// the journal (retried once here after a failed write).
+  static bool forgettable(State& s, Record& record) {
+    if (!is_terminal(record.info.state) || record.launching) return false;
+    if (record.unsaved) retry_unsaved(s);
+    return !record.unsaved;
+  }
+
+  /// Drops `record` from the engine (and the recorder's memory). Its count
+  /// stays in `s.counts`: the job's summary and final state still count it.
+  static void forget_record(State& s, Record& record) {
+    s.order.erase(std::remove(s.order.begin(), s.order.end(), &record), s.order.end());
+    drop_record(s, record);
+  }
+
+  /// `forget_record` for many, with one pass over `order`.
+  static void forget_records(State& s, const std::vector<Record*>& records) {
+    if (records.empty()) return;
+    std::vector<Record*> sorted(records);
+    std::sort(sorted.begin(), sorted.end());
+    s.order.erase(std::remove_if(s.order.begin(), s.order.end(),
+                                 [&](Record* r) { return std::binary_search(sorted.begin(), sorted.end(), r); }),
+                  s.order.end());
+    for (Record* record : records) drop_record(s, *record);
+  }
+
+  static void drop_record(State& s, Record& record) {
+    if (s.recorder) s.recorder->forget_worker(record.info.id);
+    ++s.forgotten;
+    s.records.erase(record.info.id);  // frees the record: `record` dangles from here
+  }
+
+  /// `SupervisorOptions::forget_finished_workers`: forgets the workers whose
+  /// end was among `events`, just delivered (those not yet forgettable, for
+  /// want of a journal line, at a later poll).
+  void forget_delivered(State& s, const std::vector<WorkerEvent>& events) {
+    if (!s.options.forget_finished_workers) return;
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<Record*> finished;
+    auto consider = [&](const std::string& id) {
+      auto it = s.records.find(id);
+      if (it == s.records.end()) return;
+      Record* record = it->second.get();
+      if (std::find(finished.begin(), finished.end(), record) != finished.end()) return;
+      if (forgettable(s, *record)) {
+        finished.push_back(record);
+      } else if (is_terminal(record->info.state)) {
+        s.forget_later.push_back(id);
+      }
+    };
+    if (!s.forget_later.empty()) {
+      std::vector<std::string> later;
+      later.swap(s.forget_later);
+      for (const std::string& id : later) consider(id);
+    }
+    for (const WorkerEvent& event : events) {
+      if (event.kind == EventKind::exited && is_terminal(event.worker.state)) consider(event.worker.id);
+    }
+    forget_records(s, finished);
+  }
+
   WorkerInfo info_impl(const std::string& id, std::error_code* ec) const {
     const State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -932,6 +1062,8 @@ class SupervisorEngine {
     std::optional<CgroupCpu> counted = add_tree_cpu(record);  // before its cgroup is retired (and reused)
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
+    refresh_worker_report(s, record);  // its last word, before the exit event carries the info
+    record.report.reset();  // read no more for this attempt: no memory kept for it
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
     record.info.signal = status.signal;
@@ -1076,6 +1208,8 @@ class SupervisorEngine {
         record.info.core_dumped = false;
         record.info.error.clear();
         record.info.ended_at.reset();
+        record.info.message.clear();  // the worker's word was of the last attempt
+        record.info.worker_error.clear();
       }
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;

@@ -126,6 +126,8 @@ struct EngineState {
   std::string halt_reason;    // "the job halted after 3 workers did not succeed (halt policy soon,fail=3)"
   bool halt_check_due = false;  // a failure outside reading_exits: a share is decided by the next apply_halt
   bool reading_exits = false;   // poll() is reading exits and deadlines (a halt is decided at once)
+  std::uint64_t forgotten = 0;  // workers forgotten (their counts stay in `counts`)
+  std::vector<std::string> forget_later;  // forget_finished_workers: ended, last line not yet written
   int null_in = -1;
   int null_out = -1;
 

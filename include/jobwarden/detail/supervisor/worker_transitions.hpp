@@ -39,11 +39,14 @@ void emit(EngineState<Clock>& s, EventKind kind, const WorkerRecord<typename Clo
 template <class Clock>
 void decide_halt(EngineState<Clock>& s) {
   const HaltPolicy& policy = s.options.halt;
-  if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, s.order.size())) return;
+  // Every worker counts, forgotten ones too (`counts` keeps them).
+  std::size_t submitted = 0;
+  for (std::size_t n : s.counts) submitted += n;
+  if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, submitted)) return;
   s.halted = true;
   // "after 1 worker", "after 3 workers", "after 3 of 10 workers".
   std::string how_many = std::to_string(s.halt_failures);
-  if (policy.fail_percent_hundredths != 0) how_many += " of " + std::to_string(s.order.size());
+  if (policy.fail_percent_hundredths != 0) how_many += " of " + std::to_string(submitted);
   const bool one = how_many == "1";
   s.halt_reason = "the job halted after " + how_many + (one ? " worker" : " workers") +
                   " did not succeed (halt policy " + to_string(policy) + ")";

@@ -202,12 +202,15 @@ class ScanService {
     options.shared_slots = slots_;  // the service-wide limit
     auto supervisor = supervisors_.emplace(job_id, options);
     // A finished scan retires itself: the handler runs on the loop thread,
-    // and retire returns at once (the set drops the supervisor later).
+    // and retire returns at once (the set drops the supervisor later). The
+    // loop polls the supervisor while this thread still submits: until every
+    // worker is in, "nothing active" is not "finished".
+    auto submitted = std::make_shared<std::atomic<bool>>(false);
     jobwarden::JobSupervisor<>* self = supervisor.get();
-    supervisor->on_event([this, self, job_id](const jobwarden::WorkerEvent& event) {
-      if (event.kind != jobwarden::EventKind::exited || self->active_count() != 0) return;
+    supervisor->on_event([this, self, job_id, submitted](const jobwarden::WorkerEvent& event) {
+      if (event.kind != jobwarden::EventKind::exited || !submitted->load() || self->active_count() != 0) return;
       std::error_code ec;
-      supervisors_.retire(job_id, ec);
+      supervisors_.retire(job_id, ec);  // already retiring (a DELETE): nothing to do
     });
     for (std::size_t i = 0; i < dirs.size(); ++i) {
       jobwarden::WorkerSpec spec;
@@ -218,6 +221,11 @@ class ScanService {
       supervisor->submit(spec);
     }
     supervisor->finish();  // no more work: the job's final state is written when the last worker ends
+    submitted->store(true);
+    if (supervisor->active_count() == 0) {  // every worker ended before the flag was up
+      std::error_code ec;
+      supervisors_.retire(job_id, ec);
+    }
     return {202, {{"job_id", job_id}, {"workers", dirs.size()}}};
   }
 
@@ -358,7 +366,11 @@ int run_service(Settings settings) {
     std::printf("listening on 127.0.0.1:%d (jobs under %s, %zu slots for the service)\n",
                 static_cast<int>(ntohs(address.sin_port)), root.c_str(), settings.slots);
     std::fflush(stdout);
-    std::vector<std::thread> requests;
+    struct Request {
+      std::thread thread;
+      std::shared_ptr<std::atomic<bool>> done;
+    };
+    std::vector<Request> requests;
     for (;;) {
       pollfd fds[2] = {{listener, POLLIN, 0}, {stop_pipe[0], POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) {
@@ -370,10 +382,24 @@ int run_service(Settings settings) {
       if (fds[1].revents != 0) break;
       int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0) continue;  // EMFILE and friends: the client is refused, the service goes on
-      requests.emplace_back(serve_connection, client, std::ref(service));
+      // Request threads that have answered are joined as new ones come.
+      for (auto it = requests.begin(); it != requests.end();) {
+        if (it->done->load()) {
+          it->thread.join();
+          it = requests.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      requests.push_back({std::thread([client, &service, done] {
+                            serve_connection(client, service);
+                            done->store(true);
+                          }),
+                          done});
     }
     ::close(listener);
-    for (std::thread& request : requests) request.join();
+    for (Request& request : requests) request.thread.join();
     service.stop();
     loop.join();  // every scan retired: every worker reaped
   }

@@ -953,7 +953,7 @@ std::shared_ptr<jobwarden::SharedSlots> slots_option(const std::string& text) {
   const std::string name = text.substr(0, colon);
   const std::string problem = jobwarden::MachineSlots::check_name(name);
   if (!problem.empty()) throw UsageError("--slots: " + printable(problem));
-  const auto count = static_cast<std::size_t>(parse_count(text.substr(colon + 1), "slots", 1'000'000));
+  const auto count = static_cast<std::size_t>(parse_count(text.substr(colon + 1), "slots", jobwarden::SharedSlots::max_count));
   if (count == 0) throw UsageError("--slots: N must be at least 1");
   try {
     return std::make_shared<jobwarden::MachineSlots>(name, count);

@@ -56,9 +56,15 @@ namespace jobwarden {
 class SharedSlots {
  public:
   /// `count` slots (`errc::invalid_argument` if 0).
-  explicit SharedSlots(std::size_t count) : held_(count, false) {
-    if (count == 0) {
-      detail::throw_error(make_error_code(errc::invalid_argument), "shared slots: the count must be at least 1");
+  /// At most `max_count` (4096): slot numbers are `int`s, and `MachineSlots`
+  /// looks at one file per slot.
+  static constexpr std::size_t max_count = 4096;
+
+  explicit SharedSlots(std::size_t count) : held_(count <= max_count ? count : 0, false) {
+    if (count == 0 || count > max_count) {
+      detail::throw_error(make_error_code(errc::invalid_argument),
+                          "shared slots: the count must be from 1 to " + std::to_string(max_count) + ", not " +
+                              std::to_string(count));
     }
   }
   virtual ~SharedSlots() = default;
@@ -97,6 +103,7 @@ class SharedSlots {
     std::lock_guard<std::mutex> lock(mutex_);
     members_.erase(member);
     remove_from_line(member);
+    wake_head();  // it may have been the head: the next in line looks
   }
 
   /// Takes a slot for one worker of `member`, without blocking: its index
@@ -371,6 +378,8 @@ class MachineSlots : public SharedSlots {
     if (::lstat(dir.c_str(), &st) != 0) return {errno, std::generic_category()};
     if (!S_ISDIR(st.st_mode)) return std::make_error_code(std::errc::not_a_directory);
     if (st.st_uid != ::getuid()) return std::make_error_code(std::errc::permission_denied);
+    // Writable by others: they could plant or remove slot files.
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) return std::make_error_code(std::errc::permission_denied);
     return {};
   }
 

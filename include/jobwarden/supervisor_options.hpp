@@ -103,7 +103,7 @@ struct SupervisorOptions {
   HaltPolicy halt;
   /// Forget each worker once its `exited` event (its end for good) has been
   /// delivered to the handlers, as `JobSupervisor::forget` would: it leaves
-  /// `workers()` and `worker(id)` and the supervisor's memory, so a
+  /// `workers()` and `info(id)` and the supervisor's memory, so a
   /// long-lived supervisor that runs workers without end stays flat. Its
   /// records stay in the job directory, and the job's counts and final state
   /// still count it. Default: kept until `forget` or `forget_finished`.

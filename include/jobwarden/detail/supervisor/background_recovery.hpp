@@ -92,9 +92,12 @@ inline std::unique_ptr<BackgroundRecovery> begin_background_recovery(const JobLa
   if (!recovery->job_dir) return nullptr;
   FileStamp journal;
   if (stat_file_at(recovery->job_dir.get(), journal_file_name, journal)) return nullptr;
-  recovery->lock = acquire_supervisor_lock(recovery->job_dir.get(), /*create=*/true, recovery_lock_patience, ec);
+  // Never created here: a job directory without its lock file proves no
+  // supervisor dead (a live one may hold the lock of an unlinked file), and
+  // the synchronous path reports that without stopping anything.
+  recovery->lock = acquire_supervisor_lock(recovery->job_dir.get(), /*create=*/false, recovery_lock_patience, ec);
   if (ec == errc::job_locked) return nullptr;
-  if (ec) {  // cannot take the lock for another reason: the recorder says so
+  if (ec) {  // no lock file, or it cannot be taken for another reason: judged by the synchronous path
     ec.clear();
     return nullptr;
   }

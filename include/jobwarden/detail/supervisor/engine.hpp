@@ -193,12 +193,14 @@ class SupervisorEngine {
     return s.background_recovery != nullptr;
   }
 
-  /// Whether the engine keeps a job directory (a root was given).
-  bool has_job_directory() const { return state().recorder.has_value(); }
+  /// Whether the engine keeps a job directory (a root was given). From the
+  /// options, which never change: the recorder itself is made inside poll()
+  /// when the job opens after a background recovery.
+  bool has_job_directory() const { return !state().options.root.empty(); }
 
   std::string job_dir() const {
     const State& s = state();
-    return s.recorder ? s.recorder->layout().job_dir() : std::string{};
+    return s.options.root.empty() ? std::string{} : JobLayout{s.options.root, s.options.job_id}.job_dir();
   }
 
   std::uint64_t status_write_failures() const {
@@ -656,8 +658,11 @@ class SupervisorEngine {
       }
       return;
     }
+    // Every worker of this run gets its line, ended ones (cancelled while
+    // the job was recovering) included: the journal's fold and the job
+    // line's counts must agree.
     for (Record* record : s.order) {
-      if (record->info.state == WorkerState::pending && !record->earlier_run) record_worker(s, *record);
+      if (!record->earlier_run) record_worker(s, *record);
     }
     s.job_dirty = true;
   }
@@ -716,6 +721,9 @@ class SupervisorEngine {
     Record* record = nullptr;
     std::vector<Record*> launchable;
     bool halted_at_submit = false;
+    // Copied under the lock: once it is released, a poll on another thread
+    // may end and forget the record (`forget_finished_workers`).
+    std::string id;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       if (!s.accepting) {
@@ -753,7 +761,8 @@ class SupervisorEngine {
         forgotten = s.recorder->forgotten_worker(spec.id, read_error);
       }
       if (forgotten) {
-        --s.counts[static_cast<std::size_t>(forgotten->state)];
+        std::size_t& counted = s.counts[static_cast<std::size_t>(forgotten->state)];
+        if (counted > 0) --counted;  // never below 0, whatever the journal says
         auto owned = std::make_unique<Record>();
         record = owned.get();
         s.records.emplace(spec.id, std::move(owned));
@@ -802,12 +811,13 @@ class SupervisorEngine {
           s.job_dirty = true;
         }
       }
+      id = record->info.id;
     }
     // The queue may hand out others too (restarts that came due): start
     // every worker that got a slot, not only this one.
     for (Record* ready : launchable) launch(s, *ready);
     if (!launchable.empty() || halted_at_submit) s.watcher.wake();  // events wait for the host's poll()
-    return record->info.id;
+    return id;
   }
 
   void cancel_impl(const std::string& id, std::error_code* ec) {

@@ -107,8 +107,11 @@ void write_job_line(EngineState<Clock>& s) {
     // A halt cancels workers because others failed: the job failed (a stop
     // requested on top of it still makes it cancelled).
     if (s.halted && !s.shutting_down && state == JobState::cancelled) state = JobState::failed;
-  } else if (s.active == 0 && !s.shutting_down) {
-    state = JobState::idle;  // alive, nothing queued, starting, running or restarting
+  } else if (s.active == 0 && !s.shutting_down && !s.halted) {
+    // Alive, nothing queued, starting, running or restarting, and able to
+    // take work (a halted job cancels what it is given: it stays `running`
+    // until its end says `failed`).
+    state = JobState::idle;
   } else if (summary.pending == summary.total && s.running == 0) {
     state = JobState::pending;
   }

@@ -289,6 +289,24 @@ TEST_CASE("an idle job that never had a worker ends cancelled") {
   CHECK(jwjournal::job_record(layout_of(dir)).state == JobState::cancelled);
 }
 
+TEST_CASE("a halted job is not idle: it cancels what it is given, and ends failed") {
+  jwtest::TempDir dir;
+  SupervisorOptions options = in(dir);
+  std::string error;
+  options.halt = *jobwarden::parse_halt("soon,fail=1", error);
+  JobSupervisor<> supervisor(options);
+  supervisor.submit(named("bad", {"/bin/sh", "-c", "exit 3"}));
+  REQUIRE(supervisor.wait_all(30s));
+  supervisor.poll();
+  REQUIRE(supervisor.halted());
+  CHECK(supervisor.active_count() == 0);
+  CHECK(jwjournal::job_record(layout_of(dir)).state != JobState::idle);
+  CHECK(supervisor.status().state != JobState::idle);
+  supervisor.finish();
+  supervisor.poll();
+  CHECK(jwjournal::job_record(layout_of(dir)).state == JobState::failed);
+}
+
 TEST_CASE("WorkerInfo carries the worker's own message and error from its status file") {
   jwtest::TempDir dir;
   jwtest::TempDir flags;

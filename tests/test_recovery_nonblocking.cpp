@@ -8,13 +8,16 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <thread>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include <jobwarden/job_control.hpp>
 #include <jobwarden/job_supervisor.hpp>
+#include <jobwarden/supervisor_set.hpp>
 
 #include "catch.hpp"
 #include "helpers/journal_reading.hpp"
@@ -313,4 +316,64 @@ TEST_CASE("background recovery of a job with a live supervisor is job_locked at 
   std::error_code ec;
   JobSupervisor<> second(options, ec);
   CHECK(ec == jobwarden::errc::job_locked);
+}
+
+TEST_CASE("background recovery of a job directory without its lock file stops nothing: no supervisor is shown dead") {
+  jwtest::TempDir dir;
+  jwtest::KillOnExit guard;
+  const int left = leave_abandoned_worker(dir, "exec sleep 100", guard);
+  REQUIRE(left > 0);
+  // A live supervisor may hold the lock of a lock file someone unlinked:
+  // without the file, nothing proves this job's supervisor dead.
+  REQUIRE(::unlink((dir / "fixed" / "supervisor.lock").c_str()) == 0);
+
+  auto options = in(dir);
+  options.replace_finished_job = true;
+  options.recover_in_background = true;
+  options.recovery_grace = 200ms;
+  std::error_code ec;
+  JobSupervisor<> successor(options, ec);
+  if (!ec) {
+    CHECK_FALSE(successor.recovering());  // judged at once, by the synchronous path
+    const auto& problems = successor.recovery_report().problems;
+    CHECK(std::any_of(problems.begin(), problems.end(),
+                      [](const auto& p) { return p.first == "supervisor.lock"; }));
+    CHECK(successor.recovery_report().stopped.empty());
+    for (int i = 0; i < 10; ++i) {  // well past the grace: nothing stops it from poll() either
+      successor.poll();
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  CHECK_FALSE(jwtest::process_gone(left));
+}
+
+TEST_CASE("a set's loop never blocks on a retired supervisor that is still recovering in the background") {
+  jwtest::TempDir dir;
+  jwtest::KillOnExit guard;
+  const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
+  REQUIRE(left > 0);
+
+  const auto grace = 3s;
+  auto options = in(dir);
+  options.replace_finished_job = true;
+  options.recover_in_background = true;
+  options.recovery_grace = grace;
+  jobwarden::SupervisorSet<> set;
+  set.emplace("restarted", options);
+  bool retired = false;
+  set.retire("restarted", [&retired] { retired = true; });
+  // Until the worker left behind is SIGKILLed after the grace, the
+  // supervisor is recovering: the set must keep polling it, not destroy it
+  // (its destructor would wait out the recovery on the loop thread).
+  std::chrono::steady_clock::duration longest{};
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (!retired && std::chrono::steady_clock::now() < give_up) {
+    const auto begun = std::chrono::steady_clock::now();
+    set.run_once(50ms);
+    longest = std::max(longest, std::chrono::steady_clock::now() - begun);
+  }
+  CHECK(retired);
+  CHECK(set.empty());
+  CHECK(longest < grace / 2);
+  CHECK(jwtest::process_gone(left));
 }

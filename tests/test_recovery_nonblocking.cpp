@@ -325,7 +325,7 @@ TEST_CASE("background recovery of a job directory without its lock file stops no
   REQUIRE(left > 0);
   // A live supervisor may hold the lock of a lock file someone unlinked:
   // without the file, nothing proves this job's supervisor dead.
-  REQUIRE(::unlink((dir / "fixed" / "supervisor.lock").c_str()) == 0);
+  REQUIRE(::unlink((dir / "fixed/supervisor.lock").c_str()) == 0);
 
   auto options = in(dir);
   options.replace_finished_job = true;

@@ -82,3 +82,10 @@ if(JOBWARDEN_BUILD_COMPILED)
   install(FILES "${PROJECT_BINARY_DIR}/jobwarden-compiled.pc"
     DESTINATION "${JOBWARDEN_INSTALL_PKGCONFIGDIR}")
 endif()
+
+# The Python reader of job directories (python/jobwarden_reader, standard
+# library only): hosts in Python put <prefix>/share/jobwarden/python on their
+# path and `import jobwarden_reader`, or `pip install` python/ from the sources.
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/python/jobwarden_reader"
+  DESTINATION "${CMAKE_INSTALL_DATADIR}/jobwarden/python"
+  PATTERN "__pycache__" EXCLUDE)

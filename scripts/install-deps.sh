@@ -5,7 +5,7 @@
 # tests/cli/test_cli.py widens a job's start to race a stop against it.
 # libasio-dev: examples/asio_host (skipped without it).
 set -euo pipefail
-packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 strace libasio-dev "$@")
+packages=(cmake make g++ pkg-config nlohmann-json3-dev libfmt-dev catch2 python3 python3-pip python3-setuptools python3-wheel strace libasio-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -136,6 +136,9 @@ options:
                         empty for none) shown by status and in its JSON
   --label TEXT          the label of the worker of -- CMD
   --jobs N              run at most N workers at once (default: CPU count)
+  --slots NAME:N        also share N slots with every run on this machine
+                        (of this user) naming NAME: a worker starts only
+                        holding one (see below)
   --timeout DUR         stop a worker that runs longer (timed_out)
   --warn SIG@DUR        send SIG to each worker DUR before its --timeout, once
                         per attempt, if it still runs then (USR1@10s: time
@@ -150,6 +153,17 @@ options:
   --halt now,fail=N     ...or also stop the running ones (stop signal, grace
                         period, SIGKILL). N may be a percentage of the job's
                         workers (fail=10%). Queued workers end cancelled.
+  --nice N              each worker (and all it starts) runs at nice value N,
+                        -20 to 19 (19: yields the CPU to everything else); a
+                        value below this tool's own needs privilege, else the
+                        worker ends spawn_failed
+  --cpu-weight W        each worker's cgroup gets cpu.weight W, 1 to 10000
+                        (default 100): its tree's CPU share against the other
+                        workers of its run (at 10 it gets a tenth of what one
+                        at 100 gets while both want more than there is).
+                        Needs cgroups and the cpu controller (cgroup v2);
+                        where they are missing the workers run unweighted and
+                        run warns once on stderr
   --env K=V             set a variable in every worker (repeatable)
   --cwd DIR             workers' working directory
   --input FILE          every worker's stdin is FILE (default: /dev/null);
@@ -188,6 +202,19 @@ this time keep their records and count toward the outcome. A job whose
 supervisor died is recovered first; a job that does not exist yet simply
 runs. Not with --replace.
 
+--slots NAME:N bounds many runs together: every run on this machine naming
+NAME (by this user) shares N slots, on top of each run's own --jobs (three
+runs with --jobs 5 --slots scans:5 run 5 workers at once in all, not 15). A
+worker holds its slot from its start to its exit, as an flock on the file
+NAME.slot.<i> (i < N) in $JOBWARDEN_SLOTS_DIR, else
+$XDG_RUNTIME_DIR/jobwarden/slots, else /tmp/jobwarden-slots-<uid> (made
+mode 0700): a run that dies, even by SIGKILL, holds none. Waiting workers
+stay pending; a run waiting looks for a free slot at once when one of its
+own frees, else every 100ms, and lets a run that has waited longer go first
+(about first come, first served, not exactly). NAME is letters, digits,
+'.', '_' and '-' (not starting with '.', at most 100); runs naming one NAME
+should give the same N (each keeps to the first N files).
+
 On a terminal, live progress is shown (at most 5 redraws a second). SIGINT,
 SIGTERM or SIGHUP stops every worker (stop signal, grace period, SIGKILL) and
 the final status is still written.
@@ -212,7 +239,11 @@ const char* const status_help = R"(usage: jobwarden status --root DIR --job ID [
 
 Shows a job's status as any reader sees it: its state, counts, and each
 worker's state, progress, outcome or message, with stale workers flagged and
-unreadable status files listed.
+unreadable status files listed. A job's state is pending (workers submitted,
+none started), running, idle (a live supervisor with nothing to do now: only
+finished workers, or none), or final: succeeded, failed, cancelled, lost.
+Workers a long-lived supervisor forgot are still shown: their records stay.
+--watch keeps going while a job is idle: it is not over.
 
 options:
   --root DIR    directory holding the job directories (required)
@@ -236,8 +267,9 @@ exit status: 0 shown; 2 usage error or no such job.
 
 const char* const list_help = R"(usage: jobwarden list --root DIR [--json]
 
-Lists the jobs under DIR, oldest first, with their state, worker counts, and
-when they were created and ended.
+Lists the jobs under DIR, oldest first, with their state (pending, running,
+idle, succeeded, failed, cancelled, lost; see 'jobwarden status --help'),
+worker counts, and when they were created and ended.
 
 options:
   --root DIR    directory holding the job directories (required)
@@ -398,6 +430,21 @@ std::optional<milliseconds> duration_option(const Arguments& args, const std::st
                                  printable("\"" + *text + "\"")));
   }
   return value;
+}
+
+/// Parses option `--name`'s whole number (an optional sign, digits, nothing
+/// else) in `min`..`max`, or throws a `UsageError` naming the option.
+int ranged_option(const std::string& text, const std::string& name, int min, int max) {
+  const std::size_t digits = text.empty() || (text[0] != '-' && text[0] != '+') ? 0 : 1;
+  long long value = 0;
+  const bool number = text.size() > digits && text.size() - digits <= 9 &&
+                      text.find_first_not_of("0123456789", digits) == std::string::npos;
+  if (number) value = std::stoll(text);
+  if (!number || value < min || value > max) {
+    throw UsageError(fmt::format("--{}: {} is not a whole number from {} to {}", name,
+                                 printable("\"" + text + "\""), min, max));
+  }
+  return static_cast<int>(value);
 }
 
 /// Parses `--warn SIG@DUR` (`USR1@10s`): signal SIG to each worker DUR
@@ -895,6 +942,26 @@ std::vector<WorkerName> split_worker_names(std::vector<std::string>& commands,
   return names;
 }
 
+/// `--slots NAME:N`: the N slots every run on this machine (of this user)
+/// naming NAME shares (jobwarden::MachineSlots: lock files the kernel frees
+/// when their holder dies). Checked whole before its directory is made.
+std::shared_ptr<jobwarden::SharedSlots> slots_option(const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    throw UsageError("--slots: expected NAME:N (e.g. scans:4), not " + printable("\"" + text + "\""));
+  }
+  const std::string name = text.substr(0, colon);
+  const std::string problem = jobwarden::MachineSlots::check_name(name);
+  if (!problem.empty()) throw UsageError("--slots: " + printable(problem));
+  const auto count = static_cast<std::size_t>(parse_count(text.substr(colon + 1), "slots", jobwarden::SharedSlots::max_count));
+  if (count == 0) throw UsageError("--slots: N must be at least 1");
+  try {
+    return std::make_shared<jobwarden::MachineSlots>(name, count);
+  } catch (const std::system_error& e) {
+    throw UsageError(printable(std::string("--slots: ") + e.what()));
+  }
+}
+
 RunPlan plan_run(const Arguments& args) {
   RunPlan plan;
   plan.supervisor.root = root_of(args);
@@ -946,6 +1013,10 @@ RunPlan plan_run(const Arguments& args) {
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
   if (auto text = args.value("warn")) base.warning = warning_option(*text, base.timeout);
+  if (auto text = args.value("nice")) base.nice = ranged_option(*text, "nice", jobwarden::min_nice, jobwarden::max_nice);
+  if (auto text = args.value("cpu-weight")) {
+    base.cpu_weight = ranged_option(*text, "cpu-weight", jobwarden::min_cpu_weight, jobwarden::max_cpu_weight);
+  }
   if (auto text = args.value("halt")) {
     std::string error;
     auto policy = jobwarden::parse_halt(*text, error);
@@ -1019,6 +1090,7 @@ RunPlan plan_run(const Arguments& args) {
     const jobwarden::InputSpec stdin_spec = input_option(*input, plan.workers.size());
     for (auto& spec : plan.workers) spec.stdin_spec = stdin_spec;
   }
+  if (auto slots = args.value("slots")) plan.supervisor.shared_slots = slots_option(*slots);  // last: it makes a directory
   return plan;
 }
 
@@ -1141,6 +1213,22 @@ jobwarden::JobSupervisor<> open_job(const RunPlan& plan) {
   return supervisor;
 }
 
+/// `run --cpu-weight` where it could not be applied (no cgroups, no cpu
+/// controller): one warning line with the first reason; the workers ran.
+void print_cpu_weight_warning(const std::vector<jobwarden::WorkerInfo>& workers) {
+  std::size_t unweighted = 0;
+  std::string reason;
+  for (const auto& worker : workers) {
+    if (worker.cpu_weight_error.empty()) continue;
+    if (unweighted++ == 0) reason = worker.cpu_weight_error;
+  }
+  if (unweighted == 0) return;
+  const std::string prefix = "cpu_weight not applied: ";
+  if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+  print(stderr, "jobwarden run: warning: --cpu-weight not applied to {} {}: {}\n", unweighted,
+        unweighted == 1 ? "worker" : "workers", printable(reason));
+}
+
 /// Runs an open job whose workers are submitted until every worker has ended,
 /// records `run`'s exit status in the job's final record and returns it. With
 /// `detached`, there is no display and the messages (the verdict included)
@@ -1210,6 +1298,8 @@ int supervise(const RunPlan& plan, jobwarden::JobSupervisor<>& supervisor, std::
     print(stderr, "jobwarden run: warning: {} {} of the job directory failed; the last: {}: {}\n", failures,
           failures == 1 ? "write" : "writes", path, error.message());
   }
+
+  if (detached || !plan.quiet) print_cpu_weight_warning(supervisor.workers());
 
   // The final status is read only for someone who sees it: a quiet run with
   // no --json ends on the supervisor's own records.
@@ -1706,7 +1796,7 @@ const std::vector<Command>& commands() {
         {"env", true, true}, {"cwd", true}, {"input", true}, {"replace"}, {"resume"}, {"json"}, {"progress"},
         {"quiet"}, {"no-orphan-guard"}, {"no-cgroups"}, {"detach"}, {"launcher", true}, {"slurm-arg", true, true},
         {"slurm-partition", true}, {"slurm-account", true}, {"slurm-mem", true}, {"slurm-cpus", true},
-        {"named"}, {"labeled"}, {"label", true}},
+        {"named"}, {"labeled"}, {"label", true}, {"slots", true}, {"nice", true}, {"cpu-weight", true}},
        true,
        command_run},
       {"status", status_help, {root_option, job_option, {"json"}, {"watch"}, {"format", true}}, false, command_status},

@@ -34,6 +34,7 @@ enum class errc {
   unsupported_layout,   ///< a job directory this version does not read: schema 1 (`job.json`, a directory per worker), or a journal naming another schema version
   worker_not_running,   ///< a control (signal, pause, resume) for a worker that is not running: pending, ended, or already reaped
   no_live_supervisor,   ///< the job has no live supervisor to carry out a control request (`control_job`)
+  worker_not_finished,  ///< `JobSupervisor::forget` of a worker that is not in a terminal state (or whose record is not yet in the journal)
 };
 
 namespace detail {
@@ -64,6 +65,7 @@ class error_category_impl final : public std::error_category {
                "schema version); read it with the version that wrote it, or remove it";
       case errc::worker_not_running: return "the worker is not running";
       case errc::no_live_supervisor: return "the job has no live supervisor";
+      case errc::worker_not_finished: return "the worker has not finished";
     }
     return "unknown jobwarden error";
   }

@@ -15,18 +15,24 @@ namespace jobwarden {
 
 /// Where a job is in its life. `succeeded`, `failed`, `cancelled` and `lost` are final.
 enum class JobState {
-  pending,    ///< no worker has started yet
+  pending,    ///< workers were submitted and none has started yet
   running,    ///< its supervisor is alive and at least one worker has started
   succeeded,  ///< finished, and every worker succeeded
   failed,     ///< finished, and at least one worker ended in another terminal state
   cancelled,  ///< finished because it was stopped on request
   lost,       ///< its supervisor died while workers were not terminal
+  /// Its supervisor is alive and has nothing to do now: no worker queued,
+  /// starting, running or waiting to restart (it may have finished ones, or
+  /// none at all), and it has not been shut down. Not final: a worker
+  /// submitted next makes it `pending` or `running` again. Declared last so
+  /// that the values above keep their numbers.
+  idle,
 };
 
 /// Every job state, in declaration order.
-inline constexpr std::array<JobState, 6> all_job_states = {
-    JobState::pending, JobState::running,   JobState::succeeded,
-    JobState::failed,  JobState::cancelled, JobState::lost};
+inline constexpr std::array<JobState, 7> all_job_states = {
+    JobState::pending, JobState::running,   JobState::succeeded, JobState::failed,
+    JobState::cancelled, JobState::lost,    JobState::idle};
 
 /// The state's name as written in the journal and the aggregated JSON.
 constexpr std::string_view to_string(JobState s) noexcept {
@@ -37,6 +43,7 @@ constexpr std::string_view to_string(JobState s) noexcept {
     case JobState::failed: return "failed";
     case JobState::cancelled: return "cancelled";
     case JobState::lost: return "lost";
+    case JobState::idle: return "idle";
   }
   return "unknown";
 }
@@ -52,7 +59,7 @@ inline std::optional<JobState> job_state_from_string(std::string_view name) noex
 /// Whether the job is over: nothing moves a job out of a terminal state (a
 /// client that sees a finished job set back to running waits forever).
 constexpr bool is_terminal(JobState s) noexcept {
-  return s != JobState::pending && s != JobState::running;
+  return s != JobState::pending && s != JobState::running && s != JobState::idle;
 }
 
 /// How many workers are in which state. `failed` counts every terminal state

@@ -228,7 +228,15 @@ class JobSupervisor {
 
   /// What the supervisor found of an earlier supervisor of this job that had
   /// died: the workers it stopped and marked lost (empty for a new job).
+  /// With `SupervisorOptions::recover_in_background`, filled once
+  /// `recovering()` is false; read it then (not while `poll()` may fill it).
   const RecoveryReport& recovery_report() const { return engine_.recovery_report(); }
+
+  /// Whether a background recovery (`SupervisorOptions::recover_in_background`)
+  /// is still under way: the dead predecessor's workers are being stopped,
+  /// the job is not open yet, and submitted workers wait. `poll()` carries it
+  /// on and ends it; `wait_all()` and `shutdown()` wait for it too. Any thread.
+  bool recovering() const { return engine_.recovering(); }
 
   /// The job's directory (`<root>/<job_id>`), empty without a root.
   std::string job_dir() const { return engine_.job_dir(); }
@@ -353,7 +361,8 @@ class JobSupervisor {
   void on_output_chunk(output_chunk_handler handler) { engine_.on_output_chunk(std::move(handler)); }
 
   /// Blocks until worker `id` is terminal or `timeout` passes (none: no
-  /// limit). Returns whether it is terminal. Throws for an unknown id.
+  /// limit). Returns whether it is terminal (true too once it was forgotten
+  /// meanwhile, e.g. by `forget_finished_workers`). Throws for an unknown id.
   bool wait(const std::string& id,
             std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
     return engine_.wait(id, timeout);
@@ -371,8 +380,35 @@ class JobSupervisor {
   /// Non-throwing form (`errc::unknown_worker`, empty info).
   WorkerInfo info(const std::string& id, std::error_code& ec) const { return engine_.info(id, ec); }
 
-  /// Snapshots of every worker, in submission order.
+  /// Snapshots of every worker, in submission order (forgotten ones left out).
   std::vector<WorkerInfo> workers() const { return engine_.workers(); }
+
+  /// Forgets finished worker `id`: it leaves `workers()` and `info()` and
+  /// this supervisor's memory (its record, output tails, buffers). Its
+  /// records stay in the job directory (the journal, its status file and
+  /// logs; `status()` and `jobwarden status` still show it), and the job's
+  /// counts and final state still count it. The id may be submitted again:
+  /// with a job directory, the new worker continues the forgotten one's
+  /// record as its next attempt (as a resumed job's worker does), replacing
+  /// it in the counts; without one it is counted as another worker.
+  /// Throws `errc::unknown_worker` for an id it does not hold, and
+  /// `errc::worker_not_finished` for a worker not in a terminal state (or
+  /// whose last record could not be written to the journal yet: a full disk).
+  void forget(const std::string& id) { engine_.forget(id, nullptr); }
+
+  /// Non-throwing form of `forget`.
+  void forget(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    engine_.forget(id, &ec);
+  }
+
+  /// Forgets every finished worker (see `forget`); returns how many. One
+  /// whose last record is not yet in the journal is kept for now.
+  std::size_t forget_finished() { return engine_.forget_finished(); }
+
+  /// Workers forgotten so far (by `forget`, `forget_finished` or
+  /// `SupervisorOptions::forget_finished_workers`).
+  std::uint64_t forgotten_count() const { return engine_.forgotten_count(); }
 
   /// Whether workers run in their own cgroups (escapee-proof stopping).
   bool cgroups_active() const { return engine_.cgroups_active(); }

@@ -16,6 +16,7 @@
 #include "jobwarden/process_identity.hpp"
 #include "jobwarden/recovery_report.hpp"
 #include "jobwarden/restart_policy.hpp"
+#include "jobwarden/shared_slots.hpp"
 #include "jobwarden/signals.hpp"
 #include "jobwarden/slurm_launcher.hpp"
 #include "jobwarden/status_aggregator.hpp"

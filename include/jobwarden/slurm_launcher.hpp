@@ -51,6 +51,12 @@
 /// - `scancel` calls never block the supervisor: they run as child processes
 ///   the launcher reaps later (a `scancel --signal` aimed at a queued job
 ///   would otherwise retry until the job starts).
+/// - `WorkerSpec::nice` and `cpu_weight` apply to the local srun only (it
+///   is what jobwarden spawns). srun's `--nice` adjusts the job's place in
+///   Slurm's queue, not a process's nice value, so it is not used; srun
+///   hands its own nice value on (`SLURM_PRIO_PROCESS`), which the task gets
+///   where the site sets `PropagatePrioProcess`. A cgroup weight has no
+///   remote effect: ask for CPUs (`cpus_per_task`) instead.
 /// - Orphans: when the supervisor dies, its orphan guard SIGKILLs srun's process
 ///   group — which also kills the helper srun forks to cancel its step, so the
 ///   job would run on. The launcher therefore keeps a small guard process of

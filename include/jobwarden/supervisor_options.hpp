@@ -12,6 +12,7 @@
 
 #include "jobwarden/halt_policy.hpp"
 #include "jobwarden/launcher.hpp"
+#include "jobwarden/shared_slots.hpp"
 #include "jobwarden/status_aggregator_options.hpp"
 
 namespace jobwarden {
@@ -63,10 +64,25 @@ struct SupervisorOptions {
   /// workers are stopped (SIGTERM, this grace period, SIGKILL) — only
   /// processes proven to be the recorded ones — and marked `lost`.
   std::chrono::milliseconds recovery_grace{10'000};
+  /// Recover a dead predecessor's job without blocking the constructor: it
+  /// takes the job's lock, refuses what it must (`errc::job_locked`;
+  /// `errc::job_exists` without `replace_finished_job` or
+  /// `resume_finished_job`, and then nothing is stopped), sends what is left
+  /// of the workers the stop signal, and returns. `poll()` does the rest —
+  /// SIGKILL after `recovery_grace`, waiting for the processes to go, the
+  /// verdict, then opening the job — while `JobSupervisor::recovering()` is
+  /// true; workers submitted meanwhile wait in the queue and start once the
+  /// job is open. `event_fd()`/`next_timeout()` wake the host for it.
+  /// Off: the constructor blocks until recovery is done (up to the grace).
+  bool recover_in_background = false;
   /// How `status()` reads the job (e.g. `stale_after`).
   StatusAggregatorOptions status_options{};
   /// Most workers running at once; 0 means the number of CPUs.
   std::size_t max_concurrency = 0;
+  /// A limit shared with other supervisors (shared_slots.hpp): a worker
+  /// starts only holding one of these slots too, and gives it back when its
+  /// process exits. Null: only `max_concurrency`.
+  std::shared_ptr<SharedSlots> shared_slots;
   /// Run the orphan guard: a small process that kills every running
   /// worker's tree if this supervisor dies, even by SIGKILL.
   bool orphan_guard = true;
@@ -85,6 +101,13 @@ struct SupervisorOptions {
   /// `cancelled`. Applied inside `poll()`, never blocking. Default: never.
   /// See halt_policy.hpp for what counts and `JobSupervisor::halted()`.
   HaltPolicy halt;
+  /// Forget each worker once its `exited` event (its end for good) has been
+  /// delivered to the handlers, as `JobSupervisor::forget` would: it leaves
+  /// `workers()` and `info(id)` and the supervisor's memory, so a
+  /// long-lived supervisor that runs workers without end stays flat. Its
+  /// records stay in the job directory, and the job's counts and final state
+  /// still count it. Default: kept until `forget` or `forget_finished`.
+  bool forget_finished_workers = false;
 };
 
 }  // namespace jobwarden

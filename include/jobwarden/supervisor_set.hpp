@@ -290,7 +290,7 @@ class SupervisorSet {
     for (const auto& pair : by_key_) {
       const Entry& entry = *pair.second;
       if (entry.fresh.load(std::memory_order_acquire) ||
-          (entry.retiring && entry.supervisor->active_count() == 0)) {
+          (entry.retiring && entry.supervisor->active_count() == 0 && !entry.supervisor->recovering())) {
         return std::chrono::milliseconds(0);
       }
       if (auto next = entry.supervisor->next_timeout()) wait = wait ? std::min(*wait, *next) : *next;
@@ -562,7 +562,9 @@ class SupervisorSet {
         // Retiring (perhaps since the snapshot, by a handler of this very
         // poll), and nothing left to wait for: what wait_all() and so the
         // destructor wait for.
-        if (is_retiring(entry) && item.supervisor->active_count() == 0) finished.push_back(item.entry);
+        if (is_retiring(entry) && item.supervisor->active_count() == 0 && !item.supervisor->recovering()) {
+          finished.push_back(item.entry);  // reaped, and not recovering (its destructor would wait for that)
+        }
       }
     } catch (...) {
       wake();  // the next call carries on with the rest

@@ -39,7 +39,16 @@ struct WorkerInfo {
   std::optional<int> exit_code;      ///< set when it exited normally
   std::optional<int> signal;         ///< set when a signal ended it
   bool core_dumped = false;
-  std::string error;                 ///< why it never ran or why it was stopped
+  std::string error;                 ///< why it never ran or why it was stopped (the supervisor's word)
+  /// The worker's own word, from its status file (`WorkerStatusWriter`'s
+  /// `set_message` and `set_error`), for the current (or last) attempt:
+  /// its latest message and its error (empty: none reported, or no job
+  /// directory). Brought up to date when the supervisor looks at the status
+  /// file anyway — a stall check (`WorkerSpec::stall_timeout`) while it runs,
+  /// and once when it ends — and only when the file changed. Not in the
+  /// journal: readers take them from the status file themselves.
+  std::string message;
+  std::string worker_error;
   std::optional<std::chrono::system_clock::time_point> started_at;
   std::optional<std::chrono::system_clock::time_point> ended_at;
   ResourceUsage usage;               ///< filled in when it ended
@@ -90,6 +99,13 @@ struct WorkerInfo {
   /// on a `running` worker, not a state of its own: the state stays
   /// `running`. Its timeout and stall clocks stand still while it is set.
   bool paused = false;
+  /// Why this attempt runs without the CPU weight its spec asked for
+  /// (`WorkerSpec::cpu_weight`): no cgroup of its own (portable build,
+  /// cgroups unavailable or turned off), no `cpu` controller where its
+  /// cgroup is, or a write the kernel refused. Set when it starts (the
+  /// `started` event has it), cleared at each attempt; empty when the weight
+  /// was applied or none was asked for. Never stops the worker.
+  std::string cpu_weight_error;
 
   /// The signal's name (`"SIGSEGV"`), empty when no signal ended it.
   std::string signal_name() const;

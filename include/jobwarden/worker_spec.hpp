@@ -236,7 +236,34 @@ struct WorkerSpec {
   /// waiting out its backoff goes back to its place: its priority, its
   /// submission order. Never stops a running worker.
   int priority = 0;
+  /// The nice value the worker's process starts with (`setpriority`, set in
+  /// the child before exec; everything it starts inherits it): -20 (most
+  /// favoured) to 19 (least), `min_nice`..`max_nice`. Unset: the
+  /// supervisor's own. A value below the supervisor's own needs privilege
+  /// (CAP_SYS_NICE, or RLIMIT_NICE): without it the worker ends
+  /// `spawn_failed`, the reason in `WorkerInfo::error`. Not the same as
+  /// `priority`, which orders the queue.
+  std::optional<int> nice;
+  /// The CPU share of the worker's whole tree against the supervisor's other
+  /// workers: its cgroup's `cpu.weight` (cgroup v2), `min_cpu_weight`..
+  /// `max_cpu_weight`, 100 being the kernel's default (a worker with 50 gets
+  /// half the CPU of one with 100 while both want more than there is).
+  /// Written before the spawn; a worker without one gets 100 (its cgroup may
+  /// have served a worker that had one). Needs the worker's own cgroup and
+  /// the `cpu` controller there (docs/contract.md, "CPU share"): where
+  /// either is missing the worker still runs, unweighted, and
+  /// `WorkerInfo::cpu_weight_error` says why. Unset: 100.
+  std::optional<int> cpu_weight;
 };
+
+/// The range of `WorkerSpec::nice`.
+inline constexpr int min_nice = -20;
+inline constexpr int max_nice = 19;
+/// The range of `WorkerSpec::cpu_weight` (cgroup v2's `cpu.weight`).
+inline constexpr int min_cpu_weight = 1;
+inline constexpr int max_cpu_weight = 10000;
+/// The kernel's `cpu.weight` of a cgroup: what a worker without one gets.
+inline constexpr int default_cpu_weight = 100;
 
 /// The longest `WorkerSpec::label` accepted, in bytes.
 inline constexpr std::size_t max_label_bytes = 1024;

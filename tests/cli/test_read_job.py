@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of examples/python/read_job.py, the standard-library reader of a job
-directory, on crafted job directories (docs/job-directory.md, "The journal:
+"""Tests of python/jobwarden_reader (and its command line
+examples/python/read_job.py), the standard-library reader of a job directory, on crafted job directories (docs/job-directory.md, "The journal:
 a contract for readers in other languages"). Needs no build:
 
     python3 tests/cli/test_read_job.py -v
@@ -9,7 +9,6 @@ tests/cli/test_cli.py compares it with the C++ reader on real jobs.
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import shutil
@@ -18,10 +17,11 @@ import sys
 import tempfile
 import unittest
 
-READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python", "read_job.py")
-spec = importlib.util.spec_from_file_location("read_job", READER)
-read_job = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(read_job)
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+READER = os.path.join(SOURCE, "examples", "python", "read_job.py")
+PACKAGE_DIR = os.path.join(SOURCE, "python")
+sys.path.insert(0, PACKAGE_DIR)
+import jobwarden_reader as read_job  # noqa: E402  (the module hosts import, found through the path above)
 
 NOW = datetime.datetime(2026, 12, 2, 10, 1, 0, tzinfo=datetime.timezone.utc)
 
@@ -247,6 +247,26 @@ class ReadJob(unittest.TestCase):
         self.assertEqual(status["state"], "lost")
         self.assertEqual([(e["path"], e["error"]) for e in status["errors"]], [("journal.jsonl", "missing")])
 
+    def test_idle_while_a_live_supervisor_says_so_and_no_worker_is_active(self):
+        import fcntl
+        lock = os.open(os.path.join(self.job, "supervisor.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        self.addCleanup(os.close, lock)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a live supervisor holds it
+        self.write("journal.jsonl", header() + job_line("idle"))
+        self.assertEqual(self.read()["state"], "idle")  # no worker at all
+        self.write("journal.jsonl", worker_line("1", "succeeded", exit_code=0, ended="2026-12-02T10:00:05.000Z") +
+                   job_line("idle"), mode="a")
+        self.assertEqual(self.read()["state"], "idle")  # finished workers only
+        # A worker submitted since the idle job line: the workers decide.
+        self.write("journal.jsonl", worker_line("2", "pending", attempt=0), mode="a")
+        self.assertEqual(self.read()["state"], "running")
+        self.write("journal.jsonl", worker_line("2", "succeeded", exit_code=0, ended="2026-12-02T10:00:07.000Z") +
+                   job_line("idle"), mode="a")
+        self.assertEqual(self.read()["state"], "idle")
+        # The supervisor gone: idle is not final; what the workers imply.
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        self.assertEqual(self.read()["state"], "succeeded")
+
     def test_a_schema_1_directory_is_refused_by_name(self):
         shutil.rmtree(os.path.join(self.job, "workers"))
         self.write("job.json", json.dumps({"schema_version": 1, "state": "succeeded"}))
@@ -319,6 +339,92 @@ class JournalLineSchema(unittest.TestCase):
         for line in bad:
             with self.subTest(line=line):
                 self.assertNotEqual(list(self.validator.iter_errors(json.loads(line))), [])
+
+
+class ImportableModule(unittest.TestCase):
+    """The reader is a module a host imports (not a file it copies), and its
+    command lines (`python3 -m`, the example script, the installed command)
+    are one program."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="read-job-module-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.root = os.path.join(self.tmp, "jobs")
+        job = os.path.join(self.root, "scan")
+        os.makedirs(os.path.join(job, "workers"))
+        with open(os.path.join(job, "journal.jsonl"), "w") as f:
+            f.write(header())
+            f.write(job_line("failed", ended="2026-12-02T10:00:09.000Z"))
+            f.write(worker_line("a", "succeeded", exit_code=0, ended="2026-12-02T10:00:05.000Z"))
+            f.write(worker_line("b", "failed", exit_code=3, ended="2026-12-02T10:00:06.000Z"))
+
+    def run_python(self, args, env=None):
+        return subprocess.run([sys.executable] + args, capture_output=True, text=True, timeout=60,
+                              env=env, cwd=self.tmp)
+
+    def test_read_job_by_root_and_id(self):
+        status = read_job.read_job(self.root, "scan", now=NOW)
+        self.assertEqual(status["state"], "failed")
+        self.assertEqual((status["summary"]["done"], status["summary"]["total"]), (2, 2))
+        self.assertIn("  failed b: exit code 3", read_job.summary_lines(status))
+
+    def test_a_bad_job_id_is_refused_before_any_path_is_built(self):
+        for bad in ["../scan", "", "a/b", ".hidden", None]:
+            with self.assertRaisesRegex(ValueError, "invalid job id"):
+                read_job.read_job(self.root, bad)
+
+    def test_python_m_and_the_example_script_print_the_same(self):
+        env = dict(os.environ, PYTHONPATH=PACKAGE_DIR)
+        by_module = self.run_python(["-m", "jobwarden_reader", "--root", self.root, "--job", "scan", "--json"], env)
+        by_script = self.run_python([READER, "--root", self.root, "--job", "scan", "--json"])
+        self.assertEqual(by_module.returncode, 0, by_module.stderr)
+        self.assertEqual(by_script.returncode, 0, by_script.stderr)
+        drop = lambda text: {k: v for k, v in json.loads(text).items() if k != "elapsed_seconds"}
+        self.assertEqual(drop(by_module.stdout), drop(by_script.stdout))
+        self.assertEqual(json.loads(by_module.stdout)["summary"]["failed"], 1)
+        missing = self.run_python(["-m", "jobwarden_reader", os.path.join(self.root, "nope")], env)
+        self.assertEqual(missing.returncode, 2)
+        self.assertTrue(missing.stderr.startswith("jobwarden_reader: cannot read"), missing.stderr)
+
+    def test_the_package_version_is_the_project_version(self):
+        with open(os.path.join(SOURCE, "CMakeLists.txt")) as f:
+            cmake = f.read()
+        with open(os.path.join(PACKAGE_DIR, "pyproject.toml")) as f:
+            pyproject = f.read()
+        import re
+        project = re.search(r"project\(jobwarden\s+VERSION\s+([0-9.]+)", cmake).group(1)
+        package = re.search(r'^version = "([0-9.]+)"', pyproject, re.M).group(1)
+        self.assertEqual(package, project)
+
+    def test_pip_installs_it_as_a_package_with_its_command(self):
+        # This Python, else the system's (scripts/install-deps.sh installs its pip, setuptools and wheel).
+        python = next((p for p in [sys.executable, "/usr/bin/python3"]
+                       if os.path.exists(p) and subprocess.run([p, "-c", "import setuptools, wheel, pip"],
+                                                               capture_output=True, timeout=60).returncode == 0),
+                      None)
+        if python is None:
+            self.skipTest("no Python here has pip, setuptools and wheel to build the package offline")
+        target = os.path.join(self.tmp, "site")
+        # A copy of the package's sources: pip may write build files beside them.
+        sources = os.path.join(self.tmp, "src")
+        shutil.copytree(PACKAGE_DIR, sources, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+        install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index", "--no-build-isolation",
+                                  "--disable-pip-version-check", "--target", target, sources],
+                                 capture_output=True, text=True, timeout=300, cwd=self.tmp)
+        self.assertEqual(install.returncode, 0, install.stderr)
+        env = dict(os.environ, PYTHONPATH=target)
+        imported = subprocess.run([python, "-c", "import jobwarden_reader, sys; "
+                                   "s = jobwarden_reader.read_job(sys.argv[1], 'scan'); "
+                                   "print(jobwarden_reader.__file__); print(s['summary']['succeeded'])",
+                                   self.root], capture_output=True, text=True, timeout=60, env=env, cwd=self.tmp)
+        self.assertEqual(imported.returncode, 0, imported.stderr)
+        where, succeeded = imported.stdout.split()
+        self.assertTrue(where.startswith(target), where)
+        self.assertEqual(succeeded, "1")
+        command = subprocess.run([os.path.join(target, "bin", "jobwarden-read-job"), "--root", self.root,
+                                  "--job", "scan"], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(command.returncode, 0, command.stderr)
+        self.assertIn("scan: failed - 2 of 2 done", command.stdout)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@
 //   report N MS       report progress i/N every MS ms through WorkerStatusWriter,
 //                     then the result {"count": N}; exit 0
 //   burn MS           spin until this process has used MS ms of CPU, exit 0
+//   say TEXT FILE WHY report TEXT as its message through WorkerStatusWriter,
+//                     heartbeat until FILE exists, then report WHY as its
+//                     error and exit 3
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -138,6 +141,19 @@ int main(int argc, char** argv) {
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used);
     } while (used.tv_sec * 1'000'000'000LL + used.tv_nsec < limit_ns);
     return 0;
+  }
+  if (mode == "say" && argc > 4) {
+    jobwarden::WorkerStatusWriterOptions<> options;
+    options.throttle_interval = std::chrono::milliseconds(0);
+    auto writer = jobwarden::WorkerStatusWriter<>::from_environment(options);
+    writer.set_state(jobwarden::WorkerState::running);
+    writer.message(argv[2]);
+    while (access(argv[3], F_OK) != 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      writer.heartbeat();
+    }
+    writer.set_error(argv[4]);
+    return 3;
   }
   if (mode == "sleep" && argc > 2) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(argv[2])));

@@ -134,6 +134,60 @@ inline int cgroup_signal_outside_group(const std::string& dir, int pgid, int sig
   return sent;
 }
 
+/// Whether the space-separated list in the file at `path` (a cgroup's
+/// `cgroup.controllers` or `cgroup.subtree_control`) names `controller`.
+inline bool cgroup_lists_controller(const std::string& path, const std::string& controller) {
+  std::ifstream file(path);
+  std::string name;
+  while (file >> name) {
+    if (name == controller) return true;
+  }
+  return false;
+}
+
+/// Writes `weight` to the cgroup at `dir`'s `cpu.weight`; false (with
+/// `error_number`) when it cannot (no such file: no cpu controller there).
+inline bool cgroup_set_cpu_weight(const std::string& dir, int weight, int& error_number) {
+  error_number = 0;
+  errno = 0;
+  if (write_control((dir + "/cpu.weight").c_str(), std::to_string(weight).c_str())) return true;
+  error_number = errno != 0 ? errno : EIO;
+  return false;
+}
+
+/// Enables the `cpu` controller in `tree`'s `cgroup.subtree_control`, so
+/// the cgroups below it have `cpu.weight`; `base` is the cgroup `tree` is in,
+/// whose `cgroup.subtree_control` gets it first when it does not hand it down
+/// yet. False, with `why_not`, when the controller cannot be had.
+inline bool enable_cpu_controller(const std::string& base, const std::string& tree, std::string& why_not) {
+  const std::string handed_down = tree + "/cgroup.controllers";
+  if (!cgroup_lists_controller(handed_down, "cpu")) {
+    if (!cgroup_lists_controller(base + "/cgroup.controllers", "cpu")) {
+      why_not = "the cpu controller is not available in " + base +
+                " (not in its cgroup.controllers: not delegated, or bound to a cgroup v1 hierarchy)";
+      return false;
+    }
+    errno = 0;
+    const bool written = write_control((base + "/cgroup.subtree_control").c_str(), "+cpu");
+    const int error_number = errno != 0 ? errno : EIO;
+    if (!written && !cgroup_lists_controller(handed_down, "cpu")) {
+      why_not = "cannot enable the cpu controller in " + base + "/cgroup.subtree_control: " +
+                std::strerror(error_number) +
+                (error_number == EBUSY ? " (processes live in that cgroup: run the supervisor in a cgroup of its "
+                                         "own, or enable cpu there beforehand)"
+                                       : "");
+      return false;
+    }
+  }
+  errno = 0;
+  if (!write_control((tree + "/cgroup.subtree_control").c_str(), "+cpu")) {
+    why_not = "cannot enable the cpu controller in " + tree + "/cgroup.subtree_control: " +
+              std::strerror(errno != 0 ? errno : EIO);
+    return false;
+  }
+  return true;
+}
+
 /// Whether the cgroup at `dir` still holds a process (true when unsure).
 inline bool cgroup_populated(const std::string& dir) {
   int fd = ::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
@@ -321,6 +375,30 @@ class CgroupTree {
   /// Whether workers get cgroups.
   bool active() const { return !parent_.empty(); }
 
+  /// Makes the workers' cgroups have `cpu.weight`: the `cpu` controller
+  /// enabled in the per-supervisor cgroup's `cgroup.subtree_control`, and
+  /// first, when the supervisor's own cgroup does not hand it down, in that
+  /// one's (which the kernel refuses while processes live in it, unless it is
+  /// the root). Tried once, at the first worker that asks for a weight, so a
+  /// supervisor whose workers ask for none changes no controller. False, with
+  /// `why_not`, when the controller cannot be had.
+  bool enable_cpu(std::string& why_not) {
+    if (!active()) {
+      why_not = "cgroups are not in use";
+      return false;
+    }
+    if (!cpu_tried_) {
+      cpu_tried_ = true;
+      cpu_enabled_ = try_enable_cpu(cpu_why_not_);
+    }
+    why_not = cpu_why_not_;
+    return cpu_enabled_;
+  }
+
+  /// Whether the workers' cgroups have `cpu.weight` (`enable_cpu` succeeded):
+  /// then every worker's weight is written, its spec's or the default.
+  bool cpu_enabled() const { return cpu_enabled_; }
+
   /// The per-supervisor directory (empty when inactive).
   const std::string& parent() const { return parent_; }
 
@@ -488,6 +566,8 @@ class CgroupTree {
  private:
   std::string dir_of(unsigned long serial) const { return parent_ + "/w" + std::to_string(serial); }
 
+  bool try_enable_cpu(std::string& why_not) { return enable_cpu_controller(base_, parent_, why_not); }
+
   std::string base_;
   std::string parent_;
   std::vector<std::string> dying_;
@@ -499,6 +579,9 @@ class CgroupTree {
   std::vector<Pooled> idle_;      // empty cgroups of finished workers, for reuse
   std::vector<Pooled> retiring_;  // cgroups of reaped workers, not yet checked
   unsigned long next_serial_ = 0;
+  bool cpu_tried_ = false;    // enable_cpu ran
+  bool cpu_enabled_ = false;  // the workers' cgroups have cpu.weight
+  std::string cpu_why_not_;   // why they do not
 };
 
 }  // namespace jobwarden::detail

@@ -36,12 +36,15 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -157,8 +160,12 @@ class JobRecorder {
     };
     job_dir_ = open_directory_at(root.get(), layout_.job_id.c_str(), ec);
     if (ec) return undo();
-    lock_ = acquire_supervisor_lock(job_dir_.get(), /*create=*/true, options_.lock_patience, ec);
-    if (ec) return undo();
+    if (adopted_lock_) {
+      lock_ = std::move(adopted_lock_);  // held since before a recovery: no gap for another supervisor
+    } else {
+      lock_ = acquire_supervisor_lock(job_dir_.get(), /*create=*/true, options_.lock_patience, ec);
+      if (ec) return undo();
+    }
 
     FileStamp existing;
     const bool has_journal = !stat_file_at(job_dir_.get(), journal_file_name, existing);
@@ -205,7 +212,9 @@ class JobRecorder {
     record_.supervisor_cgroup = options_.supervisor_cgroup;
     record_.summary = JobSummary{};
     workers_.clear();
-    worker_index_.clear();
+    next_seq_ = 0;
+    forget_filter_.clear();
+    forgotten_ = 0;
     live_bytes_ = 0;
     journal_.options().durable = options_.durable;
     try {
@@ -217,6 +226,14 @@ class JobRecorder {
     }
     if (ec) return undo();
   }
+
+  /// Hands `open()` the job's `supervisor.lock`, already taken
+  /// (`acquire_supervisor_lock` on this job's directory), instead of taking
+  /// it itself: a supervisor that recovered the job holds the lock from the
+  /// moment it decided to recover until it has opened the job, so no other
+  /// supervisor can slip in between. `open()` keeps it; a failed `open()` drops it
+  /// (at once, or with the recorder).
+  void adopt_lock(OwnedFd lock) noexcept { adopted_lock_ = std::move(lock); }
 
   /// Throwing form of `open`: `std::system_error` naming the job and root.
   void open() {
@@ -272,9 +289,9 @@ class JobRecorder {
       ec = std::make_error_code(std::errc::bad_file_descriptor);
       return;
     }
-    auto found = worker_index_.find(info.id);
-    if (found != worker_index_.end()) {
-      const RecordedWorker& recorded = workers_[found->second];
+    auto found = workers_.find(info.id);
+    if (found != workers_.end()) {
+      const RecordedWorker& recorded = found->second;
       // An earlier run's record may be followed by this run's: the worker
       // submitted again (pending with the earlier attempt, then attempt + 1).
       if (!recorded.earlier_run && is_terminal(recorded.state) && info.state != recorded.state &&
@@ -286,11 +303,11 @@ class JobRecorder {
     try {
       std::string line = worker_line_text(info, std::chrono::system_clock::now());
       if ((ec = journal_.append(line))) return;
-      if (found == worker_index_.end()) {
-        found = worker_index_.emplace(info.id, workers_.size()).first;
-        workers_.push_back({});
+      if (found == workers_.end()) {
+        found = workers_.emplace(info.id, RecordedWorker{}).first;
+        found->second.seq = next_seq_++;
       }
-      RecordedWorker& recorded = workers_[found->second];
+      RecordedWorker& recorded = found->second;
       recorded.state = info.state;
       recorded.attempt = info.attempt;
       recorded.earlier_run = false;
@@ -375,10 +392,76 @@ class JobRecorder {
     try {
       std::string lines = job_line_text(record_);
       lines.reserve(lines.size() + live_bytes_);
-      for (const RecordedWorker& worker : workers_) lines += worker.line;
+      std::vector<const RecordedWorker*> kept;  // in memory, in the order first recorded
+      kept.reserve(workers_.size());
+      for (const auto& entry : workers_) kept.push_back(&entry.second);
+      std::sort(kept.begin(), kept.end(),
+                [](const RecordedWorker* a, const RecordedWorker* b) { return a->seq < b->seq; });
+      std::unordered_set<const RecordedWorker*> written;
+      if (forgotten_ > 0) {
+        // Forgotten workers' latest lines are only in the journal: its fold
+        // gives them, in the order the workers first appeared there, with
+        // the ones still held in their places (their latest line is ours).
+        JournalFold fold;
+        if ((ec = read_journal(job_dir_.get(), fold))) return;
+        for (std::size_t i = 0; i < fold.worker_count(); ++i) {
+          auto held = workers_.find(fold.worker_id(i));
+          if (held == workers_.end()) {
+            (lines += fold.worker_line(i)) += '\n';
+          } else if (written.insert(&held->second).second) {
+            lines += held->second.line;
+          }
+        }
+      }
+      for (const RecordedWorker* worker : kept) {
+        if (written.count(worker) == 0) lines += worker->line;
+      }
       ec = journal_.compact(lines);
     } catch (...) {
       ec = std::make_error_code(std::errc::not_enough_memory);
+    }
+  }
+
+  /// Drops what the recorder holds of worker `id` (its latest line, kept for
+  /// compactions): a long-lived supervisor forgets finished workers so its
+  /// memory stays flat. The journal keeps the worker's lines, and a
+  /// compaction copies its latest one from the journal. Returns whether it
+  /// was held. A worker recorded again later starts a new entry.
+  bool forget_worker(const std::string& id) {
+    auto found = workers_.find(id);
+    if (found == workers_.end()) return false;
+    workers_.erase(found);  // its bytes stay in live_bytes_: the fold still holds its line
+    if (forget_filter_.empty()) forget_filter_.assign(forget_filter_words, 0);
+    for (std::uint64_t bit : filter_bits(id)) forget_filter_[bit / 64] |= std::uint64_t{1} << (bit % 64);
+    ++forgotten_;
+    return true;
+  }
+
+  /// Workers forgotten so far (`forget_worker`).
+  std::uint64_t forgotten_count() const noexcept { return forgotten_; }
+
+  /// When `id` was forgotten (`forget_worker`) and is not held now: its
+  /// latest record, read from the journal; else `std::nullopt` (never
+  /// recorded, held, or its line unusable). Costs a read of the journal only
+  /// for an id the filter of forgotten ids may hold. A worker of that id
+  /// recorded next replaces the forgotten one (its line is no longer live).
+  std::optional<WorkerInfo> forgotten_worker(const std::string& id, std::error_code& ec) {
+    ec.clear();
+    if (forgotten_ == 0 || workers_.count(id) != 0 || !is_open()) return std::nullopt;
+    for (std::uint64_t bit : filter_bits(id)) {
+      if ((forget_filter_[bit / 64] & (std::uint64_t{1} << (bit % 64))) == 0) return std::nullopt;
+    }
+    try {
+      JournalFold fold;
+      if ((ec = read_journal(job_dir_.get(), fold))) return std::nullopt;
+      const JournalWorker* found = fold.find(id);
+      if (found == nullptr || !found->ok) return std::nullopt;
+      const std::uint64_t bytes = found->line.size() + 1;
+      live_bytes_ -= std::min(live_bytes_, bytes);
+      return found->info;
+    } catch (...) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return std::nullopt;
     }
   }
 
@@ -393,6 +476,7 @@ class JobRecorder {
 
  private:
   struct RecordedWorker {
+    std::uint64_t seq = 0;  ///< when it was first recorded (compaction keeps that order)
     WorkerState state = WorkerState::pending;
     int attempt = 0;
     bool earlier_run = false;  ///< its latest line is an earlier run's (a resumed job)
@@ -404,10 +488,29 @@ class JobRecorder {
   OwnedFd job_dir_;
   OwnedFd workers_dir_;
   OwnedFd lock_;
+  OwnedFd adopted_lock_;  ///< a lock taken before open() (adopt_lock), used by it
   JournalWriter journal_;
   JobRecord record_;
-  std::vector<RecordedWorker> workers_;
-  std::unordered_map<std::string, std::size_t> worker_index_;
+  std::unordered_map<std::string, RecordedWorker> workers_;
+  std::uint64_t next_seq_ = 0;
+  /// Ids of forgotten workers, as a fixed-size Bloom filter (empty until the
+  /// first `forget_worker`): memory stays flat however many are forgotten.
+  std::vector<std::uint64_t> forget_filter_;
+  std::uint64_t forgotten_ = 0;  ///< workers forgotten (their lines only in the journal)
+  static constexpr std::size_t forget_filter_words = 8192;  // 64 KiB, 2^19 bits
+
+  /// The filter's four bits for `id` (FNV-1a, split in two, double hashing).
+  static std::array<std::uint64_t, 4> filter_bits(const std::string& id) noexcept {
+    std::uint64_t hash = 14695981039346656037ULL;
+    for (unsigned char c : id) {
+      hash ^= c;
+      hash *= 1099511628211ULL;
+    }
+    const std::uint64_t bits = forget_filter_words * 64;
+    const std::uint64_t a = hash & 0xffffffffULL;
+    const std::uint64_t b = (hash >> 32) | 1;
+    return {a % bits, (a + b) % bits, (a + 2 * b) % bits, (a + 3 * b) % bits};
+  }
   std::uint64_t live_bytes_ = 0;  ///< bytes of the workers' latest lines
   std::vector<WorkerInfo> earlier_workers_;  ///< a resumed job's workers, as its journal left them
 
@@ -436,8 +539,8 @@ class JobRecorder {
       ec = make_error_code(errc::invalid_state_transition);
       return;
     }
-    std::vector<RecordedWorker> workers;
-    std::unordered_map<std::string, std::size_t> index;
+    std::unordered_map<std::string, RecordedWorker> workers;
+    std::uint64_t next_seq = 0;
     std::vector<WorkerInfo> earlier_workers;
     std::uint64_t live_bytes = 0;
     JobSummary summary;
@@ -454,9 +557,9 @@ class JobRecorder {
         recorded.attempt = line.info.attempt;
         recorded.earlier_run = true;
         recorded.line = line.line + "\n";
+        recorded.seq = next_seq++;
         live_bytes += recorded.line.size();
-        index.emplace(line.id, workers.size());
-        workers.push_back(std::move(recorded));
+        workers.emplace(line.id, std::move(recorded));
         earlier_workers.push_back(line.info);
         earlier_workers.back().kept = true;
         summary.add(line.info.state);
@@ -504,7 +607,9 @@ class JobRecorder {
     }
     record_ = std::move(record);
     workers_ = std::move(workers);
-    worker_index_ = std::move(index);
+    next_seq_ = next_seq;
+    forget_filter_.clear();
+    forgotten_ = 0;
     earlier_workers_ = std::move(earlier_workers);
     live_bytes_ = live_bytes;
   }

@@ -567,6 +567,10 @@ class JournalFold {
   std::size_t worker_count() const noexcept { return workers_.size(); }
   /// The `i`th worker, its latest line parsed.
   const JournalWorker& worker(std::size_t i) { return parse(workers_[i]); }
+  /// The `i`th worker's id and latest line as text (without the newline),
+  /// unparsed: what a compaction copies.
+  const std::string& worker_id(std::size_t i) const { return workers_[i].id; }
+  const std::string& worker_line(std::size_t i) const { return workers_[i].line; }
   /// The worker `id`, or nullptr.
   const JournalWorker* find(const std::string& id) {
     auto it = index_.find(id);

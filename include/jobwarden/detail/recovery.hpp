@@ -57,6 +57,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -272,44 +273,97 @@ struct LeftoverWorker {
   std::vector<ProvenProcess> members;   ///< the rest of its process group, if any
 };
 
-/// The stop sequence for workers that are not our children: SIGTERM to each
-/// group (while its leader is proven alive), up to `grace` for every process
-/// to exit, then SIGKILL to each group still led by its leader and to every
-/// held process still alive, and a bounded wait for them to go. Processes
-/// that outlive SIGKILL (uninterruptible sleep) are reported in `problems`.
-inline void stop_leftover_workers(std::vector<LeftoverWorker>& workers, std::chrono::milliseconds grace,
-                                  std::vector<std::pair<std::string, std::string>>& problems) {
-  std::vector<const ProvenProcess*> leaders;
-  for (const LeftoverWorker& worker : workers) leaders.push_back(&worker.leader);
-  std::vector<std::vector<ProvenProcess>> members = process_group_members(leaders);
-  std::vector<const ProvenProcess*> watched = leaders;
-  for (std::size_t i = 0; i < workers.size(); ++i) {
-    workers[i].members = std::move(members[i]);
-    for (const ProvenProcess& member : workers[i].members) watched.push_back(&member);
+/// The stop sequence for workers that are not our children, in steps that
+/// never block, so a supervisor can drive it from `poll()`:
+/// `start_stopping_leftovers` sends SIGTERM to each group (while its leader
+/// is proven alive); `step_stopping_leftovers`, called again and again, sees
+/// who has exited, sends SIGKILL to each group still led by its leader and to
+/// every held process still alive once `grace` has passed, and gives up a
+/// bounded while (`recovery_kill_wait`) later, reporting processes that
+/// outlive SIGKILL (uninterruptible sleep) in `problems`.
+class LeftoverStop {
+ public:
+  using steady_time = std::chrono::steady_clock::time_point;
+
+  /// Takes `workers` (their leaders proven alive), finds the rest of their
+  /// groups and sends them the stop signal; the SIGKILL is due after `grace`.
+  void start(std::vector<LeftoverWorker> workers, std::chrono::milliseconds grace, steady_time now) {
+    workers_ = std::move(workers);
+    std::vector<const ProvenProcess*> leaders;
+    for (const LeftoverWorker& worker : workers_) leaders.push_back(&worker.leader);
+    std::vector<std::vector<ProvenProcess>> members = process_group_members(leaders);
+    for (std::size_t i = 0; i < workers_.size(); ++i) workers_[i].members = std::move(members[i]);
+    for (const LeftoverWorker& worker : workers_) send(worker, SIGTERM);
+    killed_ = false;
+    done_ = workers_.empty();
+    next_at_ = now + grace;
   }
-  auto send = [](const LeftoverWorker& worker, int sig) {
+
+  /// One step: true once every process is gone, or once the bounded wait
+  /// after SIGKILL is over (the survivors then are in `problems`).
+  bool step(steady_time now, std::vector<std::pair<std::string, std::string>>& problems) {
+    if (done_) return true;
+    if (all_exited()) return done_ = true;
+    if (now < next_at_) return false;
+    if (!killed_) {
+      for (const LeftoverWorker& worker : workers_) {
+        send(worker, SIGKILL);
+        for (const ProvenProcess& member : worker.members) member.signal(SIGKILL);
+      }
+      killed_ = true;
+      next_at_ = now + recovery_kill_wait;
+      return false;
+    }
+    for (const LeftoverWorker& worker : workers_) {
+      if (!worker.leader.has_exited()) {
+        problems.emplace_back(worker.id, "process " + std::to_string(worker.leader.pid()) + " still runs after SIGKILL");
+      }
+      for (const ProvenProcess& member : worker.members) {
+        if (!member.has_exited()) {
+          problems.emplace_back(worker.id, "process " + std::to_string(member.pid()) + " still runs after SIGKILL");
+        }
+      }
+    }
+    return done_ = true;
+  }
+
+  /// When the next step has work whatever happens (SIGKILL, or giving up);
+  /// exits may come sooner (`watched()` tells which processes to watch).
+  steady_time next_step_at() const { return next_at_; }
+  /// Whether SIGKILL was sent.
+  bool killed() const { return killed_; }
+  /// The ids of the workers that had processes left.
+  bool stopped(const std::string& id) const {
+    return std::any_of(workers_.begin(), workers_.end(), [&](const LeftoverWorker& w) { return w.id == id; });
+  }
+  /// Every process held: leaders and the members of their groups.
+  std::vector<const ProvenProcess*> watched() const {
+    std::vector<const ProvenProcess*> out;
+    for (const LeftoverWorker& worker : workers_) {
+      out.push_back(&worker.leader);
+      for (const ProvenProcess& member : worker.members) out.push_back(&member);
+    }
+    return out;
+  }
+
+ private:
+  static void send(const LeftoverWorker& worker, int sig) {
     worker.leader.signal_group(sig);
     // A leader that moved to another group is not reached by its old group's signal.
     if (::getpgid(static_cast<pid_t>(worker.leader.pid())) != worker.leader.pid()) worker.leader.signal(sig);
-  };
-  for (const LeftoverWorker& worker : workers) send(worker, SIGTERM);
-  if (wait_for_exits(watched, std::chrono::steady_clock::now() + grace)) return;
-  for (const LeftoverWorker& worker : workers) {
-    send(worker, SIGKILL);
-    for (const ProvenProcess& member : worker.members) member.signal(SIGKILL);
   }
-  if (wait_for_exits(watched, std::chrono::steady_clock::now() + recovery_kill_wait)) return;
-  for (const LeftoverWorker& worker : workers) {
-    if (!worker.leader.has_exited()) {
-      problems.emplace_back(worker.id, "process " + std::to_string(worker.leader.pid()) + " still runs after SIGKILL");
+  bool all_exited() const {
+    for (const ProvenProcess* process : watched()) {
+      if (!process->has_exited()) return false;
     }
-    for (const ProvenProcess& member : worker.members) {
-      if (!member.has_exited()) {
-        problems.emplace_back(worker.id, "process " + std::to_string(member.pid()) + " still runs after SIGKILL");
-      }
-    }
+    return true;
   }
-}
+
+  std::vector<LeftoverWorker> workers_;
+  steady_time next_at_{};
+  bool killed_ = false;
+  bool done_ = true;
+};
 
 /// Kills what is left in the cgroup tree the job line records as its dead
 /// supervisor's, and removes it — only once it is proven to be that
@@ -371,14 +425,37 @@ inline constexpr const char* legacy_layout_problem =
     "a job directory of an older jobwarden (schema 1: job.json and workers/<id>/process.json); "
     "not read, nothing was stopped";
 
-/// The body of `recover_abandoned_job`, once it holds the job's
-/// `supervisor.lock` and has the job directory open as `job_dir_fd`. Same
-/// contract otherwise.
-inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, RecoveryReport& report,
-                               std::error_code& ec) {
-  ec.clear();
-  const auto now = std::chrono::system_clock::now();
+/// A recovery under way, between `begin_recovery` (which read the journal
+/// and sent what is left of the workers their stop signal) and
+/// `finish_recovery` (which writes the verdict); `step_recovery` drives the
+/// stop sequence in between without blocking. `recover_locked_job` runs the
+/// three at once; a supervisor recovering in the background spreads the
+/// steps over its `poll()` calls. Holds processes (pidfds), not the lock.
+struct RecoveryTask {
+  /// One worker of the journal (its latest line), in id order.
+  struct Worker {
+    std::string id;
+    std::optional<WorkerInfo> record;  ///< empty when its latest line is unusable
+  };
+  JobRecord job;                  ///< the journal's job line, as the dead supervisor left it
+  std::string journal_job_id;     ///< the job id the journal names
+  std::uint64_t generation = 0;   ///< the journal's generation, to append to it
+  std::vector<Worker> workers;
+  bool any_unfinished = false;    ///< a worker was not terminal (or unreadable)
+  bool reclaim_only = false;      ///< a finished job: only its cgroup tree, if any, is left to reclaim
+  /// When its supervisor was last seen alive (its latest line's times).
+  std::optional<std::chrono::system_clock::time_point> last_sign_of_life;
+  LeftoverStop stop;              ///< the stop sequence of what was proven to be left
+};
 
+/// The first part of `recover_locked_job` (same errors, same report): reads
+/// the journal, removes a stop or control request the dead supervisor never
+/// honoured, finds what is proven to be left of the workers and sends it the
+/// stop signal. Never waits. Then `step_recovery` until it says done, then
+/// `finish_recovery`.
+inline void begin_recovery(int job_dir_fd, std::chrono::milliseconds grace, RecoveryTask& task,
+                           RecoveryReport& report, std::error_code& ec) {
+  ec.clear();
   if (is_legacy_job_dir(job_dir_fd)) {
     report.problems.emplace_back(legacy_job_file_name, legacy_layout_problem);
     ec = make_error_code(errc::unsupported_layout);
@@ -405,28 +482,28 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     ec = make_error_code(errc::bad_status_file);
     return;
   }
-  JobRecord job = *fold.job();
+  task.job = *fold.job();
+  const JobRecord& job = task.job;
   if (!job.supervisor_hostname.empty() && job.supervisor_hostname != local_hostname()) {
     report.problems.emplace_back(journal_file_name, "its supervisor ran on host \"" + job.supervisor_hostname +
                                                         "\": only there can its processes be told from others");
     ec = std::make_error_code(std::errc::operation_not_supported);
     return;
   }
+  task.journal_job_id = fold.job_id().empty() ? job.job_id : fold.job_id();
+  task.generation = fold.generation();
 
   // The workers (each one's latest line), in id order.
-  struct Worker {
-    std::string id;
-    std::optional<WorkerInfo> record;  ///< empty when its latest line is unusable
-  };
-  std::vector<Worker> workers;
+  std::vector<RecoveryTask::Worker>& workers = task.workers;
   // The job ran until its supervisor's last line (it appends a job line at
   // least every job_refresh_interval while it lives): its ended_at, rather
   // than the moment recovery noticed.
-  std::optional<std::chrono::system_clock::time_point> last_sign_of_life = job.updated_at;
+  std::optional<std::chrono::system_clock::time_point>& last_sign_of_life = task.last_sign_of_life;
+  last_sign_of_life = job.updated_at;
   if (!last_sign_of_life) last_sign_of_life = job.created_at;
   for (std::size_t i = 0; i < fold.worker_count(); ++i) {
     const JournalWorker& line = fold.worker(i);
-    Worker worker{line.id, {}};
+    RecoveryTask::Worker worker{line.id, {}};
     if (line.ok) {
       // What its supervisor wrote is a sign that it was still alive then.
       auto newest = [&](const std::optional<std::chrono::system_clock::time_point>& time) {
@@ -442,14 +519,14 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     }
     workers.push_back(std::move(worker));
   }
-  std::sort(workers.begin(), workers.end(), [](const Worker& a, const Worker& b) { return a.id < b.id; });
+  std::sort(workers.begin(), workers.end(),
+            [](const RecoveryTask::Worker& a, const RecoveryTask::Worker& b) { return a.id < b.id; });
 
-  bool any_unfinished = false;
-  for (const Worker& worker : workers) {
-    if (!worker.record || !is_terminal(worker.record->state)) any_unfinished = true;
+  for (const RecoveryTask::Worker& worker : workers) {
+    if (!worker.record || !is_terminal(worker.record->state)) task.any_unfinished = true;
   }
-  if (is_terminal(job.state) && !any_unfinished) {  // finished, and nothing left behind but maybe escapees
-    reclaim_recorded_cgroup(job, report);
+  if (is_terminal(job.state) && !task.any_unfinished) {  // finished, and nothing left behind but maybe escapees
+    task.reclaim_only = true;
     return;
   }
   report.job_was_abandoned = !is_terminal(job.state);
@@ -462,7 +539,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
 
   // Stop what is proven to be left.
   std::vector<LeftoverWorker> leftovers;
-  for (const Worker& worker : workers) {
+  for (const RecoveryTask::Worker& worker : workers) {
     if (!worker.record || is_terminal(worker.record->state)) continue;
     ProvenProcess leader = ProvenProcess::find(worker.record->pid, worker.record->process_start_time);
     if (!leader) continue;
@@ -473,17 +550,35 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     }
     leftovers.push_back({worker.id, std::move(leader), {}});
   }
-  if (!leftovers.empty()) stop_leftover_workers(leftovers, grace, report.problems);
+  task.stop.start(std::move(leftovers), grace, std::chrono::steady_clock::now());
+}
+
+/// One step of the stop sequence `begin_recovery` began; never waits. True
+/// once it is over and `finish_recovery` may run. Until then, call it again
+/// by `task.stop.next_step_at()` at the latest (processes that exit sooner
+/// are seen at the next call).
+inline bool step_recovery(RecoveryTask& task, RecoveryReport& report) {
+  return task.stop.step(std::chrono::steady_clock::now(), report.problems);
+}
+
+/// The last part of `recover_locked_job`, once the stop sequence is over:
+/// reclaims the dead supervisor's cgroup tree (escapees) and appends the
+/// verdict to the journal. Needs the lock still held.
+inline void finish_recovery(int job_dir_fd, RecoveryTask& task, RecoveryReport& report, std::error_code& ec) {
+  ec.clear();
+  JobRecord& job = task.job;
   // What the groups could not reach (escapees), and a worker started but
   // never recorded: everything in the dead supervisor's cgroup tree.
   reclaim_recorded_cgroup(job, report);
+  if (task.reclaim_only) return;
+  const auto now = std::chrono::system_clock::now();
 
   // The verdict is appended to the dead supervisor's journal: we hold its
   // lock, so we are its single writer now. Worth an fdatasync: it is written
   // once and nobody will write it again.
   JournalWriter journal;
   journal.options().durable = true;
-  journal.open_existing(job_dir_fd, fold.job_id().empty() ? job.job_id : fold.job_id(), fold.generation(), ec);
+  journal.open_existing(job_dir_fd, task.journal_job_id, task.generation, ec);
   if (ec) {
     report.problems.emplace_back(journal_file_name, "cannot write: " + ec.message());
     return;
@@ -495,7 +590,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
 
   // Mark every worker that was not terminal lost: worker lines first.
   JobSummary summary;
-  for (Worker& worker : workers) {
+  for (RecoveryTask::Worker& worker : task.workers) {
     if (!worker.record) {
       summary.add(WorkerState::lost);  // unknown, and certainly not finished by its supervisor
       continue;
@@ -505,8 +600,7 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
       summary.add(info.state);
       continue;
     }
-    const bool stopped = std::any_of(leftovers.begin(), leftovers.end(),
-                                     [&](const LeftoverWorker& leftover) { return leftover.id == worker.id; });
+    const bool stopped = task.stop.stopped(worker.id);
     if (stopped) report.stopped.push_back(worker.id);
     info.state = WorkerState::lost;
     info.error = stopped ? recovery_stopped_error : recovery_not_running_error;
@@ -542,9 +636,12 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
 
   // The job line last: a recovery interrupted before it is run again.
   if (!is_terminal(job.state)) {  // a verdict the supervisor wrote stays
-    job.state = any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
+    job.state = task.any_unfinished || summary.total == 0 ? JobState::lost : job_state_from_workers(summary);
     job.summary = summary;
-    if (!job.ended_at) job.ended_at = last_sign_of_life && *last_sign_of_life < now ? *last_sign_of_life : now;
+    if (!job.ended_at) {
+      const auto& seen = task.last_sign_of_life;
+      job.ended_at = seen && *seen < now ? *seen : now;
+    }
     job.updated_at = now;
     if (std::error_code write_error = journal.append(job_line_text(job))) {
       report.problems.emplace_back(journal_file_name, "cannot write the job line: " + write_error.message());
@@ -555,6 +652,20 @@ inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, 
     report.problems.emplace_back(journal_file_name, "cannot sync: " + sync_error.message());
     if (!ec) ec = sync_error;
   }
+}
+
+
+/// The body of `recover_abandoned_job`, once it holds the job's
+/// `supervisor.lock` and has the job directory open as `job_dir_fd`. Same
+/// contract otherwise: `begin_recovery`, the stop sequence waited out, then
+/// `finish_recovery`.
+inline void recover_locked_job(int job_dir_fd, std::chrono::milliseconds grace, RecoveryReport& report,
+                               std::error_code& ec) {
+  RecoveryTask task;
+  begin_recovery(job_dir_fd, grace, task, report, ec);
+  if (ec) return;
+  while (!step_recovery(task, report)) wait_for_exits(task.stop.watched(), task.stop.next_step_at());
+  finish_recovery(job_dir_fd, task, report, ec);
 }
 
 /// Finds the workers a dead supervisor of the job `layout` left behind and

@@ -4,9 +4,9 @@
 ///
 /// Everything the child needs is built in the parent (`SpawnPlan`); the child
 /// runs only async-signal-safe system calls: new process group, default signal
-/// dispositions, working directory, stdio, closing every other descriptor,
-/// execve. An exec failure comes back as an errno and a stage, never as exit
-/// code 127.
+/// dispositions, resource limits, nice value, working directory, stdio,
+/// closing every other descriptor, execve. An exec failure comes back as an
+/// errno and a stage, never as exit code 127.
 ///
 /// Two strategies, chosen at run time:
 /// - Linux: `clone(CLONE_VM | CLONE_VFORK [| CLONE_PIDFD])`. The child shares
@@ -46,7 +46,7 @@ extern char** environ;  // NOLINT: POSIX declares it only this way
 namespace jobwarden::detail {
 
 /// Which step of the child's setup failed.
-enum class SpawnStage : int { none = 0, setpgid, chdir, stdio, rlimit, exec, fork, resolve, watch };
+enum class SpawnStage : int { none = 0, setpgid, chdir, stdio, rlimit, exec, fork, resolve, watch, nice };
 
 inline const char* to_string(SpawnStage stage) noexcept {
   switch (stage) {
@@ -59,6 +59,7 @@ inline const char* to_string(SpawnStage stage) noexcept {
     case SpawnStage::fork: return "fork";
     case SpawnStage::resolve: return "find program";
     case SpawnStage::watch: return "pidfd_open";
+    case SpawnStage::nice: return "setpriority";
   }
   return "spawn";
 }
@@ -78,6 +79,8 @@ struct SpawnPlan : LaunchPlan {
   std::vector<char*> envp;       ///< null-terminated, points into `env`
   int stdio[3] = {-1, -1, -1};  ///< descriptors to become 0, 1, 2 (-1: inherit)
   std::vector<ChildRlimit> rlimits;
+  bool set_nice = false;  ///< give the child the nice value `nice` before exec
+  int nice = 0;
   std::string cgroup_dir;  ///< the worker's cgroup v2 directory to start in (empty: none)
   int max_fd = 1024;  ///< for the close loop when close_range is missing
   /// Signals the child ignores (SIG_IGN survives exec) instead of taking the
@@ -173,6 +176,13 @@ inline ChildFailure run_child(const SpawnPlan& plan, int keep_fd, bool use_close
     value.rlim_cur = limit.soft;
     value.rlim_max = limit.hard;
     if (::setrlimit(limit.resource, &value) != 0) return {static_cast<int>(SpawnStage::rlimit), errno};
+  }
+
+  // The nice value, absolute (not relative to the supervisor's). The child
+  // is one thread, so this is its whole process's; the program and all it
+  // starts inherit it across exec and fork.
+  if (plan.set_nice && ::setpriority(PRIO_PROCESS, 0, plan.nice) != 0) {
+    return {static_cast<int>(SpawnStage::nice), errno};
   }
 
   if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0) {

@@ -6,7 +6,7 @@
 /// (whether the supervisor is alive and whether a recorded process still runs
 /// are inputs). `StatusAggregator` reads and caches the files
 /// (detail/status_reader.hpp, detail/status_cache.hpp) and calls these;
-/// `examples/python/read_job.py` follows the same rules.
+/// The Python reader (`python/jobwarden_reader`) follows the same rules.
 ///
 /// One writer per file, so no file is ever "wrong" for its writer:
 /// - The worker's latest journal line (the supervisor's record, detail/journal.hpp;
@@ -35,8 +35,9 @@
 ///   `running` forever), and the job reads `lost`. How the reader decides
 ///   that the supervisor is alive is in detail/status_reader.hpp.
 /// - Job state: the journal's job line gives the state when it is terminal (the supervisor wrote
-///   its verdict). Otherwise, with a live supervisor: `pending` until a worker
-///   starts, then `running` (also while a starting supervisor holds the lock
+///   its verdict). Otherwise, with a live supervisor: `idle` when its job line
+///   says so and every worker is terminal (or there is none), else `pending`
+///   until a worker starts, then `running` (also while a starting supervisor holds the lock
 ///   but has not written the job line yet: `pending`). With a dead one: `lost`
 ///   if any worker was not terminal, or if there is no job line at all (a
 ///   start that was interrupted: `errors` says so, `jobwarden stop` has
@@ -265,7 +266,10 @@ inline void merge_job_state(const JobFacts& facts, JobStatus<>& status) {
     status.state = record->state;
   } else if (facts.supervisor_alive) {
     const bool none_started = status.summary.pending == status.summary.total;
-    status.state = none_started ? JobState::pending : JobState::running;
+    // Idle as its supervisor last wrote, while no worker says otherwise (one
+    // submitted since: pending or running, from the workers' lines).
+    const bool idle = record != nullptr && record->state == JobState::idle && status.summary.all_terminal();
+    status.state = idle ? JobState::idle : none_started ? JobState::pending : JobState::running;
   } else if (facts.any_worker_unfinished || status.summary.total == 0 || facts.record_missing) {
     // A supervisor that died with nothing terminal (or nothing at all, or
     // before it wrote the job line) never finished.

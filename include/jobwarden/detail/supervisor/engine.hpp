@@ -186,12 +186,21 @@ class SupervisorEngine {
 
   const RecoveryReport& recovery_report() const { return state().recovery; }
 
-  /// Whether the engine keeps a job directory (a root was given).
-  bool has_job_directory() const { return state().recorder.has_value(); }
+  /// Whether a background recovery is still under way (the job is not open yet).
+  bool recovering() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.background_recovery != nullptr;
+  }
+
+  /// Whether the engine keeps a job directory (a root was given). From the
+  /// options, which never change: the recorder itself is made inside poll()
+  /// when the job opens after a background recovery.
+  bool has_job_directory() const { return !state().options.root.empty(); }
 
   std::string job_dir() const {
     const State& s = state();
-    return s.recorder ? s.recorder->layout().job_dir() : std::string{};
+    return s.options.root.empty() ? std::string{} : JobLayout{s.options.root, s.options.job_id}.job_dir();
   }
 
   std::uint64_t status_write_failures() const {
@@ -222,6 +231,7 @@ class SupervisorEngine {
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       auto ready = s.watcher.collect();
+      if (s.background_recovery) advance_background_recovery(s);
       pump_outputs(s, ready.readable);  // before exits: an exit finishes its streams
       // A halt these exits reach is decided at once (note_halt_outcome).
       struct ReadingExits {
@@ -259,6 +269,7 @@ class SupervisorEngine {
     std::size_t delivered;
     try {
       delivered = deliver_events_and_output(s, events, output);
+      forget_delivered(s, events);
     } catch (...) {
       // The rest of this poll (starts, records, the timer) is left to the
       // next one: make sure the host comes back for it.
@@ -284,7 +295,9 @@ class SupervisorEngine {
       output.clear();
       output.swap(s.output);
     }
-    return delivered + deliver_events_and_output(s, events, output);
+    delivered += deliver_events_and_output(s, events, output);
+    forget_delivered(s, events);
+    return delivered;
   }
 
   int event_fd() const { return state().watcher.fd(); }
@@ -301,6 +314,7 @@ class SupervisorEngine {
     if (auto pump_wait = output_wait(s)) {  // supervised output without a wake-up per pipe
       wait = wait ? std::min(*wait, *pump_wait) : *pump_wait;
     }
+    if (auto retry = s.shared_slots.retry_wait()) wait = wait ? std::min(*wait, *retry) : *retry;
     if (input_needs_retry(s)) {
       // No wake-up for stdin pipes with room on the portable path: retry often.
       constexpr std::chrono::milliseconds feed_interval{20};
@@ -343,11 +357,17 @@ class SupervisorEngine {
 
   bool wait(const std::string& id, std::optional<std::chrono::milliseconds> timeout) {
     info(id);  // throws for an unknown id
-    return wait_until_true([&] { return is_terminal(info(id).state); }, timeout);
+    return wait_until_true(
+        [&] {
+          std::error_code ec;
+          const WorkerInfo now = info(id, ec);
+          return ec || is_terminal(now.state);  // unknown now: forgotten, so it had finished
+        },
+        timeout);
   }
 
   bool wait_all(std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
-    return wait_until_true([&] { return active_count() == 0; }, timeout);
+    return wait_until_true([&] { return active_count() == 0 && !recovering(); }, timeout);
   }
 
   /// A snapshot of worker `id`; throws for an unknown id.
@@ -362,6 +382,44 @@ class SupervisorEngine {
   WorkerInfo info(const std::string& id, std::error_code& ec) const {
     ec.clear();
     return info_impl(id, &ec);
+  }
+
+  void forget(const std::string& id, std::error_code* ec) {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.records.find(id);
+    if (it == s.records.end()) {
+      report(ec, make_error_code(errc::unknown_worker),
+             "cannot forget unknown worker " + quote_id(id) + " in job \"" + s.options.job_id + "\"");
+      return;
+    }
+    Record& record = *it->second;
+    if (!forgettable(s, record)) {
+      const std::string why = !is_terminal(record.info.state)
+                                  ? "it has not finished (" + std::string(to_string(record.info.state)) + ")"
+                                  : std::string("its last record is not yet written to the journal");
+      report(ec, make_error_code(errc::worker_not_finished),
+             "cannot forget worker " + quote_id(id) + " in job \"" + s.options.job_id + "\": " + why);
+      return;
+    }
+    forget_record(s, record);
+  }
+
+  std::size_t forget_finished() {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<Record*> finished;
+    for (Record* record : s.order) {
+      if (forgettable(s, *record)) finished.push_back(record);
+    }
+    forget_records(s, finished);
+    return finished.size();
+  }
+
+  std::uint64_t forgotten_count() const {
+    const State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.forgotten;
   }
 
   std::vector<WorkerInfo> workers() const {
@@ -423,6 +481,7 @@ class SupervisorEngine {
     }
     if (!options.launcher) options.launcher = std::make_shared<LocalLauncher>();
     state_->options = std::move(options);
+    state_->shared_slots.join(state_->options.shared_slots, state_->watcher);
     if (state_->options.use_cgroups) {
       state_->cgroups.open(state_->cgroups_unavailable);
     } else {
@@ -439,68 +498,54 @@ class SupervisorEngine {
       recorder_options.supervisor_cgroup = state_->cgroups.parent();  // for recovery after our death
       recorder_options.compact_bytes = state_->options.journal_compact_bytes;
       JobLayout layout{state_->options.root, state_->options.job_id};
-      std::error_code recovery_error;
-      state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace,
-                                                       recovery_error);
-      // unknown_job: a new job. job_locked: open() below says so. Anything
-      // else (a journal without a job line, a schema 1 directory...) is for
-      // open() to judge as well. A layout recovery cannot read (schema 1, or
-      // a journal of another version) is replaced only when it is a schema 1
-      // job that had finished: else its records may be all that names
-      // workers still running.
-      const bool unreadable_layout = recovery_error == errc::unsupported_layout;
-      if (unreadable_layout && recorder_options.replace_finished) {
-        std::error_code dir_error;
-        OwnedFd job_dir = open_directory(layout.job_dir(), dir_error);
-        recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
+      std::unique_ptr<BackgroundRecovery> finished;  // recovered at once, lock held
+      if (state_->options.recover_in_background) {
+        std::error_code refused;
+        state_->background_recovery = begin_background_recovery(
+            layout, state_->options.replace_finished_job || state_->options.resume_finished_job,
+            state_->options.recovery_grace, finished, refused);
+        if (refused) {
+          std::string what = open_error_text(*state_, refused, false);
+          state_.reset();
+          if (throwing) throw_error(refused, what);
+          *ec = refused;
+          return;
+        }
       }
-      state_->recorder.emplace(layout, recorder_options);
-      std::error_code open_error;
-      state_->recorder->open(open_error);
-      if (open_error) {
-        std::string what = "cannot open job \"" + state_->options.job_id + "\" under " +
-                           state_->options.root;
-        if (open_error == errc::job_locked) what += ": it already has a live supervisor";
-        if (state_->options.resume_finished_job && open_error != errc::job_locked) {
-          what += ": cannot resume it";
-          if (open_error == errc::invalid_state_transition) {
-            what += ": it has not finished and its supervisor could not be shown dead";
-            if (!state_->recovery.problems.empty()) what += " (" + state_->recovery.problems.front().second + ")";
+      if (state_->background_recovery) {
+        state_->background_recovery->recorder_options = recorder_options;
+        state_->watcher.wake();  // the host's first poll() carries recovery on
+      } else {
+        OwnedFd held_lock;
+        bool unreadable_layout = false;
+        if (finished) {
+          state_->recovery = std::move(finished->report);
+          held_lock = std::move(finished->lock);
+        } else {
+          std::error_code recovery_error;
+          state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace, recovery_error);
+          // unknown_job: a new job. job_locked: open() below says so. Anything
+          // else (a journal without a job line, a schema 1 directory...) is for
+          // open() to judge as well. A layout recovery cannot read (schema 1, or
+          // a journal of another version) is replaced only when it is a schema 1
+          // job that had finished: else its records may be all that names
+          // workers still running.
+          unreadable_layout = recovery_error == errc::unsupported_layout;
+          if (unreadable_layout && recorder_options.replace_finished) {
+            std::error_code dir_error;
+            OwnedFd job_dir = open_directory(layout.job_dir(), dir_error);
+            recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
           }
         }
-        if (open_error == errc::job_exists) {
-          if (!unreadable_layout) {
-            what += ": a finished job with that id exists";
-          } else {
-            what += ": its job directory has a layout this version does not read (";
-            what += state_->recovery.problems.empty() ? std::string("unsupported layout")
-                                                      : state_->recovery.problems.front().second;
-            what += state_->options.replace_finished_job
-                        ? "), and it cannot be shown to have finished: stop it with the version that wrote it, "
-                          "or remove it"
-                        : ")";
-          }
+        std::error_code open_error = open_job(*state_, recorder_options, std::move(held_lock));
+        if (open_error) {
+          std::string what = open_error_text(*state_, open_error, unreadable_layout);
+          state_.reset();
+          if (throwing) throw_error(open_error, what);
+          *ec = open_error;
+          return;
         }
-        state_.reset();
-        if (throwing) throw_error(open_error, what);
-        *ec = open_error;
-        return;
       }
-      state_->opened_at = state_->now();
-      keep_earlier_workers(*state_);
-      if (state_->options.job_refresh_interval.count() > 0) {
-        state_->next_job_refresh = state_->now() + heartbeat_interval(*state_, state_->now());
-      }
-      // A stop request is never removed here: once open() has taken the lock
-      // and started the journal, `jobwarden stop` takes this supervisor for the
-      // job's, and what it writes is for us (stale requests are removed by
-      // recovery and when a finished job id is reused). One written before
-      // the watch below exists raises no event: the first poll() looks.
-      state_->watches_stop_request =
-          state_->watcher.watch_directory(state_->recorder->layout().job_dir(),
-                                          stop_request_file_name, control_request_suffix);
-      state_->stop_request_unchecked = true;
-      state_->watcher.wake();
     }
     state_->null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     state_->null_out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -512,11 +557,140 @@ class SupervisorEngine {
     }
   }
 
+  /// Opens the job directory (the recorder; `lock`, when given, is the
+  /// job's lock, already held) and sets up what watches it. No lock needed:
+  /// from init, nobody else holds the engine; from poll(), under `mutex`.
+  static std::error_code open_job(State& s, const JobRecorderOptions& recorder_options, OwnedFd lock) {
+    s.recorder.emplace(JobLayout{s.options.root, s.options.job_id}, recorder_options);
+    if (lock) s.recorder->adopt_lock(std::move(lock));
+    std::error_code open_error;
+    s.recorder->open(open_error);
+    if (open_error) {
+      s.recorder.reset();
+      return open_error;
+    }
+    s.opened_at = s.now();
+    keep_earlier_workers(s);
+    // The job line open() wrote says `running`: with nothing to do yet
+    // the job is `idle`, and readers see that at once.
+    s.job_dirty = true;
+    flush_job(s);
+    if (s.options.job_refresh_interval.count() > 0) {
+      s.next_job_refresh = s.now() + heartbeat_interval(s, s.now());
+    }
+    // A stop request is never removed here: once open() has taken the lock
+    // and started the journal, `jobwarden stop` takes this supervisor for the
+    // job's, and what it writes is for us (stale requests are removed by
+    // recovery and when a finished job id is reused). One written before
+    // the watch below exists raises no event: the first poll() looks.
+    s.watches_stop_request =
+        s.watcher.watch_directory(s.recorder->layout().job_dir(), stop_request_file_name, control_request_suffix);
+    s.stop_request_unchecked = true;
+    s.watcher.wake();
+    return {};
+  }
+
+  /// What the host is told when the job cannot be opened.
+  static std::string open_error_text(const State& s, std::error_code open_error, bool unreadable_layout) {
+    std::string what = "cannot open job \"" + s.options.job_id + "\" under " + s.options.root;
+    if (open_error == errc::job_locked) what += ": it already has a live supervisor";
+    if (s.options.resume_finished_job && open_error != errc::job_locked) {
+      what += ": cannot resume it";
+      if (open_error == errc::invalid_state_transition) {
+        what += ": it has not finished and its supervisor could not be shown dead";
+        if (!s.recovery.problems.empty()) what += " (" + s.recovery.problems.front().second + ")";
+      }
+    }
+    if (open_error == errc::job_exists) {
+      if (!unreadable_layout) {
+        what += ": a finished job with that id exists";
+        if (s.recovery.job_was_abandoned) {
+          what += " (its supervisor had died: recovery stopped what was left of it and marked it lost)";
+        }
+        what += "; " + job_exists_advice();
+      } else {
+        what += ": its job directory has a layout this version does not read (";
+        what += s.recovery.problems.empty() ? std::string("unsupported layout") : s.recovery.problems.front().second;
+        what += s.options.replace_finished_job
+                    ? "), and it cannot be shown to have finished: stop it with the version that wrote it, "
+                      "or remove it"
+                    : ")";
+      }
+    }
+    return what;
+  }
+
+  /// poll()'s part of a background recovery (under `mutex`): one step; once
+  /// it is done, the report is the engine's, and the job is opened with the
+  /// lock recovery held — unless the host shut down meanwhile (then the lock
+  /// is let go and the job stays as recovery left it). The workers submitted
+  /// meanwhile get their journal lines and start in this poll().
+  void advance_background_recovery(State& s) {
+    std::error_code verdict_error;  // its problems are in the report; the job is opened as after a blocking recovery
+    if (!s.background_recovery->advance(verdict_error)) return;
+    std::unique_ptr<BackgroundRecovery> done = std::move(s.background_recovery);
+    s.recovery = std::move(done->report);
+    // `jobwarden stop` took the holder of the lock for the job's supervisor:
+    // a request written meanwhile is ours, honoured before the job opens (it
+    // would remove the request as stale).
+    std::string request;
+    if (!s.shutting_down &&
+        !read_file_at(done->job_dir.get(), stop_request_file_name, request, nullptr, max_stop_request_size)) {
+      s.stop_requested = true;
+      ::unlinkat(done->job_dir.get(), stop_request_file_name, 0);
+      begin_shutdown_locked(s, parse_stop_request(request).grace);
+    }
+    if (s.shutting_down) return;
+    const std::error_code open_error = open_job(s, done->recorder_options, std::move(done->lock));
+    if (open_error) {
+      // Whatever failed (a full disk, a job that could not be resumed), the
+      // host hears of it through its workers: each one queued ends cancelled
+      // saying why, and the job takes no more work.
+      const std::string what = open_error_text(s, open_error, false) + ": " + open_error.message();
+      s.recovery.problems.emplace_back(journal_file_name, what);
+      note_status_error(s, open_error, JobLayout{s.options.root, s.options.job_id}.job_dir());
+      s.accepting = false;
+      for (Record* record : s.order) {
+        if (record->info.state == WorkerState::pending && !record->launching) {
+          s.queue.erase(record);
+          finish_unstarted(s, *record, WorkerState::cancelled, "cancelled before it started: " + what);
+        }
+      }
+      return;
+    }
+    // Every worker of this run gets its line, ended ones (cancelled while
+    // the job was recovering) included: the journal's fold and the job
+    // line's counts must agree.
+    for (Record* record : s.order) {
+      if (!record->earlier_run) record_worker(s, *record);
+    }
+    s.job_dirty = true;
+  }
+
   /// A resumed job: its earlier workers' records, as the journal left them,
   /// become the engine's (terminal, `kept`, `earlier_run` until submitted
   /// again), so they count toward the summary from the start.
+  /// After a background recovery, a worker the host submitted meanwhile is
+  /// matched with its earlier record as submit() would have: a success with
+  /// the same argv is kept (no event, as in submit), anything else runs as
+  /// the next attempt.
   static void keep_earlier_workers(State& s) {
     for (const WorkerInfo& earlier : s.recorder->earlier_workers()) {
+      if (auto submitted = s.records.find(earlier.id); submitted != s.records.end()) {
+        Record& record = *submitted->second;
+        record.earlier_attempts = earlier.attempt;
+        if (earlier.state == WorkerState::succeeded && earlier.argv == record.spec.argv &&
+            record.info.state == WorkerState::pending && !record.launching) {
+          s.queue.erase(&record);
+          --s.active;
+          --s.counts[static_cast<std::size_t>(WorkerState::pending)];
+          record.info = earlier;
+          ++s.counts[static_cast<std::size_t>(earlier.state)];
+        } else {
+          record.info.attempt = earlier.attempt;  // launch() makes it the next one
+        }
+        continue;
+      }
       auto owned = std::make_unique<Record>();
       Record* record = owned.get();
       record->info = earlier;
@@ -547,6 +721,9 @@ class SupervisorEngine {
     Record* record = nullptr;
     std::vector<Record*> launchable;
     bool halted_at_submit = false;
+    // Copied under the lock: once it is released, a poll on another thread
+    // may end and forget the record (`forget_finished_workers`).
+    std::string id;
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       if (!s.accepting) {
@@ -575,7 +752,24 @@ class SupervisorEngine {
         return {};
       }
       auto earlier = s.records.find(spec.id);
-      if (earlier != s.records.end()) {
+      std::optional<WorkerInfo> forgotten;
+      if (earlier == s.records.end() && s.recorder && s.forgotten > 0) {
+        // A forgotten worker's id: the new worker continues its record as the
+        // next attempt, and replaces it in the counts (readers fold the
+        // journal by id: one worker). A failed read of the journal: a new worker.
+        std::error_code read_error;
+        forgotten = s.recorder->forgotten_worker(spec.id, read_error);
+      }
+      if (forgotten) {
+        std::size_t& counted = s.counts[static_cast<std::size_t>(forgotten->state)];
+        if (counted > 0) --counted;  // never below 0, whatever the journal says
+        auto owned = std::make_unique<Record>();
+        record = owned.get();
+        s.records.emplace(spec.id, std::move(owned));
+        s.order.push_back(record);
+        record->earlier_attempts = forgotten->attempt;
+        record->info.attempt = forgotten->attempt;  // launch() makes it the next one
+      } else if (earlier != s.records.end()) {
         // Submitted again in a resumed job: a success with the same argv is
         // kept as it is; anything else runs again as a new attempt.
         record = earlier->second.get();
@@ -617,12 +811,13 @@ class SupervisorEngine {
           s.job_dirty = true;
         }
       }
+      id = record->info.id;
     }
     // The queue may hand out others too (restarts that came due): start
     // every worker that got a slot, not only this one.
     for (Record* ready : launchable) launch(s, *ready);
     if (!launchable.empty() || halted_at_submit) s.watcher.wake();  // events wait for the host's poll()
-    return record->info.id;
+    return id;
   }
 
   void cancel_impl(const std::string& id, std::error_code* ec) {
@@ -750,6 +945,69 @@ class SupervisorEngine {
     s.watcher.wake();
   }
 
+  // ---- forgetting finished workers (under `mutex`) -------------------------
+
+  /// Whether `record` may be forgotten: terminal, and its last line is in
+  /// the journal (retried once here after a failed write).
+  static bool forgettable(State& s, Record& record) {
+    if (!is_terminal(record.info.state) || record.launching) return false;
+    if (record.unsaved) retry_unsaved(s);
+    return !record.unsaved;
+  }
+
+  /// Drops `record` from the engine (and the recorder's memory). Its count
+  /// stays in `s.counts`: the job's summary and final state still count it.
+  static void forget_record(State& s, Record& record) {
+    s.order.erase(std::remove(s.order.begin(), s.order.end(), &record), s.order.end());
+    drop_record(s, record);
+  }
+
+  /// `forget_record` for many, with one pass over `order`.
+  static void forget_records(State& s, const std::vector<Record*>& records) {
+    if (records.empty()) return;
+    std::vector<Record*> sorted(records);
+    std::sort(sorted.begin(), sorted.end());
+    s.order.erase(std::remove_if(s.order.begin(), s.order.end(),
+                                 [&](Record* r) { return std::binary_search(sorted.begin(), sorted.end(), r); }),
+                  s.order.end());
+    for (Record* record : records) drop_record(s, *record);
+  }
+
+  static void drop_record(State& s, Record& record) {
+    if (s.recorder) s.recorder->forget_worker(record.info.id);
+    ++s.forgotten;
+    s.records.erase(record.info.id);  // frees the record: `record` dangles from here
+  }
+
+  /// `SupervisorOptions::forget_finished_workers`: forgets the workers whose
+  /// end was among `events`, just delivered (those not yet forgettable, for
+  /// want of a journal line, at a later poll).
+  void forget_delivered(State& s, const std::vector<WorkerEvent>& events) {
+    if (!s.options.forget_finished_workers) return;
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<Record*> finished;
+    auto consider = [&](const std::string& id) {
+      auto it = s.records.find(id);
+      if (it == s.records.end()) return;
+      Record* record = it->second.get();
+      if (std::find(finished.begin(), finished.end(), record) != finished.end()) return;
+      if (forgettable(s, *record)) {
+        finished.push_back(record);
+      } else if (is_terminal(record->info.state)) {
+        s.forget_later.push_back(id);
+      }
+    };
+    if (!s.forget_later.empty()) {
+      std::vector<std::string> later;
+      later.swap(s.forget_later);
+      for (const std::string& id : later) consider(id);
+    }
+    for (const WorkerEvent& event : events) {
+      if (event.kind == EventKind::exited && is_terminal(event.worker.state)) consider(event.worker.id);
+    }
+    forget_records(s, finished);
+  }
+
   WorkerInfo info_impl(const std::string& id, std::error_code* ec) const {
     const State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -807,12 +1065,15 @@ class SupervisorEngine {
     record.pidfd = -1;
     record.guard_slot = -1;
     --s.running;
+    s.shared_slots.give_back(record.shared_slot);
     forget_pause<Clock>(record);  // before its cgroup goes back to the pool
     record.info.ended_at = std::chrono::system_clock::now();
     record.info.usage = ResourceUsage{status.user_cpu, status.system_cpu, status.max_rss_kib, std::nullopt, std::nullopt};
     std::optional<CgroupCpu> counted = add_tree_cpu(record);  // before its cgroup is retired (and reused)
     finish_outputs(s, record);  // logs and tails are complete before a launcher reads them
     finish_input(s, record);
+    refresh_worker_report(s, record);  // its last word, before the exit event carries the info
+    record.report.reset();  // read no more for this attempt: no memory kept for it
     auto interpreted = s.options.launcher->interpret_exit(record.info, status, record.context);
     record.info.exit_code = status.exit_code;
     record.info.signal = status.signal;
@@ -957,12 +1218,15 @@ class SupervisorEngine {
         record.info.core_dumped = false;
         record.info.error.clear();
         record.info.ended_at.reset();
+        record.info.message.clear();  // the worker's word was of the last attempt
+        record.info.worker_error.clear();
       }
       record.context.job_id = s.options.job_id;
       record.context.worker_id = record.info.id;
       record.context.attempt = record.info.attempt;
       plan_outputs(s, record);  // routes, 2>&1; the launcher's prepare sees them
       record.context.cgroup_dir = s.cgroups.create(record.cgroup_serial, record.tree_cpu_base);
+      apply_cpu_weight(s, record);
       record.warned = false;
       record.heartbeat_floor.reset();
     }
@@ -987,10 +1251,7 @@ class SupervisorEngine {
       outcome = spawn(plan);
       outcome_errno = outcome.error;
       if (outcome.error != 0) {
-        error = outcome.stage == SpawnStage::exec
-                    ? "cannot run \"" + record.spec.argv[0] + "\": " + std::strerror(outcome.error)
-                    : std::string("cannot start \"") + record.spec.argv[0] + "\" (" +
-                          to_string(outcome.stage) + "): " + std::strerror(outcome.error);
+        error = spawn_failure_message(record.spec, outcome);
       }
     }
     for (auto& target : outputs) {
@@ -1021,6 +1282,7 @@ class SupervisorEngine {
       for (auto& target : outputs) target.close_all();
       input.close_all();
       --s.running;
+      s.shared_slots.give_back(record.shared_slot);
       record.info.started_at.reset();
       s.cgroups.retire(record.cgroup_serial);
       record.cgroup_serial = -1;

@@ -33,7 +33,9 @@
 #include "jobwarden/detail/job_recorder.hpp"
 #include "jobwarden/detail/orphan_guard.hpp"
 #include "jobwarden/detail/recovery.hpp"
+#include "jobwarden/detail/supervisor/background_recovery.hpp"
 #include "jobwarden/detail/supervisor/launch_queue.hpp"
+#include "jobwarden/detail/supervisor/shared_slot_use.hpp"
 #include "jobwarden/detail/supervisor/worker_record.hpp"
 #include "jobwarden/job_state.hpp"
 #include "jobwarden/launcher.hpp"
@@ -80,6 +82,7 @@ struct EngineState {
   std::atomic<bool> wants_chunks{false};
   std::vector<QueuedOutput> output;  // read for the handlers, delivered by poll()
   EventLoop watcher;
+  SharedSlotMembership shared_slots;  // options.shared_slots; after watcher: leaves before it goes
   CgroupTree cgroups;
   std::string cgroups_unavailable;  // why workers run without cgroups
   OrphanGuard guard;  // the orphan guard; declared after the records: stops before they go
@@ -95,6 +98,8 @@ struct EngineState {
   std::array<std::size_t, all_worker_states.size()> counts{};  // workers per state
   std::optional<JobRecorder> recorder;  // the job directory, when there is a root
   RecoveryReport recovery;  // what was found of an earlier, dead supervisor
+  // A recovery poll() drives (recover_in_background); the job is opened once it is done.
+  std::unique_ptr<BackgroundRecovery> background_recovery;
   bool job_dirty = false;       // the journal's job line is behind the workers' states
   std::vector<Record*> unsaved;  // worker lines to append again
   bool stop_requested = false;  // stop.request was seen
@@ -121,6 +126,8 @@ struct EngineState {
   std::string halt_reason;    // "the job halted after 3 workers did not succeed (halt policy soon,fail=3)"
   bool halt_check_due = false;  // a failure outside reading_exits: a share is decided by the next apply_halt
   bool reading_exits = false;   // poll() is reading exits and deadlines (a halt is decided at once)
+  std::uint64_t forgotten = 0;  // workers forgotten (their counts stay in `counts`)
+  std::vector<std::string> forget_later;  // forget_finished_workers: ended, last line not yet written
   int null_in = -1;
   int null_out = -1;
 

@@ -99,10 +99,19 @@ void write_job_line(EngineState<Clock>& s) {
   bool final = !s.accepting && s.active == 0;
   if (final) {
     state = job_state_from_workers(summary);
-    if (state == JobState::pending) state = JobState::cancelled;  // nothing ever ran
+    // No worker ever (`job_state_from_workers` says pending only then: the
+    // end cancels queued ones): nothing ran, so an idle job that never had a
+    // worker ends `cancelled`, not `succeeded`. Forgotten workers still
+    // count here: their counts stay.
+    if (state == JobState::pending) state = JobState::cancelled;
     // A halt cancels workers because others failed: the job failed (a stop
     // requested on top of it still makes it cancelled).
     if (s.halted && !s.shutting_down && state == JobState::cancelled) state = JobState::failed;
+  } else if (s.active == 0 && !s.shutting_down && !s.halted) {
+    // Alive, nothing queued, starting, running or restarting, and able to
+    // take work (a halted job cancels what it is given: it stays `running`
+    // until its end says `failed`).
+    state = JobState::idle;
   } else if (summary.pending == summary.total && s.running == 0) {
     state = JobState::pending;
   }
@@ -133,8 +142,9 @@ void write_job_line(EngineState<Clock>& s) {
   }
 }
 
-/// Brings the journal up to date: the job line (`pending` until a worker
-/// starts, `running` while the supervisor may still get work, and once it
+/// Brings the journal up to date: the job line (`idle` while no worker is
+/// queued, starting, running or restarting, `pending` while every worker
+/// waits to start, `running` while the supervisor has work, and once it
 /// accepts no more and every worker is terminal, the final state, written
 /// once), then one `fdatasync` for everything appended since the last (when
 /// durable), then a compaction when the journal has grown large.

@@ -3,8 +3,9 @@
 /// Checking a `WorkerSpec` before it is accepted: what `JobSupervisor::submit`
 /// rejects (empty argv, negative durations, a bad stop signal, a warning
 /// before the deadline that cannot be sent in time, stall
-/// detection without a job directory, an inconsistent stdin spec, a capped
-/// log that goes direct, bad environment names, a label that is too long or
+/// detection without a job directory, an inconsistent stdin spec, a nice
+/// value or CPU weight out of range, a capped log that goes direct, bad
+/// environment names, a label that is too long or
 /// not UTF-8). Worker ids are checked by
 /// `submit` itself, against the job's other workers.
 
@@ -68,6 +69,23 @@ inline bool validate_warning(const WorkerSpec& spec, std::error_code* ec) {
   return true;
 }
 
+/// Whether the nice value and the CPU weight are in their ranges.
+inline bool validate_cpu_share(const WorkerSpec& spec, std::error_code* ec) {
+  if (spec.nice && (*spec.nice < min_nice || *spec.nice > max_nice)) {
+    report(ec, make_error_code(errc::invalid_argument),
+           "invalid worker spec: nice " + std::to_string(*spec.nice) + " is out of range (" +
+               std::to_string(min_nice) + " to " + std::to_string(max_nice) + ")");
+    return false;
+  }
+  if (spec.cpu_weight && (*spec.cpu_weight < min_cpu_weight || *spec.cpu_weight > max_cpu_weight)) {
+    report(ec, make_error_code(errc::invalid_argument),
+           "invalid worker spec: cpu_weight " + std::to_string(*spec.cpu_weight) + " is out of range (" +
+               std::to_string(min_cpu_weight) + " to " + std::to_string(max_cpu_weight) + ")");
+    return false;
+  }
+  return true;
+}
+
 /// Whether `spec` may be submitted to a supervisor with (`has_root`) or
 /// without a job directory. When not: sets `*ec`, or throws when `ec` is null.
 inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code* ec) {
@@ -110,6 +128,7 @@ inline bool validate_spec(const WorkerSpec& spec, bool has_root, std::error_code
     return false;
   }
   if (!validate_input(spec.stdin_spec, ec)) return false;
+  if (!validate_cpu_share(spec, ec)) return false;
   for (const auto* output : {&spec.stdout_spec, &spec.stderr_spec}) {
     if (output == &spec.stderr_spec && spec.stderr_to_stdout) continue;  // ignored
     if (output->route == OutputSpec::Route::direct && output->max_bytes &&

@@ -24,6 +24,7 @@
 #include "jobwarden/detail/recovery.hpp"
 #include "jobwarden/detail/supervisor/deadline_warning.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
+#include "jobwarden/detail/supervisor/worker_report.hpp"
 #include "jobwarden/detail/supervisor/worker_pause.hpp"
 #include "jobwarden/detail/supervisor/worker_transitions.hpp"
 #include "jobwarden/duration.hpp"
@@ -92,6 +93,7 @@ void enforce_deadlines(EngineState<Clock>& s) {
 template <class Clock>
 void check_heartbeat(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record, typename Clock::time_point now) {
   auto last = last_heartbeat(s, record);
+  refresh_worker_report(s, record);  // the file is looked at anyway: its message and error too
   auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now() - last);
   if (age >= record.spec.stall_timeout) {
@@ -115,6 +117,10 @@ std::optional<typename Clock::time_point> earliest_deadline(const EngineState<Cl
   }
   for (const auto* record : s.restarting) {
     if (!earliest || *record->restart_at < *earliest) earliest = record->restart_at;
+  }
+  if (s.background_recovery) {  // its processes are looked at again, and its SIGKILL is due
+    const auto t = s.now() + s.background_recovery->wait();
+    if (!earliest || t < *earliest) earliest = t;
   }
   return earliest;
 }

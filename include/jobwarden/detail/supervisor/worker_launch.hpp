@@ -2,9 +2,10 @@
 /// \file
 /// What is executed for one attempt of a worker: the `SpawnPlan` built from
 /// its spec (argv, the environment with the `JOBWARDEN_*` variables, working
-/// directory, resource limits, cgroup) and handed to the launcher's
-/// `prepare`, and which spawn failures are worth a retry. Built outside the
-/// engine's mutex, in `launch`, from fields no other thread changes then.
+/// directory, resource limits, nice value, cgroup) and handed to the
+/// launcher's `prepare` (built outside the engine's mutex, in `launch`,
+/// from fields no other thread changes then), which spawn failures are
+/// worth a retry, and the CPU weight of the worker's cgroup.
 
 #include <sys/resource.h>
 
@@ -50,6 +51,53 @@ inline bool is_transient_spawn_error(int error_number) {
          error_number == ENOMEM;
 }
 
+/// Why a spawn failed, for `WorkerInfo::error`: the program that could not
+/// run, or the step of the child's setup that failed.
+inline std::string spawn_failure_message(const WorkerSpec& spec, const SpawnOutcome& outcome) {
+  const std::string program = "\"" + spec.argv[0] + "\"";
+  if (outcome.stage == SpawnStage::exec) return "cannot run " + program + ": " + std::strerror(outcome.error);
+  if (outcome.stage == SpawnStage::nice) {
+    const bool refused = outcome.error == EACCES || outcome.error == EPERM;
+    return "cannot start " + program + ": nice " + std::to_string(spec.nice.value_or(0)) + " refused (" +
+           to_string(outcome.stage) + ": " + std::strerror(outcome.error) + ")" +
+           (refused ? "; a nice value below the supervisor's own needs CAP_SYS_NICE or a higher RLIMIT_NICE" : "");
+  }
+  return "cannot start " + program + " (" + to_string(outcome.stage) + "): " + std::strerror(outcome.error);
+}
+
+/// Gives the attempt's cgroup its CPU weight, before the spawn, once the
+/// cgroup is chosen (under the engine's mutex): the spec's, or the default
+/// for a worker without one (its cgroup may have served one with a weight).
+/// Nothing is written while no worker of the supervisor asked for a weight.
+/// When the spec asked for one and it could not be given, says why in
+/// `WorkerInfo::cpu_weight_error`; the worker runs all the same.
+template <class Clock>
+void apply_cpu_weight(EngineState<Clock>& s, WorkerRecord<typename Clock::time_point>& record) {
+  record.info.cpu_weight_error.clear();
+  const std::optional<int>& asked = record.spec.cpu_weight;
+  if (!asked && !s.cgroups.cpu_enabled()) return;  // every cgroup is at the kernel's default
+  const std::string& dir = record.context.cgroup_dir;
+  const std::string not_applied = "cpu_weight not applied: ";
+  if (dir.empty()) {
+    if (asked) {
+      record.info.cpu_weight_error =
+          not_applied + "the worker has no cgroup of its own (" +
+          (s.cgroups.active() ? std::string("its cgroup could not be created") : s.cgroups_unavailable) + ")";
+    }
+    return;
+  }
+  std::string why_not;
+  if (!s.cgroups.enable_cpu(why_not)) {
+    record.info.cpu_weight_error = not_applied + why_not;
+    return;
+  }
+  int error_number = 0;
+  if (!cgroup_set_cpu_weight(dir, asked.value_or(default_cpu_weight), error_number) && asked) {
+    record.info.cpu_weight_error =
+        not_applied + "cannot write " + dir + "/cpu.weight: " + std::strerror(error_number);
+  }
+}
+
 /// What this attempt of `record` executes, after the launcher's `prepare`
 /// (which sets `error` when the worker cannot be started).
 template <class Clock>
@@ -77,6 +125,10 @@ SpawnPlan make_plan(EngineState<Clock>& s, WorkerRecord<typename Clock::time_poi
   plan.cwd = spec.cwd;
   if (!features().close_range) plan.max_fd = max_descriptor_bound();  // the close loop's bound
   add_limits(plan, spec.limits);
+  if (spec.nice) {
+    plan.set_nice = true;
+    plan.nice = *spec.nice;
+  }
   if (!record.context.cgroup_dir.empty()) {
     plan.cgroup_dir = record.context.cgroup_dir;
   }

@@ -14,8 +14,10 @@
 #include <memory>
 #include <optional>
 
+#include "jobwarden/detail/cached_file.hpp"
 #include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/input_feeder.hpp"
+#include "jobwarden/detail/job_format.hpp"
 #include "jobwarden/detail/output_pump.hpp"
 #include "jobwarden/detail/process_control.hpp"
 #include "jobwarden/launcher.hpp"
@@ -42,6 +44,7 @@ struct WorkerRecord {
   bool earlier_run = false;  // a resumed job's record, not (yet) submitted in this run
   int earlier_attempts = 0;  // attempts of earlier runs (a resumed job's): restarts count from there
   bool launching = false;  // reserved a slot; spawn in progress outside the lock
+  int shared_slot = -1;  // its slot of options.shared_slots while launching or running (-1: none)
   bool kill_sent = false;  // the grace period ended and SIGKILL went out
   bool tree_killed = false;  // the host sent SIGKILL to its tree (JobSupervisor::signal)
   std::optional<WorkerState> stop_reason;  // why we began stopping it
@@ -61,6 +64,9 @@ struct WorkerRecord {
   bool warned = false;  // this attempt's deadline warning went out (its time follows `deadline`)
   std::uint64_t queue_seq = 0;  // its place among equal priorities in the queue (0: never queued)
   std::optional<CgroupCpu> tree_cpu_base;  // its cgroup's cpu.stat when this attempt began
+  // Its status file as last read for info.message and worker_error
+  // (worker_report.hpp): made on the first look, read again only on a change.
+  std::unique_ptr<CachedFile<StatusRecord>> report;
 };
 
 /// A worker whose exit was noted but whose zombie and pidfd wait for

@@ -39,11 +39,14 @@ void emit(EngineState<Clock>& s, EventKind kind, const WorkerRecord<typename Clo
 template <class Clock>
 void decide_halt(EngineState<Clock>& s) {
   const HaltPolicy& policy = s.options.halt;
-  if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, s.order.size())) return;
+  // Every worker counts, forgotten ones too (`counts` keeps them).
+  std::size_t submitted = 0;
+  for (std::size_t n : s.counts) submitted += n;
+  if (s.halted || s.shutting_down || !policy.reached(s.halt_failures, submitted)) return;
   s.halted = true;
   // "after 1 worker", "after 3 workers", "after 3 of 10 workers".
   std::string how_many = std::to_string(s.halt_failures);
-  if (policy.fail_percent_hundredths != 0) how_many += " of " + std::to_string(s.order.size());
+  if (policy.fail_percent_hundredths != 0) how_many += " of " + std::to_string(submitted);
   const bool one = how_many == "1";
   s.halt_reason = "the job halted after " + how_many + (one ? " worker" : " workers") +
                   " did not succeed (halt policy " + to_string(policy) + ")";
@@ -106,6 +109,7 @@ template <class Clock>
 std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineState<Clock>& s) {
   using Record = WorkerRecord<typename Clock::time_point>;
   std::vector<Record*> out;
+  if (s.background_recovery) return out;  // nothing starts before the job is recovered and opened
   if (!s.restarting.empty()) {
     auto now = s.now();
     // A restart goes back to its place: its priority, its submission order
@@ -122,10 +126,16 @@ std::vector<WorkerRecord<typename Clock::time_point>*> take_launchable(EngineSta
                        s.restarting.end());
   }
   while (!s.queue.empty() && s.running < s.options.max_concurrency && !s.shutting_down && !s.halted) {
+    int shared_slot;
+    if (!s.shared_slots.take(shared_slot)) break;  // in line: woken when a slot frees
     Record* record = s.queue.pop();
+    record->shared_slot = shared_slot;
     record->launching = true;
     ++s.running;
     out.push_back(record);
+  }
+  if (s.queue.empty() || s.running >= s.options.max_concurrency || s.shutting_down || s.halted) {
+    s.shared_slots.withdraw();
   }
   return out;
 }

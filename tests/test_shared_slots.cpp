@@ -2,6 +2,9 @@
 // supervisors of one host, and by processes of one machine.
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +301,45 @@ TEST_CASE("machine-wide slots: a waiter that died is skipped and its file remove
   holder.release(0);
   CHECK(holder.try_acquire(h) == 0);  // the dead waiter does not hold it up
   CHECK(files_in(dir.path()) == std::set<std::string>{"w.slot.0"});
+  holder.release(0);
+  holder.leave(h);
+}
+
+TEST_CASE("machine-wide slots: a live waiter that stopped looking holds nobody back; a half-made waiter file goes") {
+  jwtest::TempDir dir;
+  MachineSlots holder("z", 1, dir.path());
+  std::uint64_t h = holder.join(nullptr);
+  REQUIRE(holder.try_acquire(h) == 0);
+  // Another process's waiter, older than anyone, its file locked as a live
+  // (here: stopped) process keeps it.
+  std::string waiter = dir / "z.wait.1.99999.7";
+  int fd = ::open(waiter.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX) == 0);
+  holder.release(0);
+  CHECK(holder.try_acquire(h) == -1);  // it looked lately: it goes first
+  // Not touched for longer than the staleness limit: as if stopped by Ctrl-Z.
+  struct timespec long_ago[2] = {{0, 0}, {0, 0}};
+  long_ago[0].tv_sec = long_ago[1].tv_sec = std::time(nullptr) - 4 * MachineSlots::stale_waiter_after.count();
+  REQUIRE(::futimens(fd, long_ago) == 0);
+  CHECK(holder.try_acquire(h) == 0);
+  CHECK(files_in(dir.path()).count("z.wait.1.99999.7") == 1);  // alive: it keeps its place
+  holder.release(0);
+  REQUIRE(::futimens(fd, nullptr) == 0);  // it looks again (SIGCONT)
+  CHECK(holder.try_acquire(h) == -1);     // and is first in line again
+  ::close(fd);                            // it dies: its lock goes
+
+  // Half-made waiter files (a process that died between making and renaming
+  // one): an old one goes, a new one may belong to a process at work.
+  auto steady_now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now().time_since_epoch());
+  auto old_since = steady_now - 4 * std::chrono::nanoseconds(MachineSlots::stale_waiter_after);
+  std::string old_half = "z.new." + std::to_string(old_since.count()) + ".99999.8";
+  std::string new_half = "z.new." + std::to_string(steady_now.count()) + ".99999.9";
+  { std::ofstream((dir / old_half).c_str()) << ""; }
+  { std::ofstream((dir / new_half).c_str()) << ""; }
+  CHECK(holder.try_acquire(h) == 0);
+  CHECK(files_in(dir.path()) == std::set<std::string>{"z.slot.0", new_half});
   holder.release(0);
   holder.leave(h);
 }

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <functional>
 #include <map>
@@ -215,7 +216,10 @@ class SharedSlots {
 /// process whose own worker ends therefore lets an older waiter of another
 /// process go first (no process starves). Waiting processes look for free
 /// slots every `retry_interval()` (a slot freed elsewhere wakes no one here),
-/// and at once when one of their own frees.
+/// and at once when one of their own frees; each look touches the waiter
+/// file. A waiter whose file was not touched for `stale_waiter_after` (a
+/// process stopped by Ctrl-Z, or a host that stopped polling) holds nobody
+/// back until it looks again, when it takes its old place in line.
 class MachineSlots : public SharedSlots {
  public:
   /// `count` slots named `name` (letters, digits, `.`, `_`, `-`; not
@@ -273,6 +277,10 @@ class MachineSlots : public SharedSlots {
     return std::chrono::milliseconds(100);
   }
 
+  /// How long a live waiter may go without looking for a slot before other
+  /// processes stop letting it go first (see the class comment).
+  static constexpr std::chrono::seconds stale_waiter_after{5};
+
  protected:
   int take_free_slot() override {
     for (std::size_t i = 0; i < fds_.size(); ++i) {
@@ -298,11 +306,16 @@ class MachineSlots : public SharedSlots {
   bool others_may_go_first(std::uint64_t member) override {
     (void)member;
     const std::string prefix = name_ + ".wait.";
+    const std::string unfinished = name_ + ".new.";
     DIR* d = ::opendir(dir_.c_str());
     if (!d) return false;
     bool before_us = false;
     while (dirent* entry = ::readdir(d)) {
       std::string file = entry->d_name;
+      if (file.compare(0, unfinished.size(), unfinished) == 0) {
+        remove_if_abandoned(file, unfinished.size());
+        continue;
+      }
       if (file.compare(0, prefix.size(), prefix) != 0 || file == registration_) continue;
       std::uint64_t since = std::strtoull(file.c_str() + prefix.size(), nullptr, 10);
       if (!registration_.empty() && since >= registration_since_) continue;  // after us
@@ -312,7 +325,7 @@ class MachineSlots : public SharedSlots {
       if (lock_now(fd, LOCK_SH)) {
         ::unlink(path.c_str());  // its process died waiting (a live one holds it locked)
       } else {
-        before_us = true;
+        before_us = !is_stale(fd);
       }
       ::close(fd);
       if (before_us) break;
@@ -322,14 +335,15 @@ class MachineSlots : public SharedSlots {
   }
 
   void started_waiting() override {
-    if (registration_fd_ >= 0) return;
+    if (registration_fd_ >= 0) {
+      ::futimens(registration_fd_, nullptr);  // still looking: not stale
+      return;
+    }
     // Made under a temporary name, locked, then renamed into view: nobody
     // ever sees an unlocked waiter file of a live process.
     // The monotonic clock is the machine's, the same in every process, and
     // does not jump when the wall clock is set.
-    auto since = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-            .count());
+    std::uint64_t since = steady_nanoseconds();
     std::uint64_t salt = std::random_device{}();
     std::string tail = std::to_string(since) + "." + std::to_string(::getpid()) + "." + std::to_string(salt);
     std::string temporary = dir_ + "/" + name_ + ".new." + tail;
@@ -355,6 +369,35 @@ class MachineSlots : public SharedSlots {
       if (::flock(fd, how | LOCK_NB) == 0) return true;
       if (errno != EINTR) return false;
     }
+  }
+
+  static std::uint64_t steady_nanoseconds() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+  }
+
+  /// Whether the waiter file open on `fd` was last touched longer ago than
+  /// `stale_waiter_after` (wall clock: a file's times are).
+  static bool is_stale(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return false;
+    return static_cast<long long>(std::time(nullptr)) - static_cast<long long>(st.st_mtime) >
+           static_cast<long long>(stale_waiter_after.count());
+  }
+
+  /// A waiter file left half made (`<name>.new.<since>...`: its process died
+  /// between making and renaming it) is removed once it is old and unlocked.
+  /// A live maker holds it for microseconds, locked.
+  void remove_if_abandoned(const std::string& file, std::size_t prefix_size) {
+    std::uint64_t since = std::strtoull(file.c_str() + prefix_size, nullptr, 10);
+    auto age = std::chrono::nanoseconds(steady_nanoseconds() - std::min(since, steady_nanoseconds()));
+    if (age < stale_waiter_after) return;
+    std::string path = dir_ + "/" + file;
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return;
+    if (lock_now(fd, LOCK_SH)) ::unlink(path.c_str());
+    ::close(fd);
   }
 
   void drop_registration() {

@@ -84,6 +84,33 @@ TEST_CASE("shared slots: a count of 0 and a bad machine-wide name are refused") 
   CHECK(files_in(dir.path()).empty());
 }
 
+TEST_CASE("machine-wide slots: a directory others may write in, or a file, is refused with the reason") {
+  jwtest::TempDir dir;
+  std::string open_dir = dir / "open";
+  REQUIRE(::mkdir(open_dir.c_str(), 0700) == 0);
+  REQUIRE(::chmod(open_dir.c_str(), 0777) == 0);
+  std::string file = dir / "file";
+  { std::ofstream(file.c_str()) << ""; }
+  std::string link = dir / "link";
+  REQUIRE(::symlink(file.c_str(), link.c_str()) == 0);
+  struct Case {
+    std::string path;
+    std::string why;
+  };
+  for (const Case& c : {Case{open_dir, "other users may write in it"}, Case{file, "it is not a directory"},
+                        Case{link, "symbolic link"}}) {
+    INFO(c.path);
+    try {
+      MachineSlots slots("scans", 1, c.path);
+      FAIL("accepted");
+    } catch (const std::system_error& e) {
+      CHECK(std::string(e.what()).find(c.path) != std::string::npos);
+      CHECK(std::string(e.what()).find(c.why) != std::string::npos);
+    }
+  }
+  CHECK(files_in(open_dir).empty());
+}
+
 TEST_CASE("shared slots: the line is first come, first served and a freed slot wakes its head") {
   SharedSlots slots(1);
   int woken[3] = {0, 0, 0};

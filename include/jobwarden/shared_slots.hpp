@@ -232,8 +232,9 @@ class MachineSlots : public SharedSlots {
     std::string problem = check_name(name_);
     if (!problem.empty()) detail::throw_error(make_error_code(errc::invalid_argument), "shared slots: " + problem);
     if (dir_.empty()) dir_ = default_directory();
-    std::error_code ec = prepare_directory(dir_);
-    if (ec) detail::throw_error(ec, "shared slots: cannot use the directory " + dir_);
+    std::string why;
+    std::error_code ec = prepare_directory(dir_, why);
+    if (ec) detail::throw_error(ec, "shared slots: cannot use the directory " + dir_ + why);
   }
 
   ~MachineSlots() override {
@@ -410,19 +411,35 @@ class MachineSlots : public SharedSlots {
   }
 
   /// Makes `dir` (and its parents) mode 0700 where missing; it must end up a
-  /// directory owned by this user, not a symbolic link.
-  static std::error_code prepare_directory(const std::string& dir) {
+  /// directory owned by this user, not a symbolic link. On an error, `why`
+  /// is what is wrong with it in words (", ..."), or empty when the error
+  /// says it.
+  static std::error_code prepare_directory(const std::string& dir, std::string& why) {
     for (std::size_t at = 1; at <= dir.size(); ++at) {
       if (at != dir.size() && dir[at] != '/') continue;
       std::string part = dir.substr(0, at);
-      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return {errno, std::generic_category()};
+      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+        const int error = errno;
+        if (part != dir) why = " (making " + part + ")";
+        return {error, std::generic_category()};
+      }
     }
     struct stat st {};
     if (::lstat(dir.c_str(), &st) != 0) return {errno, std::generic_category()};
-    if (!S_ISDIR(st.st_mode)) return std::make_error_code(std::errc::not_a_directory);
-    if (st.st_uid != ::getuid()) return std::make_error_code(std::errc::permission_denied);
+    if (!S_ISDIR(st.st_mode)) {
+      why = S_ISLNK(st.st_mode) ? ": it is a symbolic link, not a directory" : ": it is not a directory";
+      return std::make_error_code(std::errc::not_a_directory);
+    }
+    if (st.st_uid != ::getuid()) {
+      why = ": it belongs to uid " + std::to_string(st.st_uid) + ", not to this user (uid " +
+            std::to_string(::getuid()) + ")";
+      return std::make_error_code(std::errc::permission_denied);
+    }
     // Writable by others: they could plant or remove slot files.
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) return std::make_error_code(std::errc::permission_denied);
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      why = ": other users may write in it (make it mode 0700)";
+      return std::make_error_code(std::errc::permission_denied);
+    }
     return {};
   }
 

@@ -8,8 +8,10 @@
 ///
 /// While paused, the timeout and stall clocks stand still: `enforce_deadlines`
 /// and `earliest_deadline` (stop_sequence.hpp) pass over a paused worker, and
-/// `resume_worker` moves its `deadline`, `stall_check_at` and `kill_at` later
-/// by the time paused, and its heartbeat too (`heartbeat_floor`). Whatever is
+/// `resume_worker` moves its `deadline` and `stall_check_at` later by the
+/// time paused, and its heartbeat too (`heartbeat_floor`). A worker is never
+/// paused with a `kill_at`: a pause is refused once its stop began, and
+/// `begin_stop` resumes it before it sets one. Whatever is
 /// derived from the deadline is computed from `deadline` when checked, so it
 /// moves with it. A stop thaws the worker first (`begin_stop`), so that the
 /// stop signal is seen and the grace period means something.
@@ -83,7 +85,6 @@ void resume_worker(EngineState<Clock>& s, WorkerRecord<typename Clock::time_poin
   const auto paused_for = s.now() - *record.paused_at;
   if (record.deadline) *record.deadline += paused_for;
   if (record.stall_check_at) *record.stall_check_at += paused_for;
-  if (record.kill_at && !record.kill_sent) *record.kill_at += paused_for;
   if (record.spec.stall_timeout.count() > 0) {
     // Its heartbeat is as old now as it was when it was paused (a write
     // during the pause, by an escapee on the SIGSTOP path, counts as such).

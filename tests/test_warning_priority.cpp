@@ -169,6 +169,7 @@ TEST_CASE("a warning that cannot be sent in time is refused at submit") {
       {"a number past the last signal", NSIG + 3, 1s, 10s, jobwarden::errc::invalid_signal, "warning signal"},
       {"SIGKILL cannot be caught", SIGKILL, 1s, 10s, jobwarden::errc::invalid_signal, "can catch"},
       {"SIGSTOP cannot be caught", SIGSTOP, 1s, 10s, jobwarden::errc::invalid_signal, "can catch"},
+      {"the stop signal", SIGTERM, 1s, 10s, jobwarden::errc::invalid_signal, "stop signal"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.what);

@@ -448,8 +448,9 @@ int ranged_option(const std::string& text, const std::string& name, int min, int
 }
 
 /// Parses `--warn SIG@DUR` (`USR1@10s`): signal SIG to each worker DUR
-/// before its timeout, which must be given (`timeout`) and longer than DUR.
-jobwarden::DeadlineWarning warning_option(const std::string& text, milliseconds timeout) {
+/// before its timeout, which must be given (`timeout`) and longer than DUR;
+/// SIG must not be the stop signal (`stop_signal`).
+jobwarden::DeadlineWarning warning_option(const std::string& text, milliseconds timeout, int stop_signal) {
   const std::size_t at = text.find('@');
   if (at == std::string::npos) {
     throw UsageError(fmt::format("--warn: expected SIG@DUR (e.g. USR1@10s), not {}",
@@ -461,6 +462,10 @@ jobwarden::DeadlineWarning warning_option(const std::string& text, milliseconds 
   if (!signal_number) throw UsageError("--warn: unknown signal " + printable("\"" + signal_text.substr(0, 160) + "\""));
   if (*signal_number == SIGKILL || *signal_number == SIGSTOP) {
     throw UsageError("--warn: " + jobwarden::signal_name(*signal_number) + " cannot be caught: a warning must be a signal the worker can handle");
+  }
+  if (*signal_number == stop_signal) {
+    throw UsageError("--warn: " + jobwarden::signal_name(*signal_number) +
+                     " is the stop signal (--stop-signal): a warning needs another signal");
   }
   warning.signal = *signal_number;
   std::error_code ec;
@@ -1012,7 +1017,7 @@ RunPlan plan_run(const Arguments& args) {
     }
     base.restart.max_restarts = static_cast<int>(parse_count(*count, "max-restarts", 1'000'000));
   }
-  if (auto text = args.value("warn")) base.warning = warning_option(*text, base.timeout);
+  if (auto text = args.value("warn")) base.warning = warning_option(*text, base.timeout, base.stop_signal);
   if (auto text = args.value("nice")) base.nice = ranged_option(*text, "nice", jobwarden::min_nice, jobwarden::max_nice);
   if (auto text = args.value("cpu-weight")) {
     base.cpu_weight = ranged_option(*text, "cpu-weight", jobwarden::min_cpu_weight, jobwarden::max_cpu_weight);

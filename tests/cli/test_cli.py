@@ -2227,6 +2227,8 @@ class CliWarn(CliTestCase):
             (["--timeout", "5s", "--warn", "USR1"], "SIG@DUR"),
             (["--timeout", "5s", "--warn", "NOPE@1s"], "unknown signal"),
             (["--timeout", "5s", "--warn", "KILL@1s"], "cannot be caught"),
+            (["--timeout", "5s", "--warn", "TERM@1s"], "stop signal"),
+            (["--timeout", "5s", "--stop-signal", "USR2", "--warn", "USR2@1s"], "stop signal"),
             (["--timeout", "5s", "--warn", "USR1@soon"], "invalid duration"),
             (["--timeout", "5s", "--warn", "USR1@0s"], "less than --timeout"),
             (["--timeout", "5s", "--warn", "USR1@5s"], "less than --timeout"),

@@ -44,7 +44,8 @@ inline bool validate_input(const InputSpec& input, std::error_code* ec) {
 }
 
 /// Whether the warning before the deadline makes sense: a timeout to come
-/// before, a lead time inside it, and a signal the worker can catch.
+/// before, a lead time inside it, and a signal the worker can catch that is
+/// not its stop signal.
 inline bool validate_warning(const WorkerSpec& spec, std::error_code* ec) {
   if (!spec.warning) return true;
   const DeadlineWarning& warning = *spec.warning;
@@ -52,6 +53,15 @@ inline bool validate_warning(const WorkerSpec& spec, std::error_code* ec) {
     report(ec, make_error_code(errc::invalid_signal),
            "invalid worker spec: warning signal " + std::to_string(warning.signal) +
                " is not a signal a worker can catch");
+    return false;
+  }
+  if (warning.signal == spec.stop_signal) {
+    // It would begin the stop early (a launcher such as Slurm's takes the
+    // stop signal as the stop itself); a warning must be told apart from it.
+    report(ec, make_error_code(errc::invalid_signal),
+           "invalid worker spec: warning signal " + std::to_string(warning.signal) +
+               " is the worker's stop signal; a warning needs another signal (to stop earlier, shorten the "
+               "timeout)");
     return false;
   }
   if (spec.timeout.count() <= 0) {

@@ -19,6 +19,7 @@
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_format.hpp"
+#include "jobwarden/detail/name_suffix.hpp"
 #include "jobwarden/errors.hpp"
 #include "jobwarden/ids.hpp"
 
@@ -33,11 +34,8 @@ struct TakenControlRequest {
 
 /// Whether `name` is a control request's file name; its nonce in `nonce`.
 inline bool control_request_nonce(const std::string& name, std::string& nonce) {
-  const std::string suffix = control_request_suffix;
-  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    return false;
-  }
-  nonce = name.substr(0, name.size() - suffix.size());
+  if (!has_suffix(name, control_request_suffix)) return false;
+  nonce = std::string(without_suffix(name, control_request_suffix));
   return is_valid_id(nonce);
 }
 
@@ -123,10 +121,8 @@ inline void remove_stale_control_files(int job_fd) {
   std::error_code ec;
   for (const DirectoryEntry& entry : list_directory(job_fd, ec)) {
     std::string nonce;
-    const std::string reply_suffix = control_reply_suffix;
-    const bool reply = entry.name.size() > reply_suffix.size() &&
-                       entry.name.compare(entry.name.size() - reply_suffix.size(), reply_suffix.size(), reply_suffix) == 0 &&
-                       is_valid_id(entry.name.substr(0, entry.name.size() - reply_suffix.size()));
+    const bool reply = has_suffix(entry.name, control_reply_suffix) &&
+                       is_valid_id(std::string(without_suffix(entry.name, control_reply_suffix)));
     if (reply || control_request_nonce(entry.name, nonce)) ::unlinkat(job_fd, entry.name.c_str(), 0);
   }
 }

@@ -39,6 +39,7 @@
 #include <system_error>
 #include <vector>
 
+#include "jobwarden/detail/name_suffix.hpp"
 #include "jobwarden/detail/platform.hpp"
 
 #if JOBWARDEN_LINUX_FAST_PATH
@@ -453,9 +454,7 @@ class EventLoop {
         auto* event = reinterpret_cast<inotify_event*>(buffer + at);
         if (event->len > 0) {
           const std::string_view appeared(event->name);
-          if (appeared == watched_name_ ||
-              (!watched_suffix_.empty() && appeared.size() > watched_suffix_.size() &&
-               appeared.compare(appeared.size() - watched_suffix_.size(), watched_suffix_.size(), watched_suffix_) == 0)) {
+          if (appeared == watched_name_ || has_suffix(appeared, watched_suffix_)) {
             seen = true;
           }
         }

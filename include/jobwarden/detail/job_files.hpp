@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 
+#include "jobwarden/detail/name_suffix.hpp"
+
 namespace jobwarden::detail {
 
 /// Version of the job directory's layout and of the journal. 2: the journal
@@ -86,9 +88,6 @@ enum class WorkerFileKind { status, stdout_log, stderr_log, other };
 /// Splits a name found in `workers/` into the worker id and the kind of file
 /// (`other`, with an empty id, for anything else: temporaries, strays).
 inline WorkerFileKind classify_worker_file(const std::string& name, std::string& worker_id) {
-  auto ends_with = [&name](const char* suffix, std::size_t length) {
-    return name.size() > length && name.compare(name.size() - length, length, suffix) == 0;
-  };
   struct Kind {
     const char* suffix;
     WorkerFileKind kind;
@@ -96,9 +95,8 @@ inline WorkerFileKind classify_worker_file(const std::string& name, std::string&
   for (const Kind& k : {Kind{status_file_suffix, WorkerFileKind::status},
                         Kind{stdout_file_suffix, WorkerFileKind::stdout_log},
                         Kind{stderr_file_suffix, WorkerFileKind::stderr_log}}) {
-    const std::size_t length = std::char_traits<char>::length(k.suffix);
-    if (ends_with(k.suffix, length)) {
-      worker_id = name.substr(0, name.size() - length);
+    if (has_suffix(name, k.suffix)) {
+      worker_id = std::string(without_suffix(name, k.suffix));
       return k.kind;
     }
   }

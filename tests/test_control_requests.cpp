@@ -2,6 +2,8 @@
 // signal|pause|resume` use) against a live supervisor, and the files the
 // supervisor must not take for requests.
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -194,6 +196,42 @@ TEST_CASE("control_job refuses bad arguments before touching the disk, and a job
   CHECK(ec == jobwarden::errc::no_live_supervisor);
   CHECK(names_ending(std::filesystem::path(dir / "job"), ".control").empty());
   CHECK_THROWS_AS(jobwarden::control_job(dir.path(), "job", request, 1s), std::system_error);
+}
+
+TEST_CASE("a reply that cannot be read is errc::bad_control_reply, and is removed") {
+  // A stand-in for a live supervisor (of another version): it holds the job's
+  // lock, takes the request, and answers with something that is no reply.
+  jwtest::TempDir dir;
+  const std::filesystem::path job = std::filesystem::path(dir.path()) / "job";
+  std::filesystem::create_directories(job);
+  { std::ofstream(job / "journal.jsonl") << ""; }
+  const std::string lock_path = (job / "supervisor.lock").string();
+  int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(lock >= 0);
+  REQUIRE(::flock(lock, LOCK_EX) == 0);
+  std::atomic<bool> answered{false};
+  std::thread stand_in([&] {
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (!answered && std::chrono::steady_clock::now() < give_up) {
+      for (const std::string& name : names_ending(job, ".control")) {
+        const std::string nonce = name.substr(0, name.size() - std::string(".control").size());
+        std::filesystem::remove(job / name);
+        std::ofstream(job / (nonce + ".reply")) << "{\"schema_version\": 99, \"done\": 7}\n";
+        answered = true;
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  ControlRequest request;
+  request.action = ControlAction::pause;
+  std::error_code ec;
+  jobwarden::control_job(dir.path(), "job", request, 20s, ec);
+  stand_in.join();
+  ::close(lock);
+  CHECK(answered);
+  CHECK(ec == jobwarden::errc::bad_control_reply);
+  CHECK(names_ending(job, ".reply").empty());
+  CHECK(names_ending(job, ".control").empty());
 }
 
 TEST_CASE("a signal without a name goes through a control request by number") {

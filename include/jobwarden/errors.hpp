@@ -35,6 +35,7 @@ enum class errc {
   worker_not_running,   ///< a control (signal, pause, resume) for a worker that is not running: pending, ended, or already reaped
   no_live_supervisor,   ///< the job has no live supervisor to carry out a control request (`control_job`)
   worker_not_finished,  ///< `JobSupervisor::forget` of a worker that is not in a terminal state (or whose record is not yet in the journal)
+  bad_control_reply,    ///< a supervisor's answer to a control request that cannot be read (damaged, or of another version)
 };
 
 namespace detail {
@@ -66,6 +67,7 @@ class error_category_impl final : public std::error_category {
       case errc::worker_not_running: return "the worker is not running";
       case errc::no_live_supervisor: return "the job has no live supervisor";
       case errc::worker_not_finished: return "the worker has not finished";
+      case errc::bad_control_reply: return "the supervisor's reply to a control request cannot be read";
     }
     return "unknown jobwarden error";
   }

@@ -56,6 +56,30 @@ enum class JournalPresence {
   unknown,  ///< the job directory could not be opened (`ec` says why)
 };
 
+/// Whether the job directory open on `job_fd` has a journal.
+inline JournalPresence journal_presence_at(int job_fd) {
+  if (is_legacy_job_dir(job_fd)) return JournalPresence::legacy;
+  struct stat info {};
+  if (::fstatat(job_fd, journal_file_name, &info, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
+    return JournalPresence::missing;
+  }
+  return JournalPresence::present;
+}
+
+/// Opens the job directory `<root>/<job_id>` relative to the root's
+/// descriptor and never through a link; `errc::unknown_job` when it is
+/// missing or not a directory, else the system's error.
+inline OwnedFd open_job_directory(const std::string& root, const std::string& job_id, std::error_code& ec) {
+  ec.clear();
+  OwnedFd job_fd;
+  OwnedFd root_fd = open_directory(root, ec);
+  if (!ec) job_fd = open_directory_at(root_fd.get(), job_id.c_str(), ec);
+  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) {
+    ec = make_error_code(errc::unknown_job);
+  }
+  return job_fd;
+}
+
 /// Whether the job directory `<root>/<job_id>` has a journal, opened relative
 /// to the root's descriptor and never through a link.
 inline JournalPresence job_journal_presence(const std::string& root, const std::string& job_id,
@@ -65,12 +89,7 @@ inline JournalPresence job_journal_presence(const std::string& root, const std::
   if (ec) return JournalPresence::unknown;
   OwnedFd job_fd = open_directory_at(root_fd.get(), job_id.c_str(), ec);
   if (ec) return JournalPresence::unknown;
-  if (is_legacy_job_dir(job_fd.get())) return JournalPresence::legacy;
-  struct stat info {};
-  if (::fstatat(job_fd.get(), journal_file_name, &info, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
-    return JournalPresence::missing;
-  }
-  return JournalPresence::present;
+  return journal_presence_at(job_fd.get());
 }
 
 }  // namespace detail
@@ -370,7 +389,9 @@ inline std::string control_nonce() {
 /// `errc::unknown_job`, `errc::unsupported_layout`, `errc::no_live_supervisor`
 /// (none when asked, or it died before answering: the request is removed if
 /// it was not taken), `std::errc::timed_out` (no answer in time: the request
-/// is withdrawn if still unread), or the system error of the write.
+/// is withdrawn if still unread), `errc::bad_control_reply` (an answer came
+/// but cannot be read: a damaged file, or a supervisor of another version;
+/// the request may have been applied), or the system error of the write.
 inline ControlReply control_job(const std::string& root, const std::string& job_id, const ControlRequest& request,
                                 std::chrono::milliseconds wait_limit, std::error_code& ec) {
   using clock = std::chrono::steady_clock;
@@ -392,29 +413,15 @@ inline ControlReply control_job(const std::string& root, const std::string& job_
     ec = make_error_code(errc::invalid_duration);
     return reply;
   }
-  const auto presence = detail::job_journal_presence(root, job_id, ec);
-  if (presence == detail::JournalPresence::legacy) {
+  const detail::OwnedFd job_fd = detail::open_job_directory(root, job_id, ec);
+  if (ec) return reply;
+  if (detail::journal_presence_at(job_fd.get()) == detail::JournalPresence::legacy) {
     ec = make_error_code(errc::unsupported_layout);
     return reply;
   }
-  if (ec) {
-    if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) {
-      ec = make_error_code(errc::unknown_job);
-    }
-    return reply;
-  }
-  detail::OwnedFd job_fd;
-  {
-    detail::OwnedFd root_fd = detail::open_directory(root, ec);
-    if (!ec) job_fd = detail::open_directory_at(root_fd.get(), job_id.c_str(), ec);
-    if (ec) {
-      if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) {
-        ec = make_error_code(errc::unknown_job);
-      }
-      return reply;
-    }
-  }
-  // Alive: its lock is held (or, without a lock file, the aggregator's probe).
+  // Alive: its lock is held (or, without a lock file, the aggregator's
+  // probe; one aggregator, which reads only what changed at each probe).
+  std::optional<StatusAggregator<>> aggregator;
   auto alive = [&] {
     switch (detail::probe_supervisor_lock(job_fd.get())) {
       case detail::LockProbe::held: return true;
@@ -422,8 +429,8 @@ inline ControlReply control_job(const std::string& root, const std::string& job_
       case detail::LockProbe::unknown: break;
     }
     std::error_code read_error;
-    StatusAggregator<> aggregator(root);
-    const JobStatus<> status = aggregator.read(job_id, read_error);
+    if (!aggregator) aggregator.emplace(root);
+    const JobStatus<> status = aggregator->read(job_id, read_error);
     return !read_error && status.supervisor.alive;
   };
   if (!alive()) {
@@ -451,7 +458,7 @@ inline ControlReply control_job(const std::string& root, const std::string& job_
         detail::read_file_at(job_fd.get(), reply_name.c_str(), text, nullptr, detail::max_control_request_size * 64);
     if (!read_error) {
       ::unlinkat(job_fd.get(), reply_name.c_str(), 0);
-      if (!detail::parse_control_reply(text, reply)) ec = make_error_code(errc::bad_status_file);
+      if (!detail::parse_control_reply(text, reply)) ec = make_error_code(errc::bad_control_reply);
       return reply;
     }
     if (read_error != std::errc::no_such_file_or_directory) {

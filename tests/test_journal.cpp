@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <jobwarden/detail/directory.hpp>
+#include <jobwarden/detail/job_lock.hpp>
 #include <jobwarden/detail/job_recorder.hpp>
 #include <jobwarden/detail/journal.hpp>
 #include <jobwarden/job_supervisor.hpp>
@@ -542,4 +543,40 @@ TEST_CASE("200 workers that print and report nothing add no file to the job dire
     REQUIRE(fold.job()->summary);
     CHECK(fold.job()->summary->succeeded == 200);
   }
+}
+
+TEST_CASE("a lock adopted from a job directory since removed and made again is not taken for the new one's") {
+  jwtest::TempDir dir;
+  const jd::JobLayout layout{dir.path(), "again"};
+  std::filesystem::create_directories(layout.job_dir());
+  std::error_code ec;
+  jd::OwnedFd lock;
+  {
+    jd::OwnedFd old_dir = open_dir(layout.job_dir());
+    lock = jd::acquire_supervisor_lock(old_dir.get(), /*create=*/true, 0ms, ec);
+    REQUIRE_FALSE(ec);
+  }
+  // What a `clean` during a background recovery does: the directory goes,
+  // and a new one of that name comes.
+  std::filesystem::remove_all(layout.job_dir());
+  std::filesystem::create_directories(layout.job_dir());
+  jd::JobRecorder recorder(layout, jd::JobRecorderOptions{});
+  recorder.adopt_lock(std::move(lock));
+  recorder.open(ec);
+  REQUIRE_FALSE(ec);
+  jd::OwnedFd new_dir = open_dir(layout.job_dir());
+  CHECK(jd::probe_supervisor_lock(new_dir.get()) == jd::LockProbe::held);  // its own lock, held
+  recorder.close();
+  CHECK(jd::probe_supervisor_lock(new_dir.get()) == jd::LockProbe::free);
+
+  // The same directory: the adopted lock is the one kept (no second take).
+  lock = jd::acquire_supervisor_lock(new_dir.get(), /*create=*/true, 0ms, ec);
+  REQUIRE_FALSE(ec);
+  jd::JobRecorderOptions replace;
+  replace.replace_finished = true;
+  jd::JobRecorder second(layout, replace);
+  second.adopt_lock(std::move(lock));
+  second.open(ec);
+  REQUIRE_FALSE(ec);
+  CHECK(jd::probe_supervisor_lock(new_dir.get()) == jd::LockProbe::held);
 }

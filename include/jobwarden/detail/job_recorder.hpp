@@ -160,6 +160,12 @@ class JobRecorder {
     };
     job_dir_ = open_directory_at(root.get(), layout_.job_id.c_str(), ec);
     if (ec) return undo();
+    if (adopted_lock_ && !is_lock_file_of(job_dir_.get(), adopted_lock_.get())) {
+      // The job directory was removed and made again since the lock was
+      // taken (a `clean` during a background recovery): that lock guards
+      // nothing here. This directory's own lock is taken as for a new job.
+      adopted_lock_.reset();
+    }
     if (adopted_lock_) {
       lock_ = std::move(adopted_lock_);  // held since before a recovery: no gap for another supervisor
     } else {
@@ -234,6 +240,16 @@ class JobRecorder {
   /// supervisor can slip in between. `open()` keeps it; a failed `open()` drops it
   /// (at once, or with the recorder).
   void adopt_lock(OwnedFd lock) noexcept { adopted_lock_ = std::move(lock); }
+
+  /// Whether `lock_fd` is open on the `supervisor.lock` now in the job
+  /// directory `job_dir_fd` (the same file, not one of a directory removed
+  /// and made again).
+  static bool is_lock_file_of(int job_dir_fd, int lock_fd) noexcept {
+    struct stat held {}, named {};
+    if (::fstat(lock_fd, &held) != 0) return false;
+    if (::fstatat(job_dir_fd, lock_file_name, &named, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    return held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+  }
 
   /// Throwing form of `open`: `std::system_error` naming the job and root.
   void open() {

@@ -633,13 +633,7 @@ class SupervisorEngine {
     // `jobwarden stop` took the holder of the lock for the job's supervisor:
     // a request written meanwhile is ours, honoured before the job opens (it
     // would remove the request as stale).
-    std::string request;
-    if (!s.shutting_down &&
-        !read_file_at(done->job_dir.get(), stop_request_file_name, request, nullptr, max_stop_request_size)) {
-      s.stop_requested = true;
-      ::unlinkat(done->job_dir.get(), stop_request_file_name, 0);
-      begin_shutdown_locked(s, parse_stop_request(request).grace);
-    }
+    if (!s.shutting_down) take_stop_request(s, done->job_dir.get());
     if (s.shutting_down) return;
     const std::error_code open_error = open_job(s, done->recorder_options, std::move(done->lock));
     if (open_error) {

@@ -210,12 +210,13 @@ void apply_halt(EngineState<Clock>& s) {
 /// `max_stop_request_size` bytes. A symlink or special file named
 /// `stop.request` is not a request and is ignored; a regular file is one
 /// even when its content is not valid JSON (the default grace then).
+/// `job_fd` is the job directory: the recorder's, or, at the end of a
+/// background recovery, the one recovery holds.
 template <class Clock>
-void check_stop_request(EngineState<Clock>& s) {
+void take_stop_request(EngineState<Clock>& s, int job_fd) {
   s.stop_request_unchecked = false;
-  if (!s.recorder || s.stop_requested) return;
+  if (s.stop_requested) return;
   std::string text;
-  const int job_fd = s.recorder->job_dir_fd();
   std::error_code ec =
       read_file_at(job_fd, stop_request_file_name, text, nullptr, max_stop_request_size);
   if (ec == errc::oversized_file) {
@@ -232,6 +233,13 @@ void check_stop_request(EngineState<Clock>& s) {
   s.stop_requested = true;
   ::unlinkat(job_fd, stop_request_file_name, 0);  // honoured: not for a later run
   begin_shutdown_locked(s, parse_stop_request(text).grace);
+}
+
+/// `take_stop_request` on the open job's directory (nothing without one).
+template <class Clock>
+void check_stop_request(EngineState<Clock>& s) {
+  s.stop_request_unchecked = false;
+  if (s.recorder) take_stop_request(s, s.recorder->job_dir_fd());
 }
 
 

@@ -670,7 +670,7 @@ TEST_CASE("a supervisor killed between spawning a worker and recording it still 
   CHECK(jwtest::wait_gone(escapee, 3s));
 }
 
-TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee through the recorded cgroup and removes the tree") {
+TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee through the recorded cgroup and removes the tree, also from a background recovery's poll()") {
   {
     JobSupervisor<> probe;
     if (!has_cgroups(probe)) return;
@@ -742,13 +742,38 @@ TEST_CASE("stopping a job whose supervisor died unguarded kills a setsid escapee
   }
   CHECK(running(escapee));  // nothing saved it
 
-  std::error_code ec;
-  const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, "escape", 200ms, 0ms, ec);
-  REQUIRE_FALSE(ec);
-  CHECK(outcome.action == jobwarden::StopAction::recovered);
-  CHECK(outcome.recovery.stopped == std::vector<std::string>{"w"});
-  CHECK(outcome.recovery.reclaimed_cgroup == tree);
-  CHECK(outcome.recovery.problems.empty());
+  // Recovered by `stop_job`, or by a successor that recovers in the
+  // background: its poll() kills the tree and removes it in a later poll.
+  const bool in_background = GENERATE(false, true);
+  CAPTURE(in_background);
+  jobwarden::RecoveryReport report;
+  if (!in_background) {
+    std::error_code ec;
+    const jobwarden::StopOutcome outcome = jobwarden::stop_job(root, "escape", 200ms, 0ms, ec);
+    REQUIRE_FALSE(ec);
+    CHECK(outcome.action == jobwarden::StopAction::recovered);
+    report = outcome.recovery;
+  } else {
+    jobwarden::SupervisorOptions options;
+    options.root = root;
+    options.job_id = "escape";
+    options.use_cgroups = false;  // its own tree, made next to the dead one's, would reclaim it at once
+    options.recover_in_background = true;
+    options.replace_finished_job = true;
+    options.recovery_grace = 200ms;
+    JobSupervisor<> successor(options);
+    CHECK(successor.recovering());
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (successor.recovering() && std::chrono::steady_clock::now() < give_up) {
+      successor.poll();
+      std::this_thread::sleep_for(1ms);
+    }
+    REQUIRE_FALSE(successor.recovering());
+    report = successor.recovery_report();
+  }
+  CHECK(report.stopped == std::vector<std::string>{"w"});
+  CHECK(report.reclaimed_cgroup == tree);
+  CHECK(report.problems.empty());
   CHECK(jwtest::wait_gone(worker));
   CHECK(jwtest::wait_gone(escapee));
   CHECK_FALSE(std::filesystem::exists(tree));

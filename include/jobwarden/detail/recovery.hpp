@@ -365,25 +365,42 @@ class LeftoverStop {
   bool done_ = true;
 };
 
-/// Kills what is left in the cgroup tree the job line records as its dead
-/// supervisor's, and removes it — only once it is proven to be that
-/// supervisor's and abandoned (`CgroupTree::is_abandoned_tree`).
-inline void reclaim_recorded_cgroup(const JobRecord& job, RecoveryReport& report) {
-  if (job.supervisor_cgroup.empty()) return;
+/// The first half of `reclaim_recorded_cgroup`, which never waits: writes
+/// `cgroup.kill` of the cgroup tree the job line records as its dead
+/// supervisor's — only once it is proven to be that supervisor's and
+/// abandoned (`CgroupTree::is_abandoned_tree`). True when it did: wait for
+/// the tree to empty (`wait_cgroup_empty`), then `end_cgroup_reclaim`.
+inline bool begin_cgroup_reclaim(const JobRecord& job, RecoveryReport& report) {
+  if (job.supervisor_cgroup.empty()) return false;
   std::string why_not;
   if (!CgroupTree::is_abandoned_tree(job.supervisor_cgroup, job.supervisor_pid, job.supervisor_start_time,
                                      why_not)) {
     if (!why_not.empty()) {
       report.problems.emplace_back(journal_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup + "\": " + why_not);
     }
-    return;
+    return false;
   }
-  if (kill_cgroup_tree(job.supervisor_cgroup, recovery_kill_wait)) {
+  cgroup_kill(job.supervisor_cgroup);
+  return true;
+}
+
+/// The second half: removes the killed tree, or says it could not.
+inline void end_cgroup_reclaim(const JobRecord& job, RecoveryReport& report) {
+  if (remove_cgroup_dirs(job.supervisor_cgroup)) {
     report.reclaimed_cgroup = job.supervisor_cgroup;
   } else {
     report.problems.emplace_back(journal_file_name, "supervisor.cgroup \"" + job.supervisor_cgroup +
                                                     "\": still holds processes after cgroup.kill; not removed");
   }
+}
+
+/// Kills what is left in the cgroup tree the job line records as its dead
+/// supervisor's, and removes it (see `begin_cgroup_reclaim`); waits at most
+/// `recovery_kill_wait` for it to empty.
+inline void reclaim_recorded_cgroup(const JobRecord& job, RecoveryReport& report) {
+  if (!begin_cgroup_reclaim(job, report)) return;
+  wait_cgroup_empty(job.supervisor_cgroup, recovery_kill_wait);
+  end_cgroup_reclaim(job, report);
 }
 
 /// A short reason for a file recovery could not use.
@@ -562,14 +579,16 @@ inline bool step_recovery(RecoveryTask& task, RecoveryReport& report) {
 }
 
 /// The last part of `recover_locked_job`, once the stop sequence is over:
-/// reclaims the dead supervisor's cgroup tree (escapees) and appends the
-/// verdict to the journal. Needs the lock still held.
-inline void finish_recovery(int job_dir_fd, RecoveryTask& task, RecoveryReport& report, std::error_code& ec) {
+/// reclaims the dead supervisor's cgroup tree (escapees; not when the caller
+/// did already, `cgroup_reclaimed`) and appends the verdict to the journal.
+/// Needs the lock still held.
+inline void finish_recovery(int job_dir_fd, RecoveryTask& task, RecoveryReport& report, std::error_code& ec,
+                            bool cgroup_reclaimed = false) {
   ec.clear();
   JobRecord& job = task.job;
   // What the groups could not reach (escapees), and a worker started but
   // never recorded: everything in the dead supervisor's cgroup tree.
-  reclaim_recorded_cgroup(job, report);
+  if (!cgroup_reclaimed) reclaim_recorded_cgroup(job, report);
   if (task.reclaim_only) return;
   const auto now = std::chrono::system_clock::now();
 

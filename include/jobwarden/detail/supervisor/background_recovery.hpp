@@ -13,11 +13,14 @@
 /// same job too. `poll()` (`BackgroundRecovery::advance`) sends SIGKILL once
 /// the grace has passed, waits for the processes to go, reclaims the dead
 /// supervisor's cgroup tree, writes the verdict, and hands the lock to the
-/// job recorder, which opens the job without ever letting the lock go.
+/// job recorder, which opens the job without ever letting the lock go. No
+/// step waits: the cgroup tree is killed in one poll and removed in a later
+/// one, once empty (or once `recovery_kill_wait` has passed).
 
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -35,6 +38,8 @@ namespace jobwarden::detail {
 /// How often `poll()` looks at a recovery's processes when nothing else is due
 /// (there is no event for the exit of a process that is not our child).
 inline constexpr std::chrono::milliseconds background_recovery_check_interval{25};
+/// How often it looks whether the dead supervisor's killed cgroup tree has emptied.
+inline constexpr std::chrono::milliseconds background_recovery_cgroup_interval{2};
 
 /// A recovery under way in the background: the job directory and its lock,
 /// held from the constructor until the job is opened.
@@ -45,17 +50,33 @@ struct BackgroundRecovery {
   RecoveryReport report;
   JobRecorderOptions recorder_options;  ///< how the job is opened once recovery is done
 
+  /// The dead supervisor's cgroup tree was killed and is being waited for
+  /// (until this time at the latest).
+  std::optional<std::chrono::steady_clock::time_point> cgroup_give_up_at;
+
   /// One non-blocking step; true once the verdict is written (or could not
   /// be: `ec`, and `report.problems` says why) and the lock may be handed on.
   bool advance(std::error_code& ec) {
     ec.clear();
-    if (!step_recovery(task, report)) return false;
-    finish_recovery(job_dir.get(), task, report, ec);
+    if (!cgroup_give_up_at) {
+      if (!step_recovery(task, report)) return false;
+      if (begin_cgroup_reclaim(task.job, report)) {
+        cgroup_give_up_at = std::chrono::steady_clock::now() + recovery_kill_wait;
+      }
+    }
+    if (cgroup_give_up_at) {
+      const bool empty = wait_cgroup_empty(task.job.supervisor_cgroup, std::chrono::milliseconds(0));
+      if (!empty && std::chrono::steady_clock::now() < *cgroup_give_up_at) return false;
+      end_cgroup_reclaim(task.job, report);
+    }
+    finish_recovery(job_dir.get(), task, report, ec, /*cgroup_reclaimed=*/true);
     return true;
   }
 
   /// How long until `advance` has something to do for sure.
   std::chrono::milliseconds wait() const {
+    // A killed cgroup empties within moments: looked at again soon.
+    if (cgroup_give_up_at) return background_recovery_cgroup_interval;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(task.stop.next_step_at() -
                                                                    std::chrono::steady_clock::now());
     return std::clamp(left, std::chrono::milliseconds(0), background_recovery_check_interval);

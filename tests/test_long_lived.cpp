@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <jobwarden/job_supervisor.hpp>
 
@@ -174,6 +176,35 @@ TEST_CASE("forget_finished_workers forgets each worker once its end is delivered
   supervisor.poll();
   CHECK(jwjournal::job_record(layout_of(dir)).state == JobState::failed);
   CHECK(jwjournal::job_record(layout_of(dir)).summary->total == 7);
+}
+
+TEST_CASE("forget_finished_workers forgets the workers of a poll whose handler threw, at the next poll") {
+  jwtest::TempDir dir;
+  SupervisorOptions options = in(dir);
+  options.forget_finished_workers = true;
+  JobSupervisor<> supervisor(options);
+  bool thrown = false;
+  supervisor.on_event([&](const jobwarden::WorkerEvent& event) {
+    if (event.kind == EventKind::exited && !thrown) {
+      thrown = true;
+      throw std::runtime_error("the host's handler failed");
+    }
+  });
+  supervisor.submit(named("a", {"/bin/true"}));
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (!thrown && std::chrono::steady_clock::now() < give_up) {
+    try {
+      supervisor.poll();
+    } catch (const std::runtime_error&) {
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(thrown);
+  CHECK(supervisor.workers().size() == 1);  // not yet: the poll was cut short
+  supervisor.poll();
+  CHECK(supervisor.workers().empty());
+  CHECK(supervisor.forgotten_count() == 1);
+  CHECK(supervisor.status().workers.size() == 1);  // still on record
 }
 
 TEST_CASE("a forgotten id submitted again continues its record as the next attempt") {

@@ -272,9 +272,17 @@ class SupervisorEngine {
       forget_delivered(s, events);
     } catch (...) {
       // The rest of this poll (starts, records, the timer) is left to the
-      // next one: make sure the host comes back for it.
+      // next one: make sure the host comes back for it. The workers that
+      // ended in this poll are forgotten there too (forget_finished_workers).
       std::lock_guard<std::mutex> lock(s.mutex);
       settle_exits(s);
+      if (s.options.forget_finished_workers) {
+        for (const WorkerEvent& event : events) {
+          if (event.kind == EventKind::exited && is_terminal(event.worker.state)) {
+            s.forget_later.push_back(event.worker.id);
+          }
+        }
+      }
       s.watcher.wake();
       throw;
     }

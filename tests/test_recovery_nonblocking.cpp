@@ -77,6 +77,23 @@ int leave_abandoned_worker(const jwtest::TempDir& dir, const std::string& script
   return left;
 }
 
+/// A restarted host's options: it recovers job "fixed" in the background,
+/// with `grace`, and reuses the id.
+jobwarden::SupervisorOptions background_successor(const jwtest::TempDir& dir, std::chrono::milliseconds grace) {
+  auto options = in(dir);
+  options.replace_finished_job = true;
+  options.recover_in_background = true;
+  options.recovery_grace = grace;
+  return options;
+}
+
+/// Submits the worker "next", which succeeds.
+void submit_next(JobSupervisor<>& successor) {
+  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
+  next.id = "next";
+  successor.submit(next);
+}
+
 /// The host's loop: poll(), then sleep on event_fd() for at most
 /// next_timeout(), until `done` or `limit` passes. Nothing but the
 /// supervisor's own wake-ups brings it back before the limit.
@@ -121,10 +138,7 @@ TEST_CASE("background recovery returns before the grace, SIGKILLs a worker that 
   REQUIRE_FALSE(jwtest::process_gone(left));  // nothing stopped it yet
 
   const auto grace = 5s;
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = grace;
+  auto options = background_successor(dir, grace);
   options.max_concurrency = 1;
   const auto begun = std::chrono::steady_clock::now();
   JobSupervisor<> successor(options);
@@ -143,9 +157,7 @@ TEST_CASE("background recovery returns before the grace, SIGKILLs a worker that 
   StartSeen seen;
   watch_start(successor, "next", left, seen);
   const std::string id = successor.submit(jwtest::quiet({"/bin/sh", "-c", "exit 0"}));
-  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
-  next.id = "next";
-  successor.submit(next);
+  submit_next(successor);
   CHECK(successor.info("next").state == WorkerState::pending);  // queued until the job is open
 
   REQUIRE(run_loop(successor, [&] { return !successor.recovering() && successor.active_count() == 0; }));
@@ -176,17 +188,12 @@ TEST_CASE("background recovery of a worker that ends on SIGTERM is done without 
   REQUIRE(left > 0);
 
   const auto grace = 30s;
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = grace;
+  auto options = background_successor(dir, grace);
   const auto begun = std::chrono::steady_clock::now();
   JobSupervisor<> successor(options);
   StartSeen seen;
   watch_start(successor, "next", left, seen);
-  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
-  next.id = "next";
-  successor.submit(next);
+  submit_next(successor);
   // The SIGTERM may already have ended it by now; either way the job opens
   // only from poll() (or at once when nothing was left to wait for).
   REQUIRE(run_loop(successor, [&] { return !successor.recovering() && successor.active_count() == 0; }));
@@ -241,15 +248,10 @@ TEST_CASE("a shutdown during background recovery waits for it, cancels what was 
   const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
   REQUIRE(left > 0);
 
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = 1s;
+  auto options = background_successor(dir, 1s);
   JobSupervisor<> successor(options);
   REQUIRE(successor.recovering());
-  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
-  next.id = "next";
-  successor.submit(next);
+  submit_next(successor);
   successor.shutdown();  // blocks until recovery is over
   CHECK_FALSE(successor.recovering());
   CHECK(jwtest::process_gone(left));
@@ -266,15 +268,10 @@ TEST_CASE("a stop requested during background recovery is honoured when it ends:
   const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
   REQUIRE(left > 0);
 
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = 1s;
+  auto options = background_successor(dir, 1s);
   JobSupervisor<> successor(options);
   REQUIRE(successor.recovering());
-  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exit 0"});
-  next.id = "next";
-  successor.submit(next);
+  submit_next(successor);
   jobwarden::request_stop(dir.path(), "fixed");  // the lock is held: it takes us for the job's supervisor
   REQUIRE(run_loop(successor, [&] { return !successor.recovering() && successor.active_count() == 0; }));
   CHECK(successor.stop_requested());
@@ -327,10 +324,7 @@ TEST_CASE("background recovery of a job directory without its lock file stops no
   // without the file, nothing proves this job's supervisor dead.
   REQUIRE(::unlink((dir / "fixed/supervisor.lock").c_str()) == 0);
 
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = 200ms;
+  auto options = background_successor(dir, 200ms);
   std::error_code ec;
   JobSupervisor<> successor(options, ec);
   if (!ec) {
@@ -354,10 +348,7 @@ TEST_CASE("a set's loop never blocks on a retired supervisor that is still recov
   REQUIRE(left > 0);
 
   const auto grace = 3s;
-  auto options = in(dir);
-  options.replace_finished_job = true;
-  options.recover_in_background = true;
-  options.recovery_grace = grace;
+  auto options = background_successor(dir, grace);
   jobwarden::SupervisorSet<> set;
   set.emplace("restarted", options);
   bool retired = false;

@@ -183,28 +183,41 @@ TEST_CASE("forget_finished_workers forgets the workers of a poll whose handler t
   SupervisorOptions options = in(dir);
   options.forget_finished_workers = true;
   JobSupervisor<> supervisor(options);
-  bool thrown = false;
+  // Two workers that end before the same poll: the handler throws at the
+  // first exit, so the second is never delivered.
+  std::vector<std::string> delivered;
   supervisor.on_event([&](const jobwarden::WorkerEvent& event) {
-    if (event.kind == EventKind::exited && !thrown) {
-      thrown = true;
-      throw std::runtime_error("the host's handler failed");
-    }
+    if (event.kind != EventKind::exited) return;
+    delivered.push_back(event.worker.id);
+    if (delivered.size() == 1) throw std::runtime_error("the host's handler failed");
   });
-  supervisor.submit(named("a", {"/bin/true"}));
+  const std::string go = dir / "go";
+  const std::string wait_for_go = "while [ ! -e " + go + " ]; do sleep 0.01; done";
+  supervisor.submit(named("a", {"/bin/sh", "-c", wait_for_go}));
+  supervisor.submit(named("b", {"/bin/sh", "-c", wait_for_go}));
   const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (!thrown && std::chrono::steady_clock::now() < give_up) {
-    try {
-      supervisor.poll();
-    } catch (const std::runtime_error&) {
-    }
+  while ((supervisor.info("a").pid == 0 || supervisor.info("b").pid == 0) &&
+         std::chrono::steady_clock::now() < give_up) {
+    supervisor.poll();
     std::this_thread::sleep_for(1ms);
   }
-  REQUIRE(thrown);
-  CHECK(supervisor.workers().size() == 1);  // not yet: the poll was cut short
+  const int pids[] = {supervisor.info("a").pid, supervisor.info("b").pid};
+  { std::ofstream(go) << ""; }
+  for (int pid : pids) REQUIRE(jwtest::wait_gone(pid, 30s));  // both zombies: one poll sees both
+  CHECK_THROWS_AS(supervisor.poll(), std::runtime_error);
+  REQUIRE(delivered.size() == 1);
+  const std::string first = delivered.front();
+  const std::string second = first == "a" ? "b" : "a";
+  CHECK(supervisor.workers().size() == 2);  // not yet: the poll was cut short
   supervisor.poll();
-  CHECK(supervisor.workers().empty());
+  std::error_code ec;
+  supervisor.info(first, ec);
+  CHECK(ec == jobwarden::errc::unknown_worker);  // forgotten: its end was delivered
+  CHECK(supervisor.info(second).state == WorkerState::succeeded);  // held: its end never was
   CHECK(supervisor.forgotten_count() == 1);
-  CHECK(supervisor.status().workers.size() == 1);  // still on record
+  CHECK(supervisor.forget_finished() == 1);
+  CHECK(supervisor.workers().empty());
+  CHECK(supervisor.status().workers.size() == 2);  // both still on record
 }
 
 TEST_CASE("a forgotten id submitted again continues its record as the next attempt") {

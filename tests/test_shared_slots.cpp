@@ -337,36 +337,70 @@ TEST_CASE("machine-wide slots: a live waiter that stopped looking holds nobody b
   MachineSlots holder("z", 1, dir.path());
   std::uint64_t h = holder.join(nullptr);
   REQUIRE(holder.try_acquire(h) == 0);
+  const auto steady_now = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch());
+  };
   // Another process's waiter, older than anyone, its file locked as a live
-  // (here: stopped) process keeps it.
+  // (here: stopped) process keeps it; it writes when it last looked.
   std::string waiter = dir / "z.wait.1.99999.7";
   int fd = ::open(waiter.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   REQUIRE(fd >= 0);
   REQUIRE(::flock(fd, LOCK_EX) == 0);
+  auto looked = [fd](std::chrono::nanoseconds at) {
+    char text[32];
+    const int n = std::snprintf(text, sizeof text, "%020llu\n", static_cast<unsigned long long>(at.count()));
+    return ::pwrite(fd, text, static_cast<std::size_t>(n), 0) == n;
+  };
+  REQUIRE(looked(steady_now()));
   holder.release(0);
   CHECK(holder.try_acquire(h) == -1);  // it looked lately: it goes first
-  // Not touched for longer than the staleness limit: as if stopped by Ctrl-Z.
-  struct timespec long_ago[2] = {{0, 0}, {0, 0}};
-  long_ago[0].tv_sec = long_ago[1].tv_sec = std::time(nullptr) - 4 * MachineSlots::stale_waiter_after.count();
-  REQUIRE(::futimens(fd, long_ago) == 0);
+  // It last looked longer ago than the staleness limit: as if stopped by Ctrl-Z.
+  REQUIRE(looked(steady_now() - 4 * std::chrono::nanoseconds(MachineSlots::stale_waiter_after)));
   CHECK(holder.try_acquire(h) == 0);
   CHECK(files_in(dir.path()).count("z.wait.1.99999.7") == 1);  // alive: it keeps its place
   holder.release(0);
-  REQUIRE(::futimens(fd, nullptr) == 0);  // it looks again (SIGCONT)
-  CHECK(holder.try_acquire(h) == -1);     // and is first in line again
-  ::close(fd);                            // it dies: its lock goes
+  REQUIRE(looked(steady_now()));       // it looks again (SIGCONT)
+  CHECK(holder.try_acquire(h) == -1);  // and is first in line again
+  ::close(fd);                         // it dies: its lock goes
 
   // Half-made waiter files (a process that died between making and renaming
   // one): an old one goes, a new one may belong to a process at work.
-  auto steady_now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::steady_clock::now().time_since_epoch());
-  auto old_since = steady_now - 4 * std::chrono::nanoseconds(MachineSlots::stale_waiter_after);
+  auto old_since = steady_now() - 4 * std::chrono::nanoseconds(MachineSlots::stale_waiter_after);
   std::string old_half = "z.new." + std::to_string(old_since.count()) + ".99999.8";
-  std::string new_half = "z.new." + std::to_string(steady_now.count()) + ".99999.9";
+  std::string new_half = "z.new." + std::to_string(steady_now().count()) + ".99999.9";
   { std::ofstream((dir / old_half).c_str()) << ""; }
   { std::ofstream((dir / new_half).c_str()) << ""; }
   CHECK(holder.try_acquire(h) == 0);
   CHECK(files_in(dir.path()) == std::set<std::string>{"z.slot.0", new_half});
   holder.release(0);
   holder.leave(h);
+}
+
+TEST_CASE("machine-wide slots: the files of slots whose name extends another's are never taken for its waiters") {
+  jwtest::TempDir dir;
+  // Slot names may hold '.': the slot and waiter files of "z.wait" and
+  // "z.new" begin as waiter files of "z" would.
+  MachineSlots wait_named("z.wait", 1, dir.path());
+  MachineSlots new_named("z.new", 1, dir.path());
+  std::uint64_t w = wait_named.join(nullptr);
+  std::uint64_t n = new_named.join(nullptr);
+  REQUIRE(wait_named.try_acquire(w) == 0);
+  REQUIRE(new_named.try_acquire(n) == 0);
+  wait_named.release(0);  // free, unlocked: as a dead waiter's file would be
+  new_named.release(0);
+  MachineSlots z("z", 1, dir.path());
+  std::uint64_t me = z.join(nullptr);
+  CHECK(z.try_acquire(me) == 0);  // nothing of theirs holds it back...
+  CHECK(files_in(dir.path()) == std::set<std::string>{"z.slot.0", "z.wait.slot.0", "z.new.slot.0"});  // ...or goes
+  // Their slots are still theirs: one holder each at a time.
+  REQUIRE(wait_named.try_acquire(w) == 0);
+  MachineSlots wait_again("z.wait", 1, dir.path());
+  std::uint64_t w2 = wait_again.join(nullptr);
+  CHECK(wait_again.try_acquire(w2) == -1);
+  wait_again.leave(w2);
+  wait_named.release(0);
+  wait_named.leave(w);
+  new_named.leave(n);
+  z.release(0);
+  z.leave(me);
 }

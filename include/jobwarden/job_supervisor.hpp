@@ -279,7 +279,10 @@ class JobSupervisor {
   /// stops, kills and restarts (as soon as they are known: before the
   /// zombies are reaped, their cgroups checked or any new worker started),
   /// then the starts this call made. A worker's record in the job directory
-  /// is written before its event is delivered.
+  /// is written before its event is delivered. A handler that throws: the
+  /// exception leaves `poll()`, and the events after it in its batch are not
+  /// delivered (`info()`, `workers()` and the job directory still show what
+  /// they said); the next `poll()` does the rest of the work.
   std::size_t poll() { return engine_.poll(); }
 
   /// A descriptor that becomes readable when `poll()` has work. On Linux it

@@ -33,9 +33,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <functional>
 #include <map>
@@ -216,10 +216,11 @@ class SharedSlots {
 /// process whose own worker ends therefore lets an older waiter of another
 /// process go first (no process starves). Waiting processes look for free
 /// slots every `retry_interval()` (a slot freed elsewhere wakes no one here),
-/// and at once when one of their own frees; each look touches the waiter
-/// file. A waiter whose file was not touched for `stale_waiter_after` (a
-/// process stopped by Ctrl-Z, or a host that stopped polling) holds nobody
-/// back until it looks again, when it takes its old place in line.
+/// and at once when one of their own frees; each look writes the monotonic
+/// time into the waiter file. A waiter that has not looked for
+/// `stale_waiter_after` (a process stopped by Ctrl-Z, or a host that stopped
+/// polling) holds nobody back until it looks again, when it takes its old
+/// place in line.
 class MachineSlots : public SharedSlots {
  public:
   /// `count` slots named `name` (letters, digits, `.`, `_`, `-`; not
@@ -313,12 +314,15 @@ class MachineSlots : public SharedSlots {
     bool before_us = false;
     while (dirent* entry = ::readdir(d)) {
       std::string file = entry->d_name;
-      if (file.compare(0, unfinished.size(), unfinished) == 0) {
-        remove_if_abandoned(file, unfinished.size());
+      std::uint64_t since = 0;
+      // Only `<name>.new.<since>.<pid>.<salt>` and `<name>.wait.<...>` exactly:
+      // a name may hold '.', so the slot files of slots named "<name>.wait"
+      // begin with the same prefix and must never be taken for waiters.
+      if (parse_waiter_tail(file, unfinished, since)) {
+        remove_if_abandoned(file, since);
         continue;
       }
-      if (file.compare(0, prefix.size(), prefix) != 0 || file == registration_) continue;
-      std::uint64_t since = std::strtoull(file.c_str() + prefix.size(), nullptr, 10);
+      if (file == registration_ || !parse_waiter_tail(file, prefix, since)) continue;
       if (!registration_.empty() && since >= registration_since_) continue;  // after us
       std::string path = dir_ + "/" + file;
       int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -326,7 +330,7 @@ class MachineSlots : public SharedSlots {
       if (lock_now(fd, LOCK_SH)) {
         ::unlink(path.c_str());  // its process died waiting (a live one holds it locked)
       } else {
-        before_us = !is_stale(fd);
+        before_us = !is_stale(fd, since);
       }
       ::close(fd);
       if (before_us) break;
@@ -337,7 +341,7 @@ class MachineSlots : public SharedSlots {
 
   void started_waiting() override {
     if (registration_fd_ >= 0) {
-      ::futimens(registration_fd_, nullptr);  // still looking: not stale
+      note_look(registration_fd_);  // still looking: not stale
       return;
     }
     // Made under a temporary name, locked, then renamed into view: nobody
@@ -351,7 +355,7 @@ class MachineSlots : public SharedSlots {
     int fd = ::open(temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return;  // best effort: without it this process is only less fair
     std::string file = name_ + ".wait." + tail;
-    if (!lock_now(fd, LOCK_EX) || ::rename(temporary.c_str(), (dir_ + "/" + file).c_str()) != 0) {
+    if (!lock_now(fd, LOCK_EX) || !note_look(fd) || ::rename(temporary.c_str(), (dir_ + "/" + file).c_str()) != 0) {
       ::unlink(temporary.c_str());
       ::close(fd);
       return;
@@ -378,20 +382,55 @@ class MachineSlots : public SharedSlots {
             .count());
   }
 
-  /// Whether the waiter file open on `fd` was last touched longer ago than
-  /// `stale_waiter_after` (wall clock: a file's times are).
-  static bool is_stale(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return false;
-    return static_cast<long long>(std::time(nullptr)) - static_cast<long long>(st.st_mtime) >
-           static_cast<long long>(stale_waiter_after.count());
+  /// Whether `file` is `prefix` followed by exactly `<since>.<pid>.<salt>`
+  /// (three runs of digits); `since` is set from the first.
+  static bool parse_waiter_tail(const std::string& file, const std::string& prefix, std::uint64_t& since) {
+    if (file.size() <= prefix.size() || file.compare(0, prefix.size(), prefix) != 0) return false;
+    std::size_t at = prefix.size();
+    for (int part = 0; part < 3; ++part) {
+      const std::size_t begin = at;
+      while (at < file.size() && file[at] >= '0' && file[at] <= '9') ++at;
+      if (at == begin || at - begin > 20) return false;
+      if (part == 0) since = std::strtoull(file.c_str() + begin, nullptr, 10);
+      if (part < 2) {
+        if (at >= file.size() || file[at] != '.') return false;
+        ++at;
+      }
+    }
+    return at == file.size();
+  }
+
+  /// Writes the monotonic time of this look into our waiter file (its
+  /// first 21 bytes, always the same length): others judge by it whether
+  /// we still look (`is_stale`). The monotonic clock is the machine's, the
+  /// same in every process, and does not jump when the wall clock is set.
+  static bool note_look(int fd) {
+    char text[32];
+    const int n = std::snprintf(text, sizeof text, "%020llu\n", static_cast<unsigned long long>(steady_nanoseconds()));
+    return n > 0 && ::pwrite(fd, text, static_cast<std::size_t>(n), 0) == n;
+  }
+
+  /// Whether the live waiter whose file is open on `fd` last looked for a
+  /// slot longer ago than `stale_waiter_after` (by the time it wrote there;
+  /// `since`, from its file's name, when it wrote nothing readable).
+  static bool is_stale(int fd, std::uint64_t since) {
+    char text[32] = {};
+    const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    std::uint64_t last = since;
+    if (n >= 20) {
+      char* end = nullptr;
+      const unsigned long long written = std::strtoull(text, &end, 10);
+      if (end == text + 20) last = written;
+    }
+    const std::uint64_t now = steady_nanoseconds();
+    const auto age = std::chrono::nanoseconds(now - std::min(last, now));
+    return age > stale_waiter_after;
   }
 
   /// A waiter file left half made (`<name>.new.<since>...`: its process died
   /// between making and renaming it) is removed once it is old and unlocked.
   /// A live maker holds it for microseconds, locked.
-  void remove_if_abandoned(const std::string& file, std::size_t prefix_size) {
-    std::uint64_t since = std::strtoull(file.c_str() + prefix_size, nullptr, 10);
+  void remove_if_abandoned(const std::string& file, std::uint64_t since) {
     auto age = std::chrono::nanoseconds(steady_nanoseconds() - std::min(since, steady_nanoseconds()));
     if (age < stale_waiter_after) return;
     std::string path = dir_ + "/" + file;

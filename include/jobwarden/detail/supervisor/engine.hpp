@@ -268,21 +268,12 @@ class SupervisorEngine {
     // Exits first: the host learns of them before any cleanup or new start.
     std::size_t delivered;
     try {
-      delivered = deliver_events_and_output(s, events, output);
-      forget_delivered(s, events);
+      delivered = deliver_then_forget(s, events, output);
     } catch (...) {
       // The rest of this poll (starts, records, the timer) is left to the
-      // next one: make sure the host comes back for it. The workers that
-      // ended in this poll are forgotten there too (forget_finished_workers).
+      // next one: make sure the host comes back for it.
       std::lock_guard<std::mutex> lock(s.mutex);
       settle_exits(s);
-      if (s.options.forget_finished_workers) {
-        for (const WorkerEvent& event : events) {
-          if (event.kind == EventKind::exited && is_terminal(event.worker.state)) {
-            s.forget_later.push_back(event.worker.id);
-          }
-        }
-      }
       s.watcher.wake();
       throw;
     }
@@ -303,8 +294,7 @@ class SupervisorEngine {
       output.clear();
       output.swap(s.output);
     }
-    delivered += deliver_events_and_output(s, events, output);
-    forget_delivered(s, events);
+    delivered += deliver_then_forget(s, events, output);
     return delivered;
   }
 
@@ -979,6 +969,32 @@ class SupervisorEngine {
     if (s.recorder) s.recorder->forget_worker(record.info.id);
     ++s.forgotten;
     s.records.erase(record.info.id);  // frees the record: `record` dangles from here
+  }
+
+  /// Delivers `events` and `output`, then forgets the workers whose end was
+  /// delivered (`forget_delivered`). When a handler throws, the workers whose
+  /// end was delivered up to it (its own event included) are forgotten at the
+  /// next poll; the events after it are not delivered, as for any handler
+  /// that throws.
+  std::size_t deliver_then_forget(State& s, const std::vector<WorkerEvent>& events,
+                                  const std::vector<QueuedOutput>& output) {
+    std::size_t reached = 0;
+    try {
+      const std::size_t delivered = deliver_events_and_output(s, events, output, &reached);
+      forget_delivered(s, events);
+      return delivered;
+    } catch (...) {
+      if (s.options.forget_finished_workers) {
+        std::lock_guard<std::mutex> lock(s.mutex);
+        for (std::size_t i = 0; i < reached && i < events.size(); ++i) {
+          if (events[i].kind == EventKind::exited && is_terminal(events[i].worker.state)) {
+            s.forget_later.push_back(events[i].worker.id);
+          }
+        }
+        if (!s.forget_later.empty()) s.watcher.wake();  // the next poll forgets them
+      }
+      throw;
+    }
   }
 
   /// `SupervisorOptions::forget_finished_workers`: forgets the workers whose

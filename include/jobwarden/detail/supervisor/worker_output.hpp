@@ -457,10 +457,12 @@ void finish_outputs(EngineState<Clock>& s, WorkerRecord<typename Clock::time_poi
 
 /// Runs the handlers (under `poll_mutex`, not the mutex): each event, and
 /// before it the output that was read before it was raised; then the rest.
-/// Returns the number of events.
+/// Returns the number of events. `reached` (when given) counts the events
+/// whose handlers began: when one throws, the events before it and its own.
 template <class Clock>
 std::size_t deliver_events_and_output(EngineState<Clock>& s, const std::vector<WorkerEvent>& events,
-                                      const std::vector<QueuedOutput>& output) {
+                                      const std::vector<QueuedOutput>& output, std::size_t* reached = nullptr) {
+  if (reached != nullptr) *reached = 0;
   if (events.empty() && output.empty()) return 0;
   auto handlers = s.handlers;  // a handler may register another
   std::vector<output_line_handler> line_handlers;
@@ -484,6 +486,7 @@ std::size_t deliver_events_and_output(EngineState<Clock>& s, const std::vector<W
   };
   for (std::size_t i = 0; i < events.size(); ++i) {
     output_until(i);
+    if (reached != nullptr) *reached = i + 1;
     for (const auto& handler : handlers) handler(events[i]);
   }
   output_until(std::numeric_limits<std::size_t>::max());

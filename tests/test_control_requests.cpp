@@ -216,7 +216,9 @@ TEST_CASE("a reply that cannot be read is errc::bad_control_reply, and is remove
       for (const std::string& name : names_ending(job, ".control")) {
         const std::string nonce = name.substr(0, name.size() - std::string(".control").size());
         std::filesystem::remove(job / name);
-        std::ofstream(job / (nonce + ".reply")) << "{\"schema_version\": 99, \"done\": 7}\n";
+        // Atomically, as a supervisor writes it: read whole, yet no reply.
+        { std::ofstream(job / ".reply.tmp") << "{\"schema_version\": 99, \"done\": 7}\n"; }
+        std::filesystem::rename(job / ".reply.tmp", job / (nonce + ".reply"));
         answered = true;
       }
       std::this_thread::sleep_for(2ms);

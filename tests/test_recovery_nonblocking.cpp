@@ -12,6 +12,7 @@
 #include <atomic>
 #include <thread>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -279,6 +280,44 @@ TEST_CASE("a stop requested during background recovery is honoured when it ends:
   CHECK(jwtest::process_gone(left));
   CHECK_FALSE(std::ifstream(dir / "fixed/stop.request").good());  // honoured, so removed
   CHECK(jwjournal::job_record({dir.path(), "fixed"}).state == JobState::lost);
+}
+
+TEST_CASE("a stop request left for the dead supervisor does not stop its successor; a control request written "
+          "during background recovery is answered once the job opens") {
+  jwtest::TempDir dir;
+  jwtest::KillOnExit guard;
+  const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
+  REQUIRE(left > 0);
+  // Written while no supervisor held the lock: it was for the dead one.
+  { std::ofstream(dir / "fixed/stop.request") << "{}\n"; }
+
+  JobSupervisor<> successor(background_successor(dir, 1s));
+  REQUIRE(successor.recovering());
+  CHECK_FALSE(std::ifstream(dir / "fixed/stop.request").good());  // removed when the lock was taken
+  WorkerSpec next = jwtest::quiet({"/bin/sh", "-c", "exec sleep 100"});
+  next.id = "next";
+  successor.submit(next);
+  // The lock is held: a control request now is this run's, and must survive
+  // the job's opening (which removes a reused job's stale requests).
+  jobwarden::ControlRequest request;
+  request.action = jobwarden::ControlAction::signal;
+  request.signal = SIGUSR1;
+  request.worker = "next";
+  auto answer = std::async(std::launch::async, [&] {
+    std::error_code ec;
+    jobwarden::ControlReply reply = jobwarden::control_job(dir.path(), "fixed", request, 30s, ec);
+    return std::make_pair(reply, ec);
+  });
+  REQUIRE(run_loop(successor, [&] { return answer.wait_for(0s) == std::future_status::ready; }));
+  const auto [reply, ec] = answer.get();
+  CHECK_FALSE(ec);  // answered, not timed out
+  CHECK(reply.done.size() + reply.failed.size() == 1);
+  CHECK_FALSE(successor.recovering());
+  CHECK_FALSE(successor.stop_requested());  // the stale request stopped nothing
+  CHECK(successor.info("next").state == WorkerState::running);
+  successor.cancel("next");
+  REQUIRE(run_loop(successor, [&] { return successor.active_count() == 0; }));
+  CHECK(jwtest::process_gone(left));
 }
 
 TEST_CASE("background recovery, then resume: the lost worker submitted meanwhile runs again as its next attempt") {

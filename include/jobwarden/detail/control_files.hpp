@@ -127,4 +127,15 @@ inline void remove_stale_control_files(int job_fd) {
   }
 }
 
+/// Removes the requests (`stop.request`, control requests and replies) left
+/// in the job directory `job_fd` for an earlier run of the job id. The
+/// error of removing `stop.request`, if it exists and cannot be removed.
+inline std::error_code clear_stale_requests_at(int job_fd) {
+  if (::unlinkat(job_fd, stop_request_file_name, 0) != 0 && errno != ENOENT) {
+    return errno_code();
+  }
+  remove_stale_control_files(job_fd);
+  return {};
+}
+
 }  // namespace jobwarden::detail

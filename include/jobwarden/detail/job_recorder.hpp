@@ -166,6 +166,9 @@ class JobRecorder {
       // nothing here. This directory's own lock is taken as for a new job.
       adopted_lock_.reset();
     }
+    // Requests found now are stale (for an earlier run) unless the lock was
+    // held since their holder cleared them: then they came for this run.
+    clear_requests_ = !(adopted_lock_ && adopted_requests_cleared_);
     if (adopted_lock_) {
       lock_ = std::move(adopted_lock_);  // held since before a recovery: no gap for another supervisor
     } else {
@@ -194,11 +197,7 @@ class JobRecorder {
       // A request that reached the finished job is not for the new one. Only
       // here, before the journal says `running`: a request written after that
       // is this job's, and must never be removed unread.
-      if (::unlinkat(job_dir_.get(), stop_request_file_name, 0) != 0 && errno != ENOENT) {
-        ec = errno_code();
-        return undo();
-      }
-      remove_stale_control_files(job_dir_.get());
+      if ((ec = clear_stale_requests())) return undo();
     }
     if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
@@ -238,8 +237,14 @@ class JobRecorder {
   /// it itself: a supervisor that recovered the job holds the lock from the
   /// moment it decided to recover until it has opened the job, so no other
   /// supervisor can slip in between. `open()` keeps it; a failed `open()` drops it
-  /// (at once, or with the recorder).
-  void adopt_lock(OwnedFd lock) noexcept { adopted_lock_ = std::move(lock); }
+  /// (at once, or with the recorder). `requests_cleared`: the holder removed
+  /// the stale `stop.request` and control requests when it took the lock
+  /// (`clear_stale_requests_at`), so any found now were written for this
+  /// run (the lock said a supervisor was there) and `open()` leaves them.
+  void adopt_lock(OwnedFd lock, bool requests_cleared = false) noexcept {
+    adopted_lock_ = std::move(lock);
+    adopted_requests_cleared_ = requests_cleared;
+  }
 
   /// Whether `lock_fd` is open on the `supervisor.lock` now in the job
   /// directory `job_dir_fd` (the same file, not one of a directory removed
@@ -505,6 +510,15 @@ class JobRecorder {
   OwnedFd workers_dir_;
   OwnedFd lock_;
   OwnedFd adopted_lock_;  ///< a lock taken before open() (adopt_lock), used by it
+  bool adopted_requests_cleared_ = false;  ///< see adopt_lock
+  bool clear_requests_ = true;             ///< whether open() removes requests as stale
+
+  /// Removes the stale requests of a job reused under its id, unless they
+  /// may be this run's (`adopt_lock`).
+  std::error_code clear_stale_requests() {
+    if (!clear_requests_) return {};
+    return clear_stale_requests_at(job_dir_.get());
+  }
   JournalWriter journal_;
   JobRecord record_;
   std::unordered_map<std::string, RecordedWorker> workers_;
@@ -586,11 +600,7 @@ class JobRecorder {
     }
     // A request that reached the finished job is not for this run (as when
     // a finished job is replaced): only now, before the journal says `running`.
-    if (::unlinkat(job_dir_.get(), stop_request_file_name, 0) != 0 && errno != ENOENT) {
-      ec = errno_code();
-      return;
-    }
-    remove_stale_control_files(job_dir_.get());
+    if ((ec = clear_stale_requests())) return;
     if (::mkdirat(job_dir_.get(), workers_dir_name, 0777) != 0 && errno != EEXIST) {
       ec = errno_code();
       return;

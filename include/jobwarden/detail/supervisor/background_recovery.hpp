@@ -25,6 +25,7 @@
 #include <system_error>
 
 #include "jobwarden/detail/atomic_file.hpp"
+#include "jobwarden/detail/control_files.hpp"
 #include "jobwarden/detail/directory.hpp"
 #include "jobwarden/detail/job_files.hpp"
 #include "jobwarden/detail/job_lock.hpp"
@@ -38,8 +39,12 @@ namespace jobwarden::detail {
 /// How often `poll()` looks at a recovery's processes when nothing else is due
 /// (there is no event for the exit of a process that is not our child).
 inline constexpr std::chrono::milliseconds background_recovery_check_interval{25};
-/// How often it looks whether the dead supervisor's killed cgroup tree has emptied.
+/// How often it looks whether the dead supervisor's killed cgroup tree has
+/// emptied: soon at first (it empties within moments), then at the check
+/// interval (a tree that does not empty is looked at for up to
+/// `recovery_kill_wait`).
 inline constexpr std::chrono::milliseconds background_recovery_cgroup_interval{2};
+inline constexpr std::chrono::milliseconds background_recovery_cgroup_soon{100};
 
 /// A recovery under way in the background: the job directory and its lock,
 /// held from the constructor until the job is opened.
@@ -49,9 +54,13 @@ struct BackgroundRecovery {
   RecoveryTask task;
   RecoveryReport report;
   JobRecorderOptions recorder_options;  ///< how the job is opened once recovery is done
+  /// The dead run's stop and control requests were removed when the lock
+  /// was taken: any found later were written for this run.
+  bool requests_cleared = false;
 
-  /// The dead supervisor's cgroup tree was killed and is being waited for
-  /// (until this time at the latest).
+  /// The dead supervisor's cgroup tree was killed (then) and is being
+  /// waited for (until `cgroup_give_up_at` at the latest).
+  std::optional<std::chrono::steady_clock::time_point> cgroup_killed_at;
   std::optional<std::chrono::steady_clock::time_point> cgroup_give_up_at;
 
   /// One non-blocking step; true once the verdict is written (or could not
@@ -61,7 +70,8 @@ struct BackgroundRecovery {
     if (!cgroup_give_up_at) {
       if (!step_recovery(task, report)) return false;
       if (begin_cgroup_reclaim(task.job, report)) {
-        cgroup_give_up_at = std::chrono::steady_clock::now() + recovery_kill_wait;
+        cgroup_killed_at = std::chrono::steady_clock::now();
+        cgroup_give_up_at = *cgroup_killed_at + recovery_kill_wait;
       }
     }
     if (cgroup_give_up_at) {
@@ -76,7 +86,11 @@ struct BackgroundRecovery {
   /// How long until `advance` has something to do for sure.
   std::chrono::milliseconds wait() const {
     // A killed cgroup empties within moments: looked at again soon.
-    if (cgroup_give_up_at) return background_recovery_cgroup_interval;
+    if (cgroup_killed_at) {
+      return std::chrono::steady_clock::now() - *cgroup_killed_at < background_recovery_cgroup_soon
+                 ? background_recovery_cgroup_interval
+                 : background_recovery_check_interval;
+    }
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(task.stop.next_step_at() -
                                                                    std::chrono::steady_clock::now());
     return std::clamp(left, std::chrono::milliseconds(0), background_recovery_check_interval);
@@ -126,6 +140,10 @@ inline std::unique_ptr<BackgroundRecovery> begin_background_recovery(const JobLa
     ec = make_error_code(errc::job_exists);
     return nullptr;
   }
+  // From now on `jobwarden stop` and control requests take the lock's holder
+  // for the job's supervisor: what they write is ours, and the job's opening
+  // must not remove it as stale. What is there now was for the dead run.
+  recovery->requests_cleared = !clear_stale_requests_at(recovery->job_dir.get());
   std::error_code recovery_error;
   begin_recovery(recovery->job_dir.get(), grace, recovery->task, recovery->report, recovery_error);
   if (recovery_error) return nullptr;  // nothing was stopped: judged by the synchronous path

@@ -515,10 +515,12 @@ class SupervisorEngine {
         state_->watcher.wake();  // the host's first poll() carries recovery on
       } else {
         OwnedFd held_lock;
+        bool requests_cleared = false;
         bool unreadable_layout = false;
         if (finished) {
           state_->recovery = std::move(finished->report);
           held_lock = std::move(finished->lock);
+          requests_cleared = finished->requests_cleared;
         } else {
           std::error_code recovery_error;
           state_->recovery = recover_abandoned_job(layout, state_->options.recovery_grace, recovery_error);
@@ -535,7 +537,7 @@ class SupervisorEngine {
             recorder_options.replace_finished = !dir_error && is_finished_legacy_job(job_dir.get());
           }
         }
-        std::error_code open_error = open_job(*state_, recorder_options, std::move(held_lock));
+        std::error_code open_error = open_job(*state_, recorder_options, std::move(held_lock), requests_cleared);
         if (open_error) {
           std::string what = open_error_text(*state_, open_error, unreadable_layout);
           state_.reset();
@@ -556,11 +558,14 @@ class SupervisorEngine {
   }
 
   /// Opens the job directory (the recorder; `lock`, when given, is the
-  /// job's lock, already held) and sets up what watches it. No lock needed:
-  /// from init, nobody else holds the engine; from poll(), under `mutex`.
-  static std::error_code open_job(State& s, const JobRecorderOptions& recorder_options, OwnedFd lock) {
+  /// job's lock, already held, and `requests_cleared` says whether its
+  /// holder removed the stale requests then: see `JobRecorder::adopt_lock`)
+  /// and sets up what watches it. No lock needed: from init, nobody else
+  /// holds the engine; from poll(), under `mutex`.
+  static std::error_code open_job(State& s, const JobRecorderOptions& recorder_options, OwnedFd lock,
+                                  bool requests_cleared = false) {
     s.recorder.emplace(JobLayout{s.options.root, s.options.job_id}, recorder_options);
-    if (lock) s.recorder->adopt_lock(std::move(lock));
+    if (lock) s.recorder->adopt_lock(std::move(lock), requests_cleared);
     std::error_code open_error;
     s.recorder->open(open_error);
     if (open_error) {
@@ -633,7 +638,8 @@ class SupervisorEngine {
     // would remove the request as stale).
     if (!s.shutting_down) take_stop_request(s, done->job_dir.get());
     if (s.shutting_down) return;
-    const std::error_code open_error = open_job(s, done->recorder_options, std::move(done->lock));
+    const std::error_code open_error =
+        open_job(s, done->recorder_options, std::move(done->lock), done->requests_cleared);
     if (open_error) {
       // Whatever failed (a full disk, a job that could not be resumed), the
       // host hears of it through its workers: each one queued ends cancelled

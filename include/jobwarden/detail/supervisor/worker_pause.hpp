@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "jobwarden/detail/atomic_file.hpp"
 #include "jobwarden/detail/cgroup.hpp"
 #include "jobwarden/detail/supervisor/engine_state.hpp"
 #include "jobwarden/detail/supervisor/job_directory_sync.hpp"
@@ -41,9 +42,8 @@ std::chrono::system_clock::time_point last_heartbeat(const EngineState<Clock>& s
   if (s.recorder) {
     struct stat st;
     if (::stat(s.recorder->layout().status_file(record.info.id).c_str(), &st) == 0) {
-      auto modified = std::chrono::system_clock::time_point(
-          std::chrono::duration_cast<std::chrono::system_clock::duration>(
-              std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+      auto modified = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(stamp_of(st).modified_ns)));  // st_mtim, or macOS's st_mtimespec
       last = std::max(last, modified);
     }
   }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <string>
@@ -288,7 +289,8 @@ TEST_CASE("a stop request left for the dead supervisor does not stop its success
   jwtest::KillOnExit guard;
   const int left = leave_abandoned_worker(dir, "trap '' TERM; exec sleep 100", guard);
   REQUIRE(left > 0);
-  // Written while no supervisor held the lock: it was for the dead one.
+  // Written while no supervisor held the lock: it was for the dead one (a
+  // check that it stays so; recovery removed such a request before too).
   { std::ofstream(dir / "fixed/stop.request") << "{}\n"; }
 
   JobSupervisor<> successor(background_successor(dir, 1s));
@@ -308,6 +310,17 @@ TEST_CASE("a stop request left for the dead supervisor does not stop its success
     jobwarden::ControlReply reply = jobwarden::control_job(dir.path(), "fixed", request, 30s, ec);
     return std::make_pair(reply, ec);
   });
+  // Written while recovery is still under way (nothing polled yet: the
+  // SIGKILL after the grace is poll()'s).
+  auto request_written = [&] {
+    for (const auto& entry : std::filesystem::directory_iterator(dir / "fixed")) {
+      if (jobwarden::detail::has_suffix(entry.path().filename().string(), ".control")) return true;
+    }
+    return false;
+  };
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!request_written() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  CHECK(successor.recovering());
   REQUIRE(run_loop(successor, [&] { return answer.wait_for(0s) == std::future_status::ready; }));
   const auto [reply, ec] = answer.get();
   CHECK_FALSE(ec);  // answered, not timed out

@@ -140,13 +140,16 @@ inline std::unique_ptr<BackgroundRecovery> begin_background_recovery(const JobLa
     ec = make_error_code(errc::job_exists);
     return nullptr;
   }
-  // From now on `jobwarden stop` and control requests take the lock's holder
-  // for the job's supervisor: what they write is ours, and the job's opening
-  // must not remove it as stale. What is there now was for the dead run.
-  recovery->requests_cleared = !clear_stale_requests_at(recovery->job_dir.get());
   std::error_code recovery_error;
   begin_recovery(recovery->job_dir.get(), grace, recovery->task, recovery->report, recovery_error);
   if (recovery_error) return nullptr;  // nothing was stopped: judged by the synchronous path
+  // Recovery is ours now (its checks passed: the dead supervisor was of this
+  // host). `jobwarden stop` and control requests take the lock's holder for
+  // the job's supervisor: what they write from here on is ours, and the
+  // job's opening must not remove it as stale. What is there now was for
+  // the dead run (`begin_recovery` removed it already for an abandoned job;
+  // a finished job's is removed here).
+  recovery->requests_cleared = !clear_stale_requests_at(recovery->job_dir.get());
   std::error_code done_error;
   if (recovery->advance(done_error)) {  // nothing left to wait for
     finished = std::move(recovery);

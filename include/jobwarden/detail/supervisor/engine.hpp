@@ -634,8 +634,9 @@ class SupervisorEngine {
     std::unique_ptr<BackgroundRecovery> done = std::move(s.background_recovery);
     s.recovery = std::move(done->report);
     // `jobwarden stop` took the holder of the lock for the job's supervisor:
-    // a request written meanwhile is ours, honoured before the job opens (it
-    // would remove the request as stale).
+    // a request written meanwhile is ours, honoured before the job opens
+    // (which then need not open it at all; one that could not be read is
+    // kept by the opening and read at the next poll).
     if (!s.shutting_down) take_stop_request(s, done->job_dir.get());
     if (s.shutting_down) return;
     const std::error_code open_error =

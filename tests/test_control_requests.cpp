@@ -122,7 +122,7 @@ TEST_CASE("control_job signals, and answers for, the workers the live supervisor
   supervisor.shutdown();
 }
 
-TEST_CASE("a file that is not a request is answered as such; links and FIFOs named *.control are left alone") {
+TEST_CASE("a file that is not a request is answered as such, links and FIFOs named *.control are left alone") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor(in(dir));
   WorkerSpec sleeper = jwtest::quiet({"sleep", "60"});

@@ -500,7 +500,7 @@ TEST_CASE("a guard killed from outside costs the supervisor its protection, not 
   ::sigaction(SIGPIPE, &previous, nullptr);
 }
 
-TEST_CASE("only the process that started a guard lets it go; a fork of it never does") {
+TEST_CASE("only the process that started a guard lets it go, a fork of it never does") {
   // The lifeline both guards (the supervisor's orphan guard and the Slurm launcher's) use.
   using jobwarden::detail::Lifeline;
   jwtest::TempDir dir;

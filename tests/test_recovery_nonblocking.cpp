@@ -283,7 +283,7 @@ TEST_CASE("a stop requested during background recovery is honoured when it ends:
   CHECK(jwjournal::job_record({dir.path(), "fixed"}).state == JobState::lost);
 }
 
-TEST_CASE("a stop request left for the dead supervisor does not stop its successor; a control request written "
+TEST_CASE("a stop request left for the dead supervisor does not stop its successor, a control request written "
           "during background recovery is answered once the job opens") {
   jwtest::TempDir dir;
   jwtest::KillOnExit guard;

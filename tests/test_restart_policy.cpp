@@ -97,7 +97,7 @@ TEST_CASE("a permanent exit code is never restarted, unless the supervisor stopp
   CHECK(decide(spec, timed_out, 1).restart());
 }
 
-TEST_CASE("max_restarts ends the restarts; a success is not given up on") {
+TEST_CASE("max_restarts ends the restarts, a success is not given up on") {
   RestartSpec spec = on_failure();
   spec.max_restarts = 2;
   CHECK(decide(spec, failed_with(1), 2).restart());
@@ -131,7 +131,7 @@ TEST_CASE("the rate limit counts restarts within the window and ends the worker 
         RestartReason::rate_limit);
 }
 
-TEST_CASE("the policy decides which ends restart; a cancel or a lost worker never does") {
+TEST_CASE("the policy decides which ends restart, a cancel or a lost worker never does") {
   RestartSpec spec = on_failure();
   const AttemptEnd succeeded{WorkerState::succeeded, 0, false};
   const AttemptEnd cancelled{WorkerState::cancelled, std::nullopt, true};

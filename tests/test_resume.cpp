@@ -181,7 +181,7 @@ TEST_CASE("a resumed job runs again only the workers that did not succeed, each 
   }
 }
 
-TEST_CASE("a worker that succeeded with other arguments runs again; the same arguments do not") {
+TEST_CASE("a worker that succeeded with other arguments runs again, the same arguments do not") {
   jwtest::TempDir dir;
   {
     JobSupervisor<> supervisor(in(dir));
@@ -231,7 +231,7 @@ TEST_CASE("workers of the earlier run not submitted again are kept and count tow
   CHECK(supervisor.status().state == JobState::failed);
 }
 
-TEST_CASE("a worker id submitted twice in a resumed job is a duplicate; automatic ids go through resume too") {
+TEST_CASE("a worker id submitted twice in a resumed job is a duplicate, automatic ids go through resume too") {
   jwtest::TempDir dir;
   {
     JobSupervisor<> supervisor(in(dir));

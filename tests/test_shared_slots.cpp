@@ -332,7 +332,7 @@ TEST_CASE("machine-wide slots: a waiter that died is skipped and its file remove
   holder.leave(h);
 }
 
-TEST_CASE("machine-wide slots: a live waiter that stopped looking holds nobody back; a half-made waiter file goes") {
+TEST_CASE("machine-wide slots: a live waiter that stopped looking holds nobody back, a half-made waiter file goes") {
   jwtest::TempDir dir;
   MachineSlots holder("z", 1, dir.path());
   std::uint64_t h = holder.join(nullptr);

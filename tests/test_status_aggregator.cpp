@@ -212,7 +212,7 @@ TEST_CASE("a corrupt job line is an error and the workers still read") {
   CHECK(status.state == JobState::succeeded);  // no live supervisor, every worker done
 }
 
-TEST_CASE("hostile journal lines become errors with their offset; the good lines still read") {
+TEST_CASE("hostile journal lines become errors with their offset, the good lines still read") {
   jwtest::TempDir dir;
   jwstatus::CraftedJob job(dir.path(), "journal");
   job.write_job(jwstatus::job_document("journal", "running", 0, 0));

@@ -134,7 +134,7 @@ TEST_CASE("invalid UTF-8 in a stderr log is replaced, and the JSON can be writte
   CHECK_NOTHROW(status.to_json().dump());
 }
 
-TEST_CASE("valid UTF-8 passes through; each ill-formed sequence becomes one U+FFFD") {
+TEST_CASE("valid UTF-8 passes through, each ill-formed sequence becomes one U+FFFD") {
   using jobwarden::detail::valid_utf8;
   const std::string good = "ascii, \xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80";
   CHECK(valid_utf8(good) == good);

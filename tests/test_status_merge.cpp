@@ -152,7 +152,7 @@ TEST_CASE("a report from an older attempt than the record's is ignored") {
   CHECK(jobwarden::detail::current_report(WorkerRecords{&info, {}, &unnumbered}) == &unnumbered);
 }
 
-TEST_CASE("without a journal line the report stands as it is; with neither file a worker is pending") {
+TEST_CASE("without a journal line the report stands as it is, with neither file a worker is pending") {
   const StatusRecord reported = report(std::nullopt, 1);
   const auto worker = jobwarden::detail::merge_worker("1", WorkerRecords{nullptr, {}, &reported}, live_at(t0 + 11s));
   CHECK(worker.state == WorkerState::running);  // it wrote, so it ran

@@ -298,7 +298,7 @@ TEST_CASE("an inconsistent stdin spec is refused, naming the field") {
   CHECK(supervisor.workers().empty());
 }
 
-TEST_CASE("stdin from a file; a missing file is spawn_failed naming it") {
+TEST_CASE("stdin from a file, a missing file is spawn_failed naming it") {
   jwtest::TempDir dir;
   std::string data = random_bytes(300 * 1024, 3);
   write_file(dir / "in.bin", data);

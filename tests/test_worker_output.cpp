@@ -125,7 +125,7 @@ TEST_CASE("lines arrive whole and in order, the last one without a newline befor
   CHECK(seen.timeline[6] == "event exited");
 }
 
-TEST_CASE("a line longer than the limit arrives in pieces; one of exactly the limit arrives whole") {
+TEST_CASE("a line longer than the limit arrives in pieces, one of exactly the limit arrives whole") {
   SupervisorOptions options;
   options.max_line_bytes = 10;
   JobSupervisor<> supervisor(options);

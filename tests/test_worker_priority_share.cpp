@@ -79,7 +79,7 @@ int own_nice() {
 }
 }  // namespace
 
-TEST_CASE("a worker starts with the nice value of its spec; without one, with the supervisor's") {
+TEST_CASE("a worker starts with the nice value of its spec, without one, with the supervisor's") {
   jwtest::TempDir dir;
   JobSupervisor<> supervisor;
   const int base = own_nice();
